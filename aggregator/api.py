@@ -1,0 +1,94 @@
+"""The aggregator's HTTP API: the cross-region view, metadata only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from aggregator.consumer import consume
+from aggregator.store import ViewStore
+from aggregator.streams import ensure_audit_summary
+from gateway.errors import ConfigError
+from gateway.runtime import connect
+
+
+@dataclass(frozen=True)
+class AggregatorSettings:
+    central_nats_url: str
+    regions: list[str]
+    store_path: Path
+    host: str = "127.0.0.1"
+    port: int = 8500
+
+    @classmethod
+    def load(cls, path: Path) -> AggregatorSettings:
+        try:
+            raw = json.loads(path.read_text())
+            return cls(
+                central_nats_url=str(raw["central_nats_url"]),
+                regions=[str(r) for r in raw["regions"]],
+                store_path=path.parent / str(raw.get("store_path", "aggregator.sqlite3")),
+                host=str(raw.get("host", "127.0.0.1")),
+                port=int(raw.get("port", 8500)),
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"invalid aggregator settings {path}: {exc}") from exc
+
+
+def create_app(settings: AggregatorSettings) -> FastAPI:
+    store = ViewStore(settings.store_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nc = await connect(settings.central_nats_url, "aggregator")
+        await ensure_audit_summary(nc.jetstream(), settings.regions)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consume(nc, store, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+            await nc.close()
+            store.close()
+
+    app = FastAPI(title="Cordon aggregator", lifespan=lifespan)
+
+    @app.get("/v1/summaries")
+    async def summaries(
+        region: str | None = None,
+        after_seq: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """Metadata-only summaries, by region and stream sequence."""
+        return {"items": store.query(region, after_seq, limit)}
+
+    @app.get("/v1/stats")
+    async def stats() -> dict[str, Any]:
+        """Decision counts by region and outcome, and the newest summary per region."""
+        return store.stats()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def run(config_path: Path) -> None:
+    import uvicorn
+
+    settings = AggregatorSettings.load(config_path)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

@@ -1,0 +1,97 @@
+"""The cross-region view store: SQLite by default, one row per summary."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aggregator.errors import BadSummaryError
+
+COLUMNS = (
+    "id",
+    "kind",
+    "region",
+    "replica",
+    "replica_seq",
+    "stream_seq",
+    "leaf_hash",
+    "ts",
+    "outcome",
+    "pack_name",
+    "pack_revision",
+    "model",
+    "route",
+    "classification",
+    "person",
+    "agent",
+)
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS summaries (
+    {", ".join(f"{c} {'INTEGER' if c in ('replica_seq', 'stream_seq', 'pack_revision') else 'TEXT'}" for c in COLUMNS)},
+    PRIMARY KEY (region, stream_seq)
+);
+CREATE INDEX IF NOT EXISTS summaries_region_ts ON summaries (region, ts);
+"""
+
+
+class ViewStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, raw_summaries: Iterable[bytes]) -> int:
+        """Store summaries; a summary seen before (same region and seq) is kept once."""
+        rows = [self._row(raw) for raw in raw_summaries]
+        with self._db:
+            cursor = self._db.executemany(
+                f"INSERT OR IGNORE INTO summaries ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in COLUMNS)})",
+                rows,
+            )
+        return cursor.rowcount
+
+    @staticmethod
+    def _row(raw: bytes) -> tuple[Any, ...]:
+        try:
+            summary = json.loads(raw)
+            if not isinstance(summary, dict):
+                raise ValueError("not an object")
+            return tuple(summary.get(c) for c in COLUMNS)
+        except ValueError as exc:
+            raise BadSummaryError(f"unreadable summary: {exc}") from exc
+
+    def query(
+        self, region: str | None = None, after_seq: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(COLUMNS)} FROM summaries WHERE stream_seq > ?"
+        params: list[Any] = [after_seq]
+        if region is not None:
+            sql += " AND region = ?"
+            params.append(region)
+        sql += " ORDER BY region, stream_seq LIMIT ?"
+        params.append(limit)
+        return [dict(zip(COLUMNS, row, strict=True)) for row in self._db.execute(sql, params)]
+
+    def stats(self) -> dict[str, Any]:
+        by_region: dict[str, dict[str, Any]] = {}
+        rows = self._db.execute(
+            "SELECT region, kind, outcome, COUNT(*), MAX(ts) FROM summaries GROUP BY region, kind, outcome"
+        )
+        for region, kind, outcome, count, newest in rows:
+            entry = by_region.setdefault(region, {"records": 0, "by_outcome": {}, "newest_ts": None})
+            if kind != "decision":
+                continue
+            entry["records"] += count
+            entry["by_outcome"][outcome] = count
+            if newest and (entry["newest_ts"] is None or newest > entry["newest_ts"]):
+                entry["newest_ts"] = newest
+        return {"regions": by_region}

@@ -1,0 +1,5 @@
+"""Cordon's umbrella: the `cordon` command line and the local dev topology.
+
+The three product packages (`gateway`, `replicator`, `aggregator`) do the work; this
+package only wires them together for a person at a terminal or a test session.
+"""

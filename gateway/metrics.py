@@ -1,0 +1,29 @@
+"""Gateway metrics (prefix `cordon_`, base units, bounded labels only)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+
+REQUESTS = Counter(
+    "cordon_gateway_requests_total", "Requests answered, by route and outcome.", ["route", "outcome"]
+)
+OVERHEAD = Histogram(
+    "cordon_gateway_overhead_seconds",
+    "Time the gateway added to a call, upstream time excluded.",
+    buckets=_LATENCY_BUCKETS,
+)
+UPSTREAM = Histogram(
+    "cordon_gateway_upstream_seconds", "Time spent waiting on the provider.", buckets=_LATENCY_BUCKETS
+)
+COMMIT = Histogram(
+    "cordon_gateway_record_commit_seconds",
+    "Time to commit a record and get the stream's ack.",
+    buckets=_LATENCY_BUCKETS,
+)
+COMMIT_FAILURES = Counter(
+    "cordon_gateway_record_commit_failures_total", "Records that could not be committed."
+)
+PACK_REVISION = Gauge("cordon_gateway_pack_revision", "Revision of the active policy pack.")
+PACK_REJECTIONS = Counter(
+    "cordon_gateway_pack_rejections_total", "Policy packs offered but not activated."
+)

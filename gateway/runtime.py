@@ -1,0 +1,138 @@
+"""The long-lived parts of one replica: NATS connections, recorder, upstream, packs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+
+from gateway import metrics, subjects
+from gateway.activation import PackState, applied_report
+from gateway.errors import ConfigError
+from gateway.identity import ApiKeyAuthenticator
+from gateway.keys import SigningKey
+from gateway.recorder import Recorder
+from gateway.settings import GatewaySettings
+from gateway.upstream import UpstreamClient
+
+log = logging.getLogger("cordon.gateway")
+
+
+async def connect(url: str, name: str, on_reconnect: asyncio.Event | None = None) -> NATS:
+    async def reconnected() -> None:
+        log.info("%s reconnected", name)
+        if on_reconnect is not None:
+            on_reconnect.set()
+
+    async def disconnected() -> None:
+        log.warning("%s disconnected", name)
+
+    async def error(exc: Exception) -> None:
+        log.warning("%s: %s", name, exc)
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        reconnected_cb=reconnected,
+        disconnected_cb=disconnected,
+        error_cb=error,
+    )
+
+
+class Runtime:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.key = SigningKey.load(settings.signing_key_file)
+        try:
+            self.enrolment = settings.enrolment_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read enrolment {settings.enrolment_file}: {exc}") from exc
+        self.auth = ApiKeyAuthenticator(settings.api_keys)
+        self.packs = PackState(settings.pack_name, settings.state_dir)
+        self.upstream = UpstreamClient(settings.upstream_timeout_s)
+        self._xr_reconnected = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.audit_nc: NATS | None = None
+        self.xr_nc: NATS | None = None
+        self.recorder: Recorder | None = None
+
+    async def start(self) -> None:
+        self.packs.load_last_good()
+        metrics.PACK_REVISION.set(self.packs.active.revision)
+        name = f"gateway-{self.settings.region}-{self.settings.replica}"
+        self.audit_nc = await connect(self.settings.audit_nats_url, f"{name}-audit")
+        self.xr_nc = await connect(self.settings.xr_nats_url, f"{name}-xr", self._xr_reconnected)
+        self.recorder = Recorder(
+            self.audit_nc,
+            self.settings.region,
+            self.settings.replica,
+            self.key,
+            self.settings.commit_timeout_s,
+        )
+        await self.recorder.resume()
+        await self.recorder.publish_enrolment(self.settings.region, self.enrolment)
+        await self.upstream.start()
+        self._tasks.append(asyncio.create_task(self._watch_packs()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.upstream.close()
+        for nc in (self.audit_nc, self.xr_nc):
+            if nc is not None:
+                # close, not drain: with NATS gone a drain would wait forever.
+                with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                    await asyncio.wait_for(nc.close(), 2.0)
+
+    @property
+    def ready(self) -> bool:
+        return all(nc is not None and nc.is_connected for nc in (self.audit_nc, self.xr_nc))
+
+    async def _watch_packs(self) -> None:
+        """Follow the regional policy KV; start over after every reconnect.
+
+        A watch is an ephemeral consumer, which a restarted server forgets; a fresh
+        watch delivers the current value again, and stale revisions are refused.
+        """
+        while True:
+            try:
+                await self._watch_once()
+            except (NatsError, asyncio.TimeoutError) as exc:
+                log.warning("policy watch interrupted: %s", exc)
+                await asyncio.sleep(0.5)
+
+    async def _watch_once(self) -> None:
+        assert self.xr_nc is not None
+        self._xr_reconnected.clear()
+        kv = await self.xr_nc.jetstream().key_value(subjects.POLICY_BUCKET)
+        watcher = await kv.watch(subjects.pack_key(self.packs.pack_name))
+        applied = await self.xr_nc.jetstream().key_value(subjects.APPLIED_BUCKET)
+        try:
+            await self._report_applied(applied)
+            while not self._xr_reconnected.is_set():
+                try:
+                    entry = await watcher.updates(timeout=1.0)
+                except NatsError:  # nats' TimeoutError: nothing new this second
+                    continue
+                if entry is None or entry.value is None:
+                    continue
+                if self.packs.offer(entry.value):
+                    metrics.PACK_REVISION.set(self.packs.active.revision)
+                    await self._report_applied(applied)
+                else:
+                    metrics.PACK_REJECTIONS.inc()
+        finally:
+            with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                await watcher.stop()
+
+    async def _report_applied(self, applied: object) -> None:
+        await applied.put(self.settings.replica, applied_report(self.packs, self.settings.replica))  # type: ignore[attr-defined]

@@ -1,0 +1,26 @@
+"""`cordon gateway run`: serve one replica with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from gateway import settings as settings_module
+from gateway.app import create_app
+
+
+def run(config_path: Path) -> None:
+    settings = settings_module.load(config_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level="warning",
+        loop="auto",
+        http="auto",
+        lifespan="on",
+    )

@@ -1,0 +1,62 @@
+"""Create the region's streams and buckets, idempotently (DESIGN.md "NATS topology")."""
+
+from __future__ import annotations
+
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError
+
+from gateway import subjects
+
+DAY_S = 86_400.0
+STREAM_NAME_IN_USE = 10058
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create `config`, or bring an existing stream of that name up to it."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+
+
+def records_config(region: str, retention_days: float = 365.0) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.RECORDS_STREAM,
+        description=f"Full decision records of {region}. Never leaves the region.",
+        subjects=[subjects.records_filter(region), subjects.enrolment_subject(region)],
+        storage=StorageType.FILE,
+        max_age=retention_days * DAY_S,
+        discard=DiscardPolicy.NEW,
+        deny_delete=True,
+        deny_purge=True,
+        duplicate_window=120.0,
+        allow_direct=True,
+    )
+
+
+def summary_config(region: str, retention_days: float = 30.0) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.SUMMARY_STREAM,
+        description=f"Metadata-only summaries and checkpoints of {region}.",
+        subjects=[subjects.summaries_filter(region), subjects.checkpoint_subject(region)],
+        storage=StorageType.FILE,
+        max_age=retention_days * DAY_S,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=120.0,
+    )
+
+
+async def ensure_region(audit_js: JetStreamContext, xr_js: JetStreamContext, region: str) -> None:
+    """Everything one region needs: RECORDS in AUDIT; SUMMARY and the KVs in XR."""
+    await ensure_stream(audit_js, records_config(region))
+    await ensure_stream(xr_js, summary_config(region))
+    await xr_js.create_key_value(KeyValueConfig(bucket=subjects.POLICY_BUCKET, history=10))
+    await xr_js.create_key_value(KeyValueConfig(bucket=subjects.APPLIED_BUCKET, history=1))

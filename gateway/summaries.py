@@ -1,0 +1,73 @@
+"""Metadata-only summaries: what of a record may leave its region.
+
+No content and no raw identity: the person and agent become keyed-HMAC
+pseudonyms under a regional secret, so the central view can count and correlate
+without being able to name anyone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from gateway import envelope
+from gateway.errors import SignatureError
+
+LEAF_PREFIX = b"\x00"  # RFC 6962 leaf hash domain separation
+
+
+def leaf_hash(record_bytes: bytes) -> str:
+    return hashlib.sha256(LEAF_PREFIX + record_bytes).hexdigest()
+
+
+def pseudonym(secret: bytes, value: str | None) -> str | None:
+    if value is None:
+        return None
+    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) -> dict[str, Any]:
+    """The summary of the stream message `record_bytes` at `stream_seq`."""
+    base: dict[str, Any] = {
+        "v": 1,
+        "region": region,
+        "stream_seq": stream_seq,
+        "leaf_hash": leaf_hash(record_bytes),
+    }
+    try:
+        payload = envelope.decode(record_bytes).payload_dict()
+    except SignatureError:
+        # Still a leaf of the log: the summary keeps the tree complete.
+        return {**base, "kind": "unreadable", "id": f"seq-{stream_seq}"}
+    kind = str(payload.get("kind", "decision"))
+    if kind == "enrolment":
+        return {
+            **base,
+            "kind": kind,
+            "id": f"enrol-{payload.get('key_id')}",
+            "replica": payload.get("replica"),
+            "key_id": payload.get("key_id"),
+        }
+    pack = payload.get("pack") or {}
+    return {
+        **base,
+        "kind": kind,
+        "id": payload.get("id"),
+        "replica": payload.get("replica"),
+        "replica_seq": payload.get("replica_seq"),
+        "ts": payload.get("ts"),
+        "outcome": payload.get("outcome"),
+        "pack_name": pack.get("name"),
+        "pack_revision": pack.get("revision"),
+        "model": payload.get("model"),
+        "route": payload.get("route"),
+        "classification": payload.get("classification"),
+        "person": pseudonym(secret, payload.get("person")),
+        "agent": pseudonym(secret, payload.get("agent")),
+    }
+
+
+def encode(summary: dict[str, Any]) -> bytes:
+    return json.dumps(summary, separators=(",", ":")).encode()

@@ -1,0 +1,161 @@
+"""Write verified packs into every region's `policy` KV, one durable consumer each.
+
+A region's write goes through that region's JetStream domain over the leaf
+(`$JS.<region>.API...`) and is conditional on the KV's last sequence for the key,
+so a stale replicator can never roll a region back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from gateway import subjects
+from gateway.errors import PackError
+from gateway.packs import decode_published
+from replicator import metrics
+from replicator.errors import RegionWriteError
+
+log = logging.getLogger("cordon.replicator")
+KV_STREAM = f"KV_{subjects.POLICY_BUCKET}"
+HEARTBEAT_KEY = "heartbeat"
+REQUEST_TIMEOUT_S = 2.0
+
+
+def _kv_subject(key: str) -> str:
+    return f"$KV.{subjects.POLICY_BUCKET}.{key}"
+
+
+async def _api(nc: NATS, region: str, suffix: str, data: bytes, headers: dict[str, str] | None = None) -> dict[str, object]:
+    try:
+        reply = await nc.request(
+            f"{subjects.domain_api(region)}.{suffix}", data, timeout=REQUEST_TIMEOUT_S, headers=headers
+        )
+    except NatsError as exc:
+        raise RegionWriteError(f"{region}: {exc.__class__.__name__}: {exc}") from exc
+    answer: dict[str, object] = json.loads(reply.data)
+    return answer
+
+
+async def regional_revision(nc: NATS, region: str, key: str) -> tuple[int, int]:
+    """(KV sequence, pack revision) of `key` in `region`, or (0, 0) if absent."""
+    answer = await _api(
+        nc,
+        region,
+        f"STREAM.MSG.GET.{KV_STREAM}",
+        json.dumps({"last_by_subj": _kv_subject(key)}).encode(),
+    )
+    if "error" in answer:
+        error = answer["error"]
+        if isinstance(error, dict) and error.get("code") == 404:
+            return 0, 0
+        raise RegionWriteError(f"{region}: {error}")
+    message = answer["message"]
+    assert isinstance(message, dict)
+    revision = int(json.loads(base64.b64decode(message["data"]))["revision"])
+    return int(message["seq"]), revision
+
+
+async def write_pack(nc: NATS, region: str, key: str, data: bytes, revision: int) -> bool:
+    """Write `data` unless the region already has this revision or a newer one."""
+    last_seq, current = await regional_revision(nc, region, key)
+    if current >= revision:
+        return False
+    answer = await _api(
+        nc,
+        region,
+        _kv_subject(key),
+        data,
+        headers={"Nats-Expected-Last-Subject-Sequence": str(last_seq)},
+    )
+    if "error" in answer:
+        raise RegionWriteError(f"{region}: {answer['error']}")
+    return True
+
+
+class RegionFanout:
+    """Carries `POLICY` into one region, in order, at its own pace."""
+
+    def __init__(self, nc: NATS, region: str) -> None:
+        self.nc = nc
+        self.region = region
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._follow(stop)
+            except (NatsError, asyncio.TimeoutError) as exc:
+                log.warning("%s: fan-out interrupted: %s", self.region, exc)
+                await asyncio.sleep(1)
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        sub = await self.nc.jetstream().pull_subscribe(
+            subjects.policy_subject("*"),
+            durable=f"replicate-{self.region}",
+            stream=subjects.POLICY_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                max_ack_pending=1,  # strictly in order, per region
+                ack_wait=30,
+            ),
+        )
+        while not stop.is_set():
+            try:
+                (msg,) = await sub.fetch(1, timeout=1.0)
+            except NatsTimeoutError:
+                metrics.LAG_SECONDS.labels(self.region).set(0)
+                metrics.LAG_REVISIONS.labels(self.region).set(0)
+                continue
+            await self._deliver(msg)
+
+    async def _deliver(self, msg: Msg) -> None:
+        pending = msg.metadata.num_pending + 1
+        metrics.LAG_REVISIONS.labels(self.region).set(pending)
+        try:
+            pack = decode_published(msg.data)
+        except PackError as exc:
+            log.error("%s: refusing pack at POLICY seq %s: %s", self.region, msg.metadata.sequence.stream, exc)
+            metrics.ERRORS.labels("invalid_pack").inc()
+            await msg.term()
+            return
+        committed_at = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else time.time()
+        try:
+            await write_pack(self.nc, self.region, subjects.pack_key(pack.name), msg.data, pack.revision)
+        except RegionWriteError as exc:
+            metrics.ERRORS.labels("region_write").inc()
+            metrics.LAG_SECONDS.labels(self.region).set(time.time() - committed_at)
+            log.warning("%s: pack %s r%s not written yet: %s", self.region, pack.name, pack.revision, exc)
+            await msg.nak(delay=1)
+            return
+        metrics.PROPAGATION.labels(self.region).observe(max(0.0, time.time() - committed_at))
+        metrics.LAG_REVISIONS.labels(self.region).set(pending - 1)
+        await msg.ack()
+        log.info("%s: pack %s revision %s replicated", self.region, pack.name, pack.revision)
+
+
+async def heartbeat(nc: NATS, regions: list[str], stop: asyncio.Event, every_s: float = 5.0) -> None:
+    """Write a timestamp into every region's policy KV, so lag shows when nothing changes."""
+    last_ok: dict[str, float] = {}
+    while not stop.is_set():
+        for region in regions:
+            try:
+                answer = await _api(nc, region, _kv_subject(HEARTBEAT_KEY), json.dumps({"ts": time.time()}).encode())
+                if "error" not in answer:
+                    last_ok[region] = time.time()
+            except RegionWriteError as exc:
+                log.debug("heartbeat to %s failed: %s", region, exc)
+            metrics.HEARTBEAT_AGE.labels(region).set(time.time() - last_ok.get(region, 0.0) if region in last_ok else float("inf"))
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except asyncio.TimeoutError:
+            pass

@@ -1,0 +1,65 @@
+"""`cordon replicator run`: one fan-out per region, a heartbeat, and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import start_http_server
+
+from gateway.errors import ConfigError
+from gateway.runtime import connect
+from replicator.fanout import RegionFanout, heartbeat
+from replicator.streams import ensure_central
+
+
+@dataclass(frozen=True)
+class ReplicatorSettings:
+    central_nats_url: str
+    regions: list[str]
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9480
+
+    @classmethod
+    def load(cls, path: Path) -> ReplicatorSettings:
+        try:
+            raw = json.loads(path.read_text())
+            return cls(
+                central_nats_url=str(raw["central_nats_url"]),
+                regions=[str(r) for r in raw["regions"]],
+                metrics_host=str(raw.get("metrics_host", "127.0.0.1")),
+                metrics_port=int(raw.get("metrics_port", 9480)),
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"invalid replicator settings {path}: {exc}") from exc
+
+
+async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
+    nc = await connect(settings.central_nats_url, "replicator")
+    try:
+        await ensure_central(nc.jetstream())
+        await asyncio.gather(
+            *(RegionFanout(nc, region).run(stop) for region in settings.regions),
+            heartbeat(nc, settings.regions, stop),
+        )
+    finally:
+        await nc.close()
+
+
+def run(config_path: Path) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = ReplicatorSettings.load(config_path)
+    start_http_server(settings.metrics_port, settings.metrics_host)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())

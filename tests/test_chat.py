@@ -1,0 +1,118 @@
+"""The gateway's chat completions path, driven by the real openai SDK."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import msgpack
+import nats
+import openai
+import pytest
+
+from gateway import subjects
+from gateway.enrolment import Keyring
+
+
+def client(endpoints: dict[str, Any], region: str = "eu-west", key: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=endpoints["gateways"][region] + "/v1",
+        api_key=key or endpoints["api_key"],
+        max_retries=0,
+    )
+
+
+async def test_answer_is_committed_as_signed_record_before_it_is_returned(
+    endpoints: dict[str, Any],
+) -> None:
+    marker = f"tell me about {uuid.uuid4().hex}"
+    raw = client(endpoints).chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": marker}]
+    )
+    answer = raw.parse()
+    assert answer.choices[0].message.content == f"echo: {marker}"
+    record_id = raw.headers["x-cordon-record-id"]
+    seq = int(raw.headers["x-cordon-record-seq"])
+    assert float(raw.headers["x-cordon-overhead-ms"]) >= 0
+
+    region = endpoints["nats"]["regions"]["eu-west"]
+    nc = await nats.connect(region["audit"])
+    try:
+        js = nc.jetstream()
+        stored = await js.get_msg(subjects.RECORDS_STREAM, seq)
+        keyring = Keyring("eu-west", bytes.fromhex(endpoints["regional_public_keys"]["eu-west"]))
+        enrolment = await js.get_last_msg(subjects.RECORDS_STREAM, subjects.enrolment_subject("eu-west"))
+        keyring.add_enrolment(enrolment.data)
+        record = keyring.verify_record(stored.data)
+    finally:
+        await nc.close()
+    assert record["id"] == record_id
+    assert record["region"] == "eu-west"
+    assert record["agent"] == "dev-app"
+    assert record["roles"] == ["developer"] and record["scopes"] == ["chat"]
+    assert record["model"] == "mock-gpt" and record["route"] == "mock"
+    assert record["outcome"] == "allow"
+    assert record["pack"]["name"] and isinstance(record["pack"]["revision"], int)
+    assert record["classification"] and record["ts"]
+    assert record["replica_seq"] >= 1
+    assert record["content"]["answer"] == f"echo: {marker}"
+    # the signature covers the exact bytes: any change to them is caught
+    tampered = bytearray(stored.data)
+    index = bytes(stored.data).index(marker.encode())
+    tampered[index] ^= 0x01
+    with pytest.raises(Exception, match="signature"):
+        keyring.verify_record(bytes(tampered))
+    assert msgpack.unpackb(stored.data)["k"].startswith("sha256:")
+
+
+def test_missing_and_wrong_api_keys_get_401_in_openai_shape(endpoints: dict[str, Any]) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client(endpoints, key="not-a-key").chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.status_code == 401
+    assert caught.value.body["code"] == "invalid_api_key"  # type: ignore[index]
+    bare = httpx.post(endpoints["gateways"]["eu-west"] + "/v1/chat/completions", json={})
+    assert bare.status_code == 401
+    assert "missing API key" in bare.json()["error"]["message"]
+
+
+def test_malformed_json_is_a_400_and_reaches_no_provider(endpoints: dict[str, Any]) -> None:
+    response = httpx.post(
+        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
+        content=b'{"model": "mock-gpt", "messages": [',
+        headers={"authorization": f"Bearer {endpoints['api_key']}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "not valid JSON" in error["message"]
+    assert "x-cordon-record-id" not in response.headers
+
+
+def test_missing_messages_is_a_400_naming_the_field(endpoints: dict[str, Any]) -> None:
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client(endpoints).chat.completions.create(model="mock-gpt", messages=[])
+
+
+def test_oversized_body_is_a_413(endpoints: dict[str, Any]) -> None:
+    huge = "x" * (5 * 1024 * 1024)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(endpoints).chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": huge}]
+        )
+    assert caught.value.status_code == 413
+    assert "exceeds" in caught.value.message
+
+
+def test_health_ready_and_metrics(endpoints: dict[str, Any]) -> None:
+    base = endpoints["gateways"]["us-east"]
+    assert httpx.get(base + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(base + "/readyz").json()
+    assert ready["ready"] is True and ready["region"] == "us-east"
+    client(endpoints, "us-east").chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "count me"}]
+    )
+    metrics = httpx.get(base + "/metrics").text
+    assert 'cordon_gateway_requests_total{outcome="allow",route="chat"}' in metrics
+    assert "cordon_gateway_record_commit_seconds_bucket" in metrics
