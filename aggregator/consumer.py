@@ -24,7 +24,7 @@ async def consume(nc: NATS, store: ViewStore, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await _consume_once(nc, store, stop)
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             log.warning("summary consumer interrupted, resuming: %s", exc)
             await asyncio.sleep(0.5)
 
@@ -43,6 +43,8 @@ async def _consume_once(nc: NATS, store: ViewStore, stop: asyncio.Event) -> None
             batch = await sub.fetch(BATCH, timeout=1.0)
         except NatsTimeoutError:
             continue
+        if not batch:
+            continue
         good = []
         for msg in batch:
             try:
@@ -50,6 +52,8 @@ async def _consume_once(nc: NATS, store: ViewStore, stop: asyncio.Event) -> None
                 good.append(msg)
             except BadSummaryError as exc:
                 metrics.BAD_SUMMARIES.inc()
-                log.error("dropping unreadable summary at seq %s: %s", msg.metadata.sequence.stream, exc)
+                log.error(
+                    "dropping unreadable summary at seq %s: %s", msg.metadata.sequence.stream, exc
+                )
         metrics.CONSUMED.inc(len(good))
         await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch

@@ -29,9 +29,11 @@ COLUMNS = (
     "agent",
 )
 
+INTEGER_COLUMNS = {"replica_seq", "stream_seq", "pack_revision"}
+_COLUMN_DEFS = ", ".join(f"{c} {'INTEGER' if c in INTEGER_COLUMNS else 'TEXT'}" for c in COLUMNS)
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS summaries (
-    {", ".join(f"{c} {'INTEGER' if c in ('replica_seq', 'stream_seq', 'pack_revision') else 'TEXT'}" for c in COLUMNS)},
+    {_COLUMN_DEFS},
     PRIMARY KEY (region, stream_seq)
 );
 CREATE INDEX IF NOT EXISTS summaries_region_ts ON summaries (region, ts);
@@ -84,10 +86,13 @@ class ViewStore:
     def stats(self) -> dict[str, Any]:
         by_region: dict[str, dict[str, Any]] = {}
         rows = self._db.execute(
-            "SELECT region, kind, outcome, COUNT(*), MAX(ts) FROM summaries GROUP BY region, kind, outcome"
+            "SELECT region, kind, outcome, COUNT(*), MAX(ts) FROM summaries "
+            "GROUP BY region, kind, outcome"
         )
         for region, kind, outcome, count, newest in rows:
-            entry = by_region.setdefault(region, {"records": 0, "by_outcome": {}, "newest_ts": None})
+            entry = by_region.setdefault(
+                region, {"records": 0, "by_outcome": {}, "newest_ts": None}
+            )
             if kind != "decision":
                 continue
             entry["records"] += count

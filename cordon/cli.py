@@ -128,8 +128,10 @@ Try it:
        -H 'content-type: application/json' \\
        -d '{{"model": "mock-gpt", "messages": [{{"role": "user", "content": "hello"}}]}}'
 
-  python -c "from openai import OpenAI; c = OpenAI(base_url='{eu}/v1', api_key='{e.api_key}'); \\
-print(c.chat.completions.create(model='mock-gpt', messages=[{{'role': 'user', 'content': 'hi'}}]).choices[0].message.content)"
+  .venv/bin/python -c "from openai import OpenAI
+c = OpenAI(base_url='{eu}/v1', api_key='{e.api_key}')
+r = c.chat.completions.create(model='mock-gpt', messages=[{{'role': 'user', 'content': 'hi'}}])
+print(r.choices[0].message.content)"
 
 Ctrl-C stops everything.""",
         flush=True,

@@ -129,7 +129,9 @@ class DevStack:
         asyncio.run(provision(self.topology))
         mock_port = self._port("mock")
         self.endpoints.mock_provider = f"http://{self.host}:{mock_port}/v1"
-        mock = self._spawn("mock-provider", "dev", "mock-provider", "--host", self.host, "--port", str(mock_port))
+        mock = self._spawn(
+            "mock-provider", "dev", "mock-provider", "--host", self.host, "--port", str(mock_port)
+        )
         wait_for_http(f"http://{self.host}:{mock_port}/healthz", 20, mock.proc)
         for region in self.regions:
             self._start_region(region)

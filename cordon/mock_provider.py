@@ -78,7 +78,9 @@ async def _body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: bytes = b"application/json"
+) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

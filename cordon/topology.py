@@ -83,7 +83,9 @@ def _server_plan(name: str, root: Path, host: str) -> ServerPlan:
     )
 
 
-def plan(root: Path, regions: tuple[str, ...] = DEFAULT_REGIONS, host: str = "127.0.0.1") -> TopologyPlan:
+def plan(
+    root: Path, regions: tuple[str, ...] = DEFAULT_REGIONS, host: str = "127.0.0.1"
+) -> TopologyPlan:
     """Choose ports and secrets and write the rendered server configs under `root`."""
 
     def secret() -> str:

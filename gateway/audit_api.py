@@ -59,7 +59,7 @@ async def _records_page(nc: NATS, keyring: Keyring, after: int, limit: int) -> l
         except NotFoundError:
             seq += 1
             continue
-        out.append(_describe(keyring, seq, msg.subject, msg.data))
+        out.append(_describe(keyring, seq, msg.subject or "", msg.data or b""))
         seq += 1
     return out
 
@@ -76,15 +76,20 @@ async def _keyring(nc: NATS, settings: AuditApiSettings) -> Keyring:
         except NotFoundError:
             return keyring
         with contextlib.suppress(SignatureError):  # a forged one simply adds no key
-            keyring.add_enrolment(msg.data)
-        seq = msg.seq + 1
+            keyring.add_enrolment(msg.data or b"")
+        seq = (msg.seq or seq) + 1
 
 
 def _describe(keyring: Keyring, seq: int, subject: str, data: bytes) -> dict[str, Any]:
     if subject.startswith("cordon.enrol."):
         try:
             statement = keyring.add_enrolment(data)
-            return {"seq": seq, "kind": "enrolment", "verified": True, "replica": statement["replica"]}
+            return {
+                "seq": seq,
+                "kind": "enrolment",
+                "verified": True,
+                "replica": statement["replica"],
+            }
         except SignatureError as exc:
             return {"seq": seq, "kind": "enrolment", "verified": False, "error": str(exc)}
     try:

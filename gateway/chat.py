@@ -39,7 +39,9 @@ def _answer_text(answer: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _apply_output(pack: Pack, reply: UpstreamReply, decision: Decision) -> tuple[bytes, dict[str, Any]]:
+def _apply_output(
+    pack: Pack, reply: UpstreamReply, decision: Decision
+) -> tuple[bytes, dict[str, Any]]:
     """Run output rules over every choice; re-encode only if something changed."""
     try:
         answer = json.loads(reply.body)
@@ -102,7 +104,9 @@ async def complete(
                 f"model provider unavailable: {exc}", "api_error", "upstream_unavailable"
             )
     metrics.UPSTREAM.observe(upstream_s)
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    usage = answer.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     record = records.build(
         region=runtime.settings.region,
         replica=runtime.settings.replica,

@@ -5,7 +5,9 @@ from prometheus_client import Counter, Gauge, Histogram
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 
 REQUESTS = Counter(
-    "cordon_gateway_requests_total", "Requests answered, by route and outcome.", ["route", "outcome"]
+    "cordon_gateway_requests_total",
+    "Requests answered, by route and outcome.",
+    ["route", "outcome"],
 )
 OVERHEAD = Histogram(
     "cordon_gateway_overhead_seconds",
@@ -13,7 +15,9 @@ OVERHEAD = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 UPSTREAM = Histogram(
-    "cordon_gateway_upstream_seconds", "Time spent waiting on the provider.", buckets=_LATENCY_BUCKETS
+    "cordon_gateway_upstream_seconds",
+    "Time spent waiting on the provider.",
+    buckets=_LATENCY_BUCKETS,
 )
 COMMIT = Histogram(
     "cordon_gateway_record_commit_seconds",

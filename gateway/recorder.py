@@ -6,7 +6,6 @@ whose first publish timed out ambiguously.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgpack
@@ -36,7 +35,7 @@ class Recorder:
             last = await self._js.get_last_msg(subjects.RECORDS_STREAM, self._subject)
         except NotFoundError:
             return
-        payload = msgpack.unpackb(envelope.decode(last.data).payload)
+        payload = msgpack.unpackb(envelope.decode(last.data or b"").payload)
         self._next_seq = int(payload["replica_seq"]) + 1
 
     async def publish_enrolment(self, region: str, enrolment: bytes) -> None:
@@ -63,7 +62,7 @@ class Recorder:
                 timeout=self._timeout,
                 headers={"Nats-Msg-Id": record["id"]},
             )
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise RecordCommitError(f"record not committed: {exc}") from exc
         seq: int = ack.seq
         return seq

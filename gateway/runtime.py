@@ -9,6 +9,8 @@ import logging
 import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.kv import KeyValue
 
 from gateway import metrics, subjects
 from gateway.activation import PackState, applied_report
@@ -106,7 +108,7 @@ class Runtime:
         while True:
             try:
                 await self._watch_once()
-            except (NatsError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, NatsError) as exc:
                 log.warning("policy watch interrupted: %s", exc)
                 await asyncio.sleep(0.5)
 
@@ -120,8 +122,8 @@ class Runtime:
             await self._report_applied(applied)
             while not self._xr_reconnected.is_set():
                 try:
-                    entry = await watcher.updates(timeout=1.0)
-                except NatsError:  # nats' TimeoutError: nothing new this second
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                except NatsTimeoutError:  # nothing new this second
                     continue
                 if entry is None or entry.value is None:
                     continue
@@ -132,7 +134,7 @@ class Runtime:
                     metrics.PACK_REJECTIONS.inc()
         finally:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
-    async def _report_applied(self, applied: object) -> None:
-        await applied.put(self.settings.replica, applied_report(self.packs, self.settings.replica))  # type: ignore[attr-defined]
+    async def _report_applied(self, applied: KeyValue) -> None:
+        await applied.put(self.settings.replica, applied_report(self.packs, self.settings.replica))

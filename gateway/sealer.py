@@ -59,7 +59,7 @@ class Sealer:
             while not stop.is_set():
                 try:
                     await self._seal(audit.jetstream(), xr.jetstream(), stop)
-                except (NatsError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, NatsError) as exc:
                     log.warning("sealer interrupted, resuming: %s", exc)
                     await asyncio.sleep(0.5)
         finally:
@@ -88,7 +88,9 @@ class Sealer:
     async def _publish_batch(self, xr_js: object, batch: list[Msg]) -> None:
         region = self.settings.region
         summaries_out = [
-            summaries.summarize(msg.data, msg.metadata.sequence.stream, region, self.settings.pseudonym_key)
+            summaries.summarize(
+                msg.data, msg.metadata.sequence.stream, region, self.settings.pseudonym_key
+            )
             for msg in batch
         ]
         await asyncio.gather(

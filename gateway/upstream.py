@@ -6,7 +6,6 @@ path, so the hot path talks to providers with aiohttp directly.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -52,5 +51,5 @@ class UpstreamClient:
                     await response.read(),
                     response.headers.get("content-type", "application/json"),
                 )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"{target.id}: {exc.__class__.__name__}: {exc}") from exc

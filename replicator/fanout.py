@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -35,10 +36,15 @@ def _kv_subject(key: str) -> str:
     return f"$KV.{subjects.POLICY_BUCKET}.{key}"
 
 
-async def _api(nc: NATS, region: str, suffix: str, data: bytes, headers: dict[str, str] | None = None) -> dict[str, object]:
+async def _api(
+    nc: NATS, region: str, suffix: str, data: bytes, headers: dict[str, str] | None = None
+) -> dict[str, object]:
     try:
         reply = await nc.request(
-            f"{subjects.domain_api(region)}.{suffix}", data, timeout=REQUEST_TIMEOUT_S, headers=headers
+            f"{subjects.domain_api(region)}.{suffix}",
+            data,
+            timeout=REQUEST_TIMEOUT_S,
+            headers=headers,
         )
     except NatsError as exc:
         raise RegionWriteError(f"{region}: {exc.__class__.__name__}: {exc}") from exc
@@ -93,7 +99,7 @@ class RegionFanout:
         while not stop.is_set():
             try:
                 await self._follow(stop)
-            except (NatsError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, NatsError) as exc:
                 log.warning("%s: fan-out interrupted: %s", self.region, exc)
                 await asyncio.sleep(1)
 
@@ -124,17 +130,26 @@ class RegionFanout:
         try:
             pack = decode_published(msg.data)
         except PackError as exc:
-            log.error("%s: refusing pack at POLICY seq %s: %s", self.region, msg.metadata.sequence.stream, exc)
+            log.error(
+                "%s: refusing pack at POLICY seq %s: %s",
+                self.region,
+                msg.metadata.sequence.stream,
+                exc,
+            )
             metrics.ERRORS.labels("invalid_pack").inc()
             await msg.term()
             return
         committed_at = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else time.time()
         try:
-            await write_pack(self.nc, self.region, subjects.pack_key(pack.name), msg.data, pack.revision)
+            await write_pack(
+                self.nc, self.region, subjects.pack_key(pack.name), msg.data, pack.revision
+            )
         except RegionWriteError as exc:
             metrics.ERRORS.labels("region_write").inc()
             metrics.LAG_SECONDS.labels(self.region).set(time.time() - committed_at)
-            log.warning("%s: pack %s r%s not written yet: %s", self.region, pack.name, pack.revision, exc)
+            log.warning(
+                "%s: pack %s r%s not written yet: %s", self.region, pack.name, pack.revision, exc
+            )
             await msg.nak(delay=1)
             return
         metrics.PROPAGATION.labels(self.region).observe(max(0.0, time.time() - committed_at))
@@ -143,19 +158,22 @@ class RegionFanout:
         log.info("%s: pack %s revision %s replicated", self.region, pack.name, pack.revision)
 
 
-async def heartbeat(nc: NATS, regions: list[str], stop: asyncio.Event, every_s: float = 5.0) -> None:
+async def heartbeat(
+    nc: NATS, regions: list[str], stop: asyncio.Event, every_s: float = 5.0
+) -> None:
     """Write a timestamp into every region's policy KV, so lag shows when nothing changes."""
     last_ok: dict[str, float] = {}
     while not stop.is_set():
         for region in regions:
             try:
-                answer = await _api(nc, region, _kv_subject(HEARTBEAT_KEY), json.dumps({"ts": time.time()}).encode())
+                answer = await _api(
+                    nc, region, _kv_subject(HEARTBEAT_KEY), json.dumps({"ts": time.time()}).encode()
+                )
                 if "error" not in answer:
                     last_ok[region] = time.time()
             except RegionWriteError as exc:
                 log.debug("heartbeat to %s failed: %s", region, exc)
-            metrics.HEARTBEAT_AGE.labels(region).set(time.time() - last_ok.get(region, 0.0) if region in last_ok else float("inf"))
-        try:
+            age = time.time() - last_ok[region] if region in last_ok else float("inf")
+            metrics.HEARTBEAT_AGE.labels(region).set(age)
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
-        except asyncio.TimeoutError:
-            pass

@@ -54,7 +54,7 @@ async def publish(nats_url: str, document: dict[str, Any]) -> Published:
         js = nc.jetstream()
         try:
             last = await js.get_last_msg(subjects.POLICY_STREAM, subject)
-            last_seq, last_revision = last.seq, int(json.loads(last.data)["revision"])
+            last_seq, last_revision = last.seq, int(json.loads(last.data or b"{}")["revision"])
         except NotFoundError:
             last_seq, last_revision = 0, 0
         revision = int(explicit) if explicit is not None else last_revision + 1

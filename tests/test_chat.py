@@ -15,7 +15,9 @@ from gateway import subjects
 from gateway.enrolment import Keyring
 
 
-def client(endpoints: dict[str, Any], region: str = "eu-west", key: str | None = None) -> openai.OpenAI:
+def client(
+    endpoints: dict[str, Any], region: str = "eu-west", key: str | None = None
+) -> openai.OpenAI:
     return openai.OpenAI(
         base_url=endpoints["gateways"][region] + "/v1",
         api_key=key or endpoints["api_key"],
@@ -42,7 +44,9 @@ async def test_answer_is_committed_as_signed_record_before_it_is_returned(
         js = nc.jetstream()
         stored = await js.get_msg(subjects.RECORDS_STREAM, seq)
         keyring = Keyring("eu-west", bytes.fromhex(endpoints["regional_public_keys"]["eu-west"]))
-        enrolment = await js.get_last_msg(subjects.RECORDS_STREAM, subjects.enrolment_subject("eu-west"))
+        enrolment = await js.get_last_msg(
+            subjects.RECORDS_STREAM, subjects.enrolment_subject("eu-west")
+        )
         keyring.add_enrolment(enrolment.data)
         record = keyring.verify_record(stored.data)
     finally:
@@ -82,7 +86,10 @@ def test_malformed_json_is_a_400_and_reaches_no_provider(endpoints: dict[str, An
     response = httpx.post(
         endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
         content=b'{"model": "mock-gpt", "messages": [',
-        headers={"authorization": f"Bearer {endpoints['api_key']}", "content-type": "application/json"},
+        headers={
+            "authorization": f"Bearer {endpoints['api_key']}",
+            "content-type": "application/json",
+        },
     )
     assert response.status_code == 400
     error = response.json()["error"]

@@ -1,0 +1,92 @@
+"""A regional NATS outage: fail-closed while it lasts, normal service after."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import nats
+import openai
+import pytest
+
+from cordon.devstack import DevStack
+from gateway import subjects
+from tests.conftest import eventually
+
+
+def _sdk(endpoints: dict[str, Any]) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=endpoints["gateways"]["eu-west"] + "/v1",
+        api_key=endpoints["api_key"],
+        max_retries=0,
+    )
+
+
+def _try_raw(endpoints: dict[str, Any], content: str) -> Any:
+    try:
+        return _sdk(endpoints).chat.completions.with_raw_response.create(
+            model="mock-gpt", messages=[{"role": "user", "content": content}]
+        )
+    except openai.APIStatusError:
+        return None
+
+
+def _in_central_view(endpoints: dict[str, Any], record_id: str) -> bool:
+    items = httpx.get(
+        endpoints["aggregator"] + "/v1/summaries", params={"region": "eu-west", "limit": 1000}
+    ).json()["items"]
+    return any(item["id"] == record_id for item in items)
+
+
+async def test_regional_nats_outage_fails_closed_then_recovers(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    assert stack.nats is not None
+    refused = f"during the outage {uuid.uuid4().hex}"
+    stack.nats.stop("eu-west")
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            _sdk(endpoints).chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": refused}]
+            )
+        assert caught.value.status_code == 503
+        error = caught.value.body
+        assert isinstance(error, dict) and error["code"] == "record_commit_failed"
+        assert refused not in caught.value.response.text  # no model output escaped
+        assert httpx.get(endpoints["gateways"]["eu-west"] + "/readyz").status_code == 503
+        # the other region is not affected
+        other = openai.OpenAI(
+            base_url=endpoints["gateways"]["us-east"] + "/v1",
+            api_key=endpoints["api_key"],
+            max_retries=0,
+        )
+        assert (
+            other.chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": "still here"}]
+            )
+            .choices[0]
+            .message.content
+            == "echo: still here"
+        )
+    finally:
+        stack.nats.start("eu-west")
+
+    after = f"after the outage {uuid.uuid4().hex}"
+    raw = eventually(lambda: _try_raw(endpoints, after), timeout=20.0, interval=0.2)
+    assert raw.parse().choices[0].message.content == f"echo: {after}"
+    # and its summary reaches the central view again: the central source of the
+    # region's SUMMARY resumes by itself (the server's source health check, ~15-20 s)
+    record_id = raw.headers["x-cordon-record-id"]
+    eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
+
+    # nothing was recorded for the refused call; the stream holds only what was answered
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
+        stored = [(await js.get_msg(subjects.RECORDS_STREAM, s)).data for s in range(1, last + 1)]
+    finally:
+        await nc.close()
+    assert not any(refused.encode() in data for data in stored)
+    assert any(after.encode() in data for data in stored)

@@ -1,0 +1,156 @@
+"""Packs published centrally are enforced in every region, without restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import openai
+
+from gateway import subjects
+from tests.conftest import eventually
+
+PACK = """\
+pack:
+  name: default
+  version: 1.0.{patch}
+  enabled: true
+policies:
+  - name: pii-redaction
+    type: output_filter
+    action: redact
+    patterns: [email, phone, ssn]
+"""
+
+
+def _publish(endpoints: dict[str, Any], path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cordon",
+            "policy",
+            "publish",
+            str(path),
+            "--nats-url",
+            endpoints["nats"]["central"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def _reply(endpoints: dict[str, Any], region: str, content: str) -> str:
+    sdk = openai.OpenAI(
+        base_url=endpoints["gateways"][region] + "/v1", api_key=endpoints["api_key"], max_retries=0
+    )
+    answer = sdk.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": content}]
+    )
+    return answer.choices[0].message.content or ""
+
+
+def _status(endpoints: dict[str, Any], region: str) -> dict[str, Any]:
+    status: dict[str, Any] = httpx.get(endpoints["gateways"][region] + "/v1/cordon/policy").json()
+    return status
+
+
+def test_published_pack_is_enforced_in_every_region(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    prompt = "write to alice@example.com or call +44 20 7946 0958"
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK.format(patch=1))
+    result = _publish(endpoints, pack)
+    assert result.returncode == 0, result.stderr
+    assert "published default revision" in result.stdout
+    revision = int(result.stdout.split("revision ")[1].split()[0])
+
+    for region in ("eu-west", "us-east"):
+        reply = eventually(
+            lambda region=region: (r := _reply(endpoints, region, prompt)) and "[EMAIL]" in r and r,
+            timeout=5.0,
+            interval=0.1,
+        )
+        assert "alice@example.com" not in reply and "[PHONE]" in reply
+        status = _status(endpoints, region)
+        assert status["active_revision"] == revision and status["pack"] == "default"
+
+
+async def test_replicas_report_the_revision_they_applied(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK.format(patch=2))
+    result = _publish(endpoints, pack)
+    assert result.returncode == 0, result.stderr
+    revision = int(result.stdout.split("revision ")[1].split()[0])
+    region = endpoints["nats"]["regions"]["eu-west"]
+    nc = await nats.connect(region["xr"])
+    try:
+        applied = await nc.jetstream().key_value(subjects.APPLIED_BUCKET)
+
+        async def applied_revision() -> int:
+            return int(json.loads((await applied.get("gw-1")).value)["revision"])
+
+        for _ in range(100):
+            if await applied_revision() == revision:
+                break
+            await asyncio.sleep(0.05)
+        assert await applied_revision() == revision
+    finally:
+        await nc.close()
+
+
+def test_pack_with_a_rule_no_gateway_can_enforce_is_refused_at_publish(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK.format(patch=3).replace("output_filter", "telepathy_filter"))
+    result = _publish(endpoints, pack)
+    assert result.returncode == 1
+    assert "telepathy_filter/redact is not enforceable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_forged_pack_on_the_stream_is_never_activated(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    before = _status(endpoints, "eu-west")["active_revision"]
+    forged = {
+        "revision": before + 100,
+        "hash": "sha256:" + "0" * 64,  # does not match the document
+        "published_at": 0,
+        "document": {"pack": {"name": "default"}, "policies": []},
+    }
+    nc = await nats.connect(endpoints["nats"]["central"])
+    try:
+        await nc.jetstream().publish(
+            subjects.policy_subject("default"), json.dumps(forged).encode()
+        )
+    finally:
+        await nc.close()
+    metrics = eventually(
+        lambda: (
+            (m := httpx.get(endpoints["replicator_metrics"]).text)
+            and 'cordon_replicator_errors_total{reason="invalid_pack"}' in m
+            and m
+        ),
+        timeout=5.0,
+    )
+    assert "cordon_policy_replication_lag_seconds" in metrics
+    assert _status(endpoints, "eu-west")["active_revision"] == before
+    # the forged pack was passed over, not left blocking the fan-out
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK.format(patch=4))
+    result = _publish(endpoints, pack)
+    assert result.returncode == 0, result.stderr
+    revision = int(result.stdout.split("revision ")[1].split()[0])
+    eventually(lambda: _status(endpoints, "us-east")["active_revision"] == revision)

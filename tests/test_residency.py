@@ -1,0 +1,123 @@
+"""Full records stay in their region; only metadata reaches the central view."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import openai
+import pytest
+from nats.js.api import ConsumerConfig
+
+from cordon.devstack import DevStack
+from gateway import subjects
+from tests.conftest import eventually
+
+
+def _ask(endpoints: dict[str, Any], region: str, content: str) -> str:
+    sdk = openai.OpenAI(
+        base_url=endpoints["gateways"][region] + "/v1", api_key=endpoints["api_key"], max_retries=0
+    )
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": content}]
+    )
+    return raw.headers["x-cordon-record-id"]
+
+
+def _summary(endpoints: dict[str, Any], record_id: str) -> dict[str, Any] | None:
+    items = httpx.get(endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}).json()
+    return next((s for s in items["items"] if s["id"] == record_id), None)
+
+
+async def test_summary_reaches_central_view_without_any_content(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    secret = f"my card is {uuid.uuid4().hex}"
+    record_id = _ask(endpoints, "eu-west", secret)
+
+    summary = eventually(lambda: _summary(endpoints, record_id), timeout=5.0)
+    assert summary["region"] == "eu-west" and summary["kind"] == "decision"
+    assert summary["outcome"] == "allow" and summary["model"] == "mock-gpt"
+    assert len(summary["leaf_hash"]) == 64
+    # the agent is a pseudonym, never the raw identity
+    assert summary["agent"] and summary["agent"] != "dev-app"
+
+    marker = secret.split()[-1]
+    view = httpx.get(endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}).text
+    assert marker not in view
+    assert marker not in httpx.get(endpoints["aggregator"] + "/v1/stats").text
+    # nor anywhere in what crossed: the central stream and the view's files on disk
+    nc = await nats.connect(endpoints["nats"]["central"])
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.AUDIT_SUMMARY_STREAM)).state.last_seq
+        crossed = [
+            (await js.get_msg(subjects.AUDIT_SUMMARY_STREAM, s)).data for s in range(1, last + 1)
+        ]
+    finally:
+        await nc.close()
+    assert any(record_id.encode() in data for data in crossed)
+    assert not any(marker.encode() in data for data in crossed)
+    central_store = Path(stack.root) / "run" / "nats" / "central"
+    state = Path(stack.root) / "state"
+    for path in [*central_store.rglob("*"), *state.glob("aggregator.sqlite3*")]:
+        if path.is_file():
+            assert marker.encode() not in path.read_bytes(), path
+
+
+async def test_stats_count_decisions_by_region_and_outcome(endpoints: dict[str, Any]) -> None:
+    record_id = _ask(endpoints, "us-east", "count this one")
+    eventually(lambda: _summary(endpoints, record_id))
+    stats = httpx.get(endpoints["aggregator"] + "/v1/stats").json()["regions"]
+    assert stats["us-east"]["records"] >= 1
+    assert stats["us-east"]["by_outcome"]["allow"] >= 1
+
+
+async def test_central_credentials_cannot_read_regional_records(endpoints: dict[str, Any]) -> None:
+    _ask(endpoints, "eu-west", "a record that must stay in eu-west")
+    nc = await nats.connect(endpoints["nats"]["central"])
+    try:
+        remote = nc.jetstream(domain="eu-west")
+        # The region's XR streams are reachable, so the path itself works...
+        assert (await remote.stream_info(subjects.SUMMARY_STREAM)).state.messages >= 1
+        # ...but RECORDS lives in AUDIT, which no leaf connection reaches.
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await remote.stream_info(subjects.RECORDS_STREAM)
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await remote.add_consumer(
+                subjects.RECORDS_STREAM, ConsumerConfig(durable_name="exfiltrate")
+            )
+        with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+            await nc.request(
+                f"$JS.eu-west.API.DIRECT.GET.{subjects.RECORDS_STREAM}",
+                json.dumps({"seq": 1}).encode(),
+                timeout=1.0,
+            )
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await remote.get_msg(subjects.RECORDS_STREAM, 1)
+        # and subscribing to the record subjects from central hears nothing
+        heard = await nc.subscribe(subjects.records_filter("eu-west"))
+        _ask(endpoints, "eu-west", "another record")
+        with pytest.raises(nats.errors.TimeoutError):
+            await heard.next_msg(timeout=0.5)
+    finally:
+        await nc.close()
+
+
+async def test_central_users_cannot_inject_regional_summaries(endpoints: dict[str, Any]) -> None:
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats.connect(endpoints["nats"]["central"], error_cb=on_error)
+    try:
+        with pytest.raises(nats.errors.TimeoutError):
+            await nc.request("cordon.sum.eu-west.forged", b"{}", timeout=0.5)
+    finally:
+        await nc.close()
+    assert any("permissions violation" in str(e).lower() for e in errors)
