@@ -140,20 +140,21 @@ class DevStack:
         (self.root / "endpoints.json").write_text(json.dumps(self.describe(), indent=2))
         return self.endpoints
 
-    def _start_region(self, region: str) -> None:
+    def start_gateway(
+        self, region: str, replica: str, upstream_base_url: str, port: int | None = None
+    ) -> str:
+        """Start one more gateway replica in `region`, enrolled by the regional key."""
         assert self.topology is not None
         region_plan = self.topology.regions[region]
         keys = self.root / "keys" / region
         regional_key = _load_or_create_key(keys / "regional.key")
-        replica = "gw-1"
         replica_key = _load_or_create_key(keys / f"{replica}.key")
         enrolment_path = keys / f"{replica}.enrolment"
         enrolment_path.write_bytes(enrol(regional_key, region, replica, replica_key))
-        self.endpoints.regional_public_keys[region] = public_bytes(regional_key.public_key).hex()
-        pseudonym_key = _load_or_create_secret(keys / "pseudonym.secret")
-        port = self._port(region)
-        gateway_config = self._write_config(
-            f"gateway-{region}",
+        port = port or free_port(self.host)
+        name = f"gateway-{region}" if replica == "gw-1" else f"gateway-{region}-{replica}"
+        config = self._write_config(
+            name,
             {
                 "region": region,
                 "replica": replica,
@@ -161,18 +162,29 @@ class DevStack:
                 "port": port,
                 "audit_nats_url": region_plan.audit_url,
                 "xr_nats_url": region_plan.xr_url,
-                "upstream": {"id": "mock", "base_url": self.endpoints.mock_provider},
+                "upstream": {"id": "mock", "base_url": upstream_base_url},
                 "signing_key_file": str(keys / f"{replica}.key"),
                 "enrolment_file": str(enrolment_path),
-                "state_dir": str(self.root / "state" / f"gateway-{region}"),
+                "state_dir": str(self.root / "state" / name),
                 "api_keys": {
                     DEV_API_KEY: {"agent": "dev-app", "roles": ["developer"], "scopes": ["chat"]}
                 },
                 "commit_timeout_s": 1.0,
             },
         )
-        self._spawn(f"gateway-{region}", "gateway", "run", "--config", str(gateway_config))
-        self.endpoints.gateways[region] = f"http://{self.host}:{port}"
+        self._spawn(name, "gateway", "run", "--config", str(config))
+        return f"http://{self.host}:{port}"
+
+    def _start_region(self, region: str) -> None:
+        assert self.topology is not None
+        region_plan = self.topology.regions[region]
+        keys = self.root / "keys" / region
+        regional_key = _load_or_create_key(keys / "regional.key")
+        self.endpoints.regional_public_keys[region] = public_bytes(regional_key.public_key).hex()
+        pseudonym_key = _load_or_create_secret(keys / "pseudonym.secret")
+        self.endpoints.gateways[region] = self.start_gateway(
+            region, "gw-1", self.endpoints.mock_provider, self._port(region)
+        )
         sealer_config = self._write_config(
             f"sealer-{region}",
             {

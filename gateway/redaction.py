@@ -13,7 +13,9 @@ DETECTORS: dict[str, re.Pattern[str]] = {
     "email": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
     "ssn": re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)"),
     "phone": re.compile(
-        r"(?<![\w.])\+?\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{0,4}(?![\w.])"
+        r"(?<![\w.+])(?:\+\d{1,3}[ .-]?)?"  # country code
+        r"(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"  # area code, bracketed or separated
+        r"\d{3,4}[ .-]?\d{3,4}(?![\w.])"
     ),
 }
 

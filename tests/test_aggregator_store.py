@@ -1,0 +1,45 @@
+"""The central view store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import BadSummaryError
+from aggregator.store import ViewStore
+
+
+def summary(region: str, seq: int, outcome: str = "allow") -> bytes:
+    return json.dumps(
+        {
+            "id": f"{region}-{seq}",
+            "kind": "decision",
+            "region": region,
+            "stream_seq": seq,
+            "outcome": outcome,
+            "ts": f"2026-11-25T10:00:{seq:02d}+00:00",
+        }
+    ).encode()
+
+
+def test_a_summary_delivered_twice_is_stored_once(tmp_path: Path) -> None:
+    store = ViewStore(tmp_path / "view.sqlite3")
+    store.add([summary("eu-west", 1), summary("eu-west", 1), summary("us-east", 1)])
+    assert len(store.query()) == 2
+    assert [s["region"] for s in store.query(region="eu-west")] == ["eu-west"]
+
+
+def test_stats_count_by_region_and_outcome(tmp_path: Path) -> None:
+    store = ViewStore(tmp_path / "view.sqlite3")
+    store.add([summary("eu-west", 1), summary("eu-west", 2, "redact"), summary("eu-west", 3)])
+    stats = store.stats()["regions"]["eu-west"]
+    assert stats["records"] == 3
+    assert stats["by_outcome"] == {"allow": 2, "redact": 1}
+    assert stats["newest_ts"] == "2026-11-25T10:00:03+00:00"
+
+
+def test_garbage_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadSummaryError):
+        ViewStore(tmp_path / "view.sqlite3").add([b"<html>"])

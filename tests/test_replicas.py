@@ -1,0 +1,86 @@
+"""More than one replica per region: own keys, own replica_seq, errors still recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import nats
+import openai
+import pytest
+
+from cordon.devstack import DevStack
+from cordon.procs import free_port, wait_for_http
+from gateway import subjects
+from gateway.enrolment import Keyring
+
+
+@pytest.fixture(scope="module")
+def broken_upstream_replica(stack: DevStack) -> Iterator[str]:
+    """A second eu-west replica whose provider refuses connections."""
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    url = stack.start_gateway("eu-west", "gw-2", dead)
+    wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-2"].proc)
+    yield url
+    stack.processes["gateway-eu-west-gw-2"].stop()
+
+
+async def _record(endpoints: dict[str, Any], seq: int) -> dict[str, Any]:
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    try:
+        js = nc.jetstream()
+        keyring = Keyring("eu-west", bytes.fromhex(endpoints["regional_public_keys"]["eu-west"]))
+        subject = subjects.enrolment_subject("eu-west")
+        next_seq = 1
+        while True:
+            try:
+                enrolment = await js.get_msg(
+                    subjects.RECORDS_STREAM, next_seq, subject=subject, next=True
+                )
+            except nats.js.errors.NotFoundError:
+                break
+            keyring.add_enrolment(enrolment.data or b"")
+            next_seq = (enrolment.seq or next_seq) + 1
+        return keyring.verify_record((await js.get_msg(subjects.RECORDS_STREAM, seq)).data or b"")
+    finally:
+        await nc.close()
+
+
+async def test_unreachable_provider_is_a_502_and_still_recorded(
+    endpoints: dict[str, Any], broken_upstream_replica: str
+) -> None:
+    sdk = openai.OpenAI(
+        base_url=broken_upstream_replica + "/v1", api_key=endpoints["api_key"], max_retries=0
+    )
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "upstream_unavailable"  # type: ignore[index]
+    headers = caught.value.response.headers
+    record = await _record(endpoints, int(headers["x-cordon-record-seq"]))
+    assert record["id"] == headers["x-cordon-record-id"]
+    assert record["replica"] == "gw-2" and record["outcome"] == "error" and record["status"] == 502
+
+
+async def test_replica_seq_is_per_replica_and_resumes_after_restart(
+    stack: DevStack, endpoints: dict[str, Any], broken_upstream_replica: str
+) -> None:
+    def seq_of(url: str) -> int:
+        response = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}]},
+            headers={"authorization": f"Bearer {endpoints['api_key']}"},
+        )
+        return int(response.headers["x-cordon-record-seq"])
+
+    first = (await _record(endpoints, seq_of(broken_upstream_replica)))["replica_seq"]
+    second = (await _record(endpoints, seq_of(broken_upstream_replica)))["replica_seq"]
+    assert second == first + 1
+
+    process = stack.processes["gateway-eu-west-gw-2"]
+    process.stop()
+    process.start()
+    wait_for_http(broken_upstream_replica + "/readyz", 30, process.proc)
+    third = await _record(endpoints, seq_of(broken_upstream_replica))
+    assert third["replica"] == "gw-2" and third["replica_seq"] == second + 1
