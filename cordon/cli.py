@@ -90,7 +90,8 @@ def _dev(args: argparse.Namespace) -> int:
     from cordon.devstack import DevStack
 
     stack = DevStack(args.dir, fixed_ports=True)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         stack.start()
         _print_welcome(stack)
@@ -186,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aggregator.errors import AggregatorError
+    from cordon.errors import CordonError
+    from gateway.errors import GatewayError
+    from replicator.errors import ReplicatorError
+
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (GatewayError, ReplicatorError, AggregatorError, CordonError) as exc:
+        print(f"cordon {args.command}: {exc}", file=sys.stderr)
+        return 2
     return code
