@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aggregator.consumer import consume
 from aggregator.store import ViewStore
 from aggregator.streams import ensure_audit_summary
-from gateway.errors import ConfigError
 from gateway.runtime import connect
+from gateway.settings import load_json
 
 
 @dataclass(frozen=True)
@@ -30,17 +29,16 @@ class AggregatorSettings:
 
     @classmethod
     def load(cls, path: Path) -> AggregatorSettings:
-        try:
-            raw = json.loads(path.read_text())
-            return cls(
+        return load_json(
+            path,
+            lambda raw: cls(
                 central_nats_url=str(raw["central_nats_url"]),
                 regions=[str(r) for r in raw["regions"]],
                 store_path=path.parent / str(raw.get("store_path", "aggregator.sqlite3")),
                 host=str(raw.get("host", "127.0.0.1")),
                 port=int(raw.get("port", 8500)),
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"invalid aggregator settings {path}: {exc}") from exc
+            ),
+        )
 
 
 def create_app(settings: AggregatorSettings) -> FastAPI:

@@ -8,7 +8,6 @@ replica key that the regional key enrolled.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ from nats.js.errors import NotFoundError
 
 from gateway import subjects
 from gateway.enrolment import Keyring
-from gateway.errors import ConfigError, SignatureError
+from gateway.errors import SignatureError
 from gateway.runtime import connect
+from gateway.settings import load_json
 
 
 @dataclass(frozen=True)
@@ -35,17 +35,16 @@ class AuditApiSettings:
 
     @classmethod
     def load(cls, path: Path) -> AuditApiSettings:
-        try:
-            raw = json.loads(path.read_text())
-            return cls(
+        return load_json(
+            path,
+            lambda raw: cls(
                 region=str(raw["region"]),
                 audit_nats_url=str(raw["audit_nats_url"]),
                 regional_public_key_hex=str(raw["regional_public_key"]),
                 host=str(raw.get("host", "127.0.0.1")),
                 port=int(raw.get("port", 8090)),
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"invalid audit-api settings {path}: {exc}") from exc
+            ),
+        )
 
 
 async def _records_page(nc: NATS, keyring: Keyring, after: int, limit: int) -> list[dict[str, Any]]:

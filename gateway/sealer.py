@@ -7,7 +7,6 @@ API, and what it writes is metadata only (gateway.summaries).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from gateway import subjects, summaries
-from gateway.errors import ConfigError
 from gateway.runtime import connect
+from gateway.settings import load_json
 
 log = logging.getLogger("cordon.sealer")
 DURABLE = "sealer"
@@ -36,16 +35,15 @@ class SealerSettings:
 
     @classmethod
     def load(cls, path: Path) -> SealerSettings:
-        try:
-            raw = json.loads(path.read_text())
-            return cls(
+        return load_json(
+            path,
+            lambda raw: cls(
                 region=str(raw["region"]),
                 audit_nats_url=str(raw["audit_nats_url"]),
                 xr_nats_url=str(raw["xr_nats_url"]),
                 pseudonym_key=str(raw["pseudonym_key"]).encode(),
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"invalid sealer settings {path}: {exc}") from exc
+            ),
+        )
 
 
 class Sealer:

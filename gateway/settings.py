@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from gateway.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_json(path: Path, build: Callable[[dict[str, Any]], T]) -> T:
+    """Read a JSON settings file and `build` settings from it.
+
+    Any problem (unreadable file, bad JSON, missing or mistyped key) becomes one
+    `ConfigError` that names the file, so every process fails the same clear way.
+    """
+    try:
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("settings must be a JSON object")
+        return build(raw)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"invalid settings {path}: {exc}") from exc
 
 
 @dataclass(frozen=True)

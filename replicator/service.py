@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 from dataclasses import dataclass
@@ -11,8 +10,8 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
-from gateway.errors import ConfigError
 from gateway.runtime import connect
+from gateway.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
 from replicator.streams import ensure_central
 
@@ -26,16 +25,15 @@ class ReplicatorSettings:
 
     @classmethod
     def load(cls, path: Path) -> ReplicatorSettings:
-        try:
-            raw = json.loads(path.read_text())
-            return cls(
+        return load_json(
+            path,
+            lambda raw: cls(
                 central_nats_url=str(raw["central_nats_url"]),
                 regions=[str(r) for r in raw["regions"]],
                 metrics_host=str(raw.get("metrics_host", "127.0.0.1")),
                 metrics_port=int(raw.get("metrics_port", 9480)),
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"invalid replicator settings {path}: {exc}") from exc
+            ),
+        )
 
 
 async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
