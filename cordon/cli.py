@@ -85,7 +85,7 @@ def _dev(args: argparse.Namespace) -> int:
     if args.action == "mock-provider":
         from cordon.mock_provider import run
 
-        run(args.host, args.port)
+        run(args.host, args.port, args.behaviour)
         return 0
     from cordon.devstack import DevStack
 
@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     mock = d_actions.add_parser("mock-provider", help="serve the mock OpenAI-style provider")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8600)
+    mock.add_argument(
+        "--behaviour",
+        choices=["ok", "500", "429"],
+        default="ok",
+        help="answer normally, or fail every call with 500 / 429 (for failover drills)",
+    )
     dev.set_defaults(func=_dev)
     return parser
 

@@ -18,6 +18,7 @@ from typing import Any
 import nats
 
 from aggregator.streams import ensure_audit_summary
+from cordon import mock_provider
 from cordon.errors import ProcessStartError
 from cordon.procs import ManagedProcess, free_port, port_is_free, wait_for_http
 from cordon.topology import DEFAULT_REGIONS, NatsTopology, TopologyPlan, plan
@@ -141,7 +142,13 @@ class DevStack:
         return self.endpoints
 
     def start_gateway(
-        self, region: str, replica: str, upstream_base_url: str, port: int | None = None
+        self,
+        region: str,
+        replica: str,
+        upstream_base_url: str,
+        port: int | None = None,
+        pack_name: str = "default",
+        extra: dict[str, Any] | None = None,
     ) -> str:
         """Start one more gateway replica in `region`, enrolled by the regional key."""
         assert self.topology is not None
@@ -162,7 +169,18 @@ class DevStack:
                 "port": port,
                 "audit_nats_url": region_plan.audit_url,
                 "xr_nats_url": region_plan.xr_url,
-                "upstream": {"id": "mock", "base_url": upstream_base_url},
+                "targets": [
+                    {
+                        "id": "mock",
+                        "provider": {"api": "openai", "base_url": upstream_base_url},
+                        "models": list(mock_provider.OPENAI_MODELS),
+                    },
+                    {
+                        "id": "mock-anthropic",
+                        "provider": {"api": "anthropic", "base_url": upstream_base_url},
+                        "models": list(mock_provider.ANTHROPIC_MODELS),
+                    },
+                ],
                 "signing_key_file": str(keys / f"{replica}.key"),
                 "enrolment_file": str(enrolment_path),
                 "state_dir": str(self.root / "state" / name),
@@ -170,6 +188,8 @@ class DevStack:
                     DEV_API_KEY: {"agent": "dev-app", "roles": ["developer"], "scopes": ["chat"]}
                 },
                 "commit_timeout_s": 1.0,
+                "pack_name": pack_name,
+                **(extra or {}),
             },
         )
         self._spawn(name, "gateway", "run", "--config", str(config))

@@ -1,14 +1,21 @@
-"""A mock model provider: a real HTTP server speaking OpenAI's wire format.
+"""A mock model provider: a real HTTP server speaking OpenAI's and Anthropic's wire formats.
 
-It answers `echo: <last user message>` so tests can put a value in a prompt and
-find it (or its redaction) in the answer. Raw ASGI, so the bench measures the
-gateway and not the mock.
+It answers `echo: <last user message>` so tests can put a value in a prompt and find
+it (or its redaction) in the answer, streamed or not. Raw ASGI, so the bench
+measures the gateway and not the mock.
+
+Model names steer it: `slow-stream` streams one word every 50 ms (for disconnect
+tests), `slow-first-byte` waits 2 s before answering. `--behaviour` makes a whole
+instance misbehave (`500`, `429`) so failover can be tested against real sockets.
+`GET /mock/stats` says what it saw.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -17,73 +24,284 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MODELS = ("mock-gpt", "mock-gpt-mini")
+OPENAI_MODELS = ("mock-gpt", "mock-gpt-mini", "mock-embed", "slow-stream", "slow-first-byte")
+ANTHROPIC_MODELS = ("mock-claude", "slow-stream")
+STATS: Counter[str] = Counter()
+SEEN_AUTH: dict[str, str] = {}
+BEHAVIOUR = {"mode": "ok"}
 
 
-def _last_user_text(request: dict[str, Any]) -> str:
-    for message in reversed(request.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
+        )
     return ""
 
 
-def completion(request: dict[str, Any]) -> dict[str, Any]:
-    text = "echo: " + _last_user_text(request)
-    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
+def _last_user_text(request: dict[str, Any]) -> str:
+    if "input" in request and "messages" not in request:  # the Responses API
+        given = request["input"]
+        if isinstance(given, str):
+            return given
+        if isinstance(given, list):
+            return _last_user_text({"messages": given})
+    for message in reversed(request.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+def _reply(request: dict[str, Any]) -> str:
+    return "echo: " + _last_user_text(request)
+
+
+def _tokens(text: str) -> int:
+    return len(text.split())
+
+
+def chat_completion(request: dict[str, Any]) -> dict[str, Any]:
+    text = _reply(request)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    finish = "stop"
+    if request.get("tools"):
+        tool = request["tools"][0]["function"]["name"]
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_mock_1",
+                    "type": "function",
+                    "function": {"name": tool, "arguments": json.dumps({"echo": text})},
+                }
+            ],
+        }
+        finish = "tool_calls"
+    prompt = _tokens(_last_user_text(request))
     return {
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": request.get("model", MODELS[0]),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
+        "model": request.get("model", OPENAI_MODELS[0]),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(text.split()),
-            "total_tokens": prompt_tokens + len(text.split()),
+            "prompt_tokens": prompt,
+            "completion_tokens": _tokens(text),
+            "total_tokens": prompt + _tokens(text),
         },
     }
 
 
-def stream_events(request: dict[str, Any]) -> list[bytes]:
-    answer = completion(request)
-    words = answer["choices"][0]["message"]["content"].split(" ")
+def chat_events(request: dict[str, Any]) -> list[bytes]:
+    answer = chat_completion(request)
+    words = _reply(request).split(" ")
     base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
     events = []
     for i, word in enumerate(words):
         delta = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
         chunk = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-        events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        events.append(_sse(chunk))
     final = base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-    events.append(b"data: " + json.dumps(final).encode() + b"\n\n")
+    if (request.get("stream_options") or {}).get("include_usage"):
+        events.append(_sse(final))
+        final = base | {"choices": [], "usage": answer["usage"]}
+    events.append(_sse(final))
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+def embeddings(request: dict[str, Any]) -> dict[str, Any]:
+    given = request.get("input")
+    texts = [given] if isinstance(given, str) else list(given or [])
+    data = [
+        {"object": "embedding", "index": i, "embedding": [float(len(str(t))), 0.5, -0.25]}
+        for i, t in enumerate(texts)
+    ]
+    tokens = sum(_tokens(str(t)) for t in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": request.get("model", "mock-embed"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def response(request: dict[str, Any]) -> dict[str, Any]:
+    text = _reply(request)
+    prompt = _tokens(_last_user_text(request))
+    return {
+        "id": "resp_mock",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": request.get("model", OPENAI_MODELS[0]),
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_mock",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": prompt,
+            "output_tokens": _tokens(text),
+            "total_tokens": prompt + _tokens(text),
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+
+
+def response_events(request: dict[str, Any]) -> list[bytes]:
+    done = response(request)
+    started = {**done, "status": "in_progress", "output": [], "usage": None}
+    item = {**done["output"][0], "status": "in_progress", "content": []}
+    events = [
+        _sse(
+            {"type": "response.created", "sequence_number": 0, "response": started},
+            "response.created",
+        ),
+        _sse(
+            {
+                "type": "response.output_item.added",
+                "sequence_number": 1,
+                "output_index": 0,
+                "item": item,
+            },
+            "response.output_item.added",
+        ),
+    ]
+    seq = 2
+    for i, word in enumerate(_reply(request).split(" ")):
+        delta = word if i == 0 else " " + word
+        event = {
+            "type": "response.output_text.delta",
+            "sequence_number": seq,
+            "item_id": "msg_mock",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": delta,
+            "logprobs": [],
+        }
+        events.append(_sse(event, "response.output_text.delta"))
+        seq += 1
+    events.append(
+        _sse(
+            {"type": "response.completed", "sequence_number": seq, "response": done},
+            "response.completed",
+        )
+    )
+    return events
+
+
+def message(request: dict[str, Any]) -> dict[str, Any]:
+    text = _reply(request)
+    return {
+        "id": "msg_mock",
+        "type": "message",
+        "role": "assistant",
+        "model": request.get("model", ANTHROPIC_MODELS[0]),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": _tokens(_last_user_text(request)),
+            "output_tokens": _tokens(text),
+        },
+    }
+
+
+def message_events(request: dict[str, Any]) -> list[bytes]:
+    done = message(request)
+    start = {
+        **done,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**done["usage"], "output_tokens": 1},
+    }
+    events = [
+        _sse({"type": "message_start", "message": start}, "message_start"),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
+    ]
+    for i, word in enumerate(_reply(request).split(" ")):
+        delta = {"type": "text_delta", "text": word if i == 0 else " " + word}
+        events.append(
+            _sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
+        )
+    events += [
+        _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": done["usage"]["output_tokens"]},
+            },
+            "message_delta",
+        ),
+        _sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return events
+
+
+def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
 async def _body(receive: Receive) -> bytes:
     chunks = []
     while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
+        received = await receive()
+        chunks.append(received.get("body", b""))
+        if not received.get("more_body"):
             return b"".join(chunks)
 
 
 async def _respond(
-    send: Send, status: int, body: bytes, content_type: bytes = b"application/json"
+    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
 ) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _error(api: str, status: int, message: str, kind: str = "invalid_request_error") -> bytes:
+    if api == "anthropic":
+        return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+    return json.dumps(
+        {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    ).encode()
+
+
+ROUTES: dict[
+    str,
+    tuple[
+        str,
+        Callable[[dict[str, Any]], dict[str, Any]],
+        Callable[[dict[str, Any]], list[bytes]] | None,
+    ],
+] = {
+    "/v1/chat/completions": ("openai", chat_completion, chat_events),
+    "/v1/embeddings": ("openai", embeddings, None),
+    "/v1/responses": ("openai", response, response_events),
+    "/v1/messages": ("anthropic", message, message_events),
+}
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,34 +313,85 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     path, method = scope["path"], scope["method"]
     if path == "/healthz":
         await _respond(send, 200, b'{"status":"ok"}')
+    elif path == "/mock/stats":
+        await _respond(send, 200, json.dumps({"counts": STATS, "auth": SEEN_AUTH}).encode())
     elif path == "/v1/models" and method == "GET":
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in MODELS]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in OPENAI_MODELS
+        ]
         await _respond(send, 200, json.dumps({"object": "list", "data": data}).encode())
-    elif path == "/v1/chat/completions" and method == "POST":
-        await _chat(receive, send)
+    elif path in ROUTES and method == "POST":
+        await _serve(scope, receive, send, *ROUTES[path])
     else:
-        error = {"error": {"message": f"no route {method} {path}", "type": "invalid_request_error"}}
-        await _respond(send, 404, json.dumps(error).encode())
+        await _respond(send, 404, _error("openai", 404, f"no route {method} {path}"))
 
 
-async def _chat(receive: Receive, send: Send) -> None:
+async def _serve(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    api: str,
+    build: Callable[[dict[str, Any]], dict[str, Any]],
+    stream: Callable[[dict[str, Any]], list[bytes]] | None,
+) -> None:
+    STATS[f"requests {scope['path']}"] += 1
+    headers = dict(scope["headers"])
+    SEEN_AUTH["authorization"] = headers.get(b"authorization", b"").decode()
+    SEEN_AUTH["x-api-key"] = headers.get(b"x-api-key", b"").decode()
+    if BEHAVIOUR["mode"] == "500":
+        await _respond(send, 500, _error(api, 500, "mock is failing on purpose", "api_error"))
+        return
+    if BEHAVIOUR["mode"] == "429":
+        await _respond(
+            send,
+            429,
+            _error(api, 429, "mock is rate limited", "rate_limit_error"),
+            {"retry-after": "1"},
+        )
+        return
     try:
         request = json.loads(await _body(receive))
     except ValueError:
-        error = {"error": {"message": "invalid JSON", "type": "invalid_request_error"}}
-        await _respond(send, 400, json.dumps(error).encode())
+        await _respond(send, 400, _error(api, 400, "invalid JSON"))
         return
-    if not request.get("stream"):
-        await _respond(send, 200, json.dumps(completion(request)).encode())
+    if request.get("model") == "slow-first-byte":
+        await asyncio.sleep(2.0)
+    if not (request.get("stream") and stream is not None):
+        await _respond(send, 200, json.dumps(build(request)).encode())
         return
+    await _stream(receive, send, stream(request), slow=request.get("model") == "slow-stream")
+
+
+async def _stream(receive: Receive, send: Send, events: list[bytes], slow: bool) -> None:
+    STATS["streams started"] += 1
+    disconnected = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected.set()
+
+    watcher = asyncio.create_task(watch())
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    for event in stream_events(request):
-        await send({"type": "http.response.body", "body": event, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for event in events:
+            if slow:
+                await asyncio.sleep(0.05)
+            if disconnected.is_set():
+                STATS["streams cancelled"] += 1
+                return
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        STATS["streams completed"] += 1
+    except OSError:
+        STATS["streams cancelled"] += 1
+    finally:
+        watcher.cancel()
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, behaviour: str = "ok") -> None:
     import uvicorn
 
+    BEHAVIOUR["mode"] = behaviour
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -11,18 +11,33 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import PackError
 from gateway.packs import DEFAULT_PACK, Pack, decode_published
+from gateway.routing import Router
 
 log = logging.getLogger("cordon.gateway.activation")
 
 
+@dataclass(frozen=True)
+class Active:
+    """A pack and the routing it resolved to, swapped as one."""
+
+    pack: Pack
+    router: Router
+
+
+RouterFactory = Callable[[Pack], Router]
+
+
 class PackState:
-    def __init__(self, pack_name: str, state_dir: Path) -> None:
+    def __init__(self, pack_name: str, state_dir: Path, route: RouterFactory) -> None:
         self.pack_name = pack_name
-        self.active: Pack = DEFAULT_PACK
+        self._route = route
+        self.current = Active(DEFAULT_PACK, route(DEFAULT_PACK))
         self.activated_at: float | None = None
         self.last_rejection: str | None = None
         self._path = state_dir / f"last-good-pack.{pack_name}.json"
@@ -33,7 +48,8 @@ class PackState:
         except FileNotFoundError:
             return
         try:
-            self.active = decode_published(data)
+            pack = decode_published(data)
+            self.current = Active(pack, self._route(pack))
             self.activated_at = time.time()
         except PackError as exc:
             log.error("ignoring unreadable last good pack %s: %s", self._path, exc)
@@ -48,15 +64,20 @@ class PackState:
                 raise PackError(
                     f"revision {pack.revision} is not newer than active {self.active.revision}"
                 )
+            router = self._route(pack)  # resolves providers: a missing secret refuses the pack
         except PackError as exc:
             self.last_rejection = str(exc)
             log.warning("policy pack rejected, keeping revision %s: %s", self.active.revision, exc)
             return False
         self._persist(data)
-        self.active = pack
+        self.current = Active(pack, router)
         self.activated_at = time.time()
         log.info("policy pack %s revision %s active", pack.name, pack.revision)
         return True
+
+    @property
+    def active(self) -> Pack:
+        return self.current.pack
 
     def _persist(self, data: bytes) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)

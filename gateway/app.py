@@ -1,103 +1,129 @@
-"""The gateway's HTTP surface: an OpenAI-compatible API plus health and metrics."""
+"""The gateway's HTTP surface: OpenAI- and Anthropic-compatible APIs, health, metrics.
+
+A plain ASGI app: the hot path pays for no framework routing or middleware.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
-from collections.abc import AsyncIterator
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from gateway import chat, metrics
-from gateway.errors import AuthError, BadRequestError, BodyTooLargeError
-from gateway.errors_http import openai_error
+from gateway import calls, dialects, metrics
+from gateway.asgi import Receive, Scope, Send, request_headers, respond, respond_json
+from gateway.errors import AuthError
 from gateway.runtime import Runtime
 from gateway.settings import GatewaySettings
 
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError(f"request body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+log = logging.getLogger("cordon.gateway")
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise BadRequestError("request body must be a JSON object")
-    return payload
+class GatewayApp:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.runtime = Runtime(settings)
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._call(dialects.CHAT),
+            ("POST", "/v1/embeddings"): self._call(dialects.EMBEDDINGS),
+            ("POST", "/v1/responses"): self._call(dialects.RESPONSES),
+            ("POST", "/v1/messages"): self._call(dialects.MESSAGES),
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/readyz"): self.readyz,
+            ("GET", "/metrics"): self.metrics,
+            ("GET", "/v1/cordon/policy"): self.policy_status,
+        }
 
+    def _call(self, dialect: dialects.Dialect) -> Handler:
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            await calls.handle(self.runtime, dialect, scope, receive, send)
 
-def create_app(settings: GatewaySettings) -> Starlette:
-    runtime = Runtime(settings)
+        return handler
 
-    async def chat_completions(request: Request) -> Response:
-        started = time.perf_counter()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            await self._not_found(scope, send)
+            return
+        await handler(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _not_found(self, scope: Scope, send: Send) -> None:
+        known_path = any(path == scope["path"] for _, path in self.routes)
+        status = 405 if known_path else 404
+        dialect = dialects.MESSAGES if scope["path"].startswith("/v1/messages") else dialects.CHAT
+        message = f"{scope['method']} {scope['path']} is not served here"
+        await respond(send, status, dialect.error(message, "not_found_error", "not_found"))
+
+    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The models the active pack routes; Anthropic's shape when asked by its SDK."""
+        headers = request_headers(scope)
+        anthropic = "anthropic-version" in headers
+        dialect = dialects.MESSAGES if anthropic else dialects.CHAT
         try:
-            identity = runtime.auth.authenticate(
-                request.headers.get("authorization"), request.headers.get("x-api-key")
-            )
-            body = await read_body(request, settings.max_body_bytes)
-            payload = parse_json_object(body)
+            self.runtime.auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
         except AuthError as exc:
-            metrics.REQUESTS.labels("chat", "unauthenticated").inc()
-            return openai_error(401, str(exc), "invalid_request_error", "invalid_api_key")
-        except BodyTooLargeError as exc:
-            metrics.REQUESTS.labels("chat", "rejected").inc()
-            return openai_error(413, str(exc), "invalid_request_error", "request_too_large")
-        except BadRequestError as exc:
-            metrics.REQUESTS.labels("chat", "rejected").inc()
-            return openai_error(400, str(exc), "invalid_request_error", "invalid_json")
-        return await chat.complete(runtime, identity, payload, started)
+            await respond(
+                send, 401, dialect.error(str(exc), "authentication_error", "invalid_api_key")
+            )
+            return
+        router = self.runtime.packs.current.router
+        if anthropic:
+            data = [
+                {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
+                for m, _ in router.listed_models("anthropic")
+            ]
+            first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+            await respond_json(
+                send, 200, {"data": data, "has_more": False, "first_id": first, "last_id": last}
+            )
+            return
+        listed = [
+            {"id": m, "object": "model", "created": 0, "owned_by": target}
+            for m, target in router.listed_models("openai")
+        ]
+        await respond_json(send, 200, {"object": "list", "data": listed})
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+    async def healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond_json(send, 200, {"status": "ok"})
 
-    async def readyz(_: Request) -> Response:
-        ready = runtime.ready
-        return JSONResponse(
-            {"ready": ready, "region": settings.region, "replica": settings.replica},
-            status_code=200 if ready else 503,
+    async def readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.runtime.settings
+        ready = self.runtime.ready
+        body = {"ready": ready, "region": settings.region, "replica": settings.replica}
+        await respond_json(send, 200 if ready else 503, body)
+
+    async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(
+            send, 200, generate_latest(), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
         )
 
-    async def metrics_endpoint(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def policy_status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, json.dumps(self.runtime.packs.status()).encode())
 
-    async def policy_status(_: Request) -> Response:
-        return JSONResponse(runtime.packs.status())
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
-
-    return Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-            Route("/v1/cordon/policy", policy_status),
-        ],
-        lifespan=lifespan,
-    )
+def create_app(settings: GatewaySettings) -> GatewayApp:
+    metrics.PACK_REVISION.set(0)
+    return GatewayApp(settings)

@@ -1,23 +1,41 @@
-"""Authenticate callers: gateway API keys mapped to service identities.
+"""Who is calling: a gateway API key (a service identity) or a signed delegation token.
 
-Keys are looked up by their SHA-256, so the table never holds what a caller sent
-and a lookup costs the same whatever key arrives.
+API keys are looked up by their SHA-256, so the table never holds what a caller
+sent. A delegation token is a JWT (EdDSA or ES256) from a configured issuer naming
+the natural person (`sub`), the agent acting for them, roles and scopes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from gateway.errors import AuthError
-from gateway.settings import ApiKeyIdentity
 
 
-class ApiKeyAuthenticator:
-    def __init__(self, keys: Mapping[str, ApiKeyIdentity]) -> None:
+@dataclass(frozen=True)
+class Identity:
+    agent: str
+    roles: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    person: str | None = None
+    method: str = "api_key"
+
+
+class TokenVerifier:
+    """Anything that turns a delegation token into an Identity (gateway.delegation)."""
+
+    def verify(self, token: str) -> Identity:
+        raise NotImplementedError
+
+
+class Authenticator:
+    def __init__(self, keys: Mapping[str, Identity], tokens: TokenVerifier | None = None) -> None:
         self._by_digest = {_digest(key): identity for key, identity in keys.items()}
+        self._tokens = tokens
 
-    def authenticate(self, authorization: str | None, x_api_key: str | None) -> ApiKeyIdentity:
+    def authenticate(self, authorization: str | None, x_api_key: str | None) -> Identity:
         """OpenAI clients send `Authorization: Bearer`, Anthropic ones `x-api-key`."""
         token = x_api_key
         if authorization:
@@ -28,9 +46,11 @@ class ApiKeyAuthenticator:
         if not token:
             raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
         identity = self._by_digest.get(_digest(token))
-        if identity is None:
-            raise AuthError("invalid API key")
-        return identity
+        if identity is not None:
+            return identity
+        if self._tokens is not None and token.count(".") == 2:
+            return self._tokens.verify(token)
+        raise AuthError("invalid API key")
 
 
 def _digest(key: str) -> bytes:

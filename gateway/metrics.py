@@ -31,3 +31,11 @@ PACK_REVISION = Gauge("cordon_gateway_pack_revision", "Revision of the active po
 PACK_REJECTIONS = Counter(
     "cordon_gateway_pack_rejections_total", "Policy packs offered but not activated."
 )
+CIRCUIT_OPEN = Gauge(
+    "cordon_gateway_circuit_open", "1 while a provider target's circuit is open.", ["target"]
+)
+UPSTREAM_FAILURES = Counter(
+    "cordon_gateway_upstream_failures_total",
+    "Calls to a provider target that failed, by reason (connect, timeout, 5xx, 429).",
+    ["target", "reason"],
+)

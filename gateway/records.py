@@ -1,35 +1,40 @@
 """Decision records: the eight fields regulators ask for, plus what proves them.
 
-Schema version 1. A record is a msgpack map; it is sealed into a signed envelope
-(gateway.envelope) and committed to the regional `RECORDS` stream.
+Schema version 1 (docs/records.md describes every field). A record is a msgpack
+map; it is sealed into a signed envelope (gateway.envelope) and committed to the
+regional `RECORDS` stream.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.ids import uuid7
+from gateway.identity import Identity
 from gateway.packs import Pack
 from gateway.policy import Decision
-from gateway.settings import ApiKeyIdentity
 
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
+@dataclass
 class CallFacts:
     """What happened on the wire, gathered while the call was served."""
 
+    endpoint: str
     model: str
-    route: str
-    status: int
-    latency_ms: float
-    upstream_ms: float
+    route: str = ""
+    status: int = 0
+    stream: bool = False
+    latency_ms: float = 0.0
+    upstream_ms: float = 0.0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    attempts: list[str] = field(default_factory=list)
+    scanned_chars: int | None = None
+    error: str | None = None
 
 
 def rfc3339_now() -> str:
@@ -38,9 +43,10 @@ def rfc3339_now() -> str:
 
 def build(
     *,
+    record_id: str,
     region: str,
     replica: str,
-    identity: ApiKeyIdentity,
+    identity: Identity,
     pack: Pack,
     decision: Decision,
     facts: CallFacts,
@@ -51,7 +57,7 @@ def build(
     return {
         "v": SCHEMA_VERSION,
         "kind": "decision",
-        "id": uuid7(),
+        "id": record_id,
         "ts": rfc3339_now(),
         "region": region,
         "replica": replica,
@@ -67,8 +73,14 @@ def build(
         "outcome": decision.outcome,
         "rules": decision.rules,
         # supporting facts
+        "identity_method": identity.method,
+        "endpoint": facts.endpoint,
+        "stream": facts.stream,
         "redactions": decision.redactions,
         "status": facts.status,
+        "error": facts.error,
+        "attempts": facts.attempts,
+        "scanned_chars": facts.scanned_chars,
         "tokens": {"prompt": facts.prompt_tokens, "completion": facts.completion_tokens},
         "latency_ms": round(facts.latency_ms, 3),
         "upstream_ms": round(facts.upstream_ms, 3),

@@ -33,3 +33,16 @@ def redact(text: str, patterns: Iterable[str], counts: dict[str, int]) -> str:
         if found:
             counts[name] = counts.get(name, 0) + found
     return text
+
+
+def safe_cut(text: str, cut: int, patterns: Iterable[str]) -> int:
+    """Move `cut` back to the start of any match that straddles it, until none does."""
+    active = [DETECTORS[name] for name in DETECTORS if name in patterns]
+    moved = True
+    while moved and cut > 0:
+        moved = False
+        for detector in active:
+            for match in detector.finditer(text):
+                if match.start() < cut < match.end():
+                    cut, moved = match.start(), True
+    return cut

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 import nats
 from nats.aio.client import Client as NATS
@@ -12,12 +13,15 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
-from gateway import metrics, subjects
+from gateway import metrics, providers, subjects
 from gateway.activation import PackState, applied_report
-from gateway.errors import ConfigError
-from gateway.identity import ApiKeyAuthenticator
+from gateway.delegation import DelegationVerifier
+from gateway.errors import ConfigError, PackError
+from gateway.identity import Authenticator
 from gateway.keys import SigningKey
+from gateway.packs import Pack
 from gateway.recorder import Recorder
+from gateway.routing import Breakers, Router
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamClient
 
@@ -55,14 +59,31 @@ class Runtime:
             self.enrolment = settings.enrolment_file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read enrolment {settings.enrolment_file}: {exc}") from exc
-        self.auth = ApiKeyAuthenticator(settings.api_keys)
-        self.packs = PackState(settings.pack_name, settings.state_dir)
-        self.upstream = UpstreamClient(settings.upstream_timeout_s)
+        verifier = (
+            DelegationVerifier(settings.delegation_issuers) if settings.delegation_issuers else None
+        )
+        self.auth = Authenticator(settings.api_keys, verifier)
+        self.breakers = Breakers()
+        try:
+            self.default_targets = providers.targets_from(
+                {"providers": {"targets": list(settings.targets)}},
+                os.environ,
+                settings.secret_store_dir,
+            )
+        except PackError as exc:
+            raise ConfigError(f"gateway targets: {exc}") from exc
+        self.packs = PackState(settings.pack_name, settings.state_dir, self.route)
+        self.upstream = UpstreamClient()
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.audit_nc: NATS | None = None
         self.xr_nc: NATS | None = None
         self.recorder: Recorder | None = None
+
+    def route(self, pack: Pack) -> Router:
+        """The routing a pack asks for; the gateway's own targets if it names none."""
+        targets = providers.targets_from(pack.document, os.environ, self.settings.secret_store_dir)
+        return Router(targets or self.default_targets, self.breakers)
 
     async def start(self) -> None:
         self.packs.load_last_good()

@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gateway.delegation import Issuer, IssuerKey
 from gateway.errors import ConfigError
+from gateway.identity import Identity
 
 T = TypeVar("T")
 
@@ -31,39 +33,23 @@ def load_json(path: Path, build: Callable[[dict[str, Any]], T]) -> T:
 
 
 @dataclass(frozen=True)
-class ApiKeyIdentity:
-    """The service identity a gateway API key stands for."""
-
-    agent: str
-    roles: tuple[str, ...] = ()
-    scopes: tuple[str, ...] = ()
-    person: str | None = None
-
-
-@dataclass(frozen=True)
-class UpstreamTarget:
-    id: str
-    base_url: str
-    api_key: str = ""
-
-
-@dataclass(frozen=True)
 class GatewaySettings:
     region: str
     replica: str
     audit_nats_url: str
     xr_nats_url: str
-    upstream: UpstreamTarget
     signing_key_file: Path
     enrolment_file: Path
     state_dir: Path
-    api_keys: dict[str, ApiKeyIdentity] = field(default_factory=dict)
+    # Provider targets used until a pack names its own (same shape as a pack's).
+    targets: tuple[dict[str, Any], ...] = ()
+    secret_store_dir: Path | None = None
+    api_keys: dict[str, Identity] = field(default_factory=dict)
+    delegation_issuers: tuple[Issuer, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
     commit_timeout_s: float = 2.0
-    upstream_timeout_s: float = 60.0
     max_body_bytes: int = 4 * 1024 * 1024
-    pseudonym_key: str = ""
     pack_name: str = "default"
 
 
@@ -73,41 +59,47 @@ def _require(raw: dict[str, Any], name: str) -> Any:
     return raw[name]
 
 
+def _identity(raw: dict[str, Any]) -> Identity:
+    return Identity(
+        agent=str(raw["agent"]),
+        roles=tuple(raw.get("roles", ())),
+        scopes=tuple(raw.get("scopes", ())),
+        person=raw.get("person"),
+    )
+
+
+def _issuer(raw: dict[str, Any], base: Path) -> Issuer:
+    keys = []
+    for key in raw["keys"]:
+        pem = key.get("public_key_pem")
+        if pem is None:
+            pem = (base / key["public_key_file"]).read_text()
+        keys.append(IssuerKey(kid=key.get("kid"), public_key_pem=str(pem)))
+    return Issuer(issuer=str(raw["issuer"]), audience=str(raw["audience"]), keys=tuple(keys))
+
+
 def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
     try:
-        upstream = _require(raw, "upstream")
-        keys = {
-            key: ApiKeyIdentity(
-                agent=str(v["agent"]),
-                roles=tuple(v.get("roles", ())),
-                scopes=tuple(v.get("scopes", ())),
-                person=v.get("person"),
-            )
-            for key, v in raw.get("api_keys", {}).items()
-        }
+        store = raw.get("secret_store_dir")
         return GatewaySettings(
             region=str(_require(raw, "region")),
             replica=str(_require(raw, "replica")),
             audit_nats_url=str(_require(raw, "audit_nats_url")),
             xr_nats_url=str(_require(raw, "xr_nats_url")),
-            upstream=UpstreamTarget(
-                id=str(upstream.get("id", "default")),
-                base_url=str(upstream["base_url"]).rstrip("/"),
-                api_key=str(upstream.get("api_key", "")),
-            ),
             signing_key_file=base / _require(raw, "signing_key_file"),
             enrolment_file=base / _require(raw, "enrolment_file"),
             state_dir=base / raw.get("state_dir", "state"),
-            api_keys=keys,
+            targets=tuple(raw.get("targets", ())),
+            secret_store_dir=base / store if store else None,
+            api_keys={key: _identity(v) for key, v in raw.get("api_keys", {}).items()},
+            delegation_issuers=tuple(_issuer(i, base) for i in raw.get("delegation_issuers", ())),
             host=str(raw.get("host", "127.0.0.1")),
             port=int(raw.get("port", 8080)),
             commit_timeout_s=float(raw.get("commit_timeout_s", 2.0)),
-            upstream_timeout_s=float(raw.get("upstream_timeout_s", 60.0)),
             max_body_bytes=int(raw.get("max_body_bytes", 4 * 1024 * 1024)),
-            pseudonym_key=str(raw.get("pseudonym_key", "")),
             pack_name=str(raw.get("pack_name", "default")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ConfigError(f"invalid gateway settings: {exc}") from exc
 
 

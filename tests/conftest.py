@@ -7,16 +7,13 @@ every Cordon process as a real child process: exactly what `cordon dev up` runs.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from cordon.devstack import DevStack
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -35,18 +32,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 def endpoints(stack: DevStack) -> dict[str, Any]:
     described: dict[str, Any] = json.loads((stack.root / "endpoints.json").read_text())
     return described
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.05) -> T:
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.activation import PackState
-from gateway.packs import publish_form
+from gateway.activation import PackState as _PackState
+from gateway.packs import Pack, publish_form
+from gateway.routing import Breakers, Router
 
 DOC = {"pack": {"name": "default"}, "policies": []}
+
+
+def PackState(name: str, state_dir: Path) -> _PackState:
+    def route(pack: Pack) -> Router:
+        return Router((), Breakers())
+
+    return _PackState(name, state_dir, route)
 
 
 def published(revision: int, document: dict[str, object] = DOC) -> bytes:

@@ -7,12 +7,10 @@ from typing import Any
 
 import httpx
 import msgpack
-import nats
 import openai
 import pytest
 
-from gateway import subjects
-from gateway.enrolment import Keyring
+from tests.helpers import stored, stored_record
 
 
 def client(
@@ -38,19 +36,7 @@ async def test_answer_is_committed_as_signed_record_before_it_is_returned(
     seq = int(raw.headers["x-cordon-record-seq"])
     assert float(raw.headers["x-cordon-overhead-ms"]) >= 0
 
-    region = endpoints["nats"]["regions"]["eu-west"]
-    nc = await nats.connect(region["audit"])
-    try:
-        js = nc.jetstream()
-        stored = await js.get_msg(subjects.RECORDS_STREAM, seq)
-        keyring = Keyring("eu-west", bytes.fromhex(endpoints["regional_public_keys"]["eu-west"]))
-        enrolment = await js.get_last_msg(
-            subjects.RECORDS_STREAM, subjects.enrolment_subject("eu-west")
-        )
-        keyring.add_enrolment(enrolment.data)
-        record = keyring.verify_record(stored.data)
-    finally:
-        await nc.close()
+    raw_record, record, keyring = await stored(endpoints, "eu-west", seq)
     assert record["id"] == record_id
     assert record["region"] == "eu-west"
     assert record["agent"] == "dev-app"
@@ -62,12 +48,12 @@ async def test_answer_is_committed_as_signed_record_before_it_is_returned(
     assert record["replica_seq"] >= 1
     assert record["content"]["answer"] == f"echo: {marker}"
     # the signature covers the exact bytes: any change to them is caught
-    tampered = bytearray(stored.data)
-    index = bytes(stored.data).index(marker.encode())
+    tampered = bytearray(raw_record)
+    index = raw_record.index(marker.encode())
     tampered[index] ^= 0x01
     with pytest.raises(Exception, match="signature"):
         keyring.verify_record(bytes(tampered))
-    assert msgpack.unpackb(stored.data)["k"].startswith("sha256:")
+    assert msgpack.unpackb(raw_record)["k"].startswith("sha256:")
 
 
 def test_missing_and_wrong_api_keys_get_401_in_openai_shape(endpoints: dict[str, Any]) -> None:
@@ -82,7 +68,11 @@ def test_missing_and_wrong_api_keys_get_401_in_openai_shape(endpoints: dict[str,
     assert "missing API key" in bare.json()["error"]["message"]
 
 
-def test_malformed_json_is_a_400_and_reaches_no_provider(endpoints: dict[str, Any]) -> None:
+async def test_malformed_json_is_a_400_recorded_and_reaches_no_provider(
+    endpoints: dict[str, Any],
+) -> None:
+    stats_url = endpoints["mock_provider"].removesuffix("/v1") + "/mock/stats"
+    before = httpx.get(stats_url).json()["counts"]
     response = httpx.post(
         endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
         content=b'{"model": "mock-gpt", "messages": [',
@@ -94,7 +84,10 @@ def test_malformed_json_is_a_400_and_reaches_no_provider(endpoints: dict[str, An
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and "not valid JSON" in error["message"]
-    assert "x-cordon-record-id" not in response.headers
+    assert httpx.get(stats_url).json()["counts"] == before
+    record = await stored_record(endpoints, "eu-west", int(response.headers["x-cordon-record-seq"]))
+    assert record["outcome"] == "error" and record["status"] == 400
+    assert record["error"] == "invalid_request" and record["agent"] == "dev-app"
 
 
 def test_missing_messages_is_a_400_naming_the_field(endpoints: dict[str, Any]) -> None:

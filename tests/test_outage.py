@@ -12,7 +12,7 @@ import pytest
 
 from cordon.devstack import DevStack
 from gateway import subjects
-from tests.conftest import eventually
+from tests.helpers import eventually
 
 
 def _sdk(endpoints: dict[str, Any]) -> openai.OpenAI:

@@ -6,14 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import nats
 import openai
 import pytest
 
 from cordon.devstack import DevStack
 from cordon.procs import free_port, wait_for_http
-from gateway import subjects
-from gateway.enrolment import Keyring
+from tests.helpers import stored_record
 
 
 @pytest.fixture(scope="module")
@@ -27,24 +25,7 @@ def broken_upstream_replica(stack: DevStack) -> Iterator[str]:
 
 
 async def _record(endpoints: dict[str, Any], seq: int) -> dict[str, Any]:
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
-    try:
-        js = nc.jetstream()
-        keyring = Keyring("eu-west", bytes.fromhex(endpoints["regional_public_keys"]["eu-west"]))
-        subject = subjects.enrolment_subject("eu-west")
-        next_seq = 1
-        while True:
-            try:
-                enrolment = await js.get_msg(
-                    subjects.RECORDS_STREAM, next_seq, subject=subject, next=True
-                )
-            except nats.js.errors.NotFoundError:
-                break
-            keyring.add_enrolment(enrolment.data or b"")
-            next_seq = (enrolment.seq or next_seq) + 1
-        return keyring.verify_record((await js.get_msg(subjects.RECORDS_STREAM, seq)).data or b"")
-    finally:
-        await nc.close()
+    return await stored_record(endpoints, "eu-west", seq)
 
 
 async def test_unreachable_provider_is_a_502_and_still_recorded(

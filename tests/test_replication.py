@@ -14,7 +14,7 @@ import nats
 import openai
 
 from gateway import subjects
-from tests.conftest import eventually
+from tests.helpers import eventually
 
 PACK = """\
 pack:

@@ -15,7 +15,7 @@ from nats.js.api import ConsumerConfig
 
 from cordon.devstack import DevStack
 from gateway import subjects
-from tests.conftest import eventually
+from tests.helpers import eventually
 
 
 def _ask(endpoints: dict[str, Any], region: str, content: str) -> str:

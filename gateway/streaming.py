@@ -1,0 +1,267 @@
+"""Relay a provider's SSE stream event by event, with output rules applied.
+
+Each dialect's adapter rewrites only the events that carry answer text, keeps
+what the record needs (text released, usage), and says which event ends the
+stream: that one is held until the record is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.dialects import Dialect
+from gateway.policy import StreamFilter
+
+
+@dataclass
+class Event:
+    raw: bytes
+    name: str | None
+    data: str
+
+
+class SSEParser:
+    """Split a byte stream into server-sent events (blank-line separated)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer += chunk.replace(b"\r\n", b"\n")
+        events: list[Event] = []
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                return events
+            raw, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
+            events.append(_parse(raw))
+
+    def rest(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def _parse(raw: bytes) -> Event:
+    name = None
+    data = []
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+    return Event(raw, name, "\n".join(data))
+
+
+def encode(name: str | None, data: dict[str, Any]) -> bytes:
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+@dataclass
+class Relay:
+    """What one event becomes: bytes to send now, and whether it ends the stream."""
+
+    out: list[bytes] = field(default_factory=list)
+    terminal: bool = False
+
+
+class StreamAdapter:
+    """Dialect-neutral bookkeeping; subclasses know their event shapes."""
+
+    def __init__(
+        self, make_filter: Callable[[], StreamFilter] | None, quiet: Callable[[str], str] | None
+    ) -> None:
+        self._make_filter = make_filter
+        self._quiet = quiet
+        self._filters: dict[Any, StreamFilter] = {}
+        self.text: list[str] = []
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+
+    @property
+    def scanned_chars(self) -> int:
+        return sum(f.scanned_chars for f in self._filters.values())
+
+    def _feed(self, key: Any, delta: str) -> str:
+        if self._make_filter is None:
+            self.text.append(delta)
+            return delta
+        filt = self._filters.get(key)
+        if filt is None:
+            filt = self._filters[key] = self._make_filter()
+        released = filt.feed(delta)
+        self.text.append(released)
+        return released
+
+    def _flush(self, key: Any) -> str:
+        filt = self._filters.get(key)
+        if filt is None:
+            return ""
+        released = filt.flush()
+        self.text.append(released)
+        return released
+
+    def relay(self, event: Event) -> Relay:
+        raise NotImplementedError
+
+
+class ChatStream(StreamAdapter):
+    def relay(self, event: Event) -> Relay:
+        if event.data.strip() == "[DONE]":
+            return Relay([event.raw], terminal=True)
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            return Relay([event.raw])
+        if isinstance(chunk.get("usage"), dict):
+            self.prompt_tokens = chunk["usage"].get("prompt_tokens")
+            self.completion_tokens = chunk["usage"].get("completion_tokens")
+        changed = False
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            key = choice.get("index", 0)
+            text = delta.get("content")
+            released = self._feed(key, text) if isinstance(text, str) else None
+            if choice.get("finish_reason") is not None:
+                released = (released or "") + self._flush(key)
+            if released is not None and released != text:
+                delta["content"] = released
+                changed = True
+        return Relay([encode(None, chunk) if changed else event.raw])
+
+
+class ResponsesStream(StreamAdapter):
+    TERMINAL = ("response.completed", "response.failed", "response.incomplete")
+
+    def relay(self, event: Event) -> Relay:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            return Relay([event.raw])
+        kind = data.get("type") or event.name
+        key = (data.get("item_id"), data.get("content_index"))
+        if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
+            released = self._feed(key, data["delta"])
+            if released == data["delta"]:
+                return Relay([event.raw])
+            return Relay([encode(event.name, {**data, "delta": released})])
+        if kind == "response.output_text.done":
+            rest = self._flush(key)
+            out = []
+            if rest:
+                out.append(
+                    encode(
+                        "response.output_text.delta",
+                        {**data, "type": "response.output_text.delta", "delta": rest},
+                    )
+                )
+            out.append(self._quietly(event, data, "text"))
+            return Relay(out)
+        if kind in ("response.content_part.done", "response.output_item.done"):
+            return Relay([self._quietly_nested(event, data)])
+        if kind in self.TERMINAL:
+            response = data.get("response") or {}
+            usage = response.get("usage") if isinstance(response, dict) else None
+            if isinstance(usage, dict):
+                self.prompt_tokens = usage.get("input_tokens")
+                self.completion_tokens = usage.get("output_tokens")
+            return Relay([self._quietly_nested(event, data)], terminal=True)
+        return Relay([event.raw])
+
+    def _quietly(self, event: Event, data: dict[str, Any], key: str) -> bytes:
+        if self._quiet is None or not isinstance(data.get(key), str):
+            return event.raw
+        return encode(event.name, {**data, key: self._quiet(data[key])})
+
+    def _quietly_nested(self, event: Event, data: dict[str, Any]) -> bytes:
+        if self._quiet is None:
+            return event.raw
+        quiet = self._quiet
+
+        def walk(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {
+                    k: quiet(v) if k == "text" and isinstance(v, str) else walk(v)
+                    for k, v in node.items()
+                }
+            if isinstance(node, list):
+                return [walk(x) for x in node]
+            return node
+
+        return encode(event.name, walk(data))
+
+
+class MessagesStream(StreamAdapter):
+    def relay(self, event: Event) -> Relay:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            return Relay([event.raw])
+        kind = data.get("type") or event.name
+        if kind == "message_start":
+            usage = (data.get("message") or {}).get("usage") or {}
+            self.prompt_tokens = usage.get("input_tokens")
+        elif kind == "message_delta":
+            self.completion_tokens = (data.get("usage") or {}).get("output_tokens")
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                released = self._feed(data.get("index"), delta["text"])
+                if released != delta["text"]:
+                    return Relay(
+                        [encode(event.name, {**data, "delta": {**delta, "text": released}})]
+                    )
+        elif kind == "content_block_stop":
+            rest = self._flush(data.get("index"))
+            if rest:
+                flushed = {
+                    "type": "content_block_delta",
+                    "index": data.get("index"),
+                    "delta": {"type": "text_delta", "text": rest},
+                }
+                return Relay([encode("content_block_delta", flushed), event.raw])
+        elif kind == "message_stop":
+            return Relay([event.raw], terminal=True)
+        return Relay([event.raw])
+
+
+ADAPTERS: dict[str, type[StreamAdapter]] = {
+    "chat": ChatStream,
+    "responses": ResponsesStream,
+    "messages": MessagesStream,
+}
+
+
+def adapter_for(
+    dialect: Dialect,
+    make_filter: Callable[[], StreamFilter] | None,
+    quiet: Callable[[str], str] | None,
+) -> StreamAdapter:
+    return ADAPTERS[dialect.route](make_filter, quiet)
+
+
+def stream_error(dialect: Dialect, message: str, code: str) -> bytes:
+    """How a stream ends when it must end badly, in the dialect's own terms."""
+    if dialect.api == "anthropic":
+        return encode(
+            "error", {"type": "error", "error": {"type": "api_error", "message": message}}
+        )
+    if dialect.route == "responses":
+        return encode(
+            "error",
+            {
+                "type": "error",
+                "code": code,
+                "message": message,
+                "param": None,
+                "sequence_number": 0,
+            },
+        )
+    return encode(
+        None, {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
+    )

@@ -1,0 +1,55 @@
+"""Helpers the tests share: polling, and reading verified records from a region."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import nats
+
+from gateway import subjects
+from gateway.enrolment import Keyring
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.05) -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+async def stored(
+    endpoints: dict[str, Any], region: str, seq: int
+) -> tuple[bytes, dict[str, Any], Keyring]:
+    """The raw stored record at `seq`, its verified payload, and the keyring that verified it."""
+    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
+    try:
+        js = nc.jetstream()
+        keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))
+        subject = subjects.enrolment_subject(region)
+        next_seq = 1
+        while True:
+            try:
+                enrolment = await js.get_msg(
+                    subjects.RECORDS_STREAM, next_seq, subject=subject, next=True
+                )
+            except nats.js.errors.NotFoundError:
+                break
+            keyring.add_enrolment(enrolment.data or b"")
+            next_seq = (enrolment.seq or next_seq) + 1
+        stored = (await js.get_msg(subjects.RECORDS_STREAM, seq)).data or b""
+    finally:
+        await nc.close()
+    return stored, keyring.verify_record(stored), keyring
+
+
+async def stored_record(endpoints: dict[str, Any], region: str, seq: int) -> dict[str, Any]:
+    return (await stored(endpoints, region, seq))[1]
