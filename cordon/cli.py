@@ -184,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, default=8600)
     mock.add_argument(
         "--behaviour",
-        choices=["ok", "500", "429"],
+        choices=["ok", "500", "429", "slow", "break-stream"],
         default="ok",
-        help="answer normally, or fail every call with 500 / 429 (for failover drills)",
+        help="answer normally, or misbehave on every call (for failover drills)",
     )
     dev.set_defaults(func=_dev)
     return parser

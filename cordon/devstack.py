@@ -113,9 +113,9 @@ class DevStack:
         path.chmod(0o600)
         return path
 
-    def _spawn(self, name: str, *args: str) -> ManagedProcess:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> ManagedProcess:
         proc = ManagedProcess(
-            name, [sys.executable, "-m", "cordon", *args], self.root / "logs" / f"{name}.log"
+            name, [sys.executable, "-m", "cordon", *args], self.root / "logs" / f"{name}.log", env
         )
         proc.start()
         self.processes[name] = proc
@@ -149,6 +149,7 @@ class DevStack:
         port: int | None = None,
         pack_name: str = "default",
         extra: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         """Start one more gateway replica in `region`, enrolled by the regional key."""
         assert self.topology is not None
@@ -192,8 +193,25 @@ class DevStack:
                 **(extra or {}),
             },
         )
-        self._spawn(name, "gateway", "run", "--config", str(config))
+        self._spawn(name, "gateway", "run", "--config", str(config), env=env)
         return f"http://{self.host}:{port}"
+
+    def start_mock(self, name: str, behaviour: str = "ok") -> str:
+        """Start one more mock provider; returns its base URL (ending in /v1)."""
+        port = free_port(self.host)
+        proc = self._spawn(
+            name,
+            "dev",
+            "mock-provider",
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--behaviour",
+            behaviour,
+        )
+        wait_for_http(f"http://{self.host}:{port}/healthz", 20, proc.proc)
+        return f"http://{self.host}:{port}/v1"
 
     def _start_region(self, region: str) -> None:
         assert self.topology is not None

@@ -5,9 +5,10 @@ it (or its redaction) in the answer, streamed or not. Raw ASGI, so the bench
 measures the gateway and not the mock.
 
 Model names steer it: `slow-stream` streams one word every 50 ms (for disconnect
-tests), `slow-first-byte` waits 2 s before answering. `--behaviour` makes a whole
-instance misbehave (`500`, `429`) so failover can be tested against real sockets.
-`GET /mock/stats` says what it saw.
+tests), `slow-first-byte` waits 2 s before answering. `--behaviour` (or `POST
+/mock/behaviour {"mode": ...}`) makes a whole instance misbehave: `500`, `429`,
+`slow` (2 s before answering) or `break-stream` (streams end early, unterminated),
+so failover can be tested against real sockets. `GET /mock/stats` says what it saw.
 """
 
 from __future__ import annotations
@@ -190,12 +191,17 @@ def response_events(request: dict[str, Any]) -> list[bytes]:
         }
         events.append(_sse(event, "response.output_text.delta"))
         seq += 1
-    events.append(
-        _sse(
-            {"type": "response.completed", "sequence_number": seq, "response": done},
-            "response.completed",
-        )
-    )
+    text = done["output"][0]["content"][0]
+    where = {"item_id": "msg_mock", "output_index": 0, "content_index": 0}
+    closing: list[tuple[str, dict[str, Any]]] = [
+        ("response.output_text.done", {**where, "text": text["text"], "logprobs": []}),
+        ("response.content_part.done", {**where, "part": text}),
+        ("response.output_item.done", {"output_index": 0, "item": done["output"][0]}),
+        ("response.completed", {"response": done}),
+    ]
+    for name, fields in closing:
+        events.append(_sse({"type": name, "sequence_number": seq, **fields}, name))
+        seq += 1
     return events
 
 
@@ -315,6 +321,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, b'{"status":"ok"}')
     elif path == "/mock/stats":
         await _respond(send, 200, json.dumps({"counts": STATS, "auth": SEEN_AUTH}).encode())
+    elif path == "/mock/behaviour" and method == "POST":
+        BEHAVIOUR["mode"] = json.loads(await _body(receive))["mode"]
+        await _respond(send, 200, json.dumps(BEHAVIOUR).encode())
     elif path == "/v1/models" and method == "GET":
         data = [
             {"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in OPENAI_MODELS
@@ -354,12 +363,15 @@ async def _serve(
     except ValueError:
         await _respond(send, 400, _error(api, 400, "invalid JSON"))
         return
-    if request.get("model") == "slow-first-byte":
+    if request.get("model") == "slow-first-byte" or BEHAVIOUR["mode"] == "slow":
         await asyncio.sleep(2.0)
     if not (request.get("stream") and stream is not None):
         await _respond(send, 200, json.dumps(build(request)).encode())
         return
-    await _stream(receive, send, stream(request), slow=request.get("model") == "slow-stream")
+    events = stream(request)
+    if BEHAVIOUR["mode"] == "break-stream":
+        events = events[:2]  # then the connection just ends, no terminal event
+    await _stream(receive, send, events, slow=request.get("model") == "slow-stream")
 
 
 async def _stream(receive: Receive, send: Send, events: list[bytes], slow: bool) -> None:

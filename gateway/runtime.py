@@ -63,7 +63,7 @@ class Runtime:
             DelegationVerifier(settings.delegation_issuers) if settings.delegation_issuers else None
         )
         self.auth = Authenticator(settings.api_keys, verifier)
-        self.breakers = Breakers()
+        self.breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
         try:
             self.default_targets = providers.targets_from(
                 {"providers": {"targets": list(settings.targets)}},

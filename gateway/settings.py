@@ -51,6 +51,8 @@ class GatewaySettings:
     commit_timeout_s: float = 2.0
     max_body_bytes: int = 4 * 1024 * 1024
     pack_name: str = "default"
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 10.0
 
 
 def _require(raw: dict[str, Any], name: str) -> Any:
@@ -98,6 +100,8 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             commit_timeout_s=float(raw.get("commit_timeout_s", 2.0)),
             max_body_bytes=int(raw.get("max_body_bytes", 4 * 1024 * 1024)),
             pack_name=str(raw.get("pack_name", "default")),
+            breaker_threshold=int(raw.get("breaker_threshold", 5)),
+            breaker_cooldown_s=float(raw.get("breaker_cooldown_s", 10.0)),
         )
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ConfigError(f"invalid gateway settings: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gateway.dialects import Dialect
@@ -77,6 +78,8 @@ class StreamAdapter:
         self._make_filter = make_filter
         self._quiet = quiet
         self._filters: dict[Any, StreamFilter] = {}
+        # per key, how to wrap held-back text in an event of its own at the end
+        self._templates: dict[Any, Callable[[str], bytes]] = {}
         self.text: list[str] = []
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
@@ -85,10 +88,11 @@ class StreamAdapter:
     def scanned_chars(self) -> int:
         return sum(f.scanned_chars for f in self._filters.values())
 
-    def _feed(self, key: Any, delta: str) -> str:
+    def _feed(self, key: Any, delta: str, template: Callable[[str], bytes]) -> str:
         if self._make_filter is None:
             self.text.append(delta)
             return delta
+        self._templates[key] = template
         filt = self._filters.get(key)
         if filt is None:
             filt = self._filters[key] = self._make_filter()
@@ -104,6 +108,15 @@ class StreamAdapter:
         self.text.append(released)
         return released
 
+    def _flush_all(self) -> list[bytes]:
+        """Events carrying whatever text is still held back, before the stream ends."""
+        out = []
+        for key, template in self._templates.items():
+            rest = self._flush(key)
+            if rest:
+                out.append(template(rest))
+        return out
+
     def relay(self, event: Event) -> Relay:
         raise NotImplementedError
 
@@ -111,7 +124,7 @@ class StreamAdapter:
 class ChatStream(StreamAdapter):
     def relay(self, event: Event) -> Relay:
         if event.data.strip() == "[DONE]":
-            return Relay([event.raw], terminal=True)
+            return Relay([*self._flush_all(), event.raw], terminal=True)
         try:
             chunk = json.loads(event.data)
         except ValueError:
@@ -126,13 +139,21 @@ class ChatStream(StreamAdapter):
                 continue
             key = choice.get("index", 0)
             text = delta.get("content")
-            released = self._feed(key, text) if isinstance(text, str) else None
+            released = None
+            if isinstance(text, str):
+                released = self._feed(key, text, partial(_chat_delta, chunk, key))
             if choice.get("finish_reason") is not None:
                 released = (released or "") + self._flush(key)
             if released is not None and released != text:
                 delta["content"] = released
                 changed = True
         return Relay([encode(None, chunk) if changed else event.raw])
+
+
+def _chat_delta(chunk: dict[str, Any], index: int, text: str) -> bytes:
+    base = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+    choice = {"index": index, "delta": {"content": text}, "finish_reason": None}
+    return encode(None, {**base, "choices": [choice]})
 
 
 class ResponsesStream(StreamAdapter):
@@ -146,22 +167,16 @@ class ResponsesStream(StreamAdapter):
         kind = data.get("type") or event.name
         key = (data.get("item_id"), data.get("content_index"))
         if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
-            released = self._feed(key, data["delta"])
+            template = partial(_with, event.name, data, "delta")
+            released = self._feed(key, data["delta"], template)
             if released == data["delta"]:
                 return Relay([event.raw])
             return Relay([encode(event.name, {**data, "delta": released})])
         if kind == "response.output_text.done":
+            template = self._templates.get(key)
             rest = self._flush(key)
-            out = []
-            if rest:
-                out.append(
-                    encode(
-                        "response.output_text.delta",
-                        {**data, "type": "response.output_text.delta", "delta": rest},
-                    )
-                )
-            out.append(self._quietly(event, data, "text"))
-            return Relay(out)
+            out = [template(rest)] if rest and template else []
+            return Relay([*out, self._quietly(event, data, "text")])
         if kind in ("response.content_part.done", "response.output_item.done"):
             return Relay([self._quietly_nested(event, data)])
         if kind in self.TERMINAL:
@@ -170,7 +185,7 @@ class ResponsesStream(StreamAdapter):
             if isinstance(usage, dict):
                 self.prompt_tokens = usage.get("input_tokens")
                 self.completion_tokens = usage.get("output_tokens")
-            return Relay([self._quietly_nested(event, data)], terminal=True)
+            return Relay([*self._flush_all(), self._quietly_nested(event, data)], terminal=True)
         return Relay([event.raw])
 
     def _quietly(self, event: Event, data: dict[str, Any], key: str) -> bytes:
@@ -211,7 +226,8 @@ class MessagesStream(StreamAdapter):
         elif kind == "content_block_delta":
             delta = data.get("delta") or {}
             if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
-                released = self._feed(data.get("index"), delta["text"])
+                template = partial(_text_delta, data.get("index"))
+                released = self._feed(data.get("index"), delta["text"], template)
                 if released != delta["text"]:
                     return Relay(
                         [encode(event.name, {**data, "delta": {**delta, "text": released}})]
@@ -219,15 +235,23 @@ class MessagesStream(StreamAdapter):
         elif kind == "content_block_stop":
             rest = self._flush(data.get("index"))
             if rest:
-                flushed = {
-                    "type": "content_block_delta",
-                    "index": data.get("index"),
-                    "delta": {"type": "text_delta", "text": rest},
-                }
-                return Relay([encode("content_block_delta", flushed), event.raw])
+                return Relay([_text_delta(data.get("index"), rest), event.raw])
         elif kind == "message_stop":
-            return Relay([event.raw], terminal=True)
+            return Relay([*self._flush_all(), event.raw], terminal=True)
         return Relay([event.raw])
+
+
+def _text_delta(index: Any, text: str) -> bytes:
+    delta = {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "text_delta", "text": text},
+    }
+    return encode("content_block_delta", delta)
+
+
+def _with(name: str | None, data: dict[str, Any], key: str, text: str) -> bytes:
+    return encode(name, {**data, key: text})
 
 
 ADAPTERS: dict[str, type[StreamAdapter]] = {

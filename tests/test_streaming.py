@@ -1,0 +1,78 @@
+"""Streams: relayed as they come, cancelled upstream when the caller leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+
+from tests.helpers import find_record
+
+
+def _mock_counts(endpoints: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = httpx.get(
+        endpoints["mock_provider"].removesuffix("/v1") + "/mock/stats"
+    ).json()["counts"]
+    return counts
+
+
+async def test_client_disconnect_cancels_upstream_and_is_recorded(
+    endpoints: dict[str, Any],
+) -> None:
+    cancelled_before = _mock_counts(endpoints).get("streams cancelled", 0)
+    body = {
+        "model": "slow-stream",
+        "stream": True,
+        "messages": [{"role": "user", "content": " ".join(["word"] * 40)}],
+    }
+    with httpx.stream(
+        "POST",
+        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+    ) as response:
+        record_id = response.headers["x-cordon-record-id"]
+        first = next(response.iter_lines())
+        assert first.startswith("data: ")  # the first event arrived long before the 2 s stream ends
+        received = json.loads(first[6:])["choices"][0]["delta"]["content"]
+    # leaving the `with` closed the connection mid-stream
+
+    deadline = time.monotonic() + 5
+    while _mock_counts(endpoints).get("streams cancelled", 0) == cancelled_before:
+        assert time.monotonic() < deadline, "the provider's stream was never cancelled"
+        await asyncio.sleep(0.05)
+    record = None
+    while record is None:
+        assert time.monotonic() < deadline + 5, "no record of the abandoned stream"
+        record = await find_record(endpoints, "eu-west", record_id)
+        await asyncio.sleep(0.1)
+    assert record["outcome"] == "cancelled" and record["status"] == 499
+    assert record["error"] == "client_disconnected" and record["stream"] is True
+    # the record holds exactly the text the caller was given before leaving
+    assert record["content"]["answer"] == received
+
+
+def test_first_event_arrives_before_the_stream_is_done(endpoints: dict[str, Any]) -> None:
+    body = {
+        "model": "slow-stream",
+        "stream": True,
+        "messages": [{"role": "user", "content": "a b c d e f g h"}],
+    }
+    started = time.monotonic()
+    with httpx.stream(
+        "POST",
+        endpoints["gateways"]["us-east"] + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+    ) as response:
+        lines = response.iter_lines()
+        next(lines)
+        first_at = time.monotonic() - started
+        rest = list(lines)
+        total = time.monotonic() - started
+    assert "data: [DONE]" in rest
+    # 10 events 50 ms apart: the first must not wait for the last
+    assert first_at < total / 2
