@@ -173,9 +173,9 @@ class ResponsesStream(StreamAdapter):
                 return Relay([event.raw])
             return Relay([encode(event.name, {**data, "delta": released})])
         if kind == "response.output_text.done":
-            template = self._templates.get(key)
+            wrap = self._templates.get(key)
             rest = self._flush(key)
-            out = [template(rest)] if rest and template else []
+            out = [wrap(rest)] if rest and wrap else []
             return Relay([*out, self._quietly(event, data, "text")])
         if kind in ("response.content_part.done", "response.output_item.done"):
             return Relay([self._quietly_nested(event, data)])
