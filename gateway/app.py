@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import calls, dialects, metrics
-from gateway.asgi import Receive, Scope, Send, request_headers, respond, respond_json
+from gateway.asgi import Message, Receive, Scope, Send, request_headers, respond, respond_json
 from gateway.errors import AuthError
 from gateway.runtime import Runtime
 from gateway.settings import GatewaySettings
@@ -52,7 +52,21 @@ class GatewayApp:
         if handler is None:
             await self._not_found(scope, send)
             return
-        await handler(scope, receive, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await handler(scope, receive, tracked)
+        except Exception:
+            log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
+            if not started:
+                dialect = dialects.MESSAGES if scope["path"] == "/v1/messages" else dialects.CHAT
+                body = dialect.error("internal gateway error", "api_error", "internal_error")
+                await respond(send, 500, body)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from gateway import jsoncodec
 from gateway.errors import BadRequestError, BodyTooLargeError
 
 Scope = MutableMapping[str, Any]
@@ -43,7 +43,7 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
+        payload = jsoncodec.loads(body)
     except ValueError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict):
@@ -60,4 +60,4 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers | None 
 
 
 async def respond_json(send: Send, status: int, value: Any) -> None:
-    await respond(send, status, json.dumps(value).encode())
+    await respond(send, status, jsoncodec.dumps(value))

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import metrics, policy, records
+from gateway import jsoncodec, metrics, policy, records
 from gateway.activation import Active
 from gateway.asgi import (
     EVENT_STREAM,
@@ -176,7 +175,7 @@ async def serve(
             dialect.api,
             call.facts.model,
             dialect.upstream_path,
-            body if outbound is payload else json.dumps(outbound).encode(),
+            body if outbound is payload else jsoncodec.dumps(outbound),
             headers,
         )
     except UnknownModelError as exc:
@@ -238,7 +237,7 @@ async def _read(response: UpstreamResponse | None) -> bytes:
 def _filter_answer(call: Call, body: bytes) -> bytes:
     """Apply output rules to a whole answer; re-encode only if a rule changed it."""
     try:
-        answer = json.loads(body)
+        answer = jsoncodec.loads(body)
     except ValueError:
         return body
     if not isinstance(answer, dict):
@@ -252,7 +251,7 @@ def _filter_answer(call: Call, body: bytes) -> bytes:
     call.dialect.map_answer(answer, apply)
     filtered = call.dialect.answer_text(answer)
     call.answer_text = filtered if call.active.pack.record_content == "redacted" else raw_text
-    return json.dumps(answer).encode() if filtered != raw_text else body
+    return jsoncodec.dumps(answer) if filtered != raw_text else body
 
 
 async def _fail_closed(call: Call, send: Send) -> None:

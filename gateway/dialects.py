@@ -7,10 +7,11 @@ pipeline (gateway.calls) is the same for all of them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from gateway import jsoncodec
 
 Text = Callable[[str], str]
 
@@ -52,7 +53,7 @@ _OPENAI_TYPES = {
 def openai_error(message: str, kind: str, code: str) -> bytes:
     error_type = _OPENAI_TYPES.get(kind, "api_error")
     body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return json.dumps(body).encode()
+    return jsoncodec.dumps(body)
 
 
 def anthropic_error(message: str, kind: str, code: str) -> bytes:
@@ -67,7 +68,7 @@ def anthropic_error(message: str, kind: str, code: str) -> bytes:
         "overloaded_error": "overloaded_error",
     }
     body = {"type": "error", "error": {"type": kinds.get(kind, "api_error"), "message": message}}
-    return json.dumps(body).encode()
+    return jsoncodec.dumps(body)
 
 
 @dataclass(frozen=True)

@@ -23,4 +23,7 @@ def run(config_path: Path) -> None:
         loop="auto",
         http="auto",
         lifespan="on",
+        # The gateway is the edge: it trusts no X-Forwarded-* and saves the middleware.
+        proxy_headers=False,
+        server_header=False,
     )

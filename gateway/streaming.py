@@ -7,12 +7,12 @@ stream: that one is held until the record is committed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from gateway import jsoncodec
 from gateway.dialects import Dialect
 from gateway.policy import StreamFilter
 
@@ -58,7 +58,7 @@ def _parse(raw: bytes) -> Event:
 
 def encode(name: str | None, data: dict[str, Any]) -> bytes:
     head = f"event: {name}\n".encode() if name else b""
-    return head + b"data: " + json.dumps(data).encode() + b"\n\n"
+    return head + b"data: " + jsoncodec.dumps(data) + b"\n\n"
 
 
 @dataclass
@@ -126,7 +126,7 @@ class ChatStream(StreamAdapter):
         if event.data.strip() == "[DONE]":
             return Relay([*self._flush_all(), event.raw], terminal=True)
         try:
-            chunk = json.loads(event.data)
+            chunk = jsoncodec.loads(event.data)
         except ValueError:
             return Relay([event.raw])
         if isinstance(chunk.get("usage"), dict):
@@ -161,7 +161,7 @@ class ResponsesStream(StreamAdapter):
 
     def relay(self, event: Event) -> Relay:
         try:
-            data = json.loads(event.data)
+            data = jsoncodec.loads(event.data)
         except ValueError:
             return Relay([event.raw])
         kind = data.get("type") or event.name
@@ -214,7 +214,7 @@ class ResponsesStream(StreamAdapter):
 class MessagesStream(StreamAdapter):
     def relay(self, event: Event) -> Relay:
         try:
-            data = json.loads(event.data)
+            data = jsoncodec.loads(event.data)
         except ValueError:
             return Relay([event.raw])
         kind = data.get("type") or event.name
