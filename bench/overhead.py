@@ -1,21 +1,28 @@
 """What the gateway adds to a call: gateway vs a direct call to the same mock provider.
 
-Starts the real topology (central + one region, nats-server, sealer, replicator,
-aggregator, mock provider), activates a pack with output redaction so policy runs
-on every answer, then drives chat completions at each concurrency, first straight
-at the mock provider and then through the gateway (policy + signed record committed
-to JetStream before the answer). The gateway process is pinned to CPU 0; the load
-generator, the mock and nats-server share CPU 1.
+Starts the real topology (central + one region: nats-server, gateway, sealer,
+replicator, aggregator, mock provider), activates a pack with output redaction so
+policy runs on every answer, then stops what is off the request path (sealer,
+central) unless --full-topology. It then drives chat completions at each
+concurrency, straight at the mock and through the gateway (policy + signed record
+committed to JetStream before each answer), measures time to first byte of
+streamed answers, and reads the gateway's resident memory idle and at its peak.
+The gateway is pinned to CPU 0; load generator, mock and nats-server share CPU 1.
 
-    .venv/bin/python bench/overhead.py [--requests 3000] [--concurrency 1 10]
+If LiteLLM's proxy is installed in this environment (`pip install 'litellm[proxy]'`)
+it is started against the same mock and measured the same way, side by side.
+
+    .venv/bin/python bench/overhead.py [--requests 3000] [--concurrency 1 10 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import statistics
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +34,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cordon.devstack import DevStack
+from cordon.procs import free_port, wait_for_http
 from replicator.publish import publish
 
 PACK = {
@@ -40,10 +48,9 @@ PACK = {
         }
     ],
 }
-BODY = (
-    b'{"model": "mock-gpt", "messages": [{"role": "user", "content": '
-    b'"Summarise the quarterly figures for the board and mail them to cfo@example.com"}]}'
-)
+PROMPT = "Summarise the quarterly figures for the board and mail them to cfo@example.com"
+BODY = json.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}]}).encode()
+STREAM_BODY = BODY[:-1] + b', "stream": true}'
 
 
 @dataclass
@@ -63,20 +70,32 @@ class Run:
 
 
 async def drive(
-    url: str, headers: dict[str, str], requests: int, concurrency: int, label: str
+    url: str,
+    headers: dict[str, str],
+    requests: int,
+    concurrency: int,
+    label: str,
+    stream: bool = False,
 ) -> Run:
+    """Latency per call (to the first body byte when `stream`), `concurrency` at a time."""
+    body = STREAM_BODY if stream else BODY
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one() -> float:
             started = time.perf_counter()
-            async with session.post(url, data=BODY, headers=headers) as response:
-                await response.read()
+            async with session.post(url, data=body, headers=headers) as response:
                 if response.status != 200:
-                    raise RuntimeError(f"{label}: HTTP {response.status}")
+                    raise RuntimeError(f"{label}: HTTP {response.status}: {await response.text()}")
+                if stream:
+                    await response.content.readany()
+                    first = time.perf_counter()
+                    await response.read()
+                    return (first - started) * 1000
+                await response.read()
             return (time.perf_counter() - started) * 1000
 
-        for _ in range(min(200, requests)):  # warm up connections and code paths
+        for _ in range(min(200, requests)):  # warm connections and code paths
             await one()
         latencies: list[float] = []
         remaining = requests
@@ -93,7 +112,6 @@ async def drive(
 
 
 def wait_for_pack(stack: DevStack, timeout: float = 10.0) -> None:
-    import json
     import urllib.request
 
     status_url = stack.endpoints.gateways["eu-west"] + "/v1/cordon/policy"
@@ -126,12 +144,40 @@ def pin(pid: int, cpus: set[int]) -> None:
         print(f"(could not pin pid {pid} to {cpus}: {exc})")
 
 
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_litellm(mock_url: str, root: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    """LiteLLM's proxy against the same mock, if it is installed here."""
+    binary = shutil.which("litellm", path=str(Path(sys.executable).parent))
+    if binary is None:
+        return None
+    config = root / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: mock-gpt\n    litellm_params:\n"
+        f"      model: openai/mock-gpt\n      api_base: {mock_url}\n      api_key: none\n"
+    )
+    port = free_port()
+    log = (root / "litellm.log").open("wb")
+    proc = subprocess.Popen(
+        [binary, "--config", str(config), "--port", str(port), "--num_workers", "1"],
+        stdout=log,
+        stderr=log,
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/health/liveliness", 120, proc)
+    return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument(
         "--full-topology",
         action="store_true",
@@ -142,63 +188,95 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cordon-bench-") as root:
         stack = DevStack(Path(root), regions=("eu-west",))
         stack.start()
+        litellm = None
         try:
             asyncio.run(publish(stack.topology.central_url, PACK))  # type: ignore[union-attr]
             wait_for_pack(stack)
             if not args.full_topology:
                 stop_off_path(stack)
+            gateway = stack.processes["gateway-eu-west"].proc
+            assert gateway is not None and stack.nats is not None
             cpus = sorted(os.sched_getaffinity(0))
-            gateway_cpu, rest = {cpus[0]}, set(cpus[1:]) or {cpus[0]}
-            pin(stack.processes["gateway-eu-west"].proc.pid, gateway_cpu)  # type: ignore[union-attr]
-            for name, proc in stack.processes.items():
-                if name != "gateway-eu-west" and proc.running:
-                    pin(proc.proc.pid, rest)
-            assert stack.nats is not None
-            for proc in stack.nats.processes.values():
-                if proc.running:
-                    pin(proc.proc.pid, rest)  # type: ignore[union-attr]
+            rest = set(cpus[1:]) or {cpus[0]}
+            pin(gateway.pid, {cpus[0]})
+            others = [
+                p.proc
+                for p in [*stack.processes.values(), *stack.nats.processes.values()]
+                if p.running
+            ]
+            for proc in others:
+                if proc is not None and proc is not gateway:
+                    pin(proc.pid, rest)
             pin(os.getpid(), rest)
-            results = asyncio.run(measure(stack, args.requests, args.concurrency))
+            idle_rss = rss_mb(gateway.pid)
+            litellm = start_litellm(stack.endpoints.mock_provider, Path(root))
+            if litellm is not None:
+                pin(litellm[0].pid, {cpus[0]})
+            results = asyncio.run(measure(stack, args.requests, args.concurrency, litellm))
+            peak_rss = rss_mb(gateway.pid, "VmHWM")
         finally:
+            if litellm is not None:
+                litellm[0].terminate()
             stack.stop()
     topology = (
         "full topology running" if args.full_topology else "sealer/central stopped (off the path)"
     )
-    report(results, args.requests, topology)
+    report(results, args.requests, topology, idle_rss, peak_rss)
 
 
-async def measure(stack: DevStack, requests: int, levels: list[int]) -> list[tuple[Run, Run]]:
+async def measure(
+    stack: DevStack,
+    requests: int,
+    levels: list[int],
+    litellm: tuple[subprocess.Popen[bytes], str] | None = None,
+) -> dict[str, list[Run]]:
     direct_url = stack.endpoints.mock_provider + "/chat/completions"
     gateway_url = stack.endpoints.gateways["eu-west"] + "/v1/chat/completions"
     headers = {
         "content-type": "application/json",
         "authorization": f"Bearer {stack.endpoints.api_key}",
     }
-    pairs = []
+    results: dict[str, list[Run]] = {"calls": [], "ttfb": []}
     for concurrency in levels:
-        direct = await drive(direct_url, headers, requests, concurrency, "direct")
-        gateway = await drive(gateway_url, headers, requests, concurrency, "gateway")
-        pairs.append((direct, gateway))
-    return pairs
+        results["calls"].append(await drive(direct_url, headers, requests, concurrency, "direct"))
+        results["calls"].append(await drive(gateway_url, headers, requests, concurrency, "cordon"))
+        if litellm is not None:
+            results["calls"].append(
+                await drive(litellm[1], headers, requests, concurrency, "litellm")
+            )
+    ttfb_n = max(200, requests // 3)
+    results["ttfb"].append(await drive(direct_url, headers, ttfb_n, 1, "direct", stream=True))
+    results["ttfb"].append(await drive(gateway_url, headers, ttfb_n, 1, "cordon", stream=True))
+    return results
 
 
-def report(pairs: list[tuple[Run, Run]], requests: int, topology: str) -> None:
+def report(
+    results: dict[str, list[Run]], requests: int, topology: str, idle_rss: float, peak_rss: float
+) -> None:
     print(f"\nchat completions, {requests} requests per row, {topology}")
     print("policy (output redaction) on, signed record committed to RECORDS before each answer")
     print(f"{'target':<10}{'c':>4}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
-    for direct, gateway in pairs:
-        for run in (direct, gateway):
-            print(
-                f"{run.label:<10}{run.concurrency:>4}{run.pct(0.5):>10.3f}{run.pct(0.99):>10.3f}{run.rps:>10.0f}"
-            )
-    print("\nadded by the gateway (gateway minus direct)")
-    print(f"{'c':>4}{'p50 ms':>10}{'p99 ms':>10}")
-    for direct, gateway in pairs:
+    for run in results["calls"]:
         print(
-            f"{gateway.concurrency:>4}{gateway.pct(0.5) - direct.pct(0.5):>10.3f}"
-            f"{gateway.pct(0.99) - direct.pct(0.99):>10.3f}"
+            f"{run.label:<10}{run.concurrency:>4}{run.pct(0.5):>10.3f}{run.pct(0.99):>10.3f}{run.rps:>10.0f}"
         )
-    print(f"\n(mean gateway latency c=1: {statistics.mean(pairs[0][1].latencies_ms):.3f} ms)")
+    direct = {r.concurrency: r for r in results["calls"] if r.label == "direct"}
+    print("\nadded by the gateway (cordon minus direct)")
+    print(f"{'c':>4}{'p50 ms':>10}{'p99 ms':>10}")
+    for run in results["calls"]:
+        if run.label == "cordon":
+            base = direct[run.concurrency]
+            p50, p99 = run.pct(0.5) - base.pct(0.5), run.pct(0.99) - base.pct(0.99)
+            print(f"{run.concurrency:>4}{p50:>10.3f}{p99:>10.3f}")
+    straight, through = results["ttfb"]
+    added_p50 = through.pct(0.5) - straight.pct(0.5)
+    added_p99 = through.pct(0.99) - straight.pct(0.99)
+    print(
+        f"\nstreamed time to first byte, c=1: direct p50 {straight.pct(0.5):.3f} ms, "
+        f"cordon p50 {through.pct(0.5):.3f} ms "
+        f"(added {added_p50:.3f} ms, p99 added {added_p99:.3f} ms)"
+    )
+    print(f"gateway resident memory: idle {idle_rss:.1f} MB, peak under load {peak_rss:.1f} MB")
 
 
 if __name__ == "__main__":
