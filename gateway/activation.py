@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from gateway.errors import PackError
 from gateway.packs import DEFAULT_PACK, Pack, decode_published
@@ -31,6 +32,7 @@ class Active:
 
 
 RouterFactory = Callable[[Pack], Router]
+Offer = Literal["activated", "unchanged", "rejected"]
 
 
 class PackState:
@@ -54,10 +56,12 @@ class PackState:
         except PackError as exc:
             log.error("ignoring unreadable last good pack %s: %s", self._path, exc)
 
-    def offer(self, data: bytes) -> bool:
+    def offer(self, data: bytes) -> Offer:
         """Activate the published pack in `data` if it may be; say why not otherwise."""
         try:
             pack = decode_published(data)
+            if pack.revision == self.active.revision and pack.hash == self.active.hash:
+                return "unchanged"  # the watch re-delivering what is already active
             if pack.name != self.pack_name:
                 raise PackError(f"pack {pack.name!r} is not {self.pack_name!r}")
             if pack.revision <= self.active.revision:
@@ -68,12 +72,12 @@ class PackState:
         except PackError as exc:
             self.last_rejection = str(exc)
             log.warning("policy pack rejected, keeping revision %s: %s", self.active.revision, exc)
-            return False
+            return "rejected"
         self._persist(data)
         self.current = Active(pack, router)
         self.activated_at = time.time()
         log.info("policy pack %s revision %s active", pack.name, pack.revision)
-        return True
+        return "activated"
 
     @property
     def active(self) -> Pack:

@@ -28,6 +28,10 @@ COMMIT_FAILURES = Counter(
     "cordon_gateway_record_commit_failures_total", "Records that could not be committed."
 )
 PACK_REVISION = Gauge("cordon_gateway_pack_revision", "Revision of the active policy pack.")
+PACK_AGE = Gauge(
+    "cordon_gateway_pack_age_seconds",
+    "Seconds since the active policy pack was published (0 for the built-in default).",
+)
 PACK_REJECTIONS = Counter(
     "cordon_gateway_pack_rejections_total", "Policy packs offered but not activated."
 )

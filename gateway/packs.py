@@ -47,6 +47,7 @@ class Pack:
     record_content: str = "redacted"
     fail_mode: str = "closed"
     rules: tuple[Rule, ...] = ()
+    published_at: float | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def rules_of(self, rule_type: str) -> tuple[Rule, ...]:
@@ -125,8 +126,13 @@ def parse_published(published: dict[str, Any]) -> Pack:
         record_content=record_content,
         fail_mode=fail_mode,
         rules=_rules(document),
+        published_at=_published_at(published.get("published_at")),
         document=document,
     )
+
+
+def _published_at(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def decode_published(data: bytes) -> Pack:

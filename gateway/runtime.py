@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 
 import nats
 from nats.aio.client import Client as NATS
@@ -85,9 +86,14 @@ class Runtime:
         targets = providers.targets_from(pack.document, os.environ, self.settings.secret_store_dir)
         return Router(targets or self.default_targets, self.breakers)
 
+    def _pack_age(self) -> float:
+        published = self.packs.active.published_at
+        return max(0.0, time.time() - published) if published else 0.0
+
     async def start(self) -> None:
         self.packs.load_last_good()
         metrics.PACK_REVISION.set(self.packs.active.revision)
+        metrics.PACK_AGE.set_function(self._pack_age)
         name = f"gateway-{self.settings.region}-{self.settings.replica}"
         self.audit_nc = await connect(self.settings.audit_nats_url, f"{name}-audit")
         self.xr_nc = await connect(self.settings.xr_nats_url, f"{name}-xr", self._xr_reconnected)
@@ -148,10 +154,11 @@ class Runtime:
                     continue
                 if entry is None or entry.value is None:
                     continue
-                if self.packs.offer(entry.value):
+                outcome = self.packs.offer(entry.value)
+                if outcome == "activated":
                     metrics.PACK_REVISION.set(self.packs.active.revision)
                     await self._report_applied(applied)
-                else:
+                elif outcome == "rejected":
                     metrics.PACK_REJECTIONS.inc()
         finally:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):

@@ -82,6 +82,15 @@ def test_published_pack_is_enforced_in_every_region(
         assert "alice@example.com" not in reply and "[PHONE]" in reply
         status = _status(endpoints, region)
         assert status["active_revision"] == revision and status["pack"] == "default"
+        metrics = httpx.get(endpoints["gateways"][region] + "/metrics").text
+        assert f"cordon_gateway_pack_revision {float(revision)}" in metrics
+        (age_line,) = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("cordon_gateway_pack_age_seconds ")
+        ]
+        age = float(age_line.split()[1])
+        assert 0 < age < 60
 
 
 async def test_replicas_report_the_revision_they_applied(
