@@ -51,6 +51,7 @@ PACK = {
 PROMPT = "Summarise the quarterly figures for the board and mail them to cfo@example.com"
 BODY = json.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}]}).encode()
 STREAM_BODY = BODY[:-1] + b', "stream": true}'
+LITELLM_KEY = "sk-cordon-bench-litellm"
 
 
 @dataclass
@@ -160,6 +161,7 @@ def start_litellm(mock_url: str, root: Path) -> tuple[subprocess.Popen[bytes], s
     config.write_text(
         "model_list:\n  - model_name: mock-gpt\n    litellm_params:\n"
         f"      model: openai/mock-gpt\n      api_base: {mock_url}\n      api_key: none\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
     )
     port = free_port()
     log = (root / "litellm.log").open("wb")
@@ -241,8 +243,9 @@ async def measure(
         results["calls"].append(await drive(direct_url, headers, requests, concurrency, "direct"))
         results["calls"].append(await drive(gateway_url, headers, requests, concurrency, "cordon"))
         if litellm is not None:
+            litellm_headers = {**headers, "authorization": f"Bearer {LITELLM_KEY}"}
             results["calls"].append(
-                await drive(litellm[1], headers, requests, concurrency, "litellm")
+                await drive(litellm[1], litellm_headers, requests, concurrency, "litellm")
             )
     ttfb_n = max(200, requests // 3)
     results["ttfb"].append(await drive(direct_url, headers, ttfb_n, 1, "direct", stream=True))
