@@ -7,9 +7,6 @@ loads the replicator, the aggregator or FastAPI.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -48,36 +45,6 @@ def _aggregator(args: argparse.Namespace) -> int:
     from aggregator.api import run
 
     run(args.config)
-    return 0
-
-
-def _central_url(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("CORDON_CENTRAL_NATS_URL"):
-        return os.environ["CORDON_CENTRAL_NATS_URL"]
-    endpoints = DEV_DIR / "endpoints.json"
-    if endpoints.exists():
-        url: str = json.loads(endpoints.read_text())["nats"]["central"]
-        return url
-    raise SystemExit(
-        "no central NATS: pass --nats-url, set CORDON_CENTRAL_NATS_URL, or run `cordon dev up`"
-    )
-
-
-def _policy(args: argparse.Namespace) -> int:
-    from replicator.errors import PublishError
-    from replicator.publish import load_document, publish
-
-    try:
-        published = asyncio.run(publish(_central_url(args.nats_url), load_document(args.file)))
-    except PublishError as exc:
-        print(f"cordon policy publish: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"published {published.name} revision {published.revision} "
-        f"({published.hash}) at POLICY seq {published.stream_seq}"
-    )
     return 0
 
 
@@ -168,12 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(a_actions.add_parser("run", help="consume summaries and serve the view API"))
     aggregator.set_defaults(func=_aggregator)
 
-    policy = commands.add_parser("policy", help="policy packs")
-    p_actions = policy.add_subparsers(dest="action", required=True)
-    publish = p_actions.add_parser("publish", help="publish a pack (YAML) to the central stream")
-    publish.add_argument("file", type=Path)
-    publish.add_argument("--nats-url", help="central NATS URL (default: the dev stack's)")
-    policy.set_defaults(func=_policy)
+    from cordon import policy_cli
+
+    policy_cli.add_parser(commands)
 
     dev = commands.add_parser("dev", help="local development")
     d_actions = dev.add_subparsers(dest="action", required=True)

@@ -122,6 +122,13 @@ class DevStack:
         return proc
 
     # -- lifecycle -------------------------------------------------------------
+    @property
+    def policy_owner_key(self) -> Path:
+        return self.root / "keys" / "policy-owner.key"
+
+    def _pack_trust(self) -> list[str]:
+        return [public_bytes(_load_or_create_key(self.policy_owner_key).public_key).hex()]
+
     def start(self) -> Endpoints:
         self.topology = plan(self.root / "run", self.regions, self.host)
         self.nats = NatsTopology(self.topology)
@@ -190,6 +197,7 @@ class DevStack:
                 },
                 "commit_timeout_s": 1.0,
                 "pack_name": pack_name,
+                "pack_trust": self._pack_trust(),
                 **(extra or {}),
             },
         )
@@ -257,6 +265,7 @@ class DevStack:
                 "regions": list(self.regions),
                 "metrics_host": self.host,
                 "metrics_port": metrics_port,
+                "pack_trust": self._pack_trust(),
             },
         )
         self._spawn("replicator", "replicator", "run", "--config", str(replicator_config))
@@ -297,6 +306,7 @@ class DevStack:
             "mock_provider": self.endpoints.mock_provider,
             "api_key": self.endpoints.api_key,
             "regional_public_keys": self.endpoints.regional_public_keys,
+            "policy_owner_key": str(self.policy_owner_key),
             "nats": {
                 "central": self.topology.central_url,
                 "regions": {

@@ -38,7 +38,7 @@ from gateway.errors import (
 from gateway.forwarding import Forwarded, NoTargetAvailableError, UnknownModelError, forward
 from gateway.identity import Identity
 from gateway.ids import uuid7
-from gateway.policy import Decision, StreamFilter
+from gateway.policy import Decision, OutputBlockedError, StreamFilter
 from gateway.runtime import Runtime
 from gateway.streaming import SSEParser, StreamAdapter, adapter_for, stream_error
 from gateway.upstream import UpstreamResponse
@@ -76,6 +76,7 @@ class Call:
             decision=self.decision,
             facts=self.facts,
             content=content,
+            classification=self.decision.classification,
         )
 
     async def commit(self) -> int:
@@ -161,7 +162,7 @@ async def serve(
     dialect, pack = call.dialect, call.active.pack
     call.facts.model = payload["model"]
     call.facts.stream = bool(payload.get("stream"))
-    outbound = policy.apply_input(pack, dialect, payload, call.decision)
+    outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
     call.prompt = _prompt(dialect, outbound if pack.record_content == "redacted" else payload)
     if call.decision.blocked_by is not None:
         message = f"blocked by policy rule {call.decision.blocked_by}"
@@ -212,7 +213,12 @@ async def answer_whole(
     call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
     metrics.UPSTREAM.observe(call.facts.upstream_ms / 1000)
     if forwarded.status == 200:
-        body = _filter_answer(call, body)
+        try:
+            body = _filter_answer(call, body)
+        except OutputBlockedError as exc:
+            call.decision.fired(exc.rule_id, "block")
+            await refuse(call, send, 403, str(exc), "permission_error", "content_policy_violation")
+            return
     else:
         call.decision.outcome = "error"
         call.facts.error = f"upstream_{forwarded.status}"
@@ -243,12 +249,12 @@ def _filter_answer(call: Call, body: bytes) -> bytes:
     if not isinstance(answer, dict):
         return body
     call.facts.prompt_tokens, call.facts.completion_tokens = call.dialect.usage(answer)
-    apply = policy.output_filter(call.active.pack, call.decision)
+    apply = policy.output_policy(call.active.pack, call.decision)
     raw_text = call.dialect.answer_text(answer)
     if apply is None:
         call.answer_text = raw_text
         return body
-    call.dialect.map_answer(answer, apply)
+    call.dialect.map_answer(answer, apply)  # may raise OutputBlockedError
     filtered = call.dialect.answer_text(answer)
     call.answer_text = filtered if call.active.pack.record_content == "redacted" else raw_text
     return jsoncodec.dumps(answer) if filtered != raw_text else body
@@ -264,10 +270,9 @@ async def relay_stream(
     call: Call, response: UpstreamResponse, upstream_started: float, receive: Receive, send: Send
 ) -> None:
     pack = call.active.pack
-    apply = policy.output_filter(pack, call.decision)
-    patterns = policy.output_patterns(pack)
-    make_filter = (lambda: StreamFilter(apply, patterns)) if apply is not None else None
-    adapter = adapter_for(call.dialect, make_filter, policy.output_filter(pack, None))
+    apply = policy.output_policy(pack, call.decision)
+    make_filter = (lambda: StreamFilter(apply)) if apply is not None else None
+    adapter = adapter_for(call.dialect, make_filter, policy.output_policy(pack, None))
     start = [
         EVENT_STREAM,
         (b"cache-control", b"no-cache"),
@@ -305,11 +310,13 @@ async def relay_stream(
         )
         return
     call.receipt(seq)
-    tail = (
-        b"".join(held)
-        if ended
-        else stream_error(call.dialect, call.facts.error or "stream broke", "upstream_broken")
-    )
+    if ended:
+        tail = b"".join(held)
+    elif call.decision.blocked_by is not None:
+        message = f"answer blocked by policy rule {call.decision.blocked_by}"
+        tail = stream_error(call.dialect, message, "content_policy_violation")
+    else:
+        tail = stream_error(call.dialect, call.facts.error or "stream broke", "upstream_broken")
     await send(
         {"type": "http.response.body", "body": f": cordon-record-seq {seq}\n\n".encode() + tail}
     )
@@ -345,6 +352,10 @@ async def _pump_result(call: Call, pump: asyncio.Task[bool]) -> bool:
         ended = pump.result()
     except UpstreamError as exc:
         call.decision.outcome, call.facts.error = "error", str(exc)
+        return False
+    except OutputBlockedError as exc:
+        call.decision.fired(exc.rule_id, "block")
+        call.facts.error = "content_policy_violation"
         return False
     if not ended:
         call.decision.outcome, call.facts.error = "error", "stream ended without its final event"

@@ -1,20 +1,31 @@
-"""Evaluate the active pack's rules against a call's prompt and its answer."""
+"""Evaluate the active pack against a call: who may ask, what the prompt holds, what
+the answer may say. Rule types are described in gateway.packs."""
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
-from gateway import redaction
 from gateway.dialects import Dialect
-from gateway.packs import Pack
+from gateway.errors import GatewayError
+from gateway.identity import Identity
+from gateway.packs import LEVELS, Pack, Rule
 
 # Characters of streamed output held back so a value split across chunks is still
-# seen whole. It bounds both the longest value redaction is sure to catch and the
-# text a caller waits for; the stream's end flushes it.
+# seen whole. It bounds both the longest value a stream filter is sure to catch and
+# the text a caller waits for; the stream's end flushes it.
 HOLD_BACK_CHARS = 128
+
+
+class OutputBlockedError(GatewayError):
+    """An output rule with action `block` found what it looks for in the answer."""
+
+    def __init__(self, rule_id: str) -> None:
+        super().__init__(f"answer blocked by policy rule {rule_id}")
+        self.rule_id = rule_id
 
 
 @dataclass
@@ -24,75 +35,167 @@ class Decision:
     outcome: str = "allow"
     rules: list[str] = field(default_factory=list)
     redactions: dict[str, int] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
     blocked_by: str | None = None
+    classification: str = "internal"
 
     def fired(self, rule_id: str, outcome: str) -> None:
         if rule_id not in self.rules:
             self.rules.append(rule_id)
-        if outcome == "block" or self.outcome == "allow":
+        if outcome == "block" or (outcome == "redact" and self.outcome == "allow"):
             self.outcome = outcome
+        if outcome == "block":
+            self.blocked_by = self.blocked_by or rule_id
+        if outcome == "flag" and rule_id not in self.flags:
+            self.flags.append(rule_id)
 
     def count(self, counts: dict[str, int]) -> None:
         for name, found in counts.items():
             self.redactions[name] = self.redactions.get(name, 0) + found
 
 
+def _level(name: str) -> int:
+    return LEVELS.index(name)
+
+
+def _holds(rule: Rule, identity: Identity) -> bool:
+    """Roles: any of them; scopes: all of them."""
+    roles_ok = not rule.roles or any(r in identity.roles for r in rule.roles)
+    scopes_ok = all(s in identity.scopes for s in rule.scopes)
+    return roles_ok and scopes_ok
+
+
+def _covers_call(rule: Rule, model: str, route: str) -> bool:
+    models_ok = not rule.models or any(fnmatch.fnmatchcase(model, m) for m in rule.models)
+    routes_ok = not rule.routes or route in rule.routes
+    return models_ok and routes_ok
+
+
+def _prompt_text(dialect: Dialect, payload: dict[str, Any]) -> str:
+    parts: list[str] = []
+
+    def collect(text: str) -> str:
+        parts.append(text)
+        return text
+
+    dialect.map_prompt(payload, collect)
+    return "\n".join(parts)
+
+
 def apply_input(
-    pack: Pack, dialect: Dialect, payload: dict[str, Any], decision: Decision
+    pack: Pack, dialect: Dialect, payload: dict[str, Any], identity: Identity, decision: Decision
 ) -> dict[str, Any]:
-    """Run input rules; return the payload to send upstream (or mark the call blocked)."""
-    for rule in pack.rules_of("input_filter"):
-        counts: dict[str, int] = {}
-        redacted = dialect.map_prompt(payload, partial(_redact_into, counts, rule.patterns))
-        if not counts:
+    """Identity rules, classification, then input filters; returns the payload to send."""
+    model = str(payload.get("model", ""))
+    for rule in pack.rules_of("identity"):
+        if not _covers_call(rule, model, dialect.route):
             continue
-        if rule.action == "block":
+        if _holds(rule, identity) != (rule.action == "allow"):
             decision.fired(rule.id, "block")
-            decision.blocked_by = rule.id
             return payload
-        payload = redacted
+    text = _prompt_text(dialect, payload)
+    if not _classify(pack, text, identity, decision):
+        return payload
+    for rule in pack.rules:
+        if not rule.scans_input() or not _matches(pack, rule, text):
+            continue
+        if rule.action != "redact":
+            decision.fired(rule.id, rule.action)
+            if rule.action == "block":
+                return payload
+            continue
+        counts: dict[str, int] = {}
+        payload = dialect.map_prompt(payload, _redactor(pack, rule, counts))
+        text = _prompt_text(dialect, payload)
         decision.count(counts)
         decision.fired(rule.id, "redact")
     return payload
 
 
-def _redact_into(counts: dict[str, int], patterns: tuple[str, ...], text: str) -> str:
-    return redaction.redact(text, patterns, counts)
+def _matches(pack: Pack, rule: Rule, text: str) -> bool:
+    return bool(
+        pack.detectors.found(text, rule.patterns) or pack.lexicon.found(text, rule.categories)
+    )
 
 
-def output_filter(pack: Pack, decision: Decision | None) -> Callable[[str], str] | None:
-    """A text transform applying every output rule, or None when the pack has none.
+def _redactor(pack: Pack, rule: Rule, counts: dict[str, int]) -> Callable[[str], str]:
+    def redact(text: str) -> str:
+        text = pack.detectors.redact(text, rule.patterns, counts)
+        return pack.lexicon.redact(text, rule.categories, counts)
 
-    With a `decision`, what it redacts is counted there; without one it only
-    redacts (for a stream's summary events, whose text was already counted).
-    """
-    rules = pack.rules_of("output_filter")
-    if not rules:
-        return None
+    return redact
 
-    def apply(text: str) -> str:
-        for rule in rules:
+
+def _classify(pack: Pack, text: str, identity: Identity, decision: Decision) -> bool:
+    """Set the call's classification; False if a clearance rule blocks the call."""
+    level = _level(pack.default_classification)
+    raising = [r for r in pack.rules_of("classification") if r.patterns or r.categories]
+    if raising:
+        for rule in raising:
+            if _matches(pack, rule, text) and rule.level is not None:
+                level = max(level, _level(rule.level))
+                decision.fired(rule.id, "flag")
+    else:
+        for name in pack.detectors.found(text):
+            level = max(level, _level(pack.detectors.by_name[name].sensitivity))
+    decision.classification = LEVELS[level]
+    for rule in pack.rules_of("classification"):
+        applies = rule.require_scopes and rule.level is not None and level >= _level(rule.level)
+        if applies and not all(scope in identity.scopes for scope in rule.require_scopes):
+            decision.fired(rule.id, "block")
+            return False
+    return True
+
+
+class OutputPolicy:
+    """Output rules as one text transform; `OutputBlockedError` when a block rule hits."""
+
+    def __init__(self, pack: Pack, decision: Decision | None) -> None:
+        self._pack = pack
+        self._decision = decision
+        self.rules = tuple(rule for rule in pack.rules if rule.scans_output())
+        names = {p for rule in self.rules for p in rule.patterns}
+        self.patterns = tuple(names)
+        self.extra_patterns: tuple[re.Pattern[str], ...] = tuple(
+            pack.lexicon.patterns[c] for rule in self.rules for c in rule.categories
+        )
+
+    def __call__(self, text: str) -> str:
+        for rule in self.rules:
+            if rule.action != "redact":
+                if _matches(self._pack, rule, text):
+                    if rule.action == "block":
+                        raise OutputBlockedError(rule.id)
+                    if self._decision is not None:
+                        self._decision.fired(rule.id, "flag")
+                continue
             counts: dict[str, int] = {}
-            text = redaction.redact(text, rule.patterns, counts)
-            if counts and decision is not None:
-                decision.count(counts)
-                decision.fired(rule.id, "redact")
+            text = _redactor(self._pack, rule, counts)(text)
+            if counts and self._decision is not None:
+                self._decision.count(counts)
+                self._decision.fired(rule.id, "redact")
         return text
 
-    return apply
+    def safe_cut(self, text: str, cut: int) -> int:
+        return self._pack.detectors.safe_cut(text, cut, self.patterns, self.extra_patterns)
+
+
+def output_policy(pack: Pack, decision: Decision | None) -> OutputPolicy | None:
+    """The pack's output rules, or None when it has none (the fast path)."""
+    policy = OutputPolicy(pack, decision)
+    return policy if policy.rules else None
 
 
 class StreamFilter:
     """Output rules over a stream of text deltas, with a bounded hold-back window.
 
-    `feed()` returns the text that may be released now; `flush()` the rest. Text
-    is released only once it lies `HOLD_BACK_CHARS` behind the newest character and
-    no detector match straddles the release point.
+    `feed()` returns the text that may be released now; `flush()` the rest. Text is
+    released only once it lies `HOLD_BACK_CHARS` behind the newest character and no
+    detector or category match straddles the release point.
     """
 
-    def __init__(self, apply: Callable[[str], str], patterns: tuple[str, ...]) -> None:
-        self._apply = apply
-        self._patterns = patterns
+    def __init__(self, policy: OutputPolicy) -> None:
+        self._policy = policy
         self._pending = ""
         self.scanned_chars = 0
 
@@ -102,14 +205,10 @@ class StreamFilter:
         cut = len(self._pending) - HOLD_BACK_CHARS
         if cut <= 0:
             return ""
-        cut = redaction.safe_cut(self._pending, cut, self._patterns)
+        cut = self._policy.safe_cut(self._pending, cut)
         released, self._pending = self._pending[:cut], self._pending[cut:]
-        return self._apply(released) if released else ""
+        return self._policy(released) if released else ""
 
     def flush(self) -> str:
         released, self._pending = self._pending, ""
-        return self._apply(released) if released else ""
-
-
-def output_patterns(pack: Pack) -> tuple[str, ...]:
-    return tuple({p for rule in pack.rules_of("output_filter") for p in rule.patterns})
+        return self._policy(released) if released else ""

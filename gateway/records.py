@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.identity import Identity
+from gateway.ids import uuid7
 from gateway.packs import Pack
 from gateway.policy import Decision
 
@@ -72,6 +73,7 @@ def build(
         "route": facts.route,
         "outcome": decision.outcome,
         "rules": decision.rules,
+        "flags": decision.flags,
         # supporting facts
         "identity_method": identity.method,
         "endpoint": facts.endpoint,
@@ -87,4 +89,21 @@ def build(
         "fail_mode": pack.fail_mode,
         "record_content": pack.record_content,
         "content": content if pack.record_content != "none" else None,
+    }
+
+
+def pack_rejection(
+    *, region: str, replica: str, active: Pack, claimed: dict[str, Any], reason: str
+) -> dict[str, Any]:
+    """The record of a policy pack this replica refused to activate."""
+    return {
+        "v": SCHEMA_VERSION,
+        "kind": "pack_rejection",
+        "id": uuid7(),
+        "ts": rfc3339_now(),
+        "region": region,
+        "replica": replica,
+        "rejected": claimed,
+        "reason": reason,
+        "pack": {"name": active.name, "revision": active.revision, "hash": active.hash},
     }

@@ -14,10 +14,10 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
-from gateway import metrics, providers, subjects
+from gateway import metrics, packsign, providers, records, subjects
 from gateway.activation import PackState, applied_report
 from gateway.delegation import DelegationVerifier
-from gateway.errors import ConfigError, PackError
+from gateway.errors import ConfigError, PackError, RecordCommitError
 from gateway.identity import Authenticator
 from gateway.keys import SigningKey
 from gateway.packs import Pack
@@ -73,7 +73,15 @@ class Runtime:
             )
         except PackError as exc:
             raise ConfigError(f"gateway targets: {exc}") from exc
-        self.packs = PackState(settings.pack_name, settings.state_dir, self.route)
+        try:
+            trusted = packsign.trust_root(settings.pack_trust)
+        except PackError as exc:
+            raise ConfigError(f"pack_trust: {exc}") from exc
+        if not trusted:
+            log.warning("no pack_trust configured: only the built-in default pack can be enforced")
+        self.packs = PackState(
+            settings.pack_name, settings.region, settings.state_dir, self.route, trusted
+        )
         self.upstream = UpstreamClient()
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -87,7 +95,7 @@ class Runtime:
         return Router(targets or self.default_targets, self.breakers)
 
     def _pack_age(self) -> float:
-        published = self.packs.active.published_at
+        published = self.packs.active.signed_at
         return max(0.0, time.time() - published) if published else 0.0
 
     async def start(self) -> None:
@@ -160,9 +168,27 @@ class Runtime:
                     await self._report_applied(applied)
                 elif outcome == "rejected":
                     metrics.PACK_REJECTIONS.inc()
+                    await self._record_rejection()
         finally:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _record_rejection(self) -> None:
+        """Leave a record of the refused pack in the region's stream, like any decision."""
+        rejection = self.packs.last_rejection
+        if rejection is None or self.recorder is None:
+            return
+        record = records.pack_rejection(
+            region=self.settings.region,
+            replica=self.settings.replica,
+            active=self.packs.active,
+            claimed=rejection.claimed,
+            reason=rejection.reason,
+        )
+        try:
+            await self.recorder.commit(record)
+        except RecordCommitError as exc:
+            log.error("record of a pack rejection not committed: %s", exc)
 
     async def _report_applied(self, applied: KeyValue) -> None:
         await applied.put(self.settings.replica, applied_report(self.packs, self.settings.replica))

@@ -51,6 +51,8 @@ class GatewaySettings:
     commit_timeout_s: float = 2.0
     max_body_bytes: int = 4 * 1024 * 1024
     pack_name: str = "default"
+    # Hex raw Ed25519 public keys of the policy owners whose packs this replica accepts.
+    pack_trust: tuple[str, ...] = ()
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
 
@@ -100,6 +102,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             commit_timeout_s=float(raw.get("commit_timeout_s", 2.0)),
             max_body_bytes=int(raw.get("max_body_bytes", 4 * 1024 * 1024)),
             pack_name=str(raw.get("pack_name", "default")),
+            pack_trust=tuple(str(k) for k in raw.get("pack_trust", ())),
             breaker_threshold=int(raw.get("breaker_threshold", 5)),
             breaker_cooldown_s=float(raw.get("breaker_cooldown_s", 10.0)),
         )

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -20,9 +21,8 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from gateway import subjects
+from gateway import packsign, subjects
 from gateway.errors import PackError
-from gateway.packs import decode_published
 from replicator import metrics
 from replicator.errors import RegionWriteError
 
@@ -67,8 +67,8 @@ async def regional_revision(nc: NATS, region: str, key: str) -> tuple[int, int]:
         raise RegionWriteError(f"{region}: {error}")
     message = answer["message"]
     assert isinstance(message, dict)
-    revision = int(json.loads(base64.b64decode(message["data"]))["revision"])
-    return int(message["seq"]), revision
+    revision = packsign.claimed(base64.b64decode(message["data"])).get("revision")
+    return int(message["seq"]), revision if isinstance(revision, int) else 0
 
 
 async def write_pack(nc: NATS, region: str, key: str, data: bytes, revision: int) -> bool:
@@ -89,11 +89,16 @@ async def write_pack(nc: NATS, region: str, key: str, data: bytes, revision: int
 
 
 class RegionFanout:
-    """Carries `POLICY` into one region, in order, at its own pace."""
+    """Carries `POLICY` into one region, in order, at its own pace.
 
-    def __init__(self, nc: NATS, region: str) -> None:
+    Each pack is verified against the replicator's trust root before it goes
+    anywhere; a pack that is not for this region, or has expired, is passed over.
+    """
+
+    def __init__(self, nc: NATS, region: str, trusted: Mapping[str, bytes]) -> None:
         self.nc = nc
         self.region = region
+        self.trusted = trusted
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -128,7 +133,9 @@ class RegionFanout:
         pending = msg.metadata.num_pending + 1
         metrics.LAG_REVISIONS.labels(self.region).set(pending)
         try:
-            pack = decode_published(msg.data)
+            pack = packsign.decode(msg.data, self.trusted)
+            if pack.expired(time.time()):
+                raise PackError("expired")
         except PackError as exc:
             log.error(
                 "%s: refusing pack at POLICY seq %s: %s",
@@ -138,6 +145,10 @@ class RegionFanout:
             )
             metrics.ERRORS.labels("invalid_pack").inc()
             await msg.term()
+            return
+        if not pack.covers(self.region):
+            metrics.LAG_REVISIONS.labels(self.region).set(pending - 1)
+            await msg.ack()
             return
         committed_at = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else time.time()
         try:

@@ -1,24 +1,24 @@
-"""`cordon policy publish FILE`: put a pack on the central `POLICY` stream.
+"""Put signed packs on the central `POLICY` stream.
 
-The revision is the previous one plus one unless the file names its own; the
-publish is conditional on the stream's last pack of that name, so two owners
-publishing at once cannot both get the same revision.
+A pack is published only with a revision above the last one published under its
+name, and the publish is conditional on the stream's last message for that name,
+so two owners publishing at once cannot both get the same revision.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nats
 import yaml
+from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from gateway import packs, subjects
+from gateway import packsign, subjects
 from gateway.errors import PackError
 from replicator.errors import PublishError
 
@@ -41,36 +41,65 @@ def load_document(path: Path) -> dict[str, Any]:
     return document
 
 
-async def publish(nats_url: str, document: dict[str, Any]) -> Published:
+async def last_published(nc: NATS, name: str) -> tuple[int, int]:
+    """(stream sequence, revision) of the last pack published under `name`, or (0, 0)."""
     try:
-        name = packs.pack_name(document)
-    except PackError as exc:
-        raise PublishError(str(exc)) from exc
-    document = dict(document)
-    explicit = document.pop("revision", None)
-    subject = subjects.policy_subject(name)
-    nc = await nats.connect(nats_url, name="cordon-policy-publish")
+        last = await nc.jetstream().get_last_msg(
+            subjects.POLICY_STREAM, subjects.policy_subject(name)
+        )
+    except NotFoundError:
+        return 0, 0
+    revision = packsign.claimed(last.data or b"").get("revision")
+    return last.seq or 0, int(revision) if isinstance(revision, int) else 0
+
+
+async def latest_revision(nats_url: str, name: str) -> int:
+    nc = await _connect(nats_url)
     try:
-        js = nc.jetstream()
-        try:
-            last = await js.get_last_msg(subjects.POLICY_STREAM, subject)
-            last_seq, last_revision = last.seq, int(json.loads(last.data or b"{}")["revision"])
-        except NotFoundError:
-            last_seq, last_revision = 0, 0
-        revision = int(explicit) if explicit is not None else last_revision + 1
+        return (await last_published(nc, name))[1]
+    finally:
+        await nc.close()
+
+
+async def publish_signed(nats_url: str, signed: bytes) -> Published:
+    claimed = packsign.claimed(signed)
+    name, revision = claimed.get("name"), claimed.get("revision")
+    if not isinstance(name, str) or not isinstance(revision, int):
+        raise PublishError("not a signed pack (no name and revision in its statement)")
+    nc = await _connect(nats_url)
+    try:
+        last_seq, last_revision = await last_published(nc, name)
         if revision <= last_revision:
             raise PublishError(f"revision {revision} is not above the published {last_revision}")
-        published = packs.publish_form(document, revision, time.time())
-        packs.parse_published(published)  # refuse what no gateway would activate
-        ack = await js.publish(
-            subject,
-            json.dumps(published).encode(),
+        ack = await nc.jetstream().publish(
+            subjects.policy_subject(name),
+            signed,
             headers={"Nats-Expected-Last-Subject-Sequence": str(last_seq)},
         )
-        return Published(name, revision, published["hash"], ack.seq)
-    except PackError as exc:
-        raise PublishError(f"pack refused: {exc}") from exc
+        return Published(name, revision, str(claimed.get("hash")), ack.seq)
     except NatsError as exc:
         raise PublishError(f"publish failed: {exc}") from exc
     finally:
         await nc.close()
+
+
+async def _connect(nats_url: str) -> NATS:
+    try:
+        return await nats.connect(nats_url, name="cordon-policy", allow_reconnect=False)
+    except (OSError, NatsError) as exc:
+        raise PublishError(f"cannot reach central NATS: {exc}") from exc
+
+
+def check_signed(signed: bytes, trusted: dict[str, bytes]) -> None:
+    """Refuse what no gateway trusting `trusted` would activate."""
+    try:
+        packsign.decode(signed, trusted)
+    except PackError as exc:
+        raise PublishError(f"pack refused: {exc}") from exc
+
+
+def is_signed(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict) and "statement" in json.loads(data)
+    except ValueError:
+        return False

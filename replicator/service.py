@@ -10,6 +10,8 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
+from gateway import packsign
+from gateway.errors import ConfigError, PackError
 from gateway.runtime import connect
 from gateway.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
@@ -22,6 +24,7 @@ class ReplicatorSettings:
     regions: list[str]
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9480
+    pack_trust: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> ReplicatorSettings:
@@ -32,16 +35,21 @@ class ReplicatorSettings:
                 regions=[str(r) for r in raw["regions"]],
                 metrics_host=str(raw.get("metrics_host", "127.0.0.1")),
                 metrics_port=int(raw.get("metrics_port", 9480)),
+                pack_trust=tuple(str(k) for k in raw.get("pack_trust", ())),
             ),
         )
 
 
 async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
+    try:
+        trusted = packsign.trust_root(settings.pack_trust)
+    except PackError as exc:
+        raise ConfigError(f"pack_trust: {exc}") from exc
     nc = await connect(settings.central_nats_url, "replicator")
     try:
         await ensure_central(nc.jetstream())
         await asyncio.gather(
-            *(RegionFanout(nc, region).run(stop) for region in settings.regions),
+            *(RegionFanout(nc, region, trusted).run(stop) for region in settings.regions),
             heartbeat(nc, settings.regions, stop),
         )
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -69,3 +71,32 @@ async def find_record(
         if record_id.encode() in raw:
             return record
     return None
+
+
+def publish_pack(
+    endpoints: dict[str, Any], path: Any, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`cordon policy publish` as a policy owner runs it, signed with the dev owner key."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cordon",
+            "policy",
+            "publish",
+            str(path),
+            "--nats-url",
+            endpoints["nats"]["central"],
+            "--key",
+            endpoints["policy_owner_key"],
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
+def published_revision(result: subprocess.CompletedProcess[str]) -> int:
+    return int(result.stdout.split("revision ")[1].split()[0])

@@ -2,62 +2,89 @@
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
+from typing import Any
 
-from gateway.activation import PackState as _PackState
-from gateway.packs import Pack, publish_form
+import pytest
+
+from gateway import packsign
+from gateway.activation import PackState
+from gateway.keys import SigningKey, public_bytes
+from gateway.packs import Pack
 from gateway.routing import Breakers, Router
 
+OWNER = SigningKey.generate()
+TRUSTED = packsign.trust_root([public_bytes(OWNER.public_key).hex()])
 DOC = {"pack": {"name": "default"}, "policies": []}
 
 
-def PackState(name: str, state_dir: Path) -> _PackState:
+def published(
+    revision: int,
+    document: dict[str, Any] = DOC,
+    expires_at: int = 2**40,
+    regions: tuple[str, ...] = ("*",),
+    key: SigningKey = OWNER,
+) -> bytes:
+    name = document["pack"]["name"]
+    return packsign.sign(
+        packsign.statement_bytes(document, name, revision, expires_at, regions), [key]
+    )
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> PackState:
     def route(pack: Pack) -> Router:
         return Router((), Breakers())
 
-    return _PackState(name, state_dir, route)
+    return PackState("default", "eu-west", tmp_path, route, TRUSTED)
 
 
-def published(revision: int, document: dict[str, object] = DOC) -> bytes:
-    return json.dumps(publish_form(document, revision, 0.0)).encode()
-
-
-def test_newer_revision_activates_and_survives_a_restart(tmp_path: Path) -> None:
-    state = PackState("default", tmp_path)
+def test_newer_revision_activates_and_survives_a_restart(state: PackState, tmp_path: Path) -> None:
     assert state.offer(published(2)) == "activated"
     assert state.active.revision == 2 and state.last_rejection is None
 
-    restarted = PackState("default", tmp_path)
+    restarted = PackState("default", "eu-west", tmp_path, lambda p: Router((), Breakers()), TRUSTED)
     assert restarted.active.revision == 0  # nothing loaded yet
     restarted.load_last_good()
     assert restarted.active.revision == 2
 
 
-def test_rollback_is_refused_and_the_reason_is_kept(tmp_path: Path) -> None:
-    state = PackState("default", tmp_path)
+def test_a_persisted_pack_is_not_trusted_if_the_trust_root_changed(
+    state: PackState, tmp_path: Path
+) -> None:
+    state.offer(published(2))
+    stranger = packsign.trust_root([public_bytes(SigningKey.generate().public_key).hex()])
+    restarted = PackState(
+        "default", "eu-west", tmp_path, lambda p: Router((), Breakers()), stranger
+    )
+    restarted.load_last_good()
+    assert restarted.active.revision == 0
+
+
+@pytest.mark.parametrize(
+    ("offered", "reason"),
+    [
+        (lambda: published(4), "revision 4 is not newer than active 5"),
+        (lambda: published(9, key=SigningKey.generate()), "no valid signature from a trusted key"),
+        (lambda: published(9, expires_at=int(time.time()) - 1), "pack expired at"),
+        (lambda: published(9, regions=("us-east",)), "is for regions ['us-east'], not eu-west"),
+        (lambda: published(9, {"pack": {"name": "other"}}), "pack 'other' is not 'default'"),
+        (lambda: b"{broken", "not a signed pack"),
+    ],
+    ids=["rollback", "forged", "expired", "other-region", "other-pack", "broken"],
+)
+def test_refused_packs_leave_the_active_one_and_say_why(
+    state: PackState, offered: Any, reason: str
+) -> None:
     state.offer(published(5))
-    assert state.offer(published(4)) == "rejected"
+    assert state.offer(offered()) == "rejected"
     assert state.active.revision == 5
-    assert state.status()["last_rejection"] == "revision 4 is not newer than active 5"
+    assert reason in state.status()["last_rejection"]  # type: ignore[operator]
 
 
-def test_a_broken_pack_leaves_the_last_good_one_enforced(tmp_path: Path) -> None:
-    state = PackState("default", tmp_path)
-    state.offer(published(1))
-    assert state.offer(b"{broken") == "rejected"
-    assert state.active.revision == 1
-    assert "not JSON" in str(state.last_rejection)
-
-
-def test_another_packs_name_is_not_taken(tmp_path: Path) -> None:
-    state = PackState("default", tmp_path)
-    assert state.offer(published(9, {"pack": {"name": "other"}})) == "rejected"
-    assert state.active.revision == 0
-
-
-def test_the_active_pack_offered_again_is_not_a_rejection(tmp_path: Path) -> None:
-    state = PackState("default", tmp_path)
-    state.offer(published(3))
-    assert state.offer(published(3)) == "unchanged"
+def test_the_active_pack_offered_again_is_not_a_rejection(state: PackState) -> None:
+    data = published(3)
+    state.offer(data)
+    assert state.offer(data) == "unchanged"
     assert state.last_rejection is None

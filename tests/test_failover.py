@@ -6,8 +6,6 @@ any pack), so these drills never disturb the other tests' gateways.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import yaml
 
 from cordon.devstack import DevStack
 from cordon.procs import free_port, wait_for_http
-from tests.helpers import eventually, stored_record
+from tests.helpers import eventually, publish_pack, published_revision, stored_record
 
 PROVIDER_KEY = "sk-provider-held-by-the-gateway"
 
@@ -67,22 +65,7 @@ def activate(
     path.write_text(
         yaml.safe_dump({"pack": {"name": "failover"}, "providers": {"targets": targets}})
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cordon",
-            "policy",
-            "publish",
-            str(path),
-            "--nats-url",
-            endpoints["nats"]["central"],
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    revision = int(result.stdout.split("revision ")[1].split()[0])
+    revision = published_revision(publish_pack(endpoints, path))
     eventually(lambda: status(drill)["active_revision"] == revision)
     return revision
 
@@ -252,20 +235,7 @@ def test_a_missing_secret_refuses_the_pack_at_activation(
         path.write_text(
             yaml.safe_dump({"pack": {"name": "failover"}, "providers": {"targets": [bad_target]}})
         )
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cordon",
-                "policy",
-                "publish",
-                str(path),
-                "--nats-url",
-                endpoints["nats"]["central"],
-            ],
-            check=True,
-            capture_output=True,
-        )
+        publish_pack(endpoints, path)
         eventually(lambda reason=reason: reason in (status(drill)["last_rejection"] or ""))
         assert status(drill)["active_revision"] == good
     assert ask(drill, endpoints).parse().choices[0].message.content == "echo: hi"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,9 @@ import httpx
 import nats
 import openai
 
-from gateway import subjects
-from tests.helpers import eventually
+from gateway import packsign, subjects
+from gateway.keys import SigningKey
+from tests.helpers import eventually, publish_pack
 
 PACK = """\
 pack:
@@ -30,21 +30,7 @@ policies:
 
 
 def _publish(endpoints: dict[str, Any], path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cordon",
-            "policy",
-            "publish",
-            str(path),
-            "--nats-url",
-            endpoints["nats"]["central"],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return publish_pack(endpoints, path, check=False)
 
 
 def _reply(endpoints: dict[str, Any], region: str, content: str) -> str:
@@ -125,7 +111,7 @@ def test_pack_with_a_rule_no_gateway_can_enforce_is_refused_at_publish(
     pack.write_text(PACK.format(patch=3).replace("output_filter", "telepathy_filter"))
     result = _publish(endpoints, pack)
     assert result.returncode == 1
-    assert "telepathy_filter/redact is not enforceable" in result.stderr
+    assert f"{pack}:7: policies[0].type: 'telepathy_filter' is not one of" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -133,17 +119,13 @@ async def test_forged_pack_on_the_stream_is_never_activated(
     endpoints: dict[str, Any], tmp_path: Path
 ) -> None:
     before = _status(endpoints, "eu-west")["active_revision"]
-    forged = {
-        "revision": before + 100,
-        "hash": "sha256:" + "0" * 64,  # does not match the document
-        "published_at": 0,
-        "document": {"pack": {"name": "default"}, "policies": []},
-    }
+    # signed, but by a key no gateway or replicator trusts
+    document = {"pack": {"name": "default"}, "policies": []}
+    statement = packsign.statement_bytes(document, "default", before + 100, 2**40, ["*"])
+    forged = packsign.sign(statement, [SigningKey.generate()])
     nc = await nats.connect(endpoints["nats"]["central"])
     try:
-        await nc.jetstream().publish(
-            subjects.policy_subject("default"), json.dumps(forged).encode()
-        )
+        await nc.jetstream().publish(subjects.policy_subject("default"), forged)
     finally:
         await nc.close()
     metrics = eventually(
