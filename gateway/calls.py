@@ -81,10 +81,12 @@ class Call:
 
     async def commit(self) -> int:
         """Commit this call's record; `RecordCommitError` if the stream did not ack."""
-        assert self.runtime.recorder is not None
+        recorder = self.runtime.recorder
         committed = time.perf_counter()
         try:
-            seq = await self.runtime.recorder.commit(self.record())
+            if recorder is None:
+                raise RecordCommitError("not connected to the regional NATS yet")
+            seq = await recorder.commit(self.record())
         except RecordCommitError:
             metrics.COMMIT_FAILURES.inc()
             raise

@@ -99,23 +99,41 @@ class Runtime:
         return max(0.0, time.time() - published) if published else 0.0
 
     async def start(self) -> None:
+        """Come up with the last good pack even if NATS is away; connect as soon as it is back.
+
+        Until then the replica is not ready and every call fails closed (503).
+        """
         self.packs.load_last_good()
         metrics.PACK_REVISION.set(self.packs.active.revision)
         metrics.PACK_AGE.set_function(self._pack_age)
+        await self.upstream.start()
+        self._tasks.append(asyncio.create_task(self._connect_then_watch()))
+
+    async def _connect_then_watch(self) -> None:
         name = f"gateway-{self.settings.region}-{self.settings.replica}"
+        while True:
+            try:
+                await self._connect(name)
+                break
+            except (TimeoutError, OSError, NatsError) as exc:
+                log.warning("regional NATS not reachable yet (%s); retrying", exc)
+                await self._close_connections()
+                await asyncio.sleep(0.5)
+        await self._watch_packs()
+
+    async def _connect(self, name: str) -> None:
         self.audit_nc = await connect(self.settings.audit_nats_url, f"{name}-audit")
         self.xr_nc = await connect(self.settings.xr_nats_url, f"{name}-xr", self._xr_reconnected)
-        self.recorder = Recorder(
+        recorder = Recorder(
             self.audit_nc,
             self.settings.region,
             self.settings.replica,
             self.key,
             self.settings.commit_timeout_s,
         )
-        await self.recorder.resume()
-        await self.recorder.publish_enrolment(self.settings.region, self.enrolment)
-        await self.upstream.start()
-        self._tasks.append(asyncio.create_task(self._watch_packs()))
+        await recorder.resume()
+        await recorder.publish_enrolment(self.settings.region, self.enrolment)
+        self.recorder = recorder
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -124,15 +142,20 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.upstream.close()
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
         for nc in (self.audit_nc, self.xr_nc):
             if nc is not None:
                 # close, not drain: with NATS gone a drain would wait forever.
                 with contextlib.suppress(NatsError, asyncio.TimeoutError):
                     await asyncio.wait_for(nc.close(), 2.0)
+        self.audit_nc = self.xr_nc = None
 
     @property
     def ready(self) -> bool:
-        return all(nc is not None and nc.is_connected for nc in (self.audit_nc, self.xr_nc))
+        connected = all(nc is not None and nc.is_connected for nc in (self.audit_nc, self.xr_nc))
+        return connected and self.recorder is not None
 
     async def _watch_packs(self) -> None:
         """Follow the regional policy KV; start over after every reconnect.

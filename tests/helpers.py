@@ -100,3 +100,23 @@ def publish_pack(
 
 def published_revision(result: subprocess.CompletedProcess[str]) -> int:
     return int(result.stdout.split("revision ")[1].split()[0])
+
+
+async def recent_records(
+    endpoints: dict[str, Any], region: str, count: int = 50
+) -> list[dict[str, Any]]:
+    """The region's newest `count` records (enrolments left out), verified, newest first."""
+    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
+        seqs = [
+            seq
+            for seq in range(last, max(0, last - count), -1)
+            if not str((await js.get_msg(subjects.RECORDS_STREAM, seq)).subject).startswith(
+                "cordon.enrol."
+            )
+        ]
+    finally:
+        await nc.close()
+    return [(await stored(endpoints, region, seq))[1] for seq in seqs]

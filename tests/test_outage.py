@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,8 +12,9 @@ import openai
 import pytest
 
 from cordon.devstack import DevStack
+from cordon.procs import wait_for_http
 from gateway import subjects
-from tests.helpers import eventually
+from tests.helpers import eventually, publish_pack, published_revision
 
 
 def _sdk(endpoints: dict[str, Any]) -> openai.OpenAI:
@@ -90,3 +92,43 @@ async def test_regional_nats_outage_fails_closed_then_recovers(
         await nc.close()
     assert not any(refused.encode() in data for data in stored)
     assert any(after.encode() in data for data in stored)
+
+
+async def test_a_replica_started_while_nats_is_down_enforces_its_last_good_pack(
+    stack: DevStack, endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    assert stack.nats is not None
+    gateway = endpoints["gateways"]["eu-west"]
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(
+        "pack: {name: default}\n"
+        "policies:\n  - {name: pii, type: output_filter, patterns: [email]}\n"
+    )
+    revision = published_revision(publish_pack(endpoints, pack))
+    eventually(
+        lambda: httpx.get(gateway + "/v1/cordon/policy").json()["active_revision"] == revision
+    )
+
+    process = stack.processes["gateway-eu-west"]
+    process.stop()
+    stack.nats.stop("eu-west")
+    try:
+        process.start()
+        wait_for_http(gateway + "/healthz", 30, process.proc)
+        status = httpx.get(gateway + "/v1/cordon/policy").json()
+        assert status["active_revision"] == revision  # from disk, with no NATS at all
+        assert httpx.get(gateway + "/readyz").status_code == 503
+        with pytest.raises(openai.APIStatusError) as caught:
+            _sdk(endpoints).chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": "mail bob@example.com"}]
+            )
+        assert caught.value.status_code == 503  # fail-closed: no record, no answer
+    finally:
+        stack.nats.start("eu-west")
+    raw = eventually(
+        lambda: _try_raw(endpoints, "mail bob@example.com"), timeout=20.0, interval=0.2
+    )
+    assert raw.parse().choices[0].message.content == "echo: mail [EMAIL]"
+    # leave the pipeline as found: summaries reach the central view again
+    record_id = raw.headers["x-cordon-record-id"]
+    eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
