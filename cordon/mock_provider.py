@@ -14,6 +14,7 @@ so failover can be tested against real sockets. `GET /mock/stats` says what it s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -96,13 +97,26 @@ def chat_completion(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pieces(request: dict[str, Any]) -> list[str]:
+    """How the reply is cut into stream deltas: by word, or at the offsets a model
+    named `split-<i>-<j>...` asks for (to put chunk boundaries anywhere)."""
+    text = _reply(request)
+    model = str(request.get("model", ""))
+    if model.startswith("split-"):
+        offsets = (int(c) for c in model.split("-")[1:] if c.isdigit())
+        cuts = sorted({c for c in offsets if 0 < c < len(text)})
+        bounds = [0, *cuts, len(text)]
+        return [text[a:b] for a, b in itertools.pairwise(bounds)]
+    words = text.split(" ")
+    return [words[0]] + [" " + w for w in words[1:]]
+
+
 def chat_events(request: dict[str, Any]) -> list[bytes]:
     answer = chat_completion(request)
-    words = _reply(request).split(" ")
     base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
     events = []
-    for i, word in enumerate(words):
-        delta = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
+    for i, piece in enumerate(pieces(request)):
+        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
         chunk = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         events.append(_sse(chunk))
     final = base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -178,8 +192,7 @@ def response_events(request: dict[str, Any]) -> list[bytes]:
         ),
     ]
     seq = 2
-    for i, word in enumerate(_reply(request).split(" ")):
-        delta = word if i == 0 else " " + word
+    for delta in pieces(request):
         event = {
             "type": "response.output_text.delta",
             "sequence_number": seq,
@@ -241,8 +254,8 @@ def message_events(request: dict[str, Any]) -> list[bytes]:
             "content_block_start",
         ),
     ]
-    for i, word in enumerate(_reply(request).split(" ")):
-        delta = {"type": "text_delta", "text": word if i == 0 else " " + word}
+    for piece in pieces(request):
+        delta = {"type": "text_delta", "text": piece}
         events.append(
             _sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
         )
