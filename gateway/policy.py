@@ -128,16 +128,15 @@ def _redactor(pack: Pack, rule: Rule, counts: dict[str, int]) -> Callable[[str],
 
 def _classify(pack: Pack, text: str, identity: Identity, decision: Decision) -> bool:
     """Set the call's classification; False if a clearance rule blocks the call."""
+    # The floor is the pack's default; each detector's sensitivity and each matching
+    # classification rule can only raise it.
     level = _level(pack.default_classification)
-    raising = [r for r in pack.rules_of("classification") if r.patterns or r.categories]
-    if raising:
-        for rule in raising:
-            if _matches(pack, rule, text) and rule.level is not None:
-                level = max(level, _level(rule.level))
-                decision.fired(rule.id, "flag")
-    else:
-        for name in pack.detectors.found(text):
-            level = max(level, _level(pack.detectors.by_name[name].sensitivity))
+    for name in pack.detectors.found(text):
+        level = max(level, _level(pack.detectors.by_name[name].sensitivity))
+    for rule in pack.rules_of("classification"):
+        if (rule.patterns or rule.categories) and rule.level and _matches(pack, rule, text):
+            level = max(level, _level(rule.level))
+            decision.fired(rule.id, "flag")
     decision.classification = LEVELS[level]
     for rule in pack.rules_of("classification"):
         applies = rule.require_scopes and rule.level is not None and level >= _level(rule.level)
