@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python bench/policy_cost.py
 	$(BIN)/python bench/overhead.py
 
 clean:

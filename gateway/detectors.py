@@ -15,6 +15,17 @@ from dataclasses import dataclass
 
 from gateway.errors import PackError
 
+_DIGIT = re.compile(r"\d")
+
+
+def has_digit(text: str) -> bool:
+    return _DIGIT.search(text) is not None
+
+
+def contains(*needles: str) -> Callable[[str], bool]:
+    """A hint that holds when any needle is in the text (a C-speed substring search)."""
+    return lambda text: any(needle in text for needle in needles)
+
 
 @dataclass(frozen=True)
 class Detector:
@@ -23,12 +34,20 @@ class Detector:
     check: Callable[[str], bool] | None = None
     # What finding this kind of value says about the data, when no rule says otherwise.
     sensitivity: str = "confidential"
+    # A cheap test that must hold for the pattern to have any chance: most text skips
+    # most detectors without running a regular expression over it.
+    hint: Callable[[str], bool] | None = None
+
+    def may_match(self, text: str) -> bool:
+        return self.hint is None or self.hint(text)
 
     @property
     def placeholder(self) -> str:
         return f"[{self.name.upper()}]"
 
     def finditer(self, text: str) -> Iterable[re.Match[str]]:
+        if not self.may_match(text):
+            return
         for match in self.pattern.finditer(text):
             if self.check is None or self.check(match.group()):
                 yield match
@@ -84,11 +103,13 @@ BUILTIN: tuple[Detector, ...] = (
             r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----"
         ),
         sensitivity="restricted",
+        hint=contains("PRIVATE KEY-----"),
     ),
     Detector(
         "jwt",
         re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
         sensitivity="restricted",
+        hint=contains("eyJ"),
     ),
     Detector(
         "api_key",
@@ -101,6 +122,7 @@ BUILTIN: tuple[Detector, ...] = (
             r"|(?:sk|rk)_live_[A-Za-z0-9]{20,})"  # Stripe secret keys
         ),
         sensitivity="restricted",
+        hint=contains("sk-", "AKIA", "AIza", "gh", "xox", "_live_"),
     ),
     Detector(
         "email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -109,9 +131,20 @@ BUILTIN: tuple[Detector, ...] = (
         "iban",
         re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
         iban_valid,
+        hint=has_digit,
     ),
-    Detector("credit_card", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), luhn),
-    Detector("ssn", re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")),
+    # Patterns below start with a digit so the regex engine can skip other characters fast.
+    Detector(
+        "credit_card",
+        re.compile(r"\d(?<![\d-]\d)(?:[ -]?\d){12,18}(?![\d-])"),
+        luhn,
+        hint=has_digit,
+    ),
+    Detector(
+        "ssn",
+        re.compile(r"\d(?<!\d\d)\d{2}(?<!000)(?<!666)(?<!9\d\d)-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"),
+        hint=contains("-"),
+    ),
     Detector(
         "ipv6",
         re.compile(
@@ -122,21 +155,27 @@ BUILTIN: tuple[Detector, ...] = (
         ),
         ipv6_valid,
         sensitivity="internal",
+        hint=contains(":"),
     ),
     Detector(
         "ipv4",
-        re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)"),
+        re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]|\.\d)"),
         ipv4_valid,
         sensitivity="internal",
+        hint=contains("."),
     ),
     Detector(
         "phone",
         re.compile(
-            r"(?<![\w.+])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?"  # country code
-            r"(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"  # area code, bracketed or separated
+            # Each branch starts with a literal '+', '(' or a digit, so the engine can
+            # skip to candidates; the look-behinds come right after that first character.
+            r"(?:\+(?<![\w.+]\+)\d{1,3}[ .-]?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"  # +44 20 ...
+            r"|\((?<![\w.+]\()\d{2,4}\)[ .-]?"  # (555) ...
+            r"|\d(?<![\w.+]\d)(?<!\d[ .-]\d)\d{1,3}[ .-])"  # 555-... / 020 ...
             r"\d{3,4}[ .-]?\d{3,4}(?![\w.])(?![ .-]\d)"  # not part of a longer digit run
-            r"|(?<![\w+])\+[1-9]\d{7,14}(?!\w)"  # E.164 written solid
+            r"|\+(?<![\w+]\+)[1-9]\d{7,14}(?!\w)"  # E.164 written solid
         ),
+        hint=has_digit,
     ),
 )
 BUILTIN_NAMES = tuple(d.name for d in BUILTIN)

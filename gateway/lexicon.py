@@ -41,12 +41,22 @@ def _pattern(terms: Iterable[str]) -> re.Pattern[str]:
 @dataclass(frozen=True)
 class Lexicon:
     patterns: Mapping[str, re.Pattern[str]]
+    # Per category, the longest word of each term: if none is in the lowercased text,
+    # no term can be, and the category's regular expression need not run.
+    keys: Mapping[str, tuple[str, ...]]
 
     def categories(self) -> tuple[str, ...]:
         return tuple(self.patterns)
 
     def found(self, text: str, categories: Iterable[str]) -> list[str]:
-        return [c for c in categories if c in self.patterns and self.patterns[c].search(text)]
+        lowered = text.lower()
+        return [
+            c
+            for c in categories
+            if c in self.patterns
+            and any(key in lowered for key in self.keys[c])
+            and self.patterns[c].search(text)
+        ]
 
     def redact(self, text: str, categories: Iterable[str], counts: dict[str, int]) -> str:
         for category in categories:
@@ -63,7 +73,15 @@ def build(extra: Mapping[str, Iterable[str]] | None = None) -> Lexicon:
     terms = {category: list(words) for category, words in shipped().items()}
     for category, words in (extra or {}).items():
         terms.setdefault(category, []).extend(words)
-    return Lexicon({category: _pattern(words) for category, words in terms.items() if words})
+    terms = {category: words for category, words in terms.items() if words}
+    return Lexicon(
+        {category: _pattern(words) for category, words in terms.items()},
+        {category: tuple(_key(w) for w in words) for category, words in terms.items()},
+    )
+
+
+def _key(term: str) -> str:
+    return max(term.lower().split(), key=len)
 
 
 DEFAULT = build()

@@ -94,10 +94,11 @@ def apply_input(
             decision.fired(rule.id, "block")
             return payload
     text = _prompt_text(dialect, payload)
-    if not _classify(pack, text, identity, decision):
+    found = set(pack.detectors.found(text))  # once; every rule below reuses it
+    if not _classify(pack, text, found, identity, decision):
         return payload
     for rule in pack.rules:
-        if not rule.scans_input() or not _matches(pack, rule, text):
+        if not rule.scans_input() or not _matches(pack, rule, text, found):
             continue
         if rule.action != "redact":
             decision.fired(rule.id, rule.action)
@@ -107,34 +108,44 @@ def apply_input(
         counts: dict[str, int] = {}
         payload = dialect.map_prompt(payload, _redactor(pack, rule, counts))
         text = _prompt_text(dialect, payload)
+        found = set(pack.detectors.found(text))
         decision.count(counts)
         decision.fired(rule.id, "redact")
     return payload
 
 
-def _matches(pack: Pack, rule: Rule, text: str) -> bool:
-    return bool(
-        pack.detectors.found(text, rule.patterns) or pack.lexicon.found(text, rule.categories)
-    )
+def _matches(pack: Pack, rule: Rule, text: str, found: set[str] | None = None) -> bool:
+    """Does the rule's detector or category find anything? `found`: detectors already run."""
+    if found is not None:
+        detected = any(p in found for p in rule.patterns)
+    else:
+        detected = bool(pack.detectors.found(text, rule.patterns))
+    return detected or bool(pack.lexicon.found(text, rule.categories))
 
 
-def _redactor(pack: Pack, rule: Rule, counts: dict[str, int]) -> Callable[[str], str]:
+def _redactor(
+    pack: Pack, rule: Rule, counts: dict[str, int], found: set[str] | None = None
+) -> Callable[[str], str]:
+    patterns = rule.patterns if found is None else tuple(p for p in rule.patterns if p in found)
+
     def redact(text: str) -> str:
-        text = pack.detectors.redact(text, rule.patterns, counts)
-        return pack.lexicon.redact(text, rule.categories, counts)
+        text = pack.detectors.redact(text, patterns, counts)
+        return pack.lexicon.redact(text, pack.lexicon.found(text, rule.categories), counts)
 
     return redact
 
 
-def _classify(pack: Pack, text: str, identity: Identity, decision: Decision) -> bool:
+def _classify(
+    pack: Pack, text: str, found: set[str], identity: Identity, decision: Decision
+) -> bool:
     """Set the call's classification; False if a clearance rule blocks the call."""
     # The floor is the pack's default; each detector's sensitivity and each matching
     # classification rule can only raise it.
     level = _level(pack.default_classification)
-    for name in pack.detectors.found(text):
+    for name in found:
         level = max(level, _level(pack.detectors.by_name[name].sensitivity))
     for rule in pack.rules_of("classification"):
-        if (rule.patterns or rule.categories) and rule.level and _matches(pack, rule, text):
+        if (rule.patterns or rule.categories) and rule.level and _matches(pack, rule, text, found):
             level = max(level, _level(rule.level))
             decision.fired(rule.id, "flag")
     decision.classification = LEVELS[level]
@@ -160,16 +171,18 @@ class OutputPolicy:
         )
 
     def __call__(self, text: str) -> str:
+        found = set(self._pack.detectors.found(text, self.patterns))
         for rule in self.rules:
+            if not _matches(self._pack, rule, text, found):
+                continue
             if rule.action != "redact":
-                if _matches(self._pack, rule, text):
-                    if rule.action == "block":
-                        raise OutputBlockedError(rule.id)
-                    if self._decision is not None:
-                        self._decision.fired(rule.id, "flag")
+                if rule.action == "block":
+                    raise OutputBlockedError(rule.id)
+                if self._decision is not None:
+                    self._decision.fired(rule.id, "flag")
                 continue
             counts: dict[str, int] = {}
-            text = _redactor(self._pack, rule, counts)(text)
+            text = _redactor(self._pack, rule, counts, found)(text)
             if counts and self._decision is not None:
                 self._decision.count(counts)
                 self._decision.fired(rule.id, "redact")
