@@ -40,7 +40,7 @@ def main() -> None:
     )
     who = Identity("bench", roles=("analyst",), scopes=("chat:write",))
     print(
-        "default pack, one call: input rules on the prompt + output rules on an answer of equal size"
+        "default pack, one call: input rules on the prompt, output rules on an answer of equal size"
     )
     print(f"{'prompt KB':>10}{'input µs':>12}{'output µs':>12}{'total µs':>12}{'µs per KB':>12}")
     for kilobytes in (1, 4, 16, 64):
