@@ -334,6 +334,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, b'{"status":"ok"}')
     elif path == "/mock/stats":
         await _respond(send, 200, json.dumps({"counts": STATS, "auth": SEEN_AUTH}).encode())
+    elif path == "/v1/classify" and method == "POST":
+        await _classify(receive, send)
     elif path == "/mock/behaviour" and method == "POST":
         BEHAVIOUR["mode"] = json.loads(await _body(receive))["mode"]
         await _respond(send, 200, json.dumps(BEHAVIOUR).encode())
@@ -346,6 +348,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _serve(scope, receive, send, *ROUTES[path])
     else:
         await _respond(send, 404, _error("openai", 404, f"no route {method} {path}"))
+
+
+async def _classify(receive: Receive, send: Send) -> None:
+    """A stand-in external classifier: 'wire the money' is fraud."""
+    STATS["classifications"] += 1
+    request = json.loads(await _body(receive))
+    if BEHAVIOUR["mode"] == "slow":
+        await asyncio.sleep(2.0)
+    fraud = 0.97 if "wire the money" in str(request.get("text", "")).lower() else 0.01
+    await _respond(send, 200, json.dumps({"categories": {"fraud": fraud}}).encode())
 
 
 async def _serve(

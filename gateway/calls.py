@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import jsoncodec, metrics, policy, records
+from gateway import classifier, jsoncodec, metrics, policy, records
 from gateway.activation import Active
 from gateway.asgi import (
     EVENT_STREAM,
@@ -142,7 +142,8 @@ async def handle(
 async def refuse(call: Call, send: Send, status: int, message: str, kind: str, code: str) -> None:
     """Answer with an error of our own; the record says so. No model output is involved,
     so the error goes out even if the record cannot be committed (that is logged)."""
-    call.decision.outcome = "block" if kind == "permission_error" else "error"
+    blocked = kind == "permission_error" or call.decision.blocked_by is not None
+    call.decision.outcome = "block" if blocked else "error"
     call.facts.status = status
     call.facts.error = code
     receipt: Headers = []
@@ -166,6 +167,10 @@ async def serve(
     call.facts.stream = bool(payload.get("stream"))
     outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
     call.prompt = _prompt(dialect, outbound if pack.record_content == "redacted" else payload)
+    hook = pack.classifier
+    consult = call.decision.blocked_by is None and hook is not None
+    if consult and not await _consult_classifier(call, hook, outbound, send):  # type: ignore[arg-type]
+        return
     if call.decision.blocked_by is not None:
         message = f"blocked by policy rule {call.decision.blocked_by}"
         await refuse(call, send, 403, message, "permission_error", "content_policy_violation")
@@ -196,6 +201,26 @@ async def serve(
         await relay_stream(call, forwarded.response, upstream_started, receive, send)
     else:
         await answer_whole(call, forwarded, upstream_started, send)
+
+
+async def _consult_classifier(
+    call: Call, hook: classifier.ClassifierHook, outbound: dict[str, Any], send: Send
+) -> bool:
+    """Ask the pack's external classifier; False if the call was refused here."""
+    text = policy.prompt_text(call.dialect, outbound)
+    try:
+        hits = await classifier.classify(call.runtime.upstream.http, hook, text)
+    except classifier.ClassifierUnavailableError as exc:
+        if hook.fail_mode == "open":
+            call.decision.fired(classifier.UNAVAILABLE, "flag")
+            return True
+        call.decision.fired(classifier.UNAVAILABLE, "block")
+        message = f"the policy classifier is unavailable, so the call was not sent ({exc})"
+        await refuse(call, send, 503, message, "api_error", "classifier_unavailable")
+        return False
+    for category in hits:
+        call.decision.fired(f"classifier:{category}", "block")
+    return True
 
 
 def _prompt(dialect: Dialect, payload: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import lexicon
+from gateway import classifier, lexicon
+from gateway.classifier import ClassifierHook
 from gateway.detectors import DEFAULT_SET, DetectorSet, compile_custom
 from gateway.errors import PackError
 from gateway.lexicon import Lexicon
@@ -99,6 +100,7 @@ class Rules:
     detectors: DetectorSet = DEFAULT_SET
     lexicon: Lexicon = lexicon.DEFAULT
     default_classification: str = "internal"
+    classifier: ClassifierHook | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class Pack:
     detectors: DetectorSet = field(default=DEFAULT_SET, compare=False)
     lexicon: Lexicon = field(default=lexicon.DEFAULT, compare=False)
     default_classification: str = "internal"
+    classifier: ClassifierHook | None = field(default=None, compare=False)
     signed_at: float | None = None
     expires_at: float | None = None
     regions: tuple[str, ...] = ("*",)
@@ -233,11 +236,16 @@ def parse_document(document: Any) -> Rules:
         raise DocumentError(
             f"default_classification must be one of {LEVELS}", ["default_classification"]
         )
+    try:
+        hook = classifier.parse(document.get("classifier"))
+    except PackError as exc:
+        raise DocumentError(str(exc), ["classifier"]) from exc
     base = Rules(
         (),
         detectors,
         lexicon.build(lexicons_raw) if lexicons_raw else lexicon.DEFAULT,
         default_level,
+        hook,
     )
     policies = document.get("policies") or []
     if isinstance(policies, dict):  # the `chain:` + `policy:` form carries no filters
@@ -245,7 +253,7 @@ def parse_document(document: Any) -> Rules:
     if not isinstance(policies, list):
         raise DocumentError("policies must be a list of rules or a chain map", ["policies"])
     rules = tuple(_parse_rule(i, raw, base) for i, raw in enumerate(policies))
-    return Rules(rules, base.detectors, base.lexicon, base.default_classification)
+    return Rules(rules, base.detectors, base.lexicon, base.default_classification, hook)
 
 
 def _number(value: Any) -> float | None:
@@ -277,6 +285,7 @@ def parse_statement(statement: dict[str, Any], signed_by: tuple[str, ...] = ()) 
         detectors=rules.detectors,
         lexicon=rules.lexicon,
         default_classification=rules.default_classification,
+        classifier=rules.classifier,
         signed_at=_number(statement.get("signed_at")),
         expires_at=_number(statement.get("expires_at")),
         regions=tuple(regions),

@@ -71,7 +71,7 @@ def _covers_call(rule: Rule, model: str, route: str) -> bool:
     return models_ok and routes_ok
 
 
-def _prompt_text(dialect: Dialect, payload: dict[str, Any]) -> str:
+def prompt_text(dialect: Dialect, payload: dict[str, Any]) -> str:
     parts: list[str] = []
 
     def collect(text: str) -> str:
@@ -93,7 +93,7 @@ def apply_input(
         if _holds(rule, identity) != (rule.action == "allow"):
             decision.fired(rule.id, "block")
             return payload
-    text = _prompt_text(dialect, payload)
+    text = prompt_text(dialect, payload)
     found = set(pack.detectors.found(text))  # once; every rule below reuses it
     if not _classify(pack, text, found, identity, decision):
         return payload
@@ -107,7 +107,7 @@ def apply_input(
             continue
         counts: dict[str, int] = {}
         payload = dialect.map_prompt(payload, _redactor(pack, rule, counts))
-        text = _prompt_text(dialect, payload)
+        text = prompt_text(dialect, payload)
         found = set(pack.detectors.found(text))
         decision.count(counts)
         decision.fired(rule.id, "redact")

@@ -14,7 +14,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
-from gateway import metrics, packsign, providers, records, subjects
+from gateway import classifier, metrics, packsign, providers, records, subjects
 from gateway.activation import PackState, applied_report
 from gateway.delegation import DelegationVerifier
 from gateway.errors import ConfigError, PackError, RecordCommitError
@@ -92,6 +92,8 @@ class Runtime:
     def route(self, pack: Pack) -> Router:
         """The routing a pack asks for; the gateway's own targets if it names none."""
         targets = providers.targets_from(pack.document, os.environ, self.settings.secret_store_dir)
+        if pack.classifier is not None:
+            classifier.resolve_url(pack.classifier)  # an unset variable refuses the pack now
         return Router(targets or self.default_targets, self.breakers)
 
     def _pack_age(self) -> float:

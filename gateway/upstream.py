@@ -67,6 +67,10 @@ class UpstreamClient:
     def __init__(self) -> None:
         self._client = httpclient.HttpClient()
 
+    @property
+    def http(self) -> httpclient.HttpClient:
+        return self._client
+
     async def start(self) -> None:
         return None
 
