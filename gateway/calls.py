@@ -207,7 +207,7 @@ async def _consult_classifier(
     call: Call, hook: classifier.ClassifierHook, outbound: dict[str, Any], send: Send
 ) -> bool:
     """Ask the pack's external classifier; False if the call was refused here."""
-    text = policy.prompt_text(call.dialect, outbound)
+    text = call.dialect.prompt_text(outbound)
     try:
         hits = await classifier.classify(call.runtime.upstream.http, hook, text)
     except classifier.ClassifierUnavailableError as exc:

@@ -71,6 +71,14 @@ def anthropic_error(message: str, kind: str, code: str) -> bytes:
     return jsoncodec.dumps(body)
 
 
+def _collector(parts: list[str]) -> Text:
+    def collect(text: str) -> str:
+        parts.append(text)
+        return text
+
+    return collect
+
+
 @dataclass(frozen=True)
 class Dialect:
     route: str
@@ -132,13 +140,13 @@ class Dialect:
 
     def answer_text(self, answer: dict[str, Any]) -> str:
         parts: list[str] = []
-
-        def collect(text: str) -> str:
-            parts.append(text)
-            return text
-
-        self.map_answer(answer, collect)
+        self.map_answer(answer, _collector(parts))
         return "".join(parts)
+
+    def prompt_text(self, payload: dict[str, Any]) -> str:
+        parts: list[str] = []
+        self.map_prompt(payload, _collector(parts))
+        return "\n".join(parts)
 
     def usage(self, answer: dict[str, Any]) -> tuple[int | None, int | None]:
         usage = answer.get("usage")

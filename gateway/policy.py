@@ -71,17 +71,6 @@ def _covers_call(rule: Rule, model: str, route: str) -> bool:
     return models_ok and routes_ok
 
 
-def prompt_text(dialect: Dialect, payload: dict[str, Any]) -> str:
-    parts: list[str] = []
-
-    def collect(text: str) -> str:
-        parts.append(text)
-        return text
-
-    dialect.map_prompt(payload, collect)
-    return "\n".join(parts)
-
-
 def apply_input(
     pack: Pack, dialect: Dialect, payload: dict[str, Any], identity: Identity, decision: Decision
 ) -> dict[str, Any]:
@@ -93,7 +82,7 @@ def apply_input(
         if _holds(rule, identity) != (rule.action == "allow"):
             decision.fired(rule.id, "block")
             return payload
-    text = prompt_text(dialect, payload)
+    text = dialect.prompt_text(payload)
     found = set(pack.detectors.found(text))  # once; every rule below reuses it
     if not _classify(pack, text, found, identity, decision):
         return payload
@@ -107,7 +96,7 @@ def apply_input(
             continue
         counts: dict[str, int] = {}
         payload = dialect.map_prompt(payload, _redactor(pack, rule, counts))
-        text = prompt_text(dialect, payload)
+        text = dialect.prompt_text(payload)
         found = set(pack.detectors.found(text))
         decision.count(counts)
         decision.fired(rule.id, "redact")

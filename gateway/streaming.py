@@ -56,6 +56,14 @@ def _parse(raw: bytes) -> Event:
     return Event(raw, name, "\n".join(data))
 
 
+def _json(event: Event) -> dict[str, Any] | None:
+    try:
+        data = jsoncodec.loads(event.data)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def encode(name: str | None, data: dict[str, Any]) -> bytes:
     head = f"event: {name}\n".encode() if name else b""
     return head + b"data: " + jsoncodec.dumps(data) + b"\n\n"
@@ -160,9 +168,8 @@ class ResponsesStream(StreamAdapter):
     TERMINAL = ("response.completed", "response.failed", "response.incomplete")
 
     def relay(self, event: Event) -> Relay:
-        try:
-            data = jsoncodec.loads(event.data)
-        except ValueError:
+        data = _json(event)
+        if data is None:
             return Relay([event.raw])
         kind = data.get("type") or event.name
         key = (data.get("item_id"), data.get("content_index"))
@@ -213,9 +220,8 @@ class ResponsesStream(StreamAdapter):
 
 class MessagesStream(StreamAdapter):
     def relay(self, event: Event) -> Relay:
-        try:
-            data = jsoncodec.loads(event.data)
-        except ValueError:
+        data = _json(event)
+        if data is None:
             return Relay([event.raw])
         kind = data.get("type") or event.name
         if kind == "message_start":
