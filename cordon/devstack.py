@@ -231,6 +231,8 @@ class DevStack:
         self.endpoints.gateways[region] = self.start_gateway(
             region, "gw-1", self.endpoints.mock_provider, self._port(region)
         )
+        sealer_key = _load_or_create_key(keys / "sealer.key")
+        (keys / "sealer.enrolment").write_bytes(enrol(regional_key, region, "sealer", sealer_key))
         sealer_config = self._write_config(
             f"sealer-{region}",
             {
@@ -238,6 +240,8 @@ class DevStack:
                 "audit_nats_url": region_plan.audit_url,
                 "xr_nats_url": region_plan.xr_url,
                 "pseudonym_key": pseudonym_key,
+                "signing_key_file": str(keys / "sealer.key"),
+                "enrolment_file": str(keys / "sealer.enrolment"),
             },
         )
         self._spawn(f"sealer-{region}", "gateway", "seal", "--config", str(sealer_config))

@@ -50,6 +50,11 @@ class Keyring:
         self._replica_keys[str(statement["key_id"])] = bytes(statement["public_key"])
         return statement
 
+    @property
+    def enrolled(self) -> dict[str, bytes]:
+        """Key id -> raw public key of every key the regional key enrolled so far."""
+        return dict(self._replica_keys)
+
     def verify_record(self, data: bytes) -> dict[str, Any]:
         """Verify a record envelope against the enrolled replica keys; return its payload."""
         return envelope.verify_envelope(envelope.decode(data), self._replica_keys)

@@ -1,7 +1,11 @@
-"""`cordon gateway seal`: read `RECORDS` in order, publish summaries to `SUMMARY`.
+"""`cordon gateway seal`: read `RECORDS` in order, publish summaries and signed checkpoints.
 
-One sealer per region. It is the only reader of full records besides the audit
-API, and what it writes is metadata only (gateway.summaries).
+One sealer per region. It extends the region's Merkle tree (leaf = stream sequence)
+with every record, publishes a metadata-only summary per record to `SUMMARY`, and a
+signed checkpoint every second or every 1,000 records. After a crash it resumes from
+its last checkpoint and re-reads the records after it, so the tree comes out
+identical. A checkpoint is published only if the last one on the subject is the one
+this sealer knows, so two sealers started by mistake cannot fork the sequence.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +21,25 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
 
-from gateway import subjects, summaries
+from gateway import checkpoints, merkle, subjects, summaries
+from gateway.errors import ConfigError, GatewayError
+from gateway.keys import SigningKey
 from gateway.runtime import connect
 from gateway.settings import load_json
 
 log = logging.getLogger("cordon.sealer")
 DURABLE = "sealer"
 BATCH = 256
+CHECKPOINT_EVERY_S = 1.0
+CHECKPOINT_EVERY_RECORDS = 1000
+WRONG_LAST_SEQUENCE = 10071
+
+
+class ForkError(GatewayError):
+    """Another checkpoint landed since ours: another sealer is running."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,8 @@ class SealerSettings:
     audit_nats_url: str
     xr_nats_url: str
     pseudonym_key: bytes
+    signing_key_file: Path
+    enrolment_file: Path
 
     @classmethod
     def load(cls, path: Path) -> SealerSettings:
@@ -42,6 +60,8 @@ class SealerSettings:
                 audit_nats_url=str(raw["audit_nats_url"]),
                 xr_nats_url=str(raw["xr_nats_url"]),
                 pseudonym_key=str(raw["pseudonym_key"]).encode(),
+                signing_key_file=path.parent / str(raw["signing_key_file"]),
+                enrolment_file=path.parent / str(raw["enrolment_file"]),
             ),
         )
 
@@ -49,23 +69,40 @@ class SealerSettings:
 class Sealer:
     def __init__(self, settings: SealerSettings) -> None:
         self.settings = settings
+        self.key = SigningKey.load(settings.signing_key_file)
+        try:
+            self.enrolment = settings.enrolment_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read enrolment {settings.enrolment_file}: {exc}") from exc
+        self.tree = merkle.CompactTree()
+        self._checkpoint_seq = 0  # SUMMARY sequence of the last checkpoint we know
+        self._checkpoint_size = 0
+        self._checkpoint_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        audit = await connect(self.settings.audit_nats_url, f"sealer-{self.settings.region}-audit")
-        xr = await connect(self.settings.xr_nats_url, f"sealer-{self.settings.region}-xr")
+        region = self.settings.region
+        audit = await connect(self.settings.audit_nats_url, f"sealer-{region}-audit")
+        xr = await connect(self.settings.xr_nats_url, f"sealer-{region}-xr")
         try:
+            await audit.jetstream().publish(
+                subjects.enrolment_subject(region),
+                self.enrolment,
+                headers={"Nats-Msg-Id": f"enrol-{self.key.key_id}"},
+            )
             while not stop.is_set():
                 try:
                     await self._seal(audit.jetstream(), xr.jetstream(), stop)
-                except (TimeoutError, NatsError) as exc:
-                    log.warning("sealer interrupted, resuming: %s", exc)
+                except (TimeoutError, NatsError, ForkError) as exc:
+                    log.warning("sealer interrupted, resuming from the last checkpoint: %s", exc)
                     await asyncio.sleep(0.5)
         finally:
             await audit.close()
             await xr.close()
 
-    async def _seal(self, audit_js: object, xr_js: object, stop: asyncio.Event) -> None:
-        sub = await audit_js.pull_subscribe(  # type: ignore[attr-defined]
+    async def _seal(
+        self, audit_js: JetStreamContext, xr_js: JetStreamContext, stop: asyncio.Event
+    ) -> None:
+        sub = await audit_js.pull_subscribe(
             "",
             durable=DURABLE,
             stream=subjects.RECORDS_STREAM,
@@ -76,33 +113,100 @@ class Sealer:
                 ack_wait=30,
             ),
         )
+        await self._restore(audit_js, xr_js)
         while not stop.is_set():
             try:
-                batch = await sub.fetch(BATCH, timeout=1.0)
+                batch = await sub.fetch(BATCH, timeout=CHECKPOINT_EVERY_S)
             except NatsTimeoutError:
-                continue
-            await self._publish_batch(xr_js, batch)
+                batch = []
+            if batch:
+                await self._publish_batch(audit_js, xr_js, batch)
+            if self._checkpoint_due():
+                await self._checkpoint(xr_js)
 
-    async def _publish_batch(self, xr_js: object, batch: list[Msg]) -> None:
-        region = self.settings.region
-        summaries_out = [
-            summaries.summarize(
-                msg.data, msg.metadata.sequence.stream, region, self.settings.pseudonym_key
+    async def _restore(self, audit_js: JetStreamContext, xr_js: JetStreamContext) -> None:
+        """Tree state = the last checkpoint, then every record summarised since."""
+        try:
+            last = await xr_js.get_last_msg(
+                subjects.SUMMARY_STREAM, subjects.checkpoint_subject(self.settings.region)
             )
-            for msg in batch
+            checkpoint, self.tree = checkpoints.resume(last.data or b"")
+            self._checkpoint_seq, self._checkpoint_size = last.seq or 0, checkpoint.size
+        except NotFoundError:
+            self.tree, self._checkpoint_seq, self._checkpoint_size = merkle.CompactTree(), 0, 0
+        info = await audit_js.consumer_info(subjects.RECORDS_STREAM, DURABLE)
+        await self._extend_to(audit_js, info.ack_floor.stream_seq if info.ack_floor else 0)
+        self._checkpoint_at = time.monotonic()
+        log.info("sealer at tree size %s (checkpoint %s)", self.tree.size, self._checkpoint_size)
+
+    async def _extend_to(self, audit_js: JetStreamContext, seq: int) -> None:
+        """Append leaves up to `seq` read straight from RECORDS: records already summarised
+        before a restart (at or below the consumer's ack floor)."""
+        while self.tree.size < seq:
+            msg = await audit_js.get_msg(subjects.RECORDS_STREAM, self.tree.size + 1)
+            self.tree.append(merkle.leaf_hash(msg.data or b""))
+
+    async def _publish_batch(
+        self, audit_js: JetStreamContext, xr_js: JetStreamContext, batch: list[Msg]
+    ) -> None:
+        fresh = {
+            m.metadata.sequence.stream: m.data
+            for m in batch
+            if m.metadata.sequence.stream > self.tree.size
+        }
+        if fresh:
+            # Records delivered to a sealer that died are redelivered only after ack_wait;
+            # take them from the stream now so the tree and the summaries stay in order.
+            for seq in range(self.tree.size + 1, max(fresh)):
+                if seq not in fresh:
+                    fresh[seq] = (await audit_js.get_msg(subjects.RECORDS_STREAM, seq)).data or b""
+            await self._seal_records(xr_js, sorted(fresh.items()))
+        for msg in batch:
+            await msg.ack()
+
+    async def _seal_records(
+        self, xr_js: JetStreamContext, records: list[tuple[int, bytes]]
+    ) -> None:
+        """Summaries first (deduplicated by stream sequence), then the leaves, in order."""
+        region = self.settings.region
+        out = [
+            summaries.summarize(data, seq, region, self.settings.pseudonym_key)
+            for seq, data in records
         ]
         await asyncio.gather(
             *(
-                xr_js.publish(  # type: ignore[attr-defined]
+                xr_js.publish(
                     subjects.summary_subject(region, str(s.get("replica") or "unknown")),
                     summaries.encode(s),
                     headers={"Nats-Msg-Id": f"sum-{s['stream_seq']}"},
                 )
-                for s in summaries_out
+                for s in out
             )
         )
-        for msg in batch:
-            await msg.ack()
+        for _, data in records:
+            self.tree.append(merkle.leaf_hash(data))
+
+    def _checkpoint_due(self) -> bool:
+        grown = self.tree.size - self._checkpoint_size
+        waited = time.monotonic() - self._checkpoint_at
+        return grown >= CHECKPOINT_EVERY_RECORDS or (grown > 0 and waited >= CHECKPOINT_EVERY_S)
+
+    async def _checkpoint(self, xr_js: JetStreamContext) -> None:
+        checkpoint = checkpoints.Checkpoint(
+            self.settings.region, self.tree.size, self.tree.root(), int(time.time() * 1000)
+        )
+        try:
+            ack = await xr_js.publish(
+                subjects.checkpoint_subject(self.settings.region),
+                checkpoints.encode(checkpoint, self.key, self.tree),
+                headers={"Nats-Expected-Last-Subject-Sequence": str(self._checkpoint_seq)},
+            )
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise ForkError("a checkpoint we did not write is on the subject") from exc
+            raise
+        self._checkpoint_seq, self._checkpoint_size = ack.seq, checkpoint.size
+        self._checkpoint_at = time.monotonic()
 
 
 def run(config_path: Path) -> None:

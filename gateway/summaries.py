@@ -12,14 +12,12 @@ import hmac
 import json
 from typing import Any
 
-from gateway import envelope
+from gateway import envelope, merkle
 from gateway.errors import SignatureError
-
-LEAF_PREFIX = b"\x00"  # RFC 6962 leaf hash domain separation
 
 
 def leaf_hash(record_bytes: bytes) -> str:
-    return hashlib.sha256(LEAF_PREFIX + record_bytes).hexdigest()
+    return merkle.leaf_hash(record_bytes).hex()
 
 
 def pseudonym(secret: bytes, value: str | None) -> str | None:

@@ -1,0 +1,171 @@
+"""RFC 6962 / RFC 9162 Merkle trees: hashes, roots, and inclusion and consistency proofs.
+
+Leaves are hashed `SHA-256(0x00 || data)`, interior nodes `SHA-256(0x01 || left ||
+right)`, and a tree of n leaves splits at the largest power of two below n. The
+region's `RECORDS` stream is the log: stream sequence s is leaf index s - 1.
+`CompactTree` extends a tree one leaf at a time keeping only the roots of its
+perfect subtrees, so a sealer needs O(log n) memory whatever the log's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+class ProofError(ValueError):
+    """A proof does not prove what it claims."""
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly below n (n >= 2)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """Merkle tree hash of leaf hashes (MTH in RFC 6962)."""
+    if not leaves:
+        return EMPTY_ROOT
+    if len(leaves) == 1:
+        return leaves[0]
+    k = _split(len(leaves))
+    return node_hash(root(leaves[:k]), root(leaves[k:]))
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """Audit path for leaf `index` in the tree of `leaves` (PATH in RFC 6962)."""
+    if not 0 <= index < len(leaves):
+        raise ProofError(f"leaf {index} is not in a tree of {len(leaves)}")
+    if len(leaves) == 1:
+        return []
+    k = _split(len(leaves))
+    if index < k:
+        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
+    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+
+
+def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """Proof that the first `old_size` leaves are a prefix of `leaves` (PROOF in RFC 6962)."""
+    if not 0 < old_size <= len(leaves):
+        raise ProofError(f"no consistency proof from {old_size} to {len(leaves)}")
+    return _subproof(old_size, leaves, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [root(leaves)]
+    k = _split(n)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], complete), root(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes
+) -> None:
+    """RFC 9162 section 2.1.3.2; raises ProofError unless the proof holds."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf {index} is not in a tree of {size}")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise ProofError("inclusion proof is too long")
+        if fn % 2 == 1 or fn == sn:
+            r = node_hash(p, r)
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof is too short")
+    if r != expected_root:
+        raise ProofError(f"leaf {index} is not included under this root")
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """RFC 9162 section 2.1.4.2; raises ProofError unless the old tree is a prefix of the new."""
+    if old_size > new_size:
+        raise ProofError(f"tree shrank from {old_size} to {new_size}")
+    if old_size == new_size:
+        if proof or old_root != new_root:
+            raise ProofError("same size, different roots")
+        return
+    if old_size == 0:
+        return
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is a node of the new tree
+        path = [old_root, *path]
+    if not path:
+        raise ProofError("empty consistency proof")
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof is too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("consistency proof is too short")
+    if fr != old_root:
+        raise ProofError(f"the tree of {old_size} is not a prefix of this one (old root differs)")
+    if sr != new_root:
+        raise ProofError(f"the tree of {new_size} does not extend the old one (new root differs)")
+
+
+@dataclass
+class CompactTree:
+    """A tree that only grows: its size and the roots of its perfect subtrees, largest first."""
+
+    size: int = 0
+    frontier: list[bytes] = field(default_factory=list)
+
+    def append(self, leaf: bytes) -> None:
+        self.frontier.append(leaf)
+        self.size += 1
+        # Merge equal-sized subtrees: one merge per trailing 1-bit of the old size.
+        n = self.size
+        while n % 2 == 0:
+            right = self.frontier.pop()
+            left = self.frontier.pop()
+            self.frontier.append(node_hash(left, right))
+            n //= 2
+
+    def root(self) -> bytes:
+        if not self.frontier:
+            return EMPTY_ROOT
+        acc = self.frontier[-1]
+        for subtree in reversed(self.frontier[:-1]):
+            acc = node_hash(subtree, acc)
+        return acc
