@@ -135,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(a_actions.add_parser("run", help="consume summaries and serve the view API"))
     aggregator.set_defaults(func=_aggregator)
 
-    from cordon import policy_cli
+    from cordon import audit_cli, policy_cli
 
     policy_cli.add_parser(commands)
+    audit_cli.add_parser(commands)
 
     dev = commands.add_parser("dev", help="local development")
     d_actions = dev.add_subparsers(dest="action", required=True)

@@ -252,6 +252,7 @@ class DevStack:
                 "region": region,
                 "audit_nats_url": region_plan.audit_url,
                 "regional_public_key": self.endpoints.regional_public_keys[region],
+                "xr_nats_url": region_plan.xr_url,
                 "host": self.host,
                 "port": audit_port,
             },

@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException, Query
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
-from gateway import subjects
+from gateway import bundle, checkpoints, merkle, subjects
 from gateway.enrolment import Keyring
 from gateway.errors import SignatureError
 from gateway.runtime import connect
@@ -30,6 +30,7 @@ class AuditApiSettings:
     region: str
     audit_nats_url: str
     regional_public_key_hex: str
+    xr_nats_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8090
 
@@ -41,6 +42,7 @@ class AuditApiSettings:
                 region=str(raw["region"]),
                 audit_nats_url=str(raw["audit_nats_url"]),
                 regional_public_key_hex=str(raw["regional_public_key"]),
+                xr_nats_url=str(raw.get("xr_nats_url", "")),
                 host=str(raw.get("host", "127.0.0.1")),
                 port=int(raw.get("port", 8090)),
             ),
@@ -104,8 +106,11 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state["nc"] = await connect(settings.audit_nats_url, f"audit-api-{settings.region}")
+        if settings.xr_nats_url:
+            state["xr"] = await connect(settings.xr_nats_url, f"audit-api-{settings.region}-xr")
         yield
-        await state["nc"].close()
+        for nc in state.values():
+            await nc.close()
 
     app = FastAPI(title=f"Cordon audit API ({settings.region})", lifespan=lifespan)
 
@@ -121,7 +126,72 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             raise HTTPException(404, "no records in this region yet")
         return {"region": settings.region, "items": items}
 
+    @app.get("/v1/export")
+    async def export(
+        from_seq: int = Query(1, ge=1), to_seq: int = Query(..., ge=1)
+    ) -> dict[str, Any]:
+        """Records `from_seq`..`to_seq` as an offline-verifiable bundle (`cordon audit verify`)."""
+        if "xr" not in state:
+            raise HTTPException(503, "this audit API has no access to the region's checkpoints")
+        if to_seq < from_seq:
+            raise HTTPException(400, "to_seq is before from_seq")
+        try:
+            return await export_bundle(state["nc"], state["xr"], settings, from_seq, to_seq)
+        except LookupError as exc:
+            raise HTTPException(409, str(exc)) from exc
+
     return app
+
+
+async def export_bundle(
+    audit: NATS, xr: NATS, settings: AuditApiSettings, first: int, last: int
+) -> dict[str, Any]:
+    """Read the log up to the newest checkpoint covering `last` and build the bundle."""
+    checkpoints_raw = await _checkpoints(xr, settings.region)
+    covering = [raw for raw in checkpoints_raw if checkpoints.unverified(raw).size >= last]
+    if not covering:
+        raise LookupError(f"no checkpoint covers seq {last} yet; try again in a second")
+    final = covering[0]
+    size = checkpoints.unverified(final).size
+    js = audit.jetstream()
+    leaves: list[bytes] = []
+    enrolments: dict[int, bytes] = {}
+    records: dict[int, bytes] = {}
+    for seq in range(1, size + 1):
+        msg = await js.get_msg(subjects.RECORDS_STREAM, seq, direct=True)
+        data = msg.data or b""
+        leaves.append(merkle.leaf_hash(data))
+        if str(msg.subject).startswith("cordon.enrol."):
+            enrolments[seq] = data
+        elif first <= seq <= last:
+            records[seq] = data
+    older = [raw for raw in checkpoints_raw if checkpoints.unverified(raw).size < size][-3:]
+    return bundle.build(
+        region=settings.region,
+        regional_public_key=bytes.fromhex(settings.regional_public_key_hex),
+        leaves=leaves,
+        checkpoint=final,
+        older=older,
+        enrolments=enrolments,
+        records=records,
+        first=first,
+        last=last,
+    )
+
+
+async def _checkpoints(xr: NATS, region: str) -> list[bytes]:
+    """Every checkpoint of the region in order, via an ordered, ephemeral read of SUMMARY."""
+    js = xr.jetstream()
+    subject = subjects.checkpoint_subject(region)
+    found: list[bytes] = []
+    seq = 1
+    while True:
+        try:
+            msg = await js.get_msg(subjects.SUMMARY_STREAM, seq, subject=subject, next=True)
+        except NotFoundError:
+            return found
+        found.append(msg.data or b"")
+        seq = (msg.seq or seq) + 1
 
 
 def run(config_path: Path) -> None:

@@ -16,6 +16,8 @@ SUBCOMMANDS = [
     ["replicator", "run"],
     ["aggregator", "run"],
     ["policy", "publish"],
+    ["audit", "export"],
+    ["audit", "verify"],
     ["dev", "up"],
     ["dev", "mock-provider"],
 ]
