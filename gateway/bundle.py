@@ -196,7 +196,7 @@ def _check_records(
 ) -> None:
     seen: dict[int, bytes] = {}
     ids: dict[str, int] = {}
-    per_replica: dict[str, list[tuple[int, int]]] = {}
+    per_replica: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for item in entries:
         seq, data = _entry(item)
         if seq in seen:
@@ -220,16 +220,35 @@ def _check_records(
             )
         ids[record_id] = seq
         if isinstance(payload.get("replica_seq"), int):
-            per_replica.setdefault(str(payload.get("replica")), []).append(
-                (payload["replica_seq"], seq)
-            )
+            numbered = per_replica.setdefault(str(payload.get("replica")), {})
+            numbered.setdefault(payload["replica_seq"], []).append({**payload, "_seq": seq})
     for seq in range(first, last + 1):
         if seq not in seen and seq not in enrolment_seqs:
             report.problems.append(f"record seq {seq}: missing from the export")
     for replica, numbered in per_replica.items():
-        numbered.sort()
-        for (a, at), (b, bt) in itertools.pairwise(numbered):
-            if b != a + 1:
-                report.problems.append(
-                    f"replica {replica}: replica_seq jumps from {a} (seq {at}) to {b} (seq {bt})"
-                )
+        _check_replica_sequence(replica, numbered, report)
+
+
+def _check_replica_sequence(
+    replica: str, numbered: dict[int, list[dict[str, Any]]], report: Report
+) -> None:
+    """Gap-free, and a number used twice only by a record and the void that stands for it
+    (its first publish landed after all)."""
+    for number, holders in numbered.items():
+        if len(holders) == 1:
+            continue
+        voids = [h for h in holders if h.get("kind") == "void"]
+        others = [h for h in holders if h.get("kind") != "void"]
+        explained = len(others) == 1 and all(v.get("voids") == others[0].get("id") for v in voids)
+        if not explained:
+            at = ", ".join(str(h["_seq"]) for h in holders)
+            report.problems.append(
+                f"replica {replica}: replica_seq {number} used more than once (seqs {at})"
+            )
+    ordered = sorted(numbered)
+    for a, b in itertools.pairwise(ordered):
+        if b != a + 1:
+            report.problems.append(
+                f"replica {replica}: replica_seq jumps from {a} (seq {numbered[a][0]['_seq']}) "
+                f"to {b} (seq {numbered[b][0]['_seq']})"
+            )

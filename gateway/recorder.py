@@ -11,11 +11,14 @@ from typing import Any
 import msgpack
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from gateway import envelope, subjects
 from gateway.errors import RecordCommitError
+from gateway.ids import uuid7
 from gateway.keys import SigningKey
+from gateway.records import rfc3339_now
 
 
 class Recorder:
@@ -27,7 +30,10 @@ class Recorder:
         self._subject = subjects.record_subject(region, replica)
         self._key = key
         self._timeout = timeout
+        self._region = region
+        self._replica = replica
         self._next_seq = 1
+        self._voids: list[tuple[int, str]] = []  # (replica_seq, record id) spent without a record
 
     async def resume(self) -> None:
         """Continue `replica_seq` from the last record this replica committed."""
@@ -47,22 +53,57 @@ class Recorder:
         )
 
     async def commit(self, record: dict[str, Any]) -> int:
-        """Sign and commit `record`; return its stream sequence (the Merkle leaf index)."""
+        """Sign and commit `record`; return its stream sequence (the Merkle leaf index).
+
+        A publish that times out is sent once more with the same bytes and id (the
+        stream drops the duplicate if the first one landed). If the record still
+        cannot be committed, its `replica_seq` is spent: a `void` record for it is
+        committed as soon as the stream takes records again, so the sequence an
+        auditor sees never has a silent gap.
+        """
         if not self._nc.is_connected:
             # Buffering during an outage would commit this record after the caller
             # already got a 503; fail now instead.
             raise RecordCommitError("not connected to the regional NATS")
+        if self._voids:
+            await self._commit_voids()
         record["replica_seq"] = self._next_seq
         self._next_seq += 1
-        data = envelope.seal(record, self._key).encode()
         try:
-            ack = await self._js.publish(
-                self._subject,
-                data,
-                timeout=self._timeout,
-                headers={"Nats-Msg-Id": record["id"]},
-            )
-        except (TimeoutError, NatsError) as exc:
-            raise RecordCommitError(f"record not committed: {exc}") from exc
-        seq: int = ack.seq
-        return seq
+            return await self._publish(envelope.seal(record, self._key).encode(), record["id"])
+        except RecordCommitError:
+            self._voids.append((record["replica_seq"], record["id"]))
+            raise
+
+    async def _publish(self, data: bytes, msg_id: str) -> int:
+        for attempt in (1, 2):
+            try:
+                ack = await self._js.publish(
+                    self._subject, data, timeout=self._timeout, headers={"Nats-Msg-Id": msg_id}
+                )
+            except NatsTimeoutError as exc:
+                if attempt == 2:
+                    raise RecordCommitError(f"record not committed: {exc}") from exc
+                continue  # ambiguous: it may have landed; the same id makes a retry safe
+            except (TimeoutError, NatsError) as exc:
+                raise RecordCommitError(f"record not committed: {exc}") from exc
+            seq: int = ack.seq
+            return seq
+        raise RecordCommitError("unreachable")
+
+    async def _commit_voids(self) -> None:
+        while self._voids:
+            replica_seq, record_id = self._voids[0]
+            void = {
+                "v": 1,
+                "kind": "void",
+                "id": uuid7(),
+                "ts": rfc3339_now(),
+                "region": self._region,
+                "replica": self._replica,
+                "replica_seq": replica_seq,
+                "voids": record_id,
+                "reason": "this sequence's record could not be committed; its caller got a 503",
+            }
+            await self._publish(envelope.seal(void, self._key).encode(), f"void-{record_id}")
+            self._voids.pop(0)
