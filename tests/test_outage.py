@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,68 @@ async def test_a_replica_started_while_nats_is_down_enforces_its_last_good_pack(
     # leave the pipeline as found: summaries reach the central view again
     record_id = raw.headers["x-cordon-record-id"]
     eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
+
+
+async def test_nats_killed_mid_load_every_answer_has_its_record(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    """Fail-closed under load: each 200 has exactly its record; every other call got a 503."""
+    assert stack.nats is not None
+    outcomes: list[tuple[int, str | None, str]] = []
+
+    async def caller(client: httpx.AsyncClient, worker: int) -> None:
+        for i in range(60):
+            marker = f"load-{worker}-{i}-{uuid.uuid4().hex[:8]}"
+            try:
+                response = await client.post(
+                    endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
+                    json={"model": "mock-gpt", "messages": [{"role": "user", "content": marker}]},
+                    headers={"authorization": f"Bearer {endpoints['api_key']}"},
+                    timeout=10,
+                )
+            except httpx.HTTPError:
+                outcomes.append((0, None, marker))
+                continue
+            outcomes.append(
+                (response.status_code, response.headers.get("x-cordon-record-id"), marker)
+            )
+            if response.status_code == 200:
+                assert marker in response.text
+            else:
+                assert marker not in response.text  # no model output without a record
+            await asyncio.sleep(0.01)
+
+    async def outage() -> None:
+        await asyncio.sleep(0.3)
+        stack.nats.processes["eu-west"].kill()  # no graceful shutdown
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(stack.nats.start, "eu-west")
+
+    async with httpx.AsyncClient() as client:
+        await asyncio.gather(outage(), *(caller(client, w) for w in range(4)))
+    statuses = {status for status, _, _ in outcomes}
+    assert statuses <= {200, 503}, statuses
+    assert 503 in statuses and 200 in statuses
+    answered = {record_id for status, record_id, _ in outcomes if status == 200}
+
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(subjects.RECORDS_STREAM)
+        stored = [
+            (await js.get_msg(subjects.RECORDS_STREAM, s)).data or b""
+            for s in range(max(1, info.state.last_seq - 600), info.state.last_seq + 1)
+        ]
+    finally:
+        await nc.close()
+    for record_id in answered:
+        assert sum(record_id.encode() in data for data in stored) == 1, record_id
+    # (a refused call's record may still land late if its publish was in flight; the
+    # recorder then commits a void for its replica_seq, see tests/test_recorder.py)
+    # leave the pipeline as found
+    raw = eventually(lambda: _try_raw(endpoints, "after the load"), timeout=20.0, interval=0.2)
+    eventually(
+        lambda: _in_central_view(endpoints, raw.headers["x-cordon-record-id"]),
+        timeout=60.0,
+        interval=0.5,
+    )
