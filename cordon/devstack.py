@@ -253,6 +253,7 @@ class DevStack:
                 "audit_nats_url": region_plan.audit_url,
                 "regional_public_key": self.endpoints.regional_public_keys[region],
                 "xr_nats_url": region_plan.xr_url,
+                "index_path": str(self.root / "state" / f"audit-index-{region}.sqlite3"),
                 "host": self.host,
                 "port": audit_port,
             },

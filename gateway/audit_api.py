@@ -7,7 +7,10 @@ replica key that the regional key enrolled.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,7 @@ from fastapi import FastAPI, HTTPException, Query
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
-from gateway import bundle, checkpoints, merkle, subjects
+from gateway import audit_index, bundle, checkpoints, merkle, subjects
 from gateway.enrolment import Keyring
 from gateway.errors import SignatureError
 from gateway.runtime import connect
@@ -31,6 +34,7 @@ class AuditApiSettings:
     audit_nats_url: str
     regional_public_key_hex: str
     xr_nats_url: str = ""
+    index_path: Path = Path("audit-index.sqlite3")
     host: str = "127.0.0.1"
     port: int = 8090
 
@@ -43,6 +47,7 @@ class AuditApiSettings:
                 audit_nats_url=str(raw["audit_nats_url"]),
                 regional_public_key_hex=str(raw["regional_public_key"]),
                 xr_nats_url=str(raw.get("xr_nats_url", "")),
+                index_path=path.parent / str(raw.get("index_path", "audit-index.sqlite3")),
                 host=str(raw.get("host", "127.0.0.1")),
                 port=int(raw.get("port", 8090)),
             ),
@@ -102,13 +107,19 @@ def _describe(keyring: Keyring, seq: int, subject: str, data: bytes) -> dict[str
 
 def create_app(settings: AuditApiSettings) -> FastAPI:
     state: dict[str, NATS] = {}
+    index = audit_index.AuditIndex(settings.index_path)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state["nc"] = await connect(settings.audit_nats_url, f"audit-api-{settings.region}")
         if settings.xr_nats_url:
             state["xr"] = await connect(settings.xr_nats_url, f"audit-api-{settings.region}-xr")
+        stop = asyncio.Event()
+        indexer = asyncio.create_task(audit_index.follow(state["nc"], index, stop))
         yield
+        stop.set()
+        await indexer
+        index.close()
         for nc in state.values():
             await nc.close()
 
@@ -126,6 +137,80 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             raise HTTPException(404, "no records in this region yet")
         return {"region": settings.region, "items": items}
 
+    @app.get("/v1/records/search")
+    async def search(
+        person: str | None = None,
+        agent: str | None = None,
+        outcome: str | None = None,
+        pack_revision: int | None = None,
+        model: str | None = None,
+        since: str | None = Query(None, description="RFC 3339, inclusive"),
+        until: str | None = Query(None, description="RFC 3339, exclusive"),
+        after_seq: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """Records matching every given field, in stream order; page with `after_seq`."""
+        query = audit_index.Query(
+            person, agent, outcome, pack_revision, model, since, until, after_seq, limit
+        )
+        seqs = index.search(query)
+        nc = state["nc"]
+        keyring = await _keyring(nc, settings)
+        js = nc.jetstream()
+        items = []
+        for seq in seqs:
+            msg = await js.get_msg(subjects.RECORDS_STREAM, seq, direct=True)
+            items.append(_describe(keyring, seq, msg.subject or "", msg.data or b""))
+        return {
+            "region": settings.region,
+            "items": items,
+            "next_after_seq": seqs[-1] if len(seqs) == limit else None,
+            "indexed": index.size(),
+        }
+
+    @app.get("/v1/records/{seq}/proof")
+    async def proof(seq: int) -> dict[str, Any]:
+        """One record with its inclusion proof against the newest checkpoint covering it."""
+        if "xr" not in state:
+            raise HTTPException(503, "this audit API has no access to the region's checkpoints")
+        covering = [
+            raw
+            for raw in await _checkpoints(state["xr"], settings.region)
+            if checkpoints.unverified(raw).size >= seq
+        ]
+        if not covering:
+            raise HTTPException(409, f"no checkpoint covers seq {seq} yet; try again in a second")
+        final = checkpoints.unverified(covering[0])
+        leaves = index.leaves(final.size)
+        if len(leaves) < final.size:
+            raise HTTPException(409, "the audit index is still catching up; try again shortly")
+        msg = await state["nc"].jetstream().get_msg(subjects.RECORDS_STREAM, seq, direct=True)
+        return {
+            "seq": seq,
+            "data": base64.b64encode(msg.data or b"").decode(),
+            "checkpoint": json.loads(covering[0]),
+            "proof": [
+                base64.b64encode(p).decode() for p in merkle.inclusion_proof(seq - 1, leaves)
+            ],
+        }
+
+    @app.get("/v1/consistency")
+    async def consistency(
+        old_size: int = Query(..., ge=1), new_size: int = Query(..., ge=1)
+    ) -> dict[str, Any]:
+        """A consistency proof between two tree sizes (two checkpoints' sizes)."""
+        if old_size > new_size:
+            raise HTTPException(400, "old_size is larger than new_size")
+        leaves = index.leaves(new_size)
+        if len(leaves) < new_size:
+            raise HTTPException(409, "the audit index has not reached that size yet")
+        proof = merkle.consistency_proof(old_size, leaves)
+        return {
+            "old_size": old_size,
+            "new_size": new_size,
+            "proof": [base64.b64encode(p).decode() for p in proof],
+        }
+
     @app.get("/v1/export")
     async def export(
         from_seq: int = Query(1, ge=1), to_seq: int = Query(..., ge=1)
@@ -136,7 +221,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         if to_seq < from_seq:
             raise HTTPException(400, "to_seq is before from_seq")
         try:
-            return await export_bundle(state["nc"], state["xr"], settings, from_seq, to_seq)
+            return await export_bundle(state["nc"], state["xr"], index, settings, from_seq, to_seq)
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from exc
 
@@ -144,27 +229,35 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
 
 async def export_bundle(
-    audit: NATS, xr: NATS, settings: AuditApiSettings, first: int, last: int
+    audit: NATS,
+    xr: NATS,
+    index: audit_index.AuditIndex,
+    settings: AuditApiSettings,
+    first: int,
+    last: int,
 ) -> dict[str, Any]:
-    """Read the log up to the newest checkpoint covering `last` and build the bundle."""
+    """The bundle for `first`..`last` against the newest checkpoint covering `last`.
+
+    Leaf hashes come from the index, so only the exported records and the enrolments
+    are read from the stream.
+    """
     checkpoints_raw = await _checkpoints(xr, settings.region)
     covering = [raw for raw in checkpoints_raw if checkpoints.unverified(raw).size >= last]
     if not covering:
         raise LookupError(f"no checkpoint covers seq {last} yet; try again in a second")
     final = covering[0]
     size = checkpoints.unverified(final).size
+    leaves = index.leaves(size)
+    if len(leaves) < size:
+        raise LookupError("the audit index is still catching up; try again shortly")
     js = audit.jetstream()
-    leaves: list[bytes] = []
-    enrolments: dict[int, bytes] = {}
-    records: dict[int, bytes] = {}
-    for seq in range(1, size + 1):
-        msg = await js.get_msg(subjects.RECORDS_STREAM, seq, direct=True)
-        data = msg.data or b""
-        leaves.append(merkle.leaf_hash(data))
-        if str(msg.subject).startswith("cordon.enrol."):
-            enrolments[seq] = data
-        elif first <= seq <= last:
-            records[seq] = data
+
+    async def read(seq: int) -> bytes:
+        return (await js.get_msg(subjects.RECORDS_STREAM, seq, direct=True)).data or b""
+
+    enrolment_seqs = index.seqs_of_kind("enrolment", size)
+    enrolments = {seq: await read(seq) for seq in enrolment_seqs}
+    records = {seq: await read(seq) for seq in range(first, last + 1) if seq not in enrolments}
     older = [raw for raw in checkpoints_raw if checkpoints.unverified(raw).size < size][-3:]
     return bundle.build(
         region=settings.region,

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import nats
 import openai
+
+from gateway import checkpoints, merkle, subjects
 
 
 def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -> None:
@@ -32,3 +39,96 @@ def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -
     assert everything[0]["kind"] == "enrolment" and everything[0]["verified"] is True
     assert [i["seq"] for i in everything] == sorted(i["seq"] for i in everything)
     assert all(i["verified"] for i in everything)
+
+
+def _wait_indexed(endpoints: dict[str, Any], region: str, seq: int) -> None:
+    for _ in range(100):
+        if (
+            httpx.get(
+                endpoints["audit_apis"][region] + "/v1/records/search", params={"limit": 1}
+            ).json()["indexed"]
+            >= seq
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the audit index never caught up")
+
+
+def test_search_by_agent_outcome_and_time_range_with_paging(endpoints: dict[str, Any]) -> None:
+    sdk = openai.OpenAI(
+        base_url=endpoints["gateways"]["us-east"] + "/v1",
+        api_key=endpoints["api_key"],
+        max_retries=0,
+    )
+    since = datetime.now(UTC).isoformat(timespec="microseconds")
+    seqs = []
+    for i in range(5):
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="mock-gpt-mini", messages=[{"role": "user", "content": f"q{i}"}]
+        )
+        seqs.append(int(raw.headers["x-cordon-record-seq"]))
+    until = datetime.now(UTC).isoformat(timespec="microseconds")
+    _wait_indexed(endpoints, "us-east", seqs[-1])
+    api = endpoints["audit_apis"]["us-east"] + "/v1/records/search"
+    params: dict[str, Any] = {
+        "agent": "dev-app",
+        "model": "mock-gpt-mini",
+        "since": since,
+        "until": until,
+        "limit": 3,
+    }
+    first = httpx.get(api, params=params).json()
+    assert [i["seq"] for i in first["items"]] == seqs[:3]
+    assert all(i["verified"] and i["record"]["outcome"] == "allow" for i in first["items"])
+    rest = httpx.get(api, params={**params, "after_seq": first["next_after_seq"]}).json()
+    assert [i["seq"] for i in rest["items"]] == seqs[3:] and rest["next_after_seq"] is None
+    assert httpx.get(api, params={**params, "outcome": "block"}).json()["items"] == []
+
+
+async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
+    endpoints: dict[str, Any],
+) -> None:
+    sdk = openai.OpenAI(
+        base_url=endpoints["gateways"]["us-east"] + "/v1",
+        api_key=endpoints["api_key"],
+        max_retries=0,
+    )
+    seq = int(
+        sdk.chat.completions.with_raw_response.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "prove it"}]
+        ).headers["x-cordon-record-seq"]
+    )
+    base = endpoints["audit_apis"]["us-east"]
+    for _ in range(100):
+        response = httpx.get(f"{base}/v1/records/{seq}/proof")
+        if response.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    stated = checkpoints.unverified(json.dumps(body["checkpoint"]).encode())
+    leaf = merkle.leaf_hash(base64.b64decode(body["data"]))
+    merkle.verify_inclusion(
+        leaf, seq - 1, stated.size, [base64.b64decode(p) for p in body["proof"]], stated.root
+    )
+
+    nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["audit"])
+    try:
+        js = nc.jetstream()
+        leaves = [
+            merkle.leaf_hash((await js.get_msg(subjects.RECORDS_STREAM, s)).data or b"")
+            for s in range(1, seq + 1)
+        ]
+    finally:
+        await nc.close()
+    old = max(1, seq // 2)
+    proof = httpx.get(f"{base}/v1/consistency", params={"old_size": old, "new_size": seq}).json()[
+        "proof"
+    ]
+    merkle.verify_consistency(
+        old,
+        seq,
+        merkle.root(leaves[:old]),
+        merkle.root(leaves),
+        [base64.b64decode(p) for p in proof],
+    )
