@@ -79,14 +79,16 @@ class Call:
             classification=self.decision.classification,
         )
 
-    async def commit(self) -> int:
-        """Commit this call's record; `RecordCommitError` if the stream did not ack."""
+    async def commit(self) -> int | None:
+        """Commit this call's record: its stream sequence, or None if it was spooled
+        (fail-open pack, stream away). `RecordCommitError` if neither was possible."""
         recorder = self.runtime.recorder
         committed = time.perf_counter()
+        spool = self.runtime.spool if self.active.pack.fail_mode == "open" else None
         try:
             if recorder is None:
                 raise RecordCommitError("not connected to the regional NATS yet")
-            seq = await recorder.commit(self.record())
+            seq = await recorder.commit(self.record(), spool)
         except RecordCommitError:
             metrics.COMMIT_FAILURES.inc()
             raise
@@ -94,12 +96,17 @@ class Call:
         metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
         return seq
 
-    def receipt(self, seq: int) -> Headers:
+    def receipt(self, seq: int | None) -> Headers:
         overhead = time.perf_counter() - self.started - self.facts.upstream_ms / 1000
         metrics.OVERHEAD.observe(overhead)
+        where = (
+            (b"x-cordon-record-seq", str(seq).encode())
+            if seq is not None
+            else (b"x-cordon-record-spooled", b"1")
+        )
         return [
             (b"x-cordon-record-id", self.record_id.encode()),
-            (b"x-cordon-record-seq", str(seq).encode()),
+            where,
             (b"x-cordon-overhead-ms", f"{overhead * 1000:.3f}".encode()),
         ]
 
@@ -344,9 +351,8 @@ async def relay_stream(
         tail = stream_error(call.dialect, message, "content_policy_violation")
     else:
         tail = stream_error(call.dialect, call.facts.error or "stream broke", "upstream_broken")
-    await send(
-        {"type": "http.response.body", "body": f": cordon-record-seq {seq}\n\n".encode() + tail}
-    )
+    note = f": cordon-record-seq {seq}\n\n" if seq is not None else ": cordon-record-spooled\n\n"
+    await send({"type": "http.response.body", "body": note.encode() + tail})
 
 
 async def _pump(

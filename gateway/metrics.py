@@ -43,3 +43,6 @@ UPSTREAM_FAILURES = Counter(
     "Calls to a provider target that failed, by reason (connect, timeout, 5xx, 429).",
     ["target", "reason"],
 )
+SPOOL_DEPTH = Gauge(
+    "cordon_gateway_spool_depth", "Fail-open records waiting on disk for the regional stream."
+)

@@ -30,8 +30,7 @@ from gateway.errors import PackError
 from gateway.lexicon import Lexicon
 
 RECORD_CONTENT_MODES = ("none", "redacted", "full")
-# fail_mode `open` needs the durable spool; until it exists such a pack is refused.
-FAIL_MODES = ("closed",)
+FAIL_MODES = ("closed", "open")
 LEVELS = ("public", "internal", "confidential", "restricted")
 ROUTES = ("chat", "embeddings", "responses", "messages")
 ACTIONS = {

@@ -19,6 +19,7 @@ from gateway.errors import RecordCommitError
 from gateway.ids import uuid7
 from gateway.keys import SigningKey
 from gateway.records import rfc3339_now
+from gateway.spool import Spool, SpoolFullError
 
 
 class Recorder:
@@ -52,7 +53,7 @@ class Recorder:
             headers={"Nats-Msg-Id": f"enrol-{self._key.key_id}"},
         )
 
-    async def commit(self, record: dict[str, Any]) -> int:
+    async def commit(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
         """Sign and commit `record`; return its stream sequence (the Merkle leaf index).
 
         A publish that times out is sent once more with the same bytes and id (the
@@ -60,20 +61,43 @@ class Recorder:
         cannot be committed, its `replica_seq` is spent: a `void` record for it is
         committed as soon as the stream takes records again, so the sequence an
         auditor sees never has a silent gap.
+
+        With a `spool` (the pack is fail-open) a record that cannot be committed is
+        spooled instead and None is returned; while anything is spooled, new records
+        queue behind it so they reach the stream in order.
         """
-        if not self._nc.is_connected:
+        connected = self._nc.is_connected
+        if spool is None and not connected:
             # Buffering during an outage would commit this record after the caller
             # already got a 503; fail now instead.
             raise RecordCommitError("not connected to the regional NATS")
-        if self._voids:
+        if self._voids and connected:
             await self._commit_voids()
         record["replica_seq"] = self._next_seq
         self._next_seq += 1
+        data = envelope.seal(record, self._key).encode()
+        if spool is not None and (spool.depth > 0 or not connected):
+            self._spool(spool, record, data)
+            return None
         try:
-            return await self._publish(envelope.seal(record, self._key).encode(), record["id"])
+            return await self._publish(data, record["id"])
         except RecordCommitError:
+            if spool is not None:
+                self._spool(spool, record, data)
+                return None
             self._voids.append((record["replica_seq"], record["id"]))
             raise
+
+    def _spool(self, spool: Spool, record: dict[str, Any], data: bytes) -> None:
+        try:
+            spool.append(record["id"], data)
+        except SpoolFullError as exc:
+            self._voids.append((record["replica_seq"], record["id"]))
+            raise RecordCommitError(str(exc)) from exc
+
+    async def ship(self, spool: Spool) -> int:
+        """Send what the spool holds, in order, with each record's own id."""
+        return await spool.ship(lambda msg_id, data: self._publish(data, msg_id))
 
     async def _publish(self, data: bytes, msg_id: str) -> int:
         for attempt in (1, 2):

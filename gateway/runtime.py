@@ -24,6 +24,7 @@ from gateway.packs import Pack
 from gateway.recorder import Recorder
 from gateway.routing import Breakers, Router
 from gateway.settings import GatewaySettings
+from gateway.spool import Spool
 from gateway.upstream import UpstreamClient
 
 log = logging.getLogger("cordon.gateway")
@@ -83,6 +84,7 @@ class Runtime:
             settings.pack_name, settings.region, settings.state_dir, self.route, trusted
         )
         self.upstream = UpstreamClient()
+        self.spool = Spool(settings.state_dir / "fail-open.spool", settings.spool_max_bytes)
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.audit_nc: NATS | None = None
@@ -121,7 +123,21 @@ class Runtime:
                 log.warning("regional NATS not reachable yet (%s); retrying", exc)
                 await self._close_connections()
                 await asyncio.sleep(0.5)
+        self._tasks.append(asyncio.create_task(self._ship_spool()))
         await self._watch_packs()
+
+    async def _ship_spool(self) -> None:
+        """Whenever NATS is back and the spool holds records, send them, in order."""
+        while True:
+            metrics.SPOOL_DEPTH.set(self.spool.depth)
+            if self.spool.depth and self.ready and self.recorder is not None:
+                try:
+                    shipped = await self.recorder.ship(self.spool)
+                    log.info("shipped %d spooled records", shipped)
+                except RecordCommitError as exc:
+                    log.warning("spooled records not shipped yet: %s", exc)
+                metrics.SPOOL_DEPTH.set(self.spool.depth)
+            await asyncio.sleep(0.5)
 
     async def _connect(self, name: str) -> None:
         self.audit_nc = await connect(self.settings.audit_nats_url, f"{name}-audit")

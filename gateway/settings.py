@@ -55,6 +55,7 @@ class GatewaySettings:
     pack_trust: tuple[str, ...] = ()
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
+    spool_max_bytes: int = 256 * 1024 * 1024
 
 
 def _require(raw: dict[str, Any], name: str) -> Any:
@@ -105,6 +106,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             pack_trust=tuple(str(k) for k in raw.get("pack_trust", ())),
             breaker_threshold=int(raw.get("breaker_threshold", 5)),
             breaker_cooldown_s=float(raw.get("breaker_cooldown_s", 10.0)),
+            spool_max_bytes=int(raw.get("spool_max_bytes", 256 * 1024 * 1024)),
         )
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ConfigError(f"invalid gateway settings: {exc}") from exc

@@ -61,14 +61,8 @@ async def find_record(
     endpoints: dict[str, Any], region: str, record_id: str
 ) -> dict[str, Any] | None:
     """The verified record with this id among the region's newest 200, if it is there."""
-    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
-    try:
-        last = (await nc.jetstream().stream_info(subjects.RECORDS_STREAM)).state.last_seq
-    finally:
-        await nc.close()
-    for seq in range(last, max(0, last - 200), -1):
-        raw, record, _ = await stored(endpoints, region, seq)
-        if record_id.encode() in raw:
+    for record in await recent_records(endpoints, region, 200):
+        if record.get("id") == record_id:
             return record
     return None
 
