@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-records clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/policy_cost.py
 	$(BIN)/python bench/overhead.py
+
+bench-records: $(STAMP)
+	$(BIN)/python bench/records.py
 
 clean:
 	rm -rf $(VENV) .cordon .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,187 @@
+"""Record commit throughput, sealer catch-up, and auditor query latency at scale.
+
+Starts the topology with one region, then commits N signed records straight to the
+region's `RECORDS` stream as a replica would (2,000 people over 30 days, many in
+flight at once), waits for the sealer's checkpoint to cover them all and for the
+audit index to catch up, and times person + one-day queries on the audit API.
+
+    .venv/bin/python bench/records.py [--records 1000000] [--in-flight 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import nats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cordon.devstack import DevStack
+from gateway import checkpoints, envelope, subjects
+from gateway.ids import uuid7
+from gateway.keys import SigningKey
+
+REGION = "eu-west"
+PEOPLE = 2000
+DAYS = 30
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def record(seq: int, rng: random.Random) -> dict[str, object]:
+    at = START + timedelta(seconds=rng.uniform(0, DAYS * 86400))
+    return {
+        "v": 1,
+        "kind": "decision",
+        "id": uuid7(),
+        "ts": at.isoformat(timespec="microseconds"),
+        "region": REGION,
+        "replica": "gw-1",
+        "replica_seq": seq,
+        "person": f"person-{rng.randrange(PEOPLE)}",
+        "agent": "bench-agent",
+        "roles": ["analyst"],
+        "scopes": ["chat:write"],
+        "classification": "internal",
+        "pack": {"name": "default", "revision": 1, "hash": "sha256:" + "0" * 64},
+        "model": rng.choice(["gpt-4o", "gpt-4o-mini", "claude"]),
+        "route": "openai",
+        "outcome": rng.choice(["allow", "allow", "allow", "redact", "block"]),
+        "rules": [],
+        "content": {
+            "prompt": {"messages": [{"role": "user", "content": "x" * 200}]},
+            "answer": "y" * 200,
+        },
+    }
+
+
+async def commit(url: str, key: SigningKey, count: int, in_flight: int, first_seq: int) -> float:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    rng = random.Random(7)
+    subject = subjects.record_subject(REGION, "gw-1")
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(seq: int) -> None:
+        async with gate:
+            payload = record(seq, rng)
+            data = envelope.seal(payload, key).encode()
+            await js.publish(subject, data, headers={"Nats-Msg-Id": str(payload["id"])})
+
+    started = time.perf_counter()
+    tasks: set[asyncio.Task[None]] = set()
+    for n in range(count):
+        task = asyncio.create_task(one(first_seq + n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        if len(tasks) >= in_flight * 4:
+            await asyncio.sleep(0)
+            while len(tasks) >= in_flight * 4:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    return elapsed
+
+
+async def checkpoint_size(xr_url: str) -> int:
+    nc = await nats.connect(xr_url)
+    try:
+        last = await nc.jetstream().get_last_msg(
+            subjects.SUMMARY_STREAM, subjects.checkpoint_subject(REGION)
+        )
+        return checkpoints.unverified(last.data or b"").size
+    except nats.js.errors.NotFoundError:
+        return 0
+    finally:
+        await nc.close()
+
+
+async def stream_size(audit_url: str) -> int:
+    nc = await nats.connect(audit_url)
+    try:
+        return int((await nc.jetstream().stream_info(subjects.RECORDS_STREAM)).state.last_seq)
+    finally:
+        await nc.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cordon-bench-records-") as root:
+        stack = DevStack(Path(root), regions=(REGION,))
+        stack.start()
+        try:
+            run(stack, args)
+        finally:
+            stack.stop()
+
+
+def run(stack: DevStack, args: argparse.Namespace) -> None:
+    assert stack.topology is not None
+    region = stack.topology.regions[REGION]
+    stack.processes[f"gateway-{REGION}"].stop()  # this bench commits as the replica itself
+    key = SigningKey.load(stack.root / "keys" / REGION / "gw-1.key")
+    base = asyncio.run(stream_size(region.audit_url))
+    started = time.perf_counter()
+    # replica_seq continues far above what the stopped gateway used
+    elapsed = asyncio.run(commit(region.audit_url, key, args.records, args.in_flight, 10**9))
+    total = base + args.records
+    rate = args.records / elapsed
+    print(f"committed {args.records:,} signed records in {elapsed:.1f} s: {rate:,.0f} records/s")
+    while (size := asyncio.run(checkpoint_size(region.xr_url))) < total:
+        time.sleep(1.0)
+        print(f"  sealer checkpoint at {size:,} / {total:,}", flush=True)
+    sealed = time.perf_counter() - started
+    print(
+        f"sealer: checkpoint covered all {total:,} records {sealed:.1f} s after the first commit "
+        f"({total / sealed:,.0f} records/s end to end)"
+    )
+    api = stack.endpoints.audit_apis[REGION]
+    while (
+        indexed := httpx.get(api + "/v1/records/search", params={"limit": 1}, timeout=30).json()[
+            "indexed"
+        ]
+    ) < total:
+        time.sleep(1.0)
+        print(f"  audit index at {indexed:,} / {total:,}", flush=True)
+    rng = random.Random(11)
+    timings, matches = [], []
+    with httpx.Client(timeout=30) as client:
+        for _ in range(args.queries):
+            day = START + timedelta(days=rng.randrange(DAYS))
+            params = {
+                "person": f"person-{rng.randrange(PEOPLE)}",
+                "since": day.isoformat(timespec="microseconds"),
+                "until": (day + timedelta(days=1)).isoformat(timespec="microseconds"),
+                "limit": 1000,
+            }
+            t0 = time.perf_counter()
+            body = client.get(api + "/v1/records/search", params=params).json()
+            timings.append(time.perf_counter() - t0)
+            matches.append(len(body["items"]))
+    timings.sort()
+    p95 = timings[int(0.95 * len(timings)) - 1]
+    print(
+        f"audit API, person + one-day queries over {total:,} records ({args.queries} queries, "
+        f"{statistics.mean(matches):.0f} matches on average, each verified):"
+    )
+    p50, worst = statistics.median(timings) * 1000, timings[-1] * 1000
+    print(f"  p50 {p50:.1f} ms, p95 {p95 * 1000:.1f} ms, max {worst:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
