@@ -151,7 +151,11 @@ def test_bad_signed_packs_are_refused_with_the_reason(data: bytes, reason: str) 
             "replace a built-in",
             ("detectors",),
         ),
-        ({"pack": {"name": "x"}, "fail_mode": "sometimes"}, "fail_mode must be one of", ("fail_mode",)),
+        (
+            {"pack": {"name": "x"}, "fail_mode": "sometimes"},
+            "fail_mode must be one of",
+            ("fail_mode",),
+        ),
         (
             {"pack": {"name": "x"}, "record_content": "all"},
             "record_content must be one of",
