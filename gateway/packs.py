@@ -126,6 +126,18 @@ class Pack:
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
+    @property
+    def retention_days(self) -> float | None:
+        """`audit-logger.retention_days` from the `policy:` map (top level or in `policies`)."""
+        for holder in (self.document, self.document.get("policies")):
+            if isinstance(holder, dict) and isinstance(holder.get("policy"), dict):
+                logger = holder["policy"].get("audit-logger")
+                if isinstance(logger, dict) and isinstance(
+                    logger.get("retention_days"), int | float
+                ):
+                    return float(logger["retention_days"])
+        return None
+
     def rules_of(self, rule_type: str) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.type == rule_type)
 

@@ -14,7 +14,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
-from gateway import classifier, metrics, packsign, providers, records, subjects
+from gateway import classifier, metrics, packsign, providers, records, streams, subjects
 from gateway.activation import PackState, applied_report
 from gateway.delegation import DelegationVerifier
 from gateway.errors import ConfigError, PackError, RecordCommitError
@@ -207,12 +207,26 @@ class Runtime:
                 if outcome == "activated":
                     metrics.PACK_REVISION.set(self.packs.active.revision)
                     await self._report_applied(applied)
+                    await self._apply_retention()
                 elif outcome == "rejected":
                     metrics.PACK_REJECTIONS.inc()
                     await self._record_rejection()
         finally:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _apply_retention(self) -> None:
+        """Carry the pack's audit-logger retention to RECORDS (longer only)."""
+        days = self.packs.active.retention_days
+        if days is None or self.audit_nc is None:
+            return
+        try:
+            changed = await streams.extend_records_retention(self.audit_nc.jetstream(), days)
+        except (TimeoutError, NatsError) as exc:
+            log.warning("RECORDS retention not updated to %s days: %s", days, exc)
+            return
+        if changed:
+            log.info("RECORDS now kept for %s days, as the pack asks", changed)
 
     async def _record_rejection(self) -> None:
         """Leave a record of the refused pack in the region's stream, like any decision."""

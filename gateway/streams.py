@@ -60,3 +60,22 @@ async def ensure_region(audit_js: JetStreamContext, xr_js: JetStreamContext, reg
     await ensure_stream(xr_js, summary_config(region))
     await xr_js.create_key_value(KeyValueConfig(bucket=subjects.POLICY_BUCKET, history=10))
     await xr_js.create_key_value(KeyValueConfig(bucket=subjects.APPLIED_BUCKET, history=1))
+
+
+async def extend_records_retention(
+    audit_js: JetStreamContext, retention_days: float
+) -> float | None:
+    """Raise `RECORDS` max_age to `retention_days` if it is shorter; never shorten it.
+
+    Shortening would delete records a regulator may still ask for, so a pack asking
+    for less keeps the longer retention (the caller logs that). Returns the new
+    retention in days when it changed.
+    """
+    info = await audit_js.stream_info(subjects.RECORDS_STREAM)
+    current = float(info.config.max_age or 0)
+    wanted = retention_days * DAY_S
+    if current == 0 or wanted <= current:  # 0: kept forever already
+        return None
+    info.config.max_age = wanted
+    await audit_js.update_stream(info.config)
+    return retention_days

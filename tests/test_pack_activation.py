@@ -149,3 +149,36 @@ def test_status_names_the_signer_and_expiry(endpoints: dict[str, Any]) -> None:
     current = status(endpoints)
     assert current["signed_by"] and current["signed_by"][0].startswith("sha256:")
     assert current["expires_at"] and current["expired"] is False
+
+
+async def test_the_packs_retention_lengthens_records_but_never_shortens_them(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    async def max_age_days() -> float:
+        nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+        try:
+            info = await nc.jetstream().stream_info("RECORDS")
+            return float(info.config.max_age or 0) / 86400
+        finally:
+            await nc.close()
+
+    async def publish_retention(days: int) -> None:
+        path = tmp_path / f"retention-{days}.yaml"
+        path.write_text(
+            "pack: {name: default}\n"
+            "policies:\n  chain: [audit-logger]\n"
+            f"  policy:\n    audit-logger: {{immutable: true, retention_days: {days}}}\n"
+        )
+        revision = published_revision(publish_pack(endpoints, path))
+        eventually(lambda: status(endpoints)["active_revision"] == revision)
+
+    start = await max_age_days()
+    await publish_retention(int(start) + 100)
+    for _ in range(50):
+        if await max_age_days() == int(start) + 100:
+            break
+        await asyncio.sleep(0.1)
+    assert await max_age_days() == int(start) + 100
+    await publish_retention(30)
+    await asyncio.sleep(1.0)
+    assert await max_age_days() == int(start) + 100  # not shortened
