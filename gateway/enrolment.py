@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from typing import Any
 
 from gateway import envelope
-from gateway.errors import SignatureError
+from gateway.errors import ConfigError, SignatureError
 from gateway.keys import SigningKey, public_bytes
 
 ENROLMENT_KIND = "enrolment"
@@ -29,6 +30,15 @@ def enrol(regional_key: SigningKey, region: str, replica: str, replica_key: Sign
         "enrolled_at": time.time(),
     }
     return envelope.seal(statement, regional_key).encode()
+
+
+def load_signer(key_file: Path, enrolment_file: Path) -> tuple[SigningKey, bytes]:
+    """A process's signing key and the enrolment that vouches for it."""
+    key = SigningKey.load(key_file)
+    try:
+        return key, enrolment_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read enrolment {enrolment_file}: {exc}") from exc
 
 
 class Keyring:

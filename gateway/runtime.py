@@ -17,9 +17,9 @@ from nats.js.kv import KeyValue
 from gateway import classifier, metrics, packsign, providers, records, streams, subjects
 from gateway.activation import PackState, applied_report
 from gateway.delegation import DelegationVerifier
+from gateway.enrolment import load_signer
 from gateway.errors import ConfigError, PackError, RecordCommitError
 from gateway.identity import Authenticator
-from gateway.keys import SigningKey
 from gateway.packs import Pack
 from gateway.recorder import Recorder
 from gateway.routing import Breakers, Router
@@ -56,11 +56,7 @@ async def connect(url: str, name: str, on_reconnect: asyncio.Event | None = None
 class Runtime:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
-        self.key = SigningKey.load(settings.signing_key_file)
-        try:
-            self.enrolment = settings.enrolment_file.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read enrolment {settings.enrolment_file}: {exc}") from exc
+        self.key, self.enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
         verifier = (
             DelegationVerifier(settings.delegation_issuers) if settings.delegation_issuers else None
         )

@@ -25,8 +25,8 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from gateway import checkpoints, merkle, subjects, summaries
-from gateway.errors import ConfigError, GatewayError
-from gateway.keys import SigningKey
+from gateway.enrolment import load_signer
+from gateway.errors import GatewayError
 from gateway.runtime import connect
 from gateway.settings import load_json
 
@@ -69,11 +69,7 @@ class SealerSettings:
 class Sealer:
     def __init__(self, settings: SealerSettings) -> None:
         self.settings = settings
-        self.key = SigningKey.load(settings.signing_key_file)
-        try:
-            self.enrolment = settings.enrolment_file.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read enrolment {settings.enrolment_file}: {exc}") from exc
+        self.key, self.enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
         self.tree = merkle.CompactTree()
         self._checkpoint_seq = 0  # SUMMARY sequence of the last checkpoint we know
         self._checkpoint_size = 0
