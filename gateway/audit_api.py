@@ -70,20 +70,26 @@ async def _records_page(nc: NATS, keyring: Keyring, after: int, limit: int) -> l
     return out
 
 
-async def _keyring(nc: NATS, settings: AuditApiSettings) -> Keyring:
-    """Trust the regional key, then every replica key it enrolled in the stream."""
-    keyring = Keyring(settings.region, bytes.fromhex(settings.regional_public_key_hex))
-    js = nc.jetstream()
-    subject = subjects.enrolment_subject(settings.region)
-    seq = 1
-    while True:
-        try:
-            msg = await js.get_msg(subjects.RECORDS_STREAM, seq, subject=subject, next=True)
-        except NotFoundError:
-            return keyring
-        with contextlib.suppress(SignatureError):  # a forged one simply adds no key
-            keyring.add_enrolment(msg.data or b"")
-        seq = (msg.seq or seq) + 1
+class EnrolledKeys:
+    """The regional key plus every key it enrolled, read once and then only what is new."""
+
+    def __init__(self, settings: AuditApiSettings) -> None:
+        self.keyring = Keyring(settings.region, bytes.fromhex(settings.regional_public_key_hex))
+        self._subject = subjects.enrolment_subject(settings.region)
+        self._next = 1
+
+    async def current(self, nc: NATS) -> Keyring:
+        js = nc.jetstream()
+        while True:
+            try:
+                msg = await js.get_msg(
+                    subjects.RECORDS_STREAM, self._next, subject=self._subject, next=True
+                )
+            except NotFoundError:
+                return self.keyring
+            with contextlib.suppress(SignatureError):  # a forged one simply adds no key
+                self.keyring.add_enrolment(msg.data or b"")
+            self._next = (msg.seq or self._next) + 1
 
 
 def _describe(keyring: Keyring, seq: int, subject: str, data: bytes) -> dict[str, Any]:
@@ -108,6 +114,7 @@ def _describe(keyring: Keyring, seq: int, subject: str, data: bytes) -> dict[str
 def create_app(settings: AuditApiSettings) -> FastAPI:
     state: dict[str, NATS] = {}
     index = audit_index.AuditIndex(settings.index_path)
+    enrolled = EnrolledKeys(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -131,7 +138,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
     ) -> dict[str, Any]:
         """Records in stream order after `after_seq`, each with its verification result."""
         nc = state["nc"]
-        keyring = await _keyring(nc, settings)
+        keyring = await enrolled.current(nc)
         items = await _records_page(nc, keyring, after_seq, limit)
         if not items and after_seq == 0:
             raise HTTPException(404, "no records in this region yet")
@@ -155,7 +162,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         )
         seqs = index.search(query)
         nc = state["nc"]
-        keyring = await _keyring(nc, settings)
+        keyring = await enrolled.current(nc)
         js = nc.jetstream()
         items = []
         for seq in seqs:
