@@ -13,25 +13,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+PAGE = 10_000  # the audit API's largest bundle
+
 
 def export(args: argparse.Namespace) -> int:
+    """One bundle file, or one per page of 10,000 records (OUT.0001.json, ...)."""
     import urllib.error
     import urllib.request
 
-    url = f"{args.api.rstrip('/')}/v1/export?from_seq={args.from_seq}&to_seq={args.to_seq}"
-    try:
-        with urllib.request.urlopen(url, timeout=600) as response:
-            args.out.write_bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        print(
-            f"cordon audit export: {exc.code}: {exc.read().decode(errors='replace')}",
-            file=sys.stderr,
+    pages = list(range(args.from_seq, args.to_seq + 1, PAGE))
+    for number, first in enumerate(pages, start=1):
+        last = min(first + PAGE - 1, args.to_seq)
+        out = (
+            args.out if len(pages) == 1 else args.out.with_suffix(f".{number:04d}{args.out.suffix}")
         )
-        return 1
-    except OSError as exc:
-        print(f"cordon audit export: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote records {args.from_seq}..{args.to_seq} to {args.out}")
+        url = f"{args.api.rstrip('/')}/v1/export?from_seq={first}&to_seq={last}"
+        try:
+            with urllib.request.urlopen(url, timeout=600) as response:
+                out.write_bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            print(f"cordon audit export: {exc.code}: {detail}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"cordon audit export: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote records {first}..{last} to {out}")
     return 0
 
 

@@ -27,6 +27,10 @@ from gateway.errors import SignatureError
 from gateway.runtime import connect
 from gateway.settings import load_json
 
+# A bundle is built in memory; pages of this many records keep that bounded, and each
+# page verifies on its own (checkpoints chain the pages together).
+MAX_EXPORT = 10_000
+
 
 @dataclass(frozen=True)
 class AuditApiSettings:
@@ -227,6 +231,10 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             raise HTTPException(503, "this audit API has no access to the region's checkpoints")
         if to_seq < from_seq:
             raise HTTPException(400, "to_seq is before from_seq")
+        if to_seq - from_seq + 1 > MAX_EXPORT:
+            raise HTTPException(
+                400, f"at most {MAX_EXPORT} records per bundle; export longer ranges page by page"
+            )
         try:
             return await export_bundle(state["nc"], state["xr"], index, settings, from_seq, to_seq)
         except LookupError as exc:

@@ -132,3 +132,13 @@ async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
         merkle.root(leaves),
         [base64.b64decode(p) for p in proof],
     )
+
+
+def test_an_export_larger_than_a_page_is_refused_with_how_to_page(
+    endpoints: dict[str, Any],
+) -> None:
+    response = httpx.get(
+        endpoints["audit_apis"]["us-east"] + "/v1/export", params={"from_seq": 1, "to_seq": 20_001}
+    )
+    assert response.status_code == 400
+    assert "at most 10000 records per bundle" in response.json()["detail"]
