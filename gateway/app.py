@@ -135,7 +135,15 @@ class GatewayApp:
         )
 
     async def policy_status(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await respond(send, 200, json.dumps(self.runtime.packs.status()).encode())
+        """The active pack, the last refusal, and each provider target's circuit."""
+        router = self.runtime.packs.current.router
+        targets = [
+            {"id": t.id, "api": t.api, "circuit": router.breakers.state(t.id)}
+            for t in router.targets
+        ]
+        await respond(
+            send, 200, json.dumps({**self.runtime.packs.status(), "targets": targets}).encode()
+        )
 
 
 def create_app(settings: GatewaySettings) -> GatewayApp:

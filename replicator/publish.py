@@ -19,7 +19,6 @@ from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from gateway import packsign, subjects
-from gateway.errors import PackError
 from replicator.errors import PublishError
 
 
@@ -88,14 +87,6 @@ async def _connect(nats_url: str) -> NATS:
         return await nats.connect(nats_url, name="cordon-policy", allow_reconnect=False)
     except (OSError, NatsError) as exc:
         raise PublishError(f"cannot reach central NATS: {exc}") from exc
-
-
-def check_signed(signed: bytes, trusted: dict[str, bytes]) -> None:
-    """Refuse what no gateway trusting `trusted` would activate."""
-    try:
-        packsign.decode(signed, trusted)
-    except PackError as exc:
-        raise PublishError(f"pack refused: {exc}") from exc
 
 
 def is_signed(data: bytes) -> bool:

@@ -145,6 +145,8 @@ def test_circuit_opens_then_half_opens_then_closes(
     assert hits(flaky) == 3
     metrics = httpx.get(drill["url"] + "/metrics").text
     assert 'cordon_gateway_circuit_open{target="flaky"} 1.0' in metrics
+    circuits = {t["id"]: t["circuit"] for t in status(drill)["targets"]}
+    assert circuits == {"flaky": "open", "good": "closed"}
     ask(drill, endpoints)
     assert hits(flaky) == 3  # open: not even tried
 
