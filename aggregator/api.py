@@ -74,6 +74,11 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         """Decision counts by region and outcome, and the newest summary per region."""
         return store.stats()
 
+    @app.get("/v1/checkpoints")
+    async def latest_checkpoints() -> dict[str, Any]:
+        """Each region's newest signed checkpoint: tree size, root (hex), time."""
+        return {"regions": store.latest_checkpoints()}
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

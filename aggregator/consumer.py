@@ -17,6 +17,7 @@ from gateway import subjects
 
 log = logging.getLogger("cordon.aggregator")
 DURABLE = "aggregator"
+CHECKPOINT_PREFIX = subjects.checkpoint_subject("")
 BATCH = 512
 
 
@@ -48,7 +49,10 @@ async def _consume_once(nc: NATS, store: ViewStore, stop: asyncio.Event) -> None
         good = []
         for msg in batch:
             try:
-                store.add([msg.data])
+                if msg.subject.startswith(CHECKPOINT_PREFIX):
+                    store.add_checkpoint(msg.subject[len(CHECKPOINT_PREFIX) :], msg.data)
+                else:
+                    store.add([msg.data])
                 good.append(msg)
             except BadSummaryError as exc:
                 metrics.BAD_SUMMARIES.inc()

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.errors import BadSummaryError
+from gateway import checkpoints
+from gateway.errors import SignatureError
 
 COLUMNS = (
     "id",
@@ -37,6 +39,10 @@ CREATE TABLE IF NOT EXISTS summaries (
     PRIMARY KEY (region, stream_seq)
 );
 CREATE INDEX IF NOT EXISTS summaries_region_ts ON summaries (region, ts);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    region TEXT NOT NULL, size INTEGER NOT NULL, root TEXT NOT NULL, time_ms INTEGER,
+    signed TEXT NOT NULL, PRIMARY KEY (region, size)
+);
 """
 
 
@@ -61,12 +67,36 @@ class ViewStore:
             )
         return cursor.rowcount
 
+    def add_checkpoint(self, region: str, raw: bytes) -> None:
+        """Keep a region's signed checkpoint as it arrived (the note and its signature)."""
+        try:
+            stated = checkpoints.unverified(raw)
+        except SignatureError as exc:
+            raise BadSummaryError(f"unreadable checkpoint: {exc}") from exc
+        if stated.region != region:
+            raise BadSummaryError(f"checkpoint for {stated.region} on {region}'s subject")
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?)",
+                (region, stated.size, stated.root.hex(), stated.time_ms, raw.decode()),
+            )
+
+    def latest_checkpoints(self) -> dict[str, dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT region, MAX(size), root, time_ms FROM checkpoints GROUP BY region"
+        )
+        return {r: {"size": s, "root": root, "time_ms": t} for r, s, root, t in rows}
+
     @staticmethod
     def _row(raw: bytes) -> tuple[Any, ...]:
         try:
             summary = json.loads(raw)
-            if not isinstance(summary, dict):
-                raise ValueError("not an object")
+            if (
+                not isinstance(summary, dict)
+                or "region" not in summary
+                or "stream_seq" not in summary
+            ):
+                raise ValueError("not a summary")
             return tuple(summary.get(c) for c in COLUMNS)
         except ValueError as exc:
             raise BadSummaryError(f"unreadable summary: {exc}") from exc

@@ -43,3 +43,27 @@ def test_stats_count_by_region_and_outcome(tmp_path: Path) -> None:
 def test_garbage_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BadSummaryError):
         ViewStore(tmp_path / "view.sqlite3").add([b"<html>"])
+
+
+def test_checkpoints_are_kept_apart_and_the_newest_is_shown(tmp_path: Path) -> None:
+    from gateway import checkpoints
+    from gateway.keys import SigningKey
+    from gateway.merkle import CompactTree, leaf_hash
+
+    store = ViewStore(tmp_path / "view.sqlite3")
+    key = SigningKey.generate()
+    for size in (1, 3):
+        tree = CompactTree()
+        for i in range(size):
+            tree.append(leaf_hash(bytes([i])))
+        signed = checkpoints.encode(
+            checkpoints.Checkpoint("eu-west", size, tree.root(), 1000 + size), key, tree
+        )
+        store.add_checkpoint("eu-west", signed)
+    latest = store.latest_checkpoints()["eu-west"]
+    assert latest["size"] == 3 and latest["time_ms"] == 1003
+    with pytest.raises(BadSummaryError, match="us-east's subject"):
+        store.add_checkpoint("us-east", signed)
+    with pytest.raises(BadSummaryError, match="not a summary"):
+        store.add([signed])  # a checkpoint is never mistaken for a summary
+    assert store.query() == []

@@ -14,7 +14,7 @@ import pytest
 from nats.js.api import ConsumerConfig
 
 from cordon.devstack import DevStack
-from gateway import subjects
+from gateway import merkle, subjects
 from tests.helpers import eventually
 
 
@@ -121,3 +121,30 @@ async def test_central_users_cannot_inject_regional_summaries(endpoints: dict[st
     finally:
         await nc.close()
     assert any("permissions violation" in str(e).lower() for e in errors)
+
+
+async def test_the_central_view_tracks_each_regions_signed_log(endpoints: dict[str, Any]) -> None:
+    _ask(endpoints, "eu-west", "checkpoint me")
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
+
+        def caught_up() -> dict[str, Any] | None:
+            regions = httpx.get(endpoints["aggregator"] + "/v1/checkpoints").json()["regions"]
+            latest = regions.get("eu-west")
+            return latest if latest and latest["size"] >= last else None
+
+        latest = eventually(caught_up, timeout=30.0, interval=0.25)
+        leaves = [
+            merkle.leaf_hash((await js.get_msg(subjects.RECORDS_STREAM, s)).data or b"")
+            for s in range(1, latest["size"] + 1)
+        ]
+    finally:
+        await nc.close()
+    # the central side holds the root of the region's own records, having seen only hashes
+    assert latest["root"] == merkle.root(leaves).hex()
+    summaries = httpx.get(endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}).json()[
+        "items"
+    ]
+    assert all(s["region"] in ("eu-west", "us-east") for s in summaries)
