@@ -95,11 +95,14 @@ def apply_input(
                 return payload
             continue
         counts: dict[str, int] = {}
-        payload = dialect.map_prompt(payload, _redactor(pack, rule, counts))
+        payload = dialect.map_prompt(payload, _redactor(pack, rule, counts, found))
+        # Placeholders match no detector, so what this rule redacted is simply gone:
+        # no second scan of the whole prompt.
+        found -= set(rule.patterns)
         text = dialect.prompt_text(payload)
-        found = set(pack.detectors.found(text))
-        decision.count(counts)
-        decision.fired(rule.id, "redact")
+        if counts:
+            decision.count(counts)
+            decision.fired(rule.id, "redact")
     return payload
 
 
