@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aggregator.consumer import consume
 from aggregator.store import ViewStore
 from aggregator.streams import ensure_audit_summary
-from gateway.runtime import connect
+from gateway.natsio import connect
 from gateway.settings import load_json
 
 

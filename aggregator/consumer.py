@@ -6,14 +6,14 @@ import asyncio
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from aggregator import metrics
 from aggregator.errors import BadSummaryError
 from aggregator.store import ViewStore
 from gateway import subjects
+from gateway.natsio import durable_batches, keep_running
 
 log = logging.getLogger("cordon.aggregator")
 DURABLE = "aggregator"
@@ -22,42 +22,32 @@ BATCH = 512
 
 
 async def consume(nc: NATS, store: ViewStore, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await _consume_once(nc, store, stop)
-        except (TimeoutError, NatsError) as exc:
-            log.warning("summary consumer interrupted, resuming: %s", exc)
-            await asyncio.sleep(0.5)
+    """Store every summary and checkpoint sourced into `AUDIT_SUMMARY`, through reconnects."""
+    config = ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=30)
+
+    async def store_batches() -> None:
+        batches = durable_batches(
+            nc.jetstream(), subjects.AUDIT_SUMMARY_STREAM, DURABLE, config, stop, BATCH
+        )
+        async for batch in batches:
+            _store(store, batch)
+            await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+
+    await keep_running("summary consumer", store_batches, stop)
 
 
-async def _consume_once(nc: NATS, store: ViewStore, stop: asyncio.Event) -> None:
-    sub = await nc.jetstream().pull_subscribe(
-        "",
-        durable=DURABLE,
-        stream=subjects.AUDIT_SUMMARY_STREAM,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=30
-        ),
-    )
-    while not stop.is_set():
+def _store(store: ViewStore, batch: list[Msg]) -> None:
+    stored = 0
+    for msg in batch:
         try:
-            batch = await sub.fetch(BATCH, timeout=1.0)
-        except NatsTimeoutError:
-            continue
-        if not batch:
-            continue
-        good = []
-        for msg in batch:
-            try:
-                if msg.subject.startswith(CHECKPOINT_PREFIX):
-                    store.add_checkpoint(msg.subject[len(CHECKPOINT_PREFIX) :], msg.data)
-                else:
-                    store.add([msg.data])
-                good.append(msg)
-            except BadSummaryError as exc:
-                metrics.BAD_SUMMARIES.inc()
-                log.error(
-                    "dropping unreadable summary at seq %s: %s", msg.metadata.sequence.stream, exc
-                )
-        metrics.CONSUMED.inc(len(good))
-        await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+            if msg.subject.startswith(CHECKPOINT_PREFIX):
+                store.add_checkpoint(msg.subject[len(CHECKPOINT_PREFIX) :], msg.data)
+            else:
+                store.add([msg.data])
+            stored += 1
+        except BadSummaryError as exc:
+            metrics.BAD_SUMMARIES.inc()
+            log.error(
+                "dropping unreadable summary at seq %s: %s", msg.metadata.sequence.stream, exc
+            )
+    metrics.CONSUMED.inc(stored)

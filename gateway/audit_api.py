@@ -24,7 +24,7 @@ from nats.js.errors import NotFoundError
 from gateway import audit_index, bundle, checkpoints, merkle, subjects
 from gateway.enrolment import Keyring
 from gateway.errors import SignatureError
-from gateway.runtime import connect
+from gateway.natsio import connect
 from gateway.settings import load_json
 
 # A bundle is built in memory; pages of this many records keep that bounded, and each

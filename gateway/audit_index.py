@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from gateway import envelope, merkle, subjects
 from gateway.errors import SignatureError
+from gateway.natsio import durable_batches, keep_running
 
 log = logging.getLogger("cordon.audit.index")
 DURABLE = "audit-index"
@@ -125,24 +124,14 @@ def _row(seq: int, data: bytes) -> tuple[Any, ...]:
 
 async def follow(nc: NATS, index: AuditIndex, stop: asyncio.Event) -> None:
     """Keep the index up to date with `RECORDS`, in order, through reconnects."""
-    while not stop.is_set():
-        try:
-            sub = await nc.jetstream().pull_subscribe(
-                "",
-                durable=DURABLE,
-                stream=subjects.RECORDS_STREAM,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=60
-                ),
-            )
-            while not stop.is_set():
-                try:
-                    batch = await sub.fetch(BATCH, timeout=1.0)
-                except NatsTimeoutError:
-                    continue
-                if batch:
-                    index.add([(m.metadata.sequence.stream, m.data) for m in batch])
-                    await batch[-1].ack()
-        except (NatsError, TimeoutError) as exc:
-            log.warning("audit index interrupted, resuming: %s", exc)
-            await asyncio.sleep(0.5)
+    config = ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=60)
+
+    async def index_batches() -> None:
+        batches = durable_batches(
+            nc.jetstream(), subjects.RECORDS_STREAM, DURABLE, config, stop, BATCH
+        )
+        async for batch in batches:
+            index.add([(m.metadata.sequence.stream, m.data) for m in batch])
+            await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+
+    await keep_running("audit index", index_batches, stop)

@@ -8,7 +8,6 @@ import logging
 import os
 import time
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -20,6 +19,7 @@ from gateway.delegation import DelegationVerifier
 from gateway.enrolment import load_signer
 from gateway.errors import ConfigError, PackError, RecordCommitError
 from gateway.identity import Authenticator
+from gateway.natsio import connect
 from gateway.packs import Pack
 from gateway.recorder import Recorder
 from gateway.routing import Breakers, Router
@@ -28,29 +28,6 @@ from gateway.spool import Spool
 from gateway.upstream import UpstreamClient
 
 log = logging.getLogger("cordon.gateway")
-
-
-async def connect(url: str, name: str, on_reconnect: asyncio.Event | None = None) -> NATS:
-    async def reconnected() -> None:
-        log.info("%s reconnected", name)
-        if on_reconnect is not None:
-            on_reconnect.set()
-
-    async def disconnected() -> None:
-        log.warning("%s disconnected", name)
-
-    async def error(exc: Exception) -> None:
-        log.warning("%s: %s", name, exc)
-
-    return await nats.connect(
-        url,
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.25,
-        reconnected_cb=reconnected,
-        disconnected_cb=disconnected,
-        error_cb=error,
-    )
 
 
 class Runtime:

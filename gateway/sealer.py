@@ -19,7 +19,6 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
@@ -27,7 +26,7 @@ from nats.js.errors import APIError, NotFoundError
 from gateway import checkpoints, merkle, subjects, summaries
 from gateway.enrolment import load_signer
 from gateway.errors import GatewayError
-from gateway.runtime import connect
+from gateway.natsio import connect, durable_batches, keep_running
 from gateway.settings import load_json
 
 log = logging.getLogger("cordon.sealer")
@@ -36,6 +35,12 @@ BATCH = 256
 CHECKPOINT_EVERY_S = 1.0
 CHECKPOINT_EVERY_RECORDS = 1000
 WRONG_LAST_SEQUENCE = 10071
+CONSUMER = ConsumerConfig(
+    ack_policy=AckPolicy.EXPLICIT,
+    deliver_policy=DeliverPolicy.ALL,
+    max_ack_pending=BATCH * 4,
+    ack_wait=30,
+)
 
 
 class ForkError(GatewayError):
@@ -85,12 +90,12 @@ class Sealer:
                 self.enrolment,
                 headers={"Nats-Msg-Id": f"enrol-{self.key.key_id}"},
             )
-            while not stop.is_set():
-                try:
-                    await self._seal(audit.jetstream(), xr.jetstream(), stop)
-                except (TimeoutError, NatsError, ForkError) as exc:
-                    log.warning("sealer interrupted, resuming from the last checkpoint: %s", exc)
-                    await asyncio.sleep(0.5)
+            await keep_running(
+                "sealer (resuming from the last checkpoint)",
+                lambda: self._seal(audit.jetstream(), xr.jetstream(), stop),
+                stop,
+                retry_on=(TimeoutError, NatsError, ForkError),
+            )
         finally:
             await audit.close()
             await xr.close()
@@ -98,23 +103,18 @@ class Sealer:
     async def _seal(
         self, audit_js: JetStreamContext, xr_js: JetStreamContext, stop: asyncio.Event
     ) -> None:
-        sub = await audit_js.pull_subscribe(
-            "",
-            durable=DURABLE,
-            stream=subjects.RECORDS_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                max_ack_pending=BATCH * 4,
-                ack_wait=30,
-            ),
-        )
         await self._restore(audit_js, xr_js)
-        while not stop.is_set():
-            try:
-                batch = await sub.fetch(BATCH, timeout=CHECKPOINT_EVERY_S)
-            except NatsTimeoutError:
-                batch = []
+        batches = durable_batches(
+            audit_js,
+            subjects.RECORDS_STREAM,
+            DURABLE,
+            CONSUMER,
+            stop,
+            BATCH,
+            wait_s=CHECKPOINT_EVERY_S,
+            idle=True,  # checkpoints are due on the clock too
+        )
+        async for batch in batches:
             if batch:
                 await self._publish_batch(audit_js, xr_js, batch)
             if self._checkpoint_due():
@@ -130,8 +130,12 @@ class Sealer:
             self._checkpoint_seq, self._checkpoint_size = last.seq or 0, checkpoint.size
         except NotFoundError:
             self.tree, self._checkpoint_seq, self._checkpoint_size = merkle.CompactTree(), 0, 0
-        info = await audit_js.consumer_info(subjects.RECORDS_STREAM, DURABLE)
-        await self._extend_to(audit_js, info.ack_floor.stream_seq if info.ack_floor else 0)
+        try:
+            info = await audit_js.consumer_info(subjects.RECORDS_STREAM, DURABLE)
+            acked = info.ack_floor.stream_seq if info.ack_floor else 0
+        except NotFoundError:  # the first start: nothing sealed yet
+            acked = 0
+        await self._extend_to(audit_js, acked)
         self._checkpoint_at = time.monotonic()
         log.info("sealer at tree size %s (checkpoint %s)", self.tree.size, self._checkpoint_size)
 

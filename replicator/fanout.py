@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from gateway import packsign, subjects
 from gateway.errors import PackError
+from gateway.natsio import durable_batches, keep_running
 from replicator import metrics
 from replicator.errors import RegionWriteError
 
@@ -30,6 +30,12 @@ log = logging.getLogger("cordon.replicator")
 KV_STREAM = f"KV_{subjects.POLICY_BUCKET}"
 HEARTBEAT_KEY = "heartbeat"
 REQUEST_TIMEOUT_S = 2.0
+CONSUMER = ConsumerConfig(
+    ack_policy=AckPolicy.EXPLICIT,
+    deliver_policy=DeliverPolicy.ALL,
+    max_ack_pending=1,  # strictly in order, per region
+    ack_wait=30,
+)
 
 
 def _kv_subject(key: str) -> str:
@@ -101,33 +107,25 @@ class RegionFanout:
         self.trusted = trusted
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._follow(stop)
-            except (TimeoutError, NatsError) as exc:
-                log.warning("%s: fan-out interrupted: %s", self.region, exc)
-                await asyncio.sleep(1)
+        # One region's bad day (or a bug tripped by one pack) must not stop the others.
+        await keep_running(f"{self.region} fan-out", lambda: self._follow(stop), stop, (Exception,))
 
     async def _follow(self, stop: asyncio.Event) -> None:
-        sub = await self.nc.jetstream().pull_subscribe(
-            subjects.policy_subject("*"),
-            durable=f"replicate-{self.region}",
-            stream=subjects.POLICY_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                max_ack_pending=1,  # strictly in order, per region
-                ack_wait=30,
-            ),
+        batches = durable_batches(
+            self.nc.jetstream(),
+            subjects.POLICY_STREAM,
+            f"replicate-{self.region}",
+            CONSUMER,
+            stop,
+            size=1,
+            idle=True,
         )
-        while not stop.is_set():
-            try:
-                (msg,) = await sub.fetch(1, timeout=1.0)
-            except NatsTimeoutError:
+        async for batch in batches:
+            if not batch:  # nothing pending: this region is caught up
                 metrics.LAG_SECONDS.labels(self.region).set(0)
                 metrics.LAG_REVISIONS.labels(self.region).set(0)
                 continue
-            await self._deliver(msg)
+            await self._deliver(batch[0])
 
     async def _deliver(self, msg: Msg) -> None:
         pending = msg.metadata.num_pending + 1

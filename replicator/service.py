@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 
 from gateway import packsign
 from gateway.errors import ConfigError, PackError
-from gateway.runtime import connect
+from gateway.natsio import connect
 from gateway.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
 from replicator.streams import ensure_central
