@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-DEV_DIR = Path(".cordon/dev")
+from cordon import DEV_DIR
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEV_DIR = Path(".cordon/dev")
+from cordon import DEV_DIR
+
 DURATION = re.compile(r"^(\d+)([smhd])$")
 
 

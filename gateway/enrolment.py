@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway import envelope
+from nats.js.client import JetStreamContext
+
+from gateway import envelope, subjects
 from gateway.errors import ConfigError, SignatureError
 from gateway.keys import SigningKey, public_bytes
 
@@ -39,6 +41,13 @@ def load_signer(key_file: Path, enrolment_file: Path) -> tuple[SigningKey, bytes
         return key, enrolment_file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read enrolment {enrolment_file}: {exc}") from exc
+
+
+async def publish(js: JetStreamContext, region: str, key_id: str, enrolment: bytes) -> None:
+    """Put an enrolment into the region's RECORDS; its id keeps a restart from repeating it."""
+    await js.publish(
+        subjects.enrolment_subject(region), enrolment, headers={"Nats-Msg-Id": f"enrol-{key_id}"}
+    )
 
 
 class Keyring:

@@ -45,14 +45,6 @@ class Recorder:
         payload = msgpack.unpackb(envelope.decode(last.data or b"").payload)
         self._next_seq = int(payload["replica_seq"]) + 1
 
-    async def publish_enrolment(self, region: str, enrolment: bytes) -> None:
-        await self._js.publish(
-            subjects.enrolment_subject(region),
-            enrolment,
-            timeout=self._timeout,
-            headers={"Nats-Msg-Id": f"enrol-{self._key.key_id}"},
-        )
-
     async def commit(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
         """Sign and commit `record`; return its stream sequence (the Merkle leaf index).
 

@@ -13,7 +13,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
-from gateway import classifier, metrics, packsign, providers, records, streams, subjects
+from gateway import classifier, enrolment, metrics, packsign, providers, records, streams, subjects
 from gateway.activation import PackState, applied_report
 from gateway.delegation import DelegationVerifier
 from gateway.enrolment import load_signer
@@ -123,7 +123,9 @@ class Runtime:
             self.settings.commit_timeout_s,
         )
         await recorder.resume()
-        await recorder.publish_enrolment(self.settings.region, self.enrolment)
+        await enrolment.publish(
+            self.audit_nc.jetstream(), self.settings.region, self.key.key_id, self.enrolment
+        )
         self.recorder = recorder
 
     async def stop(self) -> None:

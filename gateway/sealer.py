@@ -23,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from gateway import checkpoints, merkle, subjects, summaries
+from gateway import checkpoints, enrolment, merkle, subjects, summaries
 from gateway.enrolment import load_signer
 from gateway.errors import GatewayError
 from gateway.natsio import connect, durable_batches, keep_running
@@ -85,11 +85,7 @@ class Sealer:
         audit = await connect(self.settings.audit_nats_url, f"sealer-{region}-audit")
         xr = await connect(self.settings.xr_nats_url, f"sealer-{region}-xr")
         try:
-            await audit.jetstream().publish(
-                subjects.enrolment_subject(region),
-                self.enrolment,
-                headers={"Nats-Msg-Id": f"enrol-{self.key.key_id}"},
-            )
+            await enrolment.publish(audit.jetstream(), region, self.key.key_id, self.enrolment)
             await keep_running(
                 "sealer (resuming from the last checkpoint)",
                 lambda: self._seal(audit.jetstream(), xr.jetstream(), stop),
