@@ -11,7 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,10 +126,16 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         if settings.xr_nats_url:
             state["xr"] = await connect(settings.xr_nats_url, f"audit-api-{settings.region}-xr")
         stop = asyncio.Event()
-        indexer = asyncio.create_task(audit_index.follow(state["nc"], index, stop))
+        followers = [asyncio.create_task(audit_index.follow(state["nc"], index, stop))]
+        if "xr" in state:
+            followers.append(
+                asyncio.create_task(
+                    audit_index.follow_checkpoints(state["xr"], index, settings.region, stop)
+                )
+            )
         yield
         stop.set()
-        await indexer
+        await asyncio.gather(*followers)
         index.close()
         for nc in state.values():
             await nc.close()
@@ -181,28 +187,19 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
     @app.get("/v1/records/{seq}/proof")
     async def proof(seq: int) -> dict[str, Any]:
-        """One record with its inclusion proof against the newest checkpoint covering it."""
-        if "xr" not in state:
-            raise HTTPException(503, "this audit API has no access to the region's checkpoints")
-        covering = [
-            raw
-            for raw in await _checkpoints(state["xr"], settings.region)
-            if checkpoints.unverified(raw).size >= seq
-        ]
-        if not covering:
+        """One record with its inclusion proof against the latest checkpoint."""
+        await _refresh_checkpoints()
+        latest = index.latest_checkpoint()
+        if latest is None or checkpoints.unverified(latest).size < seq:
             raise HTTPException(409, f"no checkpoint covers seq {seq} yet; try again in a second")
-        final = checkpoints.unverified(covering[0])
-        leaves = index.leaves(final.size)
-        if len(leaves) < final.size:
-            raise HTTPException(409, "the audit index is still catching up; try again shortly")
+        size = checkpoints.unverified(latest).size
+        path = _proof_or_409(lambda: merkle.inclusion_path(index, seq - 1, size))
         msg = await state["nc"].jetstream().get_msg(subjects.RECORDS_STREAM, seq, direct=True)
         return {
             "seq": seq,
             "data": base64.b64encode(msg.data or b"").decode(),
-            "checkpoint": json.loads(covering[0]),
-            "proof": [
-                base64.b64encode(p).decode() for p in merkle.inclusion_proof(seq - 1, leaves)
-            ],
+            "checkpoint": json.loads(latest),
+            "proof": [base64.b64encode(p).decode() for p in path],
         }
 
     @app.get("/v1/consistency")
@@ -212,23 +209,30 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         """A consistency proof between two tree sizes (two checkpoints' sizes)."""
         if old_size > new_size:
             raise HTTPException(400, "old_size is larger than new_size")
-        leaves = index.leaves(new_size)
-        if len(leaves) < new_size:
-            raise HTTPException(409, "the audit index has not reached that size yet")
-        proof = merkle.consistency_proof(old_size, leaves)
+        path = _proof_or_409(lambda: merkle.consistency_path(index, old_size, new_size))
         return {
             "old_size": old_size,
             "new_size": new_size,
-            "proof": [base64.b64encode(p).decode() for p in proof],
+            "proof": [base64.b64encode(p).decode() for p in path],
         }
+
+    async def _refresh_checkpoints() -> None:
+        if "xr" not in state:
+            raise HTTPException(503, "this audit API has no access to the region's checkpoints")
+        await audit_index.refresh_checkpoints(state["xr"], index, settings.region)
+
+    def _proof_or_409(make: Callable[[], list[bytes]]) -> list[bytes]:
+        try:
+            return make()
+        except LookupError as exc:
+            raise HTTPException(409, f"{exc}; try again shortly") from exc
 
     @app.get("/v1/export")
     async def export(
         from_seq: int = Query(1, ge=1), to_seq: int = Query(..., ge=1)
     ) -> dict[str, Any]:
         """Records `from_seq`..`to_seq` as an offline-verifiable bundle (`cordon audit verify`)."""
-        if "xr" not in state:
-            raise HTTPException(503, "this audit API has no access to the region's checkpoints")
+        await _refresh_checkpoints()
         if to_seq < from_seq:
             raise HTTPException(400, "to_seq is before from_seq")
         if to_seq - from_seq + 1 > MAX_EXPORT:
@@ -236,7 +240,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
                 400, f"at most {MAX_EXPORT} records per bundle; export longer ranges page by page"
             )
         try:
-            return await export_bundle(state["nc"], state["xr"], index, settings, from_seq, to_seq)
+            return await export_bundle(state["nc"], index, settings, from_seq, to_seq)
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from exc
 
@@ -245,25 +249,20 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
 async def export_bundle(
     audit: NATS,
-    xr: NATS,
     index: audit_index.AuditIndex,
     settings: AuditApiSettings,
     first: int,
     last: int,
 ) -> dict[str, Any]:
-    """The bundle for `first`..`last` against the newest checkpoint covering `last`.
-
-    Leaf hashes come from the index, so only the exported records and the enrolments
-    are read from the stream.
+    """The bundle for `first`..`last` against the first checkpoint covering `last`, so
+    consecutive pages chain. Proofs come from the index's tree, so only the exported
+    records and the enrolments are read from the stream.
     """
-    checkpoints_raw = await _checkpoints(xr, settings.region)
-    covering = [raw for raw in checkpoints_raw if checkpoints.unverified(raw).size >= last]
-    if not covering:
+    final = index.first_checkpoint_covering(last)
+    if final is None:
         raise LookupError(f"no checkpoint covers seq {last} yet; try again in a second")
-    final = covering[0]
     size = checkpoints.unverified(final).size
-    leaves = index.leaves(size)
-    if len(leaves) < size:
+    if index.size() < size:
         raise LookupError("the audit index is still catching up; try again shortly")
     js = audit.jetstream()
 
@@ -273,33 +272,17 @@ async def export_bundle(
     enrolment_seqs = index.seqs_of_kind("enrolment", size)
     enrolments = {seq: await read(seq) for seq in enrolment_seqs}
     records = {seq: await read(seq) for seq in range(first, last + 1) if seq not in enrolments}
-    older = [raw for raw in checkpoints_raw if checkpoints.unverified(raw).size < size][-3:]
     return bundle.build(
         region=settings.region,
         regional_public_key=bytes.fromhex(settings.regional_public_key_hex),
-        leaves=leaves,
+        nodes=index,
         checkpoint=final,
-        older=older,
+        older=index.checkpoints_below(size, 3),
         enrolments=enrolments,
         records=records,
         first=first,
         last=last,
     )
-
-
-async def _checkpoints(xr: NATS, region: str) -> list[bytes]:
-    """Every checkpoint of the region in order, via an ordered, ephemeral read of SUMMARY."""
-    js = xr.jetstream()
-    subject = subjects.checkpoint_subject(region)
-    found: list[bytes] = []
-    seq = 1
-    while True:
-        try:
-            msg = await js.get_msg(subjects.SUMMARY_STREAM, seq, subject=subject, next=True)
-        except NotFoundError:
-            return found
-        found.append(msg.data or b"")
-        seq = (msg.seq or seq) + 1
 
 
 def run(config_path: Path) -> None:

@@ -1,11 +1,17 @@
 """The regional audit index: who, what and when for every record, so auditors' queries
 read only the records they ask for. It lives in the region (a SQLite file beside the
 audit API), holds no content, and is rebuilt from `RECORDS` if lost.
+
+It also keeps the log's Merkle tree: every leaf hash, and the perfect subtrees from
+`STORED_LEVEL` up (smaller ones are recomputed from at most 2**STORED_LEVEL leaves),
+so an inclusion or consistency proof reads O(log² n) rows whatever the log's size;
+and the region's signed checkpoints, so a proof never scans them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -14,8 +20,9 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
-from gateway import envelope, merkle, subjects
+from gateway import checkpoints, envelope, merkle, subjects
 from gateway.errors import SignatureError
 from gateway.natsio import durable_batches, keep_running
 
@@ -32,7 +39,16 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_person_ts ON records (person, ts);
 CREATE INDEX IF NOT EXISTS records_agent_ts ON records (agent, ts);
 CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
+CREATE TABLE IF NOT EXISTS nodes (
+    level INTEGER, idx INTEGER, hash BLOB NOT NULL, PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tree (one INTEGER PRIMARY KEY CHECK (one = 1), size INTEGER);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    summary_seq INTEGER PRIMARY KEY, size INTEGER NOT NULL, raw BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints (size);
 """
+STORED_LEVEL = 4
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,7 @@ class AuditIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._tree = self._restore_tree()
 
     def close(self) -> None:
         self._db.close()
@@ -65,11 +82,58 @@ class AuditIndex:
                 "INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [_row(seq, data) for seq, data in rows],
             )
+            self._grow()
+
+    def _grow(self) -> None:
+        """Extend the tree over every leaf that follows it without a gap."""
+        rows = self._db.execute(
+            "SELECT seq, leaf FROM records WHERE seq > ? ORDER BY seq", (self._tree.size,)
+        )
+        nodes: list[tuple[int, int, bytes]] = []
+        for seq, leaf in rows:
+            if seq != self._tree.size + 1:
+                break
+            nodes += [n for n in self._tree.append(bytes(leaf)) if n[0] >= STORED_LEVEL]
+            if len(nodes) >= 10_000:  # an old index catching up: keep memory flat
+                self._db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?)", nodes)
+                nodes.clear()
+        self._db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?)", nodes)
+        self._db.execute("INSERT OR REPLACE INTO tree VALUES (1, ?)", (self._tree.size,))
+
+    def _restore_tree(self) -> merkle.CompactTree:
+        row = self._db.execute("SELECT size FROM tree").fetchone()
+        size = int(row[0]) if row else 0
+        frontier, start = [], 0
+        for level in reversed(range(size.bit_length())):
+            if size & (1 << level):
+                frontier.append(self.node(level, start >> level))
+                start += 1 << level
+        return merkle.CompactTree(size, frontier)
 
     def size(self) -> int:
-        """How many leading stream sequences are indexed without a gap."""
-        row = self._db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM records").fetchone()
-        return int(row[1]) if row[0] == row[1] else int(row[0])
+        """How many leading stream sequences are indexed without a gap (the tree's size)."""
+        return self._tree.size
+
+    def node(self, level: int, index: int) -> bytes:
+        """`merkle.Nodes`: a perfect subtree of the indexed log."""
+        if level >= STORED_LEVEL:
+            row = self._db.execute(
+                "SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index)
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"the audit index has no subtree {level}/{index} yet")
+            return bytes(row[0])
+        first, count = index << level, 1 << level
+        leaves = [
+            bytes(leaf)
+            for (leaf,) in self._db.execute(
+                "SELECT leaf FROM records WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (first, first + count),
+            )
+        ]
+        if len(leaves) < count:
+            raise LookupError(f"the audit index has no leaves {first + 1}..{first + count} yet")
+        return merkle.root(leaves)
 
     def search(self, query: Query) -> list[int]:
         sql = "SELECT seq FROM records WHERE seq > ?"
@@ -95,9 +159,36 @@ class AuditIndex:
         )
         return [int(seq) for (seq,) in rows]
 
-    def leaves(self, size: int) -> list[bytes]:
-        rows = self._db.execute("SELECT leaf FROM records WHERE seq <= ? ORDER BY seq", (size,))
-        return [bytes(leaf) for (leaf,) in rows]
+    def add_checkpoint(self, summary_seq: int, raw: bytes) -> None:
+        size = checkpoints.unverified(raw).size
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO checkpoints VALUES (?,?,?)", (summary_seq, size, raw)
+            )
+
+    def last_checkpoint_seq(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(summary_seq), 0) FROM checkpoints").fetchone()
+        return int(row[0])
+
+    def latest_checkpoint(self) -> bytes | None:
+        row = self._db.execute(
+            "SELECT raw FROM checkpoints ORDER BY summary_seq DESC LIMIT 1"
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def first_checkpoint_covering(self, seq: int) -> bytes | None:
+        row = self._db.execute(
+            "SELECT raw FROM checkpoints WHERE size >= ? ORDER BY size, summary_seq LIMIT 1",
+            (seq,),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def checkpoints_below(self, size: int, limit: int) -> list[bytes]:
+        """The newest `limit` checkpoints smaller than `size`, oldest first."""
+        rows = self._db.execute(
+            "SELECT raw FROM checkpoints WHERE size < ? ORDER BY size DESC LIMIT ?", (size, limit)
+        ).fetchall()
+        return [bytes(raw) for (raw,) in reversed(rows)]
 
 
 def _row(seq: int, data: bytes) -> tuple[Any, ...]:
@@ -135,3 +226,31 @@ async def follow(nc: NATS, index: AuditIndex, stop: asyncio.Event) -> None:
             await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
 
     await keep_running("audit index", index_batches, stop)
+
+
+async def refresh_checkpoints(xr: NATS, index: AuditIndex, region: str) -> None:
+    """Copy the region's checkpoints published since the last call into the index."""
+    js = xr.jetstream()
+    subject = subjects.checkpoint_subject(region)
+    seq = index.last_checkpoint_seq() + 1
+    while True:
+        try:
+            msg = await js.get_msg(subjects.SUMMARY_STREAM, seq, subject=subject, next=True)
+        except NotFoundError:
+            return
+        seq = msg.seq or seq
+        try:
+            index.add_checkpoint(seq, msg.data or b"")
+        except SignatureError as exc:
+            log.warning("skipping unreadable checkpoint at SUMMARY seq %s: %s", seq, exc)
+        seq += 1
+
+
+async def follow_checkpoints(xr: NATS, index: AuditIndex, region: str, stop: asyncio.Event) -> None:
+    async def poll() -> None:
+        while not stop.is_set():
+            await refresh_checkpoints(xr, index, region)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    await keep_running("checkpoint follower", poll, stop)

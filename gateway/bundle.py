@@ -37,7 +37,7 @@ def build(
     *,
     region: str,
     regional_public_key: bytes,
-    leaves: Sequence[bytes],
+    nodes: merkle.Nodes,
     checkpoint: bytes,
     older: Sequence[bytes],
     enrolments: Mapping[int, bytes],
@@ -45,10 +45,11 @@ def build(
     first: int,
     last: int,
 ) -> dict[str, Any]:
-    """`leaves`: every leaf hash of the log up to the checkpoint's size."""
+    """`nodes`: the log's tree, at least as far as the checkpoint's size."""
+    size = checkpoints.unverified(checkpoint).size
 
     def entry(seq: int, data: bytes) -> dict[str, Any]:
-        proof = merkle.inclusion_proof(seq - 1, leaves)
+        proof = merkle.inclusion_path(nodes, seq - 1, size)
         return {"seq": seq, "data": _b64(data), "proof": [_b64(p) for p in proof]}
 
     return {
@@ -62,7 +63,7 @@ def build(
                 "checkpoint": json.loads(raw),
                 "consistency": [
                     _b64(p)
-                    for p in merkle.consistency_proof(checkpoints.unverified(raw).size, leaves)
+                    for p in merkle.consistency_path(nodes, checkpoints.unverified(raw).size, size)
                 ],
             }
             for raw in older

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -46,33 +47,84 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return node_hash(root(leaves[:k]), root(leaves[k:]))
 
 
+class Nodes(Protocol):
+    """Perfect subtrees of a log: `node(level, index)` is the hash of leaves
+    `index * 2**level` up to `(index + 1) * 2**level` (level 0: the leaf hashes)."""
+
+    def node(self, level: int, index: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class LeafList:
+    """`Nodes` over leaf hashes held in memory (tests, small logs, bundles)."""
+
+    leaves: Sequence[bytes]
+
+    def node(self, level: int, index: int) -> bytes:
+        return root(self.leaves[index << level : (index + 1) << level])
+
+
+def range_root(nodes: Nodes, start: int, end: int) -> bytes:
+    """MTH of leaves `start`..`end` (exclusive) for the ranges RFC 6962's proofs name:
+    `start` is a multiple of the largest power of two not above `end - start`, so the
+    range is a run of perfect subtrees, largest first."""
+    parts: list[bytes] = []
+    while start < end:
+        level = (end - start).bit_length() - 1
+        while start % (1 << level):
+            level -= 1
+        parts.append(nodes.node(level, start >> level))
+        start += 1 << level
+    if not parts:
+        return EMPTY_ROOT
+    acc = parts[-1]
+    for part in reversed(parts[:-1]):
+        acc = node_hash(part, acc)
+    return acc
+
+
+def inclusion_path(nodes: Nodes, index: int, size: int) -> list[bytes]:
+    """Audit path for leaf `index` in the tree of the first `size` leaves (PATH)."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf {index} is not in a tree of {size}")
+    path: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        mid = start + _split(end - start)
+        if index < mid:
+            path.append(range_root(nodes, mid, end))
+            end = mid
+        else:
+            path.append(range_root(nodes, start, mid))
+            start = mid
+    return path[::-1]
+
+
+def consistency_path(nodes: Nodes, old_size: int, size: int) -> list[bytes]:
+    """Proof that the first `old_size` leaves are a prefix of the first `size` (PROOF)."""
+    if not 0 < old_size <= size:
+        raise ProofError(f"no consistency proof from {old_size} to {size}")
+    path: list[bytes] = []
+    start, end, complete = 0, size, True
+    while old_size != end:
+        mid = start + _split(end - start)
+        if old_size <= mid:
+            path.append(range_root(nodes, mid, end))
+            end = mid
+        else:
+            path.append(range_root(nodes, start, mid))
+            start, complete = mid, False
+    if not complete:
+        path.append(range_root(nodes, start, end))
+    return path[::-1]
+
+
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """Audit path for leaf `index` in the tree of `leaves` (PATH in RFC 6962)."""
-    if not 0 <= index < len(leaves):
-        raise ProofError(f"leaf {index} is not in a tree of {len(leaves)}")
-    if len(leaves) == 1:
-        return []
-    k = _split(len(leaves))
-    if index < k:
-        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
-    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+    return inclusion_path(LeafList(leaves), index, len(leaves))
 
 
 def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """Proof that the first `old_size` leaves are a prefix of `leaves` (PROOF in RFC 6962)."""
-    if not 0 < old_size <= len(leaves):
-        raise ProofError(f"no consistency proof from {old_size} to {len(leaves)}")
-    return _subproof(old_size, leaves, True)
-
-
-def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if complete else [root(leaves)]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(m, leaves[:k], complete), root(leaves[k:])]
-    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+    return consistency_path(LeafList(leaves), old_size, len(leaves))
 
 
 def verify_inclusion(
@@ -151,16 +203,21 @@ class CompactTree:
     size: int = 0
     frontier: list[bytes] = field(default_factory=list)
 
-    def append(self, leaf: bytes) -> None:
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add a leaf; returns the perfect subtrees it completed as (level, index, hash)."""
         self.frontier.append(leaf)
         self.size += 1
         # Merge equal-sized subtrees: one merge per trailing 1-bit of the old size.
-        n = self.size
+        completed = []
+        n, level = self.size, 0
         while n % 2 == 0:
             right = self.frontier.pop()
             left = self.frontier.pop()
             self.frontier.append(node_hash(left, right))
             n //= 2
+            level += 1
+            completed.append((level, n - 1, self.frontier[-1]))
+        return completed
 
     def root(self) -> bytes:
         if not self.frontier:

@@ -9,11 +9,15 @@ import pytest
 from gateway.merkle import (
     EMPTY_ROOT,
     CompactTree,
+    LeafList,
     ProofError,
+    consistency_path,
     consistency_proof,
+    inclusion_path,
     inclusion_proof,
     leaf_hash,
     node_hash,
+    range_root,
     root,
     verify_consistency,
     verify_inclusion,
@@ -72,3 +76,45 @@ def test_every_consistency_proof_verifies_and_a_rewritten_history_does_not(new_s
 def test_a_shrinking_tree_is_never_consistent() -> None:
     with pytest.raises(ProofError, match="shrank"):
         verify_consistency(5, 4, root(LEAVES[:5]), root(LEAVES[:4]), [])
+
+
+def test_the_compact_tree_reports_every_perfect_subtree_it_completes() -> None:
+    tree = CompactTree()
+    completed: dict[tuple[int, int], bytes] = {}
+    for leaf in LEAVES[:32]:
+        completed.update({(level, i): h for level, i, h in tree.append(leaf)})
+    for level in range(1, 6):
+        for i in range(32 >> level):
+            assert completed.pop((level, i)) == root(LEAVES[i << level : (i + 1) << level])
+    assert not completed
+
+
+def test_proofs_from_stored_subtrees_match_the_full_computation() -> None:
+    leaves = LeafList(LEAVES)
+    for size in range(1, len(LEAVES) + 1):
+        for start in range(size):
+            if start % (1 << ((size - start).bit_length() - 1)) == 0:  # the ranges proofs use
+                assert range_root(leaves, start, size) == root(LEAVES[start:size])
+        for index in range(size):
+            assert inclusion_path(leaves, index, size) == inclusion_proof(index, LEAVES[:size])
+
+
+class _CountingNodes:
+    """A log too big to hold: every node is made up on demand, and each read is counted."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def node(self, level: int, index: int) -> bytes:
+        self.reads += 1
+        return hashlib.sha256(f"{level}/{index}".encode()).digest()
+
+
+@pytest.mark.parametrize("size", [2**30 + 12345, 10**9, 2**40 - 1])
+def test_a_proof_reads_a_few_hundred_nodes_however_large_the_log(size: int) -> None:
+    nodes = _CountingNodes()
+    path = inclusion_path(nodes, size // 3, size)
+    assert len(path) <= size.bit_length() and nodes.reads <= size.bit_length() ** 2
+    nodes.reads = 0
+    consistency = consistency_path(nodes, size // 2 + 1, size)
+    assert len(consistency) <= 2 * size.bit_length() and nodes.reads <= size.bit_length() ** 2
