@@ -17,6 +17,7 @@ from nats.js.errors import NotFoundError
 from gateway import envelope, subjects
 from gateway.errors import RecordCommitError
 from gateway.ids import uuid7
+from gateway.jspublish import StreamPublisher
 from gateway.keys import SigningKey
 from gateway.records import rfc3339_now
 from gateway.spool import Spool, SpoolFullError
@@ -28,6 +29,7 @@ class Recorder:
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
+        self._publisher = StreamPublisher(nc, timeout)
         self._subject = subjects.record_subject(region, replica)
         self._key = key
         self._timeout = timeout
@@ -94,17 +96,13 @@ class Recorder:
     async def _publish(self, data: bytes, msg_id: str) -> int:
         for attempt in (1, 2):
             try:
-                ack = await self._js.publish(
-                    self._subject, data, timeout=self._timeout, headers={"Nats-Msg-Id": msg_id}
-                )
+                return await self._publisher.publish(self._subject, data, {"Nats-Msg-Id": msg_id})
             except NatsTimeoutError as exc:
                 if attempt == 2:
                     raise RecordCommitError(f"record not committed: {exc}") from exc
                 continue  # ambiguous: it may have landed; the same id makes a retry safe
             except (TimeoutError, NatsError) as exc:
                 raise RecordCommitError(f"record not committed: {exc}") from exc
-            seq: int = ack.seq
-            return seq
         raise RecordCommitError("unreachable")
 
     async def _commit_voids(self) -> None:
