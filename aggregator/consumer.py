@@ -26,9 +26,7 @@ async def consume(nc: NATS, store: ViewStore, stop: asyncio.Event) -> None:
     config = ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=30)
 
     async def store_batches() -> None:
-        batches = durable_batches(
-            nc.jetstream(), subjects.AUDIT_SUMMARY_STREAM, DURABLE, config, stop, BATCH
-        )
+        batches = durable_batches(nc, subjects.AUDIT_SUMMARY_STREAM, DURABLE, config, stop, BATCH)
         async for batch in batches:
             _store(store, batch)
             await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch

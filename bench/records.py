@@ -1,17 +1,21 @@
 """Record commit throughput, sealer catch-up, and auditor query latency at scale.
 
-Starts the topology with one region, then commits N signed records straight to the
-region's `RECORDS` stream as a replica would (2,000 people over 30 days, many in
-flight at once), waits for the sealer's checkpoint to cover them all and for the
-audit index to catch up, and times person + one-day queries on the audit API.
+Starts the topology with one region, then commits N signed records to the region's
+`RECORDS` stream from several replica processes, each through the gateway's own
+`Recorder` (enrolled key, sign, publish, wait for the ack; 2,000 people over 30
+days, many in flight at once), waits for the sealer's checkpoint to cover them all
+and for the audit index to catch up, and times person + one-day queries on the
+audit API. The region's sealer and audit API, and the central NATS and aggregator,
+run on the same machine throughout.
 
-    .venv/bin/python bench/records.py [--records 1000000] [--in-flight 256]
+    .venv/bin/python bench/records.py [--records 1000000] [--replicas 2] [--in-flight 128]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import random
 import statistics
 import sys
@@ -26,9 +30,10 @@ import nats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cordon.devstack import DevStack
-from gateway import checkpoints, envelope, subjects
+from gateway import checkpoints, enrolment, subjects
 from gateway.ids import uuid7
 from gateway.keys import SigningKey
+from gateway.recorder import Recorder
 
 REGION = "eu-west"
 PEOPLE = 2000
@@ -36,7 +41,7 @@ DAYS = 30
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def record(seq: int, rng: random.Random) -> dict[str, object]:
+def record(replica: str, rng: random.Random) -> dict[str, object]:
     at = START + timedelta(seconds=rng.uniform(0, DAYS * 86400))
     return {
         "v": 1,
@@ -44,8 +49,7 @@ def record(seq: int, rng: random.Random) -> dict[str, object]:
         "id": uuid7(),
         "ts": at.isoformat(timespec="microseconds"),
         "region": REGION,
-        "replica": "gw-1",
-        "replica_seq": seq,
+        "replica": replica,
         "person": f"person-{rng.randrange(PEOPLE)}",
         "agent": "bench-agent",
         "roles": ["analyst"],
@@ -63,33 +67,34 @@ def record(seq: int, rng: random.Random) -> dict[str, object]:
     }
 
 
-async def commit(url: str, key: SigningKey, count: int, in_flight: int, first_seq: int) -> float:
+async def commit(
+    url: str, replica: str, key: SigningKey, enrolment_bytes: bytes, count: int, in_flight: int
+) -> tuple[float, float]:
+    """One replica's share: its enrolment, then `count` records through the gateway's own
+    `Recorder` (sign, publish, wait for the ack), `in_flight` at a time."""
     nc = await nats.connect(url)
-    js = nc.jetstream()
-    rng = random.Random(7)
-    subject = subjects.record_subject(REGION, "gw-1")
-    gate = asyncio.Semaphore(in_flight)
+    await enrolment.publish(nc.jetstream(), REGION, key.key_id, enrolment_bytes)
+    recorder = Recorder(nc, REGION, replica, key, timeout=30)
+    rng = random.Random(replica)
+    left = count
 
-    async def one(seq: int) -> None:
-        async with gate:
-            payload = record(seq, rng)
-            data = envelope.seal(payload, key).encode()
-            await js.publish(subject, data, headers={"Nats-Msg-Id": str(payload["id"])})
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await recorder.commit(record(replica, rng))
 
-    started = time.perf_counter()
-    tasks: set[asyncio.Task[None]] = set()
-    for n in range(count):
-        task = asyncio.create_task(one(first_seq + n))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        if len(tasks) >= in_flight * 4:
-            await asyncio.sleep(0)
-            while len(tasks) >= in_flight * 4:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - started
+    started = time.time()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    finished = time.time()
     await nc.close()
-    return elapsed
+    return started, finished
+
+
+def replica_process(args: tuple[str, str, str, str, int, int]) -> tuple[float, float]:
+    url, replica, seed_hex, enrolment_hex, count, in_flight = args
+    key = SigningKey.from_seed_hex(seed_hex)
+    return asyncio.run(commit(url, replica, key, bytes.fromhex(enrolment_hex), count, in_flight))
 
 
 async def checkpoint_size(xr_url: str) -> int:
@@ -118,7 +123,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument("--replicas", type=int, default=2, help="publishing replica processes")
+    parser.add_argument("--in-flight", type=int, default=128, help="commits in flight per replica")
     parser.add_argument("--queries", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cordon-bench-records-") as root:
@@ -133,15 +139,27 @@ def main() -> None:
 def run(stack: DevStack, args: argparse.Namespace) -> None:
     assert stack.topology is not None
     region = stack.topology.regions[REGION]
-    stack.processes[f"gateway-{REGION}"].stop()  # this bench commits as the replica itself
-    key = SigningKey.load(stack.root / "keys" / REGION / "gw-1.key")
+    stack.processes[f"gateway-{REGION}"].stop()  # this bench commits as the replicas itself
+    regional_key = SigningKey.load(stack.root / "keys" / REGION / "regional.key")
     base = asyncio.run(stream_size(region.audit_url))
+    shares = [args.records // args.replicas] * args.replicas
+    shares[0] += args.records - sum(shares)
+    jobs = []
+    for n, share in enumerate(shares, start=1):
+        replica, key = f"bench-{n}", SigningKey.generate()
+        enrolment_hex = enrolment.enrol(regional_key, REGION, replica, key).hex()
+        seed = key.seed_hex()
+        jobs.append((region.audit_url, replica, seed, enrolment_hex, share, args.in_flight))
     started = time.perf_counter()
-    # replica_seq continues far above what the stopped gateway used
-    elapsed = asyncio.run(commit(region.audit_url, key, args.records, args.in_flight, 10**9))
-    total = base + args.records
+    with multiprocessing.get_context("spawn").Pool(args.replicas) as pool:
+        spans = pool.map(replica_process, jobs)
+    elapsed = max(end for _, end in spans) - min(begin for begin, _ in spans)
+    total = base + args.records + args.replicas  # each replica's enrolment is a leaf too
     rate = args.records / elapsed
-    print(f"committed {args.records:,} signed records in {elapsed:.1f} s: {rate:,.0f} records/s")
+    print(
+        f"committed {args.records:,} signed records from {args.replicas} replica processes "
+        f"in {elapsed:.1f} s: {rate:,.0f} records/s"
+    )
     while (size := asyncio.run(checkpoint_size(region.xr_url))) < total:
         time.sleep(1.0)
         print(f"  sealer checkpoint at {size:,} / {total:,}", flush=True)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -26,6 +27,7 @@ from nats.js.errors import APIError, NotFoundError
 from gateway import checkpoints, enrolment, merkle, subjects, summaries
 from gateway.enrolment import load_signer
 from gateway.errors import GatewayError
+from gateway.jspublish import StreamPublisher
 from gateway.natsio import connect, durable_batches, keep_running
 from gateway.settings import load_json
 
@@ -84,11 +86,12 @@ class Sealer:
         region = self.settings.region
         audit = await connect(self.settings.audit_nats_url, f"sealer-{region}-audit")
         xr = await connect(self.settings.xr_nats_url, f"sealer-{region}-xr")
+        self._publisher = StreamPublisher(xr)
         try:
             await enrolment.publish(audit.jetstream(), region, self.key.key_id, self.enrolment)
             await keep_running(
                 "sealer (resuming from the last checkpoint)",
-                lambda: self._seal(audit.jetstream(), xr.jetstream(), stop),
+                lambda: self._seal(audit, xr.jetstream(), stop),
                 stop,
                 retry_on=(TimeoutError, NatsError, ForkError),
             )
@@ -96,12 +99,11 @@ class Sealer:
             await audit.close()
             await xr.close()
 
-    async def _seal(
-        self, audit_js: JetStreamContext, xr_js: JetStreamContext, stop: asyncio.Event
-    ) -> None:
+    async def _seal(self, audit: NATS, xr_js: JetStreamContext, stop: asyncio.Event) -> None:
+        audit_js = audit.jetstream()
         await self._restore(audit_js, xr_js)
         batches = durable_batches(
-            audit_js,
+            audit,
             subjects.RECORDS_STREAM,
             DURABLE,
             CONSUMER,
@@ -112,7 +114,7 @@ class Sealer:
         )
         async for batch in batches:
             if batch:
-                await self._publish_batch(audit_js, xr_js, batch)
+                await self._publish_batch(audit_js, batch)
             if self._checkpoint_due():
                 await self._checkpoint(xr_js)
 
@@ -142,9 +144,7 @@ class Sealer:
             msg = await audit_js.get_msg(subjects.RECORDS_STREAM, self.tree.size + 1)
             self.tree.append(merkle.leaf_hash(msg.data or b""))
 
-    async def _publish_batch(
-        self, audit_js: JetStreamContext, xr_js: JetStreamContext, batch: list[Msg]
-    ) -> None:
+    async def _publish_batch(self, audit_js: JetStreamContext, batch: list[Msg]) -> None:
         fresh = {
             m.metadata.sequence.stream: m.data
             for m in batch
@@ -156,28 +156,26 @@ class Sealer:
             for seq in range(self.tree.size + 1, max(fresh)):
                 if seq not in fresh:
                     fresh[seq] = (await audit_js.get_msg(subjects.RECORDS_STREAM, seq)).data or b""
-            await self._seal_records(xr_js, sorted(fresh.items()))
+            await self._seal_records(sorted(fresh.items()))
         for msg in batch:
             await msg.ack()
 
-    async def _seal_records(
-        self, xr_js: JetStreamContext, records: list[tuple[int, bytes]]
-    ) -> None:
+    async def _seal_records(self, records: list[tuple[int, bytes]]) -> None:
         """Summaries first (deduplicated by stream sequence), then the leaves, in order."""
         region = self.settings.region
         out = [
             summaries.summarize(data, seq, region, self.settings.pseudonym_key)
             for seq, data in records
         ]
-        await asyncio.gather(
-            *(
-                xr_js.publish(
+        await self._publisher.publish_many(
+            [
+                (
                     subjects.summary_subject(region, str(s.get("replica") or "unknown")),
                     summaries.encode(s),
-                    headers={"Nats-Msg-Id": f"sum-{s['stream_seq']}"},
+                    {"Nats-Msg-Id": f"sum-{s['stream_seq']}"},
                 )
                 for s in out
-            )
+            ]
         )
         for _, data in records:
             self.tree.append(merkle.leaf_hash(data))

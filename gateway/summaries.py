@@ -7,12 +7,12 @@ without being able to name anyone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-import json
 from typing import Any
 
-from gateway import envelope, merkle
+from gateway import envelope, jsoncodec, merkle
 from gateway.errors import SignatureError
 
 
@@ -23,7 +23,14 @@ def leaf_hash(record_bytes: bytes) -> str:
 def pseudonym(secret: bytes, value: str | None) -> str | None:
     if value is None:
         return None
-    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+    keyed = _keyed(secret).copy()  # the key schedule is done once per secret
+    keyed.update(value.encode())
+    return keyed.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    return hmac.new(secret, digestmod=hashlib.sha256)
 
 
 def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) -> dict[str, Any]:
@@ -68,4 +75,4 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
 
 
 def encode(summary: dict[str, Any]) -> bytes:
-    return json.dumps(summary, separators=(",", ":")).encode()
+    return jsoncodec.dumps(summary)

@@ -112,7 +112,7 @@ class RegionFanout:
 
     async def _follow(self, stop: asyncio.Event) -> None:
         batches = durable_batches(
-            self.nc.jetstream(),
+            self.nc,
             subjects.POLICY_STREAM,
             f"replicate-{self.region}",
             CONSUMER,
