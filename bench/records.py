@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -41,8 +42,10 @@ DAYS = 30
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def record(replica: str, rng: random.Random) -> dict[str, object]:
-    at = START + timedelta(seconds=rng.uniform(0, DAYS * 86400))
+def record(replica: str, rng: random.Random, progress: float) -> dict[str, object]:
+    """A decision record `progress` of the way through the bench's 30 days: records
+    reach a region in time order, as they do from live traffic."""
+    at = START + timedelta(seconds=progress * DAYS * 86400 + rng.uniform(0, 60))
     return {
         "v": 1,
         "kind": "decision",
@@ -69,7 +72,7 @@ def record(replica: str, rng: random.Random) -> dict[str, object]:
 
 async def commit(
     url: str, replica: str, key: SigningKey, enrolment_bytes: bytes, count: int, in_flight: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """One replica's share: its enrolment, then `count` records through the gateway's own
     `Recorder` (sign, publish, wait for the ack), `in_flight` at a time."""
     nc = await nats.connect(url)
@@ -82,16 +85,32 @@ async def commit(
         nonlocal left
         while left > 0:
             left -= 1
-            await recorder.commit(record(replica, rng))
+            await recorder.commit(record(replica, rng, 1 - left / count))
 
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     finished = time.time()
     await nc.close()
-    return started, finished
+    return started, finished, time.process_time() - cpu
 
 
-def replica_process(args: tuple[str, str, str, str, int, int]) -> tuple[float, float]:
+def stack_cpu(stack: DevStack) -> dict[str, float]:
+    """CPU seconds each process of the topology has used so far (Linux /proc)."""
+    assert stack.nats is not None
+    procs = {f"nats-server {n}": p.proc for n, p in stack.nats.processes.items()}
+    procs.update({name: p.proc for name, p in stack.processes.items()})
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, proc in procs.items():
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (AttributeError, OSError):  # not running
+            continue
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def replica_process(args: tuple[str, str, str, str, int, int]) -> tuple[float, float, float]:
     url, replica, seed_hex, enrolment_hex, count, in_flight = args
     key = SigningKey.from_seed_hex(seed_hex)
     return asyncio.run(commit(url, replica, key, bytes.fromhex(enrolment_hex), count, in_flight))
@@ -151,9 +170,10 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
         seed = key.seed_hex()
         jobs.append((region.audit_url, replica, seed, enrolment_hex, share, args.in_flight))
     started = time.perf_counter()
+    cpu_before = stack_cpu(stack)
     with multiprocessing.get_context("spawn").Pool(args.replicas) as pool:
         spans = pool.map(replica_process, jobs)
-    elapsed = max(end for _, end in spans) - min(begin for begin, _ in spans)
+    elapsed = max(end for _, end, _ in spans) - min(begin for begin, _, _ in spans)
     total = base + args.records + args.replicas  # each replica's enrolment is a leaf too
     rate = args.records / elapsed
     print(
@@ -164,10 +184,16 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
         time.sleep(1.0)
         print(f"  sealer checkpoint at {size:,} / {total:,}", flush=True)
     sealed = time.perf_counter() - started
+    cpu = {name: used - cpu_before.get(name, 0.0) for name, used in stack_cpu(stack).items()}
+    cpu["replicas (signing and publishing)"] = sum(used for _, _, used in spans)
     print(
         f"sealer: checkpoint covered all {total:,} records {sealed:.1f} s after the first commit "
         f"({total / sealed:,.0f} records/s end to end)"
     )
+    print(f"CPU per committed record, commit start to sealed ({os.cpu_count()} cores shared):")
+    for name, used in sorted(cpu.items(), key=lambda item: -item[1]):
+        if used > 0.5:
+            print(f"  {used / args.records * 1e6:6.0f} µs  {name}")
     api = stack.endpoints.audit_apis[REGION]
     while (
         indexed := httpx.get(api + "/v1/records/search", params={"limit": 1}, timeout=30).json()[

@@ -24,7 +24,7 @@ from nats.js.errors import NotFoundError
 
 from gateway import checkpoints, envelope, merkle, subjects
 from gateway.errors import SignatureError
-from gateway.natsio import durable_batches, keep_running
+from gateway.natsio import durable_batches, keep_running, stream_seq
 
 log = logging.getLogger("cordon.audit.index")
 DURABLE = "audit-index"
@@ -222,7 +222,7 @@ async def follow(nc: NATS, index: AuditIndex, stop: asyncio.Event) -> None:
     async def index_batches() -> None:
         batches = durable_batches(nc, subjects.RECORDS_STREAM, DURABLE, config, stop, BATCH)
         async for batch in batches:
-            index.add([(m.metadata.sequence.stream, m.data) for m in batch])
+            index.add([(stream_seq(m), m.data) for m in batch])
             await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
 
     await keep_running("audit index", index_batches, stop)

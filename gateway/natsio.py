@@ -15,7 +15,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from gateway import jsoncodec
@@ -58,11 +59,7 @@ async def durable_batches(
 ) -> AsyncIterator[list[Msg]]:
     """Batches from a durable pull consumer until `stop`; with `idle`, an empty batch
     each `wait_s` that passes quietly (for work on a clock, like checkpoints)."""
-    js = nc.jetstream()
-    try:
-        await js.consumer_info(stream, durable)
-    except NotFoundError:
-        await js.add_consumer(stream, dataclasses.replace(config, durable_name=durable))
+    await _ensure_consumer(nc.jetstream(), stream, durable, config)
     puller = _Puller(nc, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}")
     await puller.start()
     try:
@@ -72,6 +69,44 @@ async def durable_batches(
                 yield batch
     finally:
         await puller.close()
+
+
+async def _ensure_consumer(
+    js: JetStreamContext, stream: str, durable: str, config: ConsumerConfig
+) -> None:
+    """Create the durable, or replace one whose ack policy differs (the server cannot
+    change it in place) by one that starts after everything the old one had acked."""
+    wanted = dataclasses.replace(config, durable_name=durable)
+    try:
+        info = await js.consumer_info(stream, durable)
+    except NotFoundError:
+        await js.add_consumer(stream, wanted)
+        return
+    if info.config.ack_policy == config.ack_policy:
+        return
+    acked = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+    log.warning(
+        "replacing consumer %s on %s (ack policy changes); resuming after %s",
+        durable,
+        stream,
+        acked,
+    )
+    await js.delete_consumer(stream, durable)
+    await js.add_consumer(
+        stream,
+        dataclasses.replace(
+            wanted, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=acked + 1
+        ),
+    )
+
+
+def stream_seq(msg: Msg) -> int:
+    """The stream sequence of a consumer delivery, read off its ack subject
+    (`msg.metadata` builds a timestamp and dataclasses for it: a tenth of the audit
+    index's CPU). `$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<ts>.<pending>`,
+    or with `<domain>.<account hash>` after ACK and a random token at the end."""
+    tokens = (msg.reply or "").split(".")
+    return int(tokens[5] if len(tokens) == 9 else tokens[-5])
 
 
 class _Puller:

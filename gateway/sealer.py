@@ -28,7 +28,7 @@ from gateway import checkpoints, enrolment, merkle, subjects, summaries
 from gateway.enrolment import load_signer
 from gateway.errors import GatewayError
 from gateway.jspublish import StreamPublisher
-from gateway.natsio import connect, durable_batches, keep_running
+from gateway.natsio import connect, durable_batches, keep_running, stream_seq
 from gateway.settings import load_json
 
 log = logging.getLogger("cordon.sealer")
@@ -38,7 +38,7 @@ CHECKPOINT_EVERY_S = 1.0
 CHECKPOINT_EVERY_RECORDS = 1000
 WRONG_LAST_SEQUENCE = 10071
 CONSUMER = ConsumerConfig(
-    ack_policy=AckPolicy.EXPLICIT,
+    ack_policy=AckPolicy.ALL,  # one ack per batch: the sealer works strictly in order
     deliver_policy=DeliverPolicy.ALL,
     max_ack_pending=BATCH * 4,
     ack_wait=30,
@@ -145,11 +145,8 @@ class Sealer:
             self.tree.append(merkle.leaf_hash(msg.data or b""))
 
     async def _publish_batch(self, audit_js: JetStreamContext, batch: list[Msg]) -> None:
-        fresh = {
-            m.metadata.sequence.stream: m.data
-            for m in batch
-            if m.metadata.sequence.stream > self.tree.size
-        }
+        delivered = {stream_seq(m): m for m in batch}
+        fresh = {seq: m.data for seq, m in delivered.items() if seq > self.tree.size}
         if fresh:
             # Records delivered to a sealer that died are redelivered only after ack_wait;
             # take them from the stream now so the tree and the summaries stay in order.
@@ -157,8 +154,8 @@ class Sealer:
                 if seq not in fresh:
                     fresh[seq] = (await audit_js.get_msg(subjects.RECORDS_STREAM, seq)).data or b""
             await self._seal_records(sorted(fresh.items()))
-        for msg in batch:
-            await msg.ack()
+        # Everything up to the highest sequence is in the tree now: one ack covers it.
+        await delivered[max(delivered)].ack()
 
     async def _seal_records(self, records: list[tuple[int, bytes]]) -> None:
         """Summaries first (deduplicated by stream sequence), then the leaves, in order."""
