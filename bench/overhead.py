@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cordon.devstack import DevStack
 from cordon.procs import free_port, wait_for_http
-from replicator.publish import publish
 
 PACK = {
     "pack": {"name": "default", "version": "1.0.0", "enabled": True},
@@ -112,7 +111,19 @@ async def drive(
         return Run(label, concurrency, latencies, time.perf_counter() - started)
 
 
-def wait_for_pack(stack: DevStack, timeout: float = 10.0) -> None:
+def publish_pack(stack: DevStack, path: Path) -> None:
+    """Sign and publish the bench pack as a policy owner does (`cordon policy publish`)."""
+    assert stack.topology is not None
+    path.write_text(json.dumps(PACK))
+    cli = [sys.executable, "-m", "cordon", "policy", "publish", str(path)]
+    subprocess.run(
+        [*cli, "--nats-url", stack.topology.central_url, "--key", str(stack.policy_owner_key)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def wait_for_pack(stack: DevStack, timeout: float = 30.0) -> None:
     import urllib.request
 
     status_url = stack.endpoints.gateways["eu-west"] + "/v1/cordon/policy"
@@ -122,7 +133,8 @@ def wait_for_pack(stack: DevStack, timeout: float = 10.0) -> None:
             if json.load(response)["active_revision"] >= 1:
                 return
         time.sleep(0.1)
-    raise RuntimeError("the bench pack was not activated")
+    logs = "\n".join(p.log_path.read_text()[-1500:] for p in stack.processes.values())
+    raise RuntimeError(f"the bench pack was not activated\n{logs}")
 
 
 def stop_off_path(stack: DevStack) -> None:
@@ -192,7 +204,7 @@ def main() -> None:
         stack.start()
         litellm = None
         try:
-            asyncio.run(publish(stack.topology.central_url, PACK))  # type: ignore[union-attr]
+            publish_pack(stack, Path(root) / "bench-pack.json")
             wait_for_pack(stack)
             if not args.full_topology:
                 stop_off_path(stack)

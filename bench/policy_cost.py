@@ -2,11 +2,12 @@
 default pack (deploy/packs/default.yaml): identity and classification, input rules
 on the prompt, output rules on an answer of the same size.
 
-    .venv/bin/python bench/policy_cost.py
+    .venv/bin/python bench/policy_cost.py [--sizes 1 4 16 64]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -34,6 +35,11 @@ def prompt(kilobytes: int) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64], metavar="KB")
+    args = parser.parse_args()
     document = yaml.safe_load((ROOT / "deploy/packs/default.yaml").read_text())
     pack = parse_statement(
         {"name": pack_name(document), "revision": 1, "regions": ["*"], "document": document}
@@ -43,7 +49,7 @@ def main() -> None:
         "default pack, one call: input rules on the prompt, output rules on an answer of equal size"
     )
     print(f"{'prompt KB':>10}{'input µs':>12}{'output µs':>12}{'total µs':>12}{'µs per KB':>12}")
-    for kilobytes in (1, 4, 16, 64):
+    for kilobytes in args.sizes:
         text = prompt(kilobytes)
         body = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
         rounds = max(20, 2000 // kilobytes)
