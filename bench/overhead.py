@@ -33,6 +33,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.procstat import cpu_seconds
 from cordon.devstack import DevStack
 from cordon.procs import free_port, wait_for_http
 
@@ -59,6 +60,7 @@ class Run:
     concurrency: int
     latencies_ms: list[float]
     wall_s: float
+    cpu_us: float | None = None  # the measured process's CPU per call, if one was named
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -76,8 +78,11 @@ async def drive(
     concurrency: int,
     label: str,
     stream: bool = False,
+    cpu_of: int | None = None,
 ) -> Run:
-    """Latency per call (to the first body byte when `stream`), `concurrency` at a time."""
+    """Latency per call (to the first body byte when `stream`), `concurrency` at a time;
+    with `cpu_of`, also that process's CPU time per call (steadier than latency on a
+    shared VM)."""
     body = STREAM_BODY if stream else BODY
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -106,9 +111,15 @@ async def drive(
                 remaining -= 1
                 latencies.append(await one())
 
+        cpu_before = cpu_seconds(cpu_of) if cpu_of is not None else None
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return Run(label, concurrency, latencies, time.perf_counter() - started)
+        wall = time.perf_counter() - started
+        cpu_after = cpu_seconds(cpu_of) if cpu_of is not None else None
+        cpu_us = None
+        if cpu_before is not None and cpu_after is not None:
+            cpu_us = (cpu_after - cpu_before) / requests * 1e6
+        return Run(label, concurrency, latencies, wall, cpu_us)
 
 
 def publish_pack(stack: DevStack, path: Path) -> None:
@@ -244,6 +255,8 @@ async def measure(
     levels: list[int],
     litellm: tuple[subprocess.Popen[bytes], str] | None = None,
 ) -> dict[str, list[Run]]:
+    gateway = stack.processes["gateway-eu-west"].proc
+    gateway_pid = gateway.pid if gateway is not None else None
     direct_url = stack.endpoints.mock_provider + "/chat/completions"
     gateway_url = stack.endpoints.gateways["eu-west"] + "/v1/chat/completions"
     headers = {
@@ -253,7 +266,9 @@ async def measure(
     results: dict[str, list[Run]] = {"calls": [], "ttfb": []}
     for concurrency in levels:
         results["calls"].append(await drive(direct_url, headers, requests, concurrency, "direct"))
-        results["calls"].append(await drive(gateway_url, headers, requests, concurrency, "cordon"))
+        results["calls"].append(
+            await drive(gateway_url, headers, requests, concurrency, "cordon", cpu_of=gateway_pid)
+        )
         if litellm is not None:
             litellm_headers = {**headers, "authorization": f"Bearer {LITELLM_KEY}"}
             results["calls"].append(
@@ -270,10 +285,12 @@ def report(
 ) -> None:
     print(f"\nchat completions, {requests} requests per row, {topology}")
     print("policy (output redaction) on, signed record committed to RECORDS before each answer")
-    print(f"{'target':<10}{'c':>4}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    print(f"{'target':<10}{'c':>4}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'CPU µs/call':>13}")
     for run in results["calls"]:
+        cpu = f"{run.cpu_us:>13.0f}" if run.cpu_us is not None else ""
         print(
-            f"{run.label:<10}{run.concurrency:>4}{run.pct(0.5):>10.3f}{run.pct(0.99):>10.3f}{run.rps:>10.0f}"
+            f"{run.label:<10}{run.concurrency:>4}{run.pct(0.5):>10.3f}{run.pct(0.99):>10.3f}"
+            f"{run.rps:>10.0f}{cpu}"
         )
     direct = {r.concurrency: r for r in results["calls"] if r.label == "direct"}
     print("\nadded by the gateway (cordon minus direct)")

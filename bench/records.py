@@ -30,6 +30,7 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.procstat import cpu_seconds
 from cordon.devstack import DevStack
 from gateway import checkpoints, enrolment, subjects
 from gateway.ids import uuid7
@@ -99,14 +100,11 @@ def stack_cpu(stack: DevStack) -> dict[str, float]:
     assert stack.nats is not None
     procs = {f"nats-server {n}": p.proc for n, p in stack.nats.processes.items()}
     procs.update({name: p.proc for name, p in stack.processes.items()})
-    ticks = os.sysconf("SC_CLK_TCK")
     used = {}
     for name, proc in procs.items():
-        try:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (AttributeError, OSError):  # not running
-            continue
-        used[name] = (int(fields[11]) + int(fields[12])) / ticks
+        seconds = cpu_seconds(proc.pid) if proc is not None else None
+        if seconds is not None:
+            used[name] = seconds
     return used
 
 
