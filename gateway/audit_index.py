@@ -216,11 +216,14 @@ def _row(seq: int, data: bytes) -> tuple[Any, ...]:
 
 
 async def follow(nc: NATS, index: AuditIndex, stop: asyncio.Event) -> None:
-    """Keep the index up to date with `RECORDS`, in order, through reconnects."""
+    """Keep the index up to date with `RECORDS`, in order, through reconnects. An index
+    file that was lost or restored from an older copy is refilled from the stream."""
     config = ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=60)
 
     async def index_batches() -> None:
-        batches = durable_batches(nc, subjects.RECORDS_STREAM, DURABLE, config, stop, BATCH)
+        batches = durable_batches(
+            nc, subjects.RECORDS_STREAM, DURABLE, config, stop, BATCH, have=index.size()
+        )
         async for batch in batches:
             index.add([(stream_seq(m), m.data) for m in batch])
             await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch

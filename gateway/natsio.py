@@ -56,10 +56,13 @@ async def durable_batches(
     size: int,
     wait_s: float = 1.0,
     idle: bool = False,
+    have: int | None = None,
 ) -> AsyncIterator[list[Msg]]:
     """Batches from a durable pull consumer until `stop`; with `idle`, an empty batch
-    each `wait_s` that passes quietly (for work on a clock, like checkpoints)."""
-    await _ensure_consumer(nc.jetstream(), stream, durable, config)
+    each `wait_s` that passes quietly (for work on a clock, like checkpoints). `have`:
+    the stream sequence up to which the reader already holds everything, for readers
+    that keep their own store (see `_ensure_consumer`)."""
+    await _ensure_consumer(nc.jetstream(), stream, durable, config, have)
     puller = _Puller(nc, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}")
     await puller.start()
     try:
@@ -72,31 +75,39 @@ async def durable_batches(
 
 
 async def _ensure_consumer(
-    js: JetStreamContext, stream: str, durable: str, config: ConsumerConfig
+    js: JetStreamContext,
+    stream: str,
+    durable: str,
+    config: ConsumerConfig,
+    have: int | None,
 ) -> None:
-    """Create the durable, or replace one whose ack policy differs (the server cannot
-    change it in place) by one that starts after everything the old one had acked."""
+    """Create the durable, or replace it by one that starts where the reader must go on:
+    after the old one's ack floor when the ack policy differs (the server cannot change
+    it in place), or after `have` when the reader holds less than was acked (its own
+    store was lost or rolled back)."""
     wanted = dataclasses.replace(config, durable_name=durable)
     try:
         info = await js.consumer_info(stream, durable)
     except NotFoundError:
+        if have:
+            wanted = _starting_at(wanted, have + 1)
         await js.add_consumer(stream, wanted)
         return
-    if info.config.ack_policy == config.ack_policy:
-        return
     acked = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
-    log.warning(
-        "replacing consumer %s on %s (ack policy changes); resuming after %s",
-        durable,
-        stream,
-        acked,
-    )
+    if have is not None and have < acked:
+        start, why = have + 1, f"the reader holds only up to {have}"
+    elif info.config.ack_policy != config.ack_policy:
+        start, why = acked + 1, "the ack policy changes"
+    else:
+        return
+    log.warning("replacing consumer %s on %s (%s); delivering from %s", durable, stream, why, start)
     await js.delete_consumer(stream, durable)
-    await js.add_consumer(
-        stream,
-        dataclasses.replace(
-            wanted, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=acked + 1
-        ),
+    await js.add_consumer(stream, _starting_at(wanted, start))
+
+
+def _starting_at(config: ConsumerConfig, seq: int) -> ConsumerConfig:
+    return dataclasses.replace(
+        config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq
     )
 
 

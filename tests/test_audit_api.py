@@ -12,6 +12,8 @@ import httpx
 import nats
 import openai
 
+from cordon.devstack import DevStack
+from cordon.procs import wait_for_http
 from gateway import checkpoints, merkle, subjects
 
 
@@ -142,3 +144,36 @@ def test_an_export_larger_than_a_page_is_refused_with_how_to_page(
     )
     assert response.status_code == 400
     assert "at most 10000 records per bundle" in response.json()["detail"]
+
+
+def test_a_lost_index_is_rebuilt_from_the_stream_with_its_tree(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    region, base = "us-east", endpoints["audit_apis"]["us-east"]
+    seq = int(
+        httpx.post(
+            endpoints["gateways"][region] + "/v1/chat/completions",
+            json={"model": "mock-gpt", "messages": [{"role": "user", "content": "keep me"}]},
+            headers={"authorization": f"Bearer {endpoints['api_key']}"},
+        ).headers["x-cordon-record-seq"]
+    )
+    _wait_indexed(endpoints, region, seq)
+    audit_api = stack.processes[f"audit-api-{region}"]
+    audit_api.stop()
+    for part in (stack.root / "state").glob(f"audit-index-{region}.sqlite3*"):
+        part.unlink()
+    audit_api.start()
+    wait_for_http(base + "/docs", timeout=30, proc=audit_api.proc)
+
+    _wait_indexed(endpoints, region, seq)
+    for _ in range(100):
+        response = httpx.get(f"{base}/v1/records/{seq}/proof")
+        if response.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    stated = checkpoints.unverified(json.dumps(body["checkpoint"]).encode())
+    leaf = merkle.leaf_hash(base64.b64decode(body["data"]))
+    proof = [base64.b64decode(p) for p in body["proof"]]
+    merkle.verify_inclusion(leaf, seq - 1, stated.size, proof, stated.root)

@@ -74,3 +74,17 @@ async def test_a_durable_with_another_ack_policy_is_replaced_where_it_left_off(
     assert [seq for batch in rest for seq, _ in batch] == list(range(51, 121))
     info = await bare_nats.jetstream().consumer_info("POLICY", "reader")
     assert info.config.ack_policy == AckPolicy.ALL
+
+
+async def test_a_reader_that_lost_its_store_is_delivered_again_from_what_it_holds(
+    bare_nats: NATS,
+) -> None:
+    await _fill(bare_nats, "REFILL", 100)
+    await _read(bare_nats, "REFILL", 100, size=50)  # all acknowledged
+    stop, seqs = asyncio.Event(), []
+    async for batch in durable_batches(bare_nats, "REFILL", "reader", CONFIG, stop, 25, have=40):
+        seqs += [stream_seq(m) for m in batch]
+        await batch[-1].ack()
+        if seqs[-1] == 100:
+            stop.set()
+    assert seqs == list(range(41, 101))
