@@ -3,7 +3,8 @@ until the stream takes them, then shipped in order with their own ids (so a reco
 shipped twice is stored once).
 
 Append-only file of frames `[u32 length][u16 id length][id][envelope bytes]`, fsynced
-per write; a sidecar file holds how far shipping got. Bounded: when full, appends
+per write; a sidecar file holds how far shipping got, replaced atomically and fsynced
+(a torn offset would point into the middle of a frame). Bounded: when full, appends
 fail loudly and the gateway falls back to failing closed.
 """
 
@@ -73,14 +74,33 @@ class Spool:
         shipped = 0
         for offset, msg_id, data in list(self._frames()):
             await publish(msg_id, data)
-            self._offset_path.write_text(str(offset))
+            self._save_offset(offset)
             shipped += 1
             self.depth -= 1
         if self.depth == 0 and shipped:
-            self._file.truncate(0)
-            self._file.seek(0)
-            self._offset_path.write_text("0")
+            # Offset first: a crash before the truncation re-ships records under their
+            # own ids (the stream drops them); the other order would skip new ones.
+            self._save_offset(0)
+            self._empty()
         return shipped
+
+    def _save_offset(self, offset: int) -> None:
+        temporary = self._offset_path.with_suffix(".shipped.tmp")
+        with temporary.open("w") as handle:
+            handle.write(str(offset))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self._offset_path)
+        directory = os.open(self._offset_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def _empty(self) -> None:
+        self._file.truncate(0)
+        self._file.seek(0)
+        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self._file.close()

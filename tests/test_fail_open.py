@@ -158,3 +158,28 @@ async def test_nats_killed_mid_load_every_fail_open_answer_lands_exactly_once(
         if len(holders) > 1:
             kinds = sorted(h["kind"] for h in holders)
             assert kinds == ["decision", "void"], holders
+
+
+async def test_a_crash_while_emptying_the_spool_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path / "s.spool")
+    for i in range(3):
+        spool.append(f"id{i}", f"record {i}".encode())
+    sent: list[str] = []
+
+    async def publish(msg_id: str, data: bytes) -> None:
+        sent.append(msg_id)
+
+    def crash() -> None:
+        raise SystemExit("killed before the spool file was truncated")
+
+    monkeypatch.setattr(spool, "_empty", crash)
+    with pytest.raises(SystemExit):
+        await spool.ship(publish)
+    restarted = Spool(tmp_path / "s.spool")
+    restarted.append("id3", b"record 3")  # answered fail-open after the restart
+    await restarted.ship(publish)
+    # Re-shipped under their own ids (the stream keeps one of each); nothing skipped.
+    assert sent == ["id0", "id1", "id2", "id0", "id1", "id2", "id3"]
+    assert restarted.depth == 0 and (tmp_path / "s.spool").stat().st_size == 0
