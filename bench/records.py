@@ -5,10 +5,13 @@ Starts the topology with one region, then commits N signed records to the region
 `Recorder` (enrolled key, sign, publish, wait for the ack; 2,000 people over 30
 days, many in flight at once), waits for the sealer's checkpoint to cover them all
 and for the audit index to catch up, and times person + one-day queries on the
-audit API. The region's sealer and audit API, and the central NATS and aggregator,
-run on the same machine throughout.
+audit API. The region's nats-server, sealer and audit API run on the same machine
+throughout, and so does central's nats-server, which sources the region's summaries;
+central's aggregator and replicator are stopped once the topology is up, as they run
+in another region, unless --with-central.
 
     .venv/bin/python bench/records.py [--records 1000000] [--replicas 2] [--in-flight 128]
+                                      [--with-central]
 """
 
 from __future__ import annotations
@@ -95,6 +98,14 @@ async def commit(
     return started, finished, time.process_time() - cpu
 
 
+def stop_central_apps(stack: DevStack) -> None:
+    """Central's aggregator and replicator run in another region on other machines.
+    Central's nats-server stays: its source of `SUMMARY` is work the regional server
+    does in any deployment (its own CPU here is an overstatement we keep)."""
+    for name in ("aggregator", "replicator"):
+        stack.processes[name].stop()
+
+
 def stack_cpu(stack: DevStack) -> dict[str, float]:
     """CPU seconds each process of the topology has used so far (Linux /proc)."""
     assert stack.nats is not None
@@ -143,6 +154,11 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2, help="publishing replica processes")
     parser.add_argument("--in-flight", type=int, default=128, help="commits in flight per replica")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument(
+        "--with-central",
+        action="store_true",
+        help="keep central's aggregator and replicator running on these cores too",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cordon-bench-records-") as root:
         stack = DevStack(Path(root), regions=(REGION,))
@@ -157,6 +173,14 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
     assert stack.topology is not None
     region = stack.topology.regions[REGION]
     stack.processes[f"gateway-{REGION}"].stop()  # this bench commits as the replicas itself
+    if not args.with_central:
+        stop_central_apps(stack)
+    where = (
+        "central co-located"
+        if args.with_central
+        else "central's nats-server sourcing SUMMARY; aggregator and replicator stopped"
+    )
+    print(f"one region on {os.cpu_count()} cores ({where})")
     regional_key = SigningKey.load(stack.root / "keys" / REGION / "regional.key")
     base = asyncio.run(stream_size(region.audit_url))
     shares = [args.records // args.replicas] * args.replicas

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
 import nats.errors
 import nats.js.errors
@@ -25,13 +24,6 @@ from nats.aio.subscription import Subscription
 from gateway import jsoncodec
 
 NO_RESPONDERS = "503"
-
-
-@dataclass(frozen=True)
-class _Pending:
-    token: str
-    future: asyncio.Future[Msg]
-    timer: asyncio.TimerHandle
 
 
 class StreamPublisher:
@@ -47,49 +39,56 @@ class StreamPublisher:
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> int:
         """Publish and wait for the stream's ack; returns the stream sequence."""
-        return _sequence(await self._wait(await self._send(subject, data, headers)))
+        return (await self.publish_many([(subject, data, headers)]))[0]
 
     async def publish_many(
         self, messages: list[tuple[str, bytes, Mapping[str, str] | None]]
     ) -> list[int]:
         """Publish every message before waiting for any ack; sequences in the same order.
 
-        Every ack is waited for (or times out) before the first failure is raised."""
-        sent = [await self._send(subject, data, headers) for subject, data, headers in messages]
-        replies: list[Msg] = []
-        failure: BaseException | None = None
-        for pending in sent:
-            try:
-                replies.append(await self._wait(pending))
-            except nats.errors.TimeoutError as exc:
-                failure = failure or exc
+        One timer covers the batch; every ack is waited for (or times out) before the
+        first failure is raised."""
+        sent: dict[str, asyncio.Future[Msg]] = {}
+        timer = asyncio.get_running_loop().call_later(self._timeout, _expire, sent.values())
+        try:
+            for subject, data, headers in messages:
+                token, future = await self._send(subject, data, headers)
+                sent[token] = future
+            replies: list[Msg] = []
+            failure: BaseException | None = None
+            for future in sent.values():
+                try:
+                    replies.append(await future)
+                except nats.errors.TimeoutError as exc:
+                    failure = failure or exc
+        finally:
+            timer.cancel()
+            for token in sent:
+                self._pending.pop(token, None)
         if failure is not None:
             raise failure
         return [_sequence(reply) for reply in replies]
 
-    async def _send(self, subject: str, data: bytes, headers: Mapping[str, str] | None) -> _Pending:
+    async def _send(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None
+    ) -> tuple[str, asyncio.Future[Msg]]:
         if self._sub is None:
             self._prefix = self._nc.new_inbox()
             self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._on_reply)
         token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Msg] = loop.create_future()
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
         self._pending[token] = future
         try:
             await self._nc.publish(
-                subject, data, reply=f"{self._prefix}.{token}", headers=dict(headers or {})
+                subject,
+                data,
+                reply=f"{self._prefix}.{token}",
+                headers=dict(headers) if headers else None,
             )
         except BaseException:
             self._pending.pop(token, None)
             raise
-        return _Pending(token, future, loop.call_later(self._timeout, _expire, future))
-
-    async def _wait(self, pending: _Pending) -> Msg:
-        try:
-            return await pending.future
-        finally:
-            pending.timer.cancel()
-            self._pending.pop(pending.token, None)
+        return token, future
 
     async def _on_reply(self, msg: Msg) -> None:
         future = self._pending.pop(msg.subject[len(self._prefix) + 1 :], None)
@@ -97,9 +96,10 @@ class StreamPublisher:
             future.set_result(msg)
 
 
-def _expire(future: asyncio.Future[Msg]) -> None:
-    if not future.done():
-        future.set_exception(nats.errors.TimeoutError())
+def _expire(futures: Iterable[asyncio.Future[Msg]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(nats.errors.TimeoutError())
 
 
 def _sequence(msg: Msg) -> int:
