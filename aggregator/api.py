@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aggregator.consumer import consume
 from aggregator.store import ViewStore
 from aggregator.streams import ensure_audit_summary
+from aggregator.witness import Witness
 from gateway.natsio import connect
 from gateway.settings import load_json
 
@@ -26,6 +27,8 @@ class AggregatorSettings:
     store_path: Path
     host: str = "127.0.0.1"
     port: int = 8500
+    # region -> raw regional public key: what the witness checks checkpoints against
+    regional_public_keys: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> AggregatorSettings:
@@ -37,6 +40,10 @@ class AggregatorSettings:
                 store_path=path.parent / str(raw.get("store_path", "aggregator.sqlite3")),
                 host=str(raw.get("host", "127.0.0.1")),
                 port=int(raw.get("port", 8500)),
+                regional_public_keys={
+                    str(region): bytes.fromhex(str(key))
+                    for region, key in dict(raw.get("regional_public_keys", {})).items()
+                },
             ),
         )
 
@@ -49,7 +56,8 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         nc = await connect(settings.central_nats_url, "aggregator")
         await ensure_audit_summary(nc.jetstream(), settings.regions)
         stop = asyncio.Event()
-        task = asyncio.create_task(consume(nc, store, stop))
+        witness = Witness(settings.regional_public_keys)
+        task = asyncio.create_task(consume(nc, store, stop, witness))
         try:
             yield
         finally:
@@ -76,8 +84,14 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     @app.get("/v1/checkpoints")
     async def latest_checkpoints() -> dict[str, Any]:
-        """Each region's newest signed checkpoint: tree size, root (hex), time."""
+        """Each region's newest signed checkpoint: tree size, root (hex), time, and the
+        witness's verdict on it (recomputed from the summaries' leaf hashes)."""
         return {"regions": store.latest_checkpoints()}
+
+    @app.get("/v1/witness/{region}/failures")
+    async def witness_failures(region: str) -> dict[str, Any]:
+        """Every checkpoint of `region` the witness could not verify, and why."""
+        return {"region": region, "failures": store.witness_failures(region)}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.errors import BadSummaryError
+from aggregator.witness import Verdict
 from gateway import checkpoints
 from gateway.errors import SignatureError
 
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     region TEXT NOT NULL, size INTEGER NOT NULL, root TEXT NOT NULL, time_ms INTEGER,
     signed TEXT NOT NULL, PRIMARY KEY (region, size)
 );
+CREATE TABLE IF NOT EXISTS witnessed (
+    region TEXT NOT NULL, size INTEGER NOT NULL, verified INTEGER NOT NULL, reason TEXT,
+    PRIMARY KEY (region, size)
+);
+CREATE TABLE IF NOT EXISTS witness_state (region TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
 
 
@@ -58,7 +64,10 @@ class ViewStore:
 
     def add(self, raw_summaries: Iterable[bytes]) -> int:
         """Store summaries; a summary seen before (same region and seq) is kept once."""
-        rows = [self._row(raw) for raw in raw_summaries]
+        return self.add_parsed([self.parse(raw) for raw in raw_summaries])
+
+    def add_parsed(self, summaries: Iterable[dict[str, Any]]) -> int:
+        rows = [tuple(summary.get(c) for c in COLUMNS) for summary in summaries]
         with self._db:
             cursor = self._db.executemany(
                 f"INSERT OR IGNORE INTO summaries ({', '.join(COLUMNS)}) "
@@ -82,13 +91,44 @@ class ViewStore:
             )
 
     def latest_checkpoints(self) -> dict[str, dict[str, Any]]:
+        """Each region's newest checkpoint, with the witness's verdict on it."""
         rows = self._db.execute(
-            "SELECT region, MAX(size), root, time_ms FROM checkpoints GROUP BY region"
+            "SELECT c.region, c.size, c.root, c.time_ms, w.verified, w.reason "
+            "FROM checkpoints c LEFT JOIN witnessed w ON w.region = c.region AND w.size = c.size "
+            "WHERE c.size = (SELECT MAX(size) FROM checkpoints WHERE region = c.region)"
         )
-        return {r: {"size": s, "root": root, "time_ms": t} for r, s, root, t in rows}
+        latest = {}
+        for region, size, root, time_ms, verified, why in rows:
+            witnessed = None if verified is None else {"verified": bool(verified), "reason": why}
+            latest[region] = {"size": size, "root": root, "time_ms": time_ms, "witness": witnessed}
+        return latest
+
+    def add_verdict(self, verdict: Verdict) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO witnessed VALUES (?,?,?,?)",
+                (verdict.region, verdict.size, int(verdict.verified), verdict.reason),
+            )
+
+    def witness_failures(self, region: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT size, reason FROM witnessed WHERE region = ? AND verified = 0 ORDER BY size",
+            (region,),
+        )
+        return [{"size": size, "reason": reason} for size, reason in rows]
+
+    def save_witness(self, region: str, state: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO witness_state VALUES (?, ?)", (region, json.dumps(state))
+            )
+
+    def witness_states(self) -> dict[str, dict[str, Any]]:
+        rows = self._db.execute("SELECT region, state FROM witness_state")
+        return {region: json.loads(state) for region, state in rows}
 
     @staticmethod
-    def _row(raw: bytes) -> tuple[Any, ...]:
+    def parse(raw: bytes) -> dict[str, Any]:
         try:
             summary = json.loads(raw)
             if (
@@ -97,7 +137,7 @@ class ViewStore:
                 or "stream_seq" not in summary
             ):
                 raise ValueError("not a summary")
-            return tuple(summary.get(c) for c in COLUMNS)
+            return summary
         except ValueError as exc:
             raise BadSummaryError(f"unreadable summary: {exc}") from exc
 

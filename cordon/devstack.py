@@ -285,6 +285,7 @@ class DevStack:
                 "store_path": str(self.root / "state" / "aggregator.sqlite3"),
                 "host": self.host,
                 "port": port,
+                "regional_public_keys": self.endpoints.regional_public_keys,
             },
         )
         self._spawn("aggregator", "aggregator", "run", "--config", str(aggregator_config))

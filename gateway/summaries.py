@@ -7,6 +7,7 @@ without being able to name anyone.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -54,6 +55,9 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
             "id": f"enrol-{payload.get('key_id')}",
             "replica": payload.get("replica"),
             "key_id": payload.get("key_id"),
+            # The signed enrolment itself (a public key, no personal data): the central
+            # witness learns from it which keys may sign this region's checkpoints.
+            "enrolment": base64.b64encode(record_bytes).decode(),
         }
     pack = payload.get("pack") or {}
     return {

@@ -1,0 +1,150 @@
+"""The witness: completeness and integrity of every region's log, proven centrally.
+
+Each region's summaries carry the leaf hash of their record, in stream order, and its
+sealer's signed checkpoints follow the summaries they cover. The witness rebuilds each
+region's Merkle tree from those leaf hashes alone and checks every checkpoint against
+it: signed by a key the regional key enrolled (enrolment summaries carry the signed
+enrolment), of the size the summaries reach, with the same root. No content crosses.
+
+A checkpoint that fails (a summary missing or forged, a wrong root, a bad signature)
+is reported; the witness then carries on from that checkpoint's signed tree state, so
+one failure does not hide whether the next stretch of the log is whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import checkpoints, merkle
+from gateway.enrolment import Keyring
+from gateway.errors import SignatureError
+
+
+@dataclass(frozen=True)
+class Verdict:
+    region: str
+    size: int
+    verified: bool
+    reason: str | None = None
+
+
+@dataclass
+class RegionWitness:
+    region: str
+    keyring: Keyring | None
+    tree: merkle.CompactTree = field(default_factory=merkle.CompactTree)
+    enrolments: list[bytes] = field(default_factory=list)
+    gaps: int = 0  # stretches of missing summaries seen
+    judged: int = 0  # size of the last checkpoint judged (a redelivered one is skipped)
+    _gap_since_checkpoint: bool = False
+
+    def summary(self, summary: Mapping[str, Any]) -> None:
+        seq = int(summary["stream_seq"])
+        if seq <= self.tree.size:
+            return  # a summary published again (a sealer resuming): already a leaf
+        if seq != self.tree.size + 1:
+            self._missing()
+            return
+        try:
+            self.tree.append(bytes.fromhex(str(summary["leaf_hash"])))
+        except ValueError:
+            self._missing()
+            return
+        enrolment = summary.get("enrolment")
+        if summary.get("kind") == "enrolment" and isinstance(enrolment, str):
+            self._learn(enrolment)
+
+    def _missing(self) -> None:
+        if not self._gap_since_checkpoint:
+            self.gaps += 1
+        self._gap_since_checkpoint = True
+
+    def _learn(self, encoded: str) -> None:
+        if self.keyring is None:
+            return
+        try:
+            data = base64.b64decode(encoded, validate=True)
+            self.keyring.add_enrolment(data)
+        except (SignatureError, binascii.Error):
+            return  # a forged enrolment adds no key; checkpoints it signs will fail
+        self.enrolments.append(data)
+
+    def checkpoint(self, raw: bytes) -> Verdict | None:
+        """The verdict on a checkpoint; None for one judged before (redelivered)."""
+        try:
+            stated = checkpoints.unverified(raw)
+        except SignatureError as exc:
+            return Verdict(self.region, 0, False, f"unreadable checkpoint: {exc}")
+        if stated.size <= self.judged:
+            return None
+        verdict = self._judge(raw, stated)
+        if not verdict.verified:
+            self._resume_from(raw, stated)
+        self._gap_since_checkpoint = False
+        self.judged = stated.size
+        return verdict
+
+    def _judge(self, raw: bytes, stated: checkpoints.Checkpoint) -> Verdict:
+        def failed(reason: str) -> Verdict:
+            return Verdict(self.region, stated.size, False, reason)
+
+        if self.keyring is None:
+            return failed(f"no regional key configured for {self.region}")
+        try:
+            checkpoints.decode(raw, self.keyring.enrolled)
+        except SignatureError as exc:
+            return failed(f"signature: {exc}")
+        if self._gap_since_checkpoint or self.tree.size < stated.size:
+            return failed(f"summaries missing: they reach {self.tree.size} of {stated.size}")
+        if self.tree.size > stated.size:
+            return failed(f"checkpoint behind its summaries ({stated.size} < {self.tree.size})")
+        if self.tree.root() != stated.root:
+            return failed("root differs from the tree of the summaries (a summary was altered)")
+        return Verdict(self.region, stated.size, True)
+
+    def _resume_from(self, raw: bytes, stated: checkpoints.Checkpoint) -> None:
+        """Carry on from a failed checkpoint's own tree state, if its signature holds."""
+        if self.keyring is None:
+            return
+        try:
+            checkpoints.decode(raw, self.keyring.enrolled)
+            _, tree = checkpoints.resume(raw)
+        except SignatureError:
+            return
+        self.tree = tree
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "size": self.tree.size,
+            "frontier": [base64.b64encode(h).decode() for h in self.tree.frontier],
+            "enrolments": [base64.b64encode(e).decode() for e in self.enrolments],
+            "gaps": self.gaps,
+            "judged": self.judged,
+        }
+
+
+class Witness:
+    def __init__(self, regional_public_keys: Mapping[str, bytes]) -> None:
+        self._keys = dict(regional_public_keys)
+        self.regions: dict[str, RegionWitness] = {}
+
+    def region(self, name: str) -> RegionWitness:
+        if name not in self.regions:
+            key = self._keys.get(name)
+            keyring = Keyring(name, key) if key is not None else None
+            self.regions[name] = RegionWitness(name, keyring)
+        return self.regions[name]
+
+    def restore(self, name: str, state: Mapping[str, Any]) -> None:
+        witness = self.region(name)
+        witness.tree = merkle.CompactTree(
+            int(state["size"]), [base64.b64decode(h) for h in state["frontier"]]
+        )
+        witness.gaps = int(state.get("gaps", 0))
+        witness.judged = int(state.get("judged", 0))
+        for encoded in state.get("enrolments", []):
+            witness._learn(encoded)
