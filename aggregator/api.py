@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, HTTPException, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregator.consumer import consume
 from aggregator.store import ViewStore
 from aggregator.streams import ensure_audit_summary
 from aggregator.witness import Witness
+from gateway.keys import SigningKey, public_bytes
 from gateway.natsio import connect
 from gateway.settings import load_json
 
@@ -29,6 +30,7 @@ class AggregatorSettings:
     port: int = 8500
     # region -> raw regional public key: what the witness checks checkpoints against
     regional_public_keys: dict[str, bytes] = field(default_factory=dict)
+    witness_key_file: Path | None = None  # cosigns verified checkpoints when set
 
     @classmethod
     def load(cls, path: Path) -> AggregatorSettings:
@@ -44,19 +46,25 @@ class AggregatorSettings:
                     str(region): bytes.fromhex(str(key))
                     for region, key in dict(raw.get("regional_public_keys", {})).items()
                 },
+                witness_key_file=(
+                    path.parent / str(raw["witness_key_file"])
+                    if raw.get("witness_key_file")
+                    else None
+                ),
             ),
         )
 
 
 def create_app(settings: AggregatorSettings) -> FastAPI:
     store = ViewStore(settings.store_path)
+    key = SigningKey.load(settings.witness_key_file) if settings.witness_key_file else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nc = await connect(settings.central_nats_url, "aggregator")
         await ensure_audit_summary(nc.jetstream(), settings.regions)
         stop = asyncio.Event()
-        witness = Witness(settings.regional_public_keys)
+        witness = Witness(settings.regional_public_keys, key)
         task = asyncio.create_task(consume(nc, store, stop, witness))
         try:
             yield
@@ -87,6 +95,13 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         """Each region's newest signed checkpoint: tree size, root (hex), time, and the
         witness's verdict on it (recomputed from the summaries' leaf hashes)."""
         return {"regions": store.latest_checkpoints()}
+
+    @app.get("/v1/witness/key")
+    async def witness_key() -> dict[str, str]:
+        """The public key the witness cosigns verified checkpoints with."""
+        if key is None:
+            raise HTTPException(404, "this aggregator has no witness key: it does not cosign")
+        return {"key_id": key.key_id, "public_key": public_bytes(key.public_key).hex()}
 
     @app.get("/v1/witness/{region}/failures")
     async def witness_failures(region: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from collections.abc import Iterable
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 CREATE TABLE IF NOT EXISTS witnessed (
     region TEXT NOT NULL, size INTEGER NOT NULL, verified INTEGER NOT NULL, reason TEXT,
-    PRIMARY KEY (region, size)
+    cosignature TEXT, PRIMARY KEY (region, size)
 );
 CREATE TABLE IF NOT EXISTS witness_state (region TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
@@ -93,21 +94,36 @@ class ViewStore:
     def latest_checkpoints(self) -> dict[str, dict[str, Any]]:
         """Each region's newest checkpoint, with the witness's verdict on it."""
         rows = self._db.execute(
-            "SELECT c.region, c.size, c.root, c.time_ms, w.verified, w.reason "
-            "FROM checkpoints c LEFT JOIN witnessed w ON w.region = c.region AND w.size = c.size "
+            "SELECT c.region, c.size, c.root, c.time_ms, c.signed, w.verified, w.reason, "
+            "w.cosignature FROM checkpoints c "
+            "LEFT JOIN witnessed w ON w.region = c.region AND w.size = c.size "
             "WHERE c.size = (SELECT MAX(size) FROM checkpoints WHERE region = c.region)"
         )
         latest = {}
-        for region, size, root, time_ms, verified, why in rows:
-            witnessed = None if verified is None else {"verified": bool(verified), "reason": why}
-            latest[region] = {"size": size, "root": root, "time_ms": time_ms, "witness": witnessed}
+        for region, size, root, time_ms, signed, verified, why, cosignature in rows:
+            witnessed = None
+            if verified is not None:
+                witnessed = {"verified": bool(verified), "reason": why, "cosignature": cosignature}
+            latest[region] = {
+                "size": size,
+                "root": root,
+                "time_ms": time_ms,
+                "note": json.loads(signed)["note"],
+                "witness": witnessed,
+            }
         return latest
 
     def add_verdict(self, verdict: Verdict) -> None:
         with self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO witnessed VALUES (?,?,?,?)",
-                (verdict.region, verdict.size, int(verdict.verified), verdict.reason),
+                "INSERT OR REPLACE INTO witnessed VALUES (?,?,?,?,?)",
+                (
+                    verdict.region,
+                    verdict.size,
+                    int(verdict.verified),
+                    verdict.reason,
+                    base64.b64encode(verdict.cosignature).decode() if verdict.cosignature else None,
+                ),
             )
 
     def witness_failures(self, region: str) -> list[dict[str, Any]]:

@@ -9,6 +9,10 @@ enrolment), of the size the summaries reach, with the same root. No content cros
 A checkpoint that fails (a summary missing or forged, a wrong root, a bad signature)
 is reported; the witness then carries on from that checkpoint's signed tree state, so
 one failure does not hide whether the next stretch of the log is whole.
+
+With a key of its own, the witness cosigns every checkpoint it verified: an Ed25519
+signature over the checkpoint's exact note, so an auditor holding the region's
+checkpoint can check that the central witness saw the same log.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from gateway import checkpoints, merkle
 from gateway.enrolment import Keyring
 from gateway.errors import SignatureError
+from gateway.keys import SigningKey
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,14 @@ class Verdict:
     size: int
     verified: bool
     reason: str | None = None
+    cosignature: bytes | None = None  # the witness key's signature over the note
 
 
 @dataclass
 class RegionWitness:
     region: str
     keyring: Keyring | None
+    key: SigningKey | None = None  # cosigns what verifies
     tree: merkle.CompactTree = field(default_factory=merkle.CompactTree)
     enrolments: list[bytes] = field(default_factory=list)
     gaps: int = 0  # stretches of missing summaries seen
@@ -104,7 +111,8 @@ class RegionWitness:
             return failed(f"checkpoint behind its summaries ({stated.size} < {self.tree.size})")
         if self.tree.root() != stated.root:
             return failed("root differs from the tree of the summaries (a summary was altered)")
-        return Verdict(self.region, stated.size, True)
+        cosignature = self.key.sign(stated.note().encode()) if self.key is not None else None
+        return Verdict(self.region, stated.size, True, cosignature=cosignature)
 
     def _resume_from(self, raw: bytes, stated: checkpoints.Checkpoint) -> None:
         """Carry on from a failed checkpoint's own tree state, if its signature holds."""
@@ -128,15 +136,18 @@ class RegionWitness:
 
 
 class Witness:
-    def __init__(self, regional_public_keys: Mapping[str, bytes]) -> None:
+    def __init__(
+        self, regional_public_keys: Mapping[str, bytes], key: SigningKey | None = None
+    ) -> None:
         self._keys = dict(regional_public_keys)
+        self.key = key
         self.regions: dict[str, RegionWitness] = {}
 
     def region(self, name: str) -> RegionWitness:
         if name not in self.regions:
             key = self._keys.get(name)
             keyring = Keyring(name, key) if key is not None else None
-            self.regions[name] = RegionWitness(name, keyring)
+            self.regions[name] = RegionWitness(name, keyring, self.key)
         return self.regions[name]
 
     def restore(self, name: str, state: Mapping[str, Any]) -> None:

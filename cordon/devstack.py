@@ -277,6 +277,8 @@ class DevStack:
         self._spawn("replicator", "replicator", "run", "--config", str(replicator_config))
         self.endpoints.replicator_metrics = f"http://{self.host}:{metrics_port}/metrics"
         port = self._port("aggregator")
+        witness_key = self.root / "keys" / "central" / "witness.key"
+        _load_or_create_key(witness_key)
         aggregator_config = self._write_config(
             "aggregator",
             {
@@ -286,6 +288,7 @@ class DevStack:
                 "host": self.host,
                 "port": port,
                 "regional_public_keys": self.endpoints.regional_public_keys,
+                "witness_key_file": str(witness_key),
             },
         )
         self._spawn("aggregator", "aggregator", "run", "--config", str(aggregator_config))

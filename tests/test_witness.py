@@ -3,6 +3,7 @@ against every signed checkpoint."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ import nats
 from aggregator.witness import Witness
 from gateway import checkpoints, envelope, merkle, subjects, summaries
 from gateway.enrolment import enrol
-from gateway.keys import SigningKey, public_bytes
+from gateway.keys import SigningKey, load_public_key, public_bytes, verify
 from tests.helpers import eventually
 
 REGION = "eu-west"
@@ -48,8 +49,8 @@ class Log:
         return checkpoints.encode(stated, key or self.sealer, tree)
 
 
-def _witness(log: Log) -> Witness:
-    return Witness({REGION: public_bytes(log.regional.public_key)})
+def _witness(log: Log, key: SigningKey | None = None) -> Witness:
+    return Witness({REGION: public_bytes(log.regional.public_key)}, key)
 
 
 def test_a_whole_log_is_verified_checkpoint_after_checkpoint() -> None:
@@ -64,6 +65,21 @@ def test_a_whole_log_is_verified_checkpoint_after_checkpoint() -> None:
         verdicts.append(region.checkpoint(log.checkpoint()))
     assert [(v.size, v.verified) for v in verdicts if v] == [(7, True), (8, True), (38, True)]
     assert region.checkpoint(log.checkpoint()) is None  # redelivered: judged already
+
+
+def test_what_verifies_is_cosigned_and_nothing_else_is() -> None:
+    log, witness_key = Log(), SigningKey.generate()
+    region = _witness(log, witness_key).region(REGION)
+    for summary in [log.summary(1), log.summary(2), *log.grow(4)]:
+        region.summary(summary)
+    good = log.checkpoint()
+    verdict = region.checkpoint(good)
+    assert verdict is not None and verdict.verified and verdict.cosignature is not None
+    note = checkpoints.unverified(good).note().encode()
+    verify(witness_key.public_key, verdict.cosignature, note)
+    region.summary(log.grow(1)[0])
+    refused = region.checkpoint(log.checkpoint(key=SigningKey.generate()))
+    assert refused is not None and not refused.verified and refused.cosignature is None
 
 
 def test_a_missing_summary_fails_its_checkpoint_and_the_next_stretch_verifies_again() -> None:
@@ -160,7 +176,13 @@ def test_every_checkpoint_of_this_session_was_whole(endpoints: dict[str, Any]) -
     rebuilt centrally from summaries alone and matched to its signed checkpoints."""
     for region in ("eu-west", "us-east"):
         latest = _witnessed(endpoints, region, _ask(endpoints, region, "witness me"))
-        assert latest["witness"] == {"verified": True, "reason": None}
+        assert latest["witness"]["verified"] is True and latest["witness"]["reason"] is None
+        cosigner = httpx.get(endpoints["aggregator"] + "/v1/witness/key").json()
+        verify(
+            load_public_key(bytes.fromhex(cosigner["public_key"])),
+            base64.b64decode(latest["witness"]["cosignature"]),
+            latest["note"].encode(),
+        )
         failures = httpx.get(f"{endpoints['aggregator']}/v1/witness/{region}/failures").json()
         assert failures["failures"] == []
     metrics = httpx.get(endpoints["aggregator"] + "/metrics").text
@@ -203,5 +225,6 @@ async def test_a_summary_forged_in_the_region_is_caught_centrally(
     latest = _witnessed(endpoints, region, seq)
     assert latest["witness"]["verified"] is False
     assert latest["witness"]["reason"].startswith("root differs")
+    assert latest["witness"]["cosignature"] is None
     failures = httpx.get(f"{endpoints['aggregator']}/v1/witness/{region}/failures").json()
     assert [f["size"] for f in failures["failures"]] == [latest["size"]]
