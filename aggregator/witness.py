@@ -63,14 +63,15 @@ class RegionWitness:
             return
         enrolment = summary.get("enrolment")
         if summary.get("kind") == "enrolment" and isinstance(enrolment, str):
-            self._learn(enrolment)
+            self.learn_enrolment(enrolment)
 
     def _missing(self) -> None:
         if not self._gap_since_checkpoint:
             self.gaps += 1
         self._gap_since_checkpoint = True
 
-    def _learn(self, encoded: str) -> None:
+    def learn_enrolment(self, encoded: str) -> None:
+        """Trust the key a regional enrolment (base64 envelope) vouches for."""
         if self.keyring is None:
             return
         try:
@@ -158,4 +159,4 @@ class Witness:
         witness.gaps = int(state.get("gaps", 0))
         witness.judged = int(state.get("judged", 0))
         for encoded in state.get("enrolments", []):
-            witness._learn(encoded)
+            witness.learn_enrolment(encoded)
