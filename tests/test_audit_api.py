@@ -56,6 +56,21 @@ def _wait_indexed(endpoints: dict[str, Any], region: str, seq: int) -> None:
     raise AssertionError("the audit index never caught up")
 
 
+def _assert_proven(base: str, seq: int) -> None:
+    """Record `seq` comes with an inclusion proof that holds for the checkpoint given."""
+    for _ in range(100):
+        response = httpx.get(f"{base}/v1/records/{seq}/proof")
+        if response.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    stated = checkpoints.unverified(json.dumps(body["checkpoint"]).encode())
+    leaf = merkle.leaf_hash(base64.b64decode(body["data"]))
+    proof = [base64.b64decode(p) for p in body["proof"]]
+    merkle.verify_inclusion(leaf, seq - 1, stated.size, proof, stated.root)
+
+
 def test_search_by_agent_outcome_and_time_range_with_paging(endpoints: dict[str, Any]) -> None:
     sdk = openai.OpenAI(
         base_url=endpoints["gateways"]["us-east"] + "/v1",
@@ -101,18 +116,7 @@ async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
         ).headers["x-cordon-record-seq"]
     )
     base = endpoints["audit_apis"]["us-east"]
-    for _ in range(100):
-        response = httpx.get(f"{base}/v1/records/{seq}/proof")
-        if response.status_code == 200:
-            break
-        time.sleep(0.1)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    stated = checkpoints.unverified(json.dumps(body["checkpoint"]).encode())
-    leaf = merkle.leaf_hash(base64.b64decode(body["data"]))
-    merkle.verify_inclusion(
-        leaf, seq - 1, stated.size, [base64.b64decode(p) for p in body["proof"]], stated.root
-    )
+    _assert_proven(base, seq)
 
     nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["audit"])
     try:
@@ -166,14 +170,4 @@ def test_a_lost_index_is_rebuilt_from_the_stream_with_its_tree(
     wait_for_http(base + "/docs", timeout=30, proc=audit_api.proc)
 
     _wait_indexed(endpoints, region, seq)
-    for _ in range(100):
-        response = httpx.get(f"{base}/v1/records/{seq}/proof")
-        if response.status_code == 200:
-            break
-        time.sleep(0.1)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    stated = checkpoints.unverified(json.dumps(body["checkpoint"]).encode())
-    leaf = merkle.leaf_hash(base64.b64decode(body["data"]))
-    proof = [base64.b64decode(p) for p in body["proof"]]
-    merkle.verify_inclusion(leaf, seq - 1, stated.size, proof, stated.root)
+    _assert_proven(base, seq)
