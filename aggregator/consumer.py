@@ -48,8 +48,6 @@ def _store(store: ViewStore, witness: Witness, batch: list[Msg]) -> None:
     for msg in batch:
         try:
             if msg.subject.startswith(CHECKPOINT_PREFIX):
-                store.add_parsed(parsed)  # the summaries before it, then the checkpoint
-                parsed = []
                 region = msg.subject[len(CHECKPOINT_PREFIX) :]
                 store.add_checkpoint(region, msg.data)
                 _judge(store, witness.region(region), msg.data)

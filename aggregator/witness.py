@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,14 +90,9 @@ class RegionWitness:
             return Verdict(self.region, 0, False, f"unreadable checkpoint: {exc}")
         if stated.size <= self.judged:
             return None
-        verdict = self._judge(raw, stated)
-        if not verdict.verified:
-            self._resume_from(raw, stated)
-        self._gap_since_checkpoint = False
         self.judged = stated.size
-        return verdict
+        gap, self._gap_since_checkpoint = self._gap_since_checkpoint, False
 
-    def _judge(self, raw: bytes, stated: checkpoints.Checkpoint) -> Verdict:
         def failed(reason: str) -> Verdict:
             return Verdict(self.region, stated.size, False, reason)
 
@@ -106,25 +102,26 @@ class RegionWitness:
             checkpoints.decode(raw, self.keyring.enrolled)
         except SignatureError as exc:
             return failed(f"signature: {exc}")
-        if self._gap_since_checkpoint or self.tree.size < stated.size:
-            return failed(f"summaries missing: they reach {self.tree.size} of {stated.size}")
-        if self.tree.size > stated.size:
-            return failed(f"checkpoint behind its summaries ({stated.size} < {self.tree.size})")
-        if self.tree.root() != stated.root:
-            return failed("root differs from the tree of the summaries (a summary was altered)")
+        verdict = self._judge(stated, gap)
+        if not verdict.verified:
+            # Carry on from the checkpoint's own signed tree state.
+            with contextlib.suppress(SignatureError):
+                _, self.tree = checkpoints.resume(raw)
+        return verdict
+
+    def _judge(self, stated: checkpoints.Checkpoint, gap: bool) -> Verdict:
+        """A checkpoint whose signature holds, against the tree of the summaries."""
+        reason = None
+        if gap or self.tree.size < stated.size:
+            reason = f"summaries missing: they reach {self.tree.size} of {stated.size}"
+        elif self.tree.size > stated.size:
+            reason = f"checkpoint behind its summaries ({stated.size} < {self.tree.size})"
+        elif self.tree.root() != stated.root:
+            reason = "root differs from the tree of the summaries (a summary was altered)"
+        if reason is not None:
+            return Verdict(self.region, stated.size, False, reason)
         cosignature = self.key.sign(stated.note().encode()) if self.key is not None else None
         return Verdict(self.region, stated.size, True, cosignature=cosignature)
-
-    def _resume_from(self, raw: bytes, stated: checkpoints.Checkpoint) -> None:
-        """Carry on from a failed checkpoint's own tree state, if its signature holds."""
-        if self.keyring is None:
-            return
-        try:
-            checkpoints.decode(raw, self.keyring.enrolled)
-            _, tree = checkpoints.resume(raw)
-        except SignatureError:
-            return
-        self.tree = tree
 
     def state(self) -> dict[str, Any]:
         return {

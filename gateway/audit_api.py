@@ -190,9 +190,9 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         """One record with its inclusion proof against the latest checkpoint."""
         await _refresh_checkpoints()
         latest = index.latest_checkpoint()
-        if latest is None or checkpoints.unverified(latest).size < seq:
+        size = checkpoints.unverified(latest).size if latest is not None else 0
+        if latest is None or size < seq:
             raise HTTPException(409, f"no checkpoint covers seq {seq} yet; try again in a second")
-        size = checkpoints.unverified(latest).size
         path = _proof_or_409(lambda: merkle.inclusion_path(index, seq - 1, size))
         msg = await state["nc"].jetstream().get_msg(subjects.RECORDS_STREAM, seq, direct=True)
         return {

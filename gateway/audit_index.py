@@ -29,7 +29,6 @@ from gateway.natsio import durable_batches, keep_running, stream_seq
 log = logging.getLogger("cordon.audit.index")
 DURABLE = "audit-index"
 BATCH = 512
-FIELDS = ("person", "agent", "outcome", "pack_revision", "model", "replica", "kind")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -105,11 +104,7 @@ class AuditIndex:
     def _restore_tree(self) -> merkle.CompactTree:
         row = self._db.execute("SELECT size FROM tree").fetchone()
         size = int(row[0]) if row else 0
-        frontier, start = [], 0
-        for level in reversed(range(size.bit_length())):
-            if size & (1 << level):
-                frontier.append(self.node(level, start >> level))
-                start += 1 << level
+        frontier = [self.node(level, i) for level, i in merkle.perfect_subtrees(0, size)]
         return merkle.CompactTree(size, frontier)
 
     def size(self) -> int:

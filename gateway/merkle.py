@@ -64,17 +64,24 @@ class LeafList:
         return root(self.leaves[index << level : (index + 1) << level])
 
 
-def range_root(nodes: Nodes, start: int, end: int) -> bytes:
-    """MTH of leaves `start`..`end` (exclusive) for the ranges RFC 6962's proofs name:
-    `start` is a multiple of the largest power of two not above `end - start`, so the
-    range is a run of perfect subtrees, largest first."""
-    parts: list[bytes] = []
+def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
+    """The perfect subtrees, as (level, index), that make up leaves `start`..`end`
+    (exclusive), largest first. For `start` 0 they are a tree's frontier; for the
+    ranges RFC 6962's proofs name, `start` is a multiple of the largest power of two
+    not above `end - start`, and the run is that range's tree."""
+    parts = []
     while start < end:
         level = (end - start).bit_length() - 1
         while start % (1 << level):
             level -= 1
-        parts.append(nodes.node(level, start >> level))
+        parts.append((level, start >> level))
         start += 1 << level
+    return parts
+
+
+def range_root(nodes: Nodes, start: int, end: int) -> bytes:
+    """MTH of leaves `start`..`end` (exclusive), for the ranges proofs name."""
+    parts = [nodes.node(level, index) for level, index in perfect_subtrees(start, end)]
     if not parts:
         return EMPTY_ROOT
     acc = parts[-1]

@@ -116,7 +116,7 @@ class Sealer:
             if batch:
                 await self._publish_batch(audit_js, batch)
             if self._checkpoint_due():
-                await self._checkpoint(xr_js)
+                await self._checkpoint()
 
     async def _restore(self, audit_js: JetStreamContext, xr_js: JetStreamContext) -> None:
         """Tree state = the last checkpoint, then every record summarised since."""
@@ -182,21 +182,21 @@ class Sealer:
         waited = time.monotonic() - self._checkpoint_at
         return grown >= CHECKPOINT_EVERY_RECORDS or (grown > 0 and waited >= CHECKPOINT_EVERY_S)
 
-    async def _checkpoint(self, xr_js: JetStreamContext) -> None:
+    async def _checkpoint(self) -> None:
         checkpoint = checkpoints.Checkpoint(
             self.settings.region, self.tree.size, self.tree.root(), int(time.time() * 1000)
         )
         try:
-            ack = await xr_js.publish(
+            seq = await self._publisher.publish(
                 subjects.checkpoint_subject(self.settings.region),
                 checkpoints.encode(checkpoint, self.key, self.tree),
-                headers={"Nats-Expected-Last-Subject-Sequence": str(self._checkpoint_seq)},
+                {"Nats-Expected-Last-Subject-Sequence": str(self._checkpoint_seq)},
             )
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ForkError("a checkpoint we did not write is on the subject") from exc
             raise
-        self._checkpoint_seq, self._checkpoint_size = ack.seq, checkpoint.size
+        self._checkpoint_seq, self._checkpoint_size = seq, checkpoint.size
         self._checkpoint_at = time.monotonic()
 
 
