@@ -14,11 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregator.consumer import consume
 from aggregator.store import ViewStore
-from aggregator.streams import ensure_audit_summary
 from aggregator.witness import Witness
-from gateway.keys import SigningKey, public_bytes
-from gateway.natsio import connect
-from gateway.settings import load_json
+from cordon.log.keys import SigningKey, public_bytes
+from cordon.nats import connect
+from cordon.nats.streams import ensure_audit_summary
+from cordon.settings import load_json
 
 
 @dataclass(frozen=True)

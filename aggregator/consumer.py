@@ -11,11 +11,10 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from aggregator import metrics
-from aggregator.errors import BadSummaryError
 from aggregator.store import ViewStore
 from aggregator.witness import RegionWitness, Witness
-from gateway import subjects
-from gateway.natsio import durable_batches, keep_running, stream_seq
+from cordon.errors import BadSummaryError
+from cordon.nats import durable_batches, keep_running, stream_seq, subjects
 
 log = logging.getLogger("cordon.aggregator")
 DURABLE = "aggregator"

@@ -9,10 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from aggregator.errors import BadSummaryError
 from aggregator.witness import Verdict
-from gateway import checkpoints
-from gateway.errors import SignatureError
+from cordon.errors import BadSummaryError, SignatureError
+from cordon.log import checkpoints
 
 COLUMNS = (
     "id",

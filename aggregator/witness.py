@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import checkpoints, merkle
-from gateway.enrolment import Keyring
-from gateway.errors import SignatureError
-from gateway.keys import SigningKey
+from cordon.errors import SignatureError
+from cordon.log import checkpoints, merkle
+from cordon.log.enrolment import Keyring
+from cordon.log.keys import SigningKey
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.procstat import cpu_seconds
-from cordon.devstack import DevStack
-from cordon.procs import free_port, wait_for_http
+from cordon.dev.procs import free_port, wait_for_http
+from cordon.dev.stack import DevStack
 
 PACK = {
     "pack": {"name": "default", "version": "1.0.0", "enabled": True},

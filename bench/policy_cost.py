@@ -17,9 +17,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import dialects
+from cordon.packs import pack_name, parse_statement
+from gateway.http import dialects
 from gateway.identity import Identity
-from gateway.packs import pack_name, parse_statement
 from gateway.policy import Decision, apply_input, output_policy
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,11 +34,12 @@ import nats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.procstat import cpu_seconds
-from cordon.devstack import DevStack
-from gateway import checkpoints, enrolment, subjects
-from gateway.ids import uuid7
-from gateway.keys import SigningKey
-from gateway.recorder import Recorder
+from cordon.dev.stack import DevStack
+from cordon.ids import uuid7
+from cordon.log import checkpoints, enrolment
+from cordon.log.keys import SigningKey
+from cordon.nats import streams, subjects
+from gateway.records.recorder import Recorder
 
 REGION = "eu-west"
 PEOPLE = 2000
@@ -80,7 +81,7 @@ async def commit(
     """One replica's share: its enrolment, then `count` records through the gateway's own
     `Recorder` (sign, publish, wait for the ack), `in_flight` at a time."""
     nc = await nats.connect(url)
-    await enrolment.publish(nc.jetstream(), REGION, key.key_id, enrolment_bytes)
+    await streams.publish_enrolment(nc.jetstream(), REGION, key.key_id, enrolment_bytes)
     recorder = Recorder(nc, REGION, replica, key, timeout=30)
     rng = random.Random(replica)
     left = count

@@ -1,10 +1,19 @@
-"""Cordon's umbrella: the `cordon` command line and the local dev topology.
+"""Cordon's shared, content-free contract: what every process may import.
 
-The three product packages (`gateway`, `replicator`, `aggregator`) do the work; this
-package only wires them together for a person at a terminal or a test session.
+- `cordon.errors`: the one exception hierarchy, under `CordonError`.
+- `cordon.nats`: connections, durable consumers, the pipelined publisher, subjects,
+  and every stream and bucket.
+- `cordon.log`: the regional log's cryptography (keys, envelopes, enrolments, Merkle
+  trees, checkpoints, offline bundles); it imports no NATS client.
+- `cordon.packs`: policy packs as documents (parse, schema, sign and verify, lint).
+- `cordon.settings`, `cordon.jsoncodec`, `cordon.ids`: small shared pieces.
+- `cordon.cli` and `cordon.dev` are the only modules that wire processes together.
+
+Nothing here reads a decision record's content: that is `gateway`'s job alone.
 """
 
-from pathlib import Path
+from cordon.errors import CordonError
 
-# Where `cordon dev up` keeps state, logs and endpoints.json; the policy CLI reads it.
-DEV_DIR = Path(".cordon/dev")
+__all__ = ["CordonError", "__version__"]
+
+__version__ = "0.1.0"

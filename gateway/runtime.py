@@ -13,19 +13,19 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
-from gateway import classifier, enrolment, metrics, packsign, providers, records, streams, subjects
-from gateway.activation import PackState, applied_report
-from gateway.delegation import DelegationVerifier
-from gateway.enrolment import load_signer
-from gateway.errors import ConfigError, PackError, RecordCommitError
+from cordon.errors import ConfigError, PackError, RecordCommitError
+from cordon.log.enrolment import load_signer
+from cordon.nats import connect, streams, subjects
+from cordon.packs import Pack, signing
+from gateway import metrics, records
 from gateway.identity import Authenticator
-from gateway.natsio import connect
-from gateway.packs import Pack
-from gateway.recorder import Recorder
-from gateway.routing import Breakers, Router
+from gateway.identity.delegation import DelegationVerifier
+from gateway.policy.activation import PackState, applied_report
+from gateway.records.recorder import Recorder
+from gateway.records.spool import Spool
 from gateway.settings import GatewaySettings
-from gateway.spool import Spool
-from gateway.upstream import UpstreamClient
+from gateway.upstream import UpstreamClient, classifier, providers
+from gateway.upstream.routing import Breakers, Router
 
 log = logging.getLogger("cordon.gateway")
 
@@ -48,7 +48,7 @@ class Runtime:
         except PackError as exc:
             raise ConfigError(f"gateway targets: {exc}") from exc
         try:
-            trusted = packsign.trust_root(settings.pack_trust)
+            trusted = signing.trust_root(settings.pack_trust)
         except PackError as exc:
             raise ConfigError(f"pack_trust: {exc}") from exc
         if not trusted:
@@ -123,7 +123,7 @@ class Runtime:
             self.settings.commit_timeout_s,
         )
         await recorder.resume()
-        await enrolment.publish(
+        await streams.publish_enrolment(
             self.audit_nc.jetstream(), self.settings.region, self.key.key_id, self.enrolment
         )
         self.recorder = recorder

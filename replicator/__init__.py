@@ -4,4 +4,10 @@ Reads signed packs from the central `POLICY` stream, verifies each before it goe
 anywhere, and writes it into every region's `policy` KV through that region's
 JetStream domain. One durable consumer per region, so a region that is down holds
 no other back and catches up from where it stopped.
+
+`service.run` is the process (`cordon replicator run`); `publish` is what
+`cordon policy publish` uses; `fanout` carries packs to one region; `metrics` its lag.
+It imports only `cordon`, never `gateway` (an import-linter contract).
 """
+
+__all__ = ["fanout", "metrics", "publish", "service"]

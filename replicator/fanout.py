@@ -20,11 +20,10 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from gateway import packsign, subjects
-from gateway.errors import PackError
-from gateway.natsio import durable_batches, keep_running
+from cordon.errors import PackError, RegionWriteError
+from cordon.nats import durable_batches, keep_running, subjects
+from cordon.packs import signing
 from replicator import metrics
-from replicator.errors import RegionWriteError
 
 log = logging.getLogger("cordon.replicator")
 KV_STREAM = f"KV_{subjects.POLICY_BUCKET}"
@@ -73,7 +72,7 @@ async def regional_revision(nc: NATS, region: str, key: str) -> tuple[int, int]:
         raise RegionWriteError(f"{region}: {error}")
     message = answer["message"]
     assert isinstance(message, dict)
-    revision = packsign.claimed(base64.b64decode(message["data"])).get("revision")
+    revision = signing.claimed(base64.b64decode(message["data"])).get("revision")
     return int(message["seq"]), revision if isinstance(revision, int) else 0
 
 
@@ -131,7 +130,7 @@ class RegionFanout:
         pending = msg.metadata.num_pending + 1
         metrics.LAG_REVISIONS.labels(self.region).set(pending)
         try:
-            pack = packsign.decode(msg.data, self.trusted)
+            pack = signing.decode(msg.data, self.trusted)
             if pack.expired(time.time()):
                 raise PackError("expired")
         except PackError as exc:

@@ -18,8 +18,9 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from gateway import packsign, subjects
-from replicator.errors import PublishError
+from cordon.errors import PublishError
+from cordon.nats import subjects
+from cordon.packs import signing
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ async def last_published(nc: NATS, name: str) -> tuple[int, int]:
         )
     except NotFoundError:
         return 0, 0
-    revision = packsign.claimed(last.data or b"").get("revision")
+    revision = signing.claimed(last.data or b"").get("revision")
     return last.seq or 0, int(revision) if isinstance(revision, int) else 0
 
 
@@ -61,7 +62,7 @@ async def latest_revision(nats_url: str, name: str) -> int:
 
 
 async def publish_signed(nats_url: str, signed: bytes) -> Published:
-    claimed = packsign.claimed(signed)
+    claimed = signing.claimed(signed)
     name, revision = claimed.get("name"), claimed.get("revision")
     if not isinstance(name, str) or not isinstance(revision, int):
         raise PublishError("not a signed pack (no name and revision in its statement)")

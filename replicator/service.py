@@ -10,12 +10,12 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
-from gateway import packsign
-from gateway.errors import ConfigError, PackError
-from gateway.natsio import connect
-from gateway.settings import load_json
+from cordon.errors import ConfigError, PackError
+from cordon.nats import connect
+from cordon.nats.streams import ensure_central
+from cordon.packs import signing
+from cordon.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
-from replicator.streams import ensure_central
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ReplicatorSettings:
 
 async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
     try:
-        trusted = packsign.trust_root(settings.pack_trust)
+        trusted = signing.trust_root(settings.pack_trust)
     except PackError as exc:
         raise ConfigError(f"pack_trust: {exc}") from exc
     nc = await connect(settings.central_nats_url, "replicator")

@@ -18,8 +18,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from cordon.devstack import DevStack
-from cordon.procs import free_port, nats_server_binary, port_is_free
+from cordon.dev.procs import free_port, nats_server_binary, port_is_free
+from cordon.dev.stack import DevStack
 
 
 @pytest.fixture(scope="session")

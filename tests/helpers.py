@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import nats
 
-from gateway import subjects
-from gateway.enrolment import Keyring
+from cordon.log.enrolment import Keyring
+from cordon.nats import subjects
 
 T = TypeVar("T")
 

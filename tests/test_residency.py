@@ -13,8 +13,9 @@ import openai
 import pytest
 from nats.js.api import ConsumerConfig
 
-from cordon.devstack import DevStack
-from gateway import merkle, subjects
+from cordon.dev.stack import DevStack
+from cordon.log import merkle
+from cordon.nats import subjects
 from tests.helpers import eventually
 
 

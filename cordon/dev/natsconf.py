@@ -1,0 +1,42 @@
+"""Render the NATS server configs in deploy/nats/ for one concrete deployment.
+
+The files under deploy/nats/ are what a real deployment uses; tests and `cordon dev
+up` render the very same files with local ports and store dirs, so the topology
+under test is the topology we ship.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from cordon.errors import TemplateError
+
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def render(template: str, values: Mapping[str, object]) -> str:
+    """Fill every `{{name}}` in `template`; a missing name is an error, not a blank."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise TemplateError(f"no value for placeholder {{{{{name}}}}}")
+        return str(values[name])
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def render_file(name: str, values: Mapping[str, object], deploy_dir: Path = DEPLOY_DIR) -> str:
+    return render((deploy_dir / name).read_text(), values)
+
+
+def leaf_users_block(leaf_passwords: Mapping[str, str]) -> str:
+    """The central leafnode `users` entries: one per region, each bound to XR."""
+    lines = [
+        f'      {{user: "leaf-{region}", password: "{password}", account: XR}}'
+        for region, password in sorted(leaf_passwords.items())
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,333 @@
+"""`cordon dev up`: the whole topology on one machine, and the test harness's too.
+
+Central + regions on real nats-server processes, streams and buckets provisioned,
+a mock provider, and per region a gateway, a sealer and an audit API; centrally
+the replicator and the aggregator. Every process is a real `cordon ...` child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from cordon.dev import mock_provider
+from cordon.dev.procs import ManagedProcess, free_port, port_is_free, wait_for_http
+from cordon.dev.topology import DEFAULT_REGIONS, NatsTopology, TopologyPlan, plan
+from cordon.errors import ProcessStartError
+from cordon.log.enrolment import enrol
+from cordon.log.keys import SigningKey, public_bytes
+from cordon.nats import streams
+from cordon.nats.streams import ensure_audit_summary, ensure_central
+
+DEV_API_KEY = "cordon-dev-key"
+DEFAULT_PORTS = {"mock": 8600, "aggregator": 8500, "eu-west": 8401, "us-east": 8402}
+
+
+@dataclass
+class Endpoints:
+    gateways: dict[str, str] = field(default_factory=dict)
+    audit_apis: dict[str, str] = field(default_factory=dict)
+    regional_public_keys: dict[str, str] = field(default_factory=dict)
+    aggregator: str = ""
+    replicator_metrics: str = ""
+    mock_provider: str = ""
+    api_key: str = DEV_API_KEY
+
+
+async def provision(topology: TopologyPlan) -> None:
+    """Create every stream and bucket of DESIGN.md; safe to run again."""
+    central = await nats.connect(topology.central_url)
+    try:
+        await ensure_central(central.jetstream())
+        for region in topology.regions.values():
+            audit = await nats.connect(region.audit_url)
+            xr = await nats.connect(region.xr_url)
+            try:
+                await streams.ensure_region(audit.jetstream(), xr.jetstream(), region.name)
+            finally:
+                await audit.close()
+                await xr.close()
+        await ensure_audit_summary(central.jetstream(), topology.regions)
+    finally:
+        await central.close()
+
+
+def _load_or_create_key(path: Path) -> SigningKey:
+    if path.exists():
+        return SigningKey.load(path)
+    key = SigningKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key.seed_hex())
+    path.chmod(0o600)
+    return key
+
+
+def _load_or_create_secret(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class DevStack:
+    def __init__(
+        self,
+        root: Path,
+        regions: tuple[str, ...] = DEFAULT_REGIONS,
+        host: str = "127.0.0.1",
+        fixed_ports: bool = False,
+    ) -> None:
+        self.root = root.resolve()
+        self.regions = regions
+        self.host = host
+        self.fixed_ports = fixed_ports
+        self.endpoints = Endpoints()
+        self.processes: dict[str, ManagedProcess] = {}
+        self.topology: TopologyPlan | None = None
+        self.nats: NatsTopology | None = None
+
+    # -- helpers -------------------------------------------------------------
+    def _port(self, name: str) -> int:
+        if not (self.fixed_ports and name in DEFAULT_PORTS):
+            return free_port(self.host)
+        port = DEFAULT_PORTS[name]
+        if not port_is_free(self.host, port):
+            raise ProcessStartError(
+                f"port {port} ({name}) is in use: is another `cordon dev up` running?"
+            )
+        return port
+
+    def _write_config(self, name: str, config: dict[str, Any]) -> Path:
+        path = self.root / "config" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
+
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> ManagedProcess:
+        proc = ManagedProcess(
+            name, [sys.executable, "-m", "cordon", *args], self.root / "logs" / f"{name}.log", env
+        )
+        proc.start()
+        self.processes[name] = proc
+        return proc
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def policy_owner_key(self) -> Path:
+        return self.root / "keys" / "policy-owner.key"
+
+    def _pack_trust(self) -> list[str]:
+        return [public_bytes(_load_or_create_key(self.policy_owner_key).public_key).hex()]
+
+    def start(self) -> Endpoints:
+        self.topology = plan(self.root / "run", self.regions, self.host)
+        self.nats = NatsTopology(self.topology)
+        self.nats.start()
+        self.nats.wait_leafnodes()
+        asyncio.run(provision(self.topology))
+        mock_port = self._port("mock")
+        self.endpoints.mock_provider = f"http://{self.host}:{mock_port}/v1"
+        mock = self._spawn(
+            "mock-provider", "dev", "mock-provider", "--host", self.host, "--port", str(mock_port)
+        )
+        wait_for_http(f"http://{self.host}:{mock_port}/healthz", 20, mock.proc)
+        for region in self.regions:
+            self._start_region(region)
+        self._start_central()
+        self._wait_ready()
+        (self.root / "endpoints.json").write_text(json.dumps(self.describe(), indent=2))
+        return self.endpoints
+
+    def start_gateway(
+        self,
+        region: str,
+        replica: str,
+        upstream_base_url: str,
+        port: int | None = None,
+        pack_name: str = "default",
+        extra: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        """Start one more gateway replica in `region`, enrolled by the regional key."""
+        assert self.topology is not None
+        region_plan = self.topology.regions[region]
+        keys = self.root / "keys" / region
+        regional_key = _load_or_create_key(keys / "regional.key")
+        replica_key = _load_or_create_key(keys / f"{replica}.key")
+        enrolment_path = keys / f"{replica}.enrolment"
+        enrolment_path.write_bytes(enrol(regional_key, region, replica, replica_key))
+        port = port or free_port(self.host)
+        name = f"gateway-{region}" if replica == "gw-1" else f"gateway-{region}-{replica}"
+        config = self._write_config(
+            name,
+            {
+                "region": region,
+                "replica": replica,
+                "host": self.host,
+                "port": port,
+                "audit_nats_url": region_plan.audit_url,
+                "xr_nats_url": region_plan.xr_url,
+                "targets": [
+                    {
+                        "id": "mock",
+                        "provider": {"api": "openai", "base_url": upstream_base_url},
+                        "models": list(mock_provider.OPENAI_MODELS),
+                    },
+                    {
+                        "id": "mock-anthropic",
+                        "provider": {"api": "anthropic", "base_url": upstream_base_url},
+                        "models": list(mock_provider.ANTHROPIC_MODELS),
+                    },
+                ],
+                "signing_key_file": str(keys / f"{replica}.key"),
+                "enrolment_file": str(enrolment_path),
+                "state_dir": str(self.root / "state" / name),
+                "api_keys": {
+                    DEV_API_KEY: {"agent": "dev-app", "roles": ["developer"], "scopes": ["chat"]}
+                },
+                "commit_timeout_s": 1.0,
+                "pack_name": pack_name,
+                "pack_trust": self._pack_trust(),
+                **(extra or {}),
+            },
+        )
+        self._spawn(name, "gateway", "run", "--config", str(config), env=env)
+        return f"http://{self.host}:{port}"
+
+    def start_mock(self, name: str, behaviour: str = "ok") -> str:
+        """Start one more mock provider; returns its base URL (ending in /v1)."""
+        port = free_port(self.host)
+        proc = self._spawn(
+            name,
+            "dev",
+            "mock-provider",
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--behaviour",
+            behaviour,
+        )
+        wait_for_http(f"http://{self.host}:{port}/healthz", 20, proc.proc)
+        return f"http://{self.host}:{port}/v1"
+
+    def _start_region(self, region: str) -> None:
+        assert self.topology is not None
+        region_plan = self.topology.regions[region]
+        keys = self.root / "keys" / region
+        regional_key = _load_or_create_key(keys / "regional.key")
+        self.endpoints.regional_public_keys[region] = public_bytes(regional_key.public_key).hex()
+        pseudonym_key = _load_or_create_secret(keys / "pseudonym.secret")
+        self.endpoints.gateways[region] = self.start_gateway(
+            region, "gw-1", self.endpoints.mock_provider, self._port(region)
+        )
+        sealer_key = _load_or_create_key(keys / "sealer.key")
+        (keys / "sealer.enrolment").write_bytes(enrol(regional_key, region, "sealer", sealer_key))
+        sealer_config = self._write_config(
+            f"sealer-{region}",
+            {
+                "region": region,
+                "audit_nats_url": region_plan.audit_url,
+                "xr_nats_url": region_plan.xr_url,
+                "pseudonym_key": pseudonym_key,
+                "signing_key_file": str(keys / "sealer.key"),
+                "enrolment_file": str(keys / "sealer.enrolment"),
+            },
+        )
+        self._spawn(f"sealer-{region}", "gateway", "seal", "--config", str(sealer_config))
+        audit_port = free_port(self.host)
+        audit_config = self._write_config(
+            f"audit-api-{region}",
+            {
+                "region": region,
+                "audit_nats_url": region_plan.audit_url,
+                "regional_public_key": self.endpoints.regional_public_keys[region],
+                "xr_nats_url": region_plan.xr_url,
+                "index_path": str(self.root / "state" / f"audit-index-{region}.sqlite3"),
+                "host": self.host,
+                "port": audit_port,
+            },
+        )
+        self._spawn(f"audit-api-{region}", "gateway", "audit-api", "--config", str(audit_config))
+        self.endpoints.audit_apis[region] = f"http://{self.host}:{audit_port}"
+
+    def _start_central(self) -> None:
+        assert self.topology is not None
+        metrics_port = free_port(self.host)
+        replicator_config = self._write_config(
+            "replicator",
+            {
+                "central_nats_url": self.topology.central_url,
+                "regions": list(self.regions),
+                "metrics_host": self.host,
+                "metrics_port": metrics_port,
+                "pack_trust": self._pack_trust(),
+            },
+        )
+        self._spawn("replicator", "replicator", "run", "--config", str(replicator_config))
+        self.endpoints.replicator_metrics = f"http://{self.host}:{metrics_port}/metrics"
+        port = self._port("aggregator")
+        witness_key = self.root / "keys" / "central" / "witness.key"
+        _load_or_create_key(witness_key)
+        aggregator_config = self._write_config(
+            "aggregator",
+            {
+                "central_nats_url": self.topology.central_url,
+                "regions": list(self.regions),
+                "store_path": str(self.root / "state" / "aggregator.sqlite3"),
+                "host": self.host,
+                "port": port,
+                "regional_public_keys": self.endpoints.regional_public_keys,
+                "witness_key_file": str(witness_key),
+            },
+        )
+        self._spawn("aggregator", "aggregator", "run", "--config", str(aggregator_config))
+        self.endpoints.aggregator = f"http://{self.host}:{port}"
+
+    def _wait_ready(self) -> None:
+        checks = {f"gateway-{r}": f"{url}/readyz" for r, url in self.endpoints.gateways.items()}
+        checks |= {f"audit-api-{r}": f"{url}/docs" for r, url in self.endpoints.audit_apis.items()}
+        checks["aggregator"] = f"{self.endpoints.aggregator}/healthz"
+        checks["replicator"] = self.endpoints.replicator_metrics
+        for name, url in checks.items():
+            proc = self.processes[name]
+            try:
+                wait_for_http(url, 30, proc.proc)
+            except Exception as exc:
+                raise type(exc)(f"{name}: {exc}\n{proc.log_tail()}") from exc
+
+    def describe(self) -> dict[str, Any]:
+        assert self.topology is not None
+        return {
+            "gateways": self.endpoints.gateways,
+            "audit_apis": self.endpoints.audit_apis,
+            "aggregator": self.endpoints.aggregator,
+            "replicator_metrics": self.endpoints.replicator_metrics,
+            "mock_provider": self.endpoints.mock_provider,
+            "api_key": self.endpoints.api_key,
+            "regional_public_keys": self.endpoints.regional_public_keys,
+            "policy_owner_key": str(self.policy_owner_key),
+            "nats": {
+                "central": self.topology.central_url,
+                "regions": {
+                    name: {"audit": r.audit_url, "xr": r.xr_url}
+                    for name, r in self.topology.regions.items()
+                },
+            },
+            "logs": str(self.root / "logs"),
+        }
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.processes.values())):
+            proc.stop()
+        if self.nats is not None:
+            self.nats.stop()

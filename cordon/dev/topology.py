@@ -1,0 +1,194 @@
+"""The local multi-region NATS topology: central plus regions, on free ports.
+
+`plan()` picks ports and secrets and renders deploy/nats/*.conf into a directory;
+`NatsTopology` starts, stops and restarts the servers. Tests and `cordon dev up` share
+it, so both run the configs a deployment would.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cordon.dev import natsconf
+from cordon.dev.procs import ManagedProcess, free_port, nats_server_binary, wait_for_http
+
+DEFAULT_REGIONS = ("eu-west", "us-east")
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    name: str
+    host: str
+    client_port: int
+    monitor_port: int
+    store_dir: str
+    conf_path: str
+
+    def url(self, user: str, password: str) -> str:
+        return f"nats://{user}:{password}@{self.host}:{self.client_port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{self.host}:{self.monitor_port}"
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    name: str
+    server: ServerPlan
+    audit_password: str
+    xr_password: str
+
+    @property
+    def audit_url(self) -> str:
+        """Credentials for the AUDIT account: full records. Only in-region processes."""
+        return self.server.url("audit", self.audit_password)
+
+    @property
+    def xr_url(self) -> str:
+        """Credentials for the region's XR account: what may cross regions."""
+        return self.server.url("xr", self.xr_password)
+
+
+@dataclass(frozen=True)
+class TopologyPlan:
+    root: str
+    host: str
+    central: ServerPlan
+    central_password: str
+    leaf_port: int
+    regions: dict[str, RegionPlan] = field(default_factory=dict)
+
+    @property
+    def central_url(self) -> str:
+        return self.central.url("central", self.central_password)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _server_plan(name: str, root: Path, host: str) -> ServerPlan:
+    store = root / "nats" / name / "jetstream"
+    store.mkdir(parents=True, exist_ok=True)
+    return ServerPlan(
+        name=name,
+        host=host,
+        client_port=free_port(host),
+        monitor_port=free_port(host),
+        store_dir=str(store),
+        conf_path=str(root / "nats" / f"{name}.conf"),
+    )
+
+
+def plan(
+    root: Path, regions: tuple[str, ...] = DEFAULT_REGIONS, host: str = "127.0.0.1"
+) -> TopologyPlan:
+    """Choose ports and secrets and write the rendered server configs under `root`."""
+
+    def secret() -> str:
+        return secrets.token_urlsafe(18)
+
+    central = _server_plan("central", root, host)
+    leaf_port = free_port(host)
+    sys_password = secret()
+    leaf_passwords = {region: secret() for region in regions}
+    topology = TopologyPlan(
+        root=str(root),
+        host=host,
+        central=central,
+        central_password=secret(),
+        leaf_port=leaf_port,
+        regions={
+            region: RegionPlan(region, _server_plan(region, root, host), secret(), secret())
+            for region in regions
+        },
+    )
+    common = {"host": host, "sys_password": sys_password}
+    Path(central.conf_path).write_text(
+        natsconf.render_file(
+            "central.conf",
+            {
+                **common,
+                "client_port": central.client_port,
+                "monitor_port": central.monitor_port,
+                "store_dir": central.store_dir,
+                "central_password": topology.central_password,
+                "leaf_port": leaf_port,
+                "leaf_users": natsconf.leaf_users_block(leaf_passwords),
+            },
+        )
+    )
+    for region, region_plan in topology.regions.items():
+        server = region_plan.server
+        Path(server.conf_path).write_text(
+            natsconf.render_file(
+                "region.conf",
+                {
+                    **common,
+                    "region": region,
+                    "client_port": server.client_port,
+                    "monitor_port": server.monitor_port,
+                    "store_dir": server.store_dir,
+                    "audit_password": region_plan.audit_password,
+                    "xr_password": region_plan.xr_password,
+                    "leaf_password": leaf_passwords[region],
+                    "central_host": host,
+                    "central_leaf_port": leaf_port,
+                },
+            )
+        )
+    return topology
+
+
+class NatsTopology:
+    """The running nats-server processes of a `TopologyPlan`."""
+
+    def __init__(self, topology: TopologyPlan) -> None:
+        self.plan = topology
+        root = Path(topology.root)
+        servers = [topology.central, *(r.server for r in topology.regions.values())]
+        self.servers = {s.name: s for s in servers}
+        self.processes = {
+            s.name: ManagedProcess(
+                f"nats-{s.name}",
+                [nats_server_binary(), "-c", s.conf_path],
+                root / "logs" / f"nats-{s.name}.log",
+            )
+            for s in servers
+        }
+
+    def start(self, name: str | None = None, timeout: float = 15.0) -> None:
+        names = [name] if name else list(self.processes)
+        for each in names:
+            self.processes[each].start()
+        for each in names:
+            server = self.servers[each]
+            wait_for_http(
+                f"{server.monitor_url}/healthz?js-enabled-only=true",
+                timeout,
+                self.processes[each].proc,
+            )
+
+    def stop(self, name: str | None = None) -> None:
+        names = [name] if name else list(reversed(self.processes))
+        for each in names:
+            self.processes[each].stop()
+
+    def wait_leafnodes(self, timeout: float = 15.0) -> None:
+        """Block until central sees one leaf connection per region."""
+        import json
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        url = f"{self.plan.central.monitor_url}/leafz"
+        want = len(self.plan.regions)
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if json.load(response).get("leafnodes", 0) >= want:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"central did not see {want} leaf connections in {timeout}s")

@@ -1,0 +1,140 @@
+"""Every stream and bucket Cordon uses, defined once, and created idempotently.
+
+Regional: `RECORDS` (account AUDIT; full records, never bridged), `SUMMARY` and the
+`policy` and `applied` buckets (account XR). Central: `POLICY`, the `replicator`
+bucket, and `AUDIT_SUMMARY`, which sources every region's `SUMMARY` over the leaf.
+docs/architecture.md draws who reads and writes each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from nats.js.api import (
+    DiscardPolicy,
+    ExternalStream,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError
+
+from cordon.nats import subjects
+
+DAY_S = 86_400.0
+STREAM_NAME_IN_USE = 10058
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create `config`, or bring an existing stream of that name up to it."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+
+
+def records_config(region: str, retention_days: float = 365.0) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.RECORDS_STREAM,
+        description=f"Full decision records of {region}. Never leaves the region.",
+        subjects=[subjects.records_filter(region), subjects.enrolment_subject(region)],
+        storage=StorageType.FILE,
+        max_age=retention_days * DAY_S,
+        discard=DiscardPolicy.NEW,
+        deny_delete=True,
+        deny_purge=True,
+        duplicate_window=120.0,
+        allow_direct=True,
+    )
+
+
+def summary_config(region: str, retention_days: float = 30.0) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.SUMMARY_STREAM,
+        description=f"Metadata-only summaries and checkpoints of {region}.",
+        subjects=[subjects.summaries_filter(region), subjects.checkpoint_subject(region)],
+        storage=StorageType.FILE,
+        max_age=retention_days * DAY_S,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=120.0,
+    )
+
+
+async def ensure_region(audit_js: JetStreamContext, xr_js: JetStreamContext, region: str) -> None:
+    """Everything one region needs: RECORDS in AUDIT; SUMMARY and the KVs in XR."""
+    await ensure_stream(audit_js, records_config(region))
+    await ensure_stream(xr_js, summary_config(region))
+    await xr_js.create_key_value(KeyValueConfig(bucket=subjects.POLICY_BUCKET, history=10))
+    await xr_js.create_key_value(KeyValueConfig(bucket=subjects.APPLIED_BUCKET, history=1))
+
+
+async def extend_records_retention(
+    audit_js: JetStreamContext, retention_days: float
+) -> float | None:
+    """Raise `RECORDS` max_age to `retention_days` if it is shorter; never shorten it.
+
+    Shortening would delete records a regulator may still ask for, so a pack asking
+    for less keeps the longer retention (the caller logs that). Returns the new
+    retention in days when it changed.
+    """
+    info = await audit_js.stream_info(subjects.RECORDS_STREAM)
+    current = float(info.config.max_age or 0)
+    wanted = retention_days * DAY_S
+    if current == 0 or wanted <= current:  # 0: kept forever already
+        return None
+    info.config.max_age = wanted
+    await audit_js.update_stream(info.config)
+    return retention_days
+
+
+async def publish_enrolment(
+    js: JetStreamContext, region: str, key_id: str, enrolment: bytes
+) -> None:
+    """Put an enrolment into the region's RECORDS; its id keeps a restart from repeating it."""
+    await js.publish(
+        subjects.enrolment_subject(region), enrolment, headers={"Nats-Msg-Id": f"enrol-{key_id}"}
+    )
+
+
+# -- central ---------------------------------------------------------------------------
+
+
+def policy_config() -> StreamConfig:
+    return StreamConfig(
+        name=subjects.POLICY_STREAM,
+        description="Packs as published by policy owners.",
+        subjects=[subjects.policy_subject("*")],
+        storage=StorageType.FILE,
+        deny_delete=True,
+        max_msgs_per_subject=100,
+    )
+
+
+async def ensure_central(js: JetStreamContext) -> None:
+    """What the replicator owns: `POLICY` and the `replicator` KV."""
+    await ensure_stream(js, policy_config())
+    await js.create_key_value(KeyValueConfig(bucket=subjects.REPLICATOR_BUCKET, history=1))
+
+
+def audit_summary_config(regions: Iterable[str]) -> StreamConfig:
+    """No subjects of its own, one source per region."""
+    return StreamConfig(
+        name=subjects.AUDIT_SUMMARY_STREAM,
+        description="Every region's metadata-only summaries, sourced over the leaf.",
+        storage=StorageType.FILE,
+        sources=[
+            StreamSource(
+                name=subjects.SUMMARY_STREAM,
+                external=ExternalStream(api=subjects.domain_api(region)),
+            )
+            for region in sorted(regions)
+        ],
+    )
+
+
+async def ensure_audit_summary(js: JetStreamContext, regions: Iterable[str]) -> None:
+    await ensure_stream(js, audit_summary_config(regions))

@@ -1,0 +1,152 @@
+"""The gateway's HTTP surface: OpenAI- and Anthropic-compatible APIs, health, metrics.
+
+A plain ASGI app: the hot path pays for no framework routing or middleware.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cordon.errors import AuthError
+from gateway import metrics
+from gateway.http import calls, dialects
+from gateway.http.asgi import Message, Receive, Scope, Send, request_headers, respond, respond_json
+from gateway.runtime import Runtime
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger("cordon.gateway")
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class GatewayApp:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.runtime = Runtime(settings)
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._call(dialects.CHAT),
+            ("POST", "/v1/embeddings"): self._call(dialects.EMBEDDINGS),
+            ("POST", "/v1/responses"): self._call(dialects.RESPONSES),
+            ("POST", "/v1/messages"): self._call(dialects.MESSAGES),
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/readyz"): self.readyz,
+            ("GET", "/metrics"): self.metrics,
+            ("GET", "/v1/cordon/policy"): self.policy_status,
+        }
+
+    def _call(self, dialect: dialects.Dialect) -> Handler:
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            await calls.handle(self.runtime, dialect, scope, receive, send)
+
+        return handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            await self._not_found(scope, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await handler(scope, receive, tracked)
+        except Exception:
+            log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
+            if not started:
+                dialect = dialects.MESSAGES if scope["path"] == "/v1/messages" else dialects.CHAT
+                body = dialect.error("internal gateway error", "api_error", "internal_error")
+                await respond(send, 500, body)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _not_found(self, scope: Scope, send: Send) -> None:
+        known_path = any(path == scope["path"] for _, path in self.routes)
+        status = 405 if known_path else 404
+        dialect = dialects.MESSAGES if scope["path"].startswith("/v1/messages") else dialects.CHAT
+        message = f"{scope['method']} {scope['path']} is not served here"
+        await respond(send, status, dialect.error(message, "not_found_error", "not_found"))
+
+    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The models the active pack routes; Anthropic's shape when asked by its SDK."""
+        headers = request_headers(scope)
+        anthropic = "anthropic-version" in headers
+        dialect = dialects.MESSAGES if anthropic else dialects.CHAT
+        try:
+            self.runtime.auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
+        except AuthError as exc:
+            await respond(
+                send, 401, dialect.error(str(exc), "authentication_error", "invalid_api_key")
+            )
+            return
+        router = self.runtime.packs.current.router
+        if anthropic:
+            data = [
+                {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
+                for m, _ in router.listed_models("anthropic")
+            ]
+            first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+            await respond_json(
+                send, 200, {"data": data, "has_more": False, "first_id": first, "last_id": last}
+            )
+            return
+        listed = [
+            {"id": m, "object": "model", "created": 0, "owned_by": target}
+            for m, target in router.listed_models("openai")
+        ]
+        await respond_json(send, 200, {"object": "list", "data": listed})
+
+    async def healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond_json(send, 200, {"status": "ok"})
+
+    async def readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.runtime.settings
+        ready = self.runtime.ready
+        body = {"ready": ready, "region": settings.region, "replica": settings.replica}
+        await respond_json(send, 200 if ready else 503, body)
+
+    async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(
+            send, 200, generate_latest(), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+        )
+
+    async def policy_status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The active pack, the last refusal, and each provider target's circuit."""
+        router = self.runtime.packs.current.router
+        targets = [
+            {"id": t.id, "api": t.api, "circuit": router.breakers.state(t.id)}
+            for t in router.targets
+        ]
+        await respond(
+            send, 200, json.dumps({**self.runtime.packs.status(), "targets": targets}).encode()
+        )
+
+
+def create_app(settings: GatewaySettings) -> GatewayApp:
+    metrics.PACK_REVISION.set(0)
+    return GatewayApp(settings)

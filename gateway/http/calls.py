@@ -1,0 +1,424 @@
+"""One call through the gateway, for every dialect.
+
+authenticate → read and validate → input rules → forward (with fallback) →
+output rules → record committed → answer released. Every path after
+authentication leaves a record; a model answer never leaves without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cordon import jsoncodec
+from cordon.errors import (
+    AuthError,
+    BadRequestError,
+    BodyTooLargeError,
+    ClassifierUnavailableError,
+    ClientGoneError,
+    NoTargetAvailableError,
+    OutputBlockedError,
+    RecordCommitError,
+    UnknownModelError,
+    UpstreamError,
+)
+from cordon.ids import uuid7
+from cordon.packs import ClassifierHook
+from gateway import metrics, policy, records
+from gateway.http.asgi import (
+    EVENT_STREAM,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    parse_json_object,
+    read_body,
+    request_headers,
+    respond,
+)
+from gateway.http.dialects import Dialect
+from gateway.http.streaming import SSEParser, StreamAdapter, adapter_for, stream_error
+from gateway.identity import Identity
+from gateway.policy import Decision, StreamFilter
+from gateway.policy.activation import Active
+from gateway.runtime import Runtime
+from gateway.upstream import UpstreamResponse, classifier
+from gateway.upstream.forwarding import Forwarded, forward
+
+log = logging.getLogger("cordon.gateway.calls")
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
+
+
+@dataclass
+class Call:
+    """Everything one call accumulates on its way through."""
+
+    runtime: Runtime
+    dialect: Dialect
+    identity: Identity
+    started: float
+    active: Active
+    facts: records.CallFacts
+    decision: Decision = field(default_factory=Decision)
+    record_id: str = field(default_factory=uuid7)
+    prompt: dict[str, Any] | None = None
+    answer_text: str = ""
+
+    def record(self) -> dict[str, Any]:
+        self.facts.latency_ms = (time.perf_counter() - self.started) * 1000
+        content = None
+        if self.prompt is not None:
+            content = {"prompt": self.prompt, "answer": self.answer_text}
+        return records.build(
+            record_id=self.record_id,
+            region=self.runtime.settings.region,
+            replica=self.runtime.settings.replica,
+            identity=self.identity,
+            pack=self.active.pack,
+            decision=self.decision,
+            facts=self.facts,
+            content=content,
+            classification=self.decision.classification,
+        )
+
+    async def commit(self) -> int | None:
+        """Commit this call's record: its stream sequence, or None if it was spooled
+        (fail-open pack, stream away). `RecordCommitError` if neither was possible."""
+        recorder = self.runtime.recorder
+        committed = time.perf_counter()
+        spool = self.runtime.spool if self.active.pack.fail_mode == "open" else None
+        try:
+            if recorder is None:
+                raise RecordCommitError("not connected to the regional NATS yet")
+            seq = await recorder.commit(self.record(), spool)
+        except RecordCommitError:
+            metrics.COMMIT_FAILURES.inc()
+            raise
+        metrics.COMMIT.observe(time.perf_counter() - committed)
+        metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
+        return seq
+
+    def receipt(self, seq: int | None) -> Headers:
+        overhead = time.perf_counter() - self.started - self.facts.upstream_ms / 1000
+        metrics.OVERHEAD.observe(overhead)
+        where = (
+            (b"x-cordon-record-seq", str(seq).encode())
+            if seq is not None
+            else (b"x-cordon-record-spooled", b"1")
+        )
+        return [
+            (b"x-cordon-record-id", self.record_id.encode()),
+            where,
+            (b"x-cordon-overhead-ms", f"{overhead * 1000:.3f}".encode()),
+        ]
+
+
+async def handle(
+    runtime: Runtime, dialect: Dialect, scope: Scope, receive: Receive, send: Send
+) -> None:
+    started = time.perf_counter()
+    headers = request_headers(scope)
+    try:
+        identity = runtime.auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
+    except AuthError as exc:
+        # Unauthenticated traffic writes nothing to the compliance log: it is counted only.
+        metrics.REQUESTS.labels(dialect.route, "unauthenticated").inc()
+        await respond(send, 401, dialect.error(str(exc), "authentication_error", "invalid_api_key"))
+        return
+    call = Call(
+        runtime,
+        dialect,
+        identity,
+        started,
+        runtime.packs.current,
+        records.CallFacts(dialect.route, "unknown"),
+    )
+    try:
+        body = await read_body(receive, headers, runtime.settings.max_body_bytes)
+        payload = parse_json_object(body)
+        problem = dialect.validate(payload)
+        if problem:
+            raise BadRequestError(problem)
+    except BodyTooLargeError as exc:
+        await refuse(call, send, 413, str(exc), "request_too_large", "request_too_large")
+        return
+    except BadRequestError as exc:
+        await refuse(call, send, 400, str(exc), "invalid_request_error", "invalid_request")
+        return
+    await serve(call, payload, body, headers, receive, send)
+
+
+async def refuse(call: Call, send: Send, status: int, message: str, kind: str, code: str) -> None:
+    """Answer with an error of our own; the record says so. No model output is involved,
+    so the error goes out even if the record cannot be committed (that is logged)."""
+    blocked = kind == "permission_error" or call.decision.blocked_by is not None
+    call.decision.outcome = "block" if blocked else "error"
+    call.facts.status = status
+    call.facts.error = code
+    receipt: Headers = []
+    try:
+        receipt = call.receipt(await call.commit())
+    except RecordCommitError as exc:
+        log.error("record for a refused call not committed: %s", exc)
+    await respond(send, status, call.dialect.error(message, kind, code), receipt)
+
+
+async def serve(
+    call: Call,
+    payload: dict[str, Any],
+    body: bytes,
+    headers: dict[str, str],
+    receive: Receive,
+    send: Send,
+) -> None:
+    dialect, pack = call.dialect, call.active.pack
+    call.facts.model = payload["model"]
+    call.facts.stream = bool(payload.get("stream"))
+    outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
+    call.prompt = _prompt(dialect, outbound if pack.record_content == "redacted" else payload)
+    hook = pack.classifier
+    consult = call.decision.blocked_by is None and hook is not None
+    if consult and not await _consult_classifier(call, hook, outbound, send):  # type: ignore[arg-type]
+        return
+    if call.decision.blocked_by is not None:
+        message = f"blocked by policy rule {call.decision.blocked_by}"
+        await refuse(call, send, 403, message, "permission_error", "content_policy_violation")
+        return
+    upstream_started = time.perf_counter()
+    try:
+        forwarded = await forward(
+            call.active.router,
+            call.runtime.upstream,
+            dialect.api,
+            call.facts.model,
+            dialect.upstream_path,
+            body if outbound is payload else jsoncodec.dumps(outbound),
+            headers,
+        )
+    except UnknownModelError as exc:
+        await refuse(call, send, 404, str(exc), "not_found_error", "model_not_found")
+        return
+    except NoTargetAvailableError as exc:
+        call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
+        status, code = (504, "upstream_timeout") if exc.timed_out else (502, "upstream_unavailable")
+        await refuse(call, send, status, str(exc), "api_error", code)
+        return
+    call.facts.route = forwarded.target.id
+    call.facts.attempts = forwarded.attempts
+    call.facts.status = forwarded.status
+    if forwarded.response is not None and forwarded.status == 200 and call.facts.stream:
+        await relay_stream(call, forwarded.response, upstream_started, receive, send)
+    else:
+        await answer_whole(call, forwarded, upstream_started, send)
+
+
+async def _consult_classifier(
+    call: Call, hook: ClassifierHook, outbound: dict[str, Any], send: Send
+) -> bool:
+    """Ask the pack's external classifier; False if the call was refused here."""
+    text = call.dialect.prompt_text(outbound)
+    try:
+        hits = await classifier.classify(call.runtime.upstream.http, hook, text)
+    except ClassifierUnavailableError as exc:
+        if hook.fail_mode == "open":
+            call.decision.fired(classifier.UNAVAILABLE, "flag")
+            return True
+        call.decision.fired(classifier.UNAVAILABLE, "block")
+        message = f"the policy classifier is unavailable, so the call was not sent ({exc})"
+        await refuse(call, send, 503, message, "api_error", "classifier_unavailable")
+        return False
+    for category in hits:
+        call.decision.fired(f"classifier:{category}", "block")
+    return True
+
+
+def _prompt(dialect: Dialect, payload: dict[str, Any]) -> dict[str, Any]:
+    keys = (*dialect.prompt_keys, "system", "instructions")
+    return {k: payload[k] for k in keys if k in payload}
+
+
+async def answer_whole(
+    call: Call, forwarded: Forwarded, upstream_started: float, send: Send
+) -> None:
+    try:
+        body = forwarded.body if forwarded.body is not None else await _read(forwarded.response)
+    except UpstreamError as exc:
+        call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
+        await refuse(call, send, 502, str(exc), "api_error", "upstream_broken")
+        return
+    call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
+    metrics.UPSTREAM.observe(call.facts.upstream_ms / 1000)
+    if forwarded.status == 200:
+        try:
+            body = _filter_answer(call, body)
+        except OutputBlockedError as exc:
+            call.decision.fired(exc.rule_id, "block")
+            await refuse(call, send, 403, str(exc), "permission_error", "content_policy_violation")
+            return
+    else:
+        call.decision.outcome = "error"
+        call.facts.error = f"upstream_{forwarded.status}"
+    try:
+        receipt = call.receipt(await call.commit())
+    except RecordCommitError:
+        if forwarded.status == 200:
+            await _fail_closed(call, send)
+            return
+        receipt = []
+    extra = [(b"content-type", forwarded.headers.get("content-type", "application/json").encode())]
+    if "retry-after" in forwarded.headers:
+        extra.append((b"retry-after", forwarded.headers["retry-after"].encode()))
+    await respond(send, forwarded.status, body, extra + receipt)
+
+
+async def _read(response: UpstreamResponse | None) -> bytes:
+    assert response is not None
+    return await response.read()
+
+
+def _filter_answer(call: Call, body: bytes) -> bytes:
+    """Apply output rules to a whole answer; re-encode only if a rule changed it."""
+    try:
+        answer = jsoncodec.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(answer, dict):
+        return body
+    call.facts.prompt_tokens, call.facts.completion_tokens = call.dialect.usage(answer)
+    apply = policy.output_policy(call.active.pack, call.decision)
+    raw_text = call.dialect.answer_text(answer)
+    if apply is None:
+        call.answer_text = raw_text
+        return body
+    call.dialect.map_answer(answer, apply)  # may raise OutputBlockedError
+    filtered = call.dialect.answer_text(answer)
+    call.answer_text = filtered if call.active.pack.record_content == "redacted" else raw_text
+    return jsoncodec.dumps(answer) if filtered != raw_text else body
+
+
+async def _fail_closed(call: Call, send: Send) -> None:
+    metrics.REQUESTS.labels(call.dialect.route, "commit_failed").inc()
+    message = "the decision record could not be committed; no answer was released"
+    await respond(send, 503, call.dialect.error(message, "api_error", "record_commit_failed"))
+
+
+async def relay_stream(
+    call: Call, response: UpstreamResponse, upstream_started: float, receive: Receive, send: Send
+) -> None:
+    pack = call.active.pack
+    apply = policy.output_policy(pack, call.decision)
+    make_filter = (lambda: StreamFilter(apply)) if apply is not None else None
+    adapter = adapter_for(call.dialect, make_filter, policy.output_policy(pack, None))
+    start = [
+        EVENT_STREAM,
+        (b"cache-control", b"no-cache"),
+        (b"x-cordon-record-id", call.record_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": start})
+    held: list[bytes] = []
+    pump = asyncio.create_task(_pump(response, adapter, held, send))
+    gone = asyncio.create_task(_client_gone(receive))
+    done, _ = await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
+    call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
+    call.facts.scanned_chars = adapter.scanned_chars if make_filter else None
+    call.answer_text = "".join(adapter.text)
+    call.facts.prompt_tokens, call.facts.completion_tokens = (
+        adapter.prompt_tokens,
+        adapter.completion_tokens,
+    )
+    if gone in done or _client_left(pump):
+        await _abandon(call, pump, response)
+        return
+    gone.cancel()
+    ended = await _pump_result(call, pump)
+    try:
+        seq = await call.commit()
+    except RecordCommitError:
+        await send(
+            {
+                "type": "http.response.body",
+                "body": stream_error(
+                    call.dialect,
+                    "the decision record could not be committed",
+                    "record_commit_failed",
+                ),
+            }
+        )
+        return
+    call.receipt(seq)
+    if ended:
+        tail = b"".join(held)
+    elif call.decision.blocked_by is not None:
+        message = f"answer blocked by policy rule {call.decision.blocked_by}"
+        tail = stream_error(call.dialect, message, "content_policy_violation")
+    else:
+        tail = stream_error(call.dialect, call.facts.error or "stream broke", "upstream_broken")
+    note = f": cordon-record-seq {seq}\n\n" if seq is not None else ": cordon-record-spooled\n\n"
+    await send({"type": "http.response.body", "body": note.encode() + tail})
+
+
+async def _pump(
+    response: UpstreamResponse, adapter: StreamAdapter, held: list[bytes], send: Send
+) -> bool:
+    """Relay events until the terminal one, which is held; True if the stream ended properly."""
+    parser = SSEParser()
+    terminal = False
+    try:
+        async for chunk in response.chunks():
+            out: list[bytes] = []
+            for event in parser.feed(chunk):
+                relay = adapter.relay(event)
+                terminal = terminal or relay.terminal
+                (held if terminal else out).extend(relay.out)
+            if out:
+                try:
+                    await send(
+                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
+                    )
+                except OSError as exc:
+                    raise ClientGoneError from exc
+    finally:
+        response.release()
+    return terminal
+
+
+async def _pump_result(call: Call, pump: asyncio.Task[bool]) -> bool:
+    try:
+        ended = pump.result()
+    except UpstreamError as exc:
+        call.decision.outcome, call.facts.error = "error", str(exc)
+        return False
+    except OutputBlockedError as exc:
+        call.decision.fired(exc.rule_id, "block")
+        call.facts.error = "content_policy_violation"
+        return False
+    if not ended:
+        call.decision.outcome, call.facts.error = "error", "stream ended without its final event"
+    return ended
+
+
+def _client_left(pump: asyncio.Task[bool]) -> bool:
+    return pump.done() and not pump.cancelled() and isinstance(pump.exception(), ClientGoneError)
+
+
+async def _client_gone(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _abandon(call: Call, pump: asyncio.Task[bool], response: UpstreamResponse) -> None:
+    """The caller left mid-stream: stop the provider call, still record what happened."""
+    pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError, UpstreamError, ClientGoneError):
+        await pump
+    response.close()
+    call.decision.outcome = "cancelled"
+    call.facts.status = CLIENT_CLOSED
+    call.facts.error = "client_disconnected"
+    with contextlib.suppress(RecordCommitError):
+        await call.commit()

@@ -1,0 +1,163 @@
+"""The calls the gateway serves, each in its provider's own wire format.
+
+A dialect knows where the prompt and the answer text live in its JSON, how it
+reports usage, what its errors look like, and how its stream ends. The call
+pipeline (gateway.calls) is the same for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cordon import jsoncodec
+
+Text = Callable[[str], str]
+
+
+def _map_content(content: Any, fn: Text) -> Any:
+    """Apply `fn` to a message's text: a string, or the `text` of its parts/blocks."""
+    if isinstance(content, str):
+        return fn(content)
+    if isinstance(content, list):
+        return [
+            {**part, "text": fn(part["text"])}
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+    return content
+
+
+def _map_messages(messages: Any, fn: Text) -> Any:
+    if not isinstance(messages, list):
+        return messages
+    return [
+        {**m, "content": _map_content(m.get("content"), fn)} if isinstance(m, dict) else m
+        for m in messages
+    ]
+
+
+# Our error kinds, as OpenAI's API names them.
+_OPENAI_TYPES = {
+    "authentication_error": "invalid_request_error",
+    "permission_error": "invalid_request_error",
+    "not_found_error": "invalid_request_error",
+    "request_too_large": "invalid_request_error",
+    "invalid_request_error": "invalid_request_error",
+    "rate_limit_error": "rate_limit_error",
+}
+
+
+def openai_error(message: str, kind: str, code: str) -> bytes:
+    error_type = _OPENAI_TYPES.get(kind, "api_error")
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    return jsoncodec.dumps(body)
+
+
+def anthropic_error(message: str, kind: str, code: str) -> bytes:
+    # Anthropic's error types are a closed set; map ours onto it.
+    kinds = {
+        "invalid_request_error": "invalid_request_error",
+        "authentication_error": "authentication_error",
+        "permission_error": "permission_error",
+        "not_found_error": "not_found_error",
+        "request_too_large": "request_too_large",
+        "rate_limit_error": "rate_limit_error",
+        "overloaded_error": "overloaded_error",
+    }
+    body = {"type": "error", "error": {"type": kinds.get(kind, "api_error"), "message": message}}
+    return jsoncodec.dumps(body)
+
+
+def _collector(parts: list[str]) -> Text:
+    def collect(text: str) -> str:
+        parts.append(text)
+        return text
+
+    return collect
+
+
+@dataclass(frozen=True)
+class Dialect:
+    route: str
+    api: str
+    upstream_path: str
+    streams: bool
+    prompt_keys: tuple[str, ...]
+
+    def error(self, message: str, kind: str, code: str) -> bytes:
+        return (anthropic_error if self.api == "anthropic" else openai_error)(message, kind, code)
+
+    def validate(self, payload: dict[str, Any]) -> str | None:
+        if not isinstance(payload.get("model"), str) or not payload["model"]:
+            return "'model' is required and must be a string"
+        present = [k for k in self.prompt_keys if payload.get(k) not in (None, "", [])]
+        if not present:
+            return f"'{self.prompt_keys[0]}' is required and must not be empty"
+        if self.route == "messages" and not isinstance(payload.get("max_tokens"), int):
+            return "'max_tokens' is required and must be an integer"
+        if "stream" in payload and not isinstance(payload["stream"], bool):
+            return "'stream' must be a boolean"
+        if payload.get("stream") and not self.streams:
+            return f"'stream' is not supported for {self.route}"
+        return None
+
+    def map_prompt(self, payload: dict[str, Any], fn: Text) -> dict[str, Any]:
+        """A copy of `payload` with `fn` applied to every prompt text."""
+        out = dict(payload)
+        if self.route in ("chat", "messages"):
+            out["messages"] = _map_messages(payload.get("messages"), fn)
+            if self.route == "messages" and "system" in payload:
+                out["system"] = _map_content(payload["system"], fn)
+        elif self.route == "responses":
+            given = payload.get("input")
+            out["input"] = fn(given) if isinstance(given, str) else _map_messages(given, fn)
+            if isinstance(payload.get("instructions"), str):
+                out["instructions"] = fn(payload["instructions"])
+        elif self.route == "embeddings":
+            given = payload.get("input")
+            if isinstance(given, str):
+                out["input"] = fn(given)
+            elif isinstance(given, list):
+                out["input"] = [fn(x) if isinstance(x, str) else x for x in given]
+        return out
+
+    def map_answer(self, answer: dict[str, Any], fn: Text) -> None:
+        """Apply `fn` in place to every text of a (non-streamed) answer."""
+        if self.route == "chat":
+            for choice in answer.get("choices") or []:
+                message = choice.get("message") if isinstance(choice, dict) else None
+                if isinstance(message, dict) and isinstance(message.get("content"), str):
+                    message["content"] = fn(message["content"])
+        elif self.route == "responses":
+            for item in answer.get("output") or []:
+                if isinstance(item, dict) and isinstance(item.get("content"), list):
+                    item["content"] = _map_content(item["content"], fn)
+        elif self.route == "messages":
+            answer["content"] = _map_content(answer.get("content"), fn)
+
+    def answer_text(self, answer: dict[str, Any]) -> str:
+        parts: list[str] = []
+        self.map_answer(answer, _collector(parts))
+        return "".join(parts)
+
+    def prompt_text(self, payload: dict[str, Any]) -> str:
+        parts: list[str] = []
+        self.map_prompt(payload, _collector(parts))
+        return "\n".join(parts)
+
+    def usage(self, answer: dict[str, Any]) -> tuple[int | None, int | None]:
+        usage = answer.get("usage")
+        if not isinstance(usage, dict):
+            return None, None
+        if self.route in ("responses", "messages"):
+            return usage.get("input_tokens"), usage.get("output_tokens")
+        return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+CHAT = Dialect("chat", "openai", "/chat/completions", True, ("messages",))
+EMBEDDINGS = Dialect("embeddings", "openai", "/embeddings", False, ("input",))
+RESPONSES = Dialect("responses", "openai", "/responses", True, ("input",))
+MESSAGES = Dialect("messages", "anthropic", "/messages", True, ("messages",))

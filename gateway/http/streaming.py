@@ -1,0 +1,297 @@
+"""Relay a provider's SSE stream event by event, with output rules applied.
+
+Each dialect's adapter rewrites only the events that carry answer text, keeps
+what the record needs (text released, usage), and says which event ends the
+stream: that one is held until the record is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from cordon import jsoncodec
+from gateway.http.dialects import Dialect
+from gateway.policy import StreamFilter
+
+
+@dataclass
+class Event:
+    raw: bytes
+    name: str | None
+    data: str
+
+
+class SSEParser:
+    """Split a byte stream into server-sent events (blank-line separated)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer += chunk.replace(b"\r\n", b"\n")
+        events: list[Event] = []
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                return events
+            raw, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
+            events.append(_parse(raw))
+
+    def rest(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def _parse(raw: bytes) -> Event:
+    name = None
+    data = []
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+    return Event(raw, name, "\n".join(data))
+
+
+def _json(event: Event) -> dict[str, Any] | None:
+    try:
+        data = jsoncodec.loads(event.data)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def encode(name: str | None, data: dict[str, Any]) -> bytes:
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + jsoncodec.dumps(data) + b"\n\n"
+
+
+@dataclass
+class Relay:
+    """What one event becomes: bytes to send now, and whether it ends the stream."""
+
+    out: list[bytes] = field(default_factory=list)
+    terminal: bool = False
+
+
+class StreamAdapter:
+    """Dialect-neutral bookkeeping; subclasses know their event shapes."""
+
+    def __init__(
+        self, make_filter: Callable[[], StreamFilter] | None, quiet: Callable[[str], str] | None
+    ) -> None:
+        self._make_filter = make_filter
+        self._quiet = quiet
+        self._filters: dict[Any, StreamFilter] = {}
+        # per key, how to wrap held-back text in an event of its own at the end
+        self._templates: dict[Any, Callable[[str], bytes]] = {}
+        self.text: list[str] = []
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+
+    @property
+    def scanned_chars(self) -> int:
+        return sum(f.scanned_chars for f in self._filters.values())
+
+    def _feed(self, key: Any, delta: str, template: Callable[[str], bytes]) -> str:
+        if self._make_filter is None:
+            self.text.append(delta)
+            return delta
+        self._templates[key] = template
+        filt = self._filters.get(key)
+        if filt is None:
+            filt = self._filters[key] = self._make_filter()
+        released = filt.feed(delta)
+        self.text.append(released)
+        return released
+
+    def _flush(self, key: Any) -> str:
+        filt = self._filters.get(key)
+        if filt is None:
+            return ""
+        released = filt.flush()
+        self.text.append(released)
+        return released
+
+    def _flush_all(self) -> list[bytes]:
+        """Events carrying whatever text is still held back, before the stream ends."""
+        out = []
+        for key, template in self._templates.items():
+            rest = self._flush(key)
+            if rest:
+                out.append(template(rest))
+        return out
+
+    def relay(self, event: Event) -> Relay:
+        raise NotImplementedError
+
+
+class ChatStream(StreamAdapter):
+    def relay(self, event: Event) -> Relay:
+        if event.data.strip() == "[DONE]":
+            return Relay([*self._flush_all(), event.raw], terminal=True)
+        try:
+            chunk = jsoncodec.loads(event.data)
+        except ValueError:
+            return Relay([event.raw])
+        if isinstance(chunk.get("usage"), dict):
+            self.prompt_tokens = chunk["usage"].get("prompt_tokens")
+            self.completion_tokens = chunk["usage"].get("completion_tokens")
+        changed = False
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            key = choice.get("index", 0)
+            text = delta.get("content")
+            released = None
+            if isinstance(text, str):
+                released = self._feed(key, text, partial(_chat_delta, chunk, key))
+            if choice.get("finish_reason") is not None:
+                released = (released or "") + self._flush(key)
+            if released is not None and released != text:
+                delta["content"] = released
+                changed = True
+        return Relay([encode(None, chunk) if changed else event.raw])
+
+
+def _chat_delta(chunk: dict[str, Any], index: int, text: str) -> bytes:
+    base = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+    choice = {"index": index, "delta": {"content": text}, "finish_reason": None}
+    return encode(None, {**base, "choices": [choice]})
+
+
+class ResponsesStream(StreamAdapter):
+    TERMINAL = ("response.completed", "response.failed", "response.incomplete")
+
+    def relay(self, event: Event) -> Relay:
+        data = _json(event)
+        if data is None:
+            return Relay([event.raw])
+        kind = data.get("type") or event.name
+        key = (data.get("item_id"), data.get("content_index"))
+        if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
+            template = partial(_with, event.name, data, "delta")
+            released = self._feed(key, data["delta"], template)
+            if released == data["delta"]:
+                return Relay([event.raw])
+            return Relay([encode(event.name, {**data, "delta": released})])
+        if kind == "response.output_text.done":
+            wrap = self._templates.get(key)
+            rest = self._flush(key)
+            out = [wrap(rest)] if rest and wrap else []
+            return Relay([*out, self._quietly(event, data, "text")])
+        if kind in ("response.content_part.done", "response.output_item.done"):
+            return Relay([self._quietly_nested(event, data)])
+        if kind in self.TERMINAL:
+            response = data.get("response") or {}
+            usage = response.get("usage") if isinstance(response, dict) else None
+            if isinstance(usage, dict):
+                self.prompt_tokens = usage.get("input_tokens")
+                self.completion_tokens = usage.get("output_tokens")
+            return Relay([*self._flush_all(), self._quietly_nested(event, data)], terminal=True)
+        return Relay([event.raw])
+
+    def _quietly(self, event: Event, data: dict[str, Any], key: str) -> bytes:
+        if self._quiet is None or not isinstance(data.get(key), str):
+            return event.raw
+        return encode(event.name, {**data, key: self._quiet(data[key])})
+
+    def _quietly_nested(self, event: Event, data: dict[str, Any]) -> bytes:
+        if self._quiet is None:
+            return event.raw
+        quiet = self._quiet
+
+        def walk(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {
+                    k: quiet(v) if k == "text" and isinstance(v, str) else walk(v)
+                    for k, v in node.items()
+                }
+            if isinstance(node, list):
+                return [walk(x) for x in node]
+            return node
+
+        return encode(event.name, walk(data))
+
+
+class MessagesStream(StreamAdapter):
+    def relay(self, event: Event) -> Relay:
+        data = _json(event)
+        if data is None:
+            return Relay([event.raw])
+        kind = data.get("type") or event.name
+        if kind == "message_start":
+            usage = (data.get("message") or {}).get("usage") or {}
+            self.prompt_tokens = usage.get("input_tokens")
+        elif kind == "message_delta":
+            self.completion_tokens = (data.get("usage") or {}).get("output_tokens")
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                template = partial(_text_delta, data.get("index"))
+                released = self._feed(data.get("index"), delta["text"], template)
+                if released != delta["text"]:
+                    return Relay(
+                        [encode(event.name, {**data, "delta": {**delta, "text": released}})]
+                    )
+        elif kind == "content_block_stop":
+            rest = self._flush(data.get("index"))
+            if rest:
+                return Relay([_text_delta(data.get("index"), rest), event.raw])
+        elif kind == "message_stop":
+            return Relay([*self._flush_all(), event.raw], terminal=True)
+        return Relay([event.raw])
+
+
+def _text_delta(index: Any, text: str) -> bytes:
+    delta = {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "text_delta", "text": text},
+    }
+    return encode("content_block_delta", delta)
+
+
+def _with(name: str | None, data: dict[str, Any], key: str, text: str) -> bytes:
+    return encode(name, {**data, key: text})
+
+
+ADAPTERS: dict[str, type[StreamAdapter]] = {
+    "chat": ChatStream,
+    "responses": ResponsesStream,
+    "messages": MessagesStream,
+}
+
+
+def adapter_for(
+    dialect: Dialect,
+    make_filter: Callable[[], StreamFilter] | None,
+    quiet: Callable[[str], str] | None,
+) -> StreamAdapter:
+    return ADAPTERS[dialect.route](make_filter, quiet)
+
+
+def stream_error(dialect: Dialect, message: str, code: str) -> bytes:
+    """How a stream ends when it must end badly, in the dialect's own terms."""
+    if dialect.api == "anthropic":
+        return encode(
+            "error", {"type": "error", "error": {"type": "api_error", "message": message}}
+        )
+    if dialect.route == "responses":
+        return encode(
+            "error",
+            {
+                "type": "error",
+                "code": code,
+                "message": message,
+                "param": None,
+                "sequence_number": 0,
+            },
+        )
+    return encode(
+        None, {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
+    )

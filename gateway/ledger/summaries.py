@@ -1,0 +1,83 @@
+"""Metadata-only summaries: what of a record may leave its region.
+
+No content and no raw identity: the person and agent become keyed-HMAC
+pseudonyms under a regional secret, so the central view can count and correlate
+without being able to name anyone.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+from typing import Any
+
+from cordon import jsoncodec
+from cordon.errors import SignatureError
+from cordon.log import envelope, merkle
+
+
+def leaf_hash(record_bytes: bytes) -> str:
+    return merkle.leaf_hash(record_bytes).hex()
+
+
+def pseudonym(secret: bytes, value: str | None) -> str | None:
+    if value is None:
+        return None
+    keyed = _keyed(secret).copy()  # the key schedule is done once per secret
+    keyed.update(value.encode())
+    return keyed.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
+def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) -> dict[str, Any]:
+    """The summary of the stream message `record_bytes` at `stream_seq`."""
+    base: dict[str, Any] = {
+        "v": 1,
+        "region": region,
+        "stream_seq": stream_seq,
+        "leaf_hash": leaf_hash(record_bytes),
+    }
+    try:
+        payload = envelope.decode(record_bytes).payload_dict()
+    except SignatureError:
+        # Still a leaf of the log: the summary keeps the tree complete.
+        return {**base, "kind": "unreadable", "id": f"seq-{stream_seq}"}
+    kind = str(payload.get("kind", "decision"))
+    if kind == "enrolment":
+        return {
+            **base,
+            "kind": kind,
+            "id": f"enrol-{payload.get('key_id')}",
+            "replica": payload.get("replica"),
+            "key_id": payload.get("key_id"),
+            # The signed enrolment itself (a public key, no personal data): the central
+            # witness learns from it which keys may sign this region's checkpoints.
+            "enrolment": base64.b64encode(record_bytes).decode(),
+        }
+    pack = payload.get("pack") or {}
+    return {
+        **base,
+        "kind": kind,
+        "id": payload.get("id"),
+        "replica": payload.get("replica"),
+        "replica_seq": payload.get("replica_seq"),
+        "ts": payload.get("ts"),
+        "outcome": payload.get("outcome"),
+        "pack_name": pack.get("name"),
+        "pack_revision": pack.get("revision"),
+        "model": payload.get("model"),
+        "route": payload.get("route"),
+        "classification": payload.get("classification"),
+        "person": pseudonym(secret, payload.get("person")),
+        "agent": pseudonym(secret, payload.get("agent")),
+    }
+
+
+def encode(summary: dict[str, Any]) -> bytes:
+    return jsoncodec.dumps(summary)

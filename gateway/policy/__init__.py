@@ -1,0 +1,31 @@
+"""The active pack, applied: input rules on the prompt, output rules on the answer
+(whole or streamed), and the pack lifecycle in a replica (`activation`).
+
+Packs as documents (parsing, signing) live in `cordon.packs`; this is enforcement.
+"""
+
+from gateway.policy import activation, engine
+from gateway.policy.activation import Active, PackState, Rejection, applied_report
+from gateway.policy.engine import (
+    HOLD_BACK_CHARS,
+    Decision,
+    OutputPolicy,
+    StreamFilter,
+    apply_input,
+    output_policy,
+)
+
+__all__ = [
+    "HOLD_BACK_CHARS",
+    "Active",
+    "Decision",
+    "OutputPolicy",
+    "PackState",
+    "Rejection",
+    "StreamFilter",
+    "activation",
+    "applied_report",
+    "apply_input",
+    "engine",
+    "output_policy",
+]

@@ -1,0 +1,164 @@
+"""Which pack this replica enforces, and how a new one becomes active.
+
+A pack is activated only if its signature verifies against the replica's trust
+root, its revision is above the active one, it has not expired and it is meant
+for this region; otherwise the active pack stays and the reason is kept (status
+endpoint, metric, log, and a rejection record in the region's stream). The swap
+rebinds one attribute, so a call that has read `state.current` finishes on the
+pack it started with. The last good pack is persisted, so a replica that boots
+while NATS is away still enforces it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cordon.errors import PackError
+from cordon.packs import DEFAULT_PACK, Pack, signing
+from gateway.upstream.routing import Router
+
+log = logging.getLogger("cordon.gateway.activation")
+
+
+@dataclass(frozen=True)
+class Active:
+    """A pack and the routing it resolved to, swapped as one."""
+
+    pack: Pack
+    router: Router
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    claimed: dict[str, Any]
+    at: float
+
+
+RouterFactory = Callable[[Pack], Router]
+Offer = Literal["activated", "unchanged", "rejected"]
+
+
+class PackState:
+    def __init__(
+        self,
+        pack_name: str,
+        region: str,
+        state_dir: Path,
+        route: RouterFactory,
+        trusted: Mapping[str, bytes],
+    ) -> None:
+        self.pack_name = pack_name
+        self.region = region
+        self._route = route
+        self._trusted = trusted
+        self.current = Active(DEFAULT_PACK, route(DEFAULT_PACK))
+        self.activated_at: float | None = None
+        self.last_rejection: Rejection | None = None
+        self._path = state_dir / f"last-good-pack.{pack_name}.json"
+
+    @property
+    def active(self) -> Pack:
+        return self.current.pack
+
+    def load_last_good(self) -> None:
+        """Enforce the pack persisted by an earlier run, re-verified against today's trust."""
+        try:
+            data = self._path.read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            pack = signing.decode(data, self._trusted)
+            self._check_scope(pack)
+            self.current = Active(pack, self._route(pack))
+        except PackError as exc:
+            log.error("not enforcing the persisted pack %s: %s", self._path, exc)
+            return
+        self.activated_at = time.time()
+        if pack.expired(time.time()):
+            # Better an expired pack than none; the status endpoint says so.
+            log.warning("the persisted pack %s r%s has expired", pack.name, pack.revision)
+
+    def offer(self, data: bytes) -> Offer:
+        """Activate the signed pack in `data` if it may be; say why not otherwise."""
+        try:
+            pack = signing.decode(data, self._trusted)
+            if pack.revision == self.active.revision and pack.hash == self.active.hash:
+                return "unchanged"  # the watch re-delivering what is already active
+            self._check_scope(pack)
+            if pack.expired(time.time()):
+                raise PackError(f"pack expired at {_iso(pack.expires_at)}")
+            if pack.revision <= self.active.revision:
+                raise PackError(
+                    f"revision {pack.revision} is not newer than active {self.active.revision}"
+                )
+            router = self._route(pack)  # resolves providers: a missing secret refuses the pack
+        except PackError as exc:
+            self.last_rejection = Rejection(str(exc), signing.claimed(data), time.time())
+            log.warning("policy pack rejected, keeping revision %s: %s", self.active.revision, exc)
+            return "rejected"
+        self._persist(data)
+        self.current = Active(pack, router)
+        self.activated_at = time.time()
+        log.info("policy pack %s revision %s active", pack.name, pack.revision)
+        return "activated"
+
+    def _check_scope(self, pack: Pack) -> None:
+        if pack.name != self.pack_name:
+            raise PackError(f"pack {pack.name!r} is not {self.pack_name!r}")
+        if not pack.covers(self.region):
+            raise PackError(f"pack is for regions {list(pack.regions)}, not {self.region}")
+
+    def _persist(self, data: bytes) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self._path)
+
+    def status(self) -> dict[str, object]:
+        pack = self.active
+        rejection = self.last_rejection
+        return {
+            "pack": self.pack_name,
+            "active_revision": pack.revision,
+            "active_hash": pack.hash,
+            "activated_at": self.activated_at,
+            "expires_at": _iso(pack.expires_at),
+            "expired": pack.expired(time.time()),
+            "signed_by": list(pack.signed_by),
+            "last_rejection": rejection.reason if rejection else None,
+            "last_rejection_at": rejection.at if rejection else None,
+            "last_rejected_pack": rejection.claimed if rejection else None,
+        }
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):  # far beyond what datetime can show
+        return f"epoch {epoch:.0f}"
+
+
+def applied_report(state: PackState, replica: str) -> bytes:
+    return json.dumps(
+        {
+            "replica": replica,
+            "pack": state.active.name,
+            "revision": state.active.revision,
+            "hash": state.active.hash,
+            "activated_at": state.activated_at,
+        }
+    ).encode()

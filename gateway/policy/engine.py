@@ -1,0 +1,227 @@
+"""Evaluate the active pack against a call: who may ask, what the prompt holds, what
+the answer may say. Rule types are described in cordon.packs."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cordon.errors import OutputBlockedError
+from cordon.packs import LEVELS, Pack, Rule
+from gateway.identity import Identity
+
+# Characters of streamed output held back so a value split across chunks is still
+# seen whole. It bounds both the longest value a stream filter is sure to catch and
+# the text a caller waits for; the stream's end flushes it.
+HOLD_BACK_CHARS = 128
+
+
+class PromptShape(Protocol):
+    """Where a call's prompt lives in its body: what input rules need of a dialect.
+
+    `gateway.http.dialects.Dialect` is one; declaring only this keeps policy below the
+    HTTP layer."""
+
+    @property
+    def route(self) -> str: ...
+
+    def prompt_text(self, payload: dict[str, Any]) -> str: ...
+
+    def map_prompt(self, payload: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]: ...
+
+
+@dataclass
+class Decision:
+    """What the pack decided for one call; it becomes the record's outcome fields."""
+
+    outcome: str = "allow"
+    rules: list[str] = field(default_factory=list)
+    redactions: dict[str, int] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    blocked_by: str | None = None
+    classification: str = "internal"
+
+    def fired(self, rule_id: str, outcome: str) -> None:
+        if rule_id not in self.rules:
+            self.rules.append(rule_id)
+        if outcome == "block" or (outcome == "redact" and self.outcome == "allow"):
+            self.outcome = outcome
+        if outcome == "block":
+            self.blocked_by = self.blocked_by or rule_id
+        if outcome == "flag" and rule_id not in self.flags:
+            self.flags.append(rule_id)
+
+    def count(self, counts: dict[str, int]) -> None:
+        for name, found in counts.items():
+            self.redactions[name] = self.redactions.get(name, 0) + found
+
+
+def _level(name: str) -> int:
+    return LEVELS.index(name)
+
+
+def _holds(rule: Rule, identity: Identity) -> bool:
+    """Roles: any of them; scopes: all of them."""
+    roles_ok = not rule.roles or any(r in identity.roles for r in rule.roles)
+    scopes_ok = all(s in identity.scopes for s in rule.scopes)
+    return roles_ok and scopes_ok
+
+
+def _covers_call(rule: Rule, model: str, route: str) -> bool:
+    models_ok = not rule.models or any(fnmatch.fnmatchcase(model, m) for m in rule.models)
+    routes_ok = not rule.routes or route in rule.routes
+    return models_ok and routes_ok
+
+
+def apply_input(
+    pack: Pack,
+    dialect: PromptShape,
+    payload: dict[str, Any],
+    identity: Identity,
+    decision: Decision,
+) -> dict[str, Any]:
+    """Identity rules, classification, then input filters; returns the payload to send."""
+    model = str(payload.get("model", ""))
+    for rule in pack.rules_of("identity"):
+        if not _covers_call(rule, model, dialect.route):
+            continue
+        if _holds(rule, identity) != (rule.action == "allow"):
+            decision.fired(rule.id, "block")
+            return payload
+    text = dialect.prompt_text(payload)
+    found = set(pack.detectors.found(text))  # once; every rule below reuses it
+    if not _classify(pack, text, found, identity, decision):
+        return payload
+    for rule in pack.rules:
+        if not rule.scans_input() or not _matches(pack, rule, text, found):
+            continue
+        if rule.action != "redact":
+            decision.fired(rule.id, rule.action)
+            if rule.action == "block":
+                return payload
+            continue
+        counts: dict[str, int] = {}
+        payload = dialect.map_prompt(payload, _redactor(pack, rule, counts, found))
+        # Placeholders match no detector, so what this rule redacted is simply gone:
+        # no second scan of the whole prompt.
+        found -= set(rule.patterns)
+        text = dialect.prompt_text(payload)
+        if counts:
+            decision.count(counts)
+            decision.fired(rule.id, "redact")
+    return payload
+
+
+def _matches(pack: Pack, rule: Rule, text: str, found: set[str] | None = None) -> bool:
+    """Does the rule's detector or category find anything? `found`: detectors already run."""
+    if found is not None:
+        detected = any(p in found for p in rule.patterns)
+    else:
+        detected = bool(pack.detectors.found(text, rule.patterns))
+    return detected or bool(pack.lexicon.found(text, rule.categories))
+
+
+def _redactor(
+    pack: Pack, rule: Rule, counts: dict[str, int], found: set[str] | None = None
+) -> Callable[[str], str]:
+    patterns = rule.patterns if found is None else tuple(p for p in rule.patterns if p in found)
+
+    def redact(text: str) -> str:
+        text = pack.detectors.redact(text, patterns, counts)
+        return pack.lexicon.redact(text, pack.lexicon.found(text, rule.categories), counts)
+
+    return redact
+
+
+def _classify(
+    pack: Pack, text: str, found: set[str], identity: Identity, decision: Decision
+) -> bool:
+    """Set the call's classification; False if a clearance rule blocks the call."""
+    # The floor is the pack's default; each detector's sensitivity and each matching
+    # classification rule can only raise it.
+    level = _level(pack.default_classification)
+    for name in found:
+        level = max(level, _level(pack.detectors.by_name[name].sensitivity))
+    for rule in pack.rules_of("classification"):
+        if (rule.patterns or rule.categories) and rule.level and _matches(pack, rule, text, found):
+            level = max(level, _level(rule.level))
+            decision.fired(rule.id, "flag")
+    decision.classification = LEVELS[level]
+    for rule in pack.rules_of("classification"):
+        applies = rule.require_scopes and rule.level is not None and level >= _level(rule.level)
+        if applies and not all(scope in identity.scopes for scope in rule.require_scopes):
+            decision.fired(rule.id, "block")
+            return False
+    return True
+
+
+class OutputPolicy:
+    """Output rules as one text transform; `OutputBlockedError` when a block rule hits."""
+
+    def __init__(self, pack: Pack, decision: Decision | None) -> None:
+        self._pack = pack
+        self._decision = decision
+        self.rules = tuple(rule for rule in pack.rules if rule.scans_output())
+        names = {p for rule in self.rules for p in rule.patterns}
+        self.patterns = tuple(names)
+        self.extra_patterns: tuple[re.Pattern[str], ...] = tuple(
+            pack.lexicon.patterns[c] for rule in self.rules for c in rule.categories
+        )
+
+    def __call__(self, text: str) -> str:
+        found = set(self._pack.detectors.found(text, self.patterns))
+        for rule in self.rules:
+            if not _matches(self._pack, rule, text, found):
+                continue
+            if rule.action != "redact":
+                if rule.action == "block":
+                    raise OutputBlockedError(rule.id)
+                if self._decision is not None:
+                    self._decision.fired(rule.id, "flag")
+                continue
+            counts: dict[str, int] = {}
+            text = _redactor(self._pack, rule, counts, found)(text)
+            if counts and self._decision is not None:
+                self._decision.count(counts)
+                self._decision.fired(rule.id, "redact")
+        return text
+
+    def safe_cut(self, text: str, cut: int) -> int:
+        return self._pack.detectors.safe_cut(text, cut, self.patterns, self.extra_patterns)
+
+
+def output_policy(pack: Pack, decision: Decision | None) -> OutputPolicy | None:
+    """The pack's output rules, or None when it has none (the fast path)."""
+    policy = OutputPolicy(pack, decision)
+    return policy if policy.rules else None
+
+
+class StreamFilter:
+    """Output rules over a stream of text deltas, with a bounded hold-back window.
+
+    `feed()` returns the text that may be released now; `flush()` the rest. Text is
+    released only once it lies `HOLD_BACK_CHARS` behind the newest character and no
+    detector or category match straddles the release point.
+    """
+
+    def __init__(self, policy: OutputPolicy) -> None:
+        self._policy = policy
+        self._pending = ""
+        self.scanned_chars = 0
+
+    def feed(self, delta: str) -> str:
+        self._pending += delta
+        self.scanned_chars += len(delta)
+        cut = len(self._pending) - HOLD_BACK_CHARS
+        if cut <= 0:
+            return ""
+        cut = self._policy.safe_cut(self._pending, cut)
+        released, self._pending = self._pending[:cut], self._pending[cut:]
+        return self._policy(released) if released else ""
+
+    def flush(self) -> str:
+        released, self._pending = self._pending, ""
+        return self._policy(released) if released else ""

@@ -1,0 +1,109 @@
+"""Decision records: the eight fields regulators ask for, plus what proves them.
+
+Schema version 1 (docs/records.md describes every field). A record is a msgpack
+map; it is sealed into a signed envelope (gateway.envelope) and committed to the
+regional `RECORDS` stream.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cordon.ids import uuid7
+from cordon.packs import Pack
+from gateway.identity import Identity
+from gateway.policy import Decision
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class CallFacts:
+    """What happened on the wire, gathered while the call was served."""
+
+    endpoint: str
+    model: str
+    route: str = ""
+    status: int = 0
+    stream: bool = False
+    latency_ms: float = 0.0
+    upstream_ms: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    attempts: list[str] = field(default_factory=list)
+    scanned_chars: int | None = None
+    error: str | None = None
+
+
+def rfc3339_now() -> str:
+    return datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="microseconds")
+
+
+def build(
+    *,
+    record_id: str,
+    region: str,
+    replica: str,
+    identity: Identity,
+    pack: Pack,
+    decision: Decision,
+    facts: CallFacts,
+    content: dict[str, Any] | None,
+    classification: str = "internal",
+) -> dict[str, Any]:
+    """The record payload, minus `replica_seq` (the recorder assigns it at commit)."""
+    return {
+        "v": SCHEMA_VERSION,
+        "kind": "decision",
+        "id": record_id,
+        "ts": rfc3339_now(),
+        "region": region,
+        "replica": replica,
+        # the eight fields
+        "person": identity.person,
+        "agent": identity.agent,
+        "roles": list(identity.roles),
+        "scopes": list(identity.scopes),
+        "classification": classification,
+        "pack": {"name": pack.name, "revision": pack.revision, "hash": pack.hash},
+        "model": facts.model,
+        "route": facts.route,
+        "outcome": decision.outcome,
+        "rules": decision.rules,
+        "flags": decision.flags,
+        # supporting facts
+        "identity_method": identity.method,
+        "endpoint": facts.endpoint,
+        "stream": facts.stream,
+        "redactions": decision.redactions,
+        "status": facts.status,
+        "error": facts.error,
+        "attempts": facts.attempts,
+        "scanned_chars": facts.scanned_chars,
+        "tokens": {"prompt": facts.prompt_tokens, "completion": facts.completion_tokens},
+        "latency_ms": round(facts.latency_ms, 3),
+        "upstream_ms": round(facts.upstream_ms, 3),
+        "fail_mode": pack.fail_mode,
+        "record_content": pack.record_content,
+        "content": content if pack.record_content != "none" else None,
+    }
+
+
+def pack_rejection(
+    *, region: str, replica: str, active: Pack, claimed: dict[str, Any], reason: str
+) -> dict[str, Any]:
+    """The record of a policy pack this replica refused to activate."""
+    return {
+        "v": SCHEMA_VERSION,
+        "kind": "pack_rejection",
+        "id": uuid7(),
+        "ts": rfc3339_now(),
+        "region": region,
+        "replica": replica,
+        "rejected": claimed,
+        "reason": reason,
+        "pack": {"name": active.name, "revision": active.revision, "hash": active.hash},
+    }

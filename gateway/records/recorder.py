@@ -1,0 +1,123 @@
+"""Commit signed records to the regional `RECORDS` stream and wait for the ack.
+
+The record id is the `Nats-Msg-Id`, so the stream drops a duplicate of a record
+whose first publish timed out ambiguously.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NotFoundError
+
+from cordon.errors import RecordCommitError, SpoolFullError
+from cordon.ids import uuid7
+from cordon.log import envelope
+from cordon.log.keys import SigningKey
+from cordon.nats import StreamPublisher, subjects
+from gateway.records.record import rfc3339_now
+from gateway.records.spool import Spool
+
+
+class Recorder:
+    def __init__(
+        self, nc: NATS, region: str, replica: str, key: SigningKey, timeout: float
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._publisher = StreamPublisher(nc, timeout)
+        self._subject = subjects.record_subject(region, replica)
+        self._key = key
+        self._timeout = timeout
+        self._region = region
+        self._replica = replica
+        self._next_seq = 1
+        self._voids: list[tuple[int, str]] = []  # (replica_seq, record id) spent without a record
+
+    async def resume(self) -> None:
+        """Continue `replica_seq` from the last record this replica committed."""
+        try:
+            last = await self._js.get_last_msg(subjects.RECORDS_STREAM, self._subject)
+        except NotFoundError:
+            return
+        payload = msgpack.unpackb(envelope.decode(last.data or b"").payload)
+        self._next_seq = int(payload["replica_seq"]) + 1
+
+    async def commit(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
+        """Sign and commit `record`; return its stream sequence (the Merkle leaf index).
+
+        A publish that times out is sent once more with the same bytes and id (the
+        stream drops the duplicate if the first one landed). If the record still
+        cannot be committed, its `replica_seq` is spent: a `void` record for it is
+        committed as soon as the stream takes records again, so the sequence an
+        auditor sees never has a silent gap.
+
+        With a `spool` (the pack is fail-open) a record that cannot be committed is
+        spooled instead and None is returned; while anything is spooled, new records
+        queue behind it so they reach the stream in order.
+        """
+        connected = self._nc.is_connected
+        if spool is None and not connected:
+            # Buffering during an outage would commit this record after the caller
+            # already got a 503; fail now instead.
+            raise RecordCommitError("not connected to the regional NATS")
+        if self._voids and connected:
+            await self._commit_voids()
+        record["replica_seq"] = self._next_seq
+        self._next_seq += 1
+        data = envelope.seal(record, self._key).encode()
+        if spool is not None and (spool.depth > 0 or not connected):
+            self._spool(spool, record, data)
+            return None
+        try:
+            return await self._publish(data, record["id"])
+        except RecordCommitError:
+            if spool is not None:
+                self._spool(spool, record, data)
+                return None
+            self._voids.append((record["replica_seq"], record["id"]))
+            raise
+
+    def _spool(self, spool: Spool, record: dict[str, Any], data: bytes) -> None:
+        try:
+            spool.append(record["id"], data)
+        except SpoolFullError as exc:
+            self._voids.append((record["replica_seq"], record["id"]))
+            raise RecordCommitError(str(exc)) from exc
+
+    async def ship(self, spool: Spool) -> int:
+        """Send what the spool holds, in order, with each record's own id."""
+        return await spool.ship(lambda msg_id, data: self._publish(data, msg_id))
+
+    async def _publish(self, data: bytes, msg_id: str) -> int:
+        for attempt in (1, 2):
+            try:
+                return await self._publisher.publish(self._subject, data, {"Nats-Msg-Id": msg_id})
+            except NatsTimeoutError as exc:
+                if attempt == 2:
+                    raise RecordCommitError(f"record not committed: {exc}") from exc
+                continue  # ambiguous: it may have landed; the same id makes a retry safe
+            except (TimeoutError, NatsError) as exc:
+                raise RecordCommitError(f"record not committed: {exc}") from exc
+        raise RecordCommitError("unreachable")
+
+    async def _commit_voids(self) -> None:
+        while self._voids:
+            replica_seq, record_id = self._voids[0]
+            void = {
+                "v": 1,
+                "kind": "void",
+                "id": uuid7(),
+                "ts": rfc3339_now(),
+                "region": self._region,
+                "replica": self._replica,
+                "replica_seq": replica_seq,
+                "voids": record_id,
+                "reason": "this sequence's record could not be committed; its caller got a 503",
+            }
+            await self._publish(envelope.seal(void, self._key).encode(), f"void-{record_id}")
+            self._voids.pop(0)

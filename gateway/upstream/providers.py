@@ -1,0 +1,135 @@
+"""Provider targets from a pack's `providers.targets[]`, resolved at activation.
+
+`base_url` may use `${VAR}` and `${VAR:-default}`; the key comes from
+`secret_key_ref: {env: NAME}` or `{store: NAME}` (a file NAME in the secret store
+directory). Everything is resolved when the pack is activated, so a missing
+variable or secret rejects the pack with a clear reason instead of failing
+requests later. Keys never appear in a repr, a log line, a record or a metric.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cordon.errors import PackError
+
+APIS = ("openai", "anthropic")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0
+    first_byte: float = 60.0
+    total: float = 600.0
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    api: str
+    base_url: str
+    api_key: str = field(default="", repr=False)
+    models: tuple[str, ...] = ()  # empty: any model of its API
+    timeouts: Timeouts = Timeouts()
+
+    def serves(self, api: str, model: str) -> bool:
+        if api != self.api:
+            return False
+        return not self.models or any(fnmatch.fnmatchcase(model, m) for m in self.models)
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Expand `${VAR}` and `${VAR:-default}`; an unset VAR without a default is an error."""
+
+    def expand(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if env.get(name):
+            return env[name]
+        if default is not None:
+            return default
+        raise PackError(f"environment variable {name} is not set and has no default")
+
+    return _VARIABLE.sub(expand, value)
+
+
+def resolve_secret(ref: Any, env: Mapping[str, str], store: Path | None, target_id: str) -> str:
+    if ref is None:
+        return ""
+    if not isinstance(ref, dict) or len(ref) != 1:
+        raise PackError(
+            f"target {target_id}: secret_key_ref must be {{env: NAME}} or {{store: NAME}}"
+        )
+    ((kind, name),) = ref.items()
+    if kind == "env":
+        value = env.get(str(name), "")
+        if not value:
+            raise PackError(f"target {target_id}: secret env var {name} is not set")
+        return value
+    if kind == "store":
+        if store is None:
+            raise PackError(f"target {target_id}: no secret store is configured for {name}")
+        path = store / str(name)
+        if path.resolve().parent != store.resolve():
+            raise PackError(f"target {target_id}: secret name {name!r} is not a plain name")
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise PackError(f"target {target_id}: secret {name} not in the store") from exc
+    raise PackError(f"target {target_id}: secret_key_ref kind {kind!r} is not env or store")
+
+
+def _timeouts(raw: Any, target_id: str) -> Timeouts:
+    if raw is None:
+        return Timeouts()
+    if not isinstance(raw, dict):
+        raise PackError(f"target {target_id}: timeouts must be a map")
+    try:
+        return Timeouts(**{k: float(v) for k, v in raw.items()})
+    except (TypeError, ValueError) as exc:
+        raise PackError(f"target {target_id}: timeouts take connect, first_byte, total") from exc
+
+
+def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target:
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        raise PackError("every providers.targets[] entry needs an id")
+    target_id = raw["id"]
+    provider = raw.get("provider") or {}
+    if not isinstance(provider, dict) or not isinstance(provider.get("base_url"), str):
+        raise PackError(f"target {target_id}: provider.base_url is required")
+    api = str(provider.get("api") or ("anthropic" if "anthropic" in target_id else "openai"))
+    if api not in APIS:
+        raise PackError(f"target {target_id}: provider.api must be one of {APIS}")
+    models = raw.get("models") or ()
+    if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in models):
+        raise PackError(f"target {target_id}: models must be a list of names")
+    return Target(
+        id=target_id,
+        api=api,
+        base_url=interpolate(provider["base_url"], env).rstrip("/"),
+        api_key=resolve_secret(raw.get("secret_key_ref"), env, store, target_id),
+        models=tuple(models),
+        timeouts=_timeouts(raw.get("timeouts"), target_id),
+    )
+
+
+def targets_from(
+    document: Mapping[str, Any], env: Mapping[str, str], store: Path | None
+) -> tuple[Target, ...]:
+    """The pack's targets in order; empty when the pack names no providers."""
+    providers = document.get("providers") or {}
+    if not isinstance(providers, dict):
+        raise PackError("providers must be a map with a targets list")
+    raw_targets = providers.get("targets") or []
+    if not isinstance(raw_targets, list):
+        raise PackError("providers.targets must be a list")
+    targets = tuple(parse_target(raw, env, store) for raw in raw_targets)
+    ids = [t.id for t in targets]
+    if len(set(ids)) != len(ids):
+        raise PackError("providers.targets ids must be unique")
+    return targets

@@ -1,0 +1,101 @@
+"""Which targets may serve a call, in order, and which are resting.
+
+A target's circuit opens after `threshold` consecutive failures and stays open for
+`cooldown` seconds; then one trial call is let through (half-open) and its result
+closes or reopens the circuit. A 429 rests the target for its `retry-after`.
+Breaker state is per target id and outlives pack swaps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway import metrics
+from gateway.upstream.providers import Target
+
+
+@dataclass
+class _Circuit:
+    failures: int = 0
+    opened_at: float | None = None
+    probing: bool = False
+    resting_until: float = 0.0
+
+
+class Breakers:
+    def __init__(
+        self,
+        threshold: int = 5,
+        cooldown: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._circuits: dict[str, _Circuit] = {}
+
+    def _circuit(self, target_id: str) -> _Circuit:
+        return self._circuits.setdefault(target_id, _Circuit())
+
+    def state(self, target_id: str) -> str:
+        circuit = self._circuit(target_id)
+        if circuit.opened_at is None:
+            return "closed"
+        if circuit.probing or self._clock() - circuit.opened_at >= self.cooldown:
+            return "half_open"
+        return "open"
+
+    def allow(self, target_id: str) -> bool:
+        """May a call go to this target now? Claims the single half-open trial."""
+        circuit = self._circuit(target_id)
+        now = self._clock()
+        if now < circuit.resting_until:
+            return False
+        if circuit.opened_at is None:
+            return True
+        if now - circuit.opened_at >= self.cooldown and not circuit.probing:
+            circuit.probing = True
+            return True
+        return False
+
+    def succeeded(self, target_id: str) -> None:
+        circuit = self._circuit(target_id)
+        if circuit.opened_at is not None:
+            metrics.CIRCUIT_OPEN.labels(target_id).set(0)
+        self._circuits[target_id] = _Circuit(resting_until=circuit.resting_until)
+
+    def failed(self, target_id: str) -> None:
+        circuit = self._circuit(target_id)
+        circuit.failures += 1
+        if circuit.probing or circuit.failures >= self.threshold:
+            circuit.opened_at = self._clock()
+            circuit.probing = False
+            metrics.CIRCUIT_OPEN.labels(target_id).set(1)
+
+    def rest(self, target_id: str, seconds: float) -> None:
+        circuit = self._circuit(target_id)
+        circuit.resting_until = max(circuit.resting_until, self._clock() + seconds)
+
+
+class Router:
+    """Targets of the active pack, filtered by API and model, in the pack's order."""
+
+    def __init__(self, targets: tuple[Target, ...], breakers: Breakers) -> None:
+        self.targets = targets
+        self.breakers = breakers
+
+    def serving(self, api: str, model: str) -> list[Target]:
+        return [t for t in self.targets if t.serves(api, model)]
+
+    def listed_models(self, api: str) -> list[tuple[str, str]]:
+        """(model, target id) for every model a target names explicitly."""
+        seen: dict[str, str] = {}
+        for target in self.targets:
+            if target.api != api:
+                continue
+            for model in target.models:
+                if not any(ch in model for ch in "*?[") and model not in seen:
+                    seen[model] = target.id
+        return list(seen.items())

@@ -1,0 +1,155 @@
+"""`cordon audit export` and `cordon audit verify`: every tampering is caught and named."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cordon.log import checkpoints, envelope
+from cordon.log.enrolment import enrol
+from cordon.log.keys import SigningKey
+from cordon.log.merkle import CompactTree
+
+REGION = "eu-west"
+
+
+@pytest.fixture(scope="module")
+def exported(endpoints: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    with httpx.Client() as client:
+        for i in range(6):
+            client.post(
+                endpoints["gateways"][REGION] + "/v1/chat/completions",
+                json={
+                    "model": "mock-gpt",
+                    "messages": [{"role": "user", "content": f"bundle {i}"}],
+                },
+                headers={"authorization": f"Bearer {endpoints['api_key']}"},
+            )
+    last = int(
+        httpx.get(endpoints["audit_apis"][REGION] + "/v1/records", params={"limit": 1000}).json()[
+            "items"
+        ][-1]["seq"]
+    )
+    out = tmp_path_factory.mktemp("bundle") / "bundle.json"
+    for _ in range(50):  # the sealer checkpoints every second
+        result = cordon(
+            "export",
+            "--api",
+            endpoints["audit_apis"][REGION],
+            "--from",
+            "1",
+            "--to",
+            str(last),
+            "--out",
+            str(out),
+        )
+        if result.returncode == 0:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = json.loads(out.read_text())
+    return loaded
+
+
+def cordon(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cordon", "audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def verify(bundle: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    return cordon("verify", str(path))
+
+
+def decisions(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in bundle["records"] if b"decision" in base64.b64decode(r["data"])]
+
+
+def test_an_untouched_export_verifies(exported: dict[str, Any], tmp_path: Path) -> None:
+    result = verify(exported, tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith("OK: ") and " 0 problems" in result.stdout
+
+
+def test_a_record_altered_by_one_byte(exported: dict[str, Any], tmp_path: Path) -> None:
+    bundle = copy.deepcopy(exported)
+    target = decisions(bundle)[2]
+    data = bytearray(base64.b64decode(target["data"]))
+    data[len(data) // 2] ^= 0x01
+    target["data"] = base64.b64encode(bytes(data)).decode()
+    result = verify(bundle, tmp_path)
+    assert result.returncode == 1
+    assert f"FAIL record seq {target['seq']}: not in the log at that position" in result.stdout
+
+
+def test_a_record_removed_from_the_middle(exported: dict[str, Any], tmp_path: Path) -> None:
+    bundle = copy.deepcopy(exported)
+    removed = decisions(bundle)[3]
+    bundle["records"].remove(removed)
+    result = verify(bundle, tmp_path)
+    assert result.returncode == 1
+    assert f"FAIL record seq {removed['seq']}: missing from the export" in result.stdout
+    assert "replica_seq jumps" in result.stdout
+
+
+def test_two_records_swapped(exported: dict[str, Any], tmp_path: Path) -> None:
+    bundle = copy.deepcopy(exported)
+    first, second = decisions(bundle)[1:3]
+    first["data"], second["data"] = second["data"], first["data"]
+    result = verify(bundle, tmp_path)
+    assert result.returncode == 1
+    assert f"FAIL record seq {first['seq']}: not in the log at that position" in result.stdout
+    assert f"FAIL record seq {second['seq']}: not in the log at that position" in result.stdout
+
+
+def test_a_checkpoint_signed_with_a_wrong_key(exported: dict[str, Any], tmp_path: Path) -> None:
+    bundle = copy.deepcopy(exported)
+    stated = checkpoints.parse_note(bundle["checkpoint"]["note"])
+    forged = json.loads(checkpoints.encode(stated, SigningKey.generate(), CompactTree()))
+    bundle["checkpoint"] = forged
+    result = verify(bundle, tmp_path)
+    assert result.returncode == 1
+    assert "FAIL checkpoint: signed by a key the regional key never enrolled" in result.stdout
+
+
+def test_a_forged_enrolment(exported: dict[str, Any], tmp_path: Path) -> None:
+    bundle = copy.deepcopy(exported)
+    impostor = SigningKey.generate()
+    forged = enrol(SigningKey.generate(), REGION, "gw-evil", impostor)  # not the regional key
+    bundle["enrolments"].append(
+        {
+            "seq": bundle["enrolments"][0]["seq"],
+            "data": base64.b64encode(forged).decode(),
+            "proof": bundle["enrolments"][0]["proof"],
+        }
+    )
+    # and a record signed by the impostor, slipped in place of a real one
+    target = decisions(bundle)[0]
+    payload = envelope.decode(base64.b64decode(target["data"])).payload_dict()
+    target["data"] = base64.b64encode(envelope.seal(payload, impostor).encode()).decode()
+    result = verify(bundle, tmp_path)
+    assert result.returncode == 1
+    assert "enrolment not signed by the regional key" in result.stdout
+    assert f"FAIL record seq {target['seq']}: unknown key id {impostor.key_id}" in result.stdout
+
+
+def test_unreadable_input_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "junk.json").write_text("{not json")
+    assert cordon("verify", str(tmp_path / "junk.json")).returncode == 2
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    result = cordon("verify", str(tmp_path / "other.json"))
+    assert result.returncode == 2 and "not an audit bundle" in result.stderr

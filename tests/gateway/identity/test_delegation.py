@@ -1,0 +1,115 @@
+"""Signed delegation tokens: the natural person, the agent, roles and scopes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import openai
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from cordon.dev.procs import wait_for_http
+from cordon.dev.stack import DevStack
+from tests.helpers import stored_record
+
+ISSUER = "https://idp.example.test"
+AUDIENCE = "cordon-eu-west"
+ED_KEY = ed25519.Ed25519PrivateKey.generate()
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem(key: Any) -> str:
+    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: DevStack) -> Iterator[str]:
+    url = stack.start_gateway(
+        "eu-west",
+        "gw-delegation",
+        stack.endpoints.mock_provider,
+        extra={
+            "delegation_issuers": [
+                {
+                    "issuer": ISSUER,
+                    "audience": AUDIENCE,
+                    "keys": [
+                        {"kid": "ed-1", "public_key_pem": _pem(ED_KEY)},
+                        {"kid": "ec-1", "public_key_pem": _pem(EC_KEY)},
+                    ],
+                }
+            ]
+        },
+    )
+    wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-delegation"].proc)
+    yield url
+    stack.processes["gateway-eu-west-gw-delegation"].stop()
+
+
+def token(key: Any = ED_KEY, kid: str = "ed-1", alg: str = "EdDSA", **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "person:alice",
+        "act": {"sub": "agent:expense-bot"},
+        "roles": ["finance-analyst"],
+        "scope": "chat:write models:read",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        **overrides,
+    }
+    return jwt.encode(
+        {k: v for k, v in claims.items() if v is not None}, key, algorithm=alg, headers={"kid": kid}
+    )
+
+
+def ask(gateway: str, bearer: str) -> Any:
+    sdk = openai.OpenAI(base_url=gateway + "/v1", api_key=bearer, max_retries=0)
+    return sdk.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "on behalf of alice"}]
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "kid", "alg"), [(ED_KEY, "ed-1", "EdDSA"), (EC_KEY, "ec-1", "ES256")]
+)
+async def test_a_valid_token_puts_the_person_and_agent_in_the_record(
+    gateway: str, endpoints: dict[str, Any], key: Any, kid: str, alg: str
+) -> None:
+    raw = ask(gateway, token(key, kid, alg))
+    assert raw.parse().choices[0].message.content == "echo: on behalf of alice"
+    record = await stored_record(endpoints, "eu-west", int(raw.headers["x-cordon-record-seq"]))
+    assert record["person"] == "person:alice" and record["agent"] == "agent:expense-bot"
+    assert record["roles"] == ["finance-analyst"]
+    assert record["scopes"] == ["chat:write", "models:read"]
+    assert record["identity_method"] == "delegation"
+
+
+@pytest.mark.parametrize(
+    ("bearer", "reason"),
+    [
+        (lambda: token(exp=int(time.time()) - 120), "expired"),
+        (lambda: token(nbf=int(time.time()) + 600), "not valid yet"),
+        (lambda: token(aud="cordon-us-east"), "another audience"),
+        (lambda: token(iss="https://evil.example"), "unknown issuer"),
+        (lambda: token(key=ed25519.Ed25519PrivateKey.generate()), "rejected"),
+        (lambda: token(exp=None), "rejected"),
+        (lambda: token(act=None), "names no agent"),
+        (lambda: "eyJhbGciOi.not-a.token", "malformed"),
+    ],
+    ids=["expired", "not-yet", "audience", "issuer", "forged", "no-exp", "no-agent", "malformed"],
+)
+def test_bad_tokens_get_401(gateway: str, bearer: Any, reason: str) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        ask(gateway, bearer())
+    assert reason in caught.value.message
+
+
+def test_api_keys_still_work_beside_tokens(gateway: str, endpoints: dict[str, Any]) -> None:
+    assert ask(gateway, endpoints["api_key"]).parse().choices[0].message.content.startswith("echo:")

@@ -1,0 +1,119 @@
+"""The sealer: a Merkle tree over RECORDS, signed checkpoints, and restarts that change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import nats
+
+from cordon.dev.stack import DevStack
+from cordon.log import checkpoints, merkle
+from cordon.log.enrolment import Keyring
+from cordon.nats import subjects
+
+
+async def _log_state(
+    endpoints: dict[str, Any], region: str
+) -> tuple[list[bytes], Keyring, list[dict[str, Any]]]:
+    """Every leaf of the region's log, a keyring of its enrolled keys, and its summaries."""
+    audit = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
+    xr = await nats.connect(endpoints["nats"]["regions"][region]["xr"])
+    try:
+        js, xjs = audit.jetstream(), xr.jetstream()
+        keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))
+        last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
+        leaves = []
+        for seq in range(1, last + 1):
+            msg = await js.get_msg(subjects.RECORDS_STREAM, seq)
+            leaves.append(merkle.leaf_hash(msg.data or b""))
+            if str(msg.subject).startswith("cordon.enrol."):
+                keyring.add_enrolment(msg.data or b"")
+        info = await xjs.stream_info(subjects.SUMMARY_STREAM)
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            found.append(
+                {
+                    "subject": (m := await xjs.get_msg(subjects.SUMMARY_STREAM, seq)).subject,
+                    "data": m.data,
+                }
+            )
+    finally:
+        await audit.close()
+        await xr.close()
+    return leaves, keyring, found
+
+
+async def _traffic(endpoints: dict[str, Any], region: str, n: int) -> None:
+    async with httpx.AsyncClient() as client:
+        for i in range(n):
+            await client.post(
+                endpoints["gateways"][region] + "/v1/chat/completions",
+                json={"model": "mock-gpt", "messages": [{"role": "user", "content": f"call {i}"}]},
+                headers={"authorization": f"Bearer {endpoints['api_key']}"},
+            )
+
+
+async def _settled(
+    endpoints: dict[str, Any], region: str
+) -> tuple[list[bytes], Keyring, list[dict[str, Any]]]:
+    """Wait until the newest checkpoint covers every record, then return the state."""
+    for _ in range(100):
+        leaves, keyring, found = await _log_state(endpoints, region)
+        ckpts = [f for f in found if f["subject"] == subjects.checkpoint_subject(region)]
+        if ckpts and checkpoints.decode(ckpts[-1]["data"], keyring.enrolled).size == len(leaves):
+            return leaves, keyring, found
+        await asyncio.sleep(0.2)
+    raise AssertionError("no checkpoint ever covered the whole log")
+
+
+def _check(region: str, leaves: list[bytes], keyring: Keyring, found: list[dict[str, Any]]) -> None:
+    ckpts = [
+        checkpoints.decode(f["data"], keyring.enrolled)
+        for f in found
+        if f["subject"] == subjects.checkpoint_subject(region)
+    ]
+    sizes = [c.size for c in ckpts]
+    assert sizes == sorted(set(sizes)), "checkpoint sizes must only grow, never repeat or fork"
+    for c in ckpts:
+        assert c.region == region and c.root == merkle.root(leaves[: c.size])
+    summarised = [
+        json.loads(f["data"])["stream_seq"]
+        for f in found
+        if f["subject"] != subjects.checkpoint_subject(region)
+    ]
+    assert sorted(summarised) == list(range(1, len(leaves) + 1)), (
+        "one summary per record, none missing"
+    )
+
+
+async def test_checkpoints_are_signed_and_match_the_log(endpoints: dict[str, Any]) -> None:
+    await _traffic(endpoints, "us-east", 30)
+    _check("us-east", *await _settled(endpoints, "us-east"))
+
+
+async def test_a_killed_sealer_resumes_with_the_identical_tree(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    sealer = stack.processes["sealer-us-east"]
+    load = asyncio.create_task(_traffic(endpoints, "us-east", 150))
+    await asyncio.sleep(0.3)
+    sealer.kill()  # mid-stream, no goodbye
+    await asyncio.sleep(0.5)
+    sealer.start()
+    await load
+    _check("us-east", *await _settled(endpoints, "us-east"))
+
+
+async def test_two_sealers_do_not_fork_the_checkpoints(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    config = stack.root / "config" / "sealer-us-east.json"
+    twin = stack._spawn("sealer-us-east-twin", "gateway", "seal", "--config", str(config))
+    try:
+        await _traffic(endpoints, "us-east", 80)
+        _check("us-east", *await _settled(endpoints, "us-east"))
+    finally:
+        twin.stop()

@@ -1,0 +1,51 @@
+"""What of a record may leave its region."""
+
+from __future__ import annotations
+
+from cordon.log import envelope
+from cordon.log.keys import SigningKey
+from gateway.ledger.summaries import leaf_hash, pseudonym, summarize
+
+RECORD = {
+    "v": 1,
+    "kind": "decision",
+    "id": "0190-record",
+    "ts": "2026-11-25T10:00:00+00:00",
+    "region": "eu-west",
+    "replica": "gw-1",
+    "replica_seq": 7,
+    "person": "alice@example.com",
+    "agent": "billing-bot",
+    "roles": ["analyst"],
+    "scopes": ["chat"],
+    "classification": "confidential",
+    "pack": {"name": "default", "revision": 3, "hash": "sha256:abc"},
+    "model": "gpt-x",
+    "route": "openai",
+    "outcome": "redact",
+    "rules": ["pii"],
+    "content": {"messages": [{"role": "user", "content": "the secret plan"}], "answer": "ok"},
+}
+
+
+def test_summary_carries_metadata_and_no_content_or_raw_identity() -> None:
+    data = envelope.seal(RECORD, SigningKey.generate()).encode()
+    summary = summarize(data, 42, "eu-west", b"regional-secret")
+    assert summary["id"] == "0190-record" and summary["stream_seq"] == 42
+    assert summary["leaf_hash"] == leaf_hash(data)
+    assert summary["outcome"] == "redact" and summary["pack_revision"] == 3
+    text = repr(summary)
+    for secret in ("the secret plan", "alice@example.com", "billing-bot", "analyst"):
+        assert secret not in text
+    assert summary["person"] == pseudonym(b"regional-secret", "alice@example.com")
+
+
+def test_pseudonyms_are_keyed() -> None:
+    assert pseudonym(b"k1", "alice") != pseudonym(b"k2", "alice")
+    assert pseudonym(b"k1", "alice") == pseudonym(b"k1", "alice")
+    assert pseudonym(b"k1", None) is None
+
+
+def test_an_unreadable_message_is_still_a_leaf() -> None:
+    summary = summarize(b"not an envelope", 9, "eu-west", b"k")
+    assert summary["kind"] == "unreadable" and summary["leaf_hash"] == leaf_hash(b"not an envelope")

@@ -1,0 +1,184 @@
+"""A gateway refuses packs it must not enforce, even when they reach its region.
+
+The bad packs are written straight into eu-west's policy KV through the region's
+JetStream domain with central credentials — what a compromised replicator could
+do. The replica's own checks are the boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import openai
+
+from cordon.dev.stack import DevStack
+from cordon.log.keys import SigningKey
+from cordon.packs import signing
+from tests.helpers import eventually, publish_pack, published_revision, recent_records
+
+PACK = """\
+pack: {{name: default}}
+policies:
+  - {{name: pii-{tag}, type: output_filter, action: redact, patterns: [email]}}
+"""
+
+
+def status(endpoints: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(
+        endpoints["gateways"]["eu-west"] + "/v1/cordon/policy"
+    ).json()
+    return result
+
+
+def rejections(endpoints: dict[str, Any]) -> float:
+    text = httpx.get(endpoints["gateways"]["eu-west"] + "/metrics").text
+    (line,) = [
+        row for row in text.splitlines() if row.startswith("cordon_gateway_pack_rejections_total ")
+    ]
+    return float(line.split()[1])
+
+
+def answer(endpoints: dict[str, Any]) -> str:
+    sdk = openai.OpenAI(
+        base_url=endpoints["gateways"]["eu-west"] + "/v1",
+        api_key=endpoints["api_key"],
+        max_retries=0,
+    )
+    reply = sdk.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "mail bob@example.com"}]
+    )
+    return reply.choices[0].message.content or ""
+
+
+async def inject(endpoints: dict[str, Any], data: bytes) -> None:
+    nc = await nats.connect(endpoints["nats"]["central"])
+    try:
+        reply = await nc.request("$JS.eu-west.API.$KV.policy.pack.default", data, timeout=2)
+        assert "error" not in json.loads(reply.data), reply.data
+    finally:
+        await nc.close()
+
+
+def owner_signed(
+    stack: DevStack,
+    revision: int,
+    *,
+    expires_at: int | None = None,
+    regions: tuple[str, ...] = ("*",),
+    tag: str = "x",
+) -> bytes:
+    document = {
+        "pack": {"name": "default"},
+        "policies": [
+            {
+                "name": f"pii-{tag}",
+                "type": "output_filter",
+                "action": "redact",
+                "patterns": ["email"],
+            }
+        ],
+    }
+    expiry = expires_at if expires_at is not None else int(time.time()) + 3600
+    statement = signing.statement_bytes(document, "default", revision, expiry, regions)
+    return signing.sign(statement, [SigningKey.load(stack.policy_owner_key)])
+
+
+async def test_bad_packs_are_refused_recorded_and_the_old_one_stays(
+    stack: DevStack, endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    for tag in ("a", "b"):
+        path = tmp_path / f"{tag}.yaml"
+        path.write_text(PACK.format(tag=tag))
+        revision = published_revision(publish_pack(endpoints, path))
+    eventually(lambda: status(endpoints)["active_revision"] == revision)
+    assert answer(endpoints) == "echo: mail [EMAIL]"
+
+    forger = SigningKey.generate()
+    statement = signing.statement_bytes(
+        {"pack": {"name": "default"}}, "default", revision + 10, 2**33, ["*"]
+    )
+    cases = [
+        ("forged", signing.sign(statement, [forger]), "no valid signature from a trusted key"),
+        (
+            "rollback",
+            owner_signed(stack, revision - 1, tag="old"),
+            f"revision {revision - 1} is not newer than active {revision}",
+        ),
+        (
+            "expired",
+            owner_signed(stack, revision + 20, expires_at=int(time.time()) - 60),
+            "pack expired at",
+        ),
+        (
+            "other region",
+            owner_signed(stack, revision + 30, regions=("us-east",)),
+            "is for regions ['us-east'], not eu-west",
+        ),
+        ("broken", b'{"statement": "{not json', "not a signed pack"),
+    ]
+    for label, data, reason in cases:
+        before = rejections(endpoints)
+        await inject(endpoints, data)
+        eventually(
+            lambda reason=reason: reason in (status(endpoints)["last_rejection"] or ""), timeout=5
+        )
+        assert rejections(endpoints) == before + 1, label
+        assert status(endpoints)["active_revision"] == revision, label
+        assert answer(endpoints) == "echo: mail [EMAIL]", label  # still enforced
+
+        async def recorded(reason: str = reason) -> bool:
+            return any(
+                r.get("kind") == "pack_rejection" and reason in r["reason"]
+                for r in await recent_records(endpoints, "eu-west", 20)
+            )
+
+        for _ in range(50):
+            if await recorded():
+                break
+            await asyncio.sleep(0.1)
+        assert await recorded(), f"no rejection record for {label}"
+
+
+def test_status_names_the_signer_and_expiry(endpoints: dict[str, Any]) -> None:
+    current = status(endpoints)
+    assert current["signed_by"] and current["signed_by"][0].startswith("sha256:")
+    assert current["expires_at"] and current["expired"] is False
+
+
+async def test_the_packs_retention_lengthens_records_but_never_shortens_them(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    async def max_age_days() -> float:
+        nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+        try:
+            info = await nc.jetstream().stream_info("RECORDS")
+            return float(info.config.max_age or 0) / 86400
+        finally:
+            await nc.close()
+
+    async def publish_retention(days: int) -> None:
+        path = tmp_path / f"retention-{days}.yaml"
+        path.write_text(
+            "pack: {name: default}\n"
+            "policies:\n  chain: [audit-logger]\n"
+            f"  policy:\n    audit-logger: {{immutable: true, retention_days: {days}}}\n"
+        )
+        revision = published_revision(publish_pack(endpoints, path))
+        eventually(lambda: status(endpoints)["active_revision"] == revision)
+
+    start = await max_age_days()
+    await publish_retention(int(start) + 100)
+    for _ in range(50):
+        if await max_age_days() == int(start) + 100:
+            break
+        await asyncio.sleep(0.1)
+    assert await max_age_days() == int(start) + 100
+    await publish_retention(30)
+    await asyncio.sleep(1.0)
+    assert await max_age_days() == int(start) + 100  # not shortened

@@ -1,0 +1,200 @@
+"""A regional NATS outage: fail-closed while it lasts, normal service after."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import openai
+import pytest
+
+from cordon.dev.procs import wait_for_http
+from cordon.dev.stack import DevStack
+from cordon.nats import subjects
+from tests.helpers import eventually, publish_pack, published_revision
+
+
+def _sdk(endpoints: dict[str, Any]) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=endpoints["gateways"]["eu-west"] + "/v1",
+        api_key=endpoints["api_key"],
+        max_retries=0,
+    )
+
+
+def _try_raw(endpoints: dict[str, Any], content: str) -> Any:
+    try:
+        return _sdk(endpoints).chat.completions.with_raw_response.create(
+            model="mock-gpt", messages=[{"role": "user", "content": content}]
+        )
+    except openai.APIStatusError:
+        return None
+
+
+def _in_central_view(endpoints: dict[str, Any], record_id: str) -> bool:
+    items = httpx.get(
+        endpoints["aggregator"] + "/v1/summaries", params={"region": "eu-west", "limit": 1000}
+    ).json()["items"]
+    return any(item["id"] == record_id for item in items)
+
+
+async def test_regional_nats_outage_fails_closed_then_recovers(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    assert stack.nats is not None
+    refused = f"during the outage {uuid.uuid4().hex}"
+    stack.nats.stop("eu-west")
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            _sdk(endpoints).chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": refused}]
+            )
+        assert caught.value.status_code == 503
+        error = caught.value.body
+        assert isinstance(error, dict) and error["code"] == "record_commit_failed"
+        assert refused not in caught.value.response.text  # no model output escaped
+        assert httpx.get(endpoints["gateways"]["eu-west"] + "/readyz").status_code == 503
+        # the other region is not affected
+        other = openai.OpenAI(
+            base_url=endpoints["gateways"]["us-east"] + "/v1",
+            api_key=endpoints["api_key"],
+            max_retries=0,
+        )
+        assert (
+            other.chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": "still here"}]
+            )
+            .choices[0]
+            .message.content
+            == "echo: still here"
+        )
+    finally:
+        stack.nats.start("eu-west")
+
+    after = f"after the outage {uuid.uuid4().hex}"
+    raw = eventually(lambda: _try_raw(endpoints, after), timeout=20.0, interval=0.2)
+    assert raw.parse().choices[0].message.content == f"echo: {after}"
+    # and its summary reaches the central view again: the central source of the
+    # region's SUMMARY resumes by itself (the server's source health check, ~15-20 s)
+    record_id = raw.headers["x-cordon-record-id"]
+    eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
+
+    # nothing was recorded for the refused call; the stream holds only what was answered
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
+        stored = [(await js.get_msg(subjects.RECORDS_STREAM, s)).data for s in range(1, last + 1)]
+    finally:
+        await nc.close()
+    assert not any(refused.encode() in data for data in stored)
+    assert any(after.encode() in data for data in stored)
+
+
+async def test_a_replica_started_while_nats_is_down_enforces_its_last_good_pack(
+    stack: DevStack, endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    assert stack.nats is not None
+    gateway = endpoints["gateways"]["eu-west"]
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(
+        "pack: {name: default}\n"
+        "policies:\n  - {name: pii, type: output_filter, patterns: [email]}\n"
+    )
+    revision = published_revision(publish_pack(endpoints, pack))
+    eventually(
+        lambda: httpx.get(gateway + "/v1/cordon/policy").json()["active_revision"] == revision
+    )
+
+    process = stack.processes["gateway-eu-west"]
+    process.stop()
+    stack.nats.stop("eu-west")
+    try:
+        process.start()
+        wait_for_http(gateway + "/healthz", 30, process.proc)
+        status = httpx.get(gateway + "/v1/cordon/policy").json()
+        assert status["active_revision"] == revision  # from disk, with no NATS at all
+        assert httpx.get(gateway + "/readyz").status_code == 503
+        with pytest.raises(openai.APIStatusError) as caught:
+            _sdk(endpoints).chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": "mail bob@example.com"}]
+            )
+        assert caught.value.status_code == 503  # fail-closed: no record, no answer
+    finally:
+        stack.nats.start("eu-west")
+    raw = eventually(
+        lambda: _try_raw(endpoints, "mail bob@example.com"), timeout=20.0, interval=0.2
+    )
+    assert raw.parse().choices[0].message.content == "echo: mail [EMAIL]"
+    # leave the pipeline as found: summaries reach the central view again
+    record_id = raw.headers["x-cordon-record-id"]
+    eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
+
+
+async def test_nats_killed_mid_load_every_answer_has_its_record(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    """Fail-closed under load: each 200 has exactly its record; every other call got a 503."""
+    assert stack.nats is not None
+    outcomes: list[tuple[int, str | None, str]] = []
+
+    async def caller(client: httpx.AsyncClient, worker: int) -> None:
+        for i in range(60):
+            marker = f"load-{worker}-{i}-{uuid.uuid4().hex[:8]}"
+            try:
+                response = await client.post(
+                    endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
+                    json={"model": "mock-gpt", "messages": [{"role": "user", "content": marker}]},
+                    headers={"authorization": f"Bearer {endpoints['api_key']}"},
+                    timeout=10,
+                )
+            except httpx.HTTPError:
+                outcomes.append((0, None, marker))
+                continue
+            outcomes.append(
+                (response.status_code, response.headers.get("x-cordon-record-id"), marker)
+            )
+            if response.status_code == 200:
+                assert marker in response.text
+            else:
+                assert marker not in response.text  # no model output without a record
+            await asyncio.sleep(0.01)
+
+    async def outage() -> None:
+        await asyncio.sleep(0.3)
+        stack.nats.processes["eu-west"].kill()  # no graceful shutdown
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(stack.nats.start, "eu-west")
+
+    async with httpx.AsyncClient() as client:
+        await asyncio.gather(outage(), *(caller(client, w) for w in range(4)))
+    statuses = {status for status, _, _ in outcomes}
+    assert statuses <= {200, 503}, statuses
+    assert 503 in statuses and 200 in statuses
+    answered = {record_id for status, record_id, _ in outcomes if status == 200}
+
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(subjects.RECORDS_STREAM)
+        stored = [
+            (await js.get_msg(subjects.RECORDS_STREAM, s)).data or b""
+            for s in range(max(1, info.state.last_seq - 600), info.state.last_seq + 1)
+        ]
+    finally:
+        await nc.close()
+    for record_id in answered:
+        assert sum(record_id.encode() in data for data in stored) == 1, record_id
+    # (a refused call's record may still land late if its publish was in flight; the
+    # recorder then commits a void for its replica_seq, see tests/test_recorder.py)
+    # leave the pipeline as found
+    raw = eventually(lambda: _try_raw(endpoints, "after the load"), timeout=20.0, interval=0.2)
+    eventually(
+        lambda: _in_central_view(endpoints, raw.headers["x-cordon-record-id"]),
+        timeout=60.0,
+        interval=0.5,
+    )

@@ -1,0 +1,64 @@
+"""Commit failures after a sequence number was spent leave a void, never a silent gap."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import nats
+
+from cordon.nats import subjects
+from tests.helpers import recent_records
+
+REGION = "us-east"
+
+
+async def _set_max_msgs(endpoints: dict[str, Any], limit: int) -> None:
+    nc = await nats.connect(endpoints["nats"]["regions"][REGION]["audit"])
+    try:
+        js = nc.jetstream()
+        config = (await js.stream_info(subjects.RECORDS_STREAM)).config
+        config.max_msgs = limit
+        await js.update_stream(config)
+    finally:
+        await nc.close()
+
+
+async def _count(endpoints: dict[str, Any]) -> int:
+    nc = await nats.connect(endpoints["nats"]["regions"][REGION]["audit"])
+    try:
+        return int((await nc.jetstream().stream_info(subjects.RECORDS_STREAM)).state.messages)
+    finally:
+        await nc.close()
+
+
+def _ask(endpoints: dict[str, Any], text: str) -> httpx.Response:
+    return httpx.post(
+        endpoints["gateways"][REGION] + "/v1/chat/completions",
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": text}]},
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+    )
+
+
+async def test_a_refused_commit_is_voided_and_the_sequence_stays_whole(
+    endpoints: dict[str, Any],
+) -> None:
+    assert _ask(endpoints, "before").status_code == 200
+    await _set_max_msgs(endpoints, await _count(endpoints))  # the stream is full: discard new
+    try:
+        refused = _ask(endpoints, "while the stream is full")
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "record_commit_failed"
+    finally:
+        await _set_max_msgs(endpoints, -1)
+    await asyncio.sleep(0.2)
+    after = _ask(endpoints, "after")
+    assert after.status_code == 200
+
+    mine = [r for r in await recent_records(endpoints, REGION, 10) if r["replica"] == "gw-1"][::-1]
+    kinds = [r["kind"] for r in mine[-3:]]
+    assert kinds == ["decision", "void", "decision"]
+    numbers = [r["replica_seq"] for r in mine[-3:]]
+    assert numbers == list(range(numbers[0], numbers[0] + 3))  # no gap
+    assert mine[-2]["reason"].startswith("this sequence's record could not be committed")

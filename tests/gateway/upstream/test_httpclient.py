@@ -1,0 +1,158 @@
+"""The provider HTTP client against real sockets: framing, pooling, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from cordon.dev.procs import free_port
+from cordon.errors import ConnectError, RemoteProtocolError, ResponseTimeout
+from gateway.upstream.httpclient import HttpClient
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> str:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await reader.readexactly(length)
+
+
+def _post(client: HttpClient, url: str, first_byte: float = 2.0) -> Awaitable[object]:
+    return client.post(
+        url,
+        b'{"a": 1}',
+        {"content-type": "application/json"},
+        connect=1,
+        first_byte=first_byte,
+        total=5,
+    )
+
+
+async def test_content_length_body_and_one_connection_for_many_calls(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                request = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            assert b"POST /v1/x HTTP/1.1" in request and request.endswith(b'{"a": 1}')
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+
+    url = await serve(handler)
+    client = HttpClient()
+    for _ in range(3):
+        response = await _post(client, url)
+        assert response.status == 200  # type: ignore[attr-defined]
+        assert await response.read() == b"hello"  # type: ignore[attr-defined]
+    assert connections == 1
+    client.close()
+
+
+async def test_chunked_body_arrives_chunk_by_chunk(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    client = HttpClient()
+    response = await _post(client, await serve(handler))
+    chunks = response.chunks()  # type: ignore[attr-defined]
+    assert await anext(chunks) == b"first"  # before the rest was even sent
+    release.set()
+    assert [c async for c in chunks] == [b"second"]
+    client.close()
+
+
+async def test_a_pooled_connection_the_server_closed_is_retried_fresh(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def one_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # without saying `connection: close`
+
+    url = await serve(one_per_connection)
+    client = HttpClient()
+    assert await (await _post(client, url)).read() == b"ok"  # type: ignore[attr-defined]
+    await asyncio.sleep(0.05)
+    assert await (await _post(client, url)).read() == b"ok"  # type: ignore[attr-defined]
+    client.close()
+
+
+async def test_no_first_byte_in_time_is_a_timeout(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(5)
+
+    with pytest.raises(ResponseTimeout, match="first byte"):
+        await _post(HttpClient(), await serve(silent), first_byte=0.2)
+
+
+async def test_refused_connection_and_garbage_are_errors(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    with pytest.raises(ConnectError, match="cannot connect"):
+        await _post(HttpClient(), f"http://127.0.0.1:{free_port()}/v1/x")
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+
+    with pytest.raises(RemoteProtocolError, match="malformed HTTP"):
+        await _post(HttpClient(), await serve(garbage))
+
+
+async def test_closing_a_response_drops_the_connection(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    dropped = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            while True:
+                writer.write(b"1\r\nx\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            dropped.set()
+
+    client = HttpClient()
+    response = await _post(client, await serve(endless))
+    response.close()  # type: ignore[attr-defined]
+    await asyncio.wait_for(dropped.wait(), 2)
