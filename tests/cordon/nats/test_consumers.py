@@ -20,12 +20,15 @@ async def _fill(nc: NATS, stream: str, count: int) -> None:
 
 
 async def _read(nc: NATS, stream: str, want: int, size: int) -> list[list[tuple[int, bytes]]]:
-    """Batches until `want` messages were seen, acknowledging each batch."""
+    """Batches until `want` messages were seen, acknowledging each batch.
+
+    Acknowledged with `ack_sync`: the next reader looks at the consumer's ack floor, and
+    a fire-and-forget ack may not have reached the server by then."""
     stop, seen, batches = asyncio.Event(), 0, []
     async for batch in durable_batches(nc, stream, "reader", CONFIG, stop, size, wait_s=0.5):
         batches.append([(stream_seq(m), m.data) for m in batch])
         assert all(stream_seq(m) == m.metadata.sequence.stream for m in batch)
-        await batch[-1].ack()
+        await batch[-1].ack_sync()
         seen += len(batch)
         if seen >= want:
             stop.set()

@@ -43,6 +43,7 @@ def _ask(url: str, endpoints: dict[str, Any], text: str) -> httpx.Response:
     )
 
 
+@pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_answers_during_an_outage_are_spooled_then_shipped_once(
     stack: DevStack, endpoints: dict[str, Any], replica: str
 ) -> None:
@@ -107,6 +108,7 @@ async def test_shipping_stops_at_the_first_failure_and_resumes_there(tmp_path: P
     assert sent[-2:] == ["id1", "id2"] and restarted.depth == 0
 
 
+@pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_nats_killed_mid_load_every_fail_open_answer_lands_exactly_once(
     stack: DevStack, endpoints: dict[str, Any], replica: str
 ) -> None:

@@ -42,6 +42,7 @@ def _in_central_view(endpoints: dict[str, Any], record_id: str) -> bool:
     return any(item["id"] == record_id for item in items)
 
 
+@pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_regional_nats_outage_fails_closed_then_recovers(
     stack: DevStack, endpoints: dict[str, Any]
 ) -> None:
@@ -95,6 +96,7 @@ async def test_regional_nats_outage_fails_closed_then_recovers(
     assert any(after.encode() in data for data in stored)
 
 
+@pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_a_replica_started_while_nats_is_down_enforces_its_last_good_pack(
     stack: DevStack, endpoints: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -135,6 +137,7 @@ async def test_a_replica_started_while_nats_is_down_enforces_its_last_good_pack(
     eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
 
 
+@pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_nats_killed_mid_load_every_answer_has_its_record(
     stack: DevStack, endpoints: dict[str, Any]
 ) -> None:
