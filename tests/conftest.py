@@ -8,6 +8,7 @@ Plus one bare JetStream server for tests of the NATS plumbing alone.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,20 +19,29 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from cordon.dev.procs import free_port, nats_server_binary, port_is_free
+from cordon.dev.procs import free_port, nats_server_binary, port_is_free, spawn, stop_group
 from cordon.dev.stack import DevStack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (CI cancelling the run, `kill`) unwinds like Ctrl-C, so the session
+    # fixtures below stop every child process. A SIGKILL cannot be caught: children
+    # then die with us by their parent-death signal (cordon.dev.procs).
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     dev = DevStack(tmp_path_factory.mktemp("cordon"))
-    try:
+    try:  # `finally`, not `except Exception`: Ctrl-C during start must stop them too
         dev.start()
-    except Exception:
+        yield dev
+    finally:
         dev.stop()
-        raise
-    yield dev
-    dev.stop()
 
 
 @pytest.fixture(scope="session")
@@ -49,17 +59,18 @@ def repo_root() -> Path:
 def jetstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     store = tmp_path_factory.mktemp("jetstream")
-    server = subprocess.Popen(
+    server = spawn(
         [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while port_is_free("127.0.0.1", port) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"nats://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(5)
+    try:
+        deadline = time.monotonic() + 10
+        while port_is_free("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        stop_group(server, timeout=5)
 
 
 @pytest.fixture

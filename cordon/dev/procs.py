@@ -1,7 +1,15 @@
-"""Start and stop child processes (nats-server, gateways, ...) on loopback."""
+"""Start and stop child processes (nats-server, gateways, ...) on loopback.
+
+Children never outlive whoever started them: each runs in its own process group (so
+a terminal's Ctrl-C reaches the parent, which stops them in order) and, on Linux,
+asks the kernel for SIGTERM when its parent dies (so even a parent killed with
+SIGKILL leaves nothing behind).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -10,8 +18,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from cordon.errors import ProcessStartError
 
@@ -24,7 +33,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `port` now. SO_REUSEADDR, as servers bind: a
+    port whose last connections linger in TIME_WAIT is free, one with a listener is not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -65,6 +77,67 @@ def wait_for_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None
     raise ProcessStartError(f"{url} not ready after {timeout}s: {last_error}")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM it when the parent dies.
+
+    Linux ties this to the thread that forked; every thread that starts children here
+    lives as long as the process (the main thread, or an asyncio executor's worker)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def spawn(
+    argv: Sequence[str],
+    stdout: int | IO[bytes] | None = None,
+    stderr: int | IO[bytes] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen` in a process group of its own, tied to this process's life."""
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.Popen(
+        list(argv),
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the child's whole process group; SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def stop_all(procs: Iterable[ManagedProcess], timeout: float = 10.0) -> None:
+    """Stop several children at once: SIGTERM to every group, then wait for them all."""
+    running = [p for p in procs if p.running]
+    for each in running:
+        assert each.proc is not None
+        _signal_group(each.proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for each in running:
+        assert each.proc is not None
+        stop_group(each.proc, max(0.0, deadline - time.monotonic()))
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
 class ManagedProcess:
     """A child process with a log file, started and stopped by name."""
 
@@ -81,9 +154,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         env = {**os.environ, **(self.env or {})}
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        self.proc = spawn(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
 
     @property
@@ -91,18 +162,12 @@ class ManagedProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc, timeout)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            _signal_group(self.proc, signal.SIGKILL)
             self.proc.wait()
 
     def log_tail(self, lines: int = 30) -> str:

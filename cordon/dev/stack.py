@@ -18,7 +18,7 @@ from typing import Any
 import nats
 
 from cordon.dev import mock_provider
-from cordon.dev.procs import ManagedProcess, free_port, port_is_free, wait_for_http
+from cordon.dev.procs import ManagedProcess, free_port, port_is_free, stop_all, wait_for_http
 from cordon.dev.topology import DEFAULT_REGIONS, NatsTopology, TopologyPlan, plan
 from cordon.errors import ProcessStartError
 from cordon.log.enrolment import enrol
@@ -327,7 +327,7 @@ class DevStack:
         }
 
     def stop(self) -> None:
-        for proc in reversed(list(self.processes.values())):
-            proc.stop()
+        """Every Cordon process at once, then the NATS servers they were writing to."""
+        stop_all(self.processes.values())
         if self.nats is not None:
             self.nats.stop()

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from cordon.dev import natsconf
-from cordon.dev.procs import ManagedProcess, free_port, nats_server_binary, wait_for_http
+from cordon.dev.procs import (
+    ManagedProcess,
+    free_port,
+    nats_server_binary,
+    stop_all,
+    wait_for_http,
+)
 
 DEFAULT_REGIONS = ("eu-west", "us-east")
 
@@ -173,9 +179,8 @@ class NatsTopology:
             )
 
     def stop(self, name: str | None = None) -> None:
-        names = [name] if name else list(reversed(self.processes))
-        for each in names:
-            self.processes[each].stop()
+        names = [name] if name else list(self.processes)
+        stop_all(self.processes[each] for each in names)
 
     def wait_leafnodes(self, timeout: float = 15.0) -> None:
         """Block until central sees one leaf connection per region."""
