@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/policy_cost.py
@@ -32,4 +33,4 @@ bench-records: $(STAMP)
 	$(BIN)/python bench/records.py
 
 clean:
-	rm -rf $(VENV) .cordon .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cordon .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
