@@ -43,6 +43,7 @@ def test_every_contract_is_kept(repo_root: Path) -> None:
         ("gateway/policy/engine.py", "import gateway.http.dialects", "http on top"),
         ("gateway/records/record.py", "import gateway.ledger.summaries", "http on top"),
         ("gateway/identity/callers.py", "import aggregator", "never import one another"),
+        ("gateway/http/app.py", "import fastapi", "loads no FastAPI"),
     ],
 )
 def test_a_wrong_import_breaks_a_contract(

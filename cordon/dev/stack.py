@@ -42,7 +42,7 @@ class Endpoints:
 
 
 async def provision(topology: TopologyPlan) -> None:
-    """Create every stream and bucket of DESIGN.md; safe to run again."""
+    """Create every stream and bucket (cordon.nats.streams); safe to run again."""
     central = await nats.connect(topology.central_url)
     try:
         await ensure_central(central.jetstream())

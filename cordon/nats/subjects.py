@@ -1,4 +1,4 @@
-"""Stream, bucket and subject names: the NATS contract of DESIGN.md in one place.
+"""Stream, bucket and subject names: the NATS contract of docs/architecture.md in one place.
 
 Every subject carries its region token, so nothing one region publishes can be
 captured by another region's or the central streams.

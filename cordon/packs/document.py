@@ -1,7 +1,7 @@
 """Policy packs: the document a policy owner writes, and the rules a gateway enforces.
 
 A pack document is the YAML of shared/seeds/. What travels is a signed statement
-about it (gateway.packsign): name, revision, expiry, regions, content hash.
+about it (cordon.packs.signing): name, revision, expiry, regions, content hash.
 `parse_document` checks everything the gateway enforces and builds the rules;
 `parse_statement` turns a verified statement into the enforceable `Pack`.
 

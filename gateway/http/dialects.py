@@ -2,7 +2,7 @@
 
 A dialect knows where the prompt and the answer text live in its JSON, how it
 reports usage, what its errors look like, and how its stream ends. The call
-pipeline (gateway.calls) is the same for all of them.
+pipeline (gateway.http.calls) is the same for all of them.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class Identity:
 
 
 class TokenVerifier:
-    """Anything that turns a delegation token into an Identity (gateway.delegation)."""
+    """Anything that turns a delegation token into an Identity (gateway.identity.delegation)."""
 
     def verify(self, token: str) -> Identity:
         raise NotImplementedError

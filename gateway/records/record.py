@@ -1,7 +1,7 @@
 """Decision records: the eight fields regulators ask for, plus what proves them.
 
 Schema version 1 (docs/records.md describes every field). A record is a msgpack
-map; it is sealed into a signed envelope (gateway.envelope) and committed to the
+map; it is sealed into a signed envelope (cordon.log.envelope) and committed to the
 regional `RECORDS` stream.
 """
 

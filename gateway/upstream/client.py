@@ -1,7 +1,7 @@
 """Provider calls: the target's own credentials, its timeouts, and a live response.
 
 `open()` returns as soon as the response headers are in, so a stream can be
-relayed chunk by chunk. The HTTP client is gateway.httpclient (see there for why
+relayed chunk by chunk. The HTTP client is gateway.upstream.httpclient (see there for why
 not aiohttp or httpx on this path).
 """
 
