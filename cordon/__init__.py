@@ -14,6 +14,4 @@ Nothing here reads a decision record's content: that is `gateway`'s job alone.
 
 from cordon.errors import CordonError
 
-__all__ = ["CordonError", "__version__"]
-
-__version__ = "0.1.0"
+__all__ = ["CordonError"]

@@ -1,7 +1,7 @@
 """Start and stop child processes (nats-server, gateways, ...) on loopback.
 
 Children never outlive whoever started them: each runs in its own process group (so
-a terminal's Ctrl-C reaches the parent, which stops them in order) and, on Linux,
+a terminal's Ctrl-C reaches only the parent, which then stops them all) and, on Linux,
 asks the kernel for SIGTERM when its parent dies (so even a parent killed with
 SIGKILL leaves nothing behind).
 """

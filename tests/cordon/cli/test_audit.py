@@ -153,3 +153,20 @@ def test_unreadable_input_exits_2(tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text('{"hello": 1}')
     result = cordon("verify", str(tmp_path / "other.json"))
     assert result.returncode == 2 and "not an audit bundle" in result.stderr
+
+
+def test_verify_runs_without_a_nats_client(exported: dict[str, Any], tmp_path: Path) -> None:
+    # An auditor's offline tool: verifying a bundle loads nothing that talks to NATS.
+    bundle_path = tmp_path / "bundle.json"
+    bundle_path.write_text(json.dumps(exported))
+    probe = (
+        "import sys\n"
+        "from cordon.cli import main\n"
+        f"code = main(['audit', 'verify', {str(bundle_path)!r}])\n"
+        "loaded = sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.'))\n"
+        "print('exit', code, 'nats modules', loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30
+    )
+    assert "exit 0 nats modules []" in result.stdout, result.stdout + result.stderr
