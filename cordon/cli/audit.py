@@ -1,8 +1,10 @@
 """`cordon audit ...`: export a range of a region's records, and verify a bundle offline.
 
 export   fetch records FROM..TO from a regional audit API as a bundle file
-verify   check a bundle with nothing but the region's public key inside it:
-         exit 0 all good, 1 verification failed (each problem printed), 2 unreadable
+verify   check a bundle offline against the region's public key, pinned by the auditor
+         (--trust-key, or --trust-keys for several regions); the key a bundle carries
+         proves nothing. Exit 0 all good, 1 verification failed or no key pinned (each
+         problem printed), 2 unreadable.
 """
 
 from __future__ import annotations
@@ -49,18 +51,48 @@ def verify(args: argparse.Namespace) -> int:
 
     try:
         data: Any = json.loads(args.bundle.read_bytes())
-        report = bundle.verify(data)
+        pins = _pinned_keys(args)
+        region = str(data.get("region")) if isinstance(data, dict) else ""
+        report = bundle.verify(data, pins.get(region, pins.get("*")))
     except (OSError, ValueError, UnreadableBundleError) as exc:
         print(f"cordon audit verify: unreadable: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:
         print(f"FAIL {problem}")
-    verdict = "OK" if report.ok else "FAILED"
-    print(
-        f"{verdict}: {report.records} records, {report.enrolments} enrolments, "
+    counts = (
+        f"{report.records} records, {report.enrolments} enrolments, "
         f"{report.checkpoints} checkpoints checked; {len(report.problems)} problems"
     )
+    if not report.pinned:
+        print(
+            f"NOT VERIFIED: {counts} against the key the bundle carries, which proves "
+            f"nothing. Pin {report.region}'s public key from a source you trust: "
+            "--trust-key HEX|FILE, or --trust-keys FILE ({region: hex})"
+        )
+        return 1
+    print(f"{'OK' if report.ok else 'FAILED'}: {counts}")
     return 0 if report.ok else 1
+
+
+def _pinned_keys(args: argparse.Namespace) -> dict[str, bytes]:
+    """Region -> raw public key; "*" for a --trust-key that names no region."""
+    pins: dict[str, bytes] = {}
+    if args.trust_keys is not None:
+        named = json.loads(args.trust_keys.read_text())
+        if not isinstance(named, dict):
+            raise ValueError(f"{args.trust_keys}: expected {{region: hex public key}}")
+        pins |= {str(region): _raw_key(str(value)) for region, value in named.items()}
+    if args.trust_key is not None:
+        path = Path(args.trust_key)
+        pins["*"] = _raw_key(path.read_text() if path.is_file() else args.trust_key)
+    return pins
+
+
+def _raw_key(hex_key: str) -> bytes:
+    raw = bytes.fromhex(hex_key.strip())
+    if len(raw) != 32:
+        raise ValueError("a regional public key is 32 bytes of hex (raw Ed25519)")
+    return raw
 
 
 def add_parser(commands: Any) -> None:
@@ -76,4 +108,15 @@ def add_parser(commands: Any) -> None:
         "verify", help="verify a bundle offline (exit 0 good, 1 failed, 2 unreadable)"
     )
     p.add_argument("bundle", type=Path)
+    p.add_argument(
+        "--trust-key",
+        metavar="HEX|FILE",
+        help="the region's public key (hex, or a file holding it), from a source you trust",
+    )
+    p.add_argument(
+        "--trust-keys",
+        type=Path,
+        metavar="FILE",
+        help='JSON {"region": "hex public key", ...}, e.g. endpoints.json regional_public_keys',
+    )
     p.set_defaults(func=verify)

@@ -6,6 +6,11 @@ Format `cordon-bundle/1` (JSON; byte strings in base64): `region`,
 `regional_public_key` (hex), `range` [first, last], `checkpoint` (as the sealer
 published it), `older_checkpoints` [{checkpoint, consistency}], `enrolments` and
 `records` [{seq, data, proof}]. Stream sequence s is leaf index s - 1.
+
+A bundle proves nothing about itself: anyone can sign invented records with a fresh
+key and put that key in. `verify` therefore checks everything against the regional
+key the auditor pinned (obtained from a source they trust), and a bundle whose own key
+differs fails; without a pin, the report is never `ok`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from cordon.errors import ProofError, SignatureError, UnreadableBundleError
 from cordon.log import checkpoints, merkle
 from cordon.log.enrolment import Keyring
+from cordon.log.keys import raw_key_id
 
 FORMAT = "cordon-bundle/1"
 
@@ -71,6 +77,8 @@ def build(
 
 @dataclass
 class Report:
+    region: str = ""
+    pinned: bool = False  # checked against a regional key the auditor supplied
     problems: list[str] = field(default_factory=list)
     records: int = 0
     enrolments: int = 0
@@ -78,14 +86,18 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return self.pinned and not self.problems
 
 
-def verify(bundle: Any) -> Report:
-    """Every check an auditor needs; each failure is named with where it is."""
+def verify(bundle: Any, pinned_key: bytes | None) -> Report:
+    """Every check an auditor needs; each failure is named with where it is.
+
+    `pinned_key`: the region's raw Ed25519 public key, from a source the auditor trusts.
+    With None, the bundle is checked against the key it carries, which shows whether it
+    is consistent but proves nothing: the report is not `ok` however it turns out."""
     try:
         region = str(bundle["region"])
-        keyring = Keyring(region, bytes.fromhex(bundle["regional_public_key"]))
+        carried = bytes.fromhex(bundle["regional_public_key"])
         first, last = (int(x) for x in bundle["range"])
         final_raw = json.dumps(bundle["checkpoint"]).encode()
         enrolment_entries = list(bundle["enrolments"])
@@ -95,7 +107,13 @@ def verify(bundle: Any) -> Report:
             raise ValueError(f"format is not {FORMAT}")
     except (KeyError, TypeError, ValueError) as exc:
         raise UnreadableBundleError(f"not an audit bundle: {exc}") from exc
-    report = Report()
+    report = Report(region=region, pinned=pinned_key is not None)
+    if pinned_key is not None and carried != pinned_key:
+        report.problems.append(
+            f"regional key: the bundle carries {raw_key_id(carried)}, not the pinned key "
+            f"{raw_key_id(pinned_key)} for {region}; nothing in it is trusted"
+        )
+    keyring = Keyring(region, pinned_key if pinned_key is not None else carried)
     final = _checkpoint_without_trust(final_raw, report)
     for item in enrolment_entries:
         seq, data = _entry(item)

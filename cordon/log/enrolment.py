@@ -7,14 +7,13 @@ so the stream itself carries everything needed to verify it.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
 from cordon.errors import ConfigError, SignatureError
 from cordon.log import envelope
-from cordon.log.keys import SigningKey, public_bytes
+from cordon.log.keys import SigningKey, public_bytes, raw_key_id
 
 ENROLMENT_KIND = "enrolment"
 
@@ -46,7 +45,7 @@ class Keyring:
 
     def __init__(self, region: str, regional_public_key: bytes) -> None:
         self.region = region
-        self.regional_key_id = "sha256:" + hashlib.sha256(regional_public_key).hexdigest()
+        self.regional_key_id = raw_key_id(regional_public_key)
         self._keys = {self.regional_key_id: regional_public_key}
         self._replica_keys: dict[str, bytes] = {}
 

@@ -19,7 +19,11 @@ from cordon.errors import ConfigError, SignatureError
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """`sha256:<hex of the raw public key>`, the id records and checkpoints name."""
-    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return raw_key_id(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def raw_key_id(raw: bytes) -> str:
+    """The key id of a raw Ed25519 public key."""
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 

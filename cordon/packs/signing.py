@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cordon.errors import PackError, SignatureError
-from cordon.log.keys import SigningKey, load_public_key, verify
+from cordon.log.keys import SigningKey, load_public_key, raw_key_id, verify
 from cordon.packs.document import Pack, canonical_bytes, document_hash, parse_statement
 
 FORMAT = "cordon-pack/1"
@@ -111,8 +111,6 @@ def _good_signers(
 
 def trust_root(public_keys_hex: Iterable[str]) -> dict[str, bytes]:
     """Key id -> raw public key, from hex-encoded raw Ed25519 public keys."""
-    import hashlib
-
     root = {}
     for hex_key in public_keys_hex:
         try:
@@ -120,7 +118,7 @@ def trust_root(public_keys_hex: Iterable[str]) -> dict[str, bytes]:
             load_public_key(raw)
         except (ValueError, SignatureError) as exc:
             raise PackError(f"not a raw Ed25519 public key in hex: {hex_key[:16]}...") from exc
-        root["sha256:" + hashlib.sha256(raw).hexdigest()] = raw
+        root[raw_key_id(raw)] = raw
     return root
 
 

@@ -1,4 +1,5 @@
-"""`cordon audit export` and `cordon audit verify`: every tampering is caught and named."""
+"""`cordon audit export` and `cordon audit verify`: every tampering is caught and named,
+and only the regional key the auditor pinned is trusted, never the one a bundle carries."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cordon.log import checkpoints, envelope
+from cordon.log import checkpoints, envelope, merkle
+from cordon.log.bundle import build as build_bundle
 from cordon.log.enrolment import enrol
-from cordon.log.keys import SigningKey
+from cordon.log.keys import SigningKey, public_bytes, raw_key_id
 from cordon.log.merkle import CompactTree
 
 REGION = "eu-west"
@@ -69,64 +71,79 @@ def cordon(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def verify(bundle: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def pinned(endpoints: dict[str, Any]) -> str:
+    """The region's public key as an auditor would pin it (hex)."""
+    key: str = endpoints["regional_public_keys"][REGION]
+    return key
+
+
+def verify(bundle: dict[str, Any], tmp_path: Path, *pin: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
-    return cordon("verify", str(path))
+    return cordon("verify", str(path), *pin)
 
 
 def decisions(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in bundle["records"] if b"decision" in base64.b64decode(r["data"])]
 
 
-def test_an_untouched_export_verifies(exported: dict[str, Any], tmp_path: Path) -> None:
-    result = verify(exported, tmp_path)
+def test_an_untouched_export_verifies(
+    exported: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
+    result = verify(exported, tmp_path, "--trust-key", pinned)
     assert result.returncode == 0, result.stdout
     assert result.stdout.startswith("OK: ") and " 0 problems" in result.stdout
 
 
-def test_a_record_altered_by_one_byte(exported: dict[str, Any], tmp_path: Path) -> None:
+def test_a_record_altered_by_one_byte(
+    exported: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
     bundle = copy.deepcopy(exported)
     target = decisions(bundle)[2]
     data = bytearray(base64.b64decode(target["data"]))
     data[len(data) // 2] ^= 0x01
     target["data"] = base64.b64encode(bytes(data)).decode()
-    result = verify(bundle, tmp_path)
+    result = verify(bundle, tmp_path, "--trust-key", pinned)
     assert result.returncode == 1
     assert f"FAIL record seq {target['seq']}: not in the log at that position" in result.stdout
 
 
-def test_a_record_removed_from_the_middle(exported: dict[str, Any], tmp_path: Path) -> None:
+def test_a_record_removed_from_the_middle(
+    exported: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
     bundle = copy.deepcopy(exported)
     removed = decisions(bundle)[3]
     bundle["records"].remove(removed)
-    result = verify(bundle, tmp_path)
+    result = verify(bundle, tmp_path, "--trust-key", pinned)
     assert result.returncode == 1
     assert f"FAIL record seq {removed['seq']}: missing from the export" in result.stdout
     assert "replica_seq jumps" in result.stdout
 
 
-def test_two_records_swapped(exported: dict[str, Any], tmp_path: Path) -> None:
+def test_two_records_swapped(exported: dict[str, Any], pinned: str, tmp_path: Path) -> None:
     bundle = copy.deepcopy(exported)
     first, second = decisions(bundle)[1:3]
     first["data"], second["data"] = second["data"], first["data"]
-    result = verify(bundle, tmp_path)
+    result = verify(bundle, tmp_path, "--trust-key", pinned)
     assert result.returncode == 1
     assert f"FAIL record seq {first['seq']}: not in the log at that position" in result.stdout
     assert f"FAIL record seq {second['seq']}: not in the log at that position" in result.stdout
 
 
-def test_a_checkpoint_signed_with_a_wrong_key(exported: dict[str, Any], tmp_path: Path) -> None:
+def test_a_checkpoint_signed_with_a_wrong_key(
+    exported: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
     bundle = copy.deepcopy(exported)
     stated = checkpoints.parse_note(bundle["checkpoint"]["note"])
     forged = json.loads(checkpoints.encode(stated, SigningKey.generate(), CompactTree()))
     bundle["checkpoint"] = forged
-    result = verify(bundle, tmp_path)
+    result = verify(bundle, tmp_path, "--trust-key", pinned)
     assert result.returncode == 1
     assert "FAIL checkpoint: signed by a key the regional key never enrolled" in result.stdout
 
 
-def test_a_forged_enrolment(exported: dict[str, Any], tmp_path: Path) -> None:
+def test_a_forged_enrolment(exported: dict[str, Any], pinned: str, tmp_path: Path) -> None:
     bundle = copy.deepcopy(exported)
     impostor = SigningKey.generate()
     forged = enrol(SigningKey.generate(), REGION, "gw-evil", impostor)  # not the regional key
@@ -141,7 +158,7 @@ def test_a_forged_enrolment(exported: dict[str, Any], tmp_path: Path) -> None:
     target = decisions(bundle)[0]
     payload = envelope.decode(base64.b64decode(target["data"])).payload_dict()
     target["data"] = base64.b64encode(envelope.seal(payload, impostor).encode()).decode()
-    result = verify(bundle, tmp_path)
+    result = verify(bundle, tmp_path, "--trust-key", pinned)
     assert result.returncode == 1
     assert "enrolment not signed by the regional key" in result.stdout
     assert f"FAIL record seq {target['seq']}: unknown key id {impostor.key_id}" in result.stdout
@@ -155,14 +172,16 @@ def test_unreadable_input_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not an audit bundle" in result.stderr
 
 
-def test_verify_runs_without_a_nats_client(exported: dict[str, Any], tmp_path: Path) -> None:
+def test_verify_runs_without_a_nats_client(
+    exported: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
     # An auditor's offline tool: verifying a bundle loads nothing that talks to NATS.
     bundle_path = tmp_path / "bundle.json"
     bundle_path.write_text(json.dumps(exported))
     probe = (
         "import sys\n"
         "from cordon.cli import main\n"
-        f"code = main(['audit', 'verify', {str(bundle_path)!r}])\n"
+        f"code = main(['audit', 'verify', {str(bundle_path)!r}, '--trust-key', {pinned!r}])\n"
         "loaded = sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.'))\n"
         "print('exit', code, 'nats modules', loaded)\n"
     )
@@ -170,3 +189,69 @@ def test_verify_runs_without_a_nats_client(exported: dict[str, Any], tmp_path: P
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30
     )
     assert "exit 0 nats modules []" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_bundle_whose_key_is_not_the_pinned_one_fails(
+    exported: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
+    wrong = public_bytes(SigningKey.generate().public_key).hex()
+    result = verify(exported, tmp_path, "--trust-key", wrong)
+    assert result.returncode == 1
+    carried = raw_key_id(bytes.fromhex(pinned))
+    assert f"FAIL regional key: the bundle carries {carried}, not the pinned key" in result.stdout
+    assert not result.stdout.startswith("OK")
+
+
+def test_without_a_pinned_key_nothing_is_called_good(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
+    result = verify(exported, tmp_path)
+    assert result.returncode == 1
+    assert "OK" not in result.stdout
+    assert "NOT VERIFIED" in result.stdout and "--trust-key" in result.stdout
+
+
+def test_a_pinned_key_from_a_file_or_a_keys_file_of_several_regions(
+    exported: dict[str, Any], endpoints: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "eu-west.pub"
+    key_file.write_text(pinned + "\n")
+    assert verify(exported, tmp_path, "--trust-key", str(key_file)).returncode == 0
+    keys_file = tmp_path / "regions.json"
+    keys_file.write_text(json.dumps(endpoints["regional_public_keys"]))
+    assert verify(exported, tmp_path, "--trust-keys", str(keys_file)).returncode == 0
+
+
+def test_a_self_consistent_bundle_made_with_a_fresh_key_fails_against_the_pin(
+    pinned: str, tmp_path: Path
+) -> None:
+    # Invented records, signed by a replica key that a fresh "regional" key enrolled,
+    # with a checkpoint over them: consistent in itself, and worth nothing.
+    regional, replica = SigningKey.generate(), SigningKey.generate()
+    entries = [enrol(regional, REGION, "gw-1", replica)]
+    entries += [
+        envelope.seal({"id": f"r{i}", "replica": "gw-1", "replica_seq": i}, replica).encode()
+        for i in range(1, 4)
+    ]
+    leaves = [merkle.leaf_hash(data) for data in entries]
+    tree = CompactTree()
+    for leaf in leaves:
+        tree.append(leaf)
+    stated = checkpoints.Checkpoint(REGION, len(leaves), tree.root(), int(time.time() * 1000))
+    forged = build_bundle(
+        region=REGION,
+        regional_public_key=public_bytes(regional.public_key),
+        nodes=merkle.LeafList(leaves),
+        checkpoint=checkpoints.encode(stated, replica, tree),
+        older=[],
+        enrolments={1: entries[0]},
+        records={seq: data for seq, data in enumerate(entries[1:], start=2)},
+        first=2,
+        last=len(entries),
+    )
+    unpinned = verify(forged, tmp_path)
+    assert unpinned.returncode == 1 and " 0 problems" in unpinned.stdout  # consistent...
+    result = verify(forged, tmp_path, "--trust-key", pinned)  # ...and not the region's
+    assert result.returncode == 1
+    assert "FAIL regional key" in result.stdout
+    assert "enrolment not signed by the regional key" in result.stdout

@@ -67,7 +67,16 @@ def test_records_before_and_after_a_key_rotation_all_verify(
         time.sleep(0.25)
     assert exported.returncode == 0, exported.stderr
     verified = subprocess.run(
-        [sys.executable, "-m", "cordon", "audit", "verify", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "cordon",
+            "audit",
+            "verify",
+            str(out),
+            "--trust-key",
+            endpoints["regional_public_keys"]["us-east"],
+        ],
         capture_output=True,
         text=True,
     )
