@@ -17,7 +17,6 @@ from aggregator.store import ViewStore
 from aggregator.witness import Witness
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats import connect
-from cordon.nats.streams import ensure_audit_summary
 from cordon.settings import load_json
 
 
@@ -62,7 +61,6 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nc = await connect(settings.central_nats_url, "aggregator")
-        await ensure_audit_summary(nc.jetstream(), settings.regions)
         stop = asyncio.Event()
         witness = Witness(settings.regional_public_keys, key)
         task = asyncio.create_task(consume(nc, store, stop, witness))

@@ -128,7 +128,13 @@ def publish_pack(stack: DevStack, path: Path) -> None:
     path.write_text(json.dumps(PACK))
     cli = [sys.executable, "-m", "cordon", "policy", "publish", str(path)]
     subprocess.run(
-        [*cli, "--nats-url", stack.topology.central_url, "--key", str(stack.policy_owner_key)],
+        [
+            *cli,
+            "--nats-url",
+            stack.topology.central_role_url("publisher"),
+            "--key",
+            str(stack.policy_owner_key),
+        ],
         check=True,
         capture_output=True,
     )

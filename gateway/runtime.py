@@ -61,6 +61,8 @@ class Runtime:
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.audit_nc: NATS | None = None
+        # Set when RECORDS keeps records for less time than the active pack asks.
+        self.retention_shortfall: dict[str, float | None] | None = None
         self.xr_nc: NATS | None = None
         self.recorder: Recorder | None = None
 
@@ -182,7 +184,7 @@ class Runtime:
                 if outcome == "activated":
                     metrics.PACK_REVISION.set(self.packs.active.revision)
                     await self._report_applied(applied)
-                    await self._apply_retention()
+                    await self.check_retention()
                 elif outcome == "rejected":
                     metrics.PACK_REJECTIONS.inc()
                     await self._record_rejection()
@@ -190,18 +192,29 @@ class Runtime:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
-    async def _apply_retention(self) -> None:
-        """Carry the pack's audit-logger retention to RECORDS (longer only)."""
-        days = self.packs.active.retention_days
-        if days is None or self.audit_nc is None:
+    async def check_retention(self) -> None:
+        """Say so when RECORDS keeps records for less time than the pack asks.
+
+        A replica may not change a stream (its NATS identity cannot: a runtime role
+        that could lengthen retention could shorten it); provisioning raises it
+        (`cordon nats provision`), longer only."""
+        wanted = self.packs.active.retention_days
+        if wanted is None or self.audit_nc is None:
+            self.retention_shortfall = None
             return
         try:
-            changed = await streams.extend_records_retention(self.audit_nc.jetstream(), days)
+            kept = await streams.records_retention_days(self.audit_nc.jetstream())
         except (TimeoutError, NatsError) as exc:
-            log.warning("RECORDS retention not updated to %s days: %s", days, exc)
+            log.warning("cannot read RECORDS retention: %s", exc)
             return
-        if changed:
-            log.info("RECORDS now kept for %s days, as the pack asks", changed)
+        short = kept is not None and kept < wanted
+        self.retention_shortfall = {"records_days": kept, "pack_days": wanted} if short else None
+        if short:
+            log.warning(
+                "RECORDS keeps records %s days, the pack asks %s: run `cordon nats provision`",
+                kept,
+                wanted,
+            )
 
     async def _record_rejection(self) -> None:
         """Leave a record of the refused pack in the region's stream, like any decision."""

@@ -12,7 +12,6 @@ from prometheus_client import start_http_server
 
 from cordon.errors import ConfigError, PackError
 from cordon.nats import connect
-from cordon.nats.streams import ensure_central
 from cordon.packs import signing
 from cordon.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
@@ -47,7 +46,6 @@ async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
         raise ConfigError(f"pack_trust: {exc}") from exc
     nc = await connect(settings.central_nats_url, "replicator")
     try:
-        await ensure_central(nc.jetstream())
         await asyncio.gather(
             *(RegionFanout(nc, region, trusted).run(stop) for region in settings.regions),
             heartbeat(nc, settings.regions, stop),

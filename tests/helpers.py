@@ -32,7 +32,7 @@ async def stored(
     endpoints: dict[str, Any], region: str, seq: int
 ) -> tuple[bytes, dict[str, Any], Keyring]:
     """The raw stored record at `seq`, its verified payload, and the keyring that verified it."""
-    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
+    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
     try:
         js = nc.jetstream()
         keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))
@@ -80,7 +80,7 @@ def publish_pack(
             "publish",
             str(path),
             "--nats-url",
-            endpoints["nats"]["central"],
+            endpoints["nats"]["central"]["publisher"],
             "--key",
             endpoints["policy_owner_key"],
             *extra,
@@ -100,7 +100,7 @@ async def recent_records(
     endpoints: dict[str, Any], region: str, count: int = 50
 ) -> list[dict[str, Any]]:
     """The region's newest `count` records (enrolments left out), verified, newest first."""
-    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
+    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq

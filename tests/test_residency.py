@@ -52,7 +52,7 @@ async def test_summary_reaches_central_view_without_any_content(
     assert marker not in view
     assert marker not in httpx.get(endpoints["aggregator"] + "/v1/stats").text
     # nor anywhere in what crossed: the central stream and the view's files on disk
-    nc = await nats.connect(endpoints["nats"]["central"])
+    nc = await nats.connect(endpoints["nats"]["central"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.AUDIT_SUMMARY_STREAM)).state.last_seq
@@ -80,7 +80,7 @@ async def test_stats_count_decisions_by_region_and_outcome(endpoints: dict[str, 
 
 async def test_central_credentials_cannot_read_regional_records(endpoints: dict[str, Any]) -> None:
     _ask(endpoints, "eu-west", "a record that must stay in eu-west")
-    nc = await nats.connect(endpoints["nats"]["central"])
+    nc = await nats.connect(endpoints["nats"]["central"]["provision"])
     try:
         remote = nc.jetstream(domain="eu-west")
         # The region's XR streams are reachable, so the path itself works...
@@ -115,7 +115,7 @@ async def test_central_users_cannot_inject_regional_summaries(endpoints: dict[st
     async def on_error(exc: Exception) -> None:
         errors.append(exc)
 
-    nc = await nats.connect(endpoints["nats"]["central"], error_cb=on_error)
+    nc = await nats.connect(endpoints["nats"]["central"]["provision"], error_cb=on_error)
     try:
         with pytest.raises(nats.errors.TimeoutError):
             await nc.request("cordon.sum.eu-west.forged", b"{}", timeout=0.5)
@@ -126,7 +126,7 @@ async def test_central_users_cannot_inject_regional_summaries(endpoints: dict[st
 
 async def test_the_central_view_tracks_each_regions_signed_log(endpoints: dict[str, Any]) -> None:
     _ask(endpoints, "eu-west", "checkpoint me")
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq

@@ -44,7 +44,7 @@ def central_url(explicit: str | None) -> str:
         return os.environ["CORDON_CENTRAL_NATS_URL"]
     dev = _dev_endpoints()
     if dev is not None:
-        return str(dev["nats"]["central"])
+        return str(dev["nats"]["central"]["publisher"])
     raise SystemExit(
         "no central NATS: pass --nats-url, set CORDON_CENTRAL_NATS_URL, or run `cordon dev up`"
     )

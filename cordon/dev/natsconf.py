@@ -8,7 +8,7 @@ under test is the topology we ship.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cordon.errors import TemplateError
@@ -38,5 +38,15 @@ def leaf_users_block(leaf_passwords: Mapping[str, str]) -> str:
     lines = [
         f'      {{user: "leaf-{region}", password: "{password}", account: XR}}'
         for region, password in sorted(leaf_passwords.items())
+    ]
+    return "\n".join(lines)
+
+
+def replicator_region_subjects(regions: Iterable[str]) -> str:
+    """What the replicator may send into each region's domain: the last pack in the
+    `policy` bucket, and compare-and-set writes to it. Nothing else of any region."""
+    lines = [
+        f'            "$JS.{region}.API.STREAM.MSG.GET.KV_policy", "$JS.{region}.API.$KV.policy.>",'
+        for region in sorted(regions)
     ]
     return "\n".join(lines)

@@ -15,16 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nats
-
 from cordon.dev import mock_provider
 from cordon.dev.procs import ManagedProcess, free_port, port_is_free, stop_all, wait_for_http
-from cordon.dev.topology import DEFAULT_REGIONS, NatsTopology, TopologyPlan, plan
+from cordon.dev.topology import (
+    ACCOUNTS,
+    CENTRAL_ROLES,
+    DEFAULT_REGIONS,
+    REGION_ROLES,
+    NatsTopology,
+    TopologyPlan,
+    plan,
+)
 from cordon.errors import ProcessStartError
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes
-from cordon.nats import streams
-from cordon.nats.streams import ensure_audit_summary, ensure_central
+from cordon.nats.provision import Targets, provision
 
 DEV_API_KEY = "cordon-dev-key"
 DEFAULT_PORTS = {"mock": 8600, "aggregator": 8500, "eu-west": 8401, "us-east": 8402}
@@ -41,22 +46,13 @@ class Endpoints:
     api_key: str = DEV_API_KEY
 
 
-async def provision(topology: TopologyPlan) -> None:
-    """Create every stream and bucket (cordon.nats.streams); safe to run again."""
-    central = await nats.connect(topology.central_url)
-    try:
-        await ensure_central(central.jetstream())
-        for region in topology.regions.values():
-            audit = await nats.connect(region.audit_url)
-            xr = await nats.connect(region.xr_url)
-            try:
-                await streams.ensure_region(audit.jetstream(), xr.jetstream(), region.name)
-            finally:
-                await audit.close()
-                await xr.close()
-        await ensure_audit_summary(central.jetstream(), topology.regions)
-    finally:
-        await central.close()
+def provision_targets(topology: TopologyPlan, pack_trust: list[str]) -> Targets:
+    """The dev topology, as setup's provisioning identity sees it."""
+    return Targets(
+        central_url=topology.central_url,
+        regions={name: (r.audit_url, r.xr_url) for name, r in topology.regions.items()},
+        pack_trust=tuple(pack_trust),
+    )
 
 
 def _load_or_create_key(path: Path) -> SigningKey:
@@ -133,7 +129,7 @@ class DevStack:
         self.nats = NatsTopology(self.topology)
         self.nats.start()
         self.nats.wait_leafnodes()
-        asyncio.run(provision(self.topology))
+        asyncio.run(provision(provision_targets(self.topology, self._pack_trust())))
         mock_port = self._port("mock")
         self.endpoints.mock_provider = f"http://{self.host}:{mock_port}/v1"
         mock = self._spawn(
@@ -174,8 +170,8 @@ class DevStack:
                 "replica": replica,
                 "host": self.host,
                 "port": port,
-                "audit_nats_url": region_plan.audit_url,
-                "xr_nats_url": region_plan.xr_url,
+                "audit_nats_url": region_plan.url("audit", "gateway"),
+                "xr_nats_url": region_plan.url("xr", "gateway"),
                 "targets": [
                     {
                         "id": "mock",
@@ -236,8 +232,8 @@ class DevStack:
             f"sealer-{region}",
             {
                 "region": region,
-                "audit_nats_url": region_plan.audit_url,
-                "xr_nats_url": region_plan.xr_url,
+                "audit_nats_url": region_plan.url("audit", "sealer"),
+                "xr_nats_url": region_plan.url("xr", "sealer"),
                 "pseudonym_key": pseudonym_key,
                 "signing_key_file": str(keys / "sealer.key"),
                 "enrolment_file": str(keys / "sealer.enrolment"),
@@ -249,9 +245,9 @@ class DevStack:
             f"audit-api-{region}",
             {
                 "region": region,
-                "audit_nats_url": region_plan.audit_url,
+                "audit_nats_url": region_plan.url("audit", "audit-api"),
                 "regional_public_key": self.endpoints.regional_public_keys[region],
-                "xr_nats_url": region_plan.xr_url,
+                "xr_nats_url": region_plan.url("xr", "audit-api"),
                 "index_path": str(self.root / "state" / f"audit-index-{region}.sqlite3"),
                 "host": self.host,
                 "port": audit_port,
@@ -266,7 +262,7 @@ class DevStack:
         replicator_config = self._write_config(
             "replicator",
             {
-                "central_nats_url": self.topology.central_url,
+                "central_nats_url": self.topology.central_role_url("replicator"),
                 "regions": list(self.regions),
                 "metrics_host": self.host,
                 "metrics_port": metrics_port,
@@ -281,7 +277,7 @@ class DevStack:
         aggregator_config = self._write_config(
             "aggregator",
             {
-                "central_nats_url": self.topology.central_url,
+                "central_nats_url": self.topology.central_role_url("aggregator"),
                 "regions": list(self.regions),
                 "store_path": str(self.root / "state" / "aggregator.sqlite3"),
                 "host": self.host,
@@ -316,10 +312,15 @@ class DevStack:
             "api_key": self.endpoints.api_key,
             "regional_public_keys": self.endpoints.regional_public_keys,
             "policy_owner_key": str(self.policy_owner_key),
+            "pack_trust": self._pack_trust(),
+            # Each role's credentials; `provision` is setup's, for streams and buckets.
             "nats": {
-                "central": self.topology.central_url,
+                "central": {role: self.topology.central_role_url(role) for role in CENTRAL_ROLES},
                 "regions": {
-                    name: {"audit": r.audit_url, "xr": r.xr_url}
+                    name: {
+                        account: {role: r.url(account, role) for role in REGION_ROLES}
+                        for account in ACCOUNTS
+                    }
                     for name, r in self.topology.regions.items()
                 },
             },

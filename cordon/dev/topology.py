@@ -41,22 +41,34 @@ class ServerPlan:
         return f"http://{self.host}:{self.monitor_port}"
 
 
+# Each role's NATS identity (deploy/nats/*.conf says what each may do). `provision`
+# creates streams, buckets and consumers and is used only by setup.
+REGION_ROLES = ("provision", "gateway", "sealer", "audit-api")
+CENTRAL_ROLES = ("provision", "replicator", "aggregator", "publisher")
+ACCOUNTS = ("audit", "xr")
+
+
 @dataclass(frozen=True)
 class RegionPlan:
     name: str
     server: ServerPlan
-    audit_password: str
-    xr_password: str
+    passwords: dict[str, str]  # "<account>-<role>" -> password
+
+    def url(self, account: str, role: str) -> str:
+        """`role`'s credentials in `account`: AUDIT (full records, only in-region
+        processes) or XR (what may cross regions)."""
+        user = f"{account}-{role}"
+        return self.server.url(user, self.passwords[user])
 
     @property
     def audit_url(self) -> str:
-        """Credentials for the AUDIT account: full records. Only in-region processes."""
-        return self.server.url("audit", self.audit_password)
+        """Setup's credentials for the AUDIT account."""
+        return self.url("audit", "provision")
 
     @property
     def xr_url(self) -> str:
-        """Credentials for the region's XR account: what may cross regions."""
-        return self.server.url("xr", self.xr_password)
+        """Setup's credentials for the region's XR account."""
+        return self.url("xr", "provision")
 
 
 @dataclass(frozen=True)
@@ -64,13 +76,17 @@ class TopologyPlan:
     root: str
     host: str
     central: ServerPlan
-    central_password: str
+    central_passwords: dict[str, str]  # role -> password
     leaf_port: int
     regions: dict[str, RegionPlan] = field(default_factory=dict)
 
+    def central_role_url(self, role: str) -> str:
+        return self.central.url(role, self.central_passwords[role])
+
     @property
     def central_url(self) -> str:
-        return self.central.url("central", self.central_password)
+        """Setup's credentials for central."""
+        return self.central_role_url("provision")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,10 +121,14 @@ def plan(
         root=str(root),
         host=host,
         central=central,
-        central_password=secret(),
+        central_passwords={role: secret() for role in CENTRAL_ROLES},
         leaf_port=leaf_port,
         regions={
-            region: RegionPlan(region, _server_plan(region, root, host), secret(), secret())
+            region: RegionPlan(
+                region,
+                _server_plan(region, root, host),
+                {f"{a}-{r}": secret() for a in ACCOUNTS for r in REGION_ROLES},
+            )
             for region in regions
         },
     )
@@ -121,9 +141,13 @@ def plan(
                 "client_port": central.client_port,
                 "monitor_port": central.monitor_port,
                 "store_dir": central.store_dir,
-                "central_password": topology.central_password,
+                **{
+                    f"{role}_password": password
+                    for role, password in topology.central_passwords.items()
+                },
                 "leaf_port": leaf_port,
                 "leaf_users": natsconf.leaf_users_block(leaf_passwords),
+                "replicator_region_subjects": natsconf.replicator_region_subjects(regions),
             },
         )
     )
@@ -138,8 +162,10 @@ def plan(
                     "client_port": server.client_port,
                     "monitor_port": server.monitor_port,
                     "store_dir": server.store_dir,
-                    "audit_password": region_plan.audit_password,
-                    "xr_password": region_plan.xr_password,
+                    **{
+                        f"{user.replace('-', '_')}_password": password
+                        for user, password in region_plan.passwords.items()
+                    },
                     "leaf_password": leaf_passwords[region],
                     "central_host": host,
                     "central_leaf_port": leaf_port,

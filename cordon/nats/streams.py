@@ -19,7 +19,7 @@ from nats.js.api import (
     StreamSource,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from cordon.nats import subjects
 
@@ -60,16 +60,35 @@ def summary_config(region: str, retention_days: float = 30.0) -> StreamConfig:
         storage=StorageType.FILE,
         max_age=retention_days * DAY_S,
         discard=DiscardPolicy.NEW,
+        deny_delete=True,
+        deny_purge=True,
         duplicate_window=120.0,
     )
 
 
-async def ensure_region(audit_js: JetStreamContext, xr_js: JetStreamContext, region: str) -> None:
-    """Everything one region needs: RECORDS in AUDIT; SUMMARY and the KVs in XR."""
-    await ensure_stream(audit_js, records_config(region))
+async def ensure_region(
+    audit_js: JetStreamContext, xr_js: JetStreamContext, region: str, retention_days: float = 365.0
+) -> None:
+    """Everything one region needs: RECORDS in AUDIT; SUMMARY and the KVs in XR.
+
+    RECORDS keeps records at least `retention_days`, and never less than it already
+    does: running this again must not delete what a regulator may still ask for."""
+    try:
+        kept = await records_retention_days(audit_js)
+    except NotFoundError:
+        kept = 0.0  # no stream yet
+    forever = kept is None
+    days = 0.0 if forever else max(float(kept or 0.0), retention_days)
+    await ensure_stream(audit_js, records_config(region, days))
     await ensure_stream(xr_js, summary_config(region))
     await xr_js.create_key_value(KeyValueConfig(bucket=subjects.POLICY_BUCKET, history=10))
     await xr_js.create_key_value(KeyValueConfig(bucket=subjects.APPLIED_BUCKET, history=1))
+
+
+async def records_retention_days(audit_js: JetStreamContext) -> float | None:
+    """How long `RECORDS` keeps records, in days; None for forever."""
+    info = await audit_js.stream_info(subjects.RECORDS_STREAM)
+    return float(info.config.max_age) / DAY_S if info.config.max_age else None
 
 
 async def extend_records_retention(
@@ -126,6 +145,8 @@ def audit_summary_config(regions: Iterable[str]) -> StreamConfig:
         name=subjects.AUDIT_SUMMARY_STREAM,
         description="Every region's metadata-only summaries, sourced over the leaf.",
         storage=StorageType.FILE,
+        deny_delete=True,
+        deny_purge=True,
         sources=[
             StreamSource(
                 name=subjects.SUMMARY_STREAM,

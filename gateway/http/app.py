@@ -136,14 +136,24 @@ class GatewayApp:
         )
 
     async def policy_status(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The active pack, the last refusal, and each provider target's circuit."""
+        """The active pack, the last refusal, whether RECORDS keeps records as long as
+        the pack asks, and each provider target's circuit."""
+        await self.runtime.check_retention()
         router = self.runtime.packs.current.router
         targets = [
             {"id": t.id, "api": t.api, "circuit": router.breakers.state(t.id)}
             for t in router.targets
         ]
         await respond(
-            send, 200, json.dumps({**self.runtime.packs.status(), "targets": targets}).encode()
+            send,
+            200,
+            json.dumps(
+                {
+                    **self.runtime.packs.status(),
+                    "records_retention_shortfall": self.runtime.retention_shortfall,
+                    "targets": targets,
+                }
+            ).encode(),
         )
 
 

@@ -198,7 +198,7 @@ async def test_a_summary_forged_in_the_region_is_caught_centrally(
     record first, under the id the sealer will use, so the true one is dropped as a
     duplicate. The central view cannot see content, but the witness sees the root."""
     region = "us-east"
-    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
+    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
     try:
         info = await nc.jetstream().stream_info(subjects.RECORDS_STREAM)
         upcoming = int(info.state.last_seq) + 1
@@ -213,7 +213,7 @@ async def test_a_summary_forged_in_the_region_is_caught_centrally(
         "id": "forged",
         "outcome": "allow",
     }
-    xr = await nats.connect(endpoints["nats"]["regions"][region]["xr"])
+    xr = await nats.connect(endpoints["nats"]["regions"][region]["xr"]["sealer"])
     try:
         await xr.jetstream().publish(
             subjects.summary_subject(region, "gw-1"),

@@ -89,7 +89,7 @@ async def test_replicas_report_the_revision_they_applied(
     assert result.returncode == 0, result.stderr
     revision = int(result.stdout.split("revision ")[1].split()[0])
     region = endpoints["nats"]["regions"]["eu-west"]
-    nc = await nats.connect(region["xr"])
+    nc = await nats.connect(region["xr"]["provision"])
     try:
         applied = await nc.jetstream().key_value(subjects.APPLIED_BUCKET)
 
@@ -124,7 +124,7 @@ async def test_forged_pack_on_the_stream_is_never_activated(
     document = {"pack": {"name": "default"}, "policies": []}
     statement = signing.statement_bytes(document, "default", before + 100, 2**40, ["*"])
     forged = signing.sign(statement, [SigningKey.generate()])
-    nc = await nats.connect(endpoints["nats"]["central"])
+    nc = await nats.connect(endpoints["nats"]["central"]["publisher"])
     try:
         await nc.jetstream().publish(subjects.policy_subject("default"), forged)
     finally:

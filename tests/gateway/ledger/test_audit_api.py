@@ -119,7 +119,7 @@ async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
     base = endpoints["audit_apis"]["us-east"]
     _assert_proven(base, seq)
 
-    nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["audit"])
+    nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         leaves = [

@@ -19,8 +19,8 @@ async def _log_state(
     endpoints: dict[str, Any], region: str
 ) -> tuple[list[bytes], Keyring, list[dict[str, Any]]]:
     """Every leaf of the region's log, a keyring of its enrolled keys, and its summaries."""
-    audit = await nats.connect(endpoints["nats"]["regions"][region]["audit"])
-    xr = await nats.connect(endpoints["nats"]["regions"][region]["xr"])
+    audit = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
+    xr = await nats.connect(endpoints["nats"]["regions"][region]["xr"]["provision"])
     try:
         js, xjs = audit.jetstream(), xr.jetstream()
         keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))

@@ -25,7 +25,7 @@ def replica(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     path = tmp_path_factory.mktemp("open") / "open.yaml"
     path.write_text("pack: {name: open}\nfail_mode: open\n")
     endpoints = {
-        "nats": {"central": stack.topology.central_url},
+        "nats": {"central": {"publisher": stack.topology.central_role_url("publisher")}},
         "policy_owner_key": str(stack.policy_owner_key),
     }  # type: ignore[union-attr]
     revision = published_revision(publish_pack(endpoints, path))

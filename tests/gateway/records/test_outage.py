@@ -85,7 +85,7 @@ async def test_regional_nats_outage_fails_closed_then_recovers(
     eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
 
     # nothing was recorded for the refused call; the stream holds only what was answered
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
@@ -180,7 +180,7 @@ async def test_nats_killed_mid_load_every_answer_has_its_record(
     assert 503 in statuses and 200 in statuses
     answered = {record_id for status, record_id, _ in outcomes if status == 200}
 
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"])
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         info = await js.stream_info(subjects.RECORDS_STREAM)

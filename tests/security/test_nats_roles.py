@@ -1,0 +1,222 @@
+"""Red team, NATS: with each role's real credentials, every way to destroy or reach
+evidence it has no business with is refused, and the streams are untouched after.
+
+The rest of the suite is the other half: every process of the topology runs on exactly
+these credentials (cordon.dev.stack), so each role's legitimate work still succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+REGIONS = ("eu-west", "us-east")
+DOMAINS = ("central", *REGIONS)
+STREAMS = {
+    ("region", "audit"): ("RECORDS",),
+    ("region", "xr"): ("SUMMARY", "KV_policy", "KV_applied"),
+    ("central", "xr"): ("POLICY", "AUDIT_SUMMARY", "KV_replicator"),
+}
+DURABLES = {  # stream -> consumers the runtime roles own
+    "RECORDS": ("sealer", "audit-index"),
+    "POLICY": tuple(f"replicate-{region}" for region in REGIONS),
+    "AUDIT_SUMMARY": ("aggregator",),
+}
+OWNED = {  # role -> the consumers that are its own
+    "sealer": ("sealer",),
+    "audit-api": ("audit-index",),
+    "aggregator": ("aggregator",),
+    "replicator": DURABLES["POLICY"],
+}
+UPDATE = json.dumps({"name": "X", "subjects": ["x.>"], "max_age": 1}).encode()
+
+
+@dataclass(frozen=True)
+class Identity:
+    role: str
+    place: str  # "central" or a region
+    account: str  # "audit" or "xr"
+    url: str
+
+    @property
+    def domain(self) -> str:
+        return self.place
+
+    @property
+    def kind(self) -> str:
+        return "central" if self.place == "central" else "region"
+
+    def __str__(self) -> str:
+        return f"{self.place}/{self.account}/{self.role}"
+
+
+def runtime_identities(endpoints: dict[str, Any]) -> Iterator[Identity]:
+    described = endpoints["nats"]
+    for role, url in described["central"].items():
+        if role != "provision":
+            yield Identity(role, "central", "xr", url)
+    for region, accounts in described["regions"].items():
+        for account, roles in accounts.items():
+            for role, url in roles.items():
+                if role != "provision":
+                    yield Identity(role, region, account, url)
+
+
+def forbidden(who: Identity) -> list[tuple[str, bytes]]:
+    """(subject, body) of every request `who` must not get an answer to."""
+    attempts: list[tuple[str, bytes]] = []
+    own = STREAMS[(who.kind, who.account)]
+    for stream in own:
+        attempts += [
+            (f"$JS.API.STREAM.DELETE.{stream}", b""),
+            (f"$JS.API.STREAM.PURGE.{stream}", b"{}"),
+            (f"$JS.API.STREAM.UPDATE.{stream}", UPDATE.replace(b'"X"', f'"{stream}"'.encode())),
+            (f"$JS.API.STREAM.MSG.DELETE.{stream}", b'{"seq": 1}'),
+            (f"$JS.API.STREAM.CREATE.EVIL_{stream}", b'{"name": "EVIL", "subjects": ["e.>"]}'),
+        ]
+        for durable in DURABLES.get(stream, ()):
+            if durable in OWNED.get(who.role, ()):
+                continue
+            attempts += [
+                (f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}", b'{"batch": 1}'),
+                (f"$JS.API.CONSUMER.DELETE.{stream}.{durable}", b""),
+            ]
+    for domain in DOMAINS:
+        if domain == who.domain:
+            continue
+        others = STREAMS[("central" if domain == "central" else "region", "xr")]
+        for stream in (*others, "RECORDS"):
+            for action in ("DELETE", "PURGE", "INFO"):
+                attempts.append((f"$JS.{domain}.API.STREAM.{action}.{stream}", b"{}"))
+            attempts.append((f"$JS.{domain}.API.DIRECT.GET.{stream}", b'{"seq": 1}'))
+    if who.kind == "region" and who.account == "xr":
+        other = next(r for r in REGIONS if r != who.place)
+        attempts += [  # no policy from a region: not into central's stream, no bucket
+            ("$KV.policy.pack.default", b"planted"),
+            (f"$JS.{other}.API.$KV.policy.pack.default", b"planted"),
+            ("cordon.policy.default", b"planted"),
+            (f"cordon.sum.{other}.gw-1", b"{}"),
+        ]
+    return attempts
+
+
+async def _answer(nc: NATS, subject: str, body: bytes) -> dict[str, Any] | None:
+    """The JSON answer to a request, or None if none came (refused, or nobody listens)."""
+    try:
+        reply = await nc.request(subject, body, timeout=1.5)
+    except (NatsTimeoutError, NoRespondersError):
+        return None
+    try:
+        answer: dict[str, Any] = json.loads(reply.data or b"{}")
+    except ValueError:
+        return {"raw": reply.data.decode(errors="replace")}
+    return answer
+
+
+async def _state(endpoints: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(first seq, last seq) of every stream, read with setup's credentials."""
+    places = [("central", endpoints["nats"]["central"]["provision"], STREAMS[("central", "xr")])]
+    for region in REGIONS:
+        urls = endpoints["nats"]["regions"][region]
+        places.append((region, urls["audit"]["provision"], STREAMS[("region", "audit")]))
+        places.append((region, urls["xr"]["provision"], STREAMS[("region", "xr")]))
+    state = {}
+    for place, url, names in places:
+        nc = await nats.connect(url)
+        try:
+            for name in names:
+                info = await nc.jetstream().stream_info(name)
+                state[f"{place}/{name}"] = (info.state.first_seq, info.state.last_seq)
+        finally:
+            await nc.close()
+    return state
+
+
+@pytest.mark.timeout(120)
+async def test_no_runtime_role_can_destroy_or_reach_what_is_not_its_own(
+    endpoints: dict[str, Any],
+) -> None:
+    before = await _state(endpoints)
+    answered: list[str] = []
+    violations: list[str] = []
+
+    async def attack(who: Identity) -> None:
+        async def on_error(exc: Exception) -> None:
+            if "permissions violation" in str(exc).lower():
+                violations.append(f"{who}: {exc}")
+
+        nc = await nats.connect(who.url, error_cb=on_error)
+        try:
+            attempts = forbidden(who)
+            answers = await asyncio.gather(*(_answer(nc, s, b) for s, b in attempts))
+            for (subject, _), answer in zip(attempts, answers, strict=True):
+                if answer is not None and "error" not in answer:
+                    answered.append(f"{who} got an answer to {subject}: {answer}")
+            for subject, body in attempts:  # plain publishes, no reply wanted
+                if not subject.startswith("$JS"):
+                    await nc.publish(subject, body)
+            await nc.flush()
+        finally:
+            await nc.close()
+
+    identities = list(runtime_identities(endpoints))
+    assert {who.role for who in identities} >= {
+        "gateway",
+        "sealer",
+        "audit-api",
+        "replicator",
+        "aggregator",
+        "publisher",
+    }
+    await asyncio.gather(*(attack(who) for who in identities))
+    assert not answered, "\n".join(answered)
+    assert len(violations) >= len(identities)  # refused by permission, not by luck
+    after = await _state(endpoints)
+    for stream, (first, last) in before.items():
+        assert stream in after, f"{stream} is gone"
+        assert after[stream][0] <= max(first, 1) or stream.endswith("KV_applied"), stream
+        assert after[stream][1] >= last, f"{stream} lost messages"
+    assert after["central/POLICY"] == before["central/POLICY"], "a region published a pack"
+
+
+@pytest.mark.parametrize(
+    ("who", "subject", "body"),
+    [
+        (("regions", "eu-west", "audit", "gateway"), "$JS.API.STREAM.INFO.RECORDS", b""),
+        (("regions", "eu-west", "audit", "sealer"), "$JS.API.STREAM.INFO.RECORDS", b""),
+        (("regions", "eu-west", "audit", "audit-api"), "$JS.API.STREAM.INFO.RECORDS", b""),
+        (("regions", "eu-west", "xr", "gateway"), "$JS.API.STREAM.INFO.KV_policy", b""),
+        (("regions", "eu-west", "xr", "sealer"), "$JS.API.STREAM.INFO.SUMMARY", b""),
+        (("regions", "eu-west", "xr", "audit-api"), "$JS.API.STREAM.INFO.SUMMARY", b""),
+        (("central", "aggregator"), "$JS.API.STREAM.INFO.AUDIT_SUMMARY", b""),
+        (("central", "publisher"), "$JS.API.STREAM.INFO.POLICY", b""),
+        (
+            ("central", "replicator"),
+            "$JS.eu-west.API.STREAM.MSG.GET.KV_policy",
+            b'{"last_by_subj": "$KV.policy.heartbeat"}',
+        ),
+    ],
+)
+async def test_each_role_still_reaches_what_its_work_needs(
+    endpoints: dict[str, Any], who: tuple[str, ...], subject: str, body: bytes
+) -> None:
+    described = endpoints["nats"]
+    url = described["central"][who[1]] if who[0] == "central" else None
+    if url is None:
+        _, region, account, role = who
+        url = described["regions"][region][account][role]
+    nc = await nats.connect(url)
+    try:
+        answer = await _answer(nc, subject, body)
+    finally:
+        await nc.close()
+    assert answer is not None and "error" not in answer, answer
