@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cordon.dev import DEV_DIR
+from cordon.files import write_private
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 
@@ -70,8 +71,7 @@ def keygen(args: argparse.Namespace) -> int:
     if args.out.exists():
         return _fail("keygen", f"{args.out} exists; not overwriting a key")
     key = SigningKey.generate()
-    args.out.write_text(key.seed_hex() + "\n")
-    args.out.chmod(0o600)
+    write_private(args.out, key.seed_hex() + "\n")
     public = public_bytes(key.public_key).hex()
     args.out.with_suffix(".pub").write_text(public + "\n")
     print(f"private key  {args.out} (keep it secret)")

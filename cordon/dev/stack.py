@@ -27,6 +27,7 @@ from cordon.dev.topology import (
     plan,
 )
 from cordon.errors import ProcessStartError
+from cordon.files import write_private
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats.provision import Targets, provision
@@ -59,17 +60,13 @@ def _load_or_create_key(path: Path) -> SigningKey:
     if path.exists():
         return SigningKey.load(path)
     key = SigningKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(key.seed_hex())
-    path.chmod(0o600)
+    write_private(path, key.seed_hex())
     return key
 
 
 def _load_or_create_secret(path: Path) -> str:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        write_private(path, secrets.token_hex(32))
     return path.read_text().strip()
 
 
@@ -103,9 +100,7 @@ class DevStack:
 
     def _write_config(self, name: str, config: dict[str, Any]) -> Path:
         path = self.root / "config" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config, indent=2))
-        path.chmod(0o600)
+        write_private(path, json.dumps(config, indent=2))
         return path
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> ManagedProcess:
@@ -140,7 +135,8 @@ class DevStack:
             self._start_region(region)
         self._start_central()
         self._wait_ready()
-        (self.root / "endpoints.json").write_text(json.dumps(self.describe(), indent=2))
+        # It holds every role's credentials: for the person who ran `cordon dev up` only.
+        write_private(self.root / "endpoints.json", json.dumps(self.describe(), indent=2))
         return self.endpoints
 
     def start_gateway(

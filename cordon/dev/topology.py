@@ -20,6 +20,7 @@ from cordon.dev.procs import (
     stop_all,
     wait_for_http,
 )
+from cordon.files import write_private
 
 DEFAULT_REGIONS = ("eu-west", "us-east")
 
@@ -133,7 +134,8 @@ def plan(
         },
     )
     common = {"host": host, "sys_password": sys_password}
-    Path(central.conf_path).write_text(
+    write_private(
+        Path(central.conf_path),
         natsconf.render_file(
             "central.conf",
             {
@@ -149,11 +151,12 @@ def plan(
                 "leaf_users": natsconf.leaf_users_block(leaf_passwords),
                 "replicator_region_subjects": natsconf.replicator_region_subjects(regions),
             },
-        )
+        ),
     )
     for region, region_plan in topology.regions.items():
         server = region_plan.server
-        Path(server.conf_path).write_text(
+        write_private(
+            Path(server.conf_path),
             natsconf.render_file(
                 "region.conf",
                 {
@@ -170,7 +173,7 @@ def plan(
                     "central_host": host,
                     "central_leaf_port": leaf_port,
                 },
-            )
+            ),
         )
     return topology
 
