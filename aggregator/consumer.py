@@ -52,7 +52,7 @@ def _store(store: ViewStore, witness: Witness, batch: list[Msg]) -> None:
                 _judge(store, witness.region(region), msg.data)
                 touched.add(region)
             else:
-                summary = store.parse(msg.data)
+                summary = _summary(store, msg)
                 parsed.append(summary)
                 witness.region(str(summary["region"])).summary(summary)
                 touched.add(str(summary["region"]))
@@ -66,6 +66,22 @@ def _store(store: ViewStore, witness: Witness, batch: list[Msg]) -> None:
         metrics.SUMMARY_GAPS.labels(region).set(region_witness.gaps)
         store.save_witness(region, region_witness.state())
     metrics.CONSUMED.inc(stored)
+
+
+def _summary(store: ViewStore, msg: Msg) -> dict[str, Any]:
+    """A summary, whose region is the one its subject names.
+
+    Only a region's sealer may publish on `cordon.sum.<region>.>` (its NATS identity
+    allows no other region's), so the subject says where a summary came from; a body
+    that claims another region is refused, not believed."""
+    region = subjects.summary_region(msg.subject)
+    if region is None:
+        raise BadSummaryError(f"not a summary subject: {msg.subject}")
+    summary = store.parse(msg.data)
+    if summary.get("region") != region:
+        claimed = summary.get("region")
+        raise BadSummaryError(f"summary claims region {claimed!r} on {region}'s subject")
+    return summary
 
 
 def _judge(store: ViewStore, region: RegionWitness, raw: bytes) -> None:

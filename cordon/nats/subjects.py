@@ -34,6 +34,14 @@ def summaries_filter(region: str) -> str:
     return f"cordon.sum.{region}.>"
 
 
+def summary_region(subject: str) -> str | None:
+    """The region a summary subject names (`cordon.sum.<region>.<replica>`), or None."""
+    tokens = subject.split(".")
+    if len(tokens) != 4 or tokens[:2] != ["cordon", "sum"]:
+        return None
+    return tokens[2]
+
+
 def checkpoint_subject(region: str) -> str:
     return f"cordon.ckpt.{region}"
 

@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 
+from aggregator import consumer, metrics
 from aggregator.store import ViewStore
+from aggregator.witness import Witness
 from cordon.errors import BadSummaryError
 
 
@@ -67,3 +70,22 @@ def test_checkpoints_are_kept_apart_and_the_newest_is_shown(tmp_path: Path) -> N
     with pytest.raises(BadSummaryError, match="not a summary"):
         store.add([signed])  # a checkpoint is never mistaken for a summary
     assert store.query() == []
+
+
+def _delivered(subject: str, data: bytes, seq: int) -> Msg:
+    ack = f"$JS.ACK.AUDIT_SUMMARY.aggregator.1.{seq}.{seq}.0.0"
+    return Msg(_client=None, subject=subject, reply=ack, data=data)  # type: ignore[arg-type]
+
+
+def test_a_summary_counts_for_the_region_its_subject_names_never_its_body(
+    tmp_path: Path,
+) -> None:
+    store = ViewStore(tmp_path / "view.sqlite3")
+    witness = Witness({})
+    impostor = _delivered("cordon.sum.eu-west.gw-1", summary("us-east", 1), 1)
+    honest = _delivered("cordon.sum.us-east.gw-1", summary("us-east", 2), 2)
+    off_subject = _delivered("cordon.other.us-east", summary("us-east", 3), 3)
+    before = metrics.BAD_SUMMARIES._value.get()
+    consumer._store(store, witness, [impostor, honest, off_subject])
+    assert [(s["region"], s["stream_seq"]) for s in store.query()] == [("us-east", 2)]
+    assert metrics.BAD_SUMMARIES._value.get() == before + 2
