@@ -9,15 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregator.consumer import consume
 from aggregator.store import ViewStore
 from aggregator.witness import Witness
+from cordon.apiauth import require
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats import connect
 from cordon.settings import load_json
+from cordon.tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class AggregatorSettings:
     # region -> raw regional public key: what the witness checks checkpoints against
     regional_public_keys: dict[str, bytes] = field(default_factory=dict)
     witness_key_file: Path | None = None  # cosigns verified checkpoints when set
+    tokens: Tokens = field(default_factory=lambda: Tokens({}))  # none: nobody gets in
 
     @classmethod
     def load(cls, path: Path) -> AggregatorSettings:
@@ -50,6 +53,7 @@ class AggregatorSettings:
                     if raw.get("witness_key_file")
                     else None
                 ),
+                tokens=Tokens.from_settings(raw.get("tokens", [])),
             ),
         )
 
@@ -73,8 +77,10 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
             store.close()
 
     app = FastAPI(title="Cordon aggregator", lifespan=lifespan)
+    # The cross-region view is for auditors and SREs; /healthz and /metrics stay open.
+    api = APIRouter(dependencies=[Depends(require(settings.tokens, ("auditor", "sre"), None))])
 
-    @app.get("/v1/summaries")
+    @api.get("/v1/summaries")
     async def summaries(
         region: str | None = None,
         after_seq: int = Query(0, ge=0),
@@ -83,25 +89,25 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         """Metadata-only summaries, by region and stream sequence."""
         return {"items": store.query(region, after_seq, limit)}
 
-    @app.get("/v1/stats")
+    @api.get("/v1/stats")
     async def stats() -> dict[str, Any]:
         """Decision counts by region and outcome, and the newest summary per region."""
         return store.stats()
 
-    @app.get("/v1/checkpoints")
+    @api.get("/v1/checkpoints")
     async def latest_checkpoints() -> dict[str, Any]:
         """Each region's newest signed checkpoint: tree size, root (hex), time, and the
         witness's verdict on it (recomputed from the summaries' leaf hashes)."""
         return {"regions": store.latest_checkpoints()}
 
-    @app.get("/v1/witness/key")
+    @api.get("/v1/witness/key")
     async def witness_key() -> dict[str, str]:
         """The public key the witness cosigns verified checkpoints with."""
         if key is None:
             raise HTTPException(404, "this aggregator has no witness key: it does not cosign")
         return {"key_id": key.key_id, "public_key": public_bytes(key.public_key).hex()}
 
-    @app.get("/v1/witness/{region}/failures")
+    @api.get("/v1/witness/{region}/failures")
     async def witness_failures(region: str) -> dict[str, Any]:
         """Every checkpoint of `region` the witness could not verify, and why."""
         return {"region": region, "failures": store.witness_failures(region)}
@@ -114,6 +120,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(api)
     return app
 
 

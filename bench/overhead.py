@@ -143,10 +143,13 @@ def publish_pack(stack: DevStack, path: Path) -> None:
 def wait_for_pack(stack: DevStack, timeout: float = 30.0) -> None:
     import urllib.request
 
-    status_url = stack.endpoints.gateways["eu-west"] + "/v1/cordon/policy"
+    status = urllib.request.Request(
+        stack.endpoints.gateways["eu-west"] + "/v1/cordon/policy",
+        headers={"authorization": f"Bearer {stack.tokens['admin']}"},
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(status_url) as response:
+        with urllib.request.urlopen(status) as response:
             if json.load(response)["active_revision"] >= 1:
                 return
         time.sleep(0.1)

@@ -218,8 +218,10 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
         if used > 0.5:
             print(f"  {used / args.records * 1e6:6.0f} µs  {name}")
     api = stack.endpoints.audit_apis[REGION]
+    auditor = {"authorization": f"Bearer {stack.tokens['auditor']}"}
+    search = api + "/v1/records/search"
     while (
-        indexed := httpx.get(api + "/v1/records/search", params={"limit": 1}, timeout=30).json()[
+        indexed := httpx.get(search, params={"limit": 1}, headers=auditor, timeout=30).json()[
             "indexed"
         ]
     ) < total:
@@ -227,7 +229,7 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
         print(f"  audit index at {indexed:,} / {total:,}", flush=True)
     rng = random.Random(11)
     timings, matches = [], []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=auditor) as client:
         for _ in range(args.queries):
             day = START + timedelta(days=rng.randrange(DAYS))
             params = {

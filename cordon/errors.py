@@ -12,8 +12,9 @@ caller handles one small, documented set, and `except CordonError` catches them 
     ├── PackError ................... a policy pack is malformed or may not be activated
     │   ├── DocumentError ........... ... at a path inside the document
     │   └── UnreadablePackError ..... ... the file is unreadable or not YAML
+    ├── AuthError ................... no credential, or one we do not accept (401)
+    │   └── ForbiddenError .......... a credential we know, without the right (403)
     ├── GatewayError ................ the regional data plane (`gateway`)
-    │   ├── AuthError ............... no credential, or one we do not accept
     │   ├── BadRequestError ......... a body the provider API would not accept
     │   │   └── BodyTooLargeError
     │   ├── UnknownModelError ....... no target of the active pack serves the model
@@ -57,6 +58,7 @@ __all__ = [
     "ConnectTimeout",
     "CordonError",
     "DocumentError",
+    "ForbiddenError",
     "ForkError",
     "GatewayError",
     "HttpClientError",
@@ -117,6 +119,14 @@ class DocumentError(PackError):
         self.path = tuple(path)
 
 
+class AuthError(CordonError):
+    """The caller presented no credential, or one we do not accept."""
+
+
+class ForbiddenError(AuthError):
+    """The caller's credential is known but does not allow this (role or region)."""
+
+
 class UnreadablePackError(PackError):
     """The file could not be read or is not YAML."""
 
@@ -130,10 +140,6 @@ class UnreadablePackError(PackError):
 
 class GatewayError(CordonError):
     """Base class for errors of the regional data plane."""
-
-
-class AuthError(GatewayError):
-    """The caller presented no credential, or one we do not accept."""
 
 
 class BadRequestError(GatewayError):

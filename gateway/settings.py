@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from cordon.errors import ConfigError
+from cordon.tokens import Tokens
 from gateway.identity import Identity
 from gateway.identity.delegation import Issuer, IssuerKey
 
@@ -38,6 +39,8 @@ class GatewaySettings:
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
     spool_max_bytes: int = 256 * 1024 * 1024
+    # Who may read the admin surface (/v1/cordon/policy): tokens with role `admin`.
+    admin_tokens: Tokens = field(default_factory=lambda: Tokens({}))
 
 
 def _require(raw: dict[str, Any], name: str) -> Any:
@@ -89,6 +92,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             breaker_threshold=int(raw.get("breaker_threshold", 5)),
             breaker_cooldown_s=float(raw.get("breaker_cooldown_s", 10.0)),
             spool_max_bytes=int(raw.get("spool_max_bytes", 256 * 1024 * 1024)),
+            admin_tokens=Tokens.from_settings(raw.get("admin_tokens", [])),
         )
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ConfigError(f"invalid gateway settings: {exc}") from exc

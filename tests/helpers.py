@@ -8,12 +8,47 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import httpx
 import nats
 
 from cordon.log.enrolment import Keyring
 from cordon.nats import subjects
 
 T = TypeVar("T")
+
+
+def bearer(endpoints: dict[str, Any], role: str = "auditor") -> dict[str, str]:
+    """The Authorization header of `role`'s dev token (endpoints.json `tokens`)."""
+    return {"authorization": f"Bearer {endpoints['tokens'][role]}"}
+
+
+def authed_get(
+    endpoints: dict[str, Any], url: str, role: str = "auditor", **kwargs: Any
+) -> httpx.Response:
+    """GET as `role`: the audit APIs and the central view want a token."""
+    return httpx.get(url, headers=bearer(endpoints, role), **kwargs)
+
+
+def central_get(
+    endpoints: dict[str, Any], path: str, role: str = "auditor", **kwargs: Any
+) -> httpx.Response:
+    """GET `path` of the central view (the aggregator) as `role`."""
+    return authed_get(endpoints, endpoints["aggregator"] + path, role, **kwargs)
+
+
+def audit_get(endpoints: dict[str, Any], region: str, path: str, **kwargs: Any) -> httpx.Response:
+    """GET `path` of `region`'s audit API as an auditor."""
+    return authed_get(endpoints, endpoints["audit_apis"][region] + path, **kwargs)
+
+
+def policy_status(gateway: str, admin_token: str) -> dict[str, Any]:
+    """A replica's /v1/cordon/policy, read with an admin token."""
+    response = httpx.get(
+        gateway + "/v1/cordon/policy", headers={"authorization": f"Bearer {admin_token}"}
+    )
+    response.raise_for_status()
+    status: dict[str, Any] = response.json()
+    return status
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.05) -> T:

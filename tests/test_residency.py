@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nats
 import openai
 import pytest
@@ -16,7 +15,7 @@ from nats.js.api import ConsumerConfig
 from cordon.dev.stack import DevStack
 from cordon.log import merkle
 from cordon.nats import subjects
-from tests.helpers import eventually
+from tests.helpers import authed_get, central_get, eventually
 
 
 def _ask(endpoints: dict[str, Any], region: str, content: str) -> str:
@@ -30,7 +29,9 @@ def _ask(endpoints: dict[str, Any], region: str, content: str) -> str:
 
 
 def _summary(endpoints: dict[str, Any], record_id: str) -> dict[str, Any] | None:
-    items = httpx.get(endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}).json()
+    items = authed_get(
+        endpoints, endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}
+    ).json()
     return next((s for s in items["items"] if s["id"] == record_id), None)
 
 
@@ -48,9 +49,11 @@ async def test_summary_reaches_central_view_without_any_content(
     assert summary["agent"] and summary["agent"] != "dev-app"
 
     marker = secret.split()[-1]
-    view = httpx.get(endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}).text
+    view = authed_get(
+        endpoints, endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}
+    ).text
     assert marker not in view
-    assert marker not in httpx.get(endpoints["aggregator"] + "/v1/stats").text
+    assert marker not in central_get(endpoints, "/v1/stats").text
     # nor anywhere in what crossed: the central stream and the view's files on disk
     nc = await nats.connect(endpoints["nats"]["central"]["provision"])
     try:
@@ -73,7 +76,7 @@ async def test_summary_reaches_central_view_without_any_content(
 async def test_stats_count_decisions_by_region_and_outcome(endpoints: dict[str, Any]) -> None:
     record_id = _ask(endpoints, "us-east", "count this one")
     eventually(lambda: _summary(endpoints, record_id))
-    stats = httpx.get(endpoints["aggregator"] + "/v1/stats").json()["regions"]
+    stats = central_get(endpoints, "/v1/stats").json()["regions"]
     assert stats["us-east"]["records"] >= 1
     assert stats["us-east"]["by_outcome"]["allow"] >= 1
 
@@ -132,7 +135,7 @@ async def test_the_central_view_tracks_each_regions_signed_log(endpoints: dict[s
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
 
         def caught_up() -> dict[str, Any] | None:
-            regions = httpx.get(endpoints["aggregator"] + "/v1/checkpoints").json()["regions"]
+            regions = central_get(endpoints, "/v1/checkpoints").json()["regions"]
             latest = regions.get("eu-west")
             return latest if latest and latest["size"] >= last else None
 
@@ -145,7 +148,7 @@ async def test_the_central_view_tracks_each_regions_signed_log(endpoints: dict[s
         await nc.close()
     # the central side holds the root of the region's own records, having seen only hashes
     assert latest["root"] == merkle.root(leaves).hex()
-    summaries = httpx.get(endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}).json()[
-        "items"
-    ]
+    summaries = authed_get(
+        endpoints, endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}
+    ).json()["items"]
     assert all(s["region"] in ("eu-west", "us-east") for s in summaries)

@@ -31,6 +31,7 @@ from cordon.files import write_private
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats.provision import Targets, provision
+from cordon.tokens import ROLES, grant_settings, new_token
 
 DEV_API_KEY = "cordon-dev-key"
 DEFAULT_PORTS = {"mock": 8600, "aggregator": 8500, "eu-west": 8401, "us-east": 8402}
@@ -86,8 +87,19 @@ class DevStack:
         self.processes: dict[str, ManagedProcess] = {}
         self.topology: TopologyPlan | None = None
         self.nats: NatsTopology | None = None
+        # Dev bearer tokens per role (endpoints.json); settings get only their digests.
+        self.tokens = {"auditor": new_token(), "sre": new_token(), "admin": new_token()}
+        self.tokens |= {f"auditor-{region}": new_token() for region in regions}
 
     # -- helpers -------------------------------------------------------------
+    def _grants(self) -> list[dict[str, Any]]:
+        """Every dev token, as the APIs' settings hold them; each API decides by role."""
+        grants = [grant_settings(f"dev-{role}", self.tokens[role], [role], ["*"]) for role in ROLES]
+        return grants + [
+            grant_settings(f"dev-auditor-{r}", self.tokens[f"auditor-{r}"], ["auditor"], [r])
+            for r in self.regions
+        ]
+
     def _port(self, name: str) -> int:
         if not (self.fixed_ports and name in DEFAULT_PORTS):
             return free_port(self.host)
@@ -189,6 +201,7 @@ class DevStack:
                 "commit_timeout_s": 1.0,
                 "pack_name": pack_name,
                 "pack_trust": self._pack_trust(),
+                "admin_tokens": self._grants(),
                 **(extra or {}),
             },
         )
@@ -247,6 +260,7 @@ class DevStack:
                 "index_path": str(self.root / "state" / f"audit-index-{region}.sqlite3"),
                 "host": self.host,
                 "port": audit_port,
+                "tokens": self._grants(),
             },
         )
         self._spawn(f"audit-api-{region}", "gateway", "audit-api", "--config", str(audit_config))
@@ -280,6 +294,7 @@ class DevStack:
                 "port": port,
                 "regional_public_keys": self.endpoints.regional_public_keys,
                 "witness_key_file": str(witness_key),
+                "tokens": self._grants(),
             },
         )
         self._spawn("aggregator", "aggregator", "run", "--config", str(aggregator_config))
@@ -287,7 +302,9 @@ class DevStack:
 
     def _wait_ready(self) -> None:
         checks = {f"gateway-{r}": f"{url}/readyz" for r, url in self.endpoints.gateways.items()}
-        checks |= {f"audit-api-{r}": f"{url}/docs" for r, url in self.endpoints.audit_apis.items()}
+        checks |= {
+            f"audit-api-{r}": f"{url}/healthz" for r, url in self.endpoints.audit_apis.items()
+        }
         checks["aggregator"] = f"{self.endpoints.aggregator}/healthz"
         checks["replicator"] = self.endpoints.replicator_metrics
         for name, url in checks.items():
@@ -306,6 +323,8 @@ class DevStack:
             "replicator_metrics": self.endpoints.replicator_metrics,
             "mock_provider": self.endpoints.mock_provider,
             "api_key": self.endpoints.api_key,
+            # Bearer tokens: auditor (every region), auditor-<region>, sre, admin.
+            "tokens": self.tokens,
             "regional_public_keys": self.endpoints.regional_public_keys,
             "policy_owner_key": str(self.policy_owner_key),
             "pack_trust": self._pack_trust(),

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cordon.errors import AuthError
+from cordon.errors import AuthError, ForbiddenError
 from gateway import metrics
 from gateway.http import calls, dialects
 from gateway.http.asgi import Message, Receive, Scope, Send, request_headers, respond, respond_json
@@ -137,7 +137,20 @@ class GatewayApp:
 
     async def policy_status(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The active pack, the last refusal, whether RECORDS keeps records as long as
-        the pack asks, and each provider target's circuit."""
+        the pack asks, and each provider target's circuit. For `admin` tokens only."""
+        headers = request_headers(scope)
+        try:
+            self.runtime.settings.admin_tokens.authorize(
+                headers.get("authorization"), ("admin",), self.runtime.settings.region
+            )
+        except ForbiddenError as exc:
+            error = dialects.CHAT.error(str(exc), "permission_error", "permission_denied")
+            await respond(send, 403, error)
+            return
+        except AuthError as exc:
+            error = dialects.CHAT.error(str(exc), "authentication_error", "invalid_api_key")
+            await respond(send, 401, error)
+            return
         await self.runtime.check_retention()
         router = self.runtime.packs.current.router
         targets = [

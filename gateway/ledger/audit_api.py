@@ -12,20 +12,22 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
+from cordon.apiauth import require
 from cordon.errors import SignatureError
 from cordon.log import bundle, checkpoints, merkle
 from cordon.log.enrolment import Keyring
 from cordon.nats import connect, subjects
 from cordon.settings import load_json
+from cordon.tokens import Tokens
 from gateway.ledger import audit_index
 
 # A bundle is built in memory; pages of this many records keep that bounded, and each
@@ -42,6 +44,7 @@ class AuditApiSettings:
     index_path: Path = Path("audit-index.sqlite3")
     host: str = "127.0.0.1"
     port: int = 8090
+    tokens: Tokens = field(default_factory=lambda: Tokens({}))  # none: nobody gets in
 
     @classmethod
     def load(cls, path: Path) -> AuditApiSettings:
@@ -55,6 +58,7 @@ class AuditApiSettings:
                 index_path=path.parent / str(raw.get("index_path", "audit-index.sqlite3")),
                 host=str(raw.get("host", "127.0.0.1")),
                 port=int(raw.get("port", 8090)),
+                tokens=Tokens.from_settings(raw.get("tokens", [])),
             ),
         )
 
@@ -142,8 +146,15 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             await nc.close()
 
     app = FastAPI(title=f"Cordon audit API ({settings.region})", lifespan=lifespan)
+    # Every data route needs an auditor token for this region (cordon.tokens).
+    auditor = require(settings.tokens, ("auditor",), settings.region)
+    api = APIRouter(dependencies=[Depends(auditor)])
 
-    @app.get("/v1/records")
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/v1/records")
     async def list_records(
         after_seq: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
     ) -> dict[str, Any]:
@@ -155,7 +166,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             raise HTTPException(404, "no records in this region yet")
         return {"region": settings.region, "items": items}
 
-    @app.get("/v1/records/search")
+    @api.get("/v1/records/search")
     async def search(
         person: str | None = None,
         agent: str | None = None,
@@ -186,7 +197,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             "indexed": index.size(),
         }
 
-    @app.get("/v1/records/{seq}/proof")
+    @api.get("/v1/records/{seq}/proof")
     async def proof(seq: int) -> dict[str, Any]:
         """One record with its inclusion proof against the latest checkpoint."""
         await _refresh_checkpoints()
@@ -203,7 +214,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             "proof": [base64.b64encode(p).decode() for p in path],
         }
 
-    @app.get("/v1/consistency")
+    @api.get("/v1/consistency")
     async def consistency(
         old_size: int = Query(..., ge=1), new_size: int = Query(..., ge=1)
     ) -> dict[str, Any]:
@@ -228,7 +239,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         except LookupError as exc:
             raise HTTPException(409, f"{exc}; try again shortly") from exc
 
-    @app.get("/v1/export")
+    @api.get("/v1/export")
     async def export(
         from_seq: int = Query(1, ge=1), to_seq: int = Query(..., ge=1)
     ) -> dict[str, Any]:
@@ -245,6 +256,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from exc
 
+    app.include_router(api)
     return app
 
 

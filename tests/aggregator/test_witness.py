@@ -16,7 +16,7 @@ from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, load_public_key, public_bytes, verify
 from cordon.nats import subjects
 from gateway.ledger import summaries
-from tests.helpers import eventually
+from tests.helpers import authed_get, central_get, eventually
 
 REGION = "eu-west"
 SECRET = b"pseudonym-secret"
@@ -165,7 +165,7 @@ def _witnessed(endpoints: dict[str, Any], region: str, seq: int) -> dict[str, An
     found: dict[str, Any] = {}
 
     def covered() -> bool:
-        latest = httpx.get(endpoints["aggregator"] + "/v1/checkpoints").json()["regions"]
+        latest = central_get(endpoints, "/v1/checkpoints").json()["regions"]
         found.update(latest.get(region) or {})
         return found.get("size", 0) >= seq and found.get("witness") is not None
 
@@ -179,15 +179,17 @@ def test_every_checkpoint_of_this_session_was_whole(endpoints: dict[str, Any]) -
     for region in ("eu-west", "us-east"):
         latest = _witnessed(endpoints, region, _ask(endpoints, region, "witness me"))
         assert latest["witness"]["verified"] is True and latest["witness"]["reason"] is None
-        cosigner = httpx.get(endpoints["aggregator"] + "/v1/witness/key").json()
+        cosigner = central_get(endpoints, "/v1/witness/key").json()
         verify(
             load_public_key(bytes.fromhex(cosigner["public_key"])),
             base64.b64decode(latest["witness"]["cosignature"]),
             latest["note"].encode(),
         )
-        failures = httpx.get(f"{endpoints['aggregator']}/v1/witness/{region}/failures").json()
+        failures = authed_get(
+            endpoints, f"{endpoints['aggregator']}/v1/witness/{region}/failures"
+        ).json()
         assert failures["failures"] == []
-    metrics = httpx.get(endpoints["aggregator"] + "/metrics").text
+    metrics = central_get(endpoints, "/metrics").text
     assert 'cordon_aggregator_checkpoints_verified_total{region="eu-west"}' in metrics
 
 
@@ -228,5 +230,7 @@ async def test_a_summary_forged_in_the_region_is_caught_centrally(
     assert latest["witness"]["verified"] is False
     assert latest["witness"]["reason"].startswith("root differs")
     assert latest["witness"]["cosignature"] is None
-    failures = httpx.get(f"{endpoints['aggregator']}/v1/witness/{region}/failures").json()
+    failures = authed_get(
+        endpoints, f"{endpoints['aggregator']}/v1/witness/{region}/failures"
+    ).json()
     assert [f["size"] for f in failures["failures"]] == [latest["size"]]

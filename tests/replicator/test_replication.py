@@ -15,7 +15,7 @@ import openai
 from cordon.log.keys import SigningKey
 from cordon.nats import subjects
 from cordon.packs import signing
-from tests.helpers import eventually, publish_pack
+from tests.helpers import eventually, policy_status, publish_pack
 
 PACK = """\
 pack:
@@ -45,8 +45,7 @@ def _reply(endpoints: dict[str, Any], region: str, content: str) -> str:
 
 
 def _status(endpoints: dict[str, Any], region: str) -> dict[str, Any]:
-    status: dict[str, Any] = httpx.get(endpoints["gateways"][region] + "/v1/cordon/policy").json()
-    return status
+    return policy_status(endpoints["gateways"][region], endpoints["tokens"]["admin"])
 
 
 def test_published_pack_is_enforced_in_every_region(

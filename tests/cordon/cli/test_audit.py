@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from cordon.log.bundle import build as build_bundle
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes, raw_key_id
 from cordon.log.merkle import CompactTree
+from tests.helpers import authed_get
 
 REGION = "eu-west"
 
@@ -37,9 +39,9 @@ def exported(endpoints: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
                 headers={"authorization": f"Bearer {endpoints['api_key']}"},
             )
     last = int(
-        httpx.get(endpoints["audit_apis"][REGION] + "/v1/records", params={"limit": 1000}).json()[
-            "items"
-        ][-1]["seq"]
+        authed_get(
+            endpoints, endpoints["audit_apis"][REGION] + "/v1/records", params={"limit": 1000}
+        ).json()["items"][-1]["seq"]
     )
     out = tmp_path_factory.mktemp("bundle") / "bundle.json"
     for _ in range(50):  # the sealer checkpoints every second
@@ -53,6 +55,7 @@ def exported(endpoints: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
             str(last),
             "--out",
             str(out),
+            token=endpoints["tokens"]["auditor"],
         )
         if result.returncode == 0:
             break
@@ -62,12 +65,16 @@ def exported(endpoints: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     return loaded
 
 
-def cordon(*args: str) -> subprocess.CompletedProcess[str]:
+def cordon(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CORDON_AUDIT_TOKEN"}
+    if token is not None:
+        env["CORDON_AUDIT_TOKEN"] = token
     return subprocess.run(
         [sys.executable, "-m", "cordon", "audit", *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
 
 
@@ -255,3 +262,14 @@ def test_a_self_consistent_bundle_made_with_a_fresh_key_fails_against_the_pin(
     assert result.returncode == 1
     assert "FAIL regional key" in result.stdout
     assert "enrolment not signed by the regional key" in result.stdout
+
+
+def test_export_needs_an_auditor_token_for_the_region(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    out = tmp_path / "bundle.json"
+    args = ("export", "--api", endpoints["audit_apis"][REGION], "--to", "3", "--out", str(out))
+    assert cordon(*args).returncode == 2  # no token at all: says how to give one
+    other = cordon(*args, token=endpoints["tokens"]["auditor-us-east"])
+    assert other.returncode == 1 and "403" in other.stderr
+    assert cordon(*args, token=endpoints["tokens"][f"auditor-{REGION}"]).returncode == 0

@@ -13,7 +13,7 @@ import pytest
 
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
-from tests.helpers import eventually, find_record, publish_pack, published_revision
+from tests.helpers import eventually, find_record, policy_status, publish_pack, published_revision
 
 PACK = """\
 pack: {name: streams}
@@ -53,7 +53,7 @@ def gateway(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     path = tmp_path_factory.mktemp("streams") / "streams.yaml"
     path.write_text(PACK)
     revision = published_revision(publish_pack(endpoints, path))
-    eventually(lambda: httpx.get(url + "/v1/cordon/policy").json()["active_revision"] == revision)
+    eventually(lambda: policy_status(url, stack.tokens["admin"])["active_revision"] == revision)
     yield url
     stack.processes["gateway-eu-west-gw-streams"].stop()
 

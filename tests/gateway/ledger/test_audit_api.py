@@ -16,6 +16,7 @@ from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle
 from cordon.nats import subjects
+from tests.helpers import audit_get, authed_get
 
 
 def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -> None:
@@ -28,7 +29,8 @@ def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -
         model="mock-gpt", messages=[{"role": "user", "content": "for the auditor"}]
     )
     seq = int(raw.headers["x-cordon-record-seq"])
-    page = httpx.get(
+    page = authed_get(
+        endpoints,
         endpoints["audit_apis"]["us-east"] + "/v1/records",
         params={"after_seq": seq - 1, "limit": 1},
     ).json()
@@ -38,7 +40,7 @@ def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -
     assert item["record"]["id"] == raw.headers["x-cordon-record-id"]
     assert item["record"]["content"]["answer"] == "echo: for the auditor"
 
-    everything = httpx.get(endpoints["audit_apis"]["us-east"] + "/v1/records").json()["items"]
+    everything = audit_get(endpoints, "us-east", "/v1/records").json()["items"]
     assert everything[0]["kind"] == "enrolment" and everything[0]["verified"] is True
     assert [i["seq"] for i in everything] == sorted(i["seq"] for i in everything)
     assert all(i["verified"] for i in everything)
@@ -47,8 +49,10 @@ def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -
 def _wait_indexed(endpoints: dict[str, Any], region: str, seq: int) -> None:
     for _ in range(100):
         if (
-            httpx.get(
-                endpoints["audit_apis"][region] + "/v1/records/search", params={"limit": 1}
+            authed_get(
+                endpoints,
+                endpoints["audit_apis"][region] + "/v1/records/search",
+                params={"limit": 1},
             ).json()["indexed"]
             >= seq
         ):
@@ -57,10 +61,10 @@ def _wait_indexed(endpoints: dict[str, Any], region: str, seq: int) -> None:
     raise AssertionError("the audit index never caught up")
 
 
-def _assert_proven(base: str, seq: int) -> None:
+def _assert_proven(endpoints: dict[str, Any], base: str, seq: int) -> None:
     """Record `seq` comes with an inclusion proof that holds for the checkpoint given."""
     for _ in range(100):
-        response = httpx.get(f"{base}/v1/records/{seq}/proof")
+        response = authed_get(endpoints, f"{base}/v1/records/{seq}/proof")
         if response.status_code == 200:
             break
         time.sleep(0.1)
@@ -95,12 +99,14 @@ def test_search_by_agent_outcome_and_time_range_with_paging(endpoints: dict[str,
         "until": until,
         "limit": 3,
     }
-    first = httpx.get(api, params=params).json()
+    first = authed_get(endpoints, api, params=params).json()
     assert [i["seq"] for i in first["items"]] == seqs[:3]
     assert all(i["verified"] and i["record"]["outcome"] == "allow" for i in first["items"])
-    rest = httpx.get(api, params={**params, "after_seq": first["next_after_seq"]}).json()
+    rest = authed_get(
+        endpoints, api, params={**params, "after_seq": first["next_after_seq"]}
+    ).json()
     assert [i["seq"] for i in rest["items"]] == seqs[3:] and rest["next_after_seq"] is None
-    assert httpx.get(api, params={**params, "outcome": "block"}).json()["items"] == []
+    assert authed_get(endpoints, api, params={**params, "outcome": "block"}).json()["items"] == []
 
 
 async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
@@ -117,7 +123,7 @@ async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
         ).headers["x-cordon-record-seq"]
     )
     base = endpoints["audit_apis"]["us-east"]
-    _assert_proven(base, seq)
+    _assert_proven(endpoints, base, seq)
 
     nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["audit"]["provision"])
     try:
@@ -129,9 +135,9 @@ async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
     finally:
         await nc.close()
     old = max(1, seq // 2)
-    proof = httpx.get(f"{base}/v1/consistency", params={"old_size": old, "new_size": seq}).json()[
-        "proof"
-    ]
+    proof = authed_get(
+        endpoints, f"{base}/v1/consistency", params={"old_size": old, "new_size": seq}
+    ).json()["proof"]
     merkle.verify_consistency(
         old,
         seq,
@@ -144,8 +150,10 @@ async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
 def test_an_export_larger_than_a_page_is_refused_with_how_to_page(
     endpoints: dict[str, Any],
 ) -> None:
-    response = httpx.get(
-        endpoints["audit_apis"]["us-east"] + "/v1/export", params={"from_seq": 1, "to_seq": 20_001}
+    response = authed_get(
+        endpoints,
+        endpoints["audit_apis"]["us-east"] + "/v1/export",
+        params={"from_seq": 1, "to_seq": 20_001},
     )
     assert response.status_code == 400
     assert "at most 10000 records per bundle" in response.json()["detail"]
@@ -171,4 +179,4 @@ def test_a_lost_index_is_rebuilt_from_the_stream_with_its_tree(
     wait_for_http(base + "/docs", timeout=30, proc=audit_api.proc)
 
     _wait_indexed(endpoints, region, seq)
-    _assert_proven(base, seq)
+    _assert_proven(endpoints, base, seq)

@@ -22,7 +22,13 @@ import openai
 from cordon.dev.stack import DevStack
 from cordon.log.keys import SigningKey
 from cordon.packs import signing
-from tests.helpers import eventually, publish_pack, published_revision, recent_records
+from tests.helpers import (
+    eventually,
+    policy_status,
+    publish_pack,
+    published_revision,
+    recent_records,
+)
 
 CORDON = [sys.executable, "-m", "cordon"]
 
@@ -34,10 +40,7 @@ policies:
 
 
 def status(endpoints: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(
-        endpoints["gateways"]["eu-west"] + "/v1/cordon/policy"
-    ).json()
-    return result
+    return policy_status(endpoints["gateways"]["eu-west"], endpoints["tokens"]["admin"])
 
 
 def rejections(endpoints: dict[str, Any]) -> float:

@@ -15,7 +15,14 @@ from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.errors import SpoolFullError
 from gateway.records.spool import Spool
-from tests.helpers import eventually, find_record, publish_pack, published_revision, recent_records
+from tests.helpers import (
+    eventually,
+    find_record,
+    policy_status,
+    publish_pack,
+    published_revision,
+    recent_records,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +36,7 @@ def replica(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "policy_owner_key": str(stack.policy_owner_key),
     }  # type: ignore[union-attr]
     revision = published_revision(publish_pack(endpoints, path))
-    eventually(lambda: httpx.get(url + "/v1/cordon/policy").json()["active_revision"] == revision)
+    eventually(lambda: policy_status(url, stack.tokens["admin"])["active_revision"] == revision)
     yield url
     stack.processes["gateway-eu-west-gw-open"].stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ def test_records_before_and_after_a_key_rotation_all_verify(
             ],
             capture_output=True,
             text=True,
+            env={**os.environ, "CORDON_AUDIT_TOKEN": endpoints["tokens"]["auditor"]},
         )
         if exported.returncode == 0:
             break

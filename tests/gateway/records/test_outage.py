@@ -15,7 +15,7 @@ import pytest
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.nats import subjects
-from tests.helpers import eventually, publish_pack, published_revision
+from tests.helpers import authed_get, eventually, policy_status, publish_pack, published_revision
 
 
 def _sdk(endpoints: dict[str, Any]) -> openai.OpenAI:
@@ -36,8 +36,10 @@ def _try_raw(endpoints: dict[str, Any], content: str) -> Any:
 
 
 def _in_central_view(endpoints: dict[str, Any], record_id: str) -> bool:
-    items = httpx.get(
-        endpoints["aggregator"] + "/v1/summaries", params={"region": "eu-west", "limit": 1000}
+    items = authed_get(
+        endpoints,
+        endpoints["aggregator"] + "/v1/summaries",
+        params={"region": "eu-west", "limit": 1000},
     ).json()["items"]
     return any(item["id"] == record_id for item in items)
 
@@ -109,7 +111,7 @@ async def test_a_replica_started_while_nats_is_down_enforces_its_last_good_pack(
     )
     revision = published_revision(publish_pack(endpoints, pack))
     eventually(
-        lambda: httpx.get(gateway + "/v1/cordon/policy").json()["active_revision"] == revision
+        lambda: policy_status(gateway, endpoints["tokens"]["admin"])["active_revision"] == revision
     )
 
     process = stack.processes["gateway-eu-west"]
@@ -118,7 +120,7 @@ async def test_a_replica_started_while_nats_is_down_enforces_its_last_good_pack(
     try:
         process.start()
         wait_for_http(gateway + "/healthz", 30, process.proc)
-        status = httpx.get(gateway + "/v1/cordon/policy").json()
+        status = policy_status(gateway, endpoints["tokens"]["admin"])
         assert status["active_revision"] == revision  # from disk, with no NATS at all
         assert httpx.get(gateway + "/readyz").status_code == 503
         with pytest.raises(openai.APIStatusError) as caught:

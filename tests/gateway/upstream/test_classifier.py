@@ -13,7 +13,7 @@ import yaml
 
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
-from tests.helpers import eventually, find_record, publish_pack, published_revision
+from tests.helpers import eventually, find_record, policy_status, publish_pack, published_revision
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,8 @@ def activate(
     revision = published_revision(publish_pack(endpoints, path))
     eventually(
         lambda: (
-            httpx.get(replica["url"] + "/v1/cordon/policy").json()["active_revision"] == revision
+            policy_status(replica["url"], endpoints["tokens"]["admin"])["active_revision"]
+            == revision
         )
     )
 

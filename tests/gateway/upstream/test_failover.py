@@ -18,7 +18,7 @@ import yaml
 
 from cordon.dev.procs import free_port, wait_for_http
 from cordon.dev.stack import DevStack
-from tests.helpers import eventually, publish_pack, published_revision, stored_record
+from tests.helpers import eventually, policy_status, publish_pack, published_revision, stored_record
 
 PROVIDER_KEY = "sk-provider-held-by-the-gateway"
 
@@ -44,7 +44,13 @@ def drill(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         env={"CORDON_TEST_PROVIDER_KEY": PROVIDER_KEY, "CORDON_TEST_GOOD_URL": mocks["good"]},
     )
     wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-failover"].proc)
-    yield {"url": url, "mocks": mocks, "stack": stack, "dir": tmp_path_factory.mktemp("packs")}
+    yield {
+        "url": url,
+        "mocks": mocks,
+        "stack": stack,
+        "dir": tmp_path_factory.mktemp("packs"),
+        "admin_token": stack.tokens["admin"],
+    }
     stack.processes["gateway-eu-west-gw-failover"].stop()
 
 
@@ -71,8 +77,7 @@ def activate(
 
 
 def status(drill: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(drill["url"] + "/v1/cordon/policy").json()
-    return result
+    return policy_status(drill["url"], drill["admin_token"])
 
 
 def hits(url: str) -> int:
