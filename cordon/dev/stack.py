@@ -250,12 +250,18 @@ class DevStack:
         )
         self._spawn(f"sealer-{region}", "gateway", "seal", "--config", str(sealer_config))
         audit_port = free_port(self.host)
+        audit_key = _load_or_create_key(keys / "audit-api.key")
+        (keys / "audit-api.enrolment").write_bytes(
+            enrol(regional_key, region, "audit-api", audit_key)
+        )
         audit_config = self._write_config(
             f"audit-api-{region}",
             {
                 "region": region,
                 "audit_nats_url": region_plan.url("audit", "audit-api"),
                 "regional_public_key": self.endpoints.regional_public_keys[region],
+                "signing_key_file": str(keys / "audit-api.key"),
+                "enrolment_file": str(keys / "audit-api.enrolment"),
                 "xr_nats_url": region_plan.url("xr", "audit-api"),
                 "index_path": str(self.root / "state" / f"audit-index-{region}.sqlite3"),
                 "host": self.host,

@@ -2,7 +2,8 @@
 
 It runs inside the region, next to `RECORDS`, and never forwards a record anywhere
 else. Every record it returns says whether its signature verified against the
-replica key that the regional key enrolled.
+replica key that the regional key enrolled. Every route but /healthz needs an auditor
+token for this region, and every answer is preceded by an access record (`access`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from cordon.apiauth import require
-from cordon.errors import SignatureError
+from cordon.errors import RecordCommitError, SignatureError
 from cordon.log import bundle, checkpoints, merkle
-from cordon.log.enrolment import Keyring
-from cordon.nats import connect, subjects
+from cordon.log.enrolment import Keyring, load_signer
+from cordon.nats import connect, streams, subjects
 from cordon.settings import load_json
-from cordon.tokens import Tokens
+from cordon.tokens import Grant, Tokens
 from gateway.ledger import audit_index
+from gateway.ledger.access import AccessLog
 
 # A bundle is built in memory; pages of this many records keep that bounded, and each
 # page verifies on its own (checkpoints chain the pages together).
@@ -40,6 +42,9 @@ class AuditApiSettings:
     region: str
     audit_nats_url: str
     regional_public_key_hex: str
+    # The key access records are signed with, and its enrolment by the regional key.
+    signing_key_file: Path
+    enrolment_file: Path
     xr_nats_url: str = ""
     index_path: Path = Path("audit-index.sqlite3")
     host: str = "127.0.0.1"
@@ -54,6 +59,8 @@ class AuditApiSettings:
                 region=str(raw["region"]),
                 audit_nats_url=str(raw["audit_nats_url"]),
                 regional_public_key_hex=str(raw["regional_public_key"]),
+                signing_key_file=path.parent / str(raw["signing_key_file"]),
+                enrolment_file=path.parent / str(raw["enrolment_file"]),
                 xr_nats_url=str(raw.get("xr_nats_url", "")),
                 index_path=path.parent / str(raw.get("index_path", "audit-index.sqlite3")),
                 host=str(raw.get("host", "127.0.0.1")),
@@ -115,7 +122,8 @@ def _describe(keyring: Keyring, seq: int, subject: str, data: bytes) -> dict[str
             return {"seq": seq, "kind": "enrolment", "verified": False, "error": str(exc)}
     try:
         record = keyring.verify_record(data)
-        return {"seq": seq, "kind": "decision", "verified": True, "record": record}
+        kind = str(record.get("kind", "decision"))
+        return {"seq": seq, "kind": kind, "verified": True, "record": record}
     except SignatureError as exc:
         return {"seq": seq, "kind": "decision", "verified": False, "error": str(exc)}
 
@@ -124,10 +132,15 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
     state: dict[str, NATS] = {}
     index = audit_index.AuditIndex(settings.index_path)
     enrolled = EnrolledKeys(settings)
+    key, enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
+    access = AccessLog(settings.region, key)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state["nc"] = await connect(settings.audit_nats_url, f"audit-api-{settings.region}")
+        await streams.publish_enrolment(
+            state["nc"].jetstream(), settings.region, key.key_id, enrolment
+        )
         if settings.xr_nats_url:
             state["xr"] = await connect(settings.xr_nats_url, f"audit-api-{settings.region}-xr")
         stop = asyncio.Event()
@@ -154,9 +167,25 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    async def accessed(request: Request, grant: Grant, returned: int) -> None:
+        """Commit the access record before the answer goes out; no record, no answer."""
+        try:
+            await access.record(
+                state["nc"].jetstream(),
+                grant,
+                request.url.path,
+                dict(request.query_params),
+                returned,
+            )
+        except RecordCommitError as exc:
+            raise HTTPException(503, f"{exc}; nothing is released unrecorded") from exc
+
     @api.get("/v1/records")
     async def list_records(
-        after_seq: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+        request: Request,
+        grant: Grant = Depends(auditor),
+        after_seq: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
         """Records in stream order after `after_seq`, each with its verification result."""
         nc = state["nc"]
@@ -164,10 +193,14 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         items = await _records_page(nc, keyring, after_seq, limit)
         if not items and after_seq == 0:
             raise HTTPException(404, "no records in this region yet")
+        await accessed(request, grant, len(items))
         return {"region": settings.region, "items": items}
 
     @api.get("/v1/records/search")
     async def search(
+        request: Request,
+        grant: Grant = Depends(auditor),
+        kind: str | None = Query(None, description="decision, void, access, ..."),
         person: str | None = None,
         agent: str | None = None,
         outcome: str | None = None,
@@ -180,7 +213,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
     ) -> dict[str, Any]:
         """Records matching every given field, in stream order; page with `after_seq`."""
         query = audit_index.Query(
-            person, agent, outcome, pack_revision, model, since, until, after_seq, limit
+            person, agent, outcome, pack_revision, model, since, until, after_seq, limit, kind
         )
         seqs = index.search(query)
         nc = state["nc"]
@@ -190,6 +223,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         for seq in seqs:
             msg = await js.get_msg(subjects.RECORDS_STREAM, seq, direct=True)
             items.append(_describe(keyring, seq, msg.subject or "", msg.data or b""))
+        await accessed(request, grant, len(items))
         return {
             "region": settings.region,
             "items": items,
@@ -198,7 +232,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         }
 
     @api.get("/v1/records/{seq}/proof")
-    async def proof(seq: int) -> dict[str, Any]:
+    async def proof(seq: int, request: Request, grant: Grant = Depends(auditor)) -> dict[str, Any]:
         """One record with its inclusion proof against the latest checkpoint."""
         await _refresh_checkpoints()
         latest = index.latest_checkpoint()
@@ -207,6 +241,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             raise HTTPException(409, f"no checkpoint covers seq {seq} yet; try again in a second")
         path = _proof_or_409(lambda: merkle.inclusion_path(index, seq - 1, size))
         msg = await state["nc"].jetstream().get_msg(subjects.RECORDS_STREAM, seq, direct=True)
+        await accessed(request, grant, 1)
         return {
             "seq": seq,
             "data": base64.b64encode(msg.data or b"").decode(),
@@ -216,12 +251,16 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
     @api.get("/v1/consistency")
     async def consistency(
-        old_size: int = Query(..., ge=1), new_size: int = Query(..., ge=1)
+        request: Request,
+        grant: Grant = Depends(auditor),
+        old_size: int = Query(..., ge=1),
+        new_size: int = Query(..., ge=1),
     ) -> dict[str, Any]:
         """A consistency proof between two tree sizes (two checkpoints' sizes)."""
         if old_size > new_size:
             raise HTTPException(400, "old_size is larger than new_size")
         path = _proof_or_409(lambda: merkle.consistency_path(index, old_size, new_size))
+        await accessed(request, grant, 0)
         return {
             "old_size": old_size,
             "new_size": new_size,
@@ -241,7 +280,10 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
     @api.get("/v1/export")
     async def export(
-        from_seq: int = Query(1, ge=1), to_seq: int = Query(..., ge=1)
+        request: Request,
+        grant: Grant = Depends(auditor),
+        from_seq: int = Query(1, ge=1),
+        to_seq: int = Query(..., ge=1),
     ) -> dict[str, Any]:
         """Records `from_seq`..`to_seq` as an offline-verifiable bundle (`cordon audit verify`)."""
         await _refresh_checkpoints()
@@ -252,9 +294,11 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
                 400, f"at most {MAX_EXPORT} records per bundle; export longer ranges page by page"
             )
         try:
-            return await export_bundle(state["nc"], index, settings, from_seq, to_seq)
+            exported = await export_bundle(state["nc"], index, settings, from_seq, to_seq)
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from exc
+        await accessed(request, grant, len(exported["records"]))
+        return exported
 
     app.include_router(api)
     return app

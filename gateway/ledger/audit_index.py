@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_person_ts ON records (person, ts);
 CREATE INDEX IF NOT EXISTS records_agent_ts ON records (agent, ts);
 CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
+CREATE INDEX IF NOT EXISTS records_kind ON records (kind, seq);
 CREATE TABLE IF NOT EXISTS nodes (
     level INTEGER, idx INTEGER, hash BLOB NOT NULL, PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
@@ -61,6 +62,7 @@ class Query:
     until: str | None = None
     after_seq: int = 0
     limit: int = 100
+    kind: str | None = None
 
 
 class AuditIndex:
@@ -135,7 +137,7 @@ class AuditIndex:
     def search(self, query: Query) -> list[int]:
         sql = "SELECT seq FROM records WHERE seq > ?"
         params: list[Any] = [query.after_seq]
-        for name in ("person", "agent", "outcome", "pack_revision", "model"):
+        for name in ("person", "agent", "outcome", "pack_revision", "model", "kind"):
             value = getattr(query, name)
             if value is not None:
                 sql += f" AND {name} = ?"

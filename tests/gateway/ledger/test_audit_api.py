@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle
 from cordon.nats import subjects
-from tests.helpers import audit_get, authed_get
+from tests.helpers import audit_get, authed_get, eventually, stored
 
 
 def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -> None:
@@ -180,3 +181,30 @@ def test_a_lost_index_is_rebuilt_from_the_stream_with_its_tree(
 
     _wait_indexed(endpoints, region, seq)
     _assert_proven(endpoints, base, seq)
+
+
+async def test_every_read_leaves_a_signed_access_record_in_the_region(
+    endpoints: dict[str, Any],
+) -> None:
+    region, marker = "us-east", f"nobody-{uuid.uuid4()}"
+    asked = audit_get(endpoints, region, "/v1/records/search", params={"person": marker})
+    assert asked.status_code == 200 and asked.json()["items"] == []
+
+    def access_record() -> dict[str, Any] | None:
+        items = audit_get(
+            endpoints,
+            region,
+            "/v1/records/search",
+            params={"kind": "access", "agent": "dev-auditor", "limit": 1000},
+        ).json()["items"]
+        mine = [i for i in items if i["record"]["query"].get("person") == marker]
+        return mine[0] if mine else None
+
+    item = eventually(access_record, timeout=10)
+    assert item["verified"] is True
+    record = item["record"]
+    assert record["route"] == "/v1/records/search"
+    assert record["returned"] == 0 and record["roles"] == ["auditor"]
+    # in the region's own log, signed by a key the regional key enrolled
+    _, payload, _ = await stored(endpoints, region, item["seq"])
+    assert payload["kind"] == "access" and payload["id"] == record["id"]
