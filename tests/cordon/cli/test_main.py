@@ -18,6 +18,8 @@ SUBCOMMANDS = [
     ["policy", "publish"],
     ["audit", "export"],
     ["audit", "verify"],
+    ["nats", "provision"],
+    ["token", "new"],
     ["dev", "up"],
     ["dev", "mock-provider"],
 ]
