@@ -220,3 +220,31 @@ async def test_each_role_still_reaches_what_its_work_needs(
     finally:
         await nc.close()
     assert answer is not None and "error" not in answer, answer
+
+
+@pytest.mark.parametrize(
+    ("where", "stream"),
+    [
+        (("regions", "eu-west", "audit"), "RECORDS"),
+        (("regions", "eu-west", "xr"), "SUMMARY"),
+        (("central",), "AUDIT_SUMMARY"),
+    ],
+)
+async def test_the_evidence_streams_refuse_purges_even_to_setup(
+    endpoints: dict[str, Any], where: tuple[str, ...], stream: str
+) -> None:
+    described = endpoints["nats"]
+    if where[0] == "central":
+        url = described["central"]["provision"]
+    else:
+        url = described["regions"][where[1]][where[2]]["provision"]
+    nc = await nats.connect(url)
+    try:
+        purged = await _answer(nc, f"$JS.API.STREAM.PURGE.{stream}", b"{}")
+        deleted = await _answer(nc, f"$JS.API.STREAM.MSG.DELETE.{stream}", b'{"seq": 1}')
+        config = (await nc.jetstream().stream_info(stream)).config
+    finally:
+        await nc.close()
+    assert purged is not None and "error" in purged, purged
+    assert deleted is not None and "error" in deleted, deleted
+    assert config.deny_purge and config.deny_delete
