@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cordon.dev import natsconf
+from cordon.dev import certs, natsconf
 from cordon.dev.procs import (
     ManagedProcess,
     free_port,
@@ -133,7 +133,8 @@ def plan(
             for region in regions
         },
     )
-    common = {"host": host, "sys_password": sys_password}
+    pki = certs.leaf_pki(root / "pki", host, regions)
+    common = {"host": host, "sys_password": sys_password, "leaf_ca_file": pki.ca_file}
     write_private(
         Path(central.conf_path),
         natsconf.render_file(
@@ -148,6 +149,8 @@ def plan(
                     for role, password in topology.central_passwords.items()
                 },
                 "leaf_port": leaf_port,
+                "leaf_cert_file": pki.central.cert_file,
+                "leaf_key_file": pki.central.key_file,
                 "leaf_users": natsconf.leaf_users_block(leaf_passwords),
                 "replicator_region_subjects": natsconf.replicator_region_subjects(regions),
             },
@@ -170,6 +173,8 @@ def plan(
                         for user, password in region_plan.passwords.items()
                     },
                     "leaf_password": leaf_passwords[region],
+                    "leaf_cert_file": pki.regions[region].cert_file,
+                    "leaf_key_file": pki.regions[region].key_file,
                     "central_host": host,
                     "central_leaf_port": leaf_port,
                 },

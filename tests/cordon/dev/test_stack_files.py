@@ -12,6 +12,7 @@ def test_credentials_keys_and_configs_are_0600(stack: DevStack) -> None:
         stack.root / "endpoints.json",
         *(stack.root / "config").glob("*.json"),
         *(stack.root / "run" / "nats").glob("*.conf"),
+        *(stack.root / "run" / "pki").glob("*.key"),
         *(p for p in (stack.root / "keys").rglob("*") if p.suffix in (".key", ".secret")),
     ]
     assert len(secret_files) > 10
