@@ -34,11 +34,29 @@ def render_file(name: str, values: Mapping[str, object], deploy_dir: Path = DEPL
 
 
 def leaf_users_block(leaf_passwords: Mapping[str, str]) -> str:
-    """The central leafnode `users` entries: one per region, each bound to XR."""
-    lines = [
-        f'      {{user: "leaf-{region}", password: "{password}", account: XR}}'
-        for region, password in sorted(leaf_passwords.items())
-    ]
+    """Central's XR users that the regions' leaf connections log in as, one per region.
+
+    What a region's server as a whole may send to central (its users' own allow-lists
+    are the first line): nothing into central's or another region's JetStream API, no
+    pack into POLICY, no bucket writes, no summary or checkpoint of another region."""
+    regions = sorted(leaf_passwords)
+    lines = []
+    for region in regions:
+        others = [r for r in regions if r != region]
+        deny = [
+            "$JS.API.>",
+            "$JS.central.API.>",
+            "cordon.policy.>",
+            "$KV.>",
+            *(f"$JS.{other}.API.>" for other in others),
+            *(f"cordon.sum.{other}.>" for other in others),
+            *(f"cordon.ckpt.{other}" for other in others),
+        ]
+        subjects = ", ".join(f'"{s}"' for s in deny)
+        lines.append(
+            f'      {{user: "leaf-{region}", password: "{leaf_passwords[region]}",'
+            f" permissions: {{publish: {{deny: [{subjects}]}}}}}}"
+        )
     return "\n".join(lines)
 
 

@@ -248,3 +248,29 @@ async def test_the_evidence_streams_refuse_purges_even_to_setup(
     assert purged is not None and "error" in purged, purged
     assert deleted is not None and "error" in deleted, deleted
     assert config.deny_purge and config.deny_delete
+
+
+async def test_a_regions_server_cannot_send_packs_or_other_regions_summaries_to_central(
+    endpoints: dict[str, Any],
+) -> None:
+    # eu-west's most powerful XR identity (setup's), as if the region's server were
+    # someone else's: central's leaf permissions stop what its users' lists would not.
+    before = await _state(endpoints)
+    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["xr"]["provision"])
+    try:
+        await nc.publish("cordon.policy.default", b"planted by a region")
+        await nc.publish("cordon.sum.us-east.gw-1", b'{"region": "us-east"}')
+        await nc.publish("cordon.ckpt.us-east", b"{}")
+        await nc.flush()
+    finally:
+        await nc.close()
+    await asyncio.sleep(0.5)
+    after = await _state(endpoints)
+    assert after["central/POLICY"] == before["central/POLICY"]
+    assert after["us-east/SUMMARY"][1] - before["us-east/SUMMARY"][1] < 50  # its own flow only
+    nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["xr"]["provision"])
+    try:
+        last = await nc.jetstream().get_last_msg("SUMMARY", "cordon.sum.us-east.gw-1")
+    finally:
+        await nc.close()
+    assert b"planted" not in (last.data or b"") and last.data != b'{"region": "us-east"}'

@@ -21,8 +21,10 @@ def test_rendered_configs_bridge_only_xr(tmp_path: Path) -> None:
     topology = plan(tmp_path)
     central = Path(topology.central.conf_path).read_text()
     assert "{{" not in central
-    leaf_users = re.findall(r'user: "leaf-([\w-]+)".*account: (\w+)', central)
-    assert sorted(leaf_users) == [("eu-west", "XR"), ("us-east", "XR")]
+    # the regions' leaf connections log in as users of central's XR account, and only there
+    xr = central[central.index("  XR {") : central.index("system_account")]
+    assert sorted(re.findall(r'user: "leaf-([\w-]+)"', xr)) == ["eu-west", "us-east"]
+    assert "authorization {" not in central[central.index("leafnodes {") :]
     for region in topology.regions.values():
         text = Path(region.server.conf_path).read_text()
         assert "{{" not in text
