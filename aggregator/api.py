@@ -107,6 +107,15 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
             raise HTTPException(404, "this aggregator has no witness key: it does not cosign")
         return {"key_id": key.key_id, "public_key": public_bytes(key.public_key).hex()}
 
+    @api.get("/v1/witness/{region}/checkpoints/{size}")
+    async def witness_verdict(region: str, size: int) -> dict[str, Any]:
+        """The witness's verdict on `region`'s checkpoint of `size`, and its cosignature
+        over the checkpoint's note when it verified (`cordon audit export --witness`)."""
+        verdict = store.verdict(region, size)
+        if verdict is None:
+            raise HTTPException(404, f"the witness has not judged {region}'s checkpoint {size}")
+        return verdict
+
     @api.get("/v1/witness/{region}/failures")
     async def witness_failures(region: str) -> dict[str, Any]:
         """Every checkpoint of `region` the witness could not verify, and why."""

@@ -125,6 +125,23 @@ class ViewStore:
                 ),
             )
 
+    def verdict(self, region: str, size: int) -> dict[str, Any] | None:
+        """The witness's verdict on one checkpoint, with its cosignature (base64)."""
+        row = self._db.execute(
+            "SELECT verified, reason, cosignature FROM witnessed WHERE region = ? AND size = ?",
+            (region, size),
+        ).fetchone()
+        if row is None:
+            return None
+        verified, reason, cosignature = row
+        return {
+            "region": region,
+            "size": size,
+            "verified": bool(verified),
+            "reason": reason,
+            "cosignature": cosignature,
+        }
+
     def witness_failures(self, region: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT size, reason FROM witnessed WHERE region = ? AND verified = 0 ORDER BY size",

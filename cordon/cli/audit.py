@@ -18,16 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cordon.errors import UnreadableBundleError
+from cordon.errors import CordonError, UnreadableBundleError
 
 PAGE = 10_000  # the audit API's largest bundle
 
 
 def export(args: argparse.Namespace) -> int:
-    """One bundle file, or one per page of 10,000 records (OUT.0001.json, ...)."""
-    import urllib.error
-    import urllib.request
-
+    """One bundle file, or one per page of 10,000 records (OUT.0001.json, ...); with
+    --witness, each page carries the central witness's cosignatures of its checkpoints."""
     token = args.token or os.environ.get("CORDON_AUDIT_TOKEN")
     if not token:
         print("cordon audit export: no auditor token: set CORDON_AUDIT_TOKEN", file=sys.stderr)
@@ -38,20 +36,49 @@ def export(args: argparse.Namespace) -> int:
         out = (
             args.out if len(pages) == 1 else args.out.with_suffix(f".{number:04d}{args.out.suffix}")
         )
-        url = f"{args.api.rstrip('/')}/v1/export?from_seq={first}&to_seq={last}"
         try:
-            request = urllib.request.Request(url, headers={"authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(request, timeout=600) as response:
-                out.write_bytes(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            print(f"cordon audit export: {exc.code}: {detail}", file=sys.stderr)
-            return 1
-        except OSError as exc:
+            page = _get(f"{args.api.rstrip('/')}/v1/export?from_seq={first}&to_seq={last}", token)
+            if args.witness:
+                page = _with_cosignatures(page, args.witness, token)
+        except _Refused as exc:
             print(f"cordon audit export: {exc}", file=sys.stderr)
             return 1
+        out.write_bytes(page)
         print(f"wrote records {first}..{last} to {out}")
     return 0
+
+
+class _Refused(CordonError):
+    """An API said no, or could not be reached (its message says which)."""
+
+
+def _get(url: str, token: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            body: bytes = response.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        raise _Refused(f"{exc.code}: {exc.read().decode(errors='replace')}") from exc
+    except OSError as exc:
+        raise _Refused(str(exc)) from exc
+
+
+def _with_cosignatures(page: bytes, witness: str, token: str) -> bytes:
+    """The bundle with the witness's cosignature of each checkpoint it holds."""
+    bundle = json.loads(page)
+    notes = [bundle["checkpoint"], *(o["checkpoint"] for o in bundle["older_checkpoints"])]
+    cosigned = []
+    for note in notes:
+        size = int(note["note"].split("\n")[1])
+        url = f"{witness.rstrip('/')}/v1/witness/{bundle['region']}/checkpoints/{size}"
+        verdict = json.loads(_get(url, token))
+        cosigned.append({"size": size, "cosignature": verdict.get("cosignature")})
+    bundle["witness"] = cosigned
+    return json.dumps(bundle).encode()
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -61,7 +88,8 @@ def verify(args: argparse.Namespace) -> int:
         data: Any = json.loads(args.bundle.read_bytes())
         pins = _pinned_keys(args)
         region = str(data.get("region")) if isinstance(data, dict) else ""
-        report = bundle.verify(data, pins.get(region, pins.get("*")))
+        witness = _raw_key(_text_or_file(args.witness_key)) if args.witness_key else None
+        report = bundle.verify(data, pins.get(region, pins.get("*")), witness)
     except (OSError, ValueError, UnreadableBundleError) as exc:
         print(f"cordon audit verify: unreadable: {exc}", file=sys.stderr)
         return 2
@@ -91,9 +119,13 @@ def _pinned_keys(args: argparse.Namespace) -> dict[str, bytes]:
             raise ValueError(f"{args.trust_keys}: expected {{region: hex public key}}")
         pins |= {str(region): _raw_key(str(value)) for region, value in named.items()}
     if args.trust_key is not None:
-        path = Path(args.trust_key)
-        pins["*"] = _raw_key(path.read_text() if path.is_file() else args.trust_key)
+        pins["*"] = _raw_key(_text_or_file(args.trust_key))
     return pins
+
+
+def _text_or_file(value: str) -> str:
+    path = Path(value)
+    return path.read_text() if path.is_file() else value
 
 
 def _raw_key(hex_key: str) -> bytes:
@@ -112,6 +144,11 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--to", dest="to_seq", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--token", help="auditor token (prefer the CORDON_AUDIT_TOKEN variable)")
+    p.add_argument(
+        "--witness",
+        metavar="URL",
+        help="the central view (aggregator): add its witness's cosignatures to each bundle",
+    )
     p.set_defaults(func=export)
     p = actions.add_parser(
         "verify", help="verify a bundle offline (exit 0 good, 1 failed, 2 unreadable)"
@@ -127,5 +164,10 @@ def add_parser(commands: Any) -> None:
         type=Path,
         metavar="FILE",
         help='JSON {"region": "hex public key", ...}, e.g. endpoints.json regional_public_keys',
+    )
+    p.add_argument(
+        "--witness-key",
+        metavar="HEX|FILE",
+        help="the central witness's public key: every checkpoint must carry its cosignature",
     )
     p.set_defaults(func=verify)

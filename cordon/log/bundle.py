@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cordon.errors import ProofError, SignatureError, UnreadableBundleError
-from cordon.log import checkpoints, merkle
+from cordon.log import checkpoints, keys, merkle
 from cordon.log.enrolment import Keyring
 from cordon.log.keys import raw_key_id
 
@@ -89,12 +89,14 @@ class Report:
         return self.pinned and not self.problems
 
 
-def verify(bundle: Any, pinned_key: bytes | None) -> Report:
+def verify(bundle: Any, pinned_key: bytes | None, witness_key: bytes | None = None) -> Report:
     """Every check an auditor needs; each failure is named with where it is.
 
     `pinned_key`: the region's raw Ed25519 public key, from a source the auditor trusts.
     With None, the bundle is checked against the key it carries, which shows whether it
-    is consistent but proves nothing: the report is not `ok` however it turns out."""
+    is consistent but proves nothing: the report is not `ok` however it turns out.
+    `witness_key`: the central witness's raw public key; every checkpoint in the bundle
+    must then carry its cosignature (`witness`: [{size, cosignature}])."""
     try:
         region = str(bundle["region"])
         carried = bytes.fromhex(bundle["regional_public_key"])
@@ -129,7 +131,40 @@ def verify(bundle: Any, pinned_key: bytes | None) -> Report:
         _check_older(older, checkpoint, keyring, report)
     enrolment_seqs = {_entry(item)[0] for item in enrolment_entries}
     _check_records(record_entries, first, last, enrolment_seqs, keyring, checkpoint, report)
+    if witness_key is not None:
+        notes = [bundle["checkpoint"], *(o.get("checkpoint") for o in older_entries)]
+        _check_cosigned(notes, bundle.get("witness", []), witness_key, report)
     return report
+
+
+def _check_cosigned(
+    published: list[Any], cosigned: Any, witness_key: bytes, report: Report
+) -> None:
+    """Each checkpoint's note, cosigned by the pinned witness key."""
+    by_size: dict[int, str] = {}
+    if isinstance(cosigned, list):
+        by_size = {
+            int(c["size"]): str(c["cosignature"])
+            for c in cosigned
+            if isinstance(c, dict) and c.get("cosignature") and "size" in c
+        }
+    public = keys.load_public_key(witness_key)
+    for checkpoint in published:
+        try:
+            note = str(checkpoint["note"])
+            size = checkpoints.parse_note(note).size
+        except (KeyError, TypeError, SignatureError) as exc:
+            report.problems.append(f"witness: unreadable checkpoint: {exc}")
+            continue
+        if size not in by_size:
+            report.problems.append(f"witness: checkpoint {size} is not cosigned by the witness")
+            continue
+        try:
+            keys.verify(public, base64.b64decode(by_size[size], validate=True), note.encode())
+        except (SignatureError, binascii.Error):
+            report.problems.append(
+                f"witness: the cosignature on checkpoint {size} is not the pinned witness's"
+            )
 
 
 def _entry(item: Mapping[str, Any]) -> tuple[int, bytes]:

@@ -21,7 +21,7 @@ from cordon.log.bundle import build as build_bundle
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes, raw_key_id
 from cordon.log.merkle import CompactTree
-from tests.helpers import authed_get
+from tests.helpers import authed_get, central_get
 
 REGION = "eu-west"
 
@@ -273,3 +273,29 @@ def test_export_needs_an_auditor_token_for_the_region(
     other = cordon(*args, token=endpoints["tokens"]["auditor-us-east"])
     assert other.returncode == 1 and "403" in other.stderr
     assert cordon(*args, token=endpoints["tokens"][f"auditor-{REGION}"]).returncode == 0
+
+
+def test_with_the_witness_key_every_checkpoint_must_carry_its_cosignature(
+    endpoints: dict[str, Any], exported: dict[str, Any], pinned: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "witnessed.json"
+    last = str(exported["range"][1])
+    args = ["export", "--api", endpoints["audit_apis"][REGION], "--to", last, "--out", str(out)]
+    for _ in range(50):  # the witness judges each checkpoint a moment after it lands
+        result = cordon(
+            *args, "--witness", endpoints["aggregator"], token=endpoints["tokens"]["auditor"]
+        )
+        if result.returncode == 0:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 0, result.stderr
+    witnessed = json.loads(out.read_text())
+    witness_key = central_get(endpoints, "/v1/witness/key").json()["public_key"]
+    pins = ("--trust-key", pinned, "--witness-key", witness_key)
+    good = verify(witnessed, tmp_path, *pins)
+    assert good.returncode == 0, good.stdout
+    stranger = public_bytes(SigningKey.generate().public_key).hex()
+    wrong = verify(witnessed, tmp_path, "--trust-key", pinned, "--witness-key", stranger)
+    assert wrong.returncode == 1 and "is not the pinned witness's" in wrong.stdout
+    bare = verify(exported, tmp_path, *pins)  # exported without --witness
+    assert bare.returncode == 1 and "is not cosigned by the witness" in bare.stdout
