@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from typing import Any
 
@@ -14,14 +13,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from aggregator import metrics
 from aggregator.store import ViewStore
 from aggregator.witness import RegionWitness, Witness
-from cordon.errors import BadSummaryError, SignatureError
-from cordon.log import sealed
+from cordon.errors import BadSummaryError
 from cordon.nats import durable_batches, keep_running, stream_seq, subjects
 
 log = logging.getLogger("cordon.aggregator")
 DURABLE = "aggregator"
 CHECKPOINT_PREFIX = subjects.checkpoint_subject("")
-KEY_PREFIX = subjects.key_subject("")
 BATCH = 512
 
 
@@ -49,17 +46,13 @@ def _store(store: ViewStore, witness: Witness, batch: list[Msg]) -> None:
     stored = 0
     for msg in batch:
         try:
-            if msg.subject.startswith(KEY_PREFIX):
-                region = msg.subject[len(KEY_PREFIX) :]
-                witness.region(region).learn_enrolment(base64.b64encode(msg.data).decode())
-                touched.add(region)
-            elif msg.subject.startswith(CHECKPOINT_PREFIX):
+            if msg.subject.startswith(CHECKPOINT_PREFIX):
                 region = msg.subject[len(CHECKPOINT_PREFIX) :]
                 store.add_checkpoint(region, msg.data)
                 _judge(store, witness.region(region), msg.data)
                 touched.add(region)
             else:
-                summary = _summary(store, witness, msg)
+                summary = _summary(store, msg)
                 parsed.append(summary)
                 witness.region(str(summary["region"])).summary(summary)
                 touched.add(str(summary["region"]))
@@ -75,24 +68,16 @@ def _store(store: ViewStore, witness: Witness, batch: list[Msg]) -> None:
     metrics.CONSUMED.inc(stored)
 
 
-def _summary(store: ViewStore, witness: Witness, msg: Msg) -> dict[str, Any]:
-    """A summary signed by a key its region enrolled, whose region is the one its
-    subject names; anything else is refused, not believed.
+def _summary(store: ViewStore, msg: Msg) -> dict[str, Any]:
+    """A summary, whose region is the one its subject names.
 
     Only a region's sealer may publish on `cordon.sum.<region>.>` (its NATS identity
-    allows no other region's), so the subject says where a summary came from; the
-    signature says the sealer wrote it, whoever held the region's credentials."""
+    allows no other region's), so the subject says where a summary came from; a body
+    that claims another region is refused, not believed."""
     region = subjects.summary_region(msg.subject)
     if region is None:
         raise BadSummaryError(f"not a summary subject: {msg.subject}")
-    keyring = witness.region(region).keyring
-    if keyring is None:
-        raise BadSummaryError(f"no public key configured for {region}: cannot verify")
-    try:
-        body = sealed.open_sealed(msg.data, keyring.enrolled)
-    except SignatureError as exc:
-        raise BadSummaryError(f"{region}: {exc}") from exc
-    summary = store.parse(body)
+    summary = store.parse(msg.data)
     if summary.get("region") != region:
         claimed = summary.get("region")
         raise BadSummaryError(f"summary claims region {claimed!r} on {region}'s subject")

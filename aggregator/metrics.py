@@ -4,9 +4,7 @@ from prometheus_client import Counter, Gauge
 
 CONSUMED = Counter("cordon_aggregator_summaries_total", "Summaries stored in the view.")
 BAD_SUMMARIES = Counter(
-    "cordon_aggregator_bad_summaries_total",
-    "Messages in AUDIT_SUMMARY refused: unreadable, unsigned or badly signed, or naming "
-    "another region than their subject.",
+    "cordon_aggregator_bad_summaries_total", "Messages in AUDIT_SUMMARY that were not summaries."
 )
 CHECKPOINTS_VERIFIED = Counter(
     "cordon_aggregator_checkpoints_verified_total",

@@ -51,7 +51,6 @@ def leaf_users_block(leaf_passwords: Mapping[str, str]) -> str:
             *(f"$JS.{other}.API.>" for other in others),
             *(f"cordon.sum.{other}.>" for other in others),
             *(f"cordon.ckpt.{other}" for other in others),
-            *(f"cordon.key.{other}" for other in others),
         ]
         subjects = ", ".join(f'"{s}"' for s in deny)
         lines.append(

@@ -8,9 +8,7 @@ so the stream itself carries everything needed to verify it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from cordon.errors import ConfigError, SignatureError
@@ -62,10 +60,9 @@ class Keyring:
         return statement
 
     @property
-    def enrolled(self) -> Mapping[str, bytes]:
-        """Key id -> raw public key of every key the regional key enrolled so far (a
-        read-only view: it grows as enrolments are added)."""
-        return MappingProxyType(self._replica_keys)
+    def enrolled(self) -> dict[str, bytes]:
+        """Key id -> raw public key of every key the regional key enrolled so far."""
+        return dict(self._replica_keys)
 
     def verify_record(self, data: bytes) -> dict[str, Any]:
         """Verify a record envelope against the enrolled replica keys; return its payload."""

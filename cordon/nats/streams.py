@@ -56,11 +56,7 @@ def summary_config(region: str, retention_days: float = 30.0) -> StreamConfig:
     return StreamConfig(
         name=subjects.SUMMARY_STREAM,
         description=f"Metadata-only summaries and checkpoints of {region}.",
-        subjects=[
-            subjects.summaries_filter(region),
-            subjects.checkpoint_subject(region),
-            subjects.key_subject(region),
-        ],
+        subjects=[subjects.summaries_filter(region), subjects.checkpoint_subject(region)],
         storage=StorageType.FILE,
         max_age=retention_days * DAY_S,
         discard=DiscardPolicy.NEW,

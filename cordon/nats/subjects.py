@@ -46,12 +46,6 @@ def checkpoint_subject(region: str) -> str:
     return f"cordon.ckpt.{region}"
 
 
-def key_subject(region: str) -> str:
-    """Where a sealer announces its enrolment before its first summary, so the central
-    view knows the key its summaries and checkpoints are signed with."""
-    return f"cordon.key.{region}"
-
-
 def policy_subject(pack_name: str) -> str:
     return f"cordon.policy.{pack_name}"
 

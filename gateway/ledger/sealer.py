@@ -25,7 +25,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from cordon.errors import ForkError
-from cordon.log import checkpoints, merkle, sealed
+from cordon.log import checkpoints, merkle
 from cordon.log.enrolment import load_signer
 from cordon.nats import (
     StreamPublisher,
@@ -94,12 +94,6 @@ class Sealer:
         try:
             await streams.publish_enrolment(
                 audit.jetstream(), region, self.key.key_id, self.enrolment
-            )
-            # Before any summary it signs: the central view learns the key from this.
-            await self._publisher.publish(
-                subjects.key_subject(region),
-                self.enrolment,
-                {"Nats-Msg-Id": f"key-{self.key.key_id}"},
             )
             await keep_running(
                 "sealer (resuming from the last checkpoint)",
@@ -180,7 +174,7 @@ class Sealer:
             [
                 (
                     subjects.summary_subject(region, str(s.get("replica") or "unknown")),
-                    sealed.seal(summaries.encode(s), self.key),
+                    summaries.encode(s),
                     {"Nats-Msg-Id": f"sum-{s['stream_seq']}"},
                 )
                 for s in out

@@ -193,13 +193,12 @@ def test_every_checkpoint_of_this_session_was_whole(endpoints: dict[str, Any]) -
     assert 'cordon_aggregator_checkpoints_verified_total{region="eu-west"}' in metrics
 
 
-async def test_a_summary_forged_in_the_region_is_refused_and_its_gap_caught_centrally(
+async def test_a_summary_forged_in_the_region_is_caught_centrally(
     endpoints: dict[str, Any],
 ) -> None:
-    """Someone with the region's sealer credentials writes a false summary for the next
+    """Someone with the region's XR credentials writes a false summary for the next
     record first, under the id the sealer will use, so the true one is dropped as a
-    duplicate. The central view refuses it (no sealer signature) and counts nothing from
-    it; the witness then finds that record's summary missing under the next checkpoint."""
+    duplicate. The central view cannot see content, but the witness sees the root."""
     region = "us-east"
     nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
     try:
@@ -216,7 +215,6 @@ async def test_a_summary_forged_in_the_region_is_refused_and_its_gap_caught_cent
         "id": "forged",
         "outcome": "allow",
     }
-    refused_before = _bad_summaries(endpoints)
     xr = await nats.connect(endpoints["nats"]["regions"][region]["xr"]["sealer"])
     try:
         await xr.jetstream().publish(
@@ -229,19 +227,10 @@ async def test_a_summary_forged_in_the_region_is_refused_and_its_gap_caught_cent
     seq = _ask(endpoints, region, "the record whose summary was replaced")
     assert seq == upcoming
     latest = _witnessed(endpoints, region, seq)
-    assert _bad_summaries(endpoints) > refused_before
-    stored = central_get(endpoints, "/v1/summaries", params={"region": region, "limit": 1000})
-    assert all(s["id"] != "forged" for s in stored.json()["items"])
     assert latest["witness"]["verified"] is False
-    assert latest["witness"]["reason"].startswith("summaries missing")
+    assert latest["witness"]["reason"].startswith("root differs")
     assert latest["witness"]["cosignature"] is None
-    failures = central_get(endpoints, f"/v1/witness/{region}/failures").json()
+    failures = authed_get(
+        endpoints, f"{endpoints['aggregator']}/v1/witness/{region}/failures"
+    ).json()
     assert [f["size"] for f in failures["failures"]] == [latest["size"]]
-
-
-def _bad_summaries(endpoints: dict[str, Any]) -> float:
-    metrics = central_get(endpoints, "/metrics").text
-    (line,) = [
-        m for m in metrics.splitlines() if m.startswith("cordon_aggregator_bad_summaries_total ")
-    ]
-    return float(line.split()[-1])

@@ -105,7 +105,6 @@ def forbidden(who: Identity) -> list[tuple[str, bytes]]:
             (f"$JS.{other}.API.$KV.policy.pack.default", b"planted"),
             ("cordon.policy.default", b"planted"),
             (f"cordon.sum.{other}.gw-1", b"{}"),
-            (f"cordon.key.{other}", b"{}"),
         ]
     return attempts
 
