@@ -37,32 +37,41 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
-def records_config(region: str, retention_days: float = 365.0) -> StreamConfig:
+def _evidence(
+    name: str, description: str, subject_filters: list[str], retention_days: float
+) -> StreamConfig:
+    """A regional stream of evidence: on disk, refusing deletes and purges, and refusing
+    new messages when full rather than dropping old ones."""
     return StreamConfig(
-        name=subjects.RECORDS_STREAM,
-        description=f"Full decision records of {region}. Never leaves the region.",
-        subjects=[subjects.records_filter(region), subjects.enrolment_subject(region)],
+        name=name,
+        description=description,
+        subjects=subject_filters,
         storage=StorageType.FILE,
         max_age=retention_days * DAY_S,
         discard=DiscardPolicy.NEW,
         deny_delete=True,
         deny_purge=True,
         duplicate_window=120.0,
-        allow_direct=True,
     )
 
 
+def records_config(region: str, retention_days: float = 365.0) -> StreamConfig:
+    config = _evidence(
+        subjects.RECORDS_STREAM,
+        f"Full decision records of {region}. Never leaves the region.",
+        [subjects.records_filter(region), subjects.enrolment_subject(region)],
+        retention_days,
+    )
+    config.allow_direct = True
+    return config
+
+
 def summary_config(region: str, retention_days: float = 30.0) -> StreamConfig:
-    return StreamConfig(
-        name=subjects.SUMMARY_STREAM,
-        description=f"Metadata-only summaries and checkpoints of {region}.",
-        subjects=[subjects.summaries_filter(region), subjects.checkpoint_subject(region)],
-        storage=StorageType.FILE,
-        max_age=retention_days * DAY_S,
-        discard=DiscardPolicy.NEW,
-        deny_delete=True,
-        deny_purge=True,
-        duplicate_window=120.0,
+    return _evidence(
+        subjects.SUMMARY_STREAM,
+        f"Metadata-only summaries and checkpoints of {region}.",
+        [subjects.summaries_filter(region), subjects.checkpoint_subject(region)],
+        retention_days,
     )
 
 
