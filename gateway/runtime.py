@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import time
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -61,8 +62,6 @@ class Runtime:
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.audit_nc: NATS | None = None
-        # Set when RECORDS keeps records for less time than the active pack asks.
-        self.retention_shortfall: dict[str, float | None] | None = None
         self.xr_nc: NATS | None = None
         self.recorder: Recorder | None = None
 
@@ -184,7 +183,7 @@ class Runtime:
                 if outcome == "activated":
                     metrics.PACK_REVISION.set(self.packs.active.revision)
                     await self._report_applied(applied)
-                    await self.check_retention()
+                    await self.retention_shortfall()  # logs what is missing
                 elif outcome == "rejected":
                     metrics.PACK_REJECTIONS.inc()
                     await self._record_rejection()
@@ -192,29 +191,28 @@ class Runtime:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
-    async def check_retention(self) -> None:
-        """Say so when RECORDS keeps records for less time than the pack asks.
+    async def retention_shortfall(self) -> dict[str, Any] | None:
+        """How RECORDS falls short of the retention the active pack asks, read from the
+        stream each time; None when it keeps records at least that long.
 
         A replica may not change a stream (its NATS identity cannot: a runtime role
         that could lengthen retention could shorten it); provisioning raises it
         (`cordon nats provision`), longer only."""
         wanted = self.packs.active.retention_days
         if wanted is None or self.audit_nc is None:
-            self.retention_shortfall = None
-            return
+            return None
         try:
             kept = await streams.records_retention_days(self.audit_nc.jetstream())
         except (TimeoutError, NatsError) as exc:
-            log.warning("cannot read RECORDS retention: %s", exc)
-            return
-        short = kept is not None and kept < wanted
-        self.retention_shortfall = {"records_days": kept, "pack_days": wanted} if short else None
-        if short:
-            log.warning(
-                "RECORDS keeps records %s days, the pack asks %s: run `cordon nats provision`",
-                kept,
-                wanted,
-            )
+            return {"records_days": None, "pack_days": wanted, "error": str(exc)}
+        if kept is None or kept >= wanted:  # None: kept forever
+            return None
+        log.warning(
+            "RECORDS keeps records %s days, the pack asks %s: run `cordon nats provision`",
+            kept,
+            wanted,
+        )
+        return {"records_days": kept, "pack_days": wanted}
 
     async def _record_rejection(self) -> None:
         """Leave a record of the refused pack in the region's stream, like any decision."""

@@ -151,7 +151,7 @@ class GatewayApp:
             error = dialects.CHAT.error(str(exc), "authentication_error", "invalid_api_key")
             await respond(send, 401, error)
             return
-        await self.runtime.check_retention()
+        shortfall = await self.runtime.retention_shortfall()
         router = self.runtime.packs.current.router
         targets = [
             {"id": t.id, "api": t.api, "circuit": router.breakers.state(t.id)}
@@ -163,7 +163,7 @@ class GatewayApp:
             json.dumps(
                 {
                     **self.runtime.packs.status(),
-                    "records_retention_shortfall": self.runtime.retention_shortfall,
+                    "records_retention_shortfall": shortfall,
                     "targets": targets,
                 }
             ).encode(),
