@@ -12,7 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ from cordon.settings import load_json
 from cordon.tokens import Grant, Tokens
 from gateway.ledger import audit_index
 from gateway.ledger.access import AccessLog
+
+# Called by a route with how many records it returns; commits the access record.
+AccessNote = Callable[[int], Awaitable[None]]
 
 # A bundle is built in memory; pages of this many records keep that bounded, and each
 # page verifies on its own (checkpoints chain the pages together).
@@ -167,23 +170,27 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    async def accessed(request: Request, grant: Grant, returned: int) -> None:
-        """Commit the access record before the answer goes out; no record, no answer."""
-        try:
-            await access.record(
-                state["nc"].jetstream(),
-                grant,
-                request.url.path,
-                dict(request.query_params),
-                returned,
-            )
-        except RecordCommitError as exc:
-            raise HTTPException(503, f"{exc}; nothing is released unrecorded") from exc
+    async def access_note(request: Request, grant: Grant = Depends(auditor)) -> AccessNote:
+        """What a route calls, with how many records it returns, before it answers: it
+        commits the access record; no record, no answer."""
+
+        async def note(returned: int) -> None:
+            try:
+                await access.record(
+                    state["nc"].jetstream(),
+                    grant,
+                    request.url.path,
+                    dict(request.query_params),
+                    returned,
+                )
+            except RecordCommitError as exc:
+                raise HTTPException(503, f"{exc}; nothing is released unrecorded") from exc
+
+        return note
 
     @api.get("/v1/records")
     async def list_records(
-        request: Request,
-        grant: Grant = Depends(auditor),
+        accessed: AccessNote = Depends(access_note),
         after_seq: int = Query(0, ge=0),
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
@@ -193,13 +200,12 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         items = await _records_page(nc, keyring, after_seq, limit)
         if not items and after_seq == 0:
             raise HTTPException(404, "no records in this region yet")
-        await accessed(request, grant, len(items))
+        await accessed(len(items))
         return {"region": settings.region, "items": items}
 
     @api.get("/v1/records/search")
     async def search(
-        request: Request,
-        grant: Grant = Depends(auditor),
+        accessed: AccessNote = Depends(access_note),
         kind: str | None = Query(None, description="decision, void, access, ..."),
         person: str | None = None,
         agent: str | None = None,
@@ -223,7 +229,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         for seq in seqs:
             msg = await js.get_msg(subjects.RECORDS_STREAM, seq, direct=True)
             items.append(_describe(keyring, seq, msg.subject or "", msg.data or b""))
-        await accessed(request, grant, len(items))
+        await accessed(len(items))
         return {
             "region": settings.region,
             "items": items,
@@ -232,7 +238,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         }
 
     @api.get("/v1/records/{seq}/proof")
-    async def proof(seq: int, request: Request, grant: Grant = Depends(auditor)) -> dict[str, Any]:
+    async def proof(seq: int, accessed: AccessNote = Depends(access_note)) -> dict[str, Any]:
         """One record with its inclusion proof against the latest checkpoint."""
         await _refresh_checkpoints()
         latest = index.latest_checkpoint()
@@ -241,7 +247,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             raise HTTPException(409, f"no checkpoint covers seq {seq} yet; try again in a second")
         path = _proof_or_409(lambda: merkle.inclusion_path(index, seq - 1, size))
         msg = await state["nc"].jetstream().get_msg(subjects.RECORDS_STREAM, seq, direct=True)
-        await accessed(request, grant, 1)
+        await accessed(1)
         return {
             "seq": seq,
             "data": base64.b64encode(msg.data or b"").decode(),
@@ -251,8 +257,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
     @api.get("/v1/consistency")
     async def consistency(
-        request: Request,
-        grant: Grant = Depends(auditor),
+        accessed: AccessNote = Depends(access_note),
         old_size: int = Query(..., ge=1),
         new_size: int = Query(..., ge=1),
     ) -> dict[str, Any]:
@@ -260,7 +265,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         if old_size > new_size:
             raise HTTPException(400, "old_size is larger than new_size")
         path = _proof_or_409(lambda: merkle.consistency_path(index, old_size, new_size))
-        await accessed(request, grant, 0)
+        await accessed(0)
         return {
             "old_size": old_size,
             "new_size": new_size,
@@ -280,8 +285,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
     @api.get("/v1/export")
     async def export(
-        request: Request,
-        grant: Grant = Depends(auditor),
+        accessed: AccessNote = Depends(access_note),
         from_seq: int = Query(1, ge=1),
         to_seq: int = Query(..., ge=1),
     ) -> dict[str, Any]:
@@ -297,7 +301,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             exported = await export_bundle(state["nc"], index, settings, from_seq, to_seq)
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from exc
-        await accessed(request, grant, len(exported["records"]))
+        await accessed(len(exported["records"]))
         return exported
 
     app.include_router(api)
