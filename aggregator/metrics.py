@@ -2,7 +2,10 @@
 
 from prometheus_client import Counter, Gauge
 
-CONSUMED = Counter("cordon_aggregator_summaries_total", "Summaries stored in the view.")
+CONSUMED = Counter(
+    "cordon_aggregator_summaries_total",
+    "Messages consumed from AUDIT_SUMMARY (summaries and checkpoints).",
+)
 BAD_SUMMARIES = Counter(
     "cordon_aggregator_bad_summaries_total", "Messages in AUDIT_SUMMARY that were not summaries."
 )
@@ -20,5 +23,11 @@ CHECKPOINTS_FAILED = Counter(
 SUMMARY_GAPS = Gauge(
     "cordon_aggregator_summary_gaps",
     "Stretches of missing summaries the witness has seen, per region.",
+    ["region"],
+)
+SUMMARIES_REJECTED = Counter(
+    "cordon_aggregator_summaries_rejected_total",
+    "Summaries the region's signed summary chain does not vouch for (forged, or unverifiable "
+    "after a gap): kept out of the view.",
     ["region"],
 )

@@ -1,4 +1,10 @@
-"""The cross-region view store: SQLite by default, one row per summary."""
+"""The cross-region view store: SQLite by default.
+
+`summaries` holds one row per summary the witness accepted: the sealer's own, as
+authenticated by a signed checkpoint's summary chain. Summaries wait in `candidates`
+until their checkpoint is judged; whatever the chain does not reach is dropped there
+and counted, so nothing forged is ever counted or shown.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from aggregator.witness import Verdict
-from cordon.errors import BadSummaryError, SignatureError
+from aggregator.witness import Judgement, Verdict
+from cordon.errors import BadSummaryError
 from cordon.log import checkpoints
+from cordon.log.summary_chain import Candidate
 
 COLUMNS = (
     "id",
@@ -34,7 +41,9 @@ COLUMNS = (
 
 INTEGER_COLUMNS = {"replica_seq", "stream_seq", "pack_revision"}
 _COLUMN_DEFS = ", ".join(f"{c} {'INTEGER' if c in INTEGER_COLUMNS else 'TEXT'}" for c in COLUMNS)
-SCHEMA = f"""
+# Applied in order, each once: PRAGMA user_version is the number applied so far.
+MIGRATIONS = (
+    f"""
 CREATE TABLE IF NOT EXISTS summaries (
     {_COLUMN_DEFS},
     PRIMARY KEY (region, stream_seq)
@@ -49,7 +58,17 @@ CREATE TABLE IF NOT EXISTS witnessed (
     cosignature TEXT, PRIMARY KEY (region, size)
 );
 CREATE TABLE IF NOT EXISTS witness_state (region TEXT PRIMARY KEY, state TEXT NOT NULL);
-"""
+""",
+    """
+ALTER TABLE summaries ADD COLUMN link TEXT;
+ALTER TABLE witnessed ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE candidates (
+    region TEXT NOT NULL, stream_seq INTEGER NOT NULL, link TEXT NOT NULL,
+    prev TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (region, stream_seq, link)
+);
+""",
+)
+_STORED = (*COLUMNS, "link")
 
 
 class ViewStore:
@@ -57,52 +76,105 @@ class ViewStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.executescript(f"BEGIN; {script} PRAGMA user_version = {number}; COMMIT;")
 
     def close(self) -> None:
         self._db.close()
 
-    def add(self, raw_summaries: Iterable[bytes]) -> int:
-        """Store summaries; a summary seen before (same region and seq) is kept once."""
-        return self.add_parsed([self.parse(raw) for raw in raw_summaries])
-
-    def add_parsed(self, summaries: Iterable[dict[str, Any]]) -> int:
-        rows = [tuple(summary.get(c) for c in COLUMNS) for summary in summaries]
-        with self._db:
-            cursor = self._db.executemany(
-                f"INSERT OR IGNORE INTO summaries ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in COLUMNS)})",
-                rows,
+    def add_candidates(self, candidates: Iterable[Candidate]) -> None:
+        """Keep summaries as they arrived until a checkpoint settles them (one row per
+        distinct body: a redelivered one is kept once, a forged one beside the true one)."""
+        rows = [
+            (
+                str(c.summary["region"]),
+                c.stream_seq,
+                c.link.hex(),
+                c.prev.hex(),
+                json.dumps(c.summary),
             )
-        return cursor.rowcount
-
-    def add_checkpoint(self, region: str, raw: bytes) -> None:
-        """Keep a region's signed checkpoint as it arrived (the note and its signature)."""
-        try:
-            stated = checkpoints.unverified(raw)
-        except SignatureError as exc:
-            raise BadSummaryError(f"unreadable checkpoint: {exc}") from exc
-        if stated.region != region:
-            raise BadSummaryError(f"checkpoint for {stated.region} on {region}'s subject")
+            for c in candidates
+        ]
         with self._db:
-            self._db.execute(
-                "INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?)",
-                (region, stated.size, stated.root.hex(), stated.time_ms, raw.decode()),
+            self._db.executemany("INSERT OR IGNORE INTO candidates VALUES (?,?,?,?,?)", rows)
+
+    def candidates(self, region: str, after: int, upto: int) -> dict[int, list[Candidate]]:
+        """The candidates waiting for sequences after..upto of `region`, by sequence."""
+        found: dict[int, list[Candidate]] = {}
+        rows = self._db.execute(
+            "SELECT stream_seq, link, prev, summary FROM candidates "
+            "WHERE region = ? AND stream_seq > ? AND stream_seq <= ?",
+            (region, after, upto),
+        )
+        for seq, link, prev, summary in rows:
+            candidate = Candidate(
+                seq, bytes.fromhex(prev), bytes.fromhex(link), json.loads(summary)
             )
+            found.setdefault(seq, []).append(candidate)
+        return found
+
+    def accepted_link(self, region: str, seq: int) -> bytes | None:
+        """The chain link of the summary accepted for `seq`, if one was."""
+        row = self._db.execute(
+            "SELECT link FROM summaries WHERE region = ? AND stream_seq = ?", (region, seq)
+        ).fetchone()
+        return bytes.fromhex(row[0]) if row and row[0] else None
+
+    def settle(
+        self, checkpoint: bytes, judgement: Judgement, witness_state: dict[str, Any]
+    ) -> None:
+        """A checkpoint judged. One the region signed is kept, its accepted summaries join
+        the view and every candidate up to its size leaves the waiting room; the verdict
+        and the witness state it led to are kept with them, all at once."""
+        verdict = judgement.verdict
+        with self._db:
+            if judgement.settles:
+                self._add_checkpoint(verdict.region, checkpoint)
+                self._add_accepted(judgement.accepted)
+                self._db.execute(
+                    "DELETE FROM candidates WHERE region = ? AND stream_seq <= ?",
+                    (verdict.region, verdict.size),
+                )
+            self._add_verdict(verdict)
+            self._save_witness(verdict.region, witness_state)
+
+    def _add_accepted(self, accepted: list[Candidate]) -> None:
+        rows = [(*(c.summary.get(column) for column in COLUMNS), c.link.hex()) for c in accepted]
+        self._db.executemany(
+            f"INSERT OR IGNORE INTO summaries ({', '.join(_STORED)}) "
+            f"VALUES ({', '.join('?' for _ in _STORED)})",
+            rows,
+        )
+
+    def _add_checkpoint(self, region: str, raw: bytes) -> None:
+        stated = checkpoints.unverified(raw)
+        self._db.execute(
+            "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?)",
+            (region, stated.size, stated.root.hex(), stated.time_ms, raw.decode()),
+        )
 
     def latest_checkpoints(self) -> dict[str, dict[str, Any]]:
         """Each region's newest checkpoint, with the witness's verdict on it."""
         rows = self._db.execute(
             "SELECT c.region, c.size, c.root, c.time_ms, c.signed, w.verified, w.reason, "
-            "w.cosignature FROM checkpoints c "
+            "w.cosignature, w.rejected FROM checkpoints c "
             "LEFT JOIN witnessed w ON w.region = c.region AND w.size = c.size "
             "WHERE c.size = (SELECT MAX(size) FROM checkpoints WHERE region = c.region)"
         )
         latest = {}
-        for region, size, root, time_ms, signed, verified, why, cosignature in rows:
+        for region, size, root, time_ms, signed, verified, why, cosignature, rejected in rows:
             witnessed = None
             if verified is not None:
-                witnessed = {"verified": bool(verified), "reason": why, "cosignature": cosignature}
+                witnessed = {
+                    "verified": bool(verified),
+                    "reason": why,
+                    "cosignature": cosignature,
+                    "rejected": rejected,
+                }
             latest[region] = {
                 "size": size,
                 "root": root,
@@ -112,34 +184,37 @@ class ViewStore:
             }
         return latest
 
-    def add_verdict(self, verdict: Verdict) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO witnessed VALUES (?,?,?,?,?)",
-                (
-                    verdict.region,
-                    verdict.size,
-                    int(verdict.verified),
-                    verdict.reason,
-                    base64.b64encode(verdict.cosignature).decode() if verdict.cosignature else None,
-                ),
-            )
+    def _add_verdict(self, verdict: Verdict) -> None:
+        cosignature = verdict.cosignature
+        self._db.execute(
+            "INSERT OR REPLACE INTO witnessed VALUES (?,?,?,?,?,?)",
+            (
+                verdict.region,
+                verdict.size,
+                int(verdict.verified),
+                verdict.reason,
+                base64.b64encode(cosignature).decode() if cosignature else None,
+                verdict.rejected,
+            ),
+        )
 
     def verdict(self, region: str, size: int) -> dict[str, Any] | None:
         """The witness's verdict on one checkpoint, with its cosignature (base64)."""
         row = self._db.execute(
-            "SELECT verified, reason, cosignature FROM witnessed WHERE region = ? AND size = ?",
+            "SELECT verified, reason, cosignature, rejected FROM witnessed "
+            "WHERE region = ? AND size = ?",
             (region, size),
         ).fetchone()
         if row is None:
             return None
-        verified, reason, cosignature = row
+        verified, reason, cosignature, rejected = row
         return {
             "region": region,
             "size": size,
             "verified": bool(verified),
             "reason": reason,
             "cosignature": cosignature,
+            "rejected": rejected,
         }
 
     def witness_failures(self, region: str) -> list[dict[str, Any]]:
@@ -151,9 +226,12 @@ class ViewStore:
 
     def save_witness(self, region: str, state: dict[str, Any]) -> None:
         with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO witness_state VALUES (?, ?)", (region, json.dumps(state))
-            )
+            self._save_witness(region, state)
+
+    def _save_witness(self, region: str, state: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO witness_state VALUES (?, ?)", (region, json.dumps(state))
+        )
 
     def witness_states(self) -> dict[str, dict[str, Any]]:
         rows = self._db.execute("SELECT region, state FROM witness_state")

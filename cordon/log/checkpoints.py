@@ -6,11 +6,17 @@ The signed text is a note in the style of C2SP signed notes:
     <tree size>
     <base64 root hash>
     <unix milliseconds>
+    <base64 summary chain head>
 
 signed with Ed25519 by the region's sealer key (enrolled by the regional key, like
 replica keys). On the wire a checkpoint is JSON: `{"note", "key_id", "sig"}` plus
 `frontier`, the sealer's own resumption state (the roots of the tree's perfect
 subtrees), which verifiers ignore: they recompute roots from leaves.
+
+The last line commits to every metadata summary the sealer published up to this size
+(`summary_chain`): the central witness accepts only summaries that chain to it. A note
+without it (older sealers, or tests of the record log alone) is still a checkpoint of
+the records; the witness refuses it as a checkpoint of the summaries.
 """
 
 from __future__ import annotations
@@ -34,10 +40,14 @@ class Checkpoint:
     size: int
     root: bytes
     time_ms: int
+    summaries: bytes | None = None  # the summary chain's head at `size`
 
     def note(self) -> str:
         root = base64.b64encode(self.root).decode()
-        return f"{ORIGIN_PREFIX}{self.region}\n{self.size}\n{root}\n{self.time_ms}\n"
+        note = f"{ORIGIN_PREFIX}{self.region}\n{self.size}\n{root}\n{self.time_ms}\n"
+        if self.summaries is not None:
+            note += base64.b64encode(self.summaries).decode() + "\n"
+        return note
 
 
 def encode(checkpoint: Checkpoint, key: SigningKey, tree: CompactTree) -> bytes:
@@ -54,11 +64,15 @@ def encode(checkpoint: Checkpoint, key: SigningKey, tree: CompactTree) -> bytes:
 
 def parse_note(note: str) -> Checkpoint:
     try:
-        origin, size, root, time_ms, end = note.split("\n")
-        if not origin.startswith(ORIGIN_PREFIX) or end != "":
+        origin, size, root, time_ms, *chain, end = note.split("\n")
+        if not origin.startswith(ORIGIN_PREFIX) or end != "" or len(chain) > 1:
             raise ValueError("not a cordon checkpoint note")
         return Checkpoint(
-            origin[len(ORIGIN_PREFIX) :], int(size), base64.b64decode(root), int(time_ms)
+            origin[len(ORIGIN_PREFIX) :],
+            int(size),
+            base64.b64decode(root, validate=True),
+            int(time_ms),
+            base64.b64decode(chain[0], validate=True) if chain else None,
         )
     except (ValueError, binascii.Error) as exc:
         raise SignatureError(f"malformed checkpoint: {exc}") from exc

@@ -224,6 +224,9 @@ class CompactTree:
             completed.append((level, n - 1, self.frontier[-1]))
         return completed
 
+    def copy(self) -> CompactTree:
+        return CompactTree(self.size, list(self.frontier))
+
     def root(self) -> bytes:
         if not self.frontier:
             return EMPTY_ROOT

@@ -2,8 +2,10 @@
 
 One sealer per region. It extends the region's Merkle tree (leaf = stream sequence)
 with every record, publishes a metadata-only summary per record to `SUMMARY`, and a
-signed checkpoint every second or every 1,000 records. After a crash it resumes from
-its last checkpoint and re-reads the records after it, so the tree comes out
+signed checkpoint every second or every 1,000 records; each checkpoint also states
+the head of the chain the summaries are linked into, which is how the central witness
+tells the sealer's summaries from anyone else's. After a crash it resumes from its
+last checkpoint and re-reads the records after it, so the tree and the chain come out
 identical. A checkpoint is published only if the last one on the subject is the one
 this sealer knows, so two sealers started by mistake cannot fork the sequence.
 """
@@ -25,7 +27,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from cordon.errors import ForkError
-from cordon.log import checkpoints, merkle
+from cordon.log import checkpoints, merkle, summary_chain
 from cordon.log.enrolment import load_signer
 from cordon.nats import (
     StreamPublisher,
@@ -82,6 +84,7 @@ class Sealer:
         self.settings = settings
         self.key, self.enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
         self.tree = merkle.CompactTree()
+        self.chain = summary_chain.genesis(settings.region)  # the last summary's link
         self._checkpoint_seq = 0  # SUMMARY sequence of the last checkpoint we know
         self._checkpoint_size = 0
         self._checkpoint_at = 0.0
@@ -125,13 +128,16 @@ class Sealer:
                 await self._checkpoint()
 
     async def _restore(self, audit_js: JetStreamContext, xr_js: JetStreamContext) -> None:
-        """Tree state = the last checkpoint, then every record summarised since."""
+        """Tree and chain state = the last checkpoint, then every record summarised since."""
+        region = self.settings.region
+        self.chain = summary_chain.genesis(region)
         try:
             last = await xr_js.get_last_msg(
-                subjects.SUMMARY_STREAM, subjects.checkpoint_subject(self.settings.region)
+                subjects.SUMMARY_STREAM, subjects.checkpoint_subject(region)
             )
             checkpoint, self.tree = checkpoints.resume(last.data or b"")
             self._checkpoint_seq, self._checkpoint_size = last.seq or 0, checkpoint.size
+            self.chain = checkpoint.summaries or self.chain
         except NotFoundError:
             self.tree, self._checkpoint_seq, self._checkpoint_size = merkle.CompactTree(), 0, 0
         try:
@@ -144,11 +150,11 @@ class Sealer:
         log.info("sealer at tree size %s (checkpoint %s)", self.tree.size, self._checkpoint_size)
 
     async def _extend_to(self, audit_js: JetStreamContext, seq: int) -> None:
-        """Append leaves up to `seq` read straight from RECORDS: records already summarised
-        before a restart (at or below the consumer's ack floor)."""
+        """Append leaves and links up to `seq` read straight from RECORDS: records already
+        summarised before a restart (at or below the consumer's ack floor)."""
         while self.tree.size < seq:
             msg = await audit_js.get_msg(subjects.RECORDS_STREAM, self.tree.size + 1)
-            self.tree.append(merkle.leaf_hash(msg.data or b""))
+            self._summarize(self.tree.size + 1, msg.data or b"")
 
     async def _publish_batch(self, audit_js: JetStreamContext, batch: list[Msg]) -> None:
         delivered = {stream_seq(m): m for m in batch}
@@ -164,24 +170,23 @@ class Sealer:
         await delivered[max(delivered)].ack()
 
     async def _seal_records(self, records: list[tuple[int, bytes]]) -> None:
-        """Summaries first (deduplicated by stream sequence), then the leaves, in order."""
+        """Publish the summaries of `records`, in order."""
+        # Should the publish fail, the tree and the chain are rebuilt from the last
+        # checkpoint (`_restore`) before anything is sealed again.
+        await self._publisher.publish_many([self._summarize(seq, data) for seq, data in records])
+
+    def _summarize(self, seq: int, data: bytes) -> tuple[str, bytes, dict[str, str]]:
+        """The next summary as published; its leaf and link join the tree and the chain.
+
+        The message id (the stream's deduplication key) names the link, not only the
+        sequence: the same summary published again after a restart is dropped, but a
+        message someone else sent first under `sum-<seq>` cannot displace it."""
         region = self.settings.region
-        out = [
-            summaries.summarize(data, seq, region, self.settings.pseudonym_key)
-            for seq, data in records
-        ]
-        await self._publisher.publish_many(
-            [
-                (
-                    subjects.summary_subject(region, str(s.get("replica") or "unknown")),
-                    summaries.encode(s),
-                    {"Nats-Msg-Id": f"sum-{s['stream_seq']}"},
-                )
-                for s in out
-            ]
-        )
-        for _, data in records:
-            self.tree.append(merkle.leaf_hash(data))
+        summary = summaries.summarize(data, seq, region, self.settings.pseudonym_key)
+        body, self.chain = summaries.chained(summary, self.chain)
+        self.tree.append(bytes.fromhex(summary["leaf_hash"]))  # hashed once, in summarize
+        subject = subjects.summary_subject(region, str(summary.get("replica") or "unknown"))
+        return subject, body, {"Nats-Msg-Id": f"sum-{seq}-{self.chain.hex()[:32]}"}
 
     def _checkpoint_due(self) -> bool:
         grown = self.tree.size - self._checkpoint_size
@@ -190,7 +195,11 @@ class Sealer:
 
     async def _checkpoint(self) -> None:
         checkpoint = checkpoints.Checkpoint(
-            self.settings.region, self.tree.size, self.tree.root(), int(time.time() * 1000)
+            self.settings.region,
+            self.tree.size,
+            self.tree.root(),
+            int(time.time() * 1000),
+            self.chain,
         )
         try:
             seq = await self._publisher.publish(

@@ -2,7 +2,9 @@
 
 No content and no raw identity: the person and agent become keyed-HMAC
 pseudonyms under a regional secret, so the central view can count and correlate
-without being able to name anyone.
+without being able to name anyone. Each summary is published chained to the one
+before it (`cordon.log.summary_chain`), so the region's next signed checkpoint
+authenticates it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from cordon import jsoncodec
 from cordon.errors import SignatureError
-from cordon.log import envelope, merkle
+from cordon.log import envelope, merkle, summary_chain
 
 
 def leaf_hash(record_bytes: bytes) -> str:
@@ -81,3 +83,10 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
 
 def encode(summary: dict[str, Any]) -> bytes:
     return jsoncodec.dumps(summary)
+
+
+def chained(summary: dict[str, Any], prev: bytes) -> tuple[bytes, bytes]:
+    """`summary` as published after the chain link `prev`: its bytes, and the new link."""
+    summary["prev"] = prev.hex()
+    body = encode(summary)
+    return body, summary_chain.link(prev, body)

@@ -10,8 +10,9 @@ import httpx
 import nats
 
 from cordon.dev.stack import DevStack
-from cordon.log import checkpoints, merkle
+from cordon.log import checkpoints, merkle, summary_chain
 from cordon.log.enrolment import Keyring
+from cordon.log.summary_chain import Candidate
 from cordon.nats import subjects
 
 
@@ -79,14 +80,21 @@ def _check(region: str, leaves: list[bytes], keyring: Keyring, found: list[dict[
     assert sizes == sorted(set(sizes)), "checkpoint sizes must only grow, never repeat or fork"
     for c in ckpts:
         assert c.region == region and c.root == merkle.root(leaves[: c.size])
-    summarised = [
-        json.loads(f["data"])["stream_seq"]
-        for f in found
-        if f["subject"] != subjects.checkpoint_subject(region)
-    ]
-    assert sorted(summarised) == list(range(1, len(leaves) + 1)), (
-        "one summary per record, none missing"
-    )
+    # The sealer's summaries are the ones its signed chain reaches (an earlier test
+    # planted forgeries in this stream): exactly one per record, each published once.
+    candidates: dict[int, list[Candidate]] = {}
+    for f in found:
+        if f["subject"] != subjects.checkpoint_subject(region):
+            c = summary_chain.candidate(json.loads(f["data"]), f["data"])
+            candidates.setdefault(c.stream_seq, []).append(c)
+    head = ckpts[-1].summaries
+    assert head is not None, "every checkpoint states its summary chain"
+    walk = summary_chain.walk(head, len(leaves), summary_chain.genesis(region), 0, candidates)
+    assert walk.broken_at is None, f"the chain breaks at {walk.broken_at}"
+    assert [c.stream_seq for c in walk.accepted] == list(range(1, len(leaves) + 1))
+    assert [c.summary["leaf_hash"] for c in walk.accepted] == [leaf.hex() for leaf in leaves]
+    for c in walk.accepted:
+        assert [d.link for d in candidates[c.stream_seq]].count(c.link) == 1, "published twice"
 
 
 async def test_checkpoints_are_signed_and_match_the_log(endpoints: dict[str, Any]) -> None:
