@@ -17,14 +17,14 @@ from aggregator.store import ViewStore
 from aggregator.witness import Witness
 from cordon.apiauth import require
 from cordon.log.keys import SigningKey, public_bytes
-from cordon.nats import connect
+from cordon.nats import Endpoint, connect
 from cordon.settings import load_json
 from cordon.tokens import Tokens
 
 
 @dataclass(frozen=True)
 class AggregatorSettings:
-    central_nats_url: str
+    central_nats: Endpoint
     regions: list[str]
     store_path: Path
     host: str = "127.0.0.1"
@@ -39,7 +39,7 @@ class AggregatorSettings:
         return load_json(
             path,
             lambda raw: cls(
-                central_nats_url=str(raw["central_nats_url"]),
+                central_nats=Endpoint.from_settings(raw["central_nats"], path.parent),
                 regions=[str(r) for r in raw["regions"]],
                 store_path=path.parent / str(raw.get("store_path", "aggregator.sqlite3")),
                 host=str(raw.get("host", "127.0.0.1")),
@@ -64,7 +64,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nc = await connect(settings.central_nats_url, "aggregator")
+        nc = await connect(settings.central_nats, "aggregator")
         stop = asyncio.Event()
         witness = Witness(settings.regional_public_keys, key)
         task = asyncio.create_task(consume(nc, store, stop, witness))

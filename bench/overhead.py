@@ -131,7 +131,9 @@ def publish_pack(stack: DevStack, path: Path) -> None:
         [
             *cli,
             "--nats-url",
-            stack.topology.central_role_url("publisher"),
+            stack.topology.central.url,
+            "--nats-seed",
+            str(stack.topology.central_identities["publisher"].seed_file),
             "--key",
             str(stack.policy_owner_key),
         ],

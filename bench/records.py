@@ -38,7 +38,7 @@ from cordon.dev.stack import DevStack
 from cordon.ids import uuid7
 from cordon.log import checkpoints, enrolment
 from cordon.log.keys import SigningKey
-from cordon.nats import streams, subjects
+from cordon.nats import Endpoint, streams, subjects
 from gateway.records.recorder import Recorder
 
 REGION = "eu-west"
@@ -76,11 +76,16 @@ def record(replica: str, rng: random.Random, progress: float) -> dict[str, objec
 
 
 async def commit(
-    url: str, replica: str, key: SigningKey, enrolment_bytes: bytes, count: int, in_flight: int
+    endpoint: Endpoint,
+    replica: str,
+    key: SigningKey,
+    enrolment_bytes: bytes,
+    count: int,
+    in_flight: int,
 ) -> tuple[float, float, float]:
     """One replica's share: its enrolment, then `count` records through the gateway's own
     `Recorder` (sign, publish, wait for the ack), `in_flight` at a time."""
-    nc = await nats.connect(url)
+    nc = await endpoint.connect()
     await streams.publish_enrolment(nc.jetstream(), REGION, key.key_id, enrolment_bytes)
     recorder = Recorder(nc, REGION, replica, key, timeout=30)
     rng = random.Random(replica)
@@ -120,14 +125,17 @@ def stack_cpu(stack: DevStack) -> dict[str, float]:
     return used
 
 
-def replica_process(args: tuple[str, str, str, str, int, int]) -> tuple[float, float, float]:
-    url, replica, seed_hex, enrolment_hex, count, in_flight = args
+def replica_process(
+    args: tuple[Endpoint, str, str, str, int, int],
+) -> tuple[float, float, float]:
+    endpoint, replica, seed_hex, enrolment_hex, count, in_flight = args
     key = SigningKey.from_seed_hex(seed_hex)
-    return asyncio.run(commit(url, replica, key, bytes.fromhex(enrolment_hex), count, in_flight))
+    enrolment_bytes = bytes.fromhex(enrolment_hex)
+    return asyncio.run(commit(endpoint, replica, key, enrolment_bytes, count, in_flight))
 
 
-async def checkpoint_size(xr_url: str) -> int:
-    nc = await nats.connect(xr_url)
+async def checkpoint_size(xr: Endpoint) -> int:
+    nc = await xr.connect()
     try:
         last = await nc.jetstream().get_last_msg(
             subjects.SUMMARY_STREAM, subjects.checkpoint_subject(REGION)
@@ -139,8 +147,8 @@ async def checkpoint_size(xr_url: str) -> int:
         await nc.close()
 
 
-async def stream_size(audit_url: str) -> int:
-    nc = await nats.connect(audit_url)
+async def stream_size(audit: Endpoint) -> int:
+    nc = await audit.connect()
     try:
         return int((await nc.jetstream().stream_info(subjects.RECORDS_STREAM)).state.last_seq)
     finally:
@@ -183,7 +191,7 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
     )
     print(f"one region on {os.cpu_count()} cores ({where})")
     regional_key = SigningKey.load(stack.root / "keys" / REGION / "regional.key")
-    base = asyncio.run(stream_size(region.audit_url))
+    base = asyncio.run(stream_size(region.audit_endpoint))
     shares = [args.records // args.replicas] * args.replicas
     shares[0] += args.records - sum(shares)
     jobs = []
@@ -191,7 +199,7 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
         replica, key = f"bench-{n}", SigningKey.generate()
         enrolment_hex = enrolment.enrol(regional_key, REGION, replica, key).hex()
         seed = key.seed_hex()
-        jobs.append((region.audit_url, replica, seed, enrolment_hex, share, args.in_flight))
+        jobs.append((region.audit_endpoint, replica, seed, enrolment_hex, share, args.in_flight))
     started = time.perf_counter()
     cpu_before = stack_cpu(stack)
     with multiprocessing.get_context("spawn").Pool(args.replicas) as pool:
@@ -203,7 +211,7 @@ def run(stack: DevStack, args: argparse.Namespace) -> None:
         f"committed {args.records:,} signed records from {args.replicas} replica processes "
         f"in {elapsed:.1f} s: {rate:,.0f} records/s"
     )
-    while (size := asyncio.run(checkpoint_size(region.xr_url))) < total:
+    while (size := asyncio.run(checkpoint_size(region.xr_endpoint))) < total:
         time.sleep(1.0)
         print(f"  sealer checkpoint at {size:,} / {total:,}", flush=True)
     sealed = time.perf_counter() - started

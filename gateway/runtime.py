@@ -114,8 +114,8 @@ class Runtime:
             await asyncio.sleep(0.5)
 
     async def _connect(self, name: str) -> None:
-        self.audit_nc = await connect(self.settings.audit_nats_url, f"{name}-audit")
-        self.xr_nc = await connect(self.settings.xr_nats_url, f"{name}-xr", self._xr_reconnected)
+        self.audit_nc = await connect(self.settings.audit_nats, f"{name}-audit")
+        self.xr_nc = await connect(self.settings.xr_nats, f"{name}-xr", self._xr_reconnected)
         recorder = Recorder(
             self.audit_nc,
             self.settings.region,

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from cordon.errors import ConfigError
+from cordon.nats import Endpoint
 from cordon.tokens import Tokens
 from gateway.identity import Identity
 from gateway.identity.delegation import Issuer, IssuerKey
@@ -19,8 +20,8 @@ from gateway.identity.delegation import Issuer, IssuerKey
 class GatewaySettings:
     region: str
     replica: str
-    audit_nats_url: str
-    xr_nats_url: str
+    audit_nats: Endpoint
+    xr_nats: Endpoint
     signing_key_file: Path
     enrolment_file: Path
     state_dir: Path
@@ -74,8 +75,8 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
         return GatewaySettings(
             region=str(_require(raw, "region")),
             replica=str(_require(raw, "replica")),
-            audit_nats_url=str(_require(raw, "audit_nats_url")),
-            xr_nats_url=str(_require(raw, "xr_nats_url")),
+            audit_nats=Endpoint.from_settings(_require(raw, "audit_nats"), base),
+            xr_nats=Endpoint.from_settings(_require(raw, "xr_nats"), base),
             signing_key_file=base / _require(raw, "signing_key_file"),
             enrolment_file=base / _require(raw, "enrolment_file"),
             state_dir=base / raw.get("state_dir", "state"),

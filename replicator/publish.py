@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 import yaml
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from cordon.errors import PublishError
-from cordon.nats import subjects
+from cordon.nats import Endpoint, subjects
 from cordon.packs import signing
 
 
@@ -53,20 +52,20 @@ async def last_published(nc: NATS, name: str) -> tuple[int, int]:
     return last.seq or 0, int(revision) if isinstance(revision, int) else 0
 
 
-async def latest_revision(nats_url: str, name: str) -> int:
-    nc = await _connect(nats_url)
+async def latest_revision(central: Endpoint, name: str) -> int:
+    nc = await _connect(central)
     try:
         return (await last_published(nc, name))[1]
     finally:
         await nc.close()
 
 
-async def publish_signed(nats_url: str, signed: bytes) -> Published:
+async def publish_signed(central: Endpoint, signed: bytes) -> Published:
     claimed = signing.claimed(signed)
     name, revision = claimed.get("name"), claimed.get("revision")
     if not isinstance(name, str) or not isinstance(revision, int):
         raise PublishError("not a signed pack (no name and revision in its statement)")
-    nc = await _connect(nats_url)
+    nc = await _connect(central)
     try:
         last_seq, last_revision = await last_published(nc, name)
         if revision <= last_revision:
@@ -83,9 +82,9 @@ async def publish_signed(nats_url: str, signed: bytes) -> Published:
         await nc.close()
 
 
-async def _connect(nats_url: str) -> NATS:
+async def _connect(central: Endpoint) -> NATS:
     try:
-        return await nats.connect(nats_url, name="cordon-policy", allow_reconnect=False)
+        return await central.connect(name="cordon-policy", allow_reconnect=False)
     except (OSError, NatsError) as exc:
         raise PublishError(f"cannot reach central NATS: {exc}") from exc
 

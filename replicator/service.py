@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client import start_http_server
 
 from cordon.errors import ConfigError, PackError
-from cordon.nats import connect
+from cordon.nats import Endpoint, connect
 from cordon.packs import signing
 from cordon.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
@@ -19,7 +19,7 @@ from replicator.fanout import RegionFanout, heartbeat
 
 @dataclass(frozen=True)
 class ReplicatorSettings:
-    central_nats_url: str
+    central_nats: Endpoint
     regions: list[str]
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9480
@@ -30,7 +30,7 @@ class ReplicatorSettings:
         return load_json(
             path,
             lambda raw: cls(
-                central_nats_url=str(raw["central_nats_url"]),
+                central_nats=Endpoint.from_settings(raw["central_nats"], path.parent),
                 regions=[str(r) for r in raw["regions"]],
                 metrics_host=str(raw.get("metrics_host", "127.0.0.1")),
                 metrics_port=int(raw.get("metrics_port", 9480)),
@@ -44,7 +44,7 @@ async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
         trusted = signing.trust_root(settings.pack_trust)
     except PackError as exc:
         raise ConfigError(f"pack_trust: {exc}") from exc
-    nc = await connect(settings.central_nats_url, "replicator")
+    nc = await connect(settings.central_nats, "replicator")
     try:
         await asyncio.gather(
             *(RegionFanout(nc, region, trusted).run(stop) for region in settings.regions),

@@ -9,12 +9,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-import nats
+import nats.js.errors
+from nats.aio.client import Client as NATS
 
 from cordon.log.enrolment import Keyring
-from cordon.nats import subjects
+from cordon.nats import Endpoint, subjects
 
 T = TypeVar("T")
+
+
+async def nats_as(endpoint: Any, **options: Any) -> NATS:
+    """Connect as a role, given its endpoints.json entry (URL and nkey seed file)."""
+    return await Endpoint.from_settings(endpoint).connect(**options)
 
 
 def bearer(endpoints: dict[str, Any], role: str = "auditor") -> dict[str, str]:
@@ -67,7 +73,7 @@ async def stored(
     endpoints: dict[str, Any], region: str, seq: int
 ) -> tuple[bytes, dict[str, Any], Keyring]:
     """The raw stored record at `seq`, its verified payload, and the keyring that verified it."""
-    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"][region]["audit"]["provision"])
     try:
         js = nc.jetstream()
         keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))
@@ -115,7 +121,9 @@ def publish_pack(
             "publish",
             str(path),
             "--nats-url",
-            endpoints["nats"]["central"]["publisher"],
+            endpoints["nats"]["central"]["publisher"]["url"],
+            "--nats-seed",
+            endpoints["nats"]["central"]["publisher"]["nkey_seed_file"],
             "--key",
             endpoints["policy_owner_key"],
             *extra,
@@ -135,7 +143,7 @@ async def recent_records(
     endpoints: dict[str, Any], region: str, count: int = 50
 ) -> list[dict[str, Any]]:
     """The region's newest `count` records (enrolments left out), verified, newest first."""
-    nc = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"][region]["audit"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq

@@ -15,7 +15,7 @@ from nats.js.api import ConsumerConfig
 from cordon.dev.stack import DevStack
 from cordon.log import merkle
 from cordon.nats import subjects
-from tests.helpers import authed_get, central_get, eventually
+from tests.helpers import authed_get, central_get, eventually, nats_as
 
 
 def _ask(endpoints: dict[str, Any], region: str, content: str) -> str:
@@ -55,7 +55,7 @@ async def test_summary_reaches_central_view_without_any_content(
     assert marker not in view
     assert marker not in central_get(endpoints, "/v1/stats").text
     # nor anywhere in what crossed: the central stream and the view's files on disk
-    nc = await nats.connect(endpoints["nats"]["central"]["provision"])
+    nc = await nats_as(endpoints["nats"]["central"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.AUDIT_SUMMARY_STREAM)).state.last_seq
@@ -83,7 +83,7 @@ async def test_stats_count_decisions_by_region_and_outcome(endpoints: dict[str, 
 
 async def test_central_credentials_cannot_read_regional_records(endpoints: dict[str, Any]) -> None:
     _ask(endpoints, "eu-west", "a record that must stay in eu-west")
-    nc = await nats.connect(endpoints["nats"]["central"]["provision"])
+    nc = await nats_as(endpoints["nats"]["central"]["provision"])
     try:
         remote = nc.jetstream(domain="eu-west")
         # The region's XR streams are reachable, so the path itself works...
@@ -118,7 +118,7 @@ async def test_central_users_cannot_inject_regional_summaries(endpoints: dict[st
     async def on_error(exc: Exception) -> None:
         errors.append(exc)
 
-    nc = await nats.connect(endpoints["nats"]["central"]["provision"], error_cb=on_error)
+    nc = await nats_as(endpoints["nats"]["central"]["provision"], error_cb=on_error)
     try:
         with pytest.raises(nats.errors.TimeoutError):
             await nc.request("cordon.sum.eu-west.forged", b"{}", timeout=0.5)
@@ -129,7 +129,7 @@ async def test_central_users_cannot_inject_regional_summaries(endpoints: dict[st
 
 async def test_the_central_view_tracks_each_regions_signed_log(endpoints: dict[str, Any]) -> None:
     _ask(endpoints, "eu-west", "checkpoint me")
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq

@@ -18,10 +18,13 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cordon.dev import DEV_DIR
 from cordon.files import write_private
+
+if TYPE_CHECKING:
+    from cordon.nats import Endpoint
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 
@@ -38,16 +41,21 @@ def _dev_endpoints() -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def central_url(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("CORDON_CENTRAL_NATS_URL"):
-        return os.environ["CORDON_CENTRAL_NATS_URL"]
+def central_endpoint(url: str | None, seed_file: Path | None) -> Endpoint:
+    """The publisher's central NATS: --nats-url/--nats-seed, the CORDON_CENTRAL_NATS_URL
+    and CORDON_CENTRAL_NATS_SEED variables, or the dev stack's publisher identity."""
+    from cordon.nats import Endpoint
+
+    url = url or os.environ.get("CORDON_CENTRAL_NATS_URL")
+    seed = seed_file or (Path(s) if (s := os.environ.get("CORDON_CENTRAL_NATS_SEED")) else None)
+    if url:
+        return Endpoint(url, seed)
     dev = _dev_endpoints()
     if dev is not None:
-        return str(dev["nats"]["central"]["publisher"])
+        return Endpoint.from_settings(dev["nats"]["central"]["publisher"])
     raise SystemExit(
-        "no central NATS: pass --nats-url, set CORDON_CENTRAL_NATS_URL, or run `cordon dev up`"
+        "no central NATS: pass --nats-url (and --nats-seed), set CORDON_CENTRAL_NATS_URL,"
+        " or run `cordon dev up`"
     )
 
 
@@ -170,7 +178,7 @@ def publish(args: argparse.Namespace) -> int:
     from cordon.errors import PublishError
     from replicator.publish import is_signed, latest_revision, publish_signed
 
-    url = central_url(args.nats_url)
+    url = central_endpoint(args.nats_url, args.nats_seed)
     try:
         data = args.file.read_bytes()
         if is_signed(data):
@@ -239,7 +247,12 @@ def add_parser(commands: Any) -> None:
 
     p = actions.add_parser("publish", help="sign (unless signed) and publish a pack centrally")
     p.add_argument("file", type=Path, help="a pack (YAML) or a signed pack (JSON)")
-    p.add_argument("--nats-url", help="central NATS URL (default: the dev stack's)")
+    p.add_argument(
+        "--nats-url", help="central NATS URL, no secret in it (default: the dev stack's)"
+    )
+    p.add_argument(
+        "--nats-seed", type=Path, help="file holding the publisher's nkey seed (with --nats-url)"
+    )
     p.add_argument("--revision", type=int, help="default: the last published revision + 1")
     _signing_options(p)
     p.set_defaults(func=publish)

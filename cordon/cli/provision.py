@@ -19,15 +19,20 @@ from cordon.dev import DEV_DIR
 
 
 def provision(args: argparse.Namespace) -> int:
+    from cordon.nats import Endpoint
     from cordon.nats.provision import DEFAULT_RECORDS_RETENTION_DAYS, Targets
     from cordon.nats.provision import provision as run
 
     described: dict[str, Any] = json.loads(args.endpoints.read_text())
-    nats = described["nats"]
+    nats, base = described["nats"], args.endpoints.parent
+
+    def endpoint(raw: object) -> Endpoint:
+        return Endpoint.from_settings(raw, base)
+
     targets = Targets(
-        central_url=nats["central"]["provision"],
+        central=endpoint(nats["central"]["provision"]),
         regions={
-            name: (region["audit"]["provision"], region["xr"]["provision"])
+            name: (endpoint(region["audit"]["provision"]), endpoint(region["xr"]["provision"]))
             for name, region in nats["regions"].items()
         },
         pack_trust=tuple(described.get("pack_trust", ())),
@@ -47,7 +52,7 @@ def add_parser(commands: Any) -> None:
         "--endpoints",
         type=Path,
         default=DEV_DIR / "endpoints.json",
-        help="the provisioning URLs (endpoints.json's shape; default: the dev stack's)",
+        help="the provisioning identities (endpoints.json's shape; default: the dev stack's)",
     )
     p.add_argument(
         "--records-retention-days",

@@ -33,13 +33,14 @@ def render_file(name: str, values: Mapping[str, object], deploy_dir: Path = DEPL
     return render((deploy_dir / name).read_text(), values)
 
 
-def leaf_users_block(leaf_passwords: Mapping[str, str]) -> str:
-    """Central's XR users that the regions' leaf connections log in as, one per region.
+def leaf_users_block(leaf_keys: Mapping[str, str]) -> str:
+    """Central's XR users that the regions' leaf connections log in as, one per region
+    (`leaf_keys`: region -> public nkey).
 
     What a region's server as a whole may send to central (its users' own allow-lists
     are the first line): nothing into central's or another region's JetStream API, no
     pack into POLICY, no bucket writes, no summary or checkpoint of another region."""
-    regions = sorted(leaf_passwords)
+    regions = sorted(leaf_keys)
     lines = []
     for region in regions:
         others = [r for r in regions if r != region]
@@ -54,7 +55,7 @@ def leaf_users_block(leaf_passwords: Mapping[str, str]) -> str:
         ]
         subjects = ", ".join(f'"{s}"' for s in deny)
         lines.append(
-            f'      {{user: "leaf-{region}", password: "{leaf_passwords[region]}",'
+            f'      # leaf-{region}\n      {{nkey: "{leaf_keys[region]}",'
             f" permissions: {{publish: {{deny: [{subjects}]}}}}}}"
         )
     return "\n".join(lines)

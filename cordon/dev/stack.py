@@ -51,8 +51,8 @@ class Endpoints:
 def provision_targets(topology: TopologyPlan, pack_trust: list[str]) -> Targets:
     """The dev topology, as setup's provisioning identity sees it."""
     return Targets(
-        central_url=topology.central_url,
-        regions={name: (r.audit_url, r.xr_url) for name, r in topology.regions.items()},
+        central=topology.central_provision,
+        regions={name: (r.audit_endpoint, r.xr_endpoint) for name, r in topology.regions.items()},
         pack_trust=tuple(pack_trust),
     )
 
@@ -178,8 +178,8 @@ class DevStack:
                 "replica": replica,
                 "host": self.host,
                 "port": port,
-                "audit_nats_url": region_plan.url("audit", "gateway"),
-                "xr_nats_url": region_plan.url("xr", "gateway"),
+                "audit_nats": region_plan.endpoint("audit", "gateway").to_settings(),
+                "xr_nats": region_plan.endpoint("xr", "gateway").to_settings(),
                 "targets": [
                     {
                         "id": "mock",
@@ -241,8 +241,8 @@ class DevStack:
             f"sealer-{region}",
             {
                 "region": region,
-                "audit_nats_url": region_plan.url("audit", "sealer"),
-                "xr_nats_url": region_plan.url("xr", "sealer"),
+                "audit_nats": region_plan.endpoint("audit", "sealer").to_settings(),
+                "xr_nats": region_plan.endpoint("xr", "sealer").to_settings(),
                 "pseudonym_key": pseudonym_key,
                 "signing_key_file": str(keys / "sealer.key"),
                 "enrolment_file": str(keys / "sealer.enrolment"),
@@ -258,11 +258,11 @@ class DevStack:
             f"audit-api-{region}",
             {
                 "region": region,
-                "audit_nats_url": region_plan.url("audit", "audit-api"),
+                "audit_nats": region_plan.endpoint("audit", "audit-api").to_settings(),
                 "regional_public_key": self.endpoints.regional_public_keys[region],
                 "signing_key_file": str(keys / "audit-api.key"),
                 "enrolment_file": str(keys / "audit-api.enrolment"),
-                "xr_nats_url": region_plan.url("xr", "audit-api"),
+                "xr_nats": region_plan.endpoint("xr", "audit-api").to_settings(),
                 "index_path": str(self.root / "state" / f"audit-index-{region}.sqlite3"),
                 "host": self.host,
                 "port": audit_port,
@@ -278,7 +278,7 @@ class DevStack:
         replicator_config = self._write_config(
             "replicator",
             {
-                "central_nats_url": self.topology.central_role_url("replicator"),
+                "central_nats": self.topology.central_endpoint("replicator").to_settings(),
                 "regions": list(self.regions),
                 "metrics_host": self.host,
                 "metrics_port": metrics_port,
@@ -293,7 +293,7 @@ class DevStack:
         aggregator_config = self._write_config(
             "aggregator",
             {
-                "central_nats_url": self.topology.central_role_url("aggregator"),
+                "central_nats": self.topology.central_endpoint("aggregator").to_settings(),
                 "regions": list(self.regions),
                 "store_path": str(self.root / "state" / "aggregator.sqlite3"),
                 "host": self.host,
@@ -334,12 +334,18 @@ class DevStack:
             "regional_public_keys": self.endpoints.regional_public_keys,
             "policy_owner_key": str(self.policy_owner_key),
             "pack_trust": self._pack_trust(),
-            # Each role's credentials; `provision` is setup's, for streams and buckets.
+            # Each role's NATS endpoint: the server URL and the file with the role's nkey
+            # seed. `provision` is setup's, for streams and buckets.
             "nats": {
-                "central": {role: self.topology.central_role_url(role) for role in CENTRAL_ROLES},
+                "central": {
+                    role: self.topology.central_endpoint(role).to_settings()
+                    for role in CENTRAL_ROLES
+                },
                 "regions": {
                     name: {
-                        account: {role: r.url(account, role) for role in REGION_ROLES}
+                        account: {
+                            role: r.endpoint(account, role).to_settings() for role in REGION_ROLES
+                        }
                         for account in ACCOUNTS
                     }
                     for name, r in self.topology.regions.items()

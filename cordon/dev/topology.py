@@ -1,6 +1,7 @@
 """The local multi-region NATS topology: central plus regions, on free ports.
 
-`plan()` picks ports and secrets and renders deploy/nats/*.conf into a directory;
+`plan()` picks ports, makes an nkey identity per role (the seed in a 0600 file, the
+public key in the server config) and renders deploy/nats/*.conf into a directory;
 `NatsTopology` starts, stops and restarts the servers. Tests and `cordon dev up` share
 it, so both run the configs a deployment would.
 """
@@ -12,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nkeys
+
 from cordon.dev import certs, natsconf
 from cordon.dev.procs import (
     ManagedProcess,
@@ -21,8 +24,24 @@ from cordon.dev.procs import (
     wait_for_http,
 )
 from cordon.files import write_private
+from cordon.nats.endpoint import Endpoint
 
 DEFAULT_REGIONS = ("eu-west", "us-east")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A NATS user: the public nkey its server knows, and the file with its seed."""
+
+    public_key: str
+    seed_file: str
+
+
+def new_identity(seed_file: Path) -> Identity:
+    """A fresh nkey user; the seed is written 0600 from the start."""
+    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    write_private(seed_file, seed.decode())
+    return Identity(nkeys.from_seed(bytearray(seed)).public_key.decode(), str(seed_file))
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,12 @@ class ServerPlan:
     store_dir: str
     conf_path: str
 
-    def url(self, user: str, password: str) -> str:
-        return f"nats://{user}:{password}@{self.host}:{self.client_port}"
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.client_port}"
+
+    def endpoint(self, identity: Identity) -> Endpoint:
+        return Endpoint(self.url, Path(identity.seed_file))
 
     @property
     def monitor_url(self) -> str:
@@ -53,23 +76,22 @@ ACCOUNTS = ("audit", "xr")
 class RegionPlan:
     name: str
     server: ServerPlan
-    passwords: dict[str, str]  # "<account>-<role>" -> password
+    identities: dict[str, Identity]  # "<account>-<role>" -> its nkey user
 
-    def url(self, account: str, role: str) -> str:
-        """`role`'s credentials in `account`: AUDIT (full records, only in-region
+    def endpoint(self, account: str, role: str) -> Endpoint:
+        """`role`'s identity in `account`: AUDIT (full records, only in-region
         processes) or XR (what may cross regions)."""
-        user = f"{account}-{role}"
-        return self.server.url(user, self.passwords[user])
+        return self.server.endpoint(self.identities[f"{account}-{role}"])
 
     @property
-    def audit_url(self) -> str:
-        """Setup's credentials for the AUDIT account."""
-        return self.url("audit", "provision")
+    def audit_endpoint(self) -> Endpoint:
+        """Setup's identity in the AUDIT account."""
+        return self.endpoint("audit", "provision")
 
     @property
-    def xr_url(self) -> str:
-        """Setup's credentials for the region's XR account."""
-        return self.url("xr", "provision")
+    def xr_endpoint(self) -> Endpoint:
+        """Setup's identity in the region's XR account."""
+        return self.endpoint("xr", "provision")
 
 
 @dataclass(frozen=True)
@@ -77,17 +99,17 @@ class TopologyPlan:
     root: str
     host: str
     central: ServerPlan
-    central_passwords: dict[str, str]  # role -> password
+    central_identities: dict[str, Identity]  # role -> its nkey user
     leaf_port: int
     regions: dict[str, RegionPlan] = field(default_factory=dict)
 
-    def central_role_url(self, role: str) -> str:
-        return self.central.url(role, self.central_passwords[role])
+    def central_endpoint(self, role: str) -> Endpoint:
+        return self.central.endpoint(self.central_identities[role])
 
     @property
-    def central_url(self) -> str:
-        """Setup's credentials for central."""
-        return self.central_role_url("provision")
+    def central_provision(self) -> Endpoint:
+        """Setup's identity at central."""
+        return self.central_endpoint("provision")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,32 +131,36 @@ def _server_plan(name: str, root: Path, host: str) -> ServerPlan:
 def plan(
     root: Path, regions: tuple[str, ...] = DEFAULT_REGIONS, host: str = "127.0.0.1"
 ) -> TopologyPlan:
-    """Choose ports and secrets and write the rendered server configs under `root`."""
+    """Choose ports and identities and write the rendered server configs under `root`."""
+    keys = root / "nkeys"
 
-    def secret() -> str:
-        return secrets.token_urlsafe(18)
+    def identity(name: str) -> Identity:
+        return new_identity(keys / f"{name}.nk")
 
     central = _server_plan("central", root, host)
     leaf_port = free_port(host)
-    sys_password = secret()
-    leaf_passwords = {region: secret() for region in regions}
+    leaves = {region: identity(f"leaf-{region}") for region in regions}
     topology = TopologyPlan(
         root=str(root),
         host=host,
         central=central,
-        central_passwords={role: secret() for role in CENTRAL_ROLES},
+        central_identities={role: identity(f"central-{role}") for role in CENTRAL_ROLES},
         leaf_port=leaf_port,
         regions={
             region: RegionPlan(
                 region,
                 _server_plan(region, root, host),
-                {f"{a}-{r}": secret() for a in ACCOUNTS for r in REGION_ROLES},
+                {f"{a}-{r}": identity(f"{region}-{a}-{r}") for a in ACCOUNTS for r in REGION_ROLES},
             )
             for region in regions
         },
     )
     pki = certs.leaf_pki(root / "pki", host, regions)
-    common = {"host": host, "sys_password": sys_password, "leaf_ca_file": pki.ca_file}
+    common = {
+        "host": host,
+        "sys_nkey": identity("sys").public_key,  # monitoring only; nothing uses it
+        "leaf_ca_file": pki.ca_file,
+    }
     write_private(
         Path(central.conf_path),
         natsconf.render_file(
@@ -145,13 +171,15 @@ def plan(
                 "monitor_port": central.monitor_port,
                 "store_dir": central.store_dir,
                 **{
-                    f"{role}_password": password
-                    for role, password in topology.central_passwords.items()
+                    f"{role}_nkey": each.public_key
+                    for role, each in topology.central_identities.items()
                 },
                 "leaf_port": leaf_port,
                 "leaf_cert_file": pki.central.cert_file,
                 "leaf_key_file": pki.central.key_file,
-                "leaf_users": natsconf.leaf_users_block(leaf_passwords),
+                "leaf_users": natsconf.leaf_users_block(
+                    {region: each.public_key for region, each in leaves.items()}
+                ),
                 "replicator_region_subjects": natsconf.replicator_region_subjects(regions),
             },
         ),
@@ -169,10 +197,11 @@ def plan(
                     "monitor_port": server.monitor_port,
                     "store_dir": server.store_dir,
                     **{
-                        f"{user.replace('-', '_')}_password": password
-                        for user, password in region_plan.passwords.items()
+                        f"{user.replace('-', '_')}_nkey": each.public_key
+                        for user, each in region_plan.identities.items()
                     },
-                    "leaf_password": leaf_passwords[region],
+                    # The one seed in a server config (0600): what the leaf logs in with.
+                    "leaf_seed": Path(leaves[region].seed_file).read_text().strip(),
                     "leaf_cert_file": pki.regions[region].cert_file,
                     "leaf_key_file": pki.regions[region].key_file,
                     "central_host": host,

@@ -7,14 +7,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+
+from cordon.nats.endpoint import Endpoint
 
 log = logging.getLogger("cordon.nats")
 
 
-async def connect(url: str, name: str, on_reconnect: asyncio.Event | None = None) -> NATS:
+async def connect(endpoint: Endpoint, name: str, on_reconnect: asyncio.Event | None = None) -> NATS:
     async def reconnected() -> None:
         log.info("%s reconnected", name)
         if on_reconnect is not None:
@@ -26,8 +27,7 @@ async def connect(url: str, name: str, on_reconnect: asyncio.Event | None = None
     async def error(exc: Exception) -> None:
         log.warning("%s: %s", name, exc)
 
-    return await nats.connect(
-        url,
+    return await endpoint.connect(
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,

@@ -18,6 +18,7 @@ from nats.js.errors import NotFoundError
 
 from cordon.errors import PackError
 from cordon.nats import streams, subjects
+from cordon.nats.endpoint import Endpoint
 from cordon.packs import signing
 
 __all__ = ["Targets", "provision"]
@@ -27,10 +28,10 @@ DEFAULT_RECORDS_RETENTION_DAYS = 365.0
 
 @dataclass(frozen=True)
 class Targets:
-    """Where to provision, with the provisioning identity's URLs (never a runtime role's)."""
+    """Where to provision, as the provisioning identities (never a runtime role's)."""
 
-    central_url: str
-    regions: Mapping[str, tuple[str, str]]  # region -> (AUDIT url, XR url)
+    central: Endpoint
+    regions: Mapping[str, tuple[Endpoint, Endpoint]]  # region -> (AUDIT, XR)
     pack_trust: tuple[str, ...] = ()  # hex public keys whose packs' retention counts
     records_retention_days: float = DEFAULT_RECORDS_RETENTION_DAYS
 
@@ -39,12 +40,12 @@ async def provision(targets: Targets) -> dict[str, float | None]:
     """Every stream and bucket; returns each region's RECORDS retention in days."""
     trusted = signing.trust_root(targets.pack_trust)
     retention: dict[str, float | None] = {}
-    central = await nats.connect(targets.central_url)
+    central = await targets.central.connect()
     try:
         await streams.ensure_central(central.jetstream())
-        for region, (audit_url, xr_url) in targets.regions.items():
+        for region, (audit, xr) in targets.regions.items():
             retention[region] = await _provision_region(
-                region, audit_url, xr_url, trusted, targets.records_retention_days
+                region, audit, xr, trusted, targets.records_retention_days
             )
         await streams.ensure_audit_summary(central.jetstream(), targets.regions)
     finally:
@@ -53,10 +54,14 @@ async def provision(targets: Targets) -> dict[str, float | None]:
 
 
 async def _provision_region(
-    region: str, audit_url: str, xr_url: str, trusted: Mapping[str, bytes], days: float
+    region: str,
+    audit_endpoint: Endpoint,
+    xr_endpoint: Endpoint,
+    trusted: Mapping[str, bytes],
+    days: float,
 ) -> float | None:
-    audit = await nats.connect(audit_url)
-    xr = await nats.connect(xr_url)
+    audit = await audit_endpoint.connect()
+    xr = await xr_endpoint.connect()
     try:
         audit_js, xr_js = audit.jetstream(), xr.jetstream()
         await streams.ensure_region(audit_js, xr_js, region)

@@ -26,7 +26,7 @@ from cordon.apiauth import require
 from cordon.errors import RecordCommitError, SignatureError
 from cordon.log import bundle, checkpoints, merkle
 from cordon.log.enrolment import Keyring, load_signer
-from cordon.nats import connect, streams, subjects
+from cordon.nats import Endpoint, connect, streams, subjects
 from cordon.settings import load_json
 from cordon.tokens import Grant, Tokens
 from gateway.ledger import audit_index
@@ -43,12 +43,12 @@ MAX_EXPORT = 10_000
 @dataclass(frozen=True)
 class AuditApiSettings:
     region: str
-    audit_nats_url: str
+    audit_nats: Endpoint
     regional_public_key_hex: str
     # The key access records are signed with, and its enrolment by the regional key.
     signing_key_file: Path
     enrolment_file: Path
-    xr_nats_url: str = ""
+    xr_nats: Endpoint | None = None
     index_path: Path = Path("audit-index.sqlite3")
     host: str = "127.0.0.1"
     port: int = 8090
@@ -60,11 +60,15 @@ class AuditApiSettings:
             path,
             lambda raw: cls(
                 region=str(raw["region"]),
-                audit_nats_url=str(raw["audit_nats_url"]),
+                audit_nats=Endpoint.from_settings(raw["audit_nats"], path.parent),
                 regional_public_key_hex=str(raw["regional_public_key"]),
                 signing_key_file=path.parent / str(raw["signing_key_file"]),
                 enrolment_file=path.parent / str(raw["enrolment_file"]),
-                xr_nats_url=str(raw.get("xr_nats_url", "")),
+                xr_nats=(
+                    Endpoint.from_settings(raw["xr_nats"], path.parent)
+                    if raw.get("xr_nats")
+                    else None
+                ),
                 index_path=path.parent / str(raw.get("index_path", "audit-index.sqlite3")),
                 host=str(raw.get("host", "127.0.0.1")),
                 port=int(raw.get("port", 8090)),
@@ -140,12 +144,12 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state["nc"] = await connect(settings.audit_nats_url, f"audit-api-{settings.region}")
+        state["nc"] = await connect(settings.audit_nats, f"audit-api-{settings.region}")
         await streams.publish_enrolment(
             state["nc"].jetstream(), settings.region, key.key_id, enrolment
         )
-        if settings.xr_nats_url:
-            state["xr"] = await connect(settings.xr_nats_url, f"audit-api-{settings.region}-xr")
+        if settings.xr_nats is not None:
+            state["xr"] = await connect(settings.xr_nats, f"audit-api-{settings.region}-xr")
         stop = asyncio.Event()
         followers = [asyncio.create_task(audit_index.follow(state["nc"], index, stop))]
         if "xr" in state:

@@ -30,6 +30,7 @@ from cordon.errors import ForkError
 from cordon.log import checkpoints, merkle, summary_chain
 from cordon.log.enrolment import load_signer
 from cordon.nats import (
+    Endpoint,
     StreamPublisher,
     connect,
     durable_batches,
@@ -58,8 +59,8 @@ CONSUMER = ConsumerConfig(
 @dataclass(frozen=True)
 class SealerSettings:
     region: str
-    audit_nats_url: str
-    xr_nats_url: str
+    audit_nats: Endpoint
+    xr_nats: Endpoint
     pseudonym_key: bytes
     signing_key_file: Path
     enrolment_file: Path
@@ -70,8 +71,8 @@ class SealerSettings:
             path,
             lambda raw: cls(
                 region=str(raw["region"]),
-                audit_nats_url=str(raw["audit_nats_url"]),
-                xr_nats_url=str(raw["xr_nats_url"]),
+                audit_nats=Endpoint.from_settings(raw["audit_nats"], path.parent),
+                xr_nats=Endpoint.from_settings(raw["xr_nats"], path.parent),
                 pseudonym_key=str(raw["pseudonym_key"]).encode(),
                 signing_key_file=path.parent / str(raw["signing_key_file"]),
                 enrolment_file=path.parent / str(raw["enrolment_file"]),
@@ -91,8 +92,8 @@ class Sealer:
 
     async def run(self, stop: asyncio.Event) -> None:
         region = self.settings.region
-        audit = await connect(self.settings.audit_nats_url, f"sealer-{region}-audit")
-        xr = await connect(self.settings.xr_nats_url, f"sealer-{region}-xr")
+        audit = await connect(self.settings.audit_nats, f"sealer-{region}-audit")
+        xr = await connect(self.settings.xr_nats, f"sealer-{region}-xr")
         self._publisher = StreamPublisher(xr)
         try:
             await streams.publish_enrolment(

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
-import nats
 
 from aggregator.witness import Judgement, RegionWitness, Witness
 from cordon.log import checkpoints, envelope, merkle
@@ -18,7 +17,7 @@ from cordon.log.keys import SigningKey, load_public_key, public_bytes, verify
 from cordon.log.summary_chain import Candidate
 from cordon.nats import subjects
 from tests.aggregator.regional_log import REGION, Log, forge
-from tests.helpers import authed_get, central_get, eventually
+from tests.helpers import authed_get, central_get, eventually, nats_as
 
 
 class Arrived:
@@ -217,7 +216,7 @@ async def test_summaries_forged_with_a_regions_xr_credentials_never_reach_the_vi
     Neither is counted or shown; the true summary is, and the region's log verifies."""
     region = "us-east"
     urls = endpoints["nats"]["regions"][region]
-    nc = await nats.connect(urls["audit"]["provision"])
+    nc = await nats_as(urls["audit"]["provision"])
     try:
         info = await nc.jetstream().stream_info(subjects.RECORDS_STREAM)
         upcoming = int(info.state.last_seq) + 1
@@ -225,7 +224,7 @@ async def test_summaries_forged_with_a_regions_xr_credentials_never_reach_the_vi
         await nc.close()
     # The strongest forgery: chained to the true predecessor (read here with setup's
     # credentials), so only the signed chain head can tell it from the sealer's.
-    nc = await nats.connect(urls["xr"]["provision"])
+    nc = await nats_as(urls["xr"]["provision"])
     try:
         last = await nc.jetstream().get_last_msg(
             subjects.SUMMARY_STREAM, subjects.summaries_filter(region)
@@ -244,7 +243,7 @@ async def test_summaries_forged_with_a_regions_xr_credentials_never_reach_the_vi
         "outcome": "allow",
         "prev": previous["prev"],
     }
-    xr = await nats.connect(urls["xr"]["sealer"])
+    xr = await nats_as(urls["xr"]["sealer"])
     try:
         for headers in ({"Nats-Msg-Id": f"sum-{upcoming}"}, None):
             await xr.jetstream().publish(

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import openai
 
 from cordon.log.keys import SigningKey
 from cordon.nats import subjects
 from cordon.packs import signing
-from tests.helpers import eventually, policy_status, publish_pack
+from tests.helpers import eventually, nats_as, policy_status, publish_pack
 
 PACK = """\
 pack:
@@ -88,7 +87,7 @@ async def test_replicas_report_the_revision_they_applied(
     assert result.returncode == 0, result.stderr
     revision = int(result.stdout.split("revision ")[1].split()[0])
     region = endpoints["nats"]["regions"]["eu-west"]
-    nc = await nats.connect(region["xr"]["provision"])
+    nc = await nats_as(region["xr"]["provision"])
     try:
         applied = await nc.jetstream().key_value(subjects.APPLIED_BUCKET)
 
@@ -123,7 +122,7 @@ async def test_forged_pack_on_the_stream_is_never_activated(
     document = {"pack": {"name": "default"}, "policies": []}
     statement = signing.statement_bytes(document, "default", before + 100, 2**40, ["*"])
     forged = signing.sign(statement, [SigningKey.generate()])
-    nc = await nats.connect(endpoints["nats"]["central"]["publisher"])
+    nc = await nats_as(endpoints["nats"]["central"]["publisher"])
     try:
         await nc.jetstream().publish(subjects.policy_subject("default"), forged)
     finally:

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import nats
+import nkeys
 import pytest
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+
+from cordon.dev.stack import DevStack
+from cordon.nats import Endpoint
+from tests.helpers import nats_as
 
 REGIONS = ("eu-west", "us-east")
 DOMAINS = ("central", *REGIONS)
@@ -45,7 +53,7 @@ class Identity:
     role: str
     place: str  # "central" or a region
     account: str  # "audit" or "xr"
-    url: str
+    endpoint: dict[str, str]  # as endpoints.json gives it
 
     @property
     def domain(self) -> str:
@@ -61,14 +69,14 @@ class Identity:
 
 def runtime_identities(endpoints: dict[str, Any]) -> Iterator[Identity]:
     described = endpoints["nats"]
-    for role, url in described["central"].items():
+    for role, endpoint in described["central"].items():
         if role != "provision":
-            yield Identity(role, "central", "xr", url)
+            yield Identity(role, "central", "xr", endpoint)
     for region, accounts in described["regions"].items():
         for account, roles in accounts.items():
-            for role, url in roles.items():
+            for role, endpoint in roles.items():
                 if role != "provision":
-                    yield Identity(role, region, account, url)
+                    yield Identity(role, region, account, endpoint)
 
 
 def forbidden(who: Identity) -> list[tuple[str, bytes]]:
@@ -131,7 +139,7 @@ async def _state(endpoints: dict[str, Any]) -> dict[str, tuple[int, int]]:
         places.append((region, urls["xr"]["provision"], STREAMS[("region", "xr")]))
     state = {}
     for place, url, names in places:
-        nc = await nats.connect(url)
+        nc = await nats_as(url)
         try:
             for name in names:
                 info = await nc.jetstream().stream_info(name)
@@ -154,7 +162,7 @@ async def test_no_runtime_role_can_destroy_or_reach_what_is_not_its_own(
             if "permissions violation" in str(exc).lower():
                 violations.append(f"{who}: {exc}")
 
-        nc = await nats.connect(who.url, error_cb=on_error)
+        nc = await nats_as(who.endpoint, error_cb=on_error)
         try:
             attempts = forbidden(who)
             answers = await asyncio.gather(*(_answer(nc, s, b) for s, b in attempts))
@@ -214,7 +222,7 @@ async def test_each_role_still_reaches_what_its_work_needs(
     if url is None:
         _, region, account, role = who
         url = described["regions"][region][account][role]
-    nc = await nats.connect(url)
+    nc = await nats_as(url)
     try:
         answer = await _answer(nc, subject, body)
     finally:
@@ -238,7 +246,7 @@ async def test_the_evidence_streams_refuse_purges_even_to_setup(
         url = described["central"]["provision"]
     else:
         url = described["regions"][where[1]][where[2]]["provision"]
-    nc = await nats.connect(url)
+    nc = await nats_as(url)
     try:
         purged = await _answer(nc, f"$JS.API.STREAM.PURGE.{stream}", b"{}")
         deleted = await _answer(nc, f"$JS.API.STREAM.MSG.DELETE.{stream}", b'{"seq": 1}')
@@ -256,7 +264,7 @@ async def test_a_regions_server_cannot_send_packs_or_other_regions_summaries_to_
     # eu-west's most powerful XR identity (setup's), as if the region's server were
     # someone else's: central's leaf permissions stop what its users' lists would not.
     before = await _state(endpoints)
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["xr"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"]["eu-west"]["xr"]["provision"])
     try:
         await nc.publish("cordon.policy.default", b"planted by a region")
         await nc.publish("cordon.sum.us-east.gw-1", b'{"region": "us-east"}')
@@ -268,9 +276,65 @@ async def test_a_regions_server_cannot_send_packs_or_other_regions_summaries_to_
     after = await _state(endpoints)
     assert after["central/POLICY"] == before["central/POLICY"]
     assert after["us-east/SUMMARY"][1] - before["us-east/SUMMARY"][1] < 50  # its own flow only
-    nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["xr"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"]["us-east"]["xr"]["provision"])
     try:
         last = await nc.jetstream().get_last_msg("SUMMARY", "cordon.sum.us-east.gw-1")
     finally:
         await nc.close()
     assert b"planted" not in (last.data or b"") and last.data != b'{"region": "us-east"}'
+
+
+def _stranger(tmp_path: Path) -> Path:
+    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    path = tmp_path / "stranger.nk"
+    path.write_bytes(seed)
+    return path
+
+
+@pytest.mark.parametrize("place", DOMAINS)
+async def test_only_a_known_nkey_logs_in(
+    endpoints: dict[str, Any], place: str, tmp_path: Path
+) -> None:
+    described = endpoints["nats"]
+    if place == "central":
+        own, foreign = described["central"]["publisher"], described["regions"]["eu-west"]["xr"]
+    else:
+        other = next(r for r in REGIONS if r != place)
+        own, foreign = (
+            described["regions"][place]["audit"]["gateway"],
+            described["regions"][other]["audit"],
+        )
+    url = own["url"]
+    refused = {
+        "no credentials": Endpoint(url),
+        "a seed this server never heard of": Endpoint(url, _stranger(tmp_path)),
+        "another place's identity": Endpoint(url, Path(foreign["gateway"]["nkey_seed_file"])),
+        "another place's setup identity": Endpoint(
+            url, Path(foreign["provision"]["nkey_seed_file"])
+        ),
+    }
+    for why, endpoint in refused.items():
+        with pytest.raises(NatsError, match="Authorization Violation"):
+            nc = await endpoint.connect(allow_reconnect=False, connect_timeout=2)
+            await nc.close()
+            pytest.fail(f"{place} let in {why}")
+    nc = await nats_as(own, allow_reconnect=False, connect_timeout=2)
+    assert nc.is_connected
+    await nc.close()
+
+
+SEED = re.compile(rb"S[UA][A-Z2-7]{56}")
+
+
+def test_no_seed_sits_in_a_server_config_or_endpoints_json(stack: DevStack) -> None:
+    """Server configs hold public keys; the one seed a region's config holds is its own
+    leaf identity's. endpoints.json names seed files and holds none."""
+    assert stack.topology is not None
+    confs = {path.stem: path.read_bytes() for path in (stack.root / "run" / "nats").glob("*.conf")}
+    assert set(confs) == {"central", *REGIONS}
+    assert SEED.findall(confs["central"]) == []
+    for region in REGIONS:
+        leaf_seed = (stack.root / "run" / "nkeys" / f"leaf-{region}.nk").read_bytes().strip()
+        assert SEED.findall(confs[region]) == [leaf_seed]
+    assert SEED.findall((stack.root / "endpoints.json").read_bytes()) == []
+    assert b"password:" not in b"".join(confs.values())  # no user logs in with one

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import nkeys
 import pytest
 
 from cordon.dev import natsconf
@@ -23,7 +24,11 @@ def test_rendered_configs_bridge_only_xr(tmp_path: Path) -> None:
     assert "{{" not in central
     # the regions' leaf connections log in as users of central's XR account, and only there
     xr = central[central.index("  XR {") : central.index("system_account")]
-    assert sorted(re.findall(r'user: "leaf-([\w-]+)"', xr)) == ["eu-west", "us-east"]
+    leaf_users = dict(re.findall(r'# leaf-([\w-]+)\n\s+\{nkey: "(U[A-Z2-7]+)"', xr))
+    assert sorted(leaf_users) == ["eu-west", "us-east"]
+    for region, public_key in leaf_users.items():  # each region's own leaf seed signs for it
+        seed = (tmp_path / "nkeys" / f"leaf-{region}.nk").read_bytes()
+        assert nkeys.from_seed(bytearray(seed)).public_key.decode() == public_key
     assert "authorization {" not in central[central.index("leafnodes {") :]
     for region in topology.regions.values():
         text = Path(region.server.conf_path).read_text()

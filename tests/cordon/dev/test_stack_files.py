@@ -13,8 +13,9 @@ def test_credentials_keys_and_configs_are_0600(stack: DevStack) -> None:
         *(stack.root / "config").glob("*.json"),
         *(stack.root / "run" / "nats").glob("*.conf"),
         *(stack.root / "run" / "pki").glob("*.key"),
+        *(stack.root / "run" / "nkeys").glob("*.nk"),
         *(p for p in (stack.root / "keys").rglob("*") if p.suffix in (".key", ".secret")),
     ]
-    assert len(secret_files) > 10
+    assert len(secret_files) > 30
     loose = [str(p) for p in secret_files if stat.S_IMODE(p.stat().st_mode) != 0o600]
     assert loose == []

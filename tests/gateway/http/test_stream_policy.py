@@ -47,7 +47,9 @@ def gateway(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-streams"].proc)
     endpoints = {
-        "nats": {"central": {"publisher": stack.topology.central_role_url("publisher")}},
+        "nats": {
+            "central": {"publisher": stack.topology.central_endpoint("publisher").to_settings()}
+        },
         "policy_owner_key": str(stack.policy_owner_key),
     }  # type: ignore[union-attr]
     path = tmp_path_factory.mktemp("streams") / "streams.yaml"

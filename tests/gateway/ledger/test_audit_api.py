@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import nats
 import openai
 
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle
 from cordon.nats import subjects
-from tests.helpers import audit_get, authed_get, eventually, stored
+from tests.helpers import audit_get, authed_get, eventually, nats_as, stored
 
 
 def test_records_come_back_verified_in_stream_order(endpoints: dict[str, Any]) -> None:
@@ -126,7 +125,7 @@ async def test_one_record_with_its_inclusion_proof_and_a_consistency_proof(
     base = endpoints["audit_apis"]["us-east"]
     _assert_proven(endpoints, base, seq)
 
-    nc = await nats.connect(endpoints["nats"]["regions"]["us-east"]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"]["us-east"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         leaves = [

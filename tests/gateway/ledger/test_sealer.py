@@ -7,21 +7,21 @@ import json
 from typing import Any
 
 import httpx
-import nats
 
 from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle, summary_chain
 from cordon.log.enrolment import Keyring
 from cordon.log.summary_chain import Candidate
 from cordon.nats import subjects
+from tests.helpers import nats_as
 
 
 async def _log_state(
     endpoints: dict[str, Any], region: str
 ) -> tuple[list[bytes], Keyring, list[dict[str, Any]]]:
     """Every leaf of the region's log, a keyring of its enrolled keys, and its summaries."""
-    audit = await nats.connect(endpoints["nats"]["regions"][region]["audit"]["provision"])
-    xr = await nats.connect(endpoints["nats"]["regions"][region]["xr"]["provision"])
+    audit = await nats_as(endpoints["nats"]["regions"][region]["audit"]["provision"])
+    xr = await nats_as(endpoints["nats"]["regions"][region]["xr"]["provision"])
     try:
         js, xjs = audit.jetstream(), xr.jetstream()
         keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import openai
 
 from cordon.dev.stack import DevStack
@@ -24,6 +23,7 @@ from cordon.log.keys import SigningKey
 from cordon.packs import signing
 from tests.helpers import (
     eventually,
+    nats_as,
     policy_status,
     publish_pack,
     published_revision,
@@ -66,7 +66,7 @@ def answer(endpoints: dict[str, Any]) -> str:
 async def inject(endpoints: dict[str, Any], data: bytes) -> None:
     # Straight into the region's bucket with the replicator's own credentials: the
     # gateway must refuse what the replicator would never have written.
-    nc = await nats.connect(endpoints["nats"]["central"]["replicator"])
+    nc = await nats_as(endpoints["nats"]["central"]["replicator"])
     try:
         reply = await nc.request("$JS.eu-west.API.$KV.policy.pack.default", data, timeout=2)
         assert "error" not in json.loads(reply.data), reply.data
@@ -164,7 +164,7 @@ async def test_the_packs_retention_lengthens_records_but_never_shortens_them(
     stack: DevStack, endpoints: dict[str, Any], tmp_path: Path
 ) -> None:
     async def max_age_days() -> float:
-        nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
+        nc = await nats_as(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
         try:
             info = await nc.jetstream().stream_info("RECORDS")
             return float(info.config.max_age or 0) / 86400

@@ -32,7 +32,9 @@ def replica(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     path = tmp_path_factory.mktemp("open") / "open.yaml"
     path.write_text("pack: {name: open}\nfail_mode: open\n")
     endpoints = {
-        "nats": {"central": {"publisher": stack.topology.central_role_url("publisher")}},
+        "nats": {
+            "central": {"publisher": stack.topology.central_endpoint("publisher").to_settings()}
+        },
         "policy_owner_key": str(stack.policy_owner_key),
     }  # type: ignore[union-attr]
     revision = published_revision(publish_pack(endpoints, path))

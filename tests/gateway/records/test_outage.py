@@ -8,14 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import openai
 import pytest
 
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.nats import subjects
-from tests.helpers import authed_get, eventually, policy_status, publish_pack, published_revision
+from tests.helpers import (
+    authed_get,
+    eventually,
+    nats_as,
+    policy_status,
+    publish_pack,
+    published_revision,
+)
 
 
 def _sdk(endpoints: dict[str, Any]) -> openai.OpenAI:
@@ -87,7 +93,7 @@ async def test_regional_nats_outage_fails_closed_then_recovers(
     eventually(lambda: _in_central_view(endpoints, record_id), timeout=60.0, interval=0.5)
 
     # nothing was recorded for the refused call; the stream holds only what was answered
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
@@ -182,7 +188,7 @@ async def test_nats_killed_mid_load_every_answer_has_its_record(
     assert 503 in statuses and 200 in statuses
     answered = {record_id for status, record_id, _ in outcomes if status == 200}
 
-    nc = await nats.connect(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
     try:
         js = nc.jetstream()
         info = await js.stream_info(subjects.RECORDS_STREAM)

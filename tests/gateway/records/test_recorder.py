@@ -6,16 +6,15 @@ import asyncio
 from typing import Any
 
 import httpx
-import nats
 
 from cordon.nats import subjects
-from tests.helpers import recent_records
+from tests.helpers import nats_as, recent_records
 
 REGION = "us-east"
 
 
 async def _set_max_msgs(endpoints: dict[str, Any], limit: int) -> None:
-    nc = await nats.connect(endpoints["nats"]["regions"][REGION]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"][REGION]["audit"]["provision"])
     try:
         js = nc.jetstream()
         config = (await js.stream_info(subjects.RECORDS_STREAM)).config
@@ -26,7 +25,7 @@ async def _set_max_msgs(endpoints: dict[str, Any], limit: int) -> None:
 
 
 async def _count(endpoints: dict[str, Any]) -> int:
-    nc = await nats.connect(endpoints["nats"]["regions"][REGION]["audit"]["provision"])
+    nc = await nats_as(endpoints["nats"]["regions"][REGION]["audit"]["provision"])
     try:
         return int((await nc.jetstream().stream_info(subjects.RECORDS_STREAM)).state.messages)
     finally:
