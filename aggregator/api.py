@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,17 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     async def stats() -> dict[str, Any]:
         """Decision counts by region and outcome, and the newest summary per region."""
         return store.stats()
+
+    @api.get("/v1/intents/open")
+    async def open_intents(
+        region: str | None = None, older_than_s: float = Query(60.0, ge=0)
+    ) -> dict[str, Any]:
+        """Streams whose intent record reached the region's log at least `older_than_s`
+        ago and no decision record completes: they began and did not end properly.
+        Each names the region's record id and stream sequence to fetch it with."""
+        before = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        since = before.isoformat(timespec="microseconds")
+        return {"items": store.open_intents(since, region)}
 
     @api.get("/v1/checkpoints")
     async def latest_checkpoints() -> dict[str, Any]:

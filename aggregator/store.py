@@ -67,8 +67,13 @@ CREATE TABLE candidates (
     prev TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (region, stream_seq, link)
 );
 """,
+    """
+ALTER TABLE summaries ADD COLUMN intent TEXT;
+CREATE INDEX summaries_intent ON summaries (intent) WHERE intent IS NOT NULL;
+CREATE INDEX summaries_kind ON summaries (kind, region);
+""",
 )
-_STORED = (*COLUMNS, "link")
+_STORED = (*COLUMNS, "link", "intent")
 
 
 class ViewStore:
@@ -143,7 +148,10 @@ class ViewStore:
             self._save_witness(verdict.region, witness_state)
 
     def _add_accepted(self, accepted: list[Candidate]) -> None:
-        rows = [(*(c.summary.get(column) for column in COLUMNS), c.link.hex()) for c in accepted]
+        rows = [
+            (*(c.summary.get(column) for column in COLUMNS), c.link.hex(), c.summary.get("intent"))
+            for c in accepted
+        ]
         self._db.executemany(
             f"INSERT OR IGNORE INTO summaries ({', '.join(_STORED)}) "
             f"VALUES ({', '.join('?' for _ in _STORED)})",
@@ -262,6 +270,21 @@ class ViewStore:
         sql += " ORDER BY region, stream_seq LIMIT ?"
         params.append(limit)
         return [dict(zip(COLUMNS, row, strict=True)) for row in self._db.execute(sql, params)]
+
+    def open_intents(self, before_ts: str, region: str | None = None) -> list[dict[str, Any]]:
+        """Stream intents from before `before_ts` that no decision summary completes: streams
+        that began and ended badly (the final record was never committed)."""
+        sql = (
+            "SELECT region, stream_seq, id, ts FROM summaries s WHERE kind = 'intent' "
+            "AND ts < ? AND NOT EXISTS (SELECT 1 FROM summaries d WHERE d.intent = s.id)"
+        )
+        params: list[Any] = [before_ts]
+        if region is not None:
+            sql += " AND region = ?"
+            params.append(region)
+        rows = self._db.execute(sql + " ORDER BY region, stream_seq", params)
+        keys = ("region", "stream_seq", "id", "ts")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def stats(self) -> dict[str, Any]:
         by_region: dict[str, dict[str, Any]] = {}

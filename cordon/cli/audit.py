@@ -95,6 +95,11 @@ def verify(args: argparse.Namespace) -> int:
         return 2
     for problem in report.problems:
         print(f"FAIL {problem}")
+    for seq, intent_id in report.open_intents:
+        print(
+            f"INCOMPLETE stream intent {intent_id} (seq {seq}): the stream began and no "
+            "decision record in this range completes it"
+        )
     counts = (
         f"{report.records} records, {report.enrolments} enrolments, "
         f"{report.checkpoints} checkpoints checked; {len(report.problems)} problems"

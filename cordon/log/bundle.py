@@ -83,6 +83,9 @@ class Report:
     records: int = 0
     enrolments: int = 0
     checkpoints: int = 0
+    # Streams whose intent record is in the range and no decision record completes it
+    # there, as (stream seq, intent id): they began and ended badly (or complete later).
+    open_intents: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -246,6 +249,8 @@ def _check_records(
 ) -> None:
     seen: dict[int, bytes] = {}
     ids: dict[str, int] = {}
+    intents: dict[str, int] = {}
+    completed: set[str] = set()
     per_replica: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for item in entries:
         seq, data = _entry(item)
@@ -269,6 +274,10 @@ def _check_records(
                 f"record seq {seq}: id {record_id} already used at seq {ids[record_id]}"
             )
         ids[record_id] = seq
+        if payload.get("kind") == "intent":
+            intents[record_id] = seq
+        elif isinstance(payload.get("intent"), str):
+            completed.add(payload["intent"])
         if isinstance(payload.get("replica_seq"), int):
             numbered = per_replica.setdefault(str(payload.get("replica")), {})
             numbered.setdefault(payload["replica_seq"], []).append({**payload, "_seq": seq})
@@ -277,6 +286,7 @@ def _check_records(
             report.problems.append(f"record seq {seq}: missing from the export")
     for replica, numbered in per_replica.items():
         _check_replica_sequence(replica, numbered, report)
+    report.open_intents = sorted((seq, i) for i, seq in intents.items() if i not in completed)
 
 
 def _check_replica_sequence(

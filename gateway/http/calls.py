@@ -2,7 +2,9 @@
 
 authenticate → read and validate → input rules → forward (with fallback) →
 output rules → record committed → answer released. Every path after
-authentication leaves a record; a model answer never leaves without one.
+authentication leaves a record; a model answer never leaves without one. A stream
+is released only after its intent record is committed (who asked what, under which
+pack), and its last event only after the decision record that completes it.
 """
 
 from __future__ import annotations
@@ -66,16 +68,22 @@ class Call:
     facts: records.CallFacts
     decision: Decision = field(default_factory=Decision)
     record_id: str = field(default_factory=uuid7)
+    intent_id: str | None = None  # a stream's intent record, once there is one
     prompt: dict[str, Any] | None = None
     answer_text: str = ""
 
-    def record(self) -> dict[str, Any]:
+    def record(self, kind: str = "decision") -> dict[str, Any]:
         self.facts.latency_ms = (time.perf_counter() - self.started) * 1000
-        content = None
+        content: dict[str, Any] | None = None
         if self.prompt is not None:
-            content = {"prompt": self.prompt, "answer": self.answer_text}
+            content = {"prompt": self.prompt}
+            if kind == "decision":
+                content["answer"] = self.answer_text
+        intent = kind == "intent"
         return records.build(
-            record_id=self.record_id,
+            record_id=self.intent_id if intent and self.intent_id else self.record_id,
+            kind=kind,
+            intent=None if intent else self.intent_id,
             region=self.runtime.settings.region,
             replica=self.runtime.settings.replica,
             identity=self.identity,
@@ -89,19 +97,37 @@ class Call:
     async def commit(self) -> int | None:
         """Commit this call's record: its stream sequence, or None if it was spooled
         (fail-open pack, stream away). `RecordCommitError` if neither was possible."""
+        seq = await self._commit(self.record())
+        metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
+        return seq
+
+    async def commit_intent(self) -> int | None:
+        """Commit the intent record of a stream about to be released."""
+        self.intent_id = uuid7()
+        return await self._commit(self.record("intent"))
+
+    async def _commit(self, record: dict[str, Any]) -> int | None:
         recorder = self.runtime.recorder
         committed = time.perf_counter()
-        spool = self.runtime.spool if self.active.pack.fail_mode == "open" else None
         try:
             if recorder is None:
                 raise RecordCommitError("not connected to the regional NATS yet")
-            seq = await recorder.commit(self.record(), spool)
+            seq = await recorder.commit(record, self._spool())
         except RecordCommitError:
             metrics.COMMIT_FAILURES.inc()
             raise
         metrics.COMMIT.observe(time.perf_counter() - committed)
-        metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
         return seq
+
+    def _spool(self) -> records.Spool | None:
+        return self.runtime.spool if self.active.pack.fail_mode == "open" else None
+
+    def can_record(self) -> bool:
+        """Whether a record could be committed (or spooled) now: if not, a fail-closed
+        call is refused before the provider is asked, and paid."""
+        recorder = self.runtime.recorder
+        connected = recorder is not None and recorder.connected
+        return connected or self._spool() is not None
 
     def receipt(self, seq: int | None) -> Headers:
         overhead = time.perf_counter() - self.started - self.facts.upstream_ms / 1000
@@ -188,6 +214,9 @@ async def serve(
     if call.decision.blocked_by is not None:
         message = f"blocked by policy rule {call.decision.blocked_by}"
         await refuse(call, send, 403, message, "permission_error", "content_policy_violation")
+        return
+    if not call.can_record():
+        await _fail_closed(call, send)
         return
     upstream_started = time.perf_counter()
     try:
@@ -307,6 +336,43 @@ async def _fail_closed(call: Call, send: Send) -> None:
     await respond(send, 503, call.dialect.error(message, "api_error", "record_commit_failed"))
 
 
+class Opening:
+    """A stream's response, which starts only once its intent record is committed.
+
+    The intent is committed while the provider's first event is on its way; the
+    response's first byte (its status line) waits for the commit."""
+
+    def __init__(self, call: Call, send: Send) -> None:
+        self._call, self._send = call, send
+        self._intent = asyncio.create_task(call.commit_intent())
+        self.started = False
+
+    async def send(self, body: bytes, more: bool = True) -> None:
+        if not self.started:
+            seq = await self._intent  # RecordCommitError: nothing has gone out
+            headers = [
+                EVENT_STREAM,
+                (b"cache-control", b"no-cache"),
+                (b"x-cordon-record-id", self._call.record_id.encode()),
+                (b"x-cordon-intent-id", str(self._call.intent_id).encode()),
+                (b"x-cordon-intent-seq", str(seq).encode() if seq else b"spooled"),
+            ]
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+            self.started = True
+        try:
+            await self._send({"type": "http.response.body", "body": body, "more_body": more})
+        except OSError as exc:
+            raise ClientGoneError from exc
+
+    async def committed(self) -> bool:
+        """Whether the intent was committed (or spooled), once its commit has ended."""
+        try:
+            await self._intent
+        except RecordCommitError:
+            return False
+        return True
+
+
 async def relay_stream(
     call: Call, response: UpstreamResponse, upstream_started: float, receive: Receive, send: Send
 ) -> None:
@@ -314,14 +380,9 @@ async def relay_stream(
     apply = policy.output_policy(pack, call.decision)
     make_filter = (lambda: StreamFilter(apply)) if apply is not None else None
     adapter = adapter_for(call.dialect, make_filter, policy.output_policy(pack, None))
-    start = [
-        EVENT_STREAM,
-        (b"cache-control", b"no-cache"),
-        (b"x-cordon-record-id", call.record_id.encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": start})
+    opening = Opening(call, send)
     held: list[bytes] = []
-    pump = asyncio.create_task(_pump(response, adapter, held, send))
+    pump = asyncio.create_task(_pump(response, adapter, held, opening))
     gone = asyncio.create_task(_client_gone(receive))
     done, _ = await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
     call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
@@ -332,23 +393,21 @@ async def relay_stream(
         adapter.completion_tokens,
     )
     if gone in done or _client_left(pump):
-        await _abandon(call, pump, response)
+        await _abandon(call, pump, response, opening)
         return
     gone.cancel()
-    ended = await _pump_result(call, pump)
+    if _intent_failed(pump) or not await opening.committed():
+        response.close()
+        await _fail_closed(call, send)  # nothing went out: the caller gets a plain 503
+        return
+    ended = _pump_result(call, pump)
     try:
         seq = await call.commit()
     except RecordCommitError:
-        await send(
-            {
-                "type": "http.response.body",
-                "body": stream_error(
-                    call.dialect,
-                    "the decision record could not be committed",
-                    "record_commit_failed",
-                ),
-            }
-        )
+        # The intent stands as evidence that the stream began; the caller learns that
+        # it did not end properly, in its own API's terms.
+        message = "the decision record could not be committed"
+        await _end(opening, stream_error(call.dialect, message, "record_commit_failed"))
         return
     call.receipt(seq)
     if ended:
@@ -359,11 +418,17 @@ async def relay_stream(
     else:
         tail = stream_error(call.dialect, call.facts.error or "stream broke", "upstream_broken")
     note = f": cordon-record-seq {seq}\n\n" if seq is not None else ": cordon-record-spooled\n\n"
-    await send({"type": "http.response.body", "body": note.encode() + tail})
+    await _end(opening, note.encode() + tail)
+
+
+async def _end(opening: Opening, body: bytes) -> None:
+    """The stream's last bytes (its intent is committed by now)."""
+    with contextlib.suppress(ClientGoneError):
+        await opening.send(body, more=False)
 
 
 async def _pump(
-    response: UpstreamResponse, adapter: StreamAdapter, held: list[bytes], send: Send
+    response: UpstreamResponse, adapter: StreamAdapter, held: list[bytes], opening: Opening
 ) -> bool:
     """Relay events until the terminal one, which is held; True if the stream ended properly."""
     parser = SSEParser()
@@ -376,18 +441,17 @@ async def _pump(
                 terminal = terminal or relay.terminal
                 (held if terminal else out).extend(relay.out)
             if out:
-                try:
-                    await send(
-                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
-                    )
-                except OSError as exc:
-                    raise ClientGoneError from exc
+                await opening.send(b"".join(out))
     finally:
         response.release()
     return terminal
 
 
-async def _pump_result(call: Call, pump: asyncio.Task[bool]) -> bool:
+def _intent_failed(pump: asyncio.Task[bool]) -> bool:
+    return not pump.cancelled() and isinstance(pump.exception(), RecordCommitError)
+
+
+def _pump_result(call: Call, pump: asyncio.Task[bool]) -> bool:
     try:
         ended = pump.result()
     except UpstreamError as exc:
@@ -396,6 +460,10 @@ async def _pump_result(call: Call, pump: asyncio.Task[bool]) -> bool:
     except OutputBlockedError as exc:
         call.decision.fired(exc.rule_id, "block")
         call.facts.error = "content_policy_violation"
+        return False
+    except Exception as exc:  # a provider event no adapter expected: still a record
+        log.exception("stream relay failed")
+        call.decision.outcome, call.facts.error = "error", f"stream_broken: {type(exc).__name__}"
         return False
     if not ended:
         call.decision.outcome, call.facts.error = "error", "stream ended without its final event"
@@ -411,12 +479,15 @@ async def _client_gone(receive: Receive) -> None:
         pass
 
 
-async def _abandon(call: Call, pump: asyncio.Task[bool], response: UpstreamResponse) -> None:
+async def _abandon(
+    call: Call, pump: asyncio.Task[bool], response: UpstreamResponse, opening: Opening
+) -> None:
     """The caller left mid-stream: stop the provider call, still record what happened."""
     pump.cancel()
-    with contextlib.suppress(asyncio.CancelledError, UpstreamError, ClientGoneError):
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         await pump
     response.close()
+    await opening.committed()  # the intent's commit has ended, either way
     call.decision.outcome = "cancelled"
     call.facts.status = CLIENT_CLOSED
     call.facts.error = "client_disconnected"

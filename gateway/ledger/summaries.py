@@ -67,6 +67,7 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
         **base,
         "kind": kind,
         "id": payload.get("id"),
+        "intent": payload.get("intent"),  # the stream intent a decision completes
         "replica": payload.get("replica"),
         "replica_seq": payload.get("replica_seq"),
         "ts": payload.get("ts"),

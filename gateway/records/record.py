@@ -53,12 +53,19 @@ def build(
     facts: CallFacts,
     content: dict[str, Any] | None,
     classification: str = "internal",
+    kind: str = "decision",
+    intent: str | None = None,
 ) -> dict[str, Any]:
-    """The record payload, minus `replica_seq` (the recorder assigns it at commit)."""
+    """The record payload, minus `replica_seq` (the recorder assigns it at commit).
+
+    `kind` is "decision" (a call's outcome) or "intent" (a stream about to be released:
+    who asked what under which pack, committed before its first byte; its outcome is
+    "pending" and the decision record that completes it names it in `intent`)."""
     return {
         "v": SCHEMA_VERSION,
-        "kind": "decision",
+        "kind": kind,
         "id": record_id,
+        "intent": intent,
         "ts": rfc3339_now(),
         "region": region,
         "replica": replica,
@@ -71,7 +78,7 @@ def build(
         "pack": {"name": pack.name, "revision": pack.revision, "hash": pack.hash},
         "model": facts.model,
         "route": facts.route,
-        "outcome": decision.outcome,
+        "outcome": "pending" if kind == "intent" else decision.outcome,
         "rules": decision.rules,
         "flags": decision.flags,
         # supporting facts

@@ -38,6 +38,10 @@ class Recorder:
         self._next_seq = 1
         self._voids: list[tuple[int, str]] = []  # (replica_seq, record id) spent without a record
 
+    @property
+    def connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
     async def resume(self) -> None:
         """Continue `replica_seq` from the last record this replica committed."""
         try:

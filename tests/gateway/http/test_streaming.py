@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import find_record
+from tests.helpers import find_record, stored_record
 
 
 def _mock_counts(endpoints: dict[str, Any]) -> dict[str, int]:
@@ -76,3 +76,36 @@ def test_first_event_arrives_before_the_stream_is_done(endpoints: dict[str, Any]
     assert "data: [DONE]" in rest
     # 10 events 50 ms apart: the first must not wait for the last
     assert first_at < total / 2
+
+
+async def test_a_streams_intent_is_committed_before_its_first_byte(
+    endpoints: dict[str, Any],
+) -> None:
+    prompt = f"intent first {time.time_ns()}"
+    body = {
+        "model": "slow-stream",
+        "stream": True,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    with httpx.stream(
+        "POST",
+        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+    ) as response:
+        intent_id = response.headers["x-cordon-intent-id"]
+        intent_seq = int(response.headers["x-cordon-intent-seq"])
+        # Only the status line is out, and the intent is already in the region's log.
+        intent = await stored_record(endpoints, "eu-west", intent_seq)
+        lines = list(response.iter_lines())
+    assert intent["kind"] == "intent" and intent["id"] == intent_id
+    assert intent["outcome"] == "pending"
+    assert intent["content"]["prompt"]["messages"][0]["content"] == prompt
+    assert "answer" not in intent["content"]
+    note = next(line for line in lines if line.startswith(": cordon-record-seq"))
+    final_seq = int(note.split()[-1])
+    final = await stored_record(endpoints, "eu-west", final_seq)
+    assert final_seq > intent_seq and final["kind"] == "decision"
+    assert final["intent"] == intent_id and final["id"] == response.headers["x-cordon-record-id"]
+    assert final["content"]["answer"].startswith("echo: intent first")
+    assert lines[-2:] == [note, "data: [DONE]"] or "data: [DONE]" in lines[-3:]

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,10 @@ from tests.helpers import (
     policy_status,
     publish_pack,
     published_revision,
+    stored_record,
 )
+
+AUDIT = (sys.executable, "-m", "cordon", "audit")
 
 
 def _sdk(endpoints: dict[str, Any]) -> openai.OpenAI:
@@ -209,3 +217,109 @@ async def test_nats_killed_mid_load_every_answer_has_its_record(
         timeout=60.0,
         interval=0.5,
     )
+
+
+def _stream_lines(
+    endpoints: dict[str, Any], on_first: Any, words: int = 40
+) -> tuple[Any, list[str]]:
+    """A slow stream (one word per 50 ms) from eu-west; `on_first()` runs once the first
+    event has arrived. Returns the response headers and every line received."""
+    body = {
+        "model": "slow-stream",
+        "stream": True,
+        "messages": [{"role": "user", "content": " ".join(["word"] * words)}],
+    }
+    with httpx.stream(
+        "POST",
+        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+        timeout=20,
+    ) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        received = [next(lines)]
+        on_first()
+        received += list(lines)
+        return response.headers, received
+
+
+@pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
+async def test_a_stream_asked_for_while_nats_is_down_gets_a_503_and_the_provider_is_not_paid(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    assert stack.nats is not None
+    mock_stats = endpoints["mock_provider"].removesuffix("/v1") + "/mock/stats"
+    before = httpx.get(mock_stats).json()["counts"].get("streams started", 0)
+    stack.nats.stop("eu-west")
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            for _ in _sdk(endpoints).chat.completions.create(
+                model="mock-gpt",
+                stream=True,
+                messages=[{"role": "user", "content": "stream while the log is away"}],
+            ):
+                pytest.fail("a stream event went out with no record possible")
+        assert caught.value.status_code == 503
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["code"] == "record_commit_failed"
+        assert httpx.get(mock_stats).json()["counts"].get("streams started", 0) == before
+    finally:
+        stack.nats.start("eu-west")
+    eventually(lambda: _try_raw(endpoints, "back"), timeout=20.0, interval=0.2)
+
+
+@pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
+async def test_nats_lost_mid_stream_ends_it_with_an_error_and_the_intent_stands(
+    stack: DevStack, endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    assert stack.nats is not None
+    nats_servers = stack.nats
+    headers, lines = _stream_lines(endpoints, lambda: nats_servers.stop("eu-west"))
+    try:
+        events = [line for line in lines if line.startswith("data: ")]
+        assert "data: [DONE]" not in events  # the stream did not end as if all were well
+        error = json.loads(events[-1][6:])["error"]
+        assert error["code"] == "record_commit_failed"
+    finally:
+        stack.nats.start("eu-west")
+    intent_id, intent_seq = headers["x-cordon-intent-id"], int(headers["x-cordon-intent-seq"])
+    eventually(lambda: _try_raw(endpoints, "after the broken stream"), timeout=20.0)
+
+    intent = await stored_record(endpoints, "eu-west", intent_seq)
+    assert intent["kind"] == "intent" and intent["id"] == intent_id
+    assert intent["outcome"] == "pending" and intent["stream"] is True
+    # The auditor's bundle names the stream that began and never completed...
+    out = tmp_path / "bundle.json"
+    env = {**os.environ, "CORDON_AUDIT_TOKEN": endpoints["tokens"]["auditor"]}
+    span = ["--from", str(intent_seq), "--to", str(intent_seq + 1), "--out", str(out)]
+    for _ in range(50):  # the sealer checkpoints every second
+        export = subprocess.run(
+            [*AUDIT, "export", "--api", endpoints["audit_apis"]["eu-west"], *span],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        if export.returncode == 0:
+            break
+        time.sleep(0.2)
+    assert export.returncode == 0, export.stderr
+    verified = subprocess.run(
+        [*AUDIT, "verify", str(out), "--trust-key", endpoints["regional_public_keys"]["eu-west"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert f"INCOMPLETE stream intent {intent_id} (seq {intent_seq})" in verified.stdout
+
+    # ...and so does the central view, once the region's summaries flow again.
+    def open_in_central_view() -> bool:
+        items = authed_get(
+            endpoints,
+            endpoints["aggregator"] + "/v1/intents/open",
+            params={"region": "eu-west", "older_than_s": 0},
+        ).json()["items"]
+        return any(item["id"] == intent_id for item in items)
+
+    eventually(open_in_central_view, timeout=60.0, interval=0.5)
