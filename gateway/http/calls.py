@@ -69,6 +69,7 @@ class Call:
     decision: Decision = field(default_factory=Decision)
     record_id: str = field(default_factory=uuid7)
     intent_id: str | None = None  # a stream's intent record, once there is one
+    _intent: asyncio.Task[int | None] | None = None  # its commit, under way or done
     prompt: dict[str, Any] | None = None
     answer_text: str = ""
 
@@ -97,14 +98,31 @@ class Call:
     async def commit(self) -> int | None:
         """Commit this call's record: its stream sequence, or None if it was spooled
         (fail-open pack, stream away). `RecordCommitError` if neither was possible."""
+        await self.intent_committed()  # a decision never precedes its intent in the log
         seq = await self._commit(self.record())
         metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
         return seq
 
-    async def commit_intent(self) -> int | None:
-        """Commit the intent record of a stream about to be released."""
+    def begin_intent(self) -> None:
+        """Start committing the intent record of a stream about to be asked for: it runs
+        while the provider is connected to and its first event is on the way."""
         self.intent_id = uuid7()
-        return await self._commit(self.record("intent"))
+        self._intent = asyncio.create_task(self._commit(self.record("intent")))
+
+    async def intent_seq(self) -> int | None:
+        """The intent's stream sequence (None: spooled); `RecordCommitError` if it failed."""
+        assert self._intent is not None
+        return await self._intent
+
+    async def intent_committed(self) -> bool:
+        """Whether the intent (if any) was committed or spooled, once its commit ended."""
+        if self._intent is None:
+            return False
+        try:
+            await self._intent
+        except RecordCommitError:
+            return False
+        return True
 
     async def _commit(self, record: dict[str, Any]) -> int | None:
         recorder = self.runtime.recorder
@@ -218,6 +236,10 @@ async def serve(
     if not call.can_record():
         await _fail_closed(call, send)
         return
+    if call.facts.stream:
+        planned = call.active.router.serving(dialect.api, call.facts.model)
+        call.facts.route = planned[0].id if planned else ""
+        call.begin_intent()
     upstream_started = time.perf_counter()
     try:
         forwarded = await forward(
@@ -337,19 +359,16 @@ async def _fail_closed(call: Call, send: Send) -> None:
 
 
 class Opening:
-    """A stream's response, which starts only once its intent record is committed.
-
-    The intent is committed while the provider's first event is on its way; the
-    response's first byte (its status line) waits for the commit."""
+    """A stream's response, which starts only once its intent record is committed: the
+    response's first byte (its status line) waits for the commit (`Call.begin_intent`)."""
 
     def __init__(self, call: Call, send: Send) -> None:
         self._call, self._send = call, send
-        self._intent = asyncio.create_task(call.commit_intent())
         self.started = False
 
     async def send(self, body: bytes, more: bool = True) -> None:
         if not self.started:
-            seq = await self._intent  # RecordCommitError: nothing has gone out
+            seq = await self._call.intent_seq()  # RecordCommitError: nothing has gone out
             headers = [
                 EVENT_STREAM,
                 (b"cache-control", b"no-cache"),
@@ -363,14 +382,6 @@ class Opening:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
         except OSError as exc:
             raise ClientGoneError from exc
-
-    async def committed(self) -> bool:
-        """Whether the intent was committed (or spooled), once its commit has ended."""
-        try:
-            await self._intent
-        except RecordCommitError:
-            return False
-        return True
 
 
 async def relay_stream(
@@ -393,10 +404,10 @@ async def relay_stream(
         adapter.completion_tokens,
     )
     if gone in done or _client_left(pump):
-        await _abandon(call, pump, response, opening)
+        await _abandon(call, pump, response)
         return
     gone.cancel()
-    if _intent_failed(pump) or not await opening.committed():
+    if _intent_failed(pump) or not await call.intent_committed():
         response.close()
         await _fail_closed(call, send)  # nothing went out: the caller gets a plain 503
         return
@@ -479,15 +490,12 @@ async def _client_gone(receive: Receive) -> None:
         pass
 
 
-async def _abandon(
-    call: Call, pump: asyncio.Task[bool], response: UpstreamResponse, opening: Opening
-) -> None:
+async def _abandon(call: Call, pump: asyncio.Task[bool], response: UpstreamResponse) -> None:
     """The caller left mid-stream: stop the provider call, still record what happened."""
     pump.cancel()
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await pump
     response.close()
-    await opening.committed()  # the intent's commit has ended, either way
     call.decision.outcome = "cancelled"
     call.facts.status = CLIENT_CLOSED
     call.facts.error = "client_disconnected"
