@@ -73,6 +73,35 @@ async def test_summary_reaches_central_view_without_any_content(
             assert marker.encode() not in path.read_bytes(), path
 
 
+async def test_a_model_name_carrying_personal_text_never_reaches_central(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    """What a caller types as a model name stays in the region: central sees the route's
+    configured model entry, or `unrouted`, and nothing else, on the wire or on disk."""
+    marker = uuid.uuid4().hex
+    sdk = openai.OpenAI(
+        base_url=endpoints["gateways"]["eu-west"] + "/v1",
+        api_key=endpoints["api_key"],
+        max_retries=0,
+    )
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.chat.completions.create(
+            model=f"Jane Roe {marker} oncology follow-up",
+            messages=[{"role": "user", "content": "hello"}],
+        )
+    record_id = caught.value.response.headers["x-cordon-record-id"]
+    summary = eventually(lambda: _summary(endpoints, record_id), timeout=10.0)
+    assert summary["model"] == "unrouted" and summary["outcome"] == "error"
+    routed_id = _ask(endpoints, "eu-west", "hi")
+    routed = eventually(lambda: _summary(endpoints, routed_id), timeout=10)
+    assert routed["model"] == "mock-gpt"  # a configured model id, as the pack names it
+    central_store = Path(stack.root) / "run" / "nats" / "central"
+    state = Path(stack.root) / "state"
+    for path in [*central_store.rglob("*"), *state.glob("aggregator.sqlite3*")]:
+        if path.is_file():
+            assert marker.encode() not in path.read_bytes(), path
+
+
 async def test_stats_count_decisions_by_region_and_outcome(endpoints: dict[str, Any]) -> None:
     record_id = _ask(endpoints, "us-east", "count this one")
     eventually(lambda: _summary(endpoints, record_id))

@@ -238,7 +238,9 @@ async def serve(
         return
     if call.facts.stream:
         planned = call.active.router.serving(dialect.api, call.facts.model)
-        call.facts.route = planned[0].id if planned else ""
+        if planned:
+            call.facts.route = planned[0].id
+            call.facts.model_id = planned[0].model_id(call.facts.model)
         call.begin_intent()
     upstream_started = time.perf_counter()
     try:
@@ -260,6 +262,7 @@ async def serve(
         await refuse(call, send, status, str(exc), "api_error", code)
         return
     call.facts.route = forwarded.target.id
+    call.facts.model_id = forwarded.target.model_id(call.facts.model)
     call.facts.attempts = forwarded.attempts
     call.facts.status = forwarded.status
     if forwarded.response is not None and forwarded.status == 200 and call.facts.stream:

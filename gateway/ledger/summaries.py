@@ -74,7 +74,9 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
         "outcome": payload.get("outcome"),
         "pack_name": pack.get("name"),
         "pack_revision": pack.get("revision"),
-        "model": payload.get("model"),
+        # What the caller typed as a model name may be anything, personal data included:
+        # only the route's configured entry that it matched crosses.
+        "model": payload.get("model_id") or "unrouted",
         "route": payload.get("route"),
         "classification": payload.get("classification"),
         "person": pseudonym(secret, payload.get("person")),

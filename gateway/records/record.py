@@ -27,6 +27,7 @@ class CallFacts:
     endpoint: str
     model: str
     route: str = ""
+    model_id: str | None = None  # the route's configured entry the model matched
     status: int = 0
     stream: bool = False
     latency_ms: float = 0.0
@@ -77,6 +78,7 @@ def build(
         "classification": classification,
         "pack": {"name": pack.name, "revision": pack.revision, "hash": pack.hash},
         "model": facts.model,
+        "model_id": facts.model_id,
         "route": facts.route,
         "outcome": "pending" if kind == "intent" else decision.outcome,
         "rules": decision.rules,

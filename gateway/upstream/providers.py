@@ -39,9 +39,17 @@ class Target:
     timeouts: Timeouts = Timeouts()
 
     def serves(self, api: str, model: str) -> bool:
-        if api != self.api:
-            return False
-        return not self.models or any(fnmatch.fnmatchcase(model, m) for m in self.models)
+        return api == self.api and self.model_id(model) is not None
+
+    def model_id(self, model: str) -> str | None:
+        """The entry of this target's `models` that `model` matches (a name or a pattern;
+        "*" when the target takes any model), or None: what may name the model outside
+        the region, since it comes from configuration and not from the caller."""
+        if not self.models:
+            return "*"
+        if model in self.models:
+            return model
+        return next((m for m in self.models if fnmatch.fnmatchcase(model, m)), None)
 
 
 def interpolate(value: str, env: Mapping[str, str]) -> str:

@@ -49,3 +49,57 @@ def test_pseudonyms_are_keyed() -> None:
 def test_an_unreadable_message_is_still_a_leaf() -> None:
     summary = summarize(b"not an envelope", 9, "eu-west", b"k")
     assert summary["kind"] == "unreadable" and summary["leaf_hash"] == leaf_hash(b"not an envelope")
+
+
+# Every field a decision summary has, and where its value may come from: the region's
+# configuration and the gateway's own bookkeeping, closed sets, or keyed pseudonyms.
+# Nothing a caller typed. A new field must be added here, with its source, on purpose.
+SUMMARY_SCHEMA = {
+    "v": "schema version",
+    "region": "the sealer's configuration",
+    "stream_seq": "the stream",
+    "leaf_hash": "a hash of the signed record",
+    "kind": "the record kind the replica wrote",
+    "id": "a UUID the gateway made",
+    "intent": "a UUID the gateway made",
+    "replica": "the replica's configuration",
+    "replica_seq": "the gateway's counter",
+    "ts": "the gateway's clock",
+    "outcome": "closed set",
+    "pack_name": "the signed pack",
+    "pack_revision": "the signed pack",
+    "model": "the route's configured model entry, or 'unrouted'",
+    "route": "the route's configured target id",
+    "classification": "closed set",
+    "person": "keyed pseudonym",
+    "agent": "keyed pseudonym",
+    "prev": "the summary chain",
+}
+
+
+def test_the_summary_schema_is_pinned_and_nothing_a_caller_typed_crosses() -> None:
+    hostile = "Jane Roe, oncology, DOB 1970-01-01"
+    record = {
+        **RECORD,
+        "model": hostile,  # a caller may send any model name (answered 404)
+        "model_id": None,
+        "route": "",
+        "person": hostile,
+        "agent": hostile,
+        "error": hostile,
+        "attempts": [hostile],
+        "content": {"prompt": hostile, "answer": hostile},
+    }
+    data = envelope.seal(record, SigningKey.generate()).encode()
+    summary = summarize(data, 1, "eu-west", b"regional-secret")
+    summary["prev"] = "00" * 32  # added when published (summaries.chained)
+    assert set(summary) == set(SUMMARY_SCHEMA)
+    assert summary["model"] == "unrouted"
+    assert "Jane" not in repr(summary) and "oncology" not in repr(summary)
+    routed = summarize(
+        envelope.seal({**RECORD, "model_id": "gpt-*"}, SigningKey.generate()).encode(),
+        2,
+        "eu-west",
+        b"regional-secret",
+    )
+    assert routed["model"] == "gpt-*"
