@@ -8,7 +8,10 @@ Model names steer it: `slow-stream` streams one word every 50 ms (for disconnect
 tests), `slow-first-byte` waits 2 s before answering. `--behaviour` (or `POST
 /mock/behaviour {"mode": ...}`) makes a whole instance misbehave: `500`, `429`,
 `slow` (2 s before answering) or `break-stream` (streams end early, unterminated),
-so failover can be tested against real sockets. `GET /mock/stats` says what it saw.
+so failover can be tested against real sockets; `garbage` (a 200 in HTML, streams
+included), `garbage-stream` (stream events that are not JSON) and `echo-error` (a 400
+whose message repeats the prompt) are providers no rule can read as promised.
+`GET /mock/stats` says what it saw.
 """
 
 from __future__ import annotations
@@ -291,11 +294,9 @@ async def _body(receive: Receive) -> bytes:
 async def _respond(
     send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
 ) -> None:
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    fields = {"content-type": "application/json", **(headers or {})}
+    fields["content-length"] = str(len(body))
+    raw_headers = [(k.encode(), v.encode()) for k, v in fields.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -390,6 +391,8 @@ async def _serve(
         return
     if request.get("model") == "slow-first-byte" or BEHAVIOUR["mode"] == "slow":
         await asyncio.sleep(2.0)
+    if await _unreadable(send, api, request):
+        return
     if not (request.get("stream") and stream is not None):
         await _respond(send, 200, json.dumps(build(request)).encode())
         return
@@ -397,6 +400,25 @@ async def _serve(
     if BEHAVIOUR["mode"] == "break-stream":
         events = events[:2]  # then the connection just ends, no terminal event
     await _stream(receive, send, events, slow=request.get("model") == "slow-stream")
+
+
+async def _unreadable(send: Send, api: str, request: dict[str, Any]) -> bool:
+    """The misbehaviours that carry the prompt where no rule expects it; True if served."""
+    text = _reply(request)
+    mode = BEHAVIOUR["mode"]
+    if mode == "garbage":
+        page = f"<html><body>{text}</body></html>".encode()
+        await _respond(send, 200, page, {"content-type": "text/html"})
+    elif mode == "echo-error":
+        await _respond(send, 400, _error(api, 400, f"cannot do that: {text}"))
+    elif mode == "garbage-stream" and request.get("stream"):
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        body = f"data: {text}\n\ndata: [DONE]\n\n".encode()
+        await send({"type": "http.response.body", "body": body})
+    else:
+        return False
+    return True
 
 
 async def _stream(receive: Receive, send: Send, events: list[bytes], slow: bool) -> None:

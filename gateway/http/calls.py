@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,6 +267,11 @@ async def serve(
     call.facts.attempts = forwarded.attempts
     call.facts.status = forwarded.status
     if forwarded.response is not None and forwarded.status == 200 and call.facts.stream:
+        if not forwarded.headers.get("content-type", "").startswith("text/event-stream"):
+            forwarded.response.close()
+            message = "the provider answered a stream request with something other than a stream"
+            await refuse(call, send, 502, message, "api_error", "upstream_unreadable")
+            return
         await relay_stream(call, forwarded.response, upstream_started, receive, send)
     else:
         await answer_whole(call, forwarded, upstream_started, send)
@@ -307,16 +313,20 @@ async def answer_whole(
         return
     call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
     metrics.UPSTREAM.observe(call.facts.upstream_ms / 1000)
-    if forwarded.status == 200:
-        try:
+    try:
+        if forwarded.status == 200:
             body = _filter_answer(call, body)
-        except OutputBlockedError as exc:
-            call.decision.fired(exc.rule_id, "block")
-            await refuse(call, send, 403, str(exc), "permission_error", "content_policy_violation")
-            return
-    else:
-        call.decision.outcome = "error"
-        call.facts.error = f"upstream_{forwarded.status}"
+        else:
+            call.decision.outcome = "error"
+            call.facts.error = f"upstream_{forwarded.status}"
+            body = _filter_error(call, body, forwarded.status)
+    except OutputBlockedError as exc:
+        call.decision.fired(exc.rule_id, "block")
+        await refuse(call, send, 403, str(exc), "permission_error", "content_policy_violation")
+        return
+    except UpstreamError as exc:
+        await refuse(call, send, 502, str(exc), "api_error", "upstream_unreadable")
+        return
     try:
         receipt = call.receipt(await call.commit())
     except RecordCommitError:
@@ -336,13 +346,15 @@ async def _read(response: UpstreamResponse | None) -> bytes:
 
 
 def _filter_answer(call: Call, body: bytes) -> bytes:
-    """Apply output rules to a whole answer; re-encode only if a rule changed it."""
+    """Apply output rules to a whole answer; re-encode only if a rule changed it. An answer
+    that is not the JSON object the API promises is never released (no rule could see
+    into it): `UpstreamError`."""
     try:
         answer = jsoncodec.loads(body)
-    except ValueError:
-        return body
+    except ValueError as exc:
+        raise UpstreamError("the provider's answer was not JSON; nothing was released") from exc
     if not isinstance(answer, dict):
-        return body
+        raise UpstreamError("the provider's answer was not a JSON object; nothing was released")
     call.facts.prompt_tokens, call.facts.completion_tokens = call.dialect.usage(answer)
     apply = policy.output_policy(call.active.pack, call.decision)
     raw_text = call.dialect.answer_text(answer)
@@ -353,6 +365,33 @@ def _filter_answer(call: Call, body: bytes) -> bytes:
     filtered = call.dialect.answer_text(answer)
     call.answer_text = filtered if call.active.pack.record_content == "redacted" else raw_text
     return jsoncodec.dumps(answer) if filtered != raw_text else body
+
+
+def _filter_error(call: Call, body: bytes, status: int) -> bytes:
+    """A provider's error answer, through the output rules like any text it sends: every
+    string in its JSON is redacted (a block rule withholds it). An error body that is not
+    JSON is replaced by one in the caller's API shape."""
+    try:
+        error = jsoncodec.loads(body)
+    except ValueError:
+        error = None
+    if not isinstance(error, dict):
+        message = f"the provider answered {status} with a body that is not JSON"
+        return call.dialect.error(message, "api_error", f"upstream_{status}")
+    apply = policy.output_policy(call.active.pack, call.decision)
+    if apply is None:
+        return body
+    return jsoncodec.dumps(_map_strings(error, apply))
+
+
+def _map_strings(node: Any, apply: Callable[[str], str]) -> Any:
+    if isinstance(node, str):
+        return apply(node)
+    if isinstance(node, dict):
+        return {key: _map_strings(value, apply) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_map_strings(value, apply) for value in node]
+    return node
 
 
 async def _fail_closed(call: Call, send: Send) -> None:

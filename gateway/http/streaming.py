@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from cordon import jsoncodec
+from cordon.errors import UpstreamError
 from gateway.http.dialects import Dialect
 from gateway.policy import StreamFilter
 
@@ -62,6 +63,14 @@ def _json(event: Event) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _unreadable(event: Event) -> Relay:
+    """An event no rule can read is never relayed: one without data (a comment, a
+    keep-alive) is dropped, one with data that is not a JSON object ends the stream."""
+    if not event.data.strip():
+        return Relay([])
+    raise UpstreamError("the provider sent a stream event that is not JSON; it was not relayed")
 
 
 def encode(name: str | None, data: dict[str, Any]) -> bytes:
@@ -133,10 +142,9 @@ class ChatStream(StreamAdapter):
     def relay(self, event: Event) -> Relay:
         if event.data.strip() == "[DONE]":
             return Relay([*self._flush_all(), event.raw], terminal=True)
-        try:
-            chunk = jsoncodec.loads(event.data)
-        except ValueError:
-            return Relay([event.raw])
+        chunk = _json(event)
+        if chunk is None:
+            return _unreadable(event)
         if isinstance(chunk.get("usage"), dict):
             self.prompt_tokens = chunk["usage"].get("prompt_tokens")
             self.completion_tokens = chunk["usage"].get("completion_tokens")
@@ -170,7 +178,7 @@ class ResponsesStream(StreamAdapter):
     def relay(self, event: Event) -> Relay:
         data = _json(event)
         if data is None:
-            return Relay([event.raw])
+            return _unreadable(event)
         kind = data.get("type") or event.name
         key = (data.get("item_id"), data.get("content_index"))
         if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
@@ -222,7 +230,7 @@ class MessagesStream(StreamAdapter):
     def relay(self, event: Event) -> Relay:
         data = _json(event)
         if data is None:
-            return Relay([event.raw])
+            return _unreadable(event)
         kind = data.get("type") or event.name
         if kind == "message_start":
             usage = (data.get("message") or {}).get("usage") or {}

@@ -1,0 +1,123 @@
+"""What no rule can read is never released: a provider's answer that is not the JSON or
+the stream its API promises, and error answers, which go through the output rules too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from cordon.dev.procs import wait_for_http
+from cordon.dev.stack import DevStack
+from tests.helpers import eventually, find_record, policy_status, publish_pack, published_revision
+
+PACK = """\
+pack: {name: unreadable}
+policies:
+  - {name: pii, type: output_filter, action: redact, patterns: [email]}
+"""
+PROMPT = "mail bob@example.com today"
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A replica whose only provider is a mock of its own, made to misbehave per test."""
+    assert stack.topology is not None
+    mock = stack.start_mock("mock-unreadable")
+    name = "gateway-eu-west-gw-unreadable"
+    url = stack.start_gateway(
+        "eu-west",
+        "gw-unreadable",
+        mock,
+        pack_name="unreadable",
+        extra={"targets": [{"id": "odd", "provider": {"api": "openai", "base_url": mock}}]},
+    )
+    wait_for_http(url + "/readyz", 30, stack.processes[name].proc)
+    publisher = stack.topology.central_endpoint("publisher").to_settings()
+    endpoints = {
+        "nats": {"central": {"publisher": publisher}},
+        "policy_owner_key": str(stack.policy_owner_key),
+    }
+    path = tmp_path_factory.mktemp("unreadable") / "unreadable.yaml"
+    path.write_text(PACK)
+    revision = published_revision(publish_pack(endpoints, path))
+    eventually(lambda: policy_status(url, stack.tokens["admin"])["active_revision"] == revision)
+    yield url, mock.removesuffix("/v1")
+    stack.processes[name].stop()
+    stack.processes["mock-unreadable"].stop()
+
+
+def _behave(mock: str, mode: str) -> None:
+    assert httpx.post(mock + "/mock/behaviour", json={"mode": mode}).status_code == 200
+
+
+def _sdk(url: str, endpoints: dict[str, Any]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=endpoints["api_key"], max_retries=0)
+
+
+async def test_an_answer_that_is_not_json_is_refused_and_recorded(
+    gateway: tuple[str, str], endpoints: dict[str, Any]
+) -> None:
+    url, mock = gateway
+    _behave(mock, "garbage")
+    try:
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as caught:
+                _sdk(url, endpoints).chat.completions.create(
+                    model="mock-gpt",
+                    stream=stream,
+                    messages=[{"role": "user", "content": PROMPT}],
+                )
+            assert caught.value.status_code == 502
+            assert "bob@example.com" not in caught.value.response.text
+            assert isinstance(caught.value.body, dict)
+            assert caught.value.body["code"] == "upstream_unreadable"
+            record_id = caught.value.response.headers["x-cordon-record-id"]
+            record = await find_record(endpoints, "eu-west", record_id)
+            assert record is not None and record["status"] == 502
+            assert record["error"] == "upstream_unreadable"
+    finally:
+        _behave(mock, "ok")
+
+
+def test_a_stream_event_that_is_not_json_ends_the_stream_unreleased(
+    gateway: tuple[str, str], endpoints: dict[str, Any]
+) -> None:
+    url, mock = gateway
+    _behave(mock, "garbage-stream")
+    try:
+        with httpx.stream(
+            "POST",
+            url + "/v1/chat/completions",
+            json={
+                "model": "mock-gpt",
+                "stream": True,
+                "messages": [{"role": "user", "content": PROMPT}],
+            },
+            headers={"authorization": f"Bearer {endpoints['api_key']}"},
+        ) as response:
+            text = "".join(response.iter_text())
+    finally:
+        _behave(mock, "ok")
+    assert "bob@example.com" not in text
+    assert '"code":"upstream_broken"' in text.replace(" ", "")
+    assert "data: [DONE]" not in text
+
+
+def test_an_error_answer_goes_through_the_output_rules(
+    gateway: tuple[str, str], endpoints: dict[str, Any]
+) -> None:
+    url, mock = gateway
+    _behave(mock, "echo-error")
+    try:
+        with pytest.raises(openai.BadRequestError) as caught:
+            _sdk(url, endpoints).chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": PROMPT}]
+            )
+    finally:
+        _behave(mock, "ok")
+    assert "bob@example.com" not in caught.value.response.text
+    assert "[EMAIL]" in caught.value.message
