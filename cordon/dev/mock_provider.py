@@ -11,7 +11,8 @@ tests), `slow-first-byte` waits 2 s before answering. `--behaviour` (or `POST
 so failover can be tested against real sockets; `garbage` (a 200 in HTML, streams
 included), `garbage-stream` (stream events that are not JSON) and `echo-error` (a 400
 whose message repeats the prompt) are providers no rule can read as promised.
-`GET /mock/stats` says what it saw.
+`GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
+A request with `tools` is answered with a call of the first tool, `{"echo": <reply>}`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ANTHROPIC_MODELS = ("mock-claude", "slow-stream")
 STATS: Counter[str] = Counter()
 SEEN_AUTH: dict[str, str] = {}
 BEHAVIOUR = {"mode": "ok"}
+LAST_REQUEST: dict[str, Any] = {}  # the body of the last model call, as it arrived
 
 
 def _text_of(content: Any) -> str:
@@ -114,15 +116,35 @@ def pieces(request: dict[str, Any]) -> list[str]:
     return [words[0]] + [" " + w for w in words[1:]]
 
 
+def _arguments(request: dict[str, Any]) -> list[str]:
+    """A tool call's arguments, `{"echo": <reply>}`, cut where the reply is cut."""
+    cut = pieces(request)
+    return ['{"echo": ' + json.dumps(cut[0])[:-1], *(json.dumps(p)[1:-1] for p in cut[1:]), '"}']
+
+
 def chat_events(request: dict[str, Any]) -> list[bytes]:
     answer = chat_completion(request)
     base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
     events = []
-    for i, piece in enumerate(pieces(request)):
-        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+    tools = bool(request.get("tools"))
+    for i, piece in enumerate(_arguments(request) if tools else pieces(request)):
+        delta: dict[str, Any] = {"content": piece}
+        if tools:
+            call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+            if i == 0:
+                name = request["tools"][0]["function"]["name"]
+                call |= {
+                    "id": "call_mock_1",
+                    "type": "function",
+                    "function": {"name": name, "arguments": piece},
+                }
+            delta = {"tool_calls": [call]}
+        if i == 0:
+            delta["role"] = "assistant"
         chunk = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         events.append(_sse(chunk))
-    final = base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    finish = "tool_calls" if tools else "stop"
+    final = base | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
     if (request.get("stream_options") or {}).get("include_usage"):
         events.append(_sse(final))
         final = base | {"choices": [], "usage": answer["usage"]}
@@ -150,6 +172,8 @@ def embeddings(request: dict[str, Any]) -> dict[str, Any]:
 def response(request: dict[str, Any]) -> dict[str, Any]:
     text = _reply(request)
     prompt = _tokens(_last_user_text(request))
+    if request.get("tools"):
+        return _function_call_response(request, text, prompt)
     return {
         "id": "resp_mock",
         "object": "response",
@@ -175,7 +199,70 @@ def response(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _function_call_response(request: dict[str, Any], text: str, prompt: int) -> dict[str, Any]:
+    call = {
+        "type": "function_call",
+        "id": "fc_mock",
+        "call_id": "call_mock_1",
+        "name": request["tools"][0]["name"],
+        "arguments": json.dumps({"echo": text}),
+        "status": "completed",
+    }
+    usage = {"input_tokens": prompt, "output_tokens": _tokens(text), "total_tokens": prompt}
+    return {
+        "id": "resp_mock",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": request.get("model", OPENAI_MODELS[0]),
+        "output": [call],
+        "usage": usage,
+    }
+
+
+def _function_call_events(request: dict[str, Any]) -> list[bytes]:
+    done = response(request)
+    names = ["response.created", "response.output_item.added"]
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**done, "status": "in_progress", "output": []}}
+    ]
+    started = {**done["output"][0], "arguments": "", "status": "in_progress"}
+    events.append({"type": "response.output_item.added", "output_index": 0, "item": started})
+    for piece in _arguments(request):
+        events.append(
+            {
+                "type": "response.function_call_arguments.delta",
+                "item_id": "fc_mock",
+                "output_index": 0,
+                "delta": piece,
+            }
+        )
+        names.append("response.function_call_arguments.delta")
+    item = done["output"][0]
+    events += [
+        {
+            "type": "response.function_call_arguments.done",
+            "item_id": "fc_mock",
+            "output_index": 0,
+            "arguments": item["arguments"],
+        },
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": done},
+    ]
+    names += [
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    return [
+        _sse({**e, "sequence_number": n}, name)
+        for n, (e, name) in enumerate(zip(events, names, strict=True))
+    ]
+
+
 def response_events(request: dict[str, Any]) -> list[bytes]:
+    if request.get("tools"):
+        return _function_call_events(request)
     done = response(request)
     started = {**done, "status": "in_progress", "output": [], "usage": None}
     item = {**done["output"][0], "status": "in_progress", "content": []}
@@ -223,13 +310,17 @@ def response_events(request: dict[str, Any]) -> list[bytes]:
 
 def message(request: dict[str, Any]) -> dict[str, Any]:
     text = _reply(request)
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if request.get("tools"):
+        name = request["tools"][0]["name"]
+        block = {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {"echo": text}}
     return {
         "id": "msg_mock",
         "type": "message",
         "role": "assistant",
         "model": request.get("model", ANTHROPIC_MODELS[0]),
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
+        "content": [block],
+        "stop_reason": "tool_use" if request.get("tools") else "end_turn",
         "stop_sequence": None,
         "usage": {
             "input_tokens": _tokens(_last_user_text(request)),
@@ -252,13 +343,22 @@ def message_events(request: dict[str, Any]) -> list[bytes]:
             {
                 "type": "content_block_start",
                 "index": 0,
-                "content_block": {"type": "text", "text": ""},
+                "content_block": (
+                    {**done["content"][0], "input": {}}
+                    if request.get("tools")
+                    else {"type": "text", "text": ""}
+                ),
             },
             "content_block_start",
         ),
     ]
-    for piece in pieces(request):
-        delta = {"type": "text_delta", "text": piece}
+    tools = bool(request.get("tools"))
+    for piece in _arguments(request) if tools else pieces(request):
+        delta = (
+            {"type": "input_json_delta", "partial_json": piece}
+            if tools
+            else {"type": "text_delta", "text": piece}
+        )
         events.append(
             _sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
         )
@@ -267,7 +367,7 @@ def message_events(request: dict[str, Any]) -> list[bytes]:
         _sse(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": done["stop_reason"], "stop_sequence": None},
                 "usage": {"output_tokens": done["usage"]["output_tokens"]},
             },
             "message_delta",
@@ -333,6 +433,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     path, method = scope["path"], scope["method"]
     if path == "/healthz":
         await _respond(send, 200, b'{"status":"ok"}')
+    elif path == "/mock/last":
+        await _respond(send, 200, json.dumps(LAST_REQUEST).encode())
     elif path == "/mock/stats":
         await _respond(send, 200, json.dumps({"counts": STATS, "auth": SEEN_AUTH}).encode())
     elif path == "/v1/classify" and method == "POST":
@@ -389,6 +491,8 @@ async def _serve(
     except ValueError:
         await _respond(send, 400, _error(api, 400, "invalid JSON"))
         return
+    LAST_REQUEST.clear()
+    LAST_REQUEST.update(request)
     if request.get("model") == "slow-first-byte" or BEHAVIOUR["mode"] == "slow":
         await asyncio.sleep(2.0)
     if await _unreadable(send, api, request):

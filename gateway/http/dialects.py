@@ -17,26 +17,68 @@ Text = Callable[[str], str]
 
 
 def _map_content(content: Any, fn: Text) -> Any:
-    """Apply `fn` to a message's text: a string, or the `text` of its parts/blocks."""
+    """Apply `fn` to a message's text: a string, or every text its parts, blocks or items
+    carry."""
     if isinstance(content, str):
         return fn(content)
     if isinstance(content, list):
-        return [
-            {**part, "text": fn(part["text"])}
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-            else part
-            for part in content
-        ]
+        return [_map_part(part, fn) for part in content]
     return content
+
+
+def _map_part(part: Any, fn: Text) -> Any:
+    """Every text one message, content part, block or item carries, wherever its API puts
+    it: `text` (parts, blocks, system prompts), `content` (messages, tool results),
+    `output` (Responses function_call_output), `summary` (reasoning), tool-call
+    `arguments` (a JSON document in a string: chat's `tool_calls[].function`, Responses'
+    function_call) and Anthropic `tool_use.input`."""
+    if not isinstance(part, dict):
+        return part
+    out = dict(part)
+    for key in ("text", "output"):
+        if isinstance(out.get(key), str):
+            out[key] = fn(out[key])
+    for key in ("content", "summary"):
+        if key in out:
+            out[key] = _map_content(out[key], fn)
+    if isinstance(out.get("arguments"), str):
+        out["arguments"] = map_json_text(out["arguments"], fn)
+    if out.get("type") == "tool_use" and isinstance(out.get("input"), dict | list):
+        out["input"] = _map_json(out["input"], fn)
+    for key in ("function", "function_call"):
+        if isinstance(out.get(key), dict):
+            out[key] = _map_part(out[key], fn)
+    if isinstance(out.get("tool_calls"), list):
+        out["tool_calls"] = [_map_part(call, fn) for call in out["tool_calls"]]
+    return out
+
+
+def _map_json(node: Any, fn: Text) -> Any:
+    """`fn` on every string of a JSON value, keys included."""
+    if isinstance(node, str):
+        return fn(node)
+    if isinstance(node, dict):
+        return {fn(key): _map_json(value, fn) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_map_json(value, fn) for value in node]
+    return node
+
+
+def map_json_text(text: str, fn: Text) -> str:
+    """`fn` on every string inside a JSON document held in a string (tool-call arguments);
+    the result is still valid JSON. Text that is not JSON is mapped as text."""
+    try:
+        value = jsoncodec.loads(text)
+    except ValueError:
+        return fn(text)
+    mapped = _map_json(value, fn)
+    return text if mapped == value else jsoncodec.dumps(mapped).decode()
 
 
 def _map_messages(messages: Any, fn: Text) -> Any:
     if not isinstance(messages, list):
         return messages
-    return [
-        {**m, "content": _map_content(m.get("content"), fn)} if isinstance(m, dict) else m
-        for m in messages
-    ]
+    return [_map_part(m, fn) for m in messages]
 
 
 # Our error kinds, as OpenAI's API names them.
@@ -128,13 +170,11 @@ class Dialect:
         """Apply `fn` in place to every text of a (non-streamed) answer."""
         if self.route == "chat":
             for choice in answer.get("choices") or []:
-                message = choice.get("message") if isinstance(choice, dict) else None
-                if isinstance(message, dict) and isinstance(message.get("content"), str):
-                    message["content"] = fn(message["content"])
+                if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                    choice["message"] = _map_part(choice["message"], fn)
         elif self.route == "responses":
-            for item in answer.get("output") or []:
-                if isinstance(item, dict) and isinstance(item.get("content"), list):
-                    item["content"] = _map_content(item["content"], fn)
+            if isinstance(answer.get("output"), list):
+                answer["output"] = [_map_part(item, fn) for item in answer["output"]]
         elif self.route == "messages":
             answer["content"] = _map_content(answer.get("content"), fn)
 

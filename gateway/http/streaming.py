@@ -14,7 +14,7 @@ from typing import Any
 
 from cordon import jsoncodec
 from cordon.errors import UpstreamError
-from gateway.http.dialects import Dialect
+from gateway.http.dialects import Dialect, map_json_text
 from gateway.policy import StreamFilter
 
 
@@ -149,21 +149,54 @@ class ChatStream(StreamAdapter):
             self.prompt_tokens = chunk["usage"].get("prompt_tokens")
             self.completion_tokens = chunk["usage"].get("completion_tokens")
         changed = False
+        before: list[bytes] = []  # held-back tool arguments, released ahead of a finish
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 continue
             key = choice.get("index", 0)
+            changed = self._tool_calls(chunk, key, delta) or changed
             text = delta.get("content")
             released = None
             if isinstance(text, str):
                 released = self._feed(key, text, partial(_chat_delta, chunk, key))
             if choice.get("finish_reason") is not None:
                 released = (released or "") + self._flush(key)
+                before += self._flush_tools(key)
             if released is not None and released != text:
                 delta["content"] = released
                 changed = True
-        return Relay([encode(None, chunk) if changed else event.raw])
+        return Relay([*before, encode(None, chunk) if changed else event.raw])
+
+    def _tool_calls(self, chunk: dict[str, Any], key: Any, delta: dict[str, Any]) -> bool:
+        """Tool-call argument fragments go through the output rules like answer text."""
+        changed = False
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+                continue
+            tool = (key, "tool", call.get("index", 0))
+            template = partial(_chat_tool_delta, chunk, key, call.get("index", 0))
+            released = self._feed(tool, function["arguments"], template)
+            if released != function["arguments"]:
+                function["arguments"] = released
+                changed = True
+        return changed
+
+    def _flush_tools(self, key: Any) -> list[bytes]:
+        out = []
+        for tool in [k for k in self._templates if isinstance(k, tuple) and k[:2] == (key, "tool")]:
+            rest = self._flush(tool)
+            if rest:
+                out.append(self._templates[tool](rest))
+        return out
+
+
+def _chat_tool_delta(chunk: dict[str, Any], index: int, tool: int, text: str) -> bytes:
+    base = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+    call = {"index": tool, "function": {"arguments": text}}
+    choice = {"index": index, "delta": {"tool_calls": [call]}, "finish_reason": None}
+    return encode(None, {**base, "choices": [choice]})
 
 
 def _chat_delta(chunk: dict[str, Any], index: int, text: str) -> bytes:
@@ -187,6 +220,18 @@ class ResponsesStream(StreamAdapter):
             if released == data["delta"]:
                 return Relay([event.raw])
             return Relay([encode(event.name, {**data, "delta": released})])
+        if kind == "response.function_call_arguments.delta" and isinstance(data.get("delta"), str):
+            args = (data.get("item_id"), "arguments")
+            released = self._feed(args, data["delta"], partial(_with, event.name, data, "delta"))
+            if released == data["delta"]:
+                return Relay([event.raw])
+            return Relay([encode(event.name, {**data, "delta": released})])
+        if kind == "response.function_call_arguments.done":
+            args = (data.get("item_id"), "arguments")
+            wrap = self._templates.get(args)
+            rest = self._flush(args)
+            out = [wrap(rest)] if rest and wrap else []
+            return Relay([*out, self._quietly_nested(event, data)])
         if kind == "response.output_text.done":
             wrap = self._templates.get(key)
             rest = self._flush(key)
@@ -215,15 +260,28 @@ class ResponsesStream(StreamAdapter):
 
         def walk(node: Any) -> Any:
             if isinstance(node, dict):
-                return {
-                    k: quiet(v) if k == "text" and isinstance(v, str) else walk(v)
-                    for k, v in node.items()
-                }
+                out = {}
+                for key, value in node.items():
+                    quieted = _quiet_field(key, value, quiet)
+                    out[key] = walk(value) if quieted is None else quieted
+                return out
             if isinstance(node, list):
                 return [walk(x) for x in node]
             return node
 
         return encode(event.name, walk(data))
+
+
+def _quiet_field(key: str, value: Any, quiet: Callable[[str], str]) -> Any:
+    """A repeated text field (`text`, tool-call `arguments`), through the rules; None for
+    any other field."""
+    if not isinstance(value, str):
+        return None
+    if key == "text":
+        return quiet(value)
+    if key == "arguments":
+        return map_json_text(value, quiet)
+    return None
 
 
 class MessagesStream(StreamAdapter):
@@ -239,27 +297,33 @@ class MessagesStream(StreamAdapter):
             self.completion_tokens = (data.get("usage") or {}).get("output_tokens")
         elif kind == "content_block_delta":
             delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
-                template = partial(_text_delta, data.get("index"))
-                released = self._feed(data.get("index"), delta["text"], template)
-                if released != delta["text"]:
-                    return Relay(
-                        [encode(event.name, {**data, "delta": {**delta, "text": released}})]
-                    )
+            field_name = _BLOCK_DELTAS.get(str(delta.get("type")))
+            if field_name is not None and isinstance(delta.get(field_name), str):
+                template = partial(_block_delta, data.get("index"), delta["type"], field_name)
+                released = self._feed(data.get("index"), delta[field_name], template)
+                if released != delta[field_name]:
+                    changed = {**delta, field_name: released}
+                    return Relay([encode(event.name, {**data, "delta": changed})])
         elif kind == "content_block_stop":
+            wrap = self._templates.get(data.get("index"))
             rest = self._flush(data.get("index"))
-            if rest:
-                return Relay([_text_delta(data.get("index"), rest), event.raw])
+            if rest and wrap:
+                return Relay([wrap(rest), event.raw])
         elif kind == "message_stop":
             return Relay([*self._flush_all(), event.raw], terminal=True)
         return Relay([event.raw])
 
 
-def _text_delta(index: Any, text: str) -> bytes:
+# Anthropic's streamed block deltas that carry content, and the field that holds it:
+# answer text, and a tool_use block's input as partial JSON.
+_BLOCK_DELTAS = {"text_delta": "text", "input_json_delta": "partial_json"}
+
+
+def _block_delta(index: Any, kind: str, field_name: str, text: str) -> bytes:
     delta = {
         "type": "content_block_delta",
         "index": index,
-        "delta": {"type": "text_delta", "text": text},
+        "delta": {"type": kind, field_name: text},
     }
     return encode("content_block_delta", delta)
 
