@@ -32,6 +32,14 @@ PACK_AGE = Gauge(
     "cordon_gateway_pack_age_seconds",
     "Seconds since the active policy pack was published (0 for the built-in default).",
 )
+PACK_EXPIRED = Gauge(
+    "cordon_gateway_pack_expired",
+    "1 while the active policy pack has expired (fail-closed packs: every call refused).",
+)
+PACK_DISABLED = Gauge(
+    "cordon_gateway_pack_disabled",
+    "1 while the active policy pack is disabled by its owner (every call refused).",
+)
 PACK_REJECTIONS = Counter(
     "cordon_gateway_pack_rejections_total", "Policy packs offered but not activated."
 )

@@ -84,6 +84,8 @@ class Runtime:
         self.packs.load_last_good()
         metrics.PACK_REVISION.set(self.packs.active.revision)
         metrics.PACK_AGE.set_function(self._pack_age)
+        metrics.PACK_EXPIRED.set_function(lambda: float(self.packs.active.expired(time.time())))
+        metrics.PACK_DISABLED.set_function(lambda: float(not self.packs.active.enabled))
         await self.upstream.start()
         self._tasks.append(asyncio.create_task(self._connect_then_watch()))
 
@@ -168,8 +170,11 @@ class Runtime:
         assert self.xr_nc is not None
         self._xr_reconnected.clear()
         kv = await self.xr_nc.jetstream().key_value(subjects.POLICY_BUCKET)
-        watcher = await kv.watch(subjects.pack_key(self.packs.pack_name))
+        # With history: a fresh replica takes the newest valid revision the bucket holds,
+        # not whatever was written last.
+        watcher = await kv.watch(subjects.pack_key(self.packs.pack_name), include_history=True)
         applied = await self.xr_nc.jetstream().key_value(subjects.APPLIED_BUCKET)
+        history = True  # the bucket's kept revisions come first, then a None marker
         try:
             await self._report_applied(applied)
             while not self._xr_reconnected.is_set():
@@ -177,9 +182,12 @@ class Runtime:
                     entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
                 except NatsTimeoutError:  # nothing new this second
                     continue
-                if entry is None or entry.value is None:
+                if entry is None:
+                    history = False
                     continue
-                outcome = self.packs.offer(entry.value)
+                if entry.value is None:
+                    continue
+                outcome = self.packs.offer(entry.value, replayed=history)
                 if outcome == "activated":
                     metrics.PACK_REVISION.set(self.packs.active.revision)
                     await self._report_applied(applied)

@@ -57,8 +57,13 @@ async def _api(
     return answer
 
 
-async def regional_revision(nc: NATS, region: str, key: str) -> tuple[int, int]:
-    """(KV sequence, pack revision) of `key` in `region`, or (0, 0) if absent."""
+async def regional_revision(
+    nc: NATS, region: str, key: str, trusted: Mapping[str, bytes]
+) -> tuple[int, int]:
+    """(KV sequence, pack revision) of `key` in `region`, or (0, 0) if absent.
+
+    The revision is read only from a pack that verifies: an entry nobody trusted signed
+    (whoever planted it, whatever revision it claims) counts as no pack at all."""
     answer = await _api(
         nc,
         region,
@@ -72,13 +77,21 @@ async def regional_revision(nc: NATS, region: str, key: str) -> tuple[int, int]:
         raise RegionWriteError(f"{region}: {error}")
     message = answer["message"]
     assert isinstance(message, dict)
-    revision = signing.claimed(base64.b64decode(message["data"])).get("revision")
-    return int(message["seq"]), revision if isinstance(revision, int) else 0
+    try:
+        revision = signing.decode(base64.b64decode(message["data"]), trusted).revision
+    except PackError as exc:
+        metrics.ERRORS.labels("unverified_regional_entry").inc()
+        log.error("%s: the policy bucket's %s does not verify (%s): replacing it", region, key, exc)
+        revision = 0
+    return int(message["seq"]), revision
 
 
-async def write_pack(nc: NATS, region: str, key: str, data: bytes, revision: int) -> bool:
-    """Write `data` unless the region already has this revision or a newer one."""
-    last_seq, current = await regional_revision(nc, region, key)
+async def write_pack(
+    nc: NATS, region: str, key: str, data: bytes, revision: int, trusted: Mapping[str, bytes]
+) -> bool:
+    """Write `data` unless the region already has this revision or a newer one; False if
+    it had. `RegionWriteError` if the write was refused (the compare-and-set lost)."""
+    last_seq, current = await regional_revision(nc, region, key, trusted)
     if current >= revision:
         return False
     answer = await _api(
@@ -149,8 +162,13 @@ class RegionFanout:
             return
         committed_at = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else time.time()
         try:
-            await write_pack(
-                self.nc, self.region, subjects.pack_key(pack.name), msg.data, pack.revision
+            written = await write_pack(
+                self.nc,
+                self.region,
+                subjects.pack_key(pack.name),
+                msg.data,
+                pack.revision,
+                self.trusted,
             )
         except RegionWriteError as exc:
             metrics.ERRORS.labels("region_write").inc()
@@ -163,7 +181,15 @@ class RegionFanout:
         metrics.PROPAGATION.labels(self.region).observe(max(0.0, time.time() - committed_at))
         metrics.LAG_REVISIONS.labels(self.region).set(pending - 1)
         await msg.ack()
-        log.info("%s: pack %s revision %s replicated", self.region, pack.name, pack.revision)
+        if written:
+            log.info("%s: pack %s revision %s replicated", self.region, pack.name, pack.revision)
+        else:
+            log.info(
+                "%s: pack %s revision %s not written: the region already has it or a newer one",
+                self.region,
+                pack.name,
+                pack.revision,
+            )
 
 
 async def heartbeat(

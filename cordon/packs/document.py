@@ -110,12 +110,29 @@ class Pack:
     regions: tuple[str, ...] = ("*",)
     signed_by: tuple[str, ...] = ()
     document: dict[str, Any] = field(default_factory=dict, compare=False)
+    # `pack.enabled: false`: the owner's kill switch. The revision supersedes the ones
+    # before it like any other, and every call under it is refused (503 pack_disabled).
+    enabled: bool = True
 
     def covers(self, region: str) -> bool:
         return "*" in self.regions or region in self.regions
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+    def unusable(self, now: float) -> tuple[str, str] | None:
+        """Why no call may be served under this pack, as (code, message), or None.
+
+        A disabled pack refuses every call; an expired one does under `fail_mode:
+        closed` (under `open`, calls go on and their records are flagged)."""
+        if not self.enabled:
+            return "pack_disabled", f"policy pack {self.name} r{self.revision} is disabled"
+        if self.fail_mode == "closed" and self.expired(now):
+            return "pack_expired", (
+                f"policy pack {self.name} r{self.revision} has expired; no call is served "
+                "until a current revision is active"
+            )
+        return None
 
     @property
     def retention_days(self) -> float | None:
@@ -293,6 +310,7 @@ def parse_statement(statement: dict[str, Any], signed_by: tuple[str, ...] = ()) 
         regions=tuple(regions),
         signed_by=signed_by,
         document=document,
+        enabled=(document.get("pack") or {}).get("enabled", True) is not False,
     )
 
 

@@ -224,6 +224,13 @@ async def serve(
     dialect, pack = call.dialect, call.active.pack
     call.facts.model = payload["model"]
     call.facts.stream = bool(payload.get("stream"))
+    unusable = pack.unusable(time.time())
+    if unusable is not None:
+        code, message = unusable
+        await refuse(call, send, 503, message, "api_error", code)
+        return
+    if pack.expired(time.time()):  # fail-open: served, and the record says so
+        call.decision.fired("pack_expired", "flag")
     outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
     call.prompt = _prompt(dialect, outbound if pack.record_content == "redacted" else payload)
     hook = pack.classifier

@@ -1,12 +1,14 @@
 """Which pack this replica enforces, and how a new one becomes active.
 
 A pack is activated only if its signature verifies against the replica's trust
-root, its revision is above the active one, it has not expired and it is meant
-for this region; otherwise the active pack stays and the reason is kept (status
-endpoint, metric, log, and a rejection record in the region's stream). The swap
-rebinds one attribute, so a call that has read `state.current` finishes on the
-pack it started with. The last good pack is persisted, so a replica that boots
-while NATS is away still enforces it.
+root, its revision is above the active one and above every revision this replica
+ever accepted, it has not expired and it is meant for this region; otherwise the
+active pack stays and the reason is kept (status endpoint, metric, log, and a
+rejection record in the region's stream). The swap rebinds one attribute, so a call
+that has read `state.current` finishes on the pack it started with. The last good
+pack and the highest revision accepted are persisted, so a replica that boots while
+NATS is away still enforces it, and one whose persisted pack no longer verifies
+still refuses every older revision.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Rejection:
 
 
 RouterFactory = Callable[[Pack], Router]
-Offer = Literal["activated", "unchanged", "rejected"]
+Offer = Literal["activated", "unchanged", "rejected", "stale"]
 
 
 class PackState:
@@ -64,6 +66,15 @@ class PackState:
         self.activated_at: float | None = None
         self.last_rejection: Rejection | None = None
         self._path = state_dir / f"last-good-pack.{pack_name}.json"
+        self._floor_path = state_dir / f"revision-floor.{pack_name}.json"
+        self.floor = self._read_floor()  # the highest revision ever accepted here
+
+    def _read_floor(self) -> int:
+        try:
+            floor = json.loads(self._floor_path.read_text())["revision"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+        return floor if isinstance(floor, int) else 0
 
     @property
     def active(self) -> Pack:
@@ -84,28 +95,38 @@ class PackState:
             return
         self.activated_at = time.time()
         if pack.expired(time.time()):
-            # Better an expired pack than none; the status endpoint says so.
+            # Its fail mode decides: closed refuses every call until a current revision
+            # arrives, open serves and flags; the status endpoint and a metric say so.
             log.warning("the persisted pack %s r%s has expired", pack.name, pack.revision)
 
-    def offer(self, data: bytes) -> Offer:
-        """Activate the signed pack in `data` if it may be; say why not otherwise."""
+    def offer(self, data: bytes, replayed: bool = False) -> Offer:
+        """Activate the signed pack in `data` if it may be; say why not otherwise.
+
+        `replayed`: the entry is part of the bucket's kept history, delivered when a
+        watch starts; one older than the active pack, or expired since, is "stale", not
+        an event."""
         try:
             pack = signing.decode(data, self._trusted)
             if pack.revision == self.active.revision and pack.hash == self.active.hash:
                 return "unchanged"  # the watch re-delivering what is already active
             self._check_scope(pack)
+            newest = max(self.active.revision, self.floor)
+            if pack.revision <= newest:
+                if replayed:
+                    return "stale"
+                raise PackError(f"revision {pack.revision} is not newer than {newest}")
             if pack.expired(time.time()):
+                if replayed:
+                    return "stale"  # history: it expired since it was written
                 raise PackError(f"pack expired at {_iso(pack.expires_at)}")
-            if pack.revision <= self.active.revision:
-                raise PackError(
-                    f"revision {pack.revision} is not newer than active {self.active.revision}"
-                )
             router = self._route(pack)  # resolves providers: a missing secret refuses the pack
         except PackError as exc:
             self.last_rejection = Rejection(str(exc), signing.claimed(data), time.time())
             log.warning("policy pack rejected, keeping revision %s: %s", self.active.revision, exc)
             return "rejected"
-        self._persist(data)
+        self._persist(self._path, data)
+        self._persist(self._floor_path, json.dumps({"revision": pack.revision}).encode())
+        self.floor = pack.revision
         self.current = Active(pack, router)
         self.activated_at = time.time()
         log.info("policy pack %s revision %s active", pack.name, pack.revision)
@@ -117,14 +138,15 @@ class PackState:
         if not pack.covers(self.region):
             raise PackError(f"pack is for regions {list(pack.regions)}, not {self.region}")
 
-    def _persist(self, data: bytes) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
+    @staticmethod
+    def _persist(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        tmp.replace(self._path)
+        tmp.replace(path)
 
     def status(self) -> dict[str, object]:
         pack = self.active
@@ -136,6 +158,8 @@ class PackState:
             "activated_at": self.activated_at,
             "expires_at": _iso(pack.expires_at),
             "expired": pack.expired(time.time()),
+            "enabled": pack.enabled,
+            "revision_floor": self.floor,
             "signed_by": list(pack.signed_by),
             "last_rejection": rejection.reason if rejection else None,
             "last_rejection_at": rejection.at if rejection else None,

@@ -12,17 +12,21 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import pytest
 
+from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.log.keys import SigningKey
 from cordon.packs import signing
 from tests.helpers import (
     eventually,
+    find_record,
     nats_as,
     policy_status,
     publish_pack,
@@ -63,12 +67,12 @@ def answer(endpoints: dict[str, Any]) -> str:
     return reply.choices[0].message.content or ""
 
 
-async def inject(endpoints: dict[str, Any], data: bytes) -> None:
+async def inject(endpoints: dict[str, Any], data: bytes, name: str = "default") -> None:
     # Straight into the region's bucket with the replicator's own credentials: the
     # gateway must refuse what the replicator would never have written.
     nc = await nats_as(endpoints["nats"]["central"]["replicator"])
     try:
-        reply = await nc.request("$JS.eu-west.API.$KV.policy.pack.default", data, timeout=2)
+        reply = await nc.request(f"$JS.eu-west.API.$KV.policy.pack.{name}", data, timeout=2)
         assert "error" not in json.loads(reply.data), reply.data
     finally:
         await nc.close()
@@ -81,9 +85,11 @@ def owner_signed(
     expires_at: int | None = None,
     regions: tuple[str, ...] = ("*",),
     tag: str = "x",
+    name: str = "default",
+    enabled: bool = True,
 ) -> bytes:
     document = {
-        "pack": {"name": "default"},
+        "pack": {"name": name, "enabled": enabled},
         "policies": [
             {
                 "name": f"pii-{tag}",
@@ -94,7 +100,7 @@ def owner_signed(
         ],
     }
     expiry = expires_at if expires_at is not None else int(time.time()) + 3600
-    statement = signing.statement_bytes(document, "default", revision, expiry, regions)
+    statement = signing.statement_bytes(document, name, revision, expiry, regions)
     return signing.sign(statement, [SigningKey.load(stack.policy_owner_key)])
 
 
@@ -117,7 +123,7 @@ async def test_bad_packs_are_refused_recorded_and_the_old_one_stays(
         (
             "rollback",
             owner_signed(stack, revision - 1, tag="old"),
-            f"revision {revision - 1} is not newer than active {revision}",
+            f"revision {revision - 1} is not newer than {revision}",
         ),
         (
             "expired",
@@ -204,3 +210,79 @@ async def test_the_packs_retention_lengthens_records_but_never_shortens_them(
     await publish_retention(30)
     provision()
     assert await max_age_days() == int(start) + 100  # not shortened
+
+
+@pytest.fixture(scope="module")
+def lifecycle(stack: DevStack) -> Iterator[str]:
+    """A replica of its own, enforcing the `lifecycle` pack."""
+    url = stack.start_gateway(
+        "eu-west", "gw-lifecycle", stack.endpoints.mock_provider, pack_name="lifecycle"
+    )
+    wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-lifecycle"].proc)
+    yield url
+    stack.processes["gateway-eu-west-gw-lifecycle"].stop()
+
+
+def _lifecycle_call(url: str, endpoints: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "are you on?"}]},
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+    )
+
+
+def _gauge(url: str, name: str) -> float:
+    (line,) = [r for r in httpx.get(url + "/metrics").text.splitlines() if r.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+async def _activate(
+    url: str, endpoints: dict[str, Any], stack: DevStack, revision: int, **kw: Any
+) -> None:
+    await inject(endpoints, owner_signed(stack, revision, name="lifecycle", **kw), "lifecycle")
+    admin = endpoints["tokens"]["admin"]
+    eventually(lambda: policy_status(url, admin)["active_revision"] == revision, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("how", "code"), [("expired", "pack_expired"), ("disabled", "pack_disabled")]
+)
+async def test_an_expired_or_disabled_pack_refuses_every_call_and_says_why(
+    stack: DevStack, endpoints: dict[str, Any], lifecycle: str, how: str, code: str
+) -> None:
+    base = policy_status(lifecycle, endpoints["tokens"]["admin"])["active_revision"] + 1
+    if how == "expired":
+        await _activate(lifecycle, endpoints, stack, base, expires_at=int(time.time()) + 3)
+    else:
+        await _activate(lifecycle, endpoints, stack, base, enabled=False)
+    refused = eventually(
+        lambda: (r := _lifecycle_call(lifecycle, endpoints)).status_code == 503 and r, timeout=10
+    )
+    error = refused.json()["error"]
+    assert error["code"] == code and f"lifecycle r{base}" in error["message"]
+    assert _gauge(lifecycle, f"cordon_gateway_pack_{how}") == 1.0
+    status_now = policy_status(lifecycle, endpoints["tokens"]["admin"])
+    assert status_now["expired" if how == "expired" else "enabled"] is (how == "expired")
+    record = await find_record(endpoints, "eu-west", refused.headers["x-cordon-record-id"])
+    assert record is not None and record["error"] == code and record["status"] == 503
+    await _activate(lifecycle, endpoints, stack, base + 1)  # a current revision: served again
+    assert _lifecycle_call(lifecycle, endpoints).status_code == 200
+    assert _gauge(lifecycle, f"cordon_gateway_pack_{how}") == 0.0
+
+
+async def test_a_fresh_replica_takes_the_newest_revision_not_the_last_written(
+    stack: DevStack, endpoints: dict[str, Any], lifecycle: str
+) -> None:
+    newest = policy_status(lifecycle, endpoints["tokens"]["admin"])["active_revision"] + 5
+    await _activate(lifecycle, endpoints, stack, newest)
+    await inject(endpoints, owner_signed(stack, newest - 3, name="lifecycle"), "lifecycle")
+    url = stack.start_gateway(
+        "eu-west", "gw-fresh", stack.endpoints.mock_provider, pack_name="lifecycle"
+    )
+    try:
+        wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-fresh"].proc)
+        admin = endpoints["tokens"]["admin"]
+        fresh = eventually(lambda: (s := policy_status(url, admin))["active_revision"] and s)
+        assert fresh["active_revision"] == newest and fresh["last_rejection"] is None
+    finally:
+        stack.processes["gateway-eu-west-gw-fresh"].stop()
