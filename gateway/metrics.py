@@ -54,3 +54,15 @@ UPSTREAM_FAILURES = Counter(
 SPOOL_DEPTH = Gauge(
     "cordon_gateway_spool_depth", "Fail-open records waiting on disk for the regional stream."
 )
+SPOOL_OLDEST = Gauge(
+    "cordon_gateway_spool_oldest_seconds",
+    "Age of the oldest record waiting in the fail-open spool (0 when it is empty).",
+)
+SPOOL_SHIP_FAILURES = Counter(
+    "cordon_gateway_spool_ship_failures_total",
+    "Attempts to ship the fail-open spool that stopped on an error (shipping is retried).",
+)
+SPOOL_TORN = Counter(
+    "cordon_gateway_spool_torn_frames_total",
+    "Torn frames (a crash in the middle of an append) cut off the spool when it was opened.",
+)

@@ -103,17 +103,27 @@ class Runtime:
         await self._watch_packs()
 
     async def _ship_spool(self) -> None:
-        """Whenever NATS is back and the spool holds records, send them, in order."""
+        """Whenever NATS is back and the spool holds records, send them, in order; forever:
+        whatever goes wrong is logged and counted, and shipping is tried again."""
+        metrics.SPOOL_DEPTH.set_function(lambda: self.spool.depth)
+        metrics.SPOOL_OLDEST.set_function(self._spool_oldest_age)
+        metrics.SPOOL_TORN.inc(self.spool.torn)
         while True:
-            metrics.SPOOL_DEPTH.set(self.spool.depth)
             if self.spool.depth and self.ready and self.recorder is not None:
                 try:
                     shipped = await self.recorder.ship(self.spool)
                     log.info("shipped %d spooled records", shipped)
                 except RecordCommitError as exc:
+                    metrics.SPOOL_SHIP_FAILURES.inc()
                     log.warning("spooled records not shipped yet: %s", exc)
-                metrics.SPOOL_DEPTH.set(self.spool.depth)
+                except Exception:
+                    metrics.SPOOL_SHIP_FAILURES.inc()
+                    log.exception("shipping the fail-open spool failed; trying again")
             await asyncio.sleep(0.5)
+
+    def _spool_oldest_age(self) -> float:
+        oldest = self.spool.oldest_ms
+        return max(0.0, time.time() - oldest / 1000) if oldest else 0.0
 
     async def _connect(self, name: str) -> None:
         self.audit_nc = await connect(self.settings.audit_nats, f"{name}-audit")
@@ -125,7 +135,7 @@ class Runtime:
             self.key,
             self.settings.commit_timeout_s,
         )
-        await recorder.resume()
+        await recorder.resume(self.spool)
         await streams.publish_enrolment(
             self.audit_nc.jetstream(), self.settings.region, self.key.key_id, self.enrolment
         )

@@ -57,6 +57,28 @@ def policy_status(gateway: str, admin_token: str) -> dict[str, Any]:
     return status
 
 
+def central_summary(
+    endpoints: dict[str, Any], record_id: str, region: str | None = None
+) -> dict[str, Any] | None:
+    """The central view's summary of `record_id`, paging through each region's summaries
+    (the view returns at most 1,000 at a time)."""
+    for name in [region] if region else list(endpoints["gateways"]):
+        after = 0
+        while True:
+            items = authed_get(
+                endpoints,
+                endpoints["aggregator"] + "/v1/summaries",
+                params={"region": name, "after_seq": after, "limit": 1000},
+            ).json()["items"]
+            found = next((s for s in items if s["id"] == record_id), None)
+            if found is not None:
+                return found
+            if len(items) < 1000:
+                break
+            after = items[-1]["stream_seq"]
+    return None
+
+
 def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.05) -> T:
     """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

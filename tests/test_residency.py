@@ -15,7 +15,7 @@ from nats.js.api import ConsumerConfig
 from cordon.dev.stack import DevStack
 from cordon.log import merkle
 from cordon.nats import subjects
-from tests.helpers import authed_get, central_get, eventually, nats_as
+from tests.helpers import authed_get, central_get, central_summary, eventually, nats_as
 
 # A summary reaches the central view once the region's next checkpoint settles it:
 # about a second, more on a loaded 2-core test machine.
@@ -33,10 +33,7 @@ def _ask(endpoints: dict[str, Any], region: str, content: str) -> str:
 
 
 def _summary(endpoints: dict[str, Any], record_id: str) -> dict[str, Any] | None:
-    items = authed_get(
-        endpoints, endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}
-    ).json()
-    return next((s for s in items["items"] if s["id"] == record_id), None)
+    return central_summary(endpoints, record_id)
 
 
 async def test_summary_reaches_central_view_without_any_content(

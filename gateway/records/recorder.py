@@ -39,17 +39,23 @@ class Recorder:
         self._voids: list[tuple[int, str]] = []  # (replica_seq, record id) spent without a record
 
     @property
+    def next_replica_seq(self) -> int:
+        return self._next_seq
+
+    @property
     def connected(self) -> bool:
         return bool(self._nc.is_connected)
 
-    async def resume(self) -> None:
-        """Continue `replica_seq` from the last record this replica committed."""
+    async def resume(self, spool: Spool | None = None) -> None:
+        """Continue `replica_seq` after the last record this replica committed, or spooled:
+        records still waiting in the spool hold numbers the stream has not seen yet."""
+        numbers = [_replica_seq(frame.data) for frame in spool.pending()] if spool else []
         try:
             last = await self._js.get_last_msg(subjects.RECORDS_STREAM, self._subject)
+            numbers.append(_replica_seq(last.data or b""))
         except NotFoundError:
-            return
-        payload = msgpack.unpackb(envelope.decode(last.data or b"").payload)
-        self._next_seq = int(payload["replica_seq"]) + 1
+            pass
+        self._next_seq = max(numbers, default=0) + 1
 
     async def commit(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
         """Sign and commit `record`; return its stream sequence (the Merkle leaf index).
@@ -125,3 +131,8 @@ class Recorder:
             }
             await self._publish(envelope.seal(void, self._key).encode(), f"void-{record_id}")
             self._voids.pop(0)
+
+
+def _replica_seq(data: bytes) -> int:
+    payload = msgpack.unpackb(envelope.decode(data).payload)
+    return int(payload.get("replica_seq") or 0)

@@ -2,10 +2,13 @@
 until the stream takes them, then shipped in order with their own ids (so a record
 shipped twice is stored once).
 
-Append-only file of frames `[u32 length][u16 id length][id][envelope bytes]`, fsynced
-per write; a sidecar file holds how far shipping got, replaced atomically and fsynced
-(a torn offset would point into the middle of a frame). Bounded: when full, appends
-fail loudly and the gateway falls back to failing closed.
+Append-only file of frames `[u32 length][u16 id length][u32 CRC-32][u64 unix ms][id]
+[envelope bytes]` (the checksum covers the time, the id and the envelope), fsynced per
+write; a sidecar file holds how far shipping got, replaced atomically and fsynced (a
+torn offset would point into the middle of a frame). A crash in the middle of an
+append leaves a torn last frame: opening the spool checks every frame and cuts the file
+back to the last whole one (logged and counted) before anything is appended after it.
+Bounded: when full, appends fail loudly and the gateway falls back to failing closed.
 """
 
 from __future__ import annotations
@@ -13,23 +16,58 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cordon.errors import SpoolFullError
 
 log = logging.getLogger("cordon.gateway.spool")
-HEADER = struct.Struct(">IH")
+HEADER = struct.Struct(">IHIQ")  # envelope length, id length, CRC-32, unix ms
+
+
+@dataclass(frozen=True)
+class Frame:
+    end: int  # file offset just after the frame
+    msg_id: str
+    data: bytes
+    spooled_ms: int
 
 
 class Spool:
     def __init__(self, path: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.torn = 0  # torn frames cut off when this spool was opened
         self._offset_path = path.with_suffix(".shipped")
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._cut_torn_tail()
         self._file = path.open("ab")
-        self.depth = sum(1 for _ in self._frames())
+        pending = list(self._frames())
+        self.depth = len(pending)
+        self.oldest_ms = pending[0].spooled_ms if pending else None
+
+    def _cut_torn_tail(self) -> None:
+        """Cut the file back to its last whole frame (a crash mid-append), so nothing is
+        ever appended after a torn one."""
+        if not self.path.exists():
+            return
+        whole = 0
+        with self.path.open("rb") as handle:
+            for frame in _read(handle):
+                whole = frame.end
+            size = handle.seek(0, os.SEEK_END)
+        if whole < size:
+            log.error("fail-open spool %s: torn frame after byte %d cut off", self.path, whole)
+            self.torn += 1
+            with self.path.open("r+b") as handle:
+                handle.truncate(whole)
+                os.fsync(handle.fileno())
+        if self.shipped_offset > whole:
+            self._save_offset(0)  # points past what survived: nothing is proven shipped
 
     @property
     def shipped_offset(self) -> int:
@@ -40,39 +78,46 @@ class Spool:
 
     def append(self, msg_id: str, data: bytes) -> None:
         encoded = msg_id.encode()
-        frame = HEADER.pack(len(data), len(encoded)) + encoded + data
-        if self._file.tell() + len(frame) > self.max_bytes:
+        now_ms = int(time.time() * 1000)
+        body = now_ms.to_bytes(8, "big") + encoded + data
+        frame = HEADER.pack(len(data), len(encoded), zlib.crc32(body), now_ms) + encoded + data
+        start = self._file.tell()
+        if start + len(frame) > self.max_bytes:
             log.error(
                 "fail-open spool %s is full (%d bytes): failing closed", self.path, self.max_bytes
             )
             raise SpoolFullError(f"spool full at {self.max_bytes} bytes")
-        self._file.write(frame)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(frame)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:  # a disk that filled up: leave no torn frame behind
+            self._file.truncate(start)
+            raise SpoolFullError(f"spool write failed: {exc}") from exc
         self.depth += 1
+        self.oldest_ms = self.oldest_ms or now_ms
 
-    def _frames(self) -> Iterator[tuple[int, str, bytes]]:
-        """(offset after the frame, id, data) for every frame not yet shipped."""
+    def _frames(self) -> Iterator[Frame]:
+        """Every whole frame not yet shipped, in order."""
         with self.path.open("rb") as handle:
             handle.seek(self.shipped_offset)
-            while header := handle.read(HEADER.size):
-                if len(header) < HEADER.size:
-                    return  # a torn last write: never acknowledged, so never answered
-                length, id_length = HEADER.unpack(header)
-                msg_id = handle.read(id_length).decode()
-                data = handle.read(length)
-                if len(data) < length:
-                    return
-                yield handle.tell(), msg_id, data
+            yield from _read(handle)
+
+    def pending(self) -> list[Frame]:
+        return list(self._frames())
 
     async def ship(self, publish: Callable[[str, bytes], Awaitable[object]]) -> int:
         """Publish pending records in order; stop at the first failure. Returns how many."""
         shipped = 0
-        for offset, msg_id, data in list(self._frames()):
-            await publish(msg_id, data)
-            self._save_offset(offset)
-            shipped += 1
-            self.depth -= 1
+        try:
+            for frame in self.pending():
+                await publish(frame.msg_id, frame.data)
+                self._save_offset(frame.end)
+                shipped += 1
+                self.depth -= 1
+        finally:
+            remaining = self.pending() if self.depth else []
+            self.oldest_ms = remaining[0].spooled_ms if remaining else None
         if self.depth == 0 and shipped:
             # Offset first: a crash before the truncation re-ships records under their
             # own ids (the stream drops them); the other order would skip new ones.
@@ -100,3 +145,20 @@ class Spool:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _read(handle: BinaryIO) -> Iterator[Frame]:
+    """Whole frames from the handle's position on; stops at the first torn or corrupt one
+    (a last write that never completed: never acknowledged, so never answered)."""
+    while len(header := handle.read(HEADER.size)) == HEADER.size:
+        length, id_length, crc, spooled_ms = HEADER.unpack(header)
+        encoded = handle.read(id_length)
+        data = handle.read(length)
+        body = spooled_ms.to_bytes(8, "big") + encoded + data
+        if len(encoded) < id_length or len(data) < length or zlib.crc32(body) != crc:
+            return
+        try:
+            msg_id = encoded.decode()
+        except UnicodeDecodeError:
+            return
+        yield Frame(handle.tell(), msg_id, data, spooled_ms)

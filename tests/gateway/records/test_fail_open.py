@@ -14,10 +14,14 @@ import pytest
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
 from cordon.errors import SpoolFullError
-from gateway.records.spool import Spool
+from cordon.log import envelope
+from cordon.log.keys import SigningKey
+from gateway.records import Recorder
+from gateway.records.spool import HEADER, Spool
 from tests.helpers import (
     eventually,
     find_record,
+    nats_as,
     policy_status,
     publish_pack,
     published_revision,
@@ -94,6 +98,60 @@ def test_a_full_spool_refuses_loudly(tmp_path: Path) -> None:
     with pytest.raises(SpoolFullError):
         spool.append("b", b"y" * 40)
     assert spool.depth == 1
+
+
+async def test_a_torn_last_frame_is_cut_off_and_every_whole_record_still_ships(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.spool"
+    spool = Spool(path)
+    for i in range(3):
+        spool.append(f"id{i}", f"record {i}".encode())
+    spool.close()
+    whole = path.stat().st_size
+    with path.open("ab") as handle:  # a crash in the middle of the fourth append
+        handle.write(HEADER.pack(100, 3, 12345, 1) + b"id3" + b"half a rec")
+    reopened = Spool(path)
+    assert reopened.torn == 1 and reopened.depth == 3
+    assert path.stat().st_size == whole  # cut back before anything is appended after it
+    reopened.append("id4", b"record 4")
+    sent: list[tuple[str, bytes]] = []
+
+    async def publish(msg_id: str, data: bytes) -> None:
+        sent.append((msg_id, data))
+
+    assert await reopened.ship(publish) == 4
+    assert sent == [(f"id{i}", f"record {i}".encode()) for i in (0, 1, 2, 4)]
+
+
+def test_a_corrupt_frame_is_never_shipped(tmp_path: Path) -> None:
+    path = tmp_path / "s.spool"
+    spool = Spool(path)
+    spool.append("id0", b"record 0")
+    spool.append("id1", b"record 1")
+    spool.close()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one bit of the last envelope flipped on disk
+    path.write_bytes(bytes(data))
+    reopened = Spool(path)
+    assert [frame.msg_id for frame in reopened.pending()] == ["id0"] and reopened.torn == 1
+
+
+async def test_replica_seq_resumes_past_records_still_in_the_spool(
+    endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    key = SigningKey.generate()
+    spool = Spool(tmp_path / "s.spool")
+    for number in (41, 42):
+        record = {"v": 1, "kind": "decision", "id": f"r{number}", "replica_seq": number}
+        spool.append(f"r{number}", envelope.seal(record, key).encode())
+    nc = await nats_as(endpoints["nats"]["regions"]["eu-west"]["audit"]["provision"])
+    try:
+        recorder = Recorder(nc, "eu-west", "gw-never-committed", key, 2.0)
+        await recorder.resume(spool)
+    finally:
+        await nc.close()
+    assert recorder.next_replica_seq == 43
 
 
 async def test_shipping_stops_at_the_first_failure_and_resumes_there(tmp_path: Path) -> None:

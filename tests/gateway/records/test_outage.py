@@ -21,6 +21,7 @@ from cordon.dev.stack import DevStack
 from cordon.nats import subjects
 from tests.helpers import (
     authed_get,
+    central_summary,
     eventually,
     nats_as,
     policy_status,
@@ -50,12 +51,7 @@ def _try_raw(endpoints: dict[str, Any], content: str) -> Any:
 
 
 def _in_central_view(endpoints: dict[str, Any], record_id: str) -> bool:
-    items = authed_get(
-        endpoints,
-        endpoints["aggregator"] + "/v1/summaries",
-        params={"region": "eu-west", "limit": 1000},
-    ).json()["items"]
-    return any(item["id"] == record_id for item in items)
+    return central_summary(endpoints, record_id, "eu-west") is not None
 
 
 @pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
