@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from cordon.nats.provision import Targets, provision
 from cordon.tokens import ROLES, grant_settings, new_token
 
 DEV_API_KEY = "cordon-dev-key"
+BASELINE_PACK = Path(__file__).resolve().parents[2] / "deploy" / "packs" / "default.yaml"
 DEFAULT_PORTS = {"mock": 8600, "aggregator": 8500, "eu-west": 8401, "us-east": 8402}
 
 
@@ -147,6 +151,7 @@ class DevStack:
             self._start_region(region)
         self._start_central()
         self._wait_ready()
+        self._enforce_baseline()
         # It holds every role's credentials: for the person who ran `cordon dev up` only.
         write_private(self.root / "endpoints.json", json.dumps(self.describe(), indent=2))
         return self.endpoints
@@ -319,6 +324,37 @@ class DevStack:
                 wait_for_http(url, 30, proc.proc)
             except Exception as exc:
                 raise type(exc)(f"{name}: {exc}\n{proc.log_tail()}") from exc
+
+    def _enforce_baseline(self, timeout: float = 30.0) -> None:
+        """Sign `deploy/packs/default.yaml` as the dev policy owner and publish it, then
+        wait until every gateway enforces it: the first call is already screened."""
+        assert self.topology is not None
+        publisher = self.topology.central_endpoint("publisher")
+        publish = [sys.executable, "-m", "cordon", "policy", "publish", str(BASELINE_PACK)]
+        identity = ["--nats-url", publisher.url, "--nats-seed", str(publisher.seed_file)]
+        published = subprocess.run(
+            [*publish, *identity, "--key", str(self.policy_owner_key)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if published.returncode != 0:
+            raise ProcessStartError(f"publishing the baseline pack failed: {published.stderr}")
+        deadline = time.monotonic() + timeout
+        for region, url in self.endpoints.gateways.items():
+            while self._active_pack(url) != "default":
+                if time.monotonic() > deadline:
+                    raise ProcessStartError(f"gateway-{region} never activated the baseline pack")
+                time.sleep(0.05)
+
+    def _active_pack(self, gateway: str) -> str | None:
+        request = urllib.request.Request(
+            gateway + "/v1/cordon/policy",
+            headers={"authorization": f"Bearer {self.tokens['admin']}"},
+        )
+        with urllib.request.urlopen(request, timeout=2) as response:
+            status = json.load(response)
+        return str(status["pack"]) if status.get("active_revision") else None
 
     def describe(self) -> dict[str, Any]:
         assert self.topology is not None
