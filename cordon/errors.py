@@ -158,6 +158,10 @@ class UpstreamError(GatewayError):
     """The model provider could not be reached or answered with garbage."""
 
 
+class UpstreamTooLargeError(UpstreamError):
+    """The provider's answer, or one of its stream events, is larger than allowed."""
+
+
 class UpstreamTimeout(UpstreamError):
     """The provider did not connect, or did not start answering, in time."""
 
@@ -219,6 +223,10 @@ class ResponseTimeout(HttpClientError):
 
 class RemoteProtocolError(HttpClientError):
     """The provider closed the connection or sent something that is not HTTP."""
+
+
+class ResponseTooLargeError(HttpClientError):
+    """The provider's headers or body went past the limit the caller set."""
 
 
 # -- central processes (replicator, aggregator) ----------------------------------------

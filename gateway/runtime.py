@@ -34,6 +34,7 @@ log = logging.getLogger("cordon.gateway")
 class Runtime:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        self.in_flight = 0  # model calls being served (settings.max_concurrent_calls)
         self.key, self.enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
         verifier = (
             DelegationVerifier(settings.delegation_issuers) if settings.delegation_issuers else None
@@ -134,6 +135,7 @@ class Runtime:
             self.settings.replica,
             self.key,
             self.settings.commit_timeout_s,
+            self.settings.max_record_bytes,
         )
         await recorder.resume(self.spool)
         await streams.publish_enrolment(

@@ -34,6 +34,15 @@ class GatewaySettings:
     port: int = 8080
     commit_timeout_s: float = 2.0
     max_body_bytes: int = 4 * 1024 * 1024
+    # What a provider may send: a whole answer, a whole stream, one stream event.
+    max_response_bytes: int = 16 * 1024 * 1024
+    max_stream_bytes: int = 64 * 1024 * 1024
+    max_event_bytes: int = 1024 * 1024
+    # Calls in flight at once; beyond it a call is refused at once (503, retry-after).
+    max_concurrent_calls: int = 512
+    # A record larger than this keeps its content only as a digest (0: the server's
+    # max_payload, which deploy/nats sets to 8 MB).
+    max_record_bytes: int = 0
     pack_name: str = "default"
     # Hex raw Ed25519 public keys of the policy owners whose packs this replica accepts.
     pack_trust: tuple[str, ...] = ()
@@ -88,6 +97,11 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             port=int(raw.get("port", 8080)),
             commit_timeout_s=float(raw.get("commit_timeout_s", 2.0)),
             max_body_bytes=int(raw.get("max_body_bytes", 4 * 1024 * 1024)),
+            max_response_bytes=int(raw.get("max_response_bytes", 16 * 1024 * 1024)),
+            max_stream_bytes=int(raw.get("max_stream_bytes", 64 * 1024 * 1024)),
+            max_event_bytes=int(raw.get("max_event_bytes", 1024 * 1024)),
+            max_concurrent_calls=int(raw.get("max_concurrent_calls", 512)),
+            max_record_bytes=int(raw.get("max_record_bytes", 0)),
             pack_name=str(raw.get("pack_name", "default")),
             pack_trust=tuple(str(k) for k in raw.get("pack_trust", ())),
             breaker_threshold=int(raw.get("breaker_threshold", 5)),

@@ -10,7 +10,8 @@ tests), `slow-first-byte` waits 2 s before answering. `--behaviour` (or `POST
 `slow` (2 s before answering) or `break-stream` (streams end early, unterminated),
 so failover can be tested against real sockets; `garbage` (a 200 in HTML, streams
 included), `garbage-stream` (stream events that are not JSON) and `echo-error` (a 400
-whose message repeats the prompt) are providers no rule can read as promised.
+whose message repeats the prompt) are providers no rule can read as promised; `huge`
+answers 20 MiB (or streams one 2 MiB event).
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
 A request with `tools` is answered with a call of the first tool, `{"echo": <reply>}`.
 """
@@ -36,6 +37,7 @@ STATS: Counter[str] = Counter()
 SEEN_AUTH: dict[str, str] = {}
 BEHAVIOUR = {"mode": "ok"}
 LAST_REQUEST: dict[str, Any] = {}  # the body of the last model call, as it arrived
+HUGE = 20 * 1024 * 1024  # `huge`: an answer of 20 MiB (a stream: one event of 2 MiB)
 
 
 def _text_of(content: Any) -> str:
@@ -513,13 +515,24 @@ async def _unreadable(send: Send, api: str, request: dict[str, Any]) -> bool:
     if mode == "garbage":
         page = f"<html><body>{text}</body></html>".encode()
         await _respond(send, 200, page, {"content-type": "text/html"})
+    elif mode == "huge" and not request.get("stream"):
+        body = json.dumps({"choices": [{"index": 0, "message": {"content": "x" * HUGE}}]})
+        await _respond(send, 200, body.encode())
+    elif mode == "huge" and request.get("stream"):
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        event = json.dumps(
+            {"choices": [{"index": 0, "delta": {"content": "x" * (2 * 1024 * 1024)}}]}
+        )
+        await send({"type": "http.response.body", "body": f"data: {event}\n\n".encode()})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
     elif mode == "echo-error":
         await _respond(send, 400, _error(api, 400, f"cannot do that: {text}"))
     elif mode == "garbage-stream" and request.get("stream"):
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        body = f"data: {text}\n\ndata: [DONE]\n\n".encode()
-        await send({"type": "http.response.body", "body": body})
+        garbage = f"data: {text}\n\ndata: [DONE]\n\n".encode()
+        await send({"type": "http.response.body", "body": garbage})
     else:
         return False
     return True

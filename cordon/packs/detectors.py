@@ -125,7 +125,12 @@ BUILTIN: tuple[Detector, ...] = (
         hint=contains("sk-", "AKIA", "AIza", "gh", "xox", "_live_"),
     ),
     Detector(
-        "email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+        # The lookbehind lets a match begin only where a run of local-part characters
+        # begins: without it a long run and no valid domain after it costs quadratic time.
+        "email",
+        re.compile(
+            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+        ),
     ),
     Detector(
         "iban",

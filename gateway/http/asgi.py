@@ -41,6 +41,9 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
             return b"".join(chunks)
 
 
+MAX_JSON_DEPTH = 64  # far beyond any API's shape; deeper only to exhaust someone's stack
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = jsoncodec.loads(body)
@@ -48,7 +51,21 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise BadRequestError("request body must be a JSON object")
+    if _depth_exceeds(payload, MAX_JSON_DEPTH):
+        raise BadRequestError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return payload
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests containers deeper than `limit` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers | None = None) -> None:

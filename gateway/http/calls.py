@@ -29,6 +29,7 @@ from cordon.errors import (
     RecordCommitError,
     UnknownModelError,
     UpstreamError,
+    UpstreamTooLargeError,
 )
 from cordon.ids import uuid7
 from cordon.packs import ClassifierHook
@@ -195,10 +196,27 @@ async def handle(
     except BadRequestError as exc:
         await refuse(call, send, 400, str(exc), "invalid_request_error", "invalid_request")
         return
-    await serve(call, payload, body, headers, receive, send)
+    if runtime.in_flight >= runtime.settings.max_concurrent_calls:
+        message = "too many calls in flight on this replica; try again shortly"
+        retry = [(b"retry-after", b"1")]
+        await refuse(call, send, 503, message, "overloaded_error", "overloaded", retry)
+        return
+    runtime.in_flight += 1
+    try:
+        await serve(call, payload, body, headers, receive, send)
+    finally:
+        runtime.in_flight -= 1
 
 
-async def refuse(call: Call, send: Send, status: int, message: str, kind: str, code: str) -> None:
+async def refuse(
+    call: Call,
+    send: Send,
+    status: int,
+    message: str,
+    kind: str,
+    code: str,
+    extra: Headers | None = None,
+) -> None:
     """Answer with an error of our own; the record says so. No model output is involved,
     so the error goes out even if the record cannot be committed (that is logged)."""
     blocked = kind == "permission_error" or call.decision.blocked_by is not None
@@ -210,7 +228,7 @@ async def refuse(call: Call, send: Send, status: int, message: str, kind: str, c
         receipt = call.receipt(await call.commit())
     except RecordCommitError as exc:
         log.error("record for a refused call not committed: %s", exc)
-    await respond(send, status, call.dialect.error(message, kind, code), receipt)
+    await respond(send, status, call.dialect.error(message, kind, code), [*(extra or []), *receipt])
 
 
 async def serve(
@@ -313,10 +331,13 @@ async def answer_whole(
     call: Call, forwarded: Forwarded, upstream_started: float, send: Send
 ) -> None:
     try:
-        body = forwarded.body if forwarded.body is not None else await _read(forwarded.response)
+        body = forwarded.body
+        if body is None:
+            body = await _read(forwarded.response, call.runtime.settings.max_response_bytes)
     except UpstreamError as exc:
         call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
-        await refuse(call, send, 502, str(exc), "api_error", "upstream_broken")
+        code = "upstream_too_large" if isinstance(exc, UpstreamTooLargeError) else "upstream_broken"
+        await refuse(call, send, 502, str(exc), "api_error", code)
         return
     call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
     metrics.UPSTREAM.observe(call.facts.upstream_ms / 1000)
@@ -347,9 +368,9 @@ async def answer_whole(
     await respond(send, forwarded.status, body, extra + receipt)
 
 
-async def _read(response: UpstreamResponse | None) -> bytes:
+async def _read(response: UpstreamResponse | None, limit: int) -> bytes:
     assert response is not None
-    return await response.read()
+    return await response.read(limit)
 
 
 def _filter_answer(call: Call, body: bytes) -> bytes:
@@ -442,7 +463,9 @@ async def relay_stream(
     adapter = adapter_for(call.dialect, make_filter, policy.output_policy(pack, None))
     opening = Opening(call, send)
     held: list[bytes] = []
-    pump = asyncio.create_task(_pump(response, adapter, held, opening))
+    settings = call.runtime.settings
+    parser = SSEParser(settings.max_event_bytes, settings.max_stream_bytes)
+    pump = asyncio.create_task(_pump(response, parser, adapter, held, opening))
     gone = asyncio.create_task(_client_gone(receive))
     done, _ = await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
     call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
@@ -488,10 +511,13 @@ async def _end(opening: Opening, body: bytes) -> None:
 
 
 async def _pump(
-    response: UpstreamResponse, adapter: StreamAdapter, held: list[bytes], opening: Opening
+    response: UpstreamResponse,
+    parser: SSEParser,
+    adapter: StreamAdapter,
+    held: list[bytes],
+    opening: Opening,
 ) -> bool:
     """Relay events until the terminal one, which is held; True if the stream ended properly."""
-    parser = SSEParser()
     terminal = False
     try:
         async for chunk in response.chunks():

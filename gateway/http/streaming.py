@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from cordon import jsoncodec
-from cordon.errors import UpstreamError
+from cordon.errors import UpstreamError, UpstreamTooLargeError
 from gateway.http.dialects import Dialect, map_json_text
 from gateway.policy import StreamFilter
 
@@ -26,23 +26,42 @@ class Event:
 
 
 class SSEParser:
-    """Split a byte stream into server-sent events (blank-line separated)."""
+    """Split a byte stream into server-sent events (blank-line separated).
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    Bounded: an event larger than `max_event_bytes`, or a stream larger than
+    `max_stream_bytes`, raises `UpstreamTooLargeError`; each byte is scanned once."""
+
+    def __init__(
+        self, max_event_bytes: int = 1024 * 1024, max_stream_bytes: int = 64 * 1024 * 1024
+    ) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer already searched for an event's end
+        self._max_event = max_event_bytes
+        self._max_stream = max_stream_bytes
+        self._total = 0
 
     def feed(self, chunk: bytes) -> list[Event]:
+        self._total += len(chunk)
+        if self._total > self._max_stream:
+            raise UpstreamTooLargeError(f"the provider's stream exceeds {self._max_stream} bytes")
         self._buffer += chunk.replace(b"\r\n", b"\n")
         events: list[Event] = []
         while True:
-            end = self._buffer.find(b"\n\n")
+            end = self._buffer.find(b"\n\n", max(0, self._scanned - 1))
             if end < 0:
+                self._scanned = len(self._buffer)
+                if self._scanned > self._max_event:
+                    raise UpstreamTooLargeError(f"a stream event exceeds {self._max_event} bytes")
                 return events
-            raw, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
+            raw = bytes(self._buffer[: end + 2])
+            del self._buffer[: end + 2]
+            self._scanned = 0
             events.append(_parse(raw))
 
     def rest(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        self._scanned = 0
         return rest
 
 

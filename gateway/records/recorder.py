@@ -6,6 +6,7 @@ whose first publish timed out ambiguously.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgpack
@@ -14,6 +15,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
+from cordon import jsoncodec
 from cordon.errors import RecordCommitError, SpoolFullError
 from cordon.ids import uuid7
 from cordon.log import envelope
@@ -22,10 +24,18 @@ from cordon.nats import StreamPublisher, subjects
 from gateway.records.record import rfc3339_now
 from gateway.records.spool import Spool
 
+HEADROOM = 8 * 1024  # message headers and framing, within the server's max_payload
+
 
 class Recorder:
     def __init__(
-        self, nc: NATS, region: str, replica: str, key: SigningKey, timeout: float
+        self,
+        nc: NATS,
+        region: str,
+        replica: str,
+        key: SigningKey,
+        timeout: float,
+        max_record_bytes: int = 0,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -37,6 +47,11 @@ class Recorder:
         self._replica = replica
         self._next_seq = 1
         self._voids: list[tuple[int, str]] = []  # (replica_seq, record id) spent without a record
+        self._max_record_bytes = max_record_bytes  # 0: what the server accepts
+
+    def _record_cap(self) -> int:
+        server = int(getattr(self._nc, "max_payload", 0) or 1024 * 1024) - HEADROOM
+        return min(self._max_record_bytes, server) if self._max_record_bytes else server
 
     @property
     def next_replica_seq(self) -> int:
@@ -80,6 +95,11 @@ class Recorder:
         record["replica_seq"] = self._next_seq
         self._next_seq += 1
         data = envelope.seal(record, self._key).encode()
+        if len(data) > self._record_cap():
+            # Never a 503 after the provider was paid: the record keeps every field, and
+            # its content only as a digest.
+            record = content_hashed(record)
+            data = envelope.seal(record, self._key).encode()
         if spool is not None and (spool.depth > 0 or not connected):
             self._spool(spool, record, data)
             return None
@@ -136,3 +156,11 @@ class Recorder:
 def _replica_seq(data: bytes) -> int:
     payload = msgpack.unpackb(envelope.decode(data).payload)
     return int(payload.get("replica_seq") or 0)
+
+
+def content_hashed(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with its content replaced by the SHA-256 of its canonical JSON and its
+    size, flagged `content_hashed`: what is kept when the whole would not fit the stream."""
+    content = jsoncodec.dumps(record.get("content"))
+    digest = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
+    return {**record, "content": digest, "content_hashed": True}

@@ -35,7 +35,7 @@ async def classify(client: httpclient.HttpClient, hook: ClassifierHook, text: st
             first_byte=hook.timeout_s,
             total=hook.timeout_s,
         )
-        answer = jsoncodec.loads(await response.read())
+        answer = jsoncodec.loads(await response.read(limit=64 * 1024))
         scores = answer["categories"]
         if response.status != 200 or not isinstance(scores, dict):
             raise ValueError(f"status {response.status}")

@@ -13,8 +13,10 @@ from cordon.errors import (
     ConnectTimeout,
     HttpClientError,
     ResponseTimeout,
+    ResponseTooLargeError,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamTooLargeError,
 )
 from gateway.upstream import httpclient
 from gateway.upstream.providers import Target
@@ -44,9 +46,11 @@ class UpstreamResponse:
         self.status = response.status
         self.headers = response.headers
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int | None = None) -> bytes:
         try:
-            return await self._response.read()
+            return await self._response.read(limit)
+        except ResponseTooLargeError as exc:
+            raise UpstreamTooLargeError(str(exc)) from exc
         except HttpClientError as exc:
             raise UpstreamError(f"provider broke off its answer: {exc}") from exc
 

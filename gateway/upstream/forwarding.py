@@ -39,6 +39,18 @@ class Forwarded:
     attempts: list[str] = field(default_factory=list)
 
 
+ERROR_BODY_LIMIT = 1024 * 1024  # a provider's error answer, read whole
+
+
+async def _error_body(response: UpstreamResponse) -> bytes:
+    """An error answer's body, or nothing if it cannot be read whole (the caller then gets
+    an error of ours in its API's shape, see gateway.http.calls)."""
+    try:
+        return await response.read(ERROR_BODY_LIMIT)
+    except UpstreamError:
+        return b""
+
+
 def retry_after_seconds(value: str | None) -> float:
     if not value:
         return 1.0
@@ -91,7 +103,7 @@ async def forward(
                 target,
                 response.status,
                 response.headers,
-                body=await response.read(),
+                body=await _error_body(response),
                 attempts=attempts,
             )
             continue

@@ -26,7 +26,15 @@ from cordon.errors import (
     HttpClientError,
     RemoteProtocolError,
     ResponseTimeout,
+    ResponseTooLargeError,
 )
+
+MAX_HEADER_BYTES = 64 * 1024  # all of a response's header lines together
+# Body bytes buffered ahead of the reader: above HIGH_WATER the socket stops being read
+# (TCP pushes back on the provider) until the reader drains below LOW_WATER, so a
+# provider sending faster than the caller reads costs no more memory than this.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.used = False
         self._parser = httptools.HttpResponseParser(self)
+        self._header_bytes = 0
+        self.paused = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,10 +87,16 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        self._header_bytes = 0
         if self.response is not None:
             self.response.headers.clear()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._fail(ResponseTooLargeError(f"provider headers exceed {MAX_HEADER_BYTES} bytes"))
+            self.close()
+            return
         if self.response is not None:
             self.response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
@@ -112,6 +128,16 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def pause(self) -> None:
+        if self.transport is not None and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+
 
 class Response:
     """Status and headers as soon as they arrive; the body read whole or as chunks."""
@@ -125,6 +151,7 @@ class Response:
         self._connection = connection
         self._head: asyncio.Future[None] = loop.create_future()
         self._chunks: deque[bytes] = deque()
+        self._buffered = 0  # bytes in _chunks
         self._waiter: asyncio.Future[None] | None = None
         self._error: HttpClientError | None = None
         self._done = False
@@ -146,6 +173,9 @@ class Response:
 
     def body_arrived(self, body: bytes) -> None:
         self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER:
+            self._connection.pause()
         self._wake()
 
     def complete(self) -> None:
@@ -177,15 +207,28 @@ class Response:
         )
         await self._head
 
-    async def read(self) -> bytes:
-        parts = [chunk async for chunk in self.chunks()]
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; past `limit` bytes the exchange is dropped and
+        `ResponseTooLargeError` raised, so memory never holds more than the limit."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                self.close()
+                raise ResponseTooLargeError(f"provider answer exceeds {limit} bytes")
+            parts.append(chunk)
         return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             while True:
                 while self._chunks:
-                    yield self._chunks.popleft()
+                    chunk = self._chunks.popleft()
+                    self._buffered -= len(chunk)
+                    if self._buffered < LOW_WATER:
+                        self._connection.resume()
+                    yield chunk
                 if self._error is not None:
                     raise self._error
                 if self._done:

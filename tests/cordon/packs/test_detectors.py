@@ -92,3 +92,16 @@ def test_a_value_split_by_a_cut_is_held_whole() -> None:
     text = "write to alice@example.com now"
     cut = text.index("example")
     assert DEFAULT_SET.safe_cut(text, cut, ["email"]) == text.index("alice")
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["p" * 200_000, "p" * 200_000 + "@", "a@" + "b" * 200_000, "1 " * 100_000, "a." * 100_000],
+    ids=["letters", "letters-then-at", "at-then-letters", "spaced-digits", "dotted"],
+)
+def test_detectors_take_linear_time_on_hostile_input(hostile: str) -> None:
+    """A long run that almost matches must not cost quadratic time (a 200 KB prompt once
+    took an email pattern minutes): each detector here finishes well inside the test's
+    timeout, and finds nothing."""
+    assert DEFAULT_SET.found(hostile) == []
+    assert DEFAULT_SET.redact(hostile, tuple(DEFAULT_SET.by_name), {}) == hostile
