@@ -122,12 +122,12 @@ async def drive(
         return Run(label, concurrency, latencies, wall, cpu_us)
 
 
-def publish_pack(stack: DevStack, path: Path) -> None:
-    """Sign and publish the bench pack as a policy owner does (`cordon policy publish`)."""
+def publish_pack(stack: DevStack, path: Path) -> int:
+    """Sign and publish the pack in `path` as a policy owner does (`cordon policy
+    publish`); returns its revision."""
     assert stack.topology is not None
-    path.write_text(json.dumps(PACK))
     cli = [sys.executable, "-m", "cordon", "policy", "publish", str(path)]
-    subprocess.run(
+    published = subprocess.run(
         [
             *cli,
             "--nats-url",
@@ -139,10 +139,12 @@ def publish_pack(stack: DevStack, path: Path) -> None:
         ],
         check=True,
         capture_output=True,
+        text=True,
     )
+    return int(published.stdout.split("revision ")[1].split()[0])
 
 
-def wait_for_pack(stack: DevStack, timeout: float = 30.0) -> None:
+def wait_for_pack(stack: DevStack, revision: int, timeout: float = 30.0) -> None:
     import urllib.request
 
     status = urllib.request.Request(
@@ -152,7 +154,7 @@ def wait_for_pack(stack: DevStack, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with urllib.request.urlopen(status) as response:
-            if json.load(response)["active_revision"] >= 1:
+            if json.load(response)["active_revision"] >= revision:
                 return
         time.sleep(0.1)
     logs = "\n".join(p.log_path.read_text()[-1500:] for p in stack.processes.values())
@@ -226,8 +228,11 @@ def main() -> None:
         stack.start()
         litellm = None
         try:
-            publish_pack(stack, Path(root) / "bench-pack.json")
-            wait_for_pack(stack)
+            # `cordon dev up` enforces the baseline pack: time to first token with it first.
+            first_tokens = asyncio.run(measure_first_token(stack))
+            bench_pack = Path(root) / "bench-pack.json"
+            bench_pack.write_text(json.dumps(PACK))
+            wait_for_pack(stack, publish_pack(stack, bench_pack))
             if not args.full_topology:
                 stop_off_path(stack)
             gateway = stack.processes["gateway-eu-west"].proc
@@ -250,6 +255,7 @@ def main() -> None:
                 pin(litellm[0].pid, {cpus[0]})
             results = asyncio.run(measure(stack, args.requests, args.concurrency, litellm))
             peak_rss = rss_mb(gateway.pid, "VmHWM")
+            results["first_token"] = first_tokens
         finally:
             if litellm is not None:
                 litellm[0].terminate()
@@ -291,6 +297,44 @@ async def measure(
     return results
 
 
+async def first_token(url: str, headers: dict[str, str], model: str, n: int, label: str) -> Run:
+    """Time from sending a streamed call to the first event carrying answer text."""
+    body = json.dumps(
+        {"model": model, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
+    ).encode()
+    latencies: list[float] = []
+    started_all = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(n):
+            started = time.perf_counter()
+            seen: float | None = None
+            async with session.post(url, data=body, headers=headers) as response:
+                async for line in response.content:
+                    if seen is None and line.startswith(b"data: {"):
+                        delta = json.loads(line[6:])["choices"][0]["delta"]
+                        if delta.get("content"):
+                            seen = time.perf_counter()
+            assert seen is not None, f"{label}: no answer text in the stream"
+            latencies.append((seen - started) * 1000)
+    return Run(label, 1, latencies, time.perf_counter() - started_all)
+
+
+async def measure_first_token(stack: DevStack) -> list[Run]:
+    """Time to first token with the baseline pack, direct and through the gateway, on a
+    fast stream and on one that sends a word every 50 ms."""
+    headers = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {stack.endpoints.api_key}",
+    }
+    direct_url = stack.endpoints.mock_provider + "/chat/completions"
+    gateway_url = stack.endpoints.gateways["eu-west"] + "/v1/chat/completions"
+    runs = []
+    for model, n in (("mock-gpt", 300), ("slow-stream", 30)):
+        runs.append(await first_token(direct_url, headers, model, n, f"direct {model}"))
+        runs.append(await first_token(gateway_url, headers, model, n, f"cordon {model}"))
+    return runs
+
+
 def report(
     results: dict[str, list[Run]], requests: int, topology: str, idle_rss: float, peak_rss: float
 ) -> None:
@@ -320,6 +364,14 @@ def report(
         f"(added {added_p50:.3f} ms, p99 added {added_p99:.3f} ms)"
     )
     print(f"gateway resident memory: idle {idle_rss:.1f} MB, peak under load {peak_rss:.1f} MB")
+    print("\ntime to first token, baseline pack (deploy/packs/default.yaml), c=1")
+    runs = results.get("first_token", [])
+    for straight, through in zip(runs[::2], runs[1::2], strict=True):
+        model = straight.label.split()[-1]
+        print(
+            f"  {model:<12} direct p50 {straight.pct(0.5):8.3f} ms, cordon p50 "
+            f"{through.pct(0.5):8.3f} ms (added {through.pct(0.5) - straight.pct(0.5):.3f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -37,9 +37,27 @@ class Detector:
     # A cheap test that must hold for the pattern to have any chance: most text skips
     # most detectors without running a regular expression over it.
     hint: Callable[[str], bool] | None = None
+    # For streams: every character a match can hold, and its longest possible length
+    # (None: unbounded). A match still being written lies in the text's trailing run of
+    # such characters, so what precedes that run can be released. Without an alphabet
+    # (custom patterns), a stream holds back a fixed window instead.
+    alphabet: frozenset[str] | None = None
+    max_span: int | None = None
 
     def may_match(self, text: str) -> bool:
         return self.hint is None or self.hint(text)
+
+    def hold_start(self, text: str, fallback: int, longest: int) -> int:
+        """Where a match that more text could still complete may begin: the start of the
+        trailing run of alphabet characters, no further back than the longest match
+        (`longest` for unbounded ones); `fallback` chars back without an alphabet."""
+        if self.alphabet is None:
+            return max(0, len(text) - fallback)
+        limit = max(0, len(text) - (self.max_span or longest))
+        start = len(text)
+        while start > limit and text[start - 1] in self.alphabet:
+            start -= 1
+        return start
 
     @property
     def placeholder(self) -> str:
@@ -93,6 +111,13 @@ def ipv6_valid(value: str) -> bool:
 
 
 _H = r"[0-9A-Fa-f]{1,4}"
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DIGITS = "0123456789"
+
+
+def _chars(*groups: str) -> frozenset[str]:
+    return frozenset("".join(groups))
+
 
 # Order matters: narrower shapes first, so an SSN is not taken for a phone number and
 # a key's digits are not taken for a card.
@@ -110,6 +135,7 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
         sensitivity="restricted",
         hint=contains("eyJ"),
+        alphabet=_chars(LETTERS, DIGITS, "_.-"),
     ),
     Detector(
         "api_key",
@@ -123,6 +149,7 @@ BUILTIN: tuple[Detector, ...] = (
         ),
         sensitivity="restricted",
         hint=contains("sk-", "AKIA", "AIza", "gh", "xox", "_live_"),
+        alphabet=_chars(LETTERS, DIGITS, "_-"),
     ),
     Detector(
         # The lookbehind lets a match begin only where a run of local-part characters
@@ -131,12 +158,15 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(
             r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
         ),
+        alphabet=_chars(LETTERS, DIGITS, "._%+-@"),
     ),
     Detector(
         "iban",
         re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
         iban_valid,
         hint=has_digit,
+        alphabet=_chars(LETTERS.upper(), DIGITS, " "),
+        max_span=42,
     ),
     # Patterns below start with a digit so the regex engine can skip other characters fast.
     Detector(
@@ -144,11 +174,15 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(r"\d(?<![\d-]\d)(?:[ -]?\d){12,18}(?![\d-])"),
         luhn,
         hint=has_digit,
+        alphabet=_chars(DIGITS, " -"),
+        max_span=37,
     ),
     Detector(
         "ssn",
         re.compile(r"\d(?<!\d\d)\d{2}(?<!000)(?<!666)(?<!9\d\d)-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"),
         hint=contains("-"),
+        alphabet=_chars(DIGITS, "-"),
+        max_span=11,
     ),
     Detector(
         "ipv6",
@@ -161,6 +195,8 @@ BUILTIN: tuple[Detector, ...] = (
         ipv6_valid,
         sensitivity="internal",
         hint=contains(":"),
+        alphabet=_chars(DIGITS, "abcdefABCDEF:"),
+        max_span=39,
     ),
     Detector(
         "ipv4",
@@ -168,6 +204,8 @@ BUILTIN: tuple[Detector, ...] = (
         ipv4_valid,
         sensitivity="internal",
         hint=contains("."),
+        alphabet=_chars(DIGITS, "."),
+        max_span=15,
     ),
     Detector(
         "phone",
@@ -181,6 +219,8 @@ BUILTIN: tuple[Detector, ...] = (
             r"|\+(?<![\w+]\+)[1-9]\d{7,14}(?!\w)"  # E.164 written solid
         ),
         hint=has_digit,
+        alphabet=_chars(DIGITS, " .()+-"),
+        max_span=25,
     ),
 )
 BUILTIN_NAMES = tuple(d.name for d in BUILTIN)
@@ -223,6 +263,12 @@ class DetectorSet:
         """Names of the detectors that find something in `text`."""
         pool = self.all if names is None else self.select(names)
         return [d.name for d in pool if next(iter(d.finditer(text)), None) is not None]
+
+    def hold_start(self, text: str, names: Iterable[str], fallback: int, longest: int) -> int:
+        """The earliest position from which a match of any named detector could still be
+        completed by text yet to come (`Detector.hold_start`)."""
+        starts = [d.hold_start(text, fallback, longest) for d in self.select(names)]
+        return min(starts, default=len(text))
 
     def safe_cut(
         self, text: str, cut: int, names: Iterable[str], extra: Iterable[re.Pattern[str]] = ()

@@ -8,14 +8,17 @@ file) and a pack can add terms per category.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
 LEXICON_FILE = "lexicons/content-v1.json"
+_WORD_START = re.compile(r"\w")
+_SPACES = re.compile(r"\s+")
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +47,28 @@ class Lexicon:
     # Per category, the longest word of each term: if none is in the lowercased text,
     # no term can be, and the category's regular expression need not run.
     keys: Mapping[str, tuple[str, ...]]
+    # Per category, its terms lowercased with single spaces, sorted: for streams.
+    terms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def hold_start(self, text: str, categories: Iterable[str]) -> int:
+        """The earliest word start from which the text so far is the beginning of one of
+        the categories' terms: a term there could still be completed by text to come."""
+        terms = sorted(t for c in categories for t in self.terms.get(c, ()))
+        if not terms:
+            return len(text)
+        longest = max(len(t) for t in terms)
+        tail_start = max(0, len(text) - 2 * longest)  # terms allow runs of whitespace
+        for match in _WORD_START.finditer(text, tail_start):
+            start = match.start()
+            if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                continue  # inside a word, not at its start
+            said = _SPACES.sub(" ", text[start:].lower())
+            if len(said) > longest:
+                continue
+            at = bisect.bisect_left(terms, said)
+            if at < len(terms) and terms[at].startswith(said):
+                return start
+        return len(text)
 
     def categories(self) -> tuple[str, ...]:
         return tuple(self.patterns)
@@ -77,6 +102,10 @@ def build(extra: Mapping[str, Iterable[str]] | None = None) -> Lexicon:
     return Lexicon(
         {category: _pattern(words) for category, words in terms.items()},
         {category: tuple(_key(w) for w in words) for category, words in terms.items()},
+        {
+            category: tuple(sorted({_SPACES.sub(" ", w.strip().lower()) for w in words}))
+            for category, words in terms.items()
+        },
     )
 
 

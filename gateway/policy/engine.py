@@ -13,10 +13,14 @@ from cordon.errors import OutputBlockedError
 from cordon.packs import LEVELS, Pack, Rule
 from gateway.identity import Identity
 
-# Characters of streamed output held back so a value split across chunks is still
-# seen whole. It bounds both the longest value a stream filter is sure to catch and
-# the text a caller waits for; the stream's end flushes it.
+# Streamed output is held back only from where a value that more text could complete
+# may begin (each detector's alphabet and longest match, each term's beginning), so a
+# value split across chunks is still seen whole and the rest goes out at once.
+# HOLD_BACK_CHARS is the fixed window for detectors without an alphabet (a pack's own
+# patterns); LONGEST_VALUE bounds an unbounded one (an address, a key, a token): values
+# longer than that may be released in part.
 HOLD_BACK_CHARS = 128
+LONGEST_VALUE = 1024
 
 
 class PromptShape(Protocol):
@@ -192,6 +196,14 @@ class OutputPolicy:
     def safe_cut(self, text: str, cut: int) -> int:
         return self._pack.detectors.safe_cut(text, cut, self.patterns, self.extra_patterns)
 
+    def hold_start(self, text: str) -> int:
+        """Where the text that must wait for more begins (see HOLD_BACK_CHARS)."""
+        detectors = self._pack.detectors.hold_start(
+            text, self.patterns, HOLD_BACK_CHARS, LONGEST_VALUE
+        )
+        categories = [c for rule in self.rules for c in rule.categories]
+        return min(detectors, self._pack.lexicon.hold_start(text, categories))
+
 
 def output_policy(pack: Pack, decision: Decision | None) -> OutputPolicy | None:
     """The pack's output rules, or None when it has none (the fast path)."""
@@ -200,11 +212,12 @@ def output_policy(pack: Pack, decision: Decision | None) -> OutputPolicy | None:
 
 
 class StreamFilter:
-    """Output rules over a stream of text deltas, with a bounded hold-back window.
+    """Output rules over a stream of text deltas, holding back as little as is safe.
 
     `feed()` returns the text that may be released now; `flush()` the rest. Text is
-    released only once it lies `HOLD_BACK_CHARS` behind the newest character and no
-    detector or category match straddles the release point.
+    released up to where a value that more text could still complete may begin
+    (`OutputPolicy.hold_start`), and never so that a detector or category match
+    straddles the release point.
     """
 
     def __init__(self, policy: OutputPolicy) -> None:
@@ -215,7 +228,7 @@ class StreamFilter:
     def feed(self, delta: str) -> str:
         self._pending += delta
         self.scanned_chars += len(delta)
-        cut = len(self._pending) - HOLD_BACK_CHARS
+        cut = self._policy.hold_start(self._pending)
         if cut <= 0:
             return ""
         cut = self._policy.safe_cut(self._pending, cut)

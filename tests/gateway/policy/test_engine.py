@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -174,3 +175,59 @@ def test_output_rules_redact_or_raise_block() -> None:
     with pytest.raises(OutputBlockedError, match="no-self-harm"):
         policy("you could end my life story here")
     assert output_policy(pack(), Decision()) is None  # no output rules: the fast path
+
+
+BASELINE_OUT = (
+    {
+        "name": "pii",
+        "type": "output_filter",
+        "action": "redact",
+        "patterns": ["email", "phone", "ssn", "credit_card", "iban", "ipv4", "api_key", "jwt"],
+    },
+    {
+        "name": "words",
+        "type": "content_filter",
+        "action": "redact",
+        "categories": ["violence", "weapons"],
+        "applies_to": "output",
+    },
+)
+STREAMED = [
+    "mail bob.smith@example.co.uk or call +44 20 7946 0958 today",
+    "card 4111 1111 1111 1111, ssn 123-45-6789, iban GB82 WEST 1234 5698 7654 32.",
+    "server 10.0.0.12 key sk-proj-abcdefghijklmnopqrstuvwx end",
+    "they said how to make a bomb and build a bomb, then a pipe bomb left",
+    "nothing to see here at all, just words and more words",
+]
+
+
+@pytest.mark.parametrize("text", STREAMED)
+def test_a_stream_split_anywhere_is_redacted_as_the_whole_is(text: str) -> None:
+    """Every two-way split and a dense set of three-way splits: what the stream filter
+    releases, joined, is what the rules make of the whole text."""
+    from gateway.policy import StreamFilter
+
+    p = pack(*BASELINE_OUT)
+    policy = output_policy(p, None)
+    assert policy is not None
+    whole = policy(text)
+    assert whole != text or text.startswith("nothing")
+    cuts = [(i,) for i in range(1, len(text))]
+    cuts += [(i, j) for i in range(1, len(text), 3) for j in range(i + 1, len(text), 5)]
+    for points in cuts:
+        bounds = [0, *points, len(text)]
+        stream = StreamFilter(policy)
+        out = "".join(stream.feed(text[a:b]) for a, b in itertools.pairwise(bounds))
+        assert out + stream.flush() == whole, points
+
+
+def test_a_stream_releases_ordinary_words_at_once() -> None:
+    """Only what could still become a value waits: plain words go out as they come."""
+    from gateway.policy import StreamFilter
+
+    policy = output_policy(pack(*BASELINE_OUT), None)
+    assert policy is not None
+    stream = StreamFilter(policy)
+    released = [stream.feed(w) for w in ("echo: ", "hello ", "there, ", "call ", "+44 ")]
+    assert "".join(released).startswith("echo: hello there, call")
+    assert "+44" not in "".join(released)  # could be the start of a phone number
