@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -26,6 +27,7 @@ from gateway.records.recorder import Recorder
 from gateway.records.spool import Spool
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamClient, classifier, providers
+from gateway.upstream.egress import EgressPolicy
 from gateway.upstream.routing import Breakers, Router
 
 log = logging.getLogger("cordon.gateway")
@@ -41,12 +43,12 @@ class Runtime:
         )
         self.auth = Authenticator(settings.api_keys, verifier)
         self.breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
+        self.egress = EgressPolicy(
+            settings.allowed_upstreams, settings.allow_loopback_upstreams, settings.allowed_env
+        )
+        self.pack_env = self.egress.environment(os.environ)  # all a pack may read
         try:
-            self.default_targets = providers.targets_from(
-                {"providers": {"targets": list(settings.targets)}},
-                os.environ,
-                settings.secret_store_dir,
-            )
+            self.default_targets = self._targets({"providers": {"targets": list(settings.targets)}})
         except PackError as exc:
             raise ConfigError(f"gateway targets: {exc}") from exc
         try:
@@ -58,7 +60,7 @@ class Runtime:
         self.packs = PackState(
             settings.pack_name, settings.region, settings.state_dir, self.route, trusted
         )
-        self.upstream = UpstreamClient()
+        self.upstream = UpstreamClient(self.egress.check_address)
         self.spool = Spool(settings.state_dir / "fail-open.spool", settings.spool_max_bytes)
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -67,11 +69,19 @@ class Runtime:
         self.recorder: Recorder | None = None
 
     def route(self, pack: Pack) -> Router:
-        """The routing a pack asks for; the gateway's own targets if it names none."""
-        targets = providers.targets_from(pack.document, os.environ, self.settings.secret_store_dir)
+        """The routing a pack asks for; the gateway's own targets if it names none. A
+        provider or classifier the egress policy refuses refuses the pack."""
+        targets = self._targets(pack.document)
         if pack.classifier is not None:
-            classifier.resolve_url(pack.classifier)  # an unset variable refuses the pack now
+            # an unset variable or a refused address refuses the pack now
+            self.egress.check_url(classifier.resolve_url(pack.classifier, self.pack_env))
         return Router(targets or self.default_targets, self.breakers)
+
+    def _targets(self, document: Mapping[str, Any]) -> tuple[providers.Target, ...]:
+        targets = providers.targets_from(document, self.pack_env, self.settings.secret_store_dir)
+        for target in targets:
+            self.egress.check_url(target.base_url)
+        return targets
 
     def _pack_age(self) -> float:
         published = self.packs.active.signed_at

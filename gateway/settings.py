@@ -14,6 +14,7 @@ from cordon.nats import Endpoint
 from cordon.tokens import Tokens
 from gateway.identity import Identity
 from gateway.identity.delegation import Issuer, IssuerKey
+from gateway.upstream.egress import DEFAULT_ALLOWED_ENV, DEFAULT_ALLOWED_UPSTREAMS
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class GatewaySettings:
     # A record larger than this keeps its content only as a digest (0: the server's
     # max_payload, which deploy/nats sets to 8 MB).
     max_record_bytes: int = 0
+    # Egress (gateway.upstream.egress): origins a pack's providers and classifier may
+    # be at, whether loopback is one of them, and the environment a pack may read.
+    allowed_upstreams: tuple[str, ...] = DEFAULT_ALLOWED_UPSTREAMS
+    allow_loopback_upstreams: bool = False
+    allowed_env: tuple[str, ...] = DEFAULT_ALLOWED_ENV
     pack_name: str = "default"
     # Hex raw Ed25519 public keys of the policy owners whose packs this replica accepts.
     pack_trust: tuple[str, ...] = ()
@@ -102,6 +108,11 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             max_event_bytes=int(raw.get("max_event_bytes", 1024 * 1024)),
             max_concurrent_calls=int(raw.get("max_concurrent_calls", 512)),
             max_record_bytes=int(raw.get("max_record_bytes", 0)),
+            allowed_upstreams=tuple(
+                str(o) for o in raw.get("allowed_upstreams", DEFAULT_ALLOWED_UPSTREAMS)
+            ),
+            allow_loopback_upstreams=bool(raw.get("allow_loopback_upstreams", False)),
+            allowed_env=tuple(str(n) for n in raw.get("allowed_env", DEFAULT_ALLOWED_ENV)),
             pack_name=str(raw.get("pack_name", "default")),
             pack_trust=tuple(str(k) for k in raw.get("pack_trust", ())),
             breaker_threshold=int(raw.get("breaker_threshold", 5)),

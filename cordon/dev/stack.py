@@ -207,6 +207,10 @@ class DevStack:
                 "pack_name": pack_name,
                 "pack_trust": self._pack_trust(),
                 "admin_tokens": self._grants(),
+                # Dev providers (the mock, a test's classifier) are on this machine.
+                "allowed_upstreams": [f"http://{self.host}:*", "https://*"],
+                "allow_loopback_upstreams": True,
+                "allowed_env": ["CORDON_*", "CLASSIFIER_*", "OPENAI_*", "ANTHROPIC_*"],
                 **(extra or {}),
             },
         )

@@ -308,7 +308,9 @@ async def _consult_classifier(
     """Ask the pack's external classifier; False if the call was refused here."""
     text = call.dialect.prompt_text(outbound)
     try:
-        hits = await classifier.classify(call.runtime.upstream.http, hook, text)
+        hits = await classifier.classify(
+            call.runtime.upstream.http, hook, text, call.runtime.pack_env
+        )
     except ClassifierUnavailableError as exc:
         if hook.fail_mode == "open":
             call.decision.fired(classifier.UNAVAILABLE, "flag")

@@ -9,7 +9,7 @@ and `open` lets it through flagged `classifier-unavailable`.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 
 from cordon import jsoncodec
 from cordon.errors import ClassifierUnavailableError, HttpClientError, PackError
@@ -19,16 +19,18 @@ from gateway.upstream import httpclient, providers
 UNAVAILABLE = "classifier-unavailable"
 
 
-def resolve_url(hook: ClassifierHook) -> str:
-    return providers.interpolate(hook.url, os.environ)
+def resolve_url(hook: ClassifierHook, env: Mapping[str, str]) -> str:
+    return providers.interpolate(hook.url, env)
 
 
-async def classify(client: httpclient.HttpClient, hook: ClassifierHook, text: str) -> list[str]:
+async def classify(
+    client: httpclient.HttpClient, hook: ClassifierHook, text: str, env: Mapping[str, str]
+) -> list[str]:
     """Categories scored at or above the threshold; `ClassifierUnavailableError` if no answer."""
     body = jsoncodec.dumps({"text": text, "categories": list(hook.categories)})
     try:
         response = await client.post(
-            resolve_url(hook),
+            resolve_url(hook, env),
             body,
             {"content-type": "application/json"},
             connect=hook.timeout_s,

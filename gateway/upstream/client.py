@@ -70,8 +70,8 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    def __init__(self) -> None:
-        self._client = httpclient.HttpClient()
+    def __init__(self, guard: httpclient.AddressGuard | None = None) -> None:
+        self._client = httpclient.HttpClient(guard=guard)
 
     @property
     def http(self) -> httpclient.HttpClient:

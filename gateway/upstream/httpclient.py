@@ -11,9 +11,10 @@ SNI, and three timeouts: connect, first byte, and total.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -259,11 +260,16 @@ class Response:
         self._connection.close()
 
 
+# (address, host): raises ConnectError if the host's resolved address may not be reached
+AddressGuard = Callable[[str, str], None]
+
+
 class HttpClient:
-    def __init__(self, max_idle_per_origin: int = 64) -> None:
+    def __init__(self, max_idle_per_origin: int = 64, guard: AddressGuard | None = None) -> None:
         self._idle: dict[Origin, list[_Connection]] = {}
         self._max_idle = max_idle_per_origin
         self._ssl = ssl.create_default_context()
+        self._guard = guard
 
     async def post(
         self,
@@ -319,9 +325,10 @@ class HttpClient:
         tls = self._ssl if origin.scheme == "https" else None
         try:
             async with asyncio.timeout(connect_s):
+                address = await self._address(origin)
                 _, protocol = await loop.create_connection(
                     _Connection,
-                    origin.host,
+                    address,
                     origin.port,
                     ssl=tls,
                     server_hostname=origin.host if tls else None,
@@ -331,6 +338,22 @@ class HttpClient:
         except OSError as exc:
             raise ConnectError(f"cannot connect to {origin.host}:{origin.port}: {exc}") from exc
         return protocol
+
+    async def _address(self, origin: Origin) -> str:
+        """The address to connect to: with a guard, the first one the host resolves to
+        that the guard allows, every one of them checked (a name pointed somewhere it
+        must not go is refused, not just its first answer)."""
+        if self._guard is None:
+            return origin.host
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            origin.host, origin.port, type=socket.SOCK_STREAM
+        )
+        addresses = [str(info[4][0]) for info in infos]
+        for address in addresses:
+            self._guard(address, origin.host)
+        if not addresses:
+            raise ConnectError(f"{origin.host} resolves to no address")
+        return addresses[0]
 
     def _put_back(self, origin: Origin, connection: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])

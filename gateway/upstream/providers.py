@@ -61,7 +61,10 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
             return env[name]
         if default is not None:
             return default
-        raise PackError(f"environment variable {name} is not set and has no default")
+        raise PackError(
+            f"environment variable {name} is not set and has no default "
+            "(or the replica's allowed_env does not name it)"
+        )
 
     return _VARIABLE.sub(expand, value)
 
@@ -77,7 +80,10 @@ def resolve_secret(ref: Any, env: Mapping[str, str], store: Path | None, target_
     if kind == "env":
         value = env.get(str(name), "")
         if not value:
-            raise PackError(f"target {target_id}: secret env var {name} is not set")
+            raise PackError(
+                f"target {target_id}: secret env var {name} is not set "
+                "(or the replica's allowed_env does not name it)"
+            )
         return value
     if kind == "store":
         if store is None:

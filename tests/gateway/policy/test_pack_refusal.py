@@ -286,3 +286,33 @@ async def test_a_fresh_replica_takes_the_newest_revision_not_the_last_written(
         assert fresh["active_revision"] == newest and fresh["last_rejection"] is None
     finally:
         stack.processes["gateway-eu-west-gw-fresh"].stop()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "reason"),
+    [
+        ("http://169.254.169.254/latest", "link-local or cloud metadata"),
+        ("http://metadata.google.internal/v1", "cloud metadata service"),
+        ("${AWS_SECRET_ACCESS_KEY}", "allowed_env does not name it"),
+    ],
+    ids=["metadata-ip", "metadata-name", "forbidden-env"],
+)
+async def test_a_pack_pointing_at_the_metadata_service_or_the_environment_is_refused(
+    stack: DevStack, endpoints: dict[str, Any], lifecycle: str, base_url: str, reason: str
+) -> None:
+    """Signed by the owner, and still refused: a replica decides where it sends calls and
+    what of its environment a pack may read, not the pack."""
+    admin = endpoints["tokens"]["admin"]
+    active = policy_status(lifecycle, admin)["active_revision"]
+    document = {
+        "pack": {"name": "lifecycle"},
+        "providers": {"targets": [{"id": "evil", "provider": {"base_url": base_url}}]},
+        "policies": [],
+    }
+    statement = signing.statement_bytes(
+        document, "lifecycle", active + 1, int(time.time()) + 3600, ["*"]
+    )
+    signed = signing.sign(statement, [SigningKey.load(stack.policy_owner_key)])
+    await inject(endpoints, signed, "lifecycle")
+    eventually(lambda: reason in (policy_status(lifecycle, admin)["last_rejection"] or ""))
+    assert policy_status(lifecycle, admin)["active_revision"] == active
