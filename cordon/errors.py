@@ -169,9 +169,10 @@ class UpstreamTimeout(UpstreamError):
 class NoTargetAvailableError(UpstreamError):
     """Every target that serves the model failed or is resting."""
 
-    def __init__(self, message: str, timed_out: bool) -> None:
+    def __init__(self, message: str, timed_out: bool, attempts: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.attempts = attempts  # each target tried, and why it failed
 
 
 class ClassifierUnavailableError(GatewayError):

@@ -60,7 +60,8 @@ class Runtime:
         self.packs = PackState(
             settings.pack_name, settings.region, settings.state_dir, self.route, trusted
         )
-        self.upstream = UpstreamClient(self.egress.check_address)
+        ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
+        self.upstream = UpstreamClient(self.egress.check_address, ca_bundle)
         self.spool = Spool(settings.state_dir / "fail-open.spool", settings.spool_max_bytes)
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

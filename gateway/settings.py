@@ -49,6 +49,8 @@ class GatewaySettings:
     allowed_upstreams: tuple[str, ...] = DEFAULT_ALLOWED_UPSTREAMS
     allow_loopback_upstreams: bool = False
     allowed_env: tuple[str, ...] = DEFAULT_ALLOWED_ENV
+    # The CAs providers' certificates must chain to, instead of the system's store.
+    ca_bundle: Path | None = None
     pack_name: str = "default"
     # Hex raw Ed25519 public keys of the policy owners whose packs this replica accepts.
     pack_trust: tuple[str, ...] = ()
@@ -113,6 +115,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             ),
             allow_loopback_upstreams=bool(raw.get("allow_loopback_upstreams", False)),
             allowed_env=tuple(str(n) for n in raw.get("allowed_env", DEFAULT_ALLOWED_ENV)),
+            ca_bundle=base / raw["ca_bundle"] if raw.get("ca_bundle") else None,
             pack_name=str(raw.get("pack_name", "default")),
             pack_trust=tuple(str(k) for k in raw.get("pack_trust", ())),
             breaker_threshold=int(raw.get("breaker_threshold", 5)),

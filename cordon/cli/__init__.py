@@ -56,7 +56,7 @@ def _dev(args: argparse.Namespace) -> int:
     if args.action == "mock-provider":
         from cordon.dev.mock_provider import run
 
-        run(args.host, args.port, args.behaviour)
+        run(args.host, args.port, args.behaviour, args.tls_cert, args.tls_key)
         return 0
     from cordon.dev.stack import DevStack
 
@@ -155,10 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, default=8600)
     mock.add_argument(
         "--behaviour",
-        choices=["ok", "500", "429", "slow", "break-stream"],
+        choices=[
+            "ok",
+            "500",
+            "429",
+            "slow",
+            "break-stream",
+            "garbage",
+            "garbage-stream",
+            "echo-error",
+            "huge",
+        ],
         default="ok",
         help="answer normally, or misbehave on every call (for failover drills)",
     )
+    mock.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    mock.add_argument("--tls-key", help="the certificate's private key (PEM)")
     dev.set_defaults(func=_dev)
     return parser
 

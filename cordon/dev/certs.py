@@ -1,5 +1,7 @@
-"""A development PKI for the leaf connections: one CA, central's leaf listener
+"""Development PKIs. For the leaf connections: one CA, central's leaf listener
 certificate, and one client certificate per region (mutual TLS, verified both ways).
+For the mock provider: a CA a replica is told to trust, a server certificate for the
+mock's host, and one for another name (what a replica must refuse).
 
 A deployment brings its own CA; these are made fresh by `cordon dev up` and the tests.
 Private keys are written 0600.
@@ -59,6 +61,7 @@ def _issue(
     usage: x509.ObjectIdentifier,
     host: str,
     out: Path,
+    names: tuple[str, ...] = ("localhost",),
 ) -> CertPair:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
@@ -66,6 +69,7 @@ def _issue(
         san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         san = x509.DNSName(host)
+    sans = [san, *(x509.DNSName(n) for n in names if n != host)]
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -74,7 +78,7 @@ def _issue(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALID_FOR)
-        .add_extension(x509.SubjectAlternativeName([san, x509.DNSName("localhost")]), False)
+        .add_extension(x509.SubjectAlternativeName(sans), False)
         .add_extension(x509.ExtendedKeyUsage([usage]), False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         .sign(ca[1], hashes.SHA256())
@@ -85,15 +89,16 @@ def _issue(
     return pair
 
 
-def leaf_pki(out: Path, host: str, regions: tuple[str, ...]) -> LeafPki:
-    """A fresh CA under `out`, and the certificates the leaf connections present."""
+def _ca(out: Path, name: str) -> tuple[tuple[x509.Certificate, ec.EllipticCurvePrivateKey], str]:
+    """A fresh CA (its key is not kept: nothing else is ever signed with it) and the path
+    of its certificate."""
     out.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("cordon-dev-leaf-ca"))
-        .issuer_name(_name("cordon-dev-leaf-ca"))
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -106,12 +111,35 @@ def leaf_pki(out: Path, host: str, regions: tuple[str, ...]) -> LeafPki:
     )
     ca_file = out / "ca.crt"
     ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    ca = (ca_cert, ca_key)  # the CA key is not kept: nothing else is ever signed with it
+    return (ca_cert, ca_key), str(ca_file)
+
+
+def leaf_pki(out: Path, host: str, regions: tuple[str, ...]) -> LeafPki:
+    """A fresh CA under `out`, and the certificates the leaf connections present."""
+    ca, ca_file = _ca(out, "cordon-dev-leaf-ca")
     return LeafPki(
-        ca_file=str(ca_file),
+        ca_file=ca_file,
         central=_issue(ca, "central-leaf", ExtendedKeyUsageOID.SERVER_AUTH, host, out),
         regions={
             region: _issue(ca, f"leaf-{region}", ExtendedKeyUsageOID.CLIENT_AUTH, host, out)
             for region in regions
         },
+    )
+
+
+@dataclass(frozen=True)
+class ProviderPki:
+    ca_file: str
+    server: CertPair  # for the mock provider's host (and localhost)
+    wrong_host: CertPair  # for another name only: a replica must refuse it
+
+
+def provider_pki(out: Path, host: str) -> ProviderPki:
+    """A fresh CA under `out` for the mock provider's HTTPS."""
+    ca, ca_file = _ca(out, "cordon-dev-provider-ca")
+    usage = ExtendedKeyUsageOID.SERVER_AUTH
+    return ProviderPki(
+        ca_file=ca_file,
+        server=_issue(ca, "mock-provider", usage, host, out),
+        wrong_host=_issue(ca, "not-the-provider", usage, "wrong.example", out, names=()),
     )

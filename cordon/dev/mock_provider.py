@@ -566,8 +566,22 @@ async def _stream(receive: Receive, send: Send, events: list[bytes], slow: bool)
         watcher.cancel()
 
 
-def run(host: str, port: int, behaviour: str = "ok") -> None:
+def run(
+    host: str,
+    port: int,
+    behaviour: str = "ok",
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
     import uvicorn
 
     BEHAVIOUR["mode"] = behaviour
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )

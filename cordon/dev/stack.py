@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cordon.dev import mock_provider
+from cordon.dev import certs, mock_provider
 from cordon.dev.procs import ManagedProcess, free_port, port_is_free, stop_all, wait_for_http
 from cordon.dev.topology import (
     ACCOUNTS,
@@ -137,6 +137,7 @@ class DevStack:
 
     def start(self) -> Endpoints:
         self.topology = plan(self.root / "run", self.regions, self.host)
+        self.provider_pki = certs.provider_pki(self.root / "run" / "provider-pki", self.host)
         self.nats = NatsTopology(self.topology)
         self.nats.start()
         self.nats.wait_leafnodes()
@@ -210,6 +211,7 @@ class DevStack:
                 # Dev providers (the mock, a test's classifier) are on this machine.
                 "allowed_upstreams": [f"http://{self.host}:*", "https://*"],
                 "allow_loopback_upstreams": True,
+                "ca_bundle": self.provider_pki.ca_file,
                 "allowed_env": ["CORDON_*", "CLASSIFIER_*", "OPENAI_*", "ANTHROPIC_*"],
                 **(extra or {}),
             },
@@ -217,22 +219,19 @@ class DevStack:
         self._spawn(name, "gateway", "run", "--config", str(config), env=env)
         return f"http://{self.host}:{port}"
 
-    def start_mock(self, name: str, behaviour: str = "ok") -> str:
-        """Start one more mock provider; returns its base URL (ending in /v1)."""
+    def start_mock(self, name: str, behaviour: str = "ok", tls: str | None = None) -> str:
+        """Start one more mock provider; returns its base URL (ending in /v1). With `tls`
+        ("valid", or "wrong-host": a certificate for another name) it serves HTTPS with a
+        certificate from the dev provider CA, which the gateways trust (`ca_bundle`)."""
         port = free_port(self.host)
-        proc = self._spawn(
-            name,
-            "dev",
-            "mock-provider",
-            "--host",
-            self.host,
-            "--port",
-            str(port),
-            "--behaviour",
-            behaviour,
-        )
-        wait_for_http(f"http://{self.host}:{port}/healthz", 20, proc.proc)
-        return f"http://{self.host}:{port}/v1"
+        args = ["--host", self.host, "--port", str(port), "--behaviour", behaviour]
+        if tls is not None:
+            pair = self.provider_pki.server if tls == "valid" else self.provider_pki.wrong_host
+            args += ["--tls-cert", pair.cert_file, "--tls-key", pair.key_file]
+        proc = self._spawn(name, "dev", "mock-provider", *args)
+        scheme = "https" if tls is not None else "http"
+        wait_for_http(f"{scheme}://{self.host}:{port}/healthz", 20, proc.proc)
+        return f"{scheme}://{self.host}:{port}/v1"
 
     def _start_region(self, region: str) -> None:
         assert self.topology is not None

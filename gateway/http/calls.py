@@ -284,6 +284,7 @@ async def serve(
         return
     except NoTargetAvailableError as exc:
         call.facts.upstream_ms = (time.perf_counter() - upstream_started) * 1000
+        call.facts.attempts = list(exc.attempts)  # the record says what failed, and why
         status, code = (504, "upstream_timeout") if exc.timed_out else (502, "upstream_unavailable")
         await refuse(call, send, status, str(exc), "api_error", code)
         return

@@ -70,8 +70,10 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    def __init__(self, guard: httpclient.AddressGuard | None = None) -> None:
-        self._client = httpclient.HttpClient(guard=guard)
+    def __init__(
+        self, guard: httpclient.AddressGuard | None = None, ca_bundle: str | None = None
+    ) -> None:
+        self._client = httpclient.HttpClient(guard=guard, ca_bundle=ca_bundle)
 
     @property
     def http(self) -> httpclient.HttpClient:

@@ -114,7 +114,9 @@ async def forward(
     if failed is not None:
         return failed
     raise NoTargetAvailableError(
-        f"no provider answered for model {model!r} ({', '.join(attempts)})", timed_out
+        f"no provider answered for model {model!r} ({', '.join(attempts)})",
+        timed_out,
+        tuple(attempts),
     )
 
 

@@ -265,10 +265,17 @@ AddressGuard = Callable[[str, str], None]
 
 
 class HttpClient:
-    def __init__(self, max_idle_per_origin: int = 64, guard: AddressGuard | None = None) -> None:
+    def __init__(
+        self,
+        max_idle_per_origin: int = 64,
+        guard: AddressGuard | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
         self._idle: dict[Origin, list[_Connection]] = {}
         self._max_idle = max_idle_per_origin
-        self._ssl = ssl.create_default_context()
+        # Certificates are verified, and must name the host (SNI is sent): against the
+        # system's trust store, or only the CAs in `ca_bundle` when one is given.
+        self._ssl = ssl.create_default_context(cafile=ca_bundle)
         self._guard = guard
 
     async def post(
