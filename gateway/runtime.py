@@ -27,6 +27,7 @@ from gateway.records.recorder import Recorder
 from gateway.records.spool import Spool
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamClient, classifier, providers
+from gateway.upstream.client import Proxies
 from gateway.upstream.egress import EgressPolicy
 from gateway.upstream.routing import Breakers, Router
 
@@ -61,7 +62,8 @@ class Runtime:
             settings.pack_name, settings.region, settings.state_dir, self.route, trusted
         )
         ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
-        self.upstream = UpstreamClient(self.egress.check_address, ca_bundle)
+        proxies = Proxies.from_environ(os.environ)
+        self.upstream = UpstreamClient(self.egress.check_address, ca_bundle, proxies)
         self.spool = Spool(settings.state_dir / "fail-open.spool", settings.spool_max_bytes)
         self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -8,6 +8,8 @@ not aiohttp or httpx on this path).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from cordon.errors import (
     ConnectTimeout,
@@ -69,11 +71,41 @@ class UpstreamResponse:
         self._response.release()
 
 
+@dataclass(frozen=True)
+class Proxies:
+    """The process's proxy settings, as HTTPS_PROXY / HTTP_PROXY / NO_PROXY give them."""
+
+    https: str | None = None
+    http: str | None = None
+    no_proxy: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Proxies:
+        def get(name: str) -> str | None:
+            return environ.get(name) or environ.get(name.lower()) or None
+
+        skip = (get("NO_PROXY") or "").split(",")
+        return cls(get("HTTPS_PROXY"), get("HTTP_PROXY"), tuple(s.strip() for s in skip if s))
+
+    def for_url(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        for entry in self.no_proxy:
+            entry = entry.lower().lstrip(".")
+            if entry == "*" or host == entry or host.endswith("." + entry):
+                return None
+        return self.https if parts.scheme == "https" else self.http
+
+
 class UpstreamClient:
     def __init__(
-        self, guard: httpclient.AddressGuard | None = None, ca_bundle: str | None = None
+        self,
+        guard: httpclient.AddressGuard | None = None,
+        ca_bundle: str | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         self._client = httpclient.HttpClient(guard=guard, ca_bundle=ca_bundle)
+        self._proxies = proxies or Proxies()
 
     @property
     def http(self) -> httpclient.HttpClient:
@@ -97,6 +129,7 @@ class UpstreamClient:
                 connect=timeouts.connect,
                 first_byte=timeouts.first_byte,
                 total=timeouts.total,
+                proxy=target.proxy or self._proxies.for_url(target.base_url),
             )
         except (ConnectTimeout, ResponseTimeout) as exc:
             raise UpstreamTimeout(f"{target.id}: {exc}") from exc

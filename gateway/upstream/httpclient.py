@@ -140,6 +140,33 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
 
+class _Tunnel(asyncio.Protocol):
+    """A proxy's answer to CONNECT: `established` once it says 200."""
+
+    def __init__(self) -> None:
+        self.established: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._answer = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.established.done():
+            return
+        self._answer += data
+        if b"\r\n\r\n" not in self._answer:
+            if len(self._answer) > MAX_HEADER_BYTES:
+                self.established.set_exception(ConnectError("the proxy's answer is too long"))
+            return
+        status = self._answer.split(b"\r\n", 1)[0].split()
+        if len(status) < 2 or status[1] != b"200":
+            line = self._answer.split(b"\r\n", 1)[0].decode("latin-1")
+            self.established.set_exception(ConnectError(f"the proxy refused: {line}"))
+        else:
+            self.established.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.established.done():
+            self.established.set_exception(ConnectError("the proxy closed the connection"))
+
+
 class Response:
     """Status and headers as soon as they arrive; the body read whole or as chunks."""
 
@@ -287,11 +314,14 @@ class HttpClient:
         connect: float,
         first_byte: float,
         total: float,
+        proxy: str | None = None,
     ) -> Response:
+        """POST `url`; with `proxy` (an http:// URL), through a CONNECT tunnel."""
         origin, path = split_url(url)
+        through = split_url(proxy)[0] if proxy else None
         head = self._request_head(origin, path, headers, len(body))
         for attempt in (0, 1):
-            connection = await self._connection(origin, connect)
+            connection = await self._connection(origin, connect, through)
             response = Response(self, origin, connection, total)
             connection.response = response
             assert connection.transport is not None
@@ -322,12 +352,16 @@ class HttpClient:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    async def _connection(self, origin: Origin, connect_s: float) -> _Connection:
+    async def _connection(
+        self, origin: Origin, connect_s: float, proxy: Origin | None = None
+    ) -> _Connection:
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
             if connection.reusable:
                 return connection
+        if proxy is not None:
+            return await self._tunnel(origin, proxy, connect_s)
         loop = asyncio.get_running_loop()
         tls = self._ssl if origin.scheme == "https" else None
         try:
@@ -345,6 +379,34 @@ class HttpClient:
         except OSError as exc:
             raise ConnectError(f"cannot connect to {origin.host}:{origin.port}: {exc}") from exc
         return protocol
+
+    async def _tunnel(self, origin: Origin, proxy: Origin, connect_s: float) -> _Connection:
+        """A connection to `origin` through `proxy`'s CONNECT tunnel, TLS inside it for an
+        https origin (the proxy sees only where, never what). The guard checks the
+        proxy's addresses: the proxy resolves the provider's name."""
+        loop = asyncio.get_running_loop()
+        where = f"{origin.host}:{origin.port}"
+        try:
+            async with asyncio.timeout(connect_s):
+                address = await self._address(proxy)
+                transport, tunnel = await loop.create_connection(_Tunnel, address, proxy.port)
+                transport.write(f"CONNECT {where} HTTP/1.1\r\nhost: {where}\r\n\r\n".encode())
+                await tunnel.established
+                if origin.scheme == "https":
+                    secured = await loop.start_tls(
+                        transport, tunnel, self._ssl, server_hostname=origin.host
+                    )
+                    if secured is None:
+                        raise ConnectError(f"no TLS to {where} through {proxy.host}")
+                    transport = secured
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"connect to {where} through a proxy timed out") from exc
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {where} through {proxy.host}: {exc}") from exc
+        connection = _Connection()
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
+        return connection
 
     async def _address(self, origin: Origin) -> str:
         """The address to connect to: with a guard, the first one the host resolves to

@@ -37,6 +37,7 @@ class Target:
     api_key: str = field(default="", repr=False)
     models: tuple[str, ...] = ()  # empty: any model of its API
     timeouts: Timeouts = Timeouts()
+    proxy: str | None = None  # an http:// proxy the calls go through (CONNECT)
 
     def serves(self, api: str, model: str) -> bool:
         return api == self.api and self.model_id(model) is not None
@@ -129,7 +130,16 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
         api_key=resolve_secret(raw.get("secret_key_ref"), env, store, target_id),
         models=tuple(models),
         timeouts=_timeouts(raw.get("timeouts"), target_id),
+        proxy=_proxy(provider.get("proxy"), env, target_id),
     )
+
+
+def _proxy(raw: Any, env: Mapping[str, str], target_id: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not interpolate(raw, env).startswith("http://"):
+        raise PackError(f"target {target_id}: provider.proxy must be an http:// URL")
+    return interpolate(raw, env)
 
 
 def targets_from(

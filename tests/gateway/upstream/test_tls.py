@@ -3,6 +3,9 @@ host named (SNI) and checked, through the real SDK, streamed and not."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,3 +77,99 @@ async def test_a_certificate_for_another_host_is_refused(
     record = await find_record(endpoints, "eu-west", record_id)
     assert record is not None and record["status"] == 502
     assert record["attempts"] == ["wrong-host:connect"]  # the handshake failed, not the call
+
+
+class ConnectProxy:
+    """A small HTTP CONNECT proxy on loopback, in a thread of its own: what a corporate
+    egress proxy does, and it counts the tunnels it opened and to where."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, where, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            writer.close()
+            return
+        host, port = where.rsplit(":", 1)
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        self.tunnels.append(where)
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture(scope="module")
+def proxied(stack: DevStack) -> Iterator[tuple[str, ConnectProxy]]:
+    """A replica that reaches its HTTPS provider only through a CONNECT proxy."""
+    proxy = ConnectProxy()
+    valid = stack.start_mock("mock-tls-proxied", tls="valid")
+    name = "gateway-eu-west-gw-proxied"
+    target = {
+        "id": "behind-proxy",
+        "provider": {
+            "api": "openai",
+            "base_url": valid,
+            "proxy": f"http://127.0.0.1:{proxy.port}",
+        },
+    }
+    url = stack.start_gateway("eu-west", "gw-proxied", valid, extra={"targets": [target]})
+    wait_for_http(url + "/readyz", 30, stack.processes[name].proc)
+    yield url, proxy
+    stack.processes[name].stop()
+    stack.processes["mock-tls-proxied"].stop()
+    proxy.stop()
+
+
+def test_a_provider_behind_a_corporate_proxy_is_reached_through_connect(
+    proxied: tuple[str, ConnectProxy], endpoints: dict[str, Any]
+) -> None:
+    url, proxy = proxied
+    sdk = _sdk(url, endpoints)
+    messages: Any = [{"role": "user", "content": "via the proxy"}]
+    assert (
+        sdk.chat.completions.create(model="mock-gpt", messages=messages).choices[0].message.content
+        == "echo: via the proxy"
+    )
+    stream = sdk.chat.completions.create(model="mock-gpt", messages=messages, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == (
+        "echo: via the proxy"
+    )
+    assert proxy.tunnels and all(t.startswith("127.0.0.1:") for t in proxy.tunnels)
+
+
+def test_the_proxy_comes_from_https_proxy_unless_no_proxy_names_the_host() -> None:
+    from gateway.upstream.client import Proxies
+
+    proxies = Proxies.from_environ(
+        {"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": "internal.corp, .svc"}
+    )
+    assert proxies.for_url("https://api.openai.com/v1") == "http://proxy.corp:3128"
+    assert proxies.for_url("https://llm.internal.corp/v1") is None
+    assert proxies.for_url("https://gw.team.svc/v1") is None
+    assert proxies.for_url("http://api.example.com/v1") is None  # no HTTP_PROXY given
