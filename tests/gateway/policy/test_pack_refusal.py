@@ -316,3 +316,21 @@ async def test_a_pack_pointing_at_the_metadata_service_or_the_environment_is_ref
     await inject(endpoints, signed, "lifecycle")
     eventually(lambda: reason in (policy_status(lifecycle, admin)["last_rejection"] or ""))
     assert policy_status(lifecycle, admin)["active_revision"] == active
+
+
+async def test_a_planted_entry_claiming_a_huge_revision_does_not_hold_real_packs_back(
+    stack: DevStack, endpoints: dict[str, Any], lifecycle: str, tmp_path: Path
+) -> None:
+    """The replicator reads a region's revision only from a pack that verifies: an entry
+    no trusted key signed, claiming revision 1,000,000, counts as nothing."""
+    forger = SigningKey.generate()
+    statement = signing.statement_bytes(
+        {"pack": {"name": "lifecycle"}, "policies": []}, "lifecycle", 1_000_000, 2**33, ["*"]
+    )
+    await inject(endpoints, signing.sign(statement, [forger]), "lifecycle")
+    admin = endpoints["tokens"]["admin"]
+    above = str(policy_status(lifecycle, admin)["active_revision"] + 1)
+    path = tmp_path / "lifecycle.yaml"
+    path.write_text("pack: {name: lifecycle}\npolicies: []\n")
+    revision = published_revision(publish_pack(endpoints, path, "--revision", above))
+    eventually(lambda: policy_status(lifecycle, admin)["active_revision"] == revision, timeout=10)
