@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import nats.js.errors
 from nats.aio.client import Client as NATS
 
+from cordon.dev.stack import DevStack
 from cordon.log.enrolment import Keyring
 from cordon.nats import Endpoint, subjects
 
@@ -159,6 +161,22 @@ def publish_pack(
 
 def published_revision(result: subprocess.CompletedProcess[str]) -> int:
     return int(result.stdout.split("revision ")[1].split()[0])
+
+
+def enforce(stack: DevStack, url: str, pack_yaml: str, directory: Path) -> int:
+    """Publish `pack_yaml` as the dev policy owner and wait until the replica at `url`
+    enforces it; returns its revision."""
+    assert stack.topology is not None
+    publisher = stack.topology.central_endpoint("publisher").to_settings()
+    endpoints = {
+        "nats": {"central": {"publisher": publisher}},
+        "policy_owner_key": str(stack.policy_owner_key),
+    }
+    path = directory / "pack.yaml"
+    path.write_text(pack_yaml)
+    revision = published_revision(publish_pack(endpoints, path))
+    eventually(lambda: policy_status(url, stack.tokens["admin"])["active_revision"] == revision)
+    return revision
 
 
 async def recent_records(

@@ -176,29 +176,21 @@ def response(request: dict[str, Any]) -> dict[str, Any]:
     prompt = _tokens(_last_user_text(request))
     if request.get("tools"):
         return _function_call_response(request, text, prompt)
-    return {
-        "id": "resp_mock",
-        "object": "response",
-        "created_at": int(time.time()),
+    item = {
+        "type": "message",
+        "id": "msg_mock",
         "status": "completed",
-        "model": request.get("model", OPENAI_MODELS[0]),
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_mock",
-                "status": "completed",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }
-        ],
-        "usage": {
-            "input_tokens": prompt,
-            "output_tokens": _tokens(text),
-            "total_tokens": prompt + _tokens(text),
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens_details": {"reasoning_tokens": 0},
-        },
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
     }
+    usage = {
+        "input_tokens": prompt,
+        "output_tokens": _tokens(text),
+        "total_tokens": prompt + _tokens(text),
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
+    return _response_envelope(request, item, usage)
 
 
 def _function_call_response(request: dict[str, Any], text: str, prompt: int) -> dict[str, Any]:
@@ -211,13 +203,19 @@ def _function_call_response(request: dict[str, Any], text: str, prompt: int) -> 
         "status": "completed",
     }
     usage = {"input_tokens": prompt, "output_tokens": _tokens(text), "total_tokens": prompt}
+    return _response_envelope(request, call, usage)
+
+
+def _response_envelope(
+    request: dict[str, Any], item: dict[str, Any], usage: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "id": "resp_mock",
         "object": "response",
         "created_at": int(time.time()),
         "status": "completed",
         "model": request.get("model", OPENAI_MODELS[0]),
-        "output": [call],
+        "output": [item],
         "usage": usage,
     }
 

@@ -13,7 +13,7 @@ import pytest
 
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
-from tests.helpers import eventually, find_record, policy_status, publish_pack, published_revision
+from tests.helpers import enforce, find_record
 
 PACK = """\
 pack: {name: streams}
@@ -46,16 +46,7 @@ def gateway(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         },
     )
     wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-streams"].proc)
-    endpoints = {
-        "nats": {
-            "central": {"publisher": stack.topology.central_endpoint("publisher").to_settings()}
-        },
-        "policy_owner_key": str(stack.policy_owner_key),
-    }  # type: ignore[union-attr]
-    path = tmp_path_factory.mktemp("streams") / "streams.yaml"
-    path.write_text(PACK)
-    revision = published_revision(publish_pack(endpoints, path))
-    eventually(lambda: policy_status(url, stack.tokens["admin"])["active_revision"] == revision)
+    enforce(stack, url, PACK, tmp_path_factory.mktemp("streams"))
     yield url
     stack.processes["gateway-eu-west-gw-streams"].stop()
 

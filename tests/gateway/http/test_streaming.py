@@ -12,6 +12,20 @@ import httpx
 from tests.helpers import find_record, stored_record
 
 
+def _slow_stream(endpoints: dict[str, Any], content: str) -> Any:
+    """A streamed call to eu-west that the mock answers one word every 50 ms."""
+    return httpx.stream(
+        "POST",
+        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
+        json={
+            "model": "slow-stream",
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+        },
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+    )
+
+
 def _mock_counts(endpoints: dict[str, Any]) -> dict[str, int]:
     counts: dict[str, int] = httpx.get(
         endpoints["mock_provider"].removesuffix("/v1") + "/mock/stats"
@@ -23,17 +37,7 @@ async def test_client_disconnect_cancels_upstream_and_is_recorded(
     endpoints: dict[str, Any],
 ) -> None:
     cancelled_before = _mock_counts(endpoints).get("streams cancelled", 0)
-    body = {
-        "model": "slow-stream",
-        "stream": True,
-        "messages": [{"role": "user", "content": " ".join(["word"] * 40)}],
-    }
-    with httpx.stream(
-        "POST",
-        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    ) as response:
+    with _slow_stream(endpoints, " ".join(["word"] * 40)) as response:
         record_id = response.headers["x-cordon-record-id"]
         first = next(response.iter_lines())
         assert first.startswith("data: ")  # the first event arrived long before the 2 s stream ends
@@ -82,17 +86,7 @@ async def test_a_streams_intent_is_committed_before_its_first_byte(
     endpoints: dict[str, Any],
 ) -> None:
     prompt = f"intent first {time.time_ns()}"
-    body = {
-        "model": "slow-stream",
-        "stream": True,
-        "messages": [{"role": "user", "content": prompt}],
-    }
-    with httpx.stream(
-        "POST",
-        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    ) as response:
+    with _slow_stream(endpoints, prompt) as response:
         intent_id = response.headers["x-cordon-intent-id"]
         intent_seq = int(response.headers["x-cordon-intent-seq"])
         # Only the status line is out, and the intent is already in the region's log.

@@ -12,7 +12,7 @@ import pytest
 
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
-from tests.helpers import eventually, find_record, policy_status, publish_pack, published_revision
+from tests.helpers import enforce, find_record
 
 PACK = """\
 pack: {name: unreadable}
@@ -36,15 +36,7 @@ def gateway(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         extra={"targets": [{"id": "odd", "provider": {"api": "openai", "base_url": mock}}]},
     )
     wait_for_http(url + "/readyz", 30, stack.processes[name].proc)
-    publisher = stack.topology.central_endpoint("publisher").to_settings()
-    endpoints = {
-        "nats": {"central": {"publisher": publisher}},
-        "policy_owner_key": str(stack.policy_owner_key),
-    }
-    path = tmp_path_factory.mktemp("unreadable") / "unreadable.yaml"
-    path.write_text(PACK)
-    revision = published_revision(publish_pack(endpoints, path))
-    eventually(lambda: policy_status(url, stack.tokens["admin"])["active_revision"] == revision)
+    enforce(stack, url, PACK, tmp_path_factory.mktemp("unreadable"))
     yield url, mock.removesuffix("/v1")
     stack.processes[name].stop()
     stack.processes["mock-unreadable"].stop()

@@ -19,12 +19,10 @@ from cordon.log.keys import SigningKey
 from gateway.records import Recorder
 from gateway.records.spool import HEADER, Spool
 from tests.helpers import (
+    enforce,
     eventually,
     find_record,
     nats_as,
-    policy_status,
-    publish_pack,
-    published_revision,
     recent_records,
 )
 
@@ -33,16 +31,7 @@ from tests.helpers import (
 def replica(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = stack.start_gateway("eu-west", "gw-open", stack.endpoints.mock_provider, pack_name="open")
     wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-open"].proc)
-    path = tmp_path_factory.mktemp("open") / "open.yaml"
-    path.write_text("pack: {name: open}\nfail_mode: open\n")
-    endpoints = {
-        "nats": {
-            "central": {"publisher": stack.topology.central_endpoint("publisher").to_settings()}
-        },
-        "policy_owner_key": str(stack.policy_owner_key),
-    }  # type: ignore[union-attr]
-    revision = published_revision(publish_pack(endpoints, path))
-    eventually(lambda: policy_status(url, stack.tokens["admin"])["active_revision"] == revision)
+    enforce(stack, url, "pack: {name: open}\nfail_mode: open\n", tmp_path_factory.mktemp("open"))
     yield url
     stack.processes["gateway-eu-west-gw-open"].stop()
 
