@@ -26,9 +26,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from cordon.errors import ForkError
+from cordon.errors import ForkError, SignatureError
 from cordon.log import checkpoints, merkle, summary_chain
 from cordon.log.enrolment import load_signer
+from cordon.log.keys import public_bytes
 from cordon.nats import (
     Endpoint,
     StreamPublisher,
@@ -129,18 +130,28 @@ class Sealer:
                 await self._checkpoint()
 
     async def _restore(self, audit_js: JetStreamContext, xr_js: JetStreamContext) -> None:
-        """Tree and chain state = the last checkpoint, then every record summarised since."""
+        """Tree and chain state = the last checkpoint, then every record summarised since.
+
+        Only a checkpoint this sealer signed is resumed from. Anyone else's (someone with
+        the sealer's NATS credentials but not its key) is stepped over: the tree and the
+        chain are rebuilt from RECORDS, and the next checkpoint follows it on the subject."""
         region = self.settings.region
         self.chain = summary_chain.genesis(region)
+        self.tree, self._checkpoint_seq, self._checkpoint_size = merkle.CompactTree(), 0, 0
         try:
             last = await xr_js.get_last_msg(
                 subjects.SUMMARY_STREAM, subjects.checkpoint_subject(region)
             )
-            checkpoint, self.tree = checkpoints.resume(last.data or b"")
-            self._checkpoint_seq, self._checkpoint_size = last.seq or 0, checkpoint.size
-            self.chain = checkpoint.summaries or self.chain
         except NotFoundError:
-            self.tree, self._checkpoint_seq, self._checkpoint_size = merkle.CompactTree(), 0, 0
+            last = None
+        if last is not None:
+            self._checkpoint_seq = last.seq or 0
+            if self._signed_by_us(last.data or b""):
+                checkpoint, self.tree = checkpoints.resume(last.data or b"")
+                self._checkpoint_size = checkpoint.size
+                self.chain = checkpoint.summaries or self.chain
+            else:
+                log.error("the last checkpoint of %s is not this sealer's: rebuilding", region)
         try:
             info = await audit_js.consumer_info(subjects.RECORDS_STREAM, DURABLE)
             acked = info.ack_floor.stream_seq if info.ack_floor else 0
@@ -149,6 +160,15 @@ class Sealer:
         await self._extend_to(audit_js, acked)
         self._checkpoint_at = time.monotonic()
         log.info("sealer at tree size %s (checkpoint %s)", self.tree.size, self._checkpoint_size)
+
+    def _signed_by_us(self, data: bytes) -> bool:
+        mine = {self.key.key_id: public_bytes(self.key.public_key)}
+        try:
+            checkpoints.decode(data, mine)
+            checkpoints.resume(data)  # and its frontier matches its root
+        except (SignatureError, ValueError, KeyError, TypeError):
+            return False
+        return True
 
     async def _extend_to(self, audit_js: JetStreamContext, seq: int) -> None:
         """Append leaves and links up to `seq` read straight from RECORDS: records already

@@ -11,6 +11,7 @@ import httpx
 from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle, summary_chain
 from cordon.log.enrolment import Keyring
+from cordon.log.keys import SigningKey
 from cordon.log.summary_chain import Candidate
 from cordon.nats import subjects
 from tests.helpers import nats_as
@@ -125,3 +126,30 @@ async def test_two_sealers_do_not_fork_the_checkpoints(
         _check("us-east", *await _settled(endpoints, "us-east"))
     finally:
         twin.stop()
+
+
+async def test_a_checkpoint_the_sealer_did_not_sign_does_not_stop_it(
+    endpoints: dict[str, Any],
+) -> None:
+    """With the sealer's NATS credentials (not its key) someone publishes a checkpoint
+    far ahead. The sealer does not resume from it: it rebuilds its tree and chain from
+    RECORDS and goes on checkpointing after it, and what it signs still verifies."""
+    region = "us-east"
+    stated = checkpoints.Checkpoint(region, 10**9, b"\0" * 32, 1, b"\0" * 32)
+    bogus = checkpoints.encode(stated, SigningKey.generate(), merkle.CompactTree())
+    xr = await nats_as(endpoints["nats"]["regions"][region]["xr"]["sealer"])
+    try:
+        await xr.jetstream().publish(subjects.checkpoint_subject(region), bogus)
+    finally:
+        await xr.close()
+    await _traffic(endpoints, region, 5)
+    for _ in range(150):
+        leaves, keyring, found = await _log_state(endpoints, region)
+        last = [f for f in found if f["subject"] == subjects.checkpoint_subject(region)][-1]
+        if last["data"] != bogus:
+            signed = checkpoints.decode(last["data"], keyring.enrolled)
+            if signed.size == len(leaves):
+                assert signed.root == merkle.root(leaves)
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the sealer never checkpointed past the bogus checkpoint")
