@@ -6,8 +6,9 @@ JetStream domain. One durable consumer per region, so a region that is down hold
 no other back and catches up from where it stopped.
 
 `service.run` is the process (`cordon replicator run`); `publish` is what
-`cordon policy publish` uses; `fanout` carries packs to one region; `metrics` its lag.
+`cordon policy publish` uses and `status` what `cordon policy status` reads; `fanout`
+carries packs to one region; `metrics` its lag.
 It imports only `cordon`, never `gateway` (an import-linter contract).
 """
 
-__all__ = ["fanout", "metrics", "publish", "service"]
+__all__ = ["fanout", "metrics", "publish", "service", "status"]

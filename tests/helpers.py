@@ -163,6 +163,21 @@ def published_revision(result: subprocess.CompletedProcess[str]) -> int:
     return int(result.stdout.split("revision ")[1].split()[0])
 
 
+def cordon_policy_status(
+    endpoints: dict[str, Any], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`cordon policy status --json` with the publisher's identity, over every region."""
+    publisher = endpoints["nats"]["central"]["publisher"]
+    identity = ["--nats-url", publisher["url"], "--nats-seed", publisher["nkey_seed_file"]]
+    regions = ["--regions", ",".join(endpoints["gateways"])]
+    return subprocess.run(
+        [sys.executable, "-m", "cordon", "policy", "status", "--json", *identity, *regions, *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def enforce(stack: DevStack, url: str, pack_yaml: str, directory: Path) -> int:
     """Publish `pack_yaml` as the dev policy owner and wait until the replica at `url`
     enforces it; returns its revision."""

@@ -201,6 +201,49 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _central_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats-url", help="central NATS URL, no secret in it (default: the dev stack's)"
+    )
+    parser.add_argument(
+        "--nats-seed", type=Path, help="file holding the publisher's nkey seed (with --nats-url)"
+    )
+
+
+def status(args: argparse.Namespace) -> int:
+    """Exit 0 when every replica is current (or behind for less than --behind-after),
+    1 when one is behind for longer or a region could not be read."""
+    from cordon.errors import PublishError
+    from replicator.status import collect
+
+    central = central_endpoint(args.nats_url, args.nats_seed)
+    regions = _regions(args.regions)
+    try:
+        found = asyncio.run(collect(central, regions, time.time(), args.behind_after))
+    except PublishError as exc:
+        return _fail("status", str(exc))
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2))
+    else:
+        for pack in found.packs:
+            print(f"pack {pack.pack}: revision {pack.revision} published")
+        for replica in found.replicas:
+            late = "  BEHIND" if replica.behind else ""
+            print(f"  {replica.region}/{replica.replica}: {replica.pack} r{replica.revision}{late}")
+        for region in found.unreachable:
+            print(f"  {region}: could not be read")
+    return 1 if found.behind or found.unreachable else 0
+
+
+def _regions(explicit: str | None) -> list[str]:
+    if explicit:
+        return [r for r in explicit.split(",") if r]
+    dev = _dev_endpoints()
+    if dev is not None:
+        return sorted(dev["nats"]["regions"])
+    raise SystemExit("no regions: pass --regions eu-west,us-east")
+
+
 def _signing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=Path, action="append", help="signing key file (repeatable)")
     parser.add_argument(
@@ -247,12 +290,21 @@ def add_parser(commands: Any) -> None:
 
     p = actions.add_parser("publish", help="sign (unless signed) and publish a pack centrally")
     p.add_argument("file", type=Path, help="a pack (YAML) or a signed pack (JSON)")
-    p.add_argument(
-        "--nats-url", help="central NATS URL, no secret in it (default: the dev stack's)"
-    )
-    p.add_argument(
-        "--nats-seed", type=Path, help="file holding the publisher's nkey seed (with --nats-url)"
-    )
+    _central_options(p)
     p.add_argument("--revision", type=int, help="default: the last published revision + 1")
     _signing_options(p)
     p.set_defaults(func=publish)
+
+    p = actions.add_parser(
+        "status", help="each pack's published revision, and the revision each replica enforces"
+    )
+    _central_options(p)
+    p.add_argument("--regions", help="comma-separated regions (default: the dev stack's)")
+    p.add_argument(
+        "--behind-after",
+        type=_seconds,
+        default=_seconds("60s"),
+        help="a replica this long behind a published revision fails the command (default 60s)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=status)

@@ -61,6 +61,15 @@ def leaf_users_block(leaf_keys: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def publisher_region_subjects(regions: Iterable[str]) -> str:
+    """What `cordon policy status` reads in each region's domain: the `applied` bucket's
+    messages, nothing else."""
+    lines = [
+        f'            "$JS.{region}.API.STREAM.MSG.GET.KV_applied",' for region in sorted(regions)
+    ]
+    return "\n".join(lines)
+
+
 def replicator_region_subjects(regions: Iterable[str]) -> str:
     """What the replicator may send into each region's domain: the last pack in the
     `policy` bucket, and compare-and-set writes to it. Nothing else of any region."""

@@ -181,6 +181,7 @@ def plan(
                     {region: each.public_key for region, each in leaves.items()}
                 ),
                 "replicator_region_subjects": natsconf.replicator_region_subjects(regions),
+                "publisher_region_subjects": natsconf.publisher_region_subjects(regions),
             },
         ),
     )

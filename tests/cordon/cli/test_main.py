@@ -16,6 +16,7 @@ SUBCOMMANDS = [
     ["replicator", "run"],
     ["aggregator", "run"],
     ["policy", "publish"],
+    ["policy", "status"],
     ["audit", "export"],
     ["audit", "verify"],
     ["nats", "provision"],

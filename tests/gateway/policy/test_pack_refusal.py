@@ -25,6 +25,7 @@ from cordon.dev.stack import DevStack
 from cordon.log.keys import SigningKey
 from cordon.packs import signing
 from tests.helpers import (
+    cordon_policy_status,
     eventually,
     find_record,
     nats_as,
@@ -334,3 +335,25 @@ async def test_a_planted_entry_claiming_a_huge_revision_does_not_hold_real_packs
     path.write_text("pack: {name: lifecycle}\npolicies: []\n")
     revision = published_revision(publish_pack(endpoints, path, "--revision", above))
     eventually(lambda: policy_status(lifecycle, admin)["active_revision"] == revision, timeout=10)
+
+
+async def test_policy_status_fails_while_a_replica_stays_behind_a_published_revision(
+    stack: DevStack, endpoints: dict[str, Any], lifecycle: str, tmp_path: Path
+) -> None:
+    """A published revision the replica refuses (its provider is the metadata service)
+    leaves it behind: `cordon policy status` names it and exits 1."""
+    admin = endpoints["tokens"]["admin"]
+    active = policy_status(lifecycle, admin)["active_revision"]
+    path = tmp_path / "lifecycle.yaml"
+    path.write_text(
+        "pack: {name: lifecycle}\n"
+        "providers: {targets: [{id: evil, provider: {base_url: 'http://169.254.169.254/v1'}}]}\n"
+    )
+    revision = published_revision(publish_pack(endpoints, path, "--revision", str(active + 1)))
+    eventually(lambda: "169.254" in (policy_status(lifecycle, admin)["last_rejection"] or ""))
+    result = cordon_policy_status(endpoints, "--behind-after", "0s")
+    assert result.returncode == 1
+    found = json.loads(result.stdout)
+    mine = next(r for r in found["replicas"] if r["replica"] == "gw-lifecycle")
+    assert mine["behind"] is True and mine["revision"] == active
+    assert any(p["pack"] == "lifecycle" and p["revision"] == revision for p in found["packs"])

@@ -1,0 +1,144 @@
+"""`cordon policy status`: where every pack is, published centrally and active at each
+replica, read with the publisher's identity.
+
+Published revisions come from `POLICY` (the last message per pack); what each replica
+enforces comes from its region's `applied` bucket, which every replica writes when it
+activates a pack (gateway.policy.activation.applied_report), read through the region's
+JetStream domain. A replica is *behind* when its pack's published revision is newer
+than the one it enforces and was published longer ago than the threshold.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
+
+from cordon.errors import PublishError
+from cordon.nats import Endpoint, subjects
+from cordon.packs import signing
+
+__all__ = ["Published", "ReplicaState", "Status", "collect"]
+
+REQUEST_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Published:
+    pack: str
+    revision: int
+    published_at: float  # when POLICY stored it (Unix seconds)
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    region: str
+    replica: str
+    pack: str
+    revision: int
+    activated_at: float | None
+    behind: bool = False
+
+
+@dataclass(frozen=True)
+class Status:
+    packs: list[Published]
+    replicas: list[ReplicaState]
+    unreachable: list[str]  # regions whose applied bucket could not be read
+
+    @property
+    def behind(self) -> list[ReplicaState]:
+        return [r for r in self.replicas if r.behind]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "packs": [asdict(p) for p in self.packs],
+            "replicas": [asdict(r) for r in self.replicas],
+            "unreachable": self.unreachable,
+        }
+
+
+async def collect(
+    central: Endpoint, regions: list[str], now: float, behind_after_s: float
+) -> Status:
+    try:
+        nc = await central.connect(name="cordon-policy-status", allow_reconnect=False)
+    except (OSError, NatsError) as exc:
+        raise PublishError(f"cannot reach central NATS: {exc}") from exc
+    try:
+        packs = {p.pack: p for p in await _published(nc)}
+        replicas: list[ReplicaState] = []
+        unreachable: list[str] = []
+        for region in regions:
+            try:
+                replicas += await _applied(nc, region)
+            except (NatsError, TimeoutError, PublishError):
+                unreachable.append(region)
+    finally:
+        await nc.close()
+
+    def late(replica: ReplicaState) -> bool:
+        published = packs.get(replica.pack)
+        return (
+            published is not None
+            and published.revision > replica.revision
+            and now - published.published_at > behind_after_s
+        )
+
+    marked = [ReplicaState(**{**asdict(r), "behind": late(r)}) for r in replicas]
+    return Status(sorted(packs.values(), key=lambda p: p.pack), marked, unreachable)
+
+
+async def _published(nc: NATS) -> list[Published]:
+    js = nc.jetstream()
+    try:
+        info = await js.stream_info(subjects.POLICY_STREAM, subjects_filter="cordon.policy.>")
+    except NotFoundError:
+        return []
+    found = []
+    for subject in info.state.subjects or {}:
+        last = await js.get_last_msg(subjects.POLICY_STREAM, subject)
+        claimed = signing.claimed(last.data or b"")
+        when = last.time.timestamp() if last.time else 0.0
+        if isinstance(claimed.get("name"), str) and isinstance(claimed.get("revision"), int):
+            found.append(Published(claimed["name"], claimed["revision"], when))
+    return found
+
+
+async def _applied(nc: NATS, region: str) -> list[ReplicaState]:
+    """Every replica's report in `region`'s applied bucket, oldest first."""
+    states: list[ReplicaState] = []
+    seq = 1
+    while True:
+        request = {"seq": seq, "next_by_subj": f"$KV.{subjects.APPLIED_BUCKET}.>"}
+        reply = await nc.request(
+            f"{subjects.domain_api(region)}.STREAM.MSG.GET.KV_{subjects.APPLIED_BUCKET}",
+            json.dumps(request).encode(),
+            timeout=REQUEST_TIMEOUT_S,
+        )
+        answer = json.loads(reply.data)
+        error = answer.get("error")
+        if isinstance(error, dict) and error.get("code") == 404:
+            return states
+        if error is not None:
+            raise PublishError(f"{region}: {error}")
+        message = answer["message"]
+        seq = int(message["seq"]) + 1
+        try:
+            report = json.loads(base64.b64decode(message.get("data") or b""))
+            states.append(
+                ReplicaState(
+                    region,
+                    str(report["replica"]),
+                    str(report["pack"]),
+                    int(report["revision"]),
+                    report.get("activated_at"),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # a deleted key's marker, or an entry not in the report's shape
