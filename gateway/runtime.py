@@ -22,7 +22,7 @@ from cordon.packs import Pack, signing
 from gateway import metrics, records
 from gateway.identity import Authenticator
 from gateway.identity.delegation import DelegationVerifier
-from gateway.policy.activation import PackState, applied_report
+from gateway.policy.activation import REPORT_EVERY_S, PackState, applied_report
 from gateway.records.recorder import Recorder
 from gateway.records.spool import Spool
 from gateway.settings import GatewaySettings
@@ -202,7 +202,11 @@ class Runtime:
         history = True  # the bucket's kept revisions come first, then a None marker
         try:
             await self._report_applied(applied)
+            reported = time.monotonic()
             while not self._xr_reconnected.is_set():
+                if time.monotonic() - reported >= REPORT_EVERY_S:  # alive: not stale
+                    await self._report_applied(applied)
+                    reported = time.monotonic()
                 try:
                     entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
                 except NatsTimeoutError:  # nothing new this second
@@ -220,6 +224,7 @@ class Runtime:
                 elif outcome == "rejected":
                     metrics.PACK_REJECTIONS.inc()
                     await self._record_rejection()
+                    await self._report_applied(applied)  # the rejection shows in status
         finally:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
                 await watcher.stop()  # type: ignore[no-untyped-call]

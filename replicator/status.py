@@ -4,8 +4,10 @@ replica, read with the publisher's identity.
 Published revisions come from `POLICY` (the last message per pack); what each replica
 enforces comes from its region's `applied` bucket, which every replica writes when it
 activates a pack (gateway.policy.activation.applied_report), read through the region's
-JetStream domain. A replica is *behind* when its pack's published revision is newer
-than the one it enforces and was published longer ago than the threshold.
+JetStream domain. Replicas report at least every 10 s: one whose last report is older
+than the stale threshold is *stale* (stopped, or cut off) and listed as such, not as
+behind. A live replica is *behind* when its pack's published revision is newer than the
+one it enforces and was published longer ago than the threshold.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ class ReplicaState:
     pack: str
     revision: int
     activated_at: float | None
+    reported_at: float | None = None
+    last_rejection: str | None = None
     behind: bool = False
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ class Status:
     def behind(self) -> list[ReplicaState]:
         return [r for r in self.replicas if r.behind]
 
+    @property
+    def stale(self) -> list[ReplicaState]:
+        return [r for r in self.replicas if r.stale]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "packs": [asdict(p) for p in self.packs],
@@ -64,7 +73,11 @@ class Status:
 
 
 async def collect(
-    central: Endpoint, regions: list[str], now: float, behind_after_s: float
+    central: Endpoint,
+    regions: list[str],
+    now: float,
+    behind_after_s: float,
+    stale_after_s: float = 60.0,
 ) -> Status:
     try:
         nc = await central.connect(name="cordon-policy-status", allow_reconnect=False)
@@ -82,15 +95,19 @@ async def collect(
     finally:
         await nc.close()
 
+    def stale(replica: ReplicaState) -> bool:
+        return replica.reported_at is None or now - replica.reported_at > stale_after_s
+
     def late(replica: ReplicaState) -> bool:
         published = packs.get(replica.pack)
         return (
-            published is not None
+            not stale(replica)
+            and published is not None
             and published.revision > replica.revision
             and now - published.published_at > behind_after_s
         )
 
-    marked = [ReplicaState(**{**asdict(r), "behind": late(r)}) for r in replicas]
+    marked = [ReplicaState(**{**asdict(r), "behind": late(r), "stale": stale(r)}) for r in replicas]
     return Status(sorted(packs.values(), key=lambda p: p.pack), marked, unreachable)
 
 
@@ -138,6 +155,8 @@ async def _applied(nc: NATS, region: str) -> list[ReplicaState]:
                     str(report["pack"]),
                     int(report["revision"]),
                     report.get("activated_at"),
+                    report.get("reported_at"),
+                    report.get("last_rejection"),
                 )
             )
         except (ValueError, KeyError, TypeError):

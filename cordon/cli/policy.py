@@ -211,15 +211,18 @@ def _central_options(parser: argparse.ArgumentParser) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Exit 0 when every replica is current (or behind for less than --behind-after),
-    1 when one is behind for longer or a region could not be read."""
+    """Exit 0 when every live replica is current (or behind for less than
+    --behind-after), 1 when one is behind for longer or a region could not be read.
+    Stale replicas (silent for --stale-after) are listed, not counted."""
     from cordon.errors import PublishError
     from replicator.status import collect
 
     central = central_endpoint(args.nats_url, args.nats_seed)
     regions = _regions(args.regions)
     try:
-        found = asyncio.run(collect(central, regions, time.time(), args.behind_after))
+        found = asyncio.run(
+            collect(central, regions, time.time(), args.behind_after, args.stale_after)
+        )
     except PublishError as exc:
         return _fail("status", str(exc))
     if args.json:
@@ -228,8 +231,12 @@ def status(args: argparse.Namespace) -> int:
         for pack in found.packs:
             print(f"pack {pack.pack}: revision {pack.revision} published")
         for replica in found.replicas:
-            late = "  BEHIND" if replica.behind else ""
-            print(f"  {replica.region}/{replica.replica}: {replica.pack} r{replica.revision}{late}")
+            mark = "  BEHIND" if replica.behind else "  stale" if replica.stale else ""
+            refused = f" (refused: {replica.last_rejection})" if replica.last_rejection else ""
+            print(
+                f"  {replica.region}/{replica.replica}: {replica.pack} "
+                f"r{replica.revision}{mark}{refused}"
+            )
         for region in found.unreachable:
             print(f"  {region}: could not be read")
     return 1 if found.behind or found.unreachable else 0
@@ -305,6 +312,12 @@ def add_parser(commands: Any) -> None:
         type=_seconds,
         default=_seconds("60s"),
         help="a replica this long behind a published revision fails the command (default 60s)",
+    )
+    p.add_argument(
+        "--stale-after",
+        type=_seconds,
+        default=_seconds("60s"),
+        help="a replica silent this long is stale: listed apart, not counted (default 60s)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=status)

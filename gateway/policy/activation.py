@@ -177,6 +177,9 @@ def _iso(epoch: float | None) -> str | None:
 
 
 def applied_report(state: PackState, replica: str) -> bytes:
+    """What this replica enforces, for the `applied` bucket; written on every activation
+    and every REPORT_EVERY_S besides, so a replica that stopped reporting shows as stale."""
+    rejection = state.last_rejection
     return json.dumps(
         {
             "replica": replica,
@@ -184,5 +187,10 @@ def applied_report(state: PackState, replica: str) -> bytes:
             "revision": state.active.revision,
             "hash": state.active.hash,
             "activated_at": state.activated_at,
+            "reported_at": time.time(),
+            "last_rejection": rejection.reason if rejection else None,
         }
     ).encode()
+
+
+REPORT_EVERY_S = 10.0

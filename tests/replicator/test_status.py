@@ -4,8 +4,13 @@ when a live replica is behind."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import pytest
+
+from cordon.dev.procs import wait_for_http
+from cordon.dev.stack import DevStack
 from tests.helpers import cordon_policy_status, eventually, policy_status
 
 
@@ -39,3 +44,28 @@ def test_a_region_that_cannot_be_read_fails_the_command(endpoints: dict[str, Any
     result = cordon_policy_status(endpoints, "--regions", "eu-west,nowhere")
     assert result.returncode == 1
     assert json.loads(result.stdout)["unreachable"] == ["nowhere"]
+
+
+@pytest.mark.timeout(90)
+def test_a_replica_that_stopped_reporting_is_stale_not_behind(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    """Replicas report every 10 s: one silent for longer than --stale-after is listed as
+    stale and does not fail the command, so 'behind' speaks only of live replicas."""
+    name = "gateway-us-east-gw-gone"
+    url = stack.start_gateway("us-east", "gw-gone", stack.endpoints.mock_provider)
+    wait_for_http(url + "/readyz", 30, stack.processes[name].proc)
+
+    def reported() -> dict[str, Any] | None:
+        replicas = json.loads(cordon_policy_status(endpoints).stdout)["replicas"]
+        return next((r for r in replicas if r["replica"] == "gw-gone"), None)
+
+    assert eventually(reported, timeout=15)["stale"] is False
+    stack.processes[name].stop()
+    time.sleep(13)  # past --stale-after 12s; live replicas reported within the last 10 s
+    result = cordon_policy_status(endpoints, "--stale-after", "12s")
+    replicas = json.loads(result.stdout)["replicas"]
+    gone = next(r for r in replicas if r["replica"] == "gw-gone")
+    assert gone["stale"] is True and gone["behind"] is False
+    live = [r for r in replicas if r["replica"] == "gw-1"]
+    assert live and not any(r["stale"] for r in live)
