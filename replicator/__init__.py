@@ -7,8 +7,9 @@ no other back and catches up from where it stopped.
 
 `service.run` is the process (`cordon replicator run`); `publish` is what
 `cordon policy publish` uses and `status` what `cordon policy status` reads; `fanout`
-carries packs to one region; `metrics` its lag.
+carries packs to one region; `observer` turns what replicas report into metrics;
+`metrics` the lag.
 It imports only `cordon`, never `gateway` (an import-linter contract).
 """
 
-__all__ = ["fanout", "metrics", "publish", "service", "status"]
+__all__ = ["fanout", "metrics", "observer", "publish", "service", "status"]

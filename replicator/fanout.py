@@ -178,7 +178,7 @@ class RegionFanout:
             )
             await msg.nak(delay=1)
             return
-        metrics.PROPAGATION.labels(self.region).observe(max(0.0, time.time() - committed_at))
+        metrics.WRITE.labels(self.region).observe(max(0.0, time.time() - committed_at))
         metrics.LAG_REVISIONS.labels(self.region).set(pending - 1)
         await msg.ack()
         if written:

@@ -1,4 +1,5 @@
-"""Replicator metrics (prefix `cordon_`, label `region` only: a bounded set)."""
+"""Replicator metrics (prefix `cordon_`; labels `region`, and `replica` for what each
+replica reports: both sets bounded by the deployment)."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -12,11 +13,32 @@ LAG_REVISIONS = Gauge(
     "Packs committed centrally and not yet written to the region.",
     ["region"],
 )
-PROPAGATION = Histogram(
-    "cordon_policy_propagation_seconds",
+WRITE = Histogram(
+    "cordon_policy_write_seconds",
     "From a pack's commit in POLICY to its write in the region's policy KV.",
     ["region"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+PROPAGATION = Histogram(
+    "cordon_policy_propagation_seconds",
+    "From a pack's commit in POLICY to its activation at a replica, as replicas report it.",
+    ["region"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+REPLICA_REVISION = Gauge(
+    "cordon_policy_replica_revision",
+    "The pack revision a replica last reported it enforces.",
+    ["region", "replica"],
+)
+REPLICA_REPORT_AGE = Gauge(
+    "cordon_policy_replica_report_age_seconds",
+    "Seconds since a replica last reported (replicas report every 10 s).",
+    ["region", "replica"],
+)
+STALE_REPLICAS = Gauge(
+    "cordon_policy_stale_replicas",
+    "Replicas in the region that stopped reporting (silent for 60 s or more).",
+    ["region"],
 )
 HEARTBEAT_AGE = Gauge(
     "cordon_policy_heartbeat_age_seconds",

@@ -15,6 +15,7 @@ from cordon.nats import Endpoint, connect
 from cordon.packs import signing
 from cordon.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
+from replicator.observer import observe_replicas
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
         await asyncio.gather(
             *(RegionFanout(nc, region, trusted).run(stop) for region in settings.regions),
             heartbeat(nc, settings.regions, stop),
+            observe_replicas(nc, settings.regions, stop),
         )
     finally:
         await nc.close()

@@ -25,7 +25,14 @@ from cordon.errors import PublishError
 from cordon.nats import Endpoint, subjects
 from cordon.packs import signing
 
-__all__ = ["Published", "ReplicaState", "Status", "collect"]
+__all__ = [
+    "Published",
+    "ReplicaState",
+    "Status",
+    "applied_reports",
+    "collect",
+    "published_packs",
+]
 
 REQUEST_TIMEOUT_S = 2.0
 
@@ -84,12 +91,12 @@ async def collect(
     except (OSError, NatsError) as exc:
         raise PublishError(f"cannot reach central NATS: {exc}") from exc
     try:
-        packs = {p.pack: p for p in await _published(nc)}
+        packs = {p.pack: p for p in await published_packs(nc)}
         replicas: list[ReplicaState] = []
         unreachable: list[str] = []
         for region in regions:
             try:
-                replicas += await _applied(nc, region)
+                replicas += await applied_reports(nc, region)
             except (NatsError, TimeoutError, PublishError):
                 unreachable.append(region)
     finally:
@@ -111,7 +118,7 @@ async def collect(
     return Status(sorted(packs.values(), key=lambda p: p.pack), marked, unreachable)
 
 
-async def _published(nc: NATS) -> list[Published]:
+async def published_packs(nc: NATS) -> list[Published]:
     js = nc.jetstream()
     try:
         info = await js.stream_info(subjects.POLICY_STREAM, subjects_filter="cordon.policy.>")
@@ -127,7 +134,7 @@ async def _published(nc: NATS) -> list[Published]:
     return found
 
 
-async def _applied(nc: NATS, region: str) -> list[ReplicaState]:
+async def applied_reports(nc: NATS, region: str) -> list[ReplicaState]:
     """Every replica's report in `region`'s applied bucket, oldest first."""
     states: list[ReplicaState] = []
     seq = 1

@@ -72,9 +72,11 @@ def publisher_region_subjects(regions: Iterable[str]) -> str:
 
 def replicator_region_subjects(regions: Iterable[str]) -> str:
     """What the replicator may send into each region's domain: the last pack in the
-    `policy` bucket, and compare-and-set writes to it. Nothing else of any region."""
+    `policy` bucket and compare-and-set writes to it, and reads of the `applied` bucket
+    (what replicas report). Nothing else of any region."""
     lines = [
         f'            "$JS.{region}.API.STREAM.MSG.GET.KV_policy", "$JS.{region}.API.$KV.policy.>",'
+        f'\n            "$JS.{region}.API.STREAM.MSG.GET.KV_applied",'
         for region in sorted(regions)
     ]
     return "\n".join(lines)

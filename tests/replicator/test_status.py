@@ -7,11 +7,12 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from cordon.dev.procs import wait_for_http
 from cordon.dev.stack import DevStack
-from tests.helpers import cordon_policy_status, eventually, policy_status
+from tests.helpers import cordon_policy_status, enforce, eventually, policy_status
 
 
 def test_status_agrees_with_every_gateway(endpoints: dict[str, Any]) -> None:
@@ -69,3 +70,32 @@ def test_a_replica_that_stopped_reporting_is_stale_not_behind(
     assert gone["stale"] is True and gone["behind"] is False
     live = [r for r in replicas if r["replica"] == "gw-1"]
     assert live and not any(r["stale"] for r in live)
+
+
+def test_end_to_end_propagation_and_each_replica_are_metrics(
+    stack: DevStack, endpoints: dict[str, Any], tmp_path: Any
+) -> None:
+    """From what replicas report: commit-in-POLICY to active-at-replica as a histogram per
+    region, each replica's revision and report age, and the stale count."""
+    pack = (
+        "pack: {name: default}\n"
+        "policies: [{name: pii-status, type: output_filter, action: redact, patterns: [email]}]\n"
+    )
+    revision = enforce(stack, endpoints["gateways"]["us-east"], pack, tmp_path)
+
+    def scraped() -> str | None:
+        text = httpx.get(endpoints["replicator_metrics"]).text
+        wanted = (
+            f'cordon_policy_replica_revision{{region="us-east",replica="gw-1"}} {float(revision)}'
+        )
+        return text if wanted in text else None
+
+    text = eventually(scraped, timeout=20)
+    counts = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('cordon_policy_propagation_seconds_count{region="us-east"}')
+    ]
+    assert counts and counts[0] >= 1
+    assert 'cordon_policy_replica_report_age_seconds{region="eu-west",replica="gw-1"}' in text
+    assert 'cordon_policy_stale_replicas{region="us-east"}' in text
