@@ -41,9 +41,10 @@ def _kv_subject(key: str) -> str:
     return f"$KV.{subjects.POLICY_BUCKET}.{key}"
 
 
-async def _api(
+async def region_api(
     nc: NATS, region: str, suffix: str, data: bytes, headers: dict[str, str] | None = None
 ) -> dict[str, object]:
+    """One request to `region`'s JetStream API through its domain; its JSON answer."""
     try:
         reply = await nc.request(
             f"{subjects.domain_api(region)}.{suffix}",
@@ -64,7 +65,7 @@ async def regional_revision(
 
     The revision is read only from a pack that verifies: an entry nobody trusted signed
     (whoever planted it, whatever revision it claims) counts as no pack at all."""
-    answer = await _api(
+    answer = await region_api(
         nc,
         region,
         f"STREAM.MSG.GET.{KV_STREAM}",
@@ -94,7 +95,7 @@ async def write_pack(
     last_seq, current = await regional_revision(nc, region, key, trusted)
     if current >= revision:
         return False
-    answer = await _api(
+    answer = await region_api(
         nc,
         region,
         _kv_subject(key),
@@ -200,7 +201,7 @@ async def heartbeat(
     while not stop.is_set():
         for region in regions:
             try:
-                answer = await _api(
+                answer = await region_api(
                     nc, region, _kv_subject(HEARTBEAT_KEY), json.dumps({"ts": time.time()}).encode()
                 )
                 if "error" not in answer:

@@ -16,7 +16,7 @@ import time
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
-from cordon.errors import PublishError
+from cordon.errors import PublishError, RegionWriteError
 from replicator import metrics
 from replicator.status import applied_reports, published_packs
 
@@ -33,7 +33,7 @@ async def observe_replicas(
     while not stop.is_set():
         try:
             await _observe(nc, regions, seen)
-        except (NatsError, TimeoutError, PublishError) as exc:
+        except (NatsError, TimeoutError, PublishError, RegionWriteError) as exc:
             log.debug("replica reports not read: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)

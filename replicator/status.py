@@ -21,9 +21,10 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from cordon.errors import PublishError
+from cordon.errors import PublishError, RegionWriteError
 from cordon.nats import Endpoint, subjects
 from cordon.packs import signing
+from replicator.fanout import region_api
 
 __all__ = [
     "Published",
@@ -33,8 +34,6 @@ __all__ = [
     "collect",
     "published_packs",
 ]
-
-REQUEST_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ async def collect(
         for region in regions:
             try:
                 replicas += await applied_reports(nc, region)
-            except (NatsError, TimeoutError, PublishError):
+            except (NatsError, TimeoutError, PublishError, RegionWriteError):
                 unreachable.append(region)
     finally:
         await nc.close()
@@ -140,18 +139,20 @@ async def applied_reports(nc: NATS, region: str) -> list[ReplicaState]:
     seq = 1
     while True:
         request = {"seq": seq, "next_by_subj": f"$KV.{subjects.APPLIED_BUCKET}.>"}
-        reply = await nc.request(
-            f"{subjects.domain_api(region)}.STREAM.MSG.GET.KV_{subjects.APPLIED_BUCKET}",
+        answer = await region_api(
+            nc,
+            region,
+            f"STREAM.MSG.GET.KV_{subjects.APPLIED_BUCKET}",
             json.dumps(request).encode(),
-            timeout=REQUEST_TIMEOUT_S,
         )
-        answer = json.loads(reply.data)
         error = answer.get("error")
         if isinstance(error, dict) and error.get("code") == 404:
             return states
         if error is not None:
             raise PublishError(f"{region}: {error}")
         message = answer["message"]
+        if not isinstance(message, dict):
+            raise PublishError(f"{region}: unexpected answer {answer}")
         seq = int(message["seq"]) + 1
         try:
             report = json.loads(base64.b64decode(message.get("data") or b""))

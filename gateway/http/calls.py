@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,7 @@ from gateway.http.asgi import (
     request_headers,
     respond,
 )
-from gateway.http.dialects import Dialect
+from gateway.http.dialects import Dialect, map_json
 from gateway.http.streaming import SSEParser, StreamAdapter, adapter_for, stream_error
 from gateway.identity import Identity
 from gateway.policy import Decision, StreamFilter
@@ -242,12 +241,13 @@ async def serve(
     dialect, pack = call.dialect, call.active.pack
     call.facts.model = payload["model"]
     call.facts.stream = bool(payload.get("stream"))
-    unusable = pack.unusable(time.time())
+    now = time.time()
+    unusable = pack.unusable(now)
     if unusable is not None:
         code, message = unusable
         await refuse(call, send, 503, message, "api_error", code)
         return
-    if pack.expired(time.time()):  # fail-open: served, and the record says so
+    if pack.expired(now):  # fail-open: served, and the record says so
         call.decision.fired("pack_expired", "flag")
     outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
     call.prompt = _prompt(dialect, outbound if pack.record_content == "redacted" else payload)
@@ -412,17 +412,7 @@ def _filter_error(call: Call, body: bytes, status: int) -> bytes:
     apply = policy.output_policy(call.active.pack, call.decision)
     if apply is None:
         return body
-    return jsoncodec.dumps(_map_strings(error, apply))
-
-
-def _map_strings(node: Any, apply: Callable[[str], str]) -> Any:
-    if isinstance(node, str):
-        return apply(node)
-    if isinstance(node, dict):
-        return {key: _map_strings(value, apply) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_map_strings(value, apply) for value in node]
-    return node
+    return jsoncodec.dumps(map_json(error, apply))
 
 
 async def _fail_closed(call: Call, send: Send) -> None:

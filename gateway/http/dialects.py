@@ -44,7 +44,7 @@ def _map_part(part: Any, fn: Text) -> Any:
     if isinstance(out.get("arguments"), str):
         out["arguments"] = map_json_text(out["arguments"], fn)
     if out.get("type") == "tool_use" and isinstance(out.get("input"), dict | list):
-        out["input"] = _map_json(out["input"], fn)
+        out["input"] = map_json(out["input"], fn)
     for key in ("function", "function_call"):
         if isinstance(out.get(key), dict):
             out[key] = _map_part(out[key], fn)
@@ -53,14 +53,14 @@ def _map_part(part: Any, fn: Text) -> Any:
     return out
 
 
-def _map_json(node: Any, fn: Text) -> Any:
+def map_json(node: Any, fn: Text) -> Any:
     """`fn` on every string of a JSON value, keys included."""
     if isinstance(node, str):
         return fn(node)
     if isinstance(node, dict):
-        return {fn(key): _map_json(value, fn) for key, value in node.items()}
+        return {fn(key): map_json(value, fn) for key, value in node.items()}
     if isinstance(node, list):
-        return [_map_json(value, fn) for value in node]
+        return [map_json(value, fn) for value in node]
     return node
 
 
@@ -71,7 +71,7 @@ def map_json_text(text: str, fn: Text) -> str:
         value = jsoncodec.loads(text)
     except ValueError:
         return fn(text)
-    mapped = _map_json(value, fn)
+    mapped = map_json(value, fn)
     return text if mapped == value else jsoncodec.dumps(mapped).decode()
 
 
