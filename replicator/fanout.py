@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from cordon.errors import PackError, RegionWriteError
 from cordon.nats import durable_batches, keep_running, subjects
@@ -88,13 +91,22 @@ async def regional_revision(
 
 
 async def write_pack(
-    nc: NATS, region: str, key: str, data: bytes, revision: int, trusted: Mapping[str, bytes]
+    nc: NATS,
+    region: str,
+    key: str,
+    data: bytes,
+    revision: int,
+    trusted: Mapping[str, bytes],
+    may_write: Callable[[], bool] = lambda: True,
 ) -> bool:
     """Write `data` unless the region already has this revision or a newer one; False if
-    it had. `RegionWriteError` if the write was refused (the compare-and-set lost)."""
+    it had. `RegionWriteError` if the write was refused (the compare-and-set lost) or
+    `may_write()` no longer holds when it is time to write."""
     last_seq, current = await regional_revision(nc, region, key, trusted)
     if current >= revision:
         return False
+    if not may_write():
+        raise RegionWriteError(f"{region}: not written: this instance no longer holds the lease")
     answer = await region_api(
         nc,
         region,
@@ -107,27 +119,65 @@ async def write_pack(
     return True
 
 
+async def take_over_consumer(js: JetStreamContext, durable: str) -> None:
+    """Make a durable deliver again what an instance before us took and never acked.
+
+    With one delivery outstanding per region, a replicator that died mid-write holds
+    that region's next pack until the ack wait runs out (30 s). The instance taking
+    over recreates the consumer at the ack floor, so the pack comes again at once: if
+    it was written before the crash, the write is skipped (the region has it), never
+    repeated."""
+    try:
+        info = await js.consumer_info(subjects.POLICY_STREAM, durable)
+    except NotFoundError:
+        return
+    if not info.num_ack_pending:
+        return
+    floor = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+    log.info("%s: taking over an unacked delivery, from seq %s", durable, floor + 1)
+    await js.delete_consumer(subjects.POLICY_STREAM, durable)
+    await js.add_consumer(
+        subjects.POLICY_STREAM,
+        dataclasses.replace(
+            CONSUMER,
+            durable_name=durable,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=floor + 1,
+        ),
+    )
+
+
 class RegionFanout:
     """Carries `POLICY` into one region, in order, at its own pace.
 
     Each pack is verified against the replicator's trust root before it goes
     anywhere; a pack that is not for this region, or has expired, is passed over.
+    Nothing is written unless `may_write()` says so at that moment (the lease).
     """
 
-    def __init__(self, nc: NATS, region: str, trusted: Mapping[str, bytes]) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        region: str,
+        trusted: Mapping[str, bytes],
+        may_write: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.nc = nc
         self.region = region
         self.trusted = trusted
+        self.may_write = may_write
 
     async def run(self, stop: asyncio.Event) -> None:
         # One region's bad day (or a bug tripped by one pack) must not stop the others.
         await keep_running(f"{self.region} fan-out", lambda: self._follow(stop), stop, (Exception,))
 
     async def _follow(self, stop: asyncio.Event) -> None:
+        durable = f"replicate-{self.region}"
+        await take_over_consumer(self.nc.jetstream(), durable)
         batches = durable_batches(
             self.nc,
             subjects.POLICY_STREAM,
-            f"replicate-{self.region}",
+            durable,
             CONSUMER,
             stop,
             size=1,
@@ -162,6 +212,9 @@ class RegionFanout:
             await msg.ack()
             return
         committed_at = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else time.time()
+        if not self.may_write():  # the lease ran out under us: the next holder delivers it
+            await msg.nak(delay=1)
+            return
         try:
             written = await write_pack(
                 self.nc,
@@ -170,6 +223,7 @@ class RegionFanout:
                 msg.data,
                 pack.revision,
                 self.trusted,
+                self.may_write,
             )
         except RegionWriteError as exc:
             metrics.ERRORS.labels("region_write").inc()
@@ -183,6 +237,7 @@ class RegionFanout:
         metrics.LAG_REVISIONS.labels(self.region).set(pending - 1)
         await msg.ack()
         if written:
+            metrics.WRITES.labels(self.region).inc()
             log.info("%s: pack %s revision %s replicated", self.region, pack.name, pack.revision)
         else:
             log.info(
@@ -194,12 +249,18 @@ class RegionFanout:
 
 
 async def heartbeat(
-    nc: NATS, regions: list[str], stop: asyncio.Event, every_s: float = 5.0
+    nc: NATS,
+    regions: list[str],
+    stop: asyncio.Event,
+    every_s: float = 5.0,
+    may_write: Callable[[], bool] = lambda: True,
 ) -> None:
     """Write a timestamp into every region's policy KV, so lag shows when nothing changes."""
     last_ok: dict[str, float] = {}
     while not stop.is_set():
         for region in regions:
+            if not may_write():
+                return
             try:
                 answer = await region_api(
                     nc, region, _kv_subject(HEARTBEAT_KEY), json.dumps({"ts": time.time()}).encode()

@@ -46,3 +46,12 @@ HEARTBEAT_AGE = Gauge(
     ["region"],
 )
 ERRORS = Counter("cordon_replicator_errors_total", "Replication errors by reason.", ["reason"])
+WRITES = Counter(
+    "cordon_replicator_writes_total",
+    "Packs this instance wrote into a region's policy KV (not counting skips).",
+    ["region"],
+)
+ACTIVE = Gauge(
+    "cordon_replicator_active",
+    "1 while this instance holds the replicator lease and writes, 0 on standby.",
+)

@@ -1,13 +1,20 @@
-"""`cordon replicator run`: one fan-out per region, a heartbeat, and /metrics."""
+"""`cordon replicator run`: one fan-out per region, a heartbeat, and /metrics.
+
+Run two or more for availability: all of them contend for the lease
+(replicator.lease), and only the holder does the work; the others stand by and take
+over within a few seconds of the holder dying (at once when it stops cleanly).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from nats.aio.client import Client as NATS
 from prometheus_client import start_http_server
 
 from cordon.errors import ConfigError, PackError
@@ -15,7 +22,10 @@ from cordon.nats import Endpoint, connect
 from cordon.packs import signing
 from cordon.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
+from replicator.lease import Lease, default_holder
 from replicator.observer import observe_replicas
+
+log = logging.getLogger("cordon.replicator")
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,7 @@ class ReplicatorSettings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9480
     pack_trust: tuple[str, ...] = ()
+    instance: str = ""  # names the lease holder; default host-pid
 
     @classmethod
     def load(cls, path: Path) -> ReplicatorSettings:
@@ -36,6 +47,7 @@ class ReplicatorSettings:
                 metrics_host=str(raw.get("metrics_host", "127.0.0.1")),
                 metrics_port=int(raw.get("metrics_port", 9480)),
                 pack_trust=tuple(str(k) for k in raw.get("pack_trust", ())),
+                instance=str(raw.get("instance") or default_holder()),
             ),
         )
 
@@ -46,14 +58,67 @@ async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
     except PackError as exc:
         raise ConfigError(f"pack_trust: {exc}") from exc
     nc = await connect(settings.central_nats, "replicator")
+    lease = Lease(nc, settings.instance or default_holder())
     try:
-        await asyncio.gather(
-            *(RegionFanout(nc, region, trusted).run(stop) for region in settings.regions),
-            heartbeat(nc, settings.regions, stop),
-            observe_replicas(nc, settings.regions, stop),
-        )
+        # The lease is given back only after the work has stopped, never with a write
+        # still in flight.
+        released = asyncio.Event()
+
+        async def work() -> None:
+            try:
+                await _while_active(nc, settings, trusted, lease, stop)
+            finally:
+                released.set()
+
+        await asyncio.gather(lease.run(released), work())
     finally:
         await nc.close()
+
+
+async def _while_active(
+    nc: NATS,
+    settings: ReplicatorSettings,
+    trusted: dict[str, bytes],
+    lease: Lease,
+    stop: asyncio.Event,
+) -> None:
+    """Do the replicator's work for as long as this instance holds the lease, every time
+    it does."""
+    while not stop.is_set():
+        await _first(lease.held, stop)
+        if stop.is_set():
+            return
+        duty = asyncio.Event()
+        guard = asyncio.create_task(_guard(lease, stop, duty))
+        try:
+            await asyncio.gather(
+                *(
+                    RegionFanout(nc, region, trusted, lease.valid).run(duty)
+                    for region in settings.regions
+                ),
+                heartbeat(nc, settings.regions, duty, may_write=lease.valid),
+                observe_replicas(nc, settings.regions, duty),
+            )
+        finally:
+            guard.cancel()
+        log.info("%s: replication stopped", settings.instance)
+
+
+async def _guard(lease: Lease, stop: asyncio.Event, duty: asyncio.Event) -> None:
+    """End this term of duty as soon as the lease is no longer valid (or we stop)."""
+    while not stop.is_set() and lease.valid():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+    duty.set()
+
+
+async def _first(event: asyncio.Event, stop: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()), asyncio.create_task(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
 
 
 def run(config_path: Path) -> None:

@@ -212,3 +212,64 @@ async def recent_records(
     finally:
         await nc.close()
     return [(await stored(endpoints, region, seq))[1] for seq in seqs]
+
+
+def pack_document(name: str = "default", marker: str = "x", **extra: Any) -> dict[str, Any]:
+    """A small valid pack; `marker` lands in a redaction pattern name-free spot (the
+    version), so each call can tell its revisions apart."""
+    return {
+        "pack": {"name": name, "version": f"1.0.0-{marker}", "enabled": True},
+        "policies": [
+            {"name": "pii", "type": "output_filter", "action": "redact", "patterns": ["email"]}
+        ],
+        **extra,
+    }
+
+
+async def publish_document(
+    stack: DevStack, document: dict[str, Any], revision: int, regions: tuple[str, ...] = ("*",)
+) -> None:
+    """Sign `document` as the dev policy owner and put it on POLICY, in-process (no CLI
+    start-up per publish: for drills that publish many revisions quickly)."""
+    from cordon.log.keys import SigningKey
+    from cordon.packs import signing
+    from replicator.publish import publish_signed
+
+    assert stack.topology is not None
+    statement = signing.statement_bytes(
+        document, document["pack"]["name"], revision, int(time.time()) + 86_400, regions
+    )
+    signed = signing.sign(statement, [SigningKey.load(stack.policy_owner_key)])
+    await publish_signed(stack.topology.central_endpoint("publisher"), signed)
+
+
+async def latest_revision_at_central(stack: DevStack, name: str = "default") -> int:
+    from replicator.publish import latest_revision
+
+    assert stack.topology is not None
+    return await latest_revision(stack.topology.central_endpoint("publisher"), name)
+
+
+async def regional_pack_history(stack: DevStack, region: str, name: str = "default") -> list[int]:
+    """The revisions written into `region`'s policy bucket, oldest first (the bucket
+    keeps the last ten writes), read as the region's gateway identity."""
+    from cordon.packs import signing
+
+    assert stack.topology is not None
+    nc = await stack.topology.regions[region].endpoint("xr", "gateway").connect()
+    try:
+        kv = await nc.jetstream().key_value(subjects.POLICY_BUCKET)
+        entries = await kv.history(subjects.pack_key(name))
+    finally:
+        await nc.close()
+    return [int(signing.claimed(e.value or b"")["revision"]) for e in entries if e.value]
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus text page, or None."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    head = f"{name}{{{wanted}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(head + " "):
+            return float(line.split()[-1])
+    return None

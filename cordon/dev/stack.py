@@ -29,6 +29,7 @@ from cordon.dev.topology import (
     TopologyPlan,
     plan,
 )
+from cordon.dev.wan import WanLink
 from cordon.errors import ProcessStartError
 from cordon.files import write_private
 from cordon.log.enrolment import enrol
@@ -82,7 +83,10 @@ class DevStack:
         regions: tuple[str, ...] = DEFAULT_REGIONS,
         host: str = "127.0.0.1",
         fixed_ports: bool = False,
+        wan: bool = False,
     ) -> None:
+        """`wan`: route each region's leaf connection through a `WanLink` (`self.wan`),
+        which tests delay and partition."""
         self.root = root.resolve()
         self.regions = regions
         self.host = host
@@ -90,6 +94,8 @@ class DevStack:
         self.endpoints = Endpoints()
         self.processes: dict[str, ManagedProcess] = {}
         self.topology: TopologyPlan | None = None
+        self.wan_enabled = wan
+        self.wan: dict[str, WanLink] = {}
         self.nats: NatsTopology | None = None
         # Dev bearer tokens per role (endpoints.json); settings get only their digests.
         self.tokens = {"auditor": new_token(), "sre": new_token(), "admin": new_token()}
@@ -136,7 +142,11 @@ class DevStack:
         return [public_bytes(_load_or_create_key(self.policy_owner_key).public_key).hex()]
 
     def start(self) -> Endpoints:
-        self.topology = plan(self.root / "run", self.regions, self.host)
+        dial = {region: free_port(self.host) for region in self.regions} if self.wan_enabled else {}
+        self.topology = plan(self.root / "run", self.regions, self.host, dial)
+        for region, port in dial.items():
+            self.wan[region] = WanLink(self.host, port, self.topology.leaf_port)
+            self.wan[region].start()
         self.provider_pki = certs.provider_pki(self.root / "run" / "provider-pki", self.host)
         self.nats = NatsTopology(self.topology)
         self.nats.start()
@@ -280,21 +290,28 @@ class DevStack:
         self._spawn(f"audit-api-{region}", "gateway", "audit-api", "--config", str(audit_config))
         self.endpoints.audit_apis[region] = f"http://{self.host}:{audit_port}"
 
-    def _start_central(self) -> None:
+    def start_replicator(self, instance: str = "replicator-1", name: str = "replicator") -> str:
+        """Start one replicator instance (more than one: they share the work by lease);
+        returns its /metrics URL."""
         assert self.topology is not None
         metrics_port = free_port(self.host)
-        replicator_config = self._write_config(
-            "replicator",
+        config = self._write_config(
+            name,
             {
                 "central_nats": self.topology.central_endpoint("replicator").to_settings(),
                 "regions": list(self.regions),
                 "metrics_host": self.host,
                 "metrics_port": metrics_port,
                 "pack_trust": self._pack_trust(),
+                "instance": instance,
             },
         )
-        self._spawn("replicator", "replicator", "run", "--config", str(replicator_config))
-        self.endpoints.replicator_metrics = f"http://{self.host}:{metrics_port}/metrics"
+        self._spawn(name, "replicator", "run", "--config", str(config))
+        return f"http://{self.host}:{metrics_port}/metrics"
+
+    def _start_central(self) -> None:
+        assert self.topology is not None
+        self.endpoints.replicator_metrics = self.start_replicator()
         port = self._port("aggregator")
         witness_key = self.root / "keys" / "central" / "witness.key"
         _load_or_create_key(witness_key)
@@ -398,3 +415,5 @@ class DevStack:
         stop_all(self.processes.values())
         if self.nats is not None:
             self.nats.stop()
+        for link in self.wan.values():
+            link.stop()

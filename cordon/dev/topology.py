@@ -9,6 +9,7 @@ it, so both run the configs a deployment would.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,15 @@ def _server_plan(name: str, root: Path, host: str) -> ServerPlan:
 
 
 def plan(
-    root: Path, regions: tuple[str, ...] = DEFAULT_REGIONS, host: str = "127.0.0.1"
+    root: Path,
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    host: str = "127.0.0.1",
+    leaf_dial_ports: Mapping[str, int] | None = None,
 ) -> TopologyPlan:
-    """Choose ports and identities and write the rendered server configs under `root`."""
+    """Choose ports and identities and write the rendered server configs under `root`.
+
+    `leaf_dial_ports`: for a region, the port its leaf connection dials instead of
+    central's leaf port (a `cordon.dev.wan.WanLink` in between)."""
     keys = root / "nkeys"
 
     def identity(name: str) -> Identity:
@@ -206,7 +213,7 @@ def plan(
                     "leaf_cert_file": pki.regions[region].cert_file,
                     "leaf_key_file": pki.regions[region].key_file,
                     "central_host": host,
-                    "central_leaf_port": leaf_port,
+                    "central_leaf_port": (leaf_dial_ports or {}).get(region, leaf_port),
                 },
             ),
         )

@@ -143,9 +143,17 @@ def policy_config() -> StreamConfig:
 
 
 async def ensure_central(js: JetStreamContext) -> None:
-    """What the replicator owns: `POLICY` and the `replicator` KV."""
+    """What the replicator owns: `POLICY`, the `replicator` KV (rollout state) and the
+    `replicator_lease` KV, whose entries age out (replicator.lease)."""
     await ensure_stream(js, policy_config())
     await js.create_key_value(KeyValueConfig(bucket=subjects.REPLICATOR_BUCKET, history=1))
+    await js.create_key_value(
+        KeyValueConfig(
+            bucket=subjects.REPLICATOR_LEASE_BUCKET,
+            history=1,
+            ttl=subjects.REPLICATOR_LEASE_TTL_S,
+        )
+    )
 
 
 def audit_summary_config(regions: Iterable[str]) -> StreamConfig:

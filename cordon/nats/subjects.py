@@ -11,6 +11,10 @@ AUDIT_SUMMARY_STREAM = "AUDIT_SUMMARY"
 POLICY_BUCKET = "policy"
 APPLIED_BUCKET = "applied"
 REPLICATOR_BUCKET = "replicator"
+REPLICATOR_LEASE_BUCKET = "replicator_lease"
+# A lease entry ages out this long after its last refresh (the bucket's max age).
+REPLICATOR_LEASE_TTL_S = 4.0
+ROLLOUT_KEY_PREFIX = "rollout."
 PACK_KEY_PREFIX = "pack."
 
 
