@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -25,7 +26,7 @@ from nats.js.errors import NotFoundError
 
 from cordon.errors import PackError, RegionWriteError
 from cordon.nats import durable_batches, keep_running, subjects
-from cordon.packs import signing
+from cordon.packs import Pack, signing
 from replicator import metrics
 
 log = logging.getLogger("cordon.replicator")
@@ -38,6 +39,14 @@ CONSUMER = ConsumerConfig(
     max_ack_pending=1,  # strictly in order, per region
     ack_wait=30,
 )
+
+
+class Gate(Protocol):
+    """Whether a staged revision may go to a region yet (replicator.rollout)."""
+
+    def permits(self, pack: str, revision: int, region: str) -> bool: ...
+
+    async def changed(self) -> None: ...
 
 
 def _kv_subject(key: str) -> str:
@@ -161,13 +170,17 @@ class RegionFanout:
         region: str,
         trusted: Mapping[str, bytes],
         may_write: Callable[[], bool] = lambda: True,
+        rollouts: Gate | None = None,
     ) -> None:
         self.nc = nc
         self.region = region
         self.trusted = trusted
         self.may_write = may_write
+        self.rollouts = rollouts
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         # One region's bad day (or a bug tripped by one pack) must not stop the others.
         await keep_running(f"{self.region} fan-out", lambda: self._follow(stop), stop, (Exception,))
 
@@ -212,6 +225,8 @@ class RegionFanout:
             await msg.ack()
             return
         committed_at = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else time.time()
+        if not await self._released(msg, pack):
+            return
         if not self.may_write():  # the lease ran out under us: the next holder delivers it
             await msg.nak(delay=1)
             return
@@ -246,6 +261,20 @@ class RegionFanout:
                 pack.name,
                 pack.revision,
             )
+
+    async def _released(self, msg: Msg, pack: Pack) -> bool:
+        """Hold a staged revision until its rollout releases it to this region; False
+        (and the delivery given back) if this instance stops being the one to wait."""
+        if self.rollouts is None or "rollout" not in pack.document:
+            return True
+        while not self.rollouts.permits(pack.name, pack.revision, self.region):
+            if self._stop.is_set() or not self.may_write():
+                await msg.nak(delay=1)
+                return False
+            await msg.in_progress()  # held on purpose: not a delivery to give up on
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.rollouts.changed(), 5.0)
+        return True
 
 
 async def heartbeat(

@@ -55,3 +55,13 @@ ACTIVE = Gauge(
     "cordon_replicator_active",
     "1 while this instance holds the replicator lease and writes, 0 on standby.",
 )
+ROLLOUT_WAVE = Gauge(
+    "cordon_policy_rollout_wave",
+    "The newest open wave (from 0) of the pack's latest staged rollout.",
+    ["pack"],
+)
+ROLLOUT_HALTED = Gauge(
+    "cordon_policy_rollout_halted",
+    "1 while the pack's rollout is halted (a condition met, or an operator's halt).",
+    ["pack"],
+)

@@ -7,6 +7,7 @@ so two owners publishing at once cannot both get the same revision.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,33 @@ async def last_published(nc: NATS, name: str) -> tuple[int, int]:
         return 0, 0
     revision = signing.claimed(last.data or b"").get("revision")
     return last.seq or 0, int(revision) if isinstance(revision, int) else 0
+
+
+async def published_pack(central: Endpoint, name: str, revision: int) -> bytes:
+    """The signed pack published as `name` revision `revision`, as it was published
+    (POLICY keeps the last 100 revisions of each pack)."""
+    nc = await _connect(central)
+    try:
+        seq = 1
+        while True:
+            request = {"seq": seq, "next_by_subj": subjects.policy_subject(name)}
+            reply = await nc.request(
+                f"$JS.API.STREAM.MSG.GET.{subjects.POLICY_STREAM}",
+                json.dumps(request).encode(),
+                timeout=5,
+            )
+            answer = json.loads(reply.data)
+            if "error" in answer:
+                raise PublishError(f"{name} revision {revision} is not in POLICY")
+            message = answer["message"]
+            data = base64.b64decode(message.get("data") or b"")
+            if signing.claimed(data).get("revision") == revision:
+                return data
+            seq = int(message["seq"]) + 1
+    except NatsError as exc:
+        raise PublishError(f"reading POLICY failed: {exc}") from exc
+    finally:
+        await nc.close()
 
 
 async def latest_revision(central: Endpoint, name: str) -> int:

@@ -24,6 +24,7 @@ from cordon.settings import load_json
 from replicator.fanout import RegionFanout, heartbeat
 from replicator.lease import Lease, default_holder
 from replicator.observer import observe_replicas
+from replicator.rollout import RolloutController
 
 log = logging.getLogger("cordon.replicator")
 
@@ -90,12 +91,14 @@ async def _while_active(
             return
         duty = asyncio.Event()
         guard = asyncio.create_task(_guard(lease, stop, duty))
+        rollouts = RolloutController(nc, settings.regions, trusted, lease.valid)
         try:
             await asyncio.gather(
                 *(
-                    RegionFanout(nc, region, trusted, lease.valid).run(duty)
+                    RegionFanout(nc, region, trusted, lease.valid, rollouts).run(duty)
                     for region in settings.regions
                 ),
+                rollouts.run(duty),
                 heartbeat(nc, settings.regions, duty, may_write=lease.valid),
                 observe_replicas(nc, settings.regions, duty),
             )

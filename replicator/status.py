@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from cordon.errors import PublishError, RegionWriteError
 from cordon.nats import Endpoint, subjects
@@ -52,8 +52,12 @@ class ReplicaState:
     activated_at: float | None
     reported_at: float | None = None
     last_rejection: str | None = None
+    last_rejected_revision: int | None = None
+    calls: int = 0  # answered under `revision`, and how many failed (staged rollouts)
+    errors: int = 0
     behind: bool = False
     stale: bool = False
+    held: bool = False  # a staged rollout has not reached its region yet
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class Status:
     packs: list[Published]
     replicas: list[ReplicaState]
     unreachable: list[str]  # regions whose applied bucket could not be read
+    rollouts: list[dict[str, Any]] = field(default_factory=list)  # RolloutState.as_dict()
+
+    @property
+    def halted(self) -> list[dict[str, Any]]:
+        return [r for r in self.rollouts if r.get("halted")]
 
     @property
     def behind(self) -> list[ReplicaState]:
@@ -75,6 +84,7 @@ class Status:
             "packs": [asdict(p) for p in self.packs],
             "replicas": [asdict(r) for r in self.replicas],
             "unreachable": self.unreachable,
+            "rollouts": self.rollouts,
         }
 
 
@@ -91,6 +101,7 @@ async def collect(
         raise PublishError(f"cannot reach central NATS: {exc}") from exc
     try:
         packs = {p.pack: p for p in await published_packs(nc)}
+        rollouts = await _rollouts(nc, list(packs))
         replicas: list[ReplicaState] = []
         unreachable: list[str] = []
         for region in regions:
@@ -104,17 +115,61 @@ async def collect(
     def stale(replica: ReplicaState) -> bool:
         return replica.reported_at is None or now - replica.reported_at > stale_after_s
 
+    def held(replica: ReplicaState) -> bool:
+        """Waiting for its wave of a rollout that is moving (a halted one needs a human)."""
+        rollout = rollouts.get(replica.pack)
+        published = packs.get(replica.pack)
+        return (
+            rollout is not None
+            and published is not None
+            and rollout["revision"] == published.revision
+            and not rollout["complete"]
+            and not rollout["halted"]
+            and rollout["released"].get(replica.region, 0) < published.revision
+        )
+
     def late(replica: ReplicaState) -> bool:
         published = packs.get(replica.pack)
         return (
             not stale(replica)
+            and not held(replica)
             and published is not None
             and published.revision > replica.revision
             and now - published.published_at > behind_after_s
         )
 
-    marked = [ReplicaState(**{**asdict(r), "behind": late(r), "stale": stale(r)}) for r in replicas]
-    return Status(sorted(packs.values(), key=lambda p: p.pack), marked, unreachable)
+    marked = [
+        replace(r, behind=late(r), stale=stale(r), held=held(r) and r.revision < _rev(packs, r))
+        for r in replicas
+    ]
+    return Status(
+        sorted(packs.values(), key=lambda p: p.pack),
+        marked,
+        unreachable,
+        [rollouts[name] for name in sorted(rollouts)],
+    )
+
+
+def _rev(packs: dict[str, Published], replica: ReplicaState) -> int:
+    published = packs.get(replica.pack)
+    return published.revision if published else 0
+
+
+async def _rollouts(nc: NATS, packs: list[str]) -> dict[str, dict[str, Any]]:
+    """Each pack's rollout state (replicator.rollout), where there is one."""
+    try:
+        kv = await nc.jetstream().key_value(subjects.REPLICATOR_BUCKET)
+    except NotFoundError:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for pack in packs:
+        try:
+            entry = await kv.get(f"{subjects.ROLLOUT_KEY_PREFIX}{pack}")
+        except KeyNotFoundError:
+            continue
+        if entry.value:
+            found[pack] = json.loads(entry.value)
+    return found
 
 
 async def published_packs(nc: NATS) -> list[Published]:
@@ -165,7 +220,14 @@ async def applied_reports(nc: NATS, region: str) -> list[ReplicaState]:
                     report.get("activated_at"),
                     report.get("reported_at"),
                     report.get("last_rejection"),
+                    _int_or_none(report.get("last_rejected_revision")),
+                    int(report.get("calls") or 0),
+                    int(report.get("errors") or 0),
                 )
             )
         except (ValueError, KeyError, TypeError):
             continue  # a deleted key's marker, or an entry not in the report's shape
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

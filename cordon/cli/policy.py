@@ -6,6 +6,10 @@ sign     sign a pack for a revision, an expiry and a set of regions
 verify   check a signed pack against trusted public keys
 test     run a pack over a sample request (and answer) with no server at all
 publish  sign if needed, then put the pack on the central POLICY stream
+status   where every pack is: published, and enforced by each replica; rollouts
+halt     stop a staged rollout where it is (later waves get nothing more)
+resume   carry on a halted rollout: its current wave accepted, the next one opened
+rollback publish an earlier revision's content again, as a new, higher revision
 """
 
 from __future__ import annotations
@@ -231,7 +235,15 @@ def status(args: argparse.Namespace) -> int:
         for pack in found.packs:
             print(f"pack {pack.pack}: revision {pack.revision} published")
         for replica in found.replicas:
-            mark = "  BEHIND" if replica.behind else "  stale" if replica.stale else ""
+            mark = (
+                "  BEHIND"
+                if replica.behind
+                else "  stale"
+                if replica.stale
+                else "  held (rollout)"
+                if replica.held
+                else ""
+            )
             refused = f" (refused: {replica.last_rejection})" if replica.last_rejection else ""
             print(
                 f"  {replica.region}/{replica.replica}: {replica.pack} "
@@ -239,7 +251,79 @@ def status(args: argparse.Namespace) -> int:
             )
         for region in found.unreachable:
             print(f"  {region}: could not be read")
-    return 1 if found.behind or found.unreachable else 0
+        for rollout in found.rollouts:
+            print(_rollout_line(rollout))
+    return 1 if found.behind or found.unreachable or found.halted else 0
+
+
+def _rollout_line(rollout: dict[str, Any]) -> str:
+    head = f"rollout {rollout['pack']} r{rollout['revision']}"
+    if rollout["complete"]:
+        return f"{head}: complete"
+    waves = " | ".join(",".join(wave) for wave in rollout["waves"])
+    where = f"wave {rollout['wave'] + 1} of {len(rollout['waves'])} [{waves}]"
+    if rollout["halted"]:
+        return f"{head}: HALTED at {where}: {rollout['halted']}"
+    return f"{head}: {where}"
+
+
+def halt(args: argparse.Namespace) -> int:
+    from cordon.errors import PublishError
+    from replicator.rollout import halt as halt_rollout
+
+    central = central_endpoint(args.nats_url, args.nats_seed)
+    reason = f"halted by an operator: {args.reason}" if args.reason else "halted by an operator"
+    try:
+        state = asyncio.run(halt_rollout(central, args.name, reason))
+    except PublishError as exc:
+        return _fail("halt", str(exc))
+    print(f"rollout of {state.pack} revision {state.revision} halted at wave {state.wave + 1}")
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    from cordon.errors import PublishError
+    from replicator.rollout import resume as resume_rollout
+
+    central = central_endpoint(args.nats_url, args.nats_seed)
+    try:
+        state = asyncio.run(resume_rollout(central, args.name))
+    except PublishError as exc:
+        return _fail("resume", str(exc))
+    print(
+        f"rollout of {state.pack} revision {state.revision} resumed: wave {state.wave + 1}"
+        " accepted, the next one opens now"
+    )
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    """Revisions never go down: the old content goes out again as latest + 1, signed now
+    by the owner's key, after checking the old revision was signed by a trusted key."""
+    from cordon.errors import PackError, PublishError
+    from cordon.log.keys import SigningKey, public_bytes
+    from cordon.packs import signing
+    from replicator.publish import latest_revision, publish_signed, published_pack
+
+    central = central_endpoint(args.nats_url, args.nats_seed)
+    keys = [SigningKey.load(path) for path in _key_paths(args.key)]
+    trust = [public_bytes(k.public_key).hex() for k in keys] + list(args.trust or [])
+    try:
+        old = signing.decode(
+            asyncio.run(published_pack(central, args.name, args.to)), _trusted(trust)
+        )
+        revision = asyncio.run(latest_revision(central, args.name)) + 1
+        statement = signing.statement_bytes(
+            old.document, old.name, revision, int(time.time()) + args.expires_in, old.regions
+        )
+        published = asyncio.run(publish_signed(central, signing.sign(statement, keys)))
+    except (PackError, PublishError) as exc:
+        return _fail("rollback", str(exc))
+    print(
+        f"published {published.name} revision {published.revision} with the content of"
+        f" revision {args.to} ({published.hash}) at POLICY seq {published.stream_seq}"
+    )
+    return 0
 
 
 def _regions(explicit: str | None) -> list[str]:
@@ -321,3 +405,29 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=status)
+
+    p = actions.add_parser("halt", help="stop a staged rollout: later waves get nothing more")
+    p.add_argument("name", help="the pack")
+    p.add_argument("--reason", help="why, for status and the log")
+    _central_options(p)
+    p.set_defaults(func=halt)
+
+    p = actions.add_parser("resume", help="carry on a halted rollout with its next wave")
+    p.add_argument("name", help="the pack")
+    _central_options(p)
+    p.set_defaults(func=resume)
+
+    p = actions.add_parser(
+        "rollback", help="publish an earlier revision's content as a new, higher revision"
+    )
+    p.add_argument("name", help="the pack")
+    p.add_argument("--to", type=int, required=True, metavar="REVISION")
+    p.add_argument("--key", type=Path, action="append", help="signing key file (repeatable)")
+    p.add_argument(
+        "--trust", action="append", help="more keys the old revision may be signed by (hex/.pub)"
+    )
+    p.add_argument(
+        "--expires-in", type=_seconds, default=_seconds("90d"), help="validity, e.g. 90d (default)"
+    )
+    _central_options(p)
+    p.set_defaults(func=rollback)

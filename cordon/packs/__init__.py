@@ -2,12 +2,13 @@
 
 `document` parses and checks a pack into the rules a gateway enforces (`Pack`);
 `signing` signs and verifies the statement that travels; `detectors`, `lexicon` and
-`classifier` are a pack's vocabulary. The replicator verifies packs with this and the
-gateway enforces them with it. `cordon.packs.lint` (line-numbered problems against the
-JSON Schema) is imported on its own: it loads jsonschema, which a gateway never needs.
+`classifier` are a pack's vocabulary; `rollout` is how the replicator stages it. The
+replicator verifies packs with this and the gateway enforces them with it.
+`cordon.packs.lint` (line-numbered problems against the JSON Schema) is imported on its
+own: it loads jsonschema, which a gateway never needs.
 """
 
-from cordon.packs import classifier, detectors, document, lexicon, signing
+from cordon.packs import classifier, detectors, document, lexicon, rollout, signing
 from cordon.packs.classifier import ClassifierHook
 from cordon.packs.document import (
     DEFAULT_PACK,
@@ -36,5 +37,6 @@ __all__ = [
     "pack_name",
     "parse_document",
     "parse_statement",
+    "rollout",
     "signing",
 ]

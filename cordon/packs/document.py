@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cordon.errors import DocumentError, PackError
-from cordon.packs import classifier, lexicon
+from cordon.packs import classifier, lexicon, rollout
 from cordon.packs.classifier import ClassifierHook
 from cordon.packs.detectors import DEFAULT_SET, DetectorSet, compile_custom
 from cordon.packs.lexicon import Lexicon
@@ -235,6 +235,7 @@ def parse_document(document: Any) -> Rules:
     if not isinstance(document, dict):
         raise DocumentError("a pack must be a map")
     pack_name(document)
+    rollout.parse_rollout(document)  # the replicator stages by it; a broken one is refused
     for key, allowed in (("record_content", RECORD_CONTENT_MODES), ("fail_mode", FAIL_MODES)):
         if key in document and document[key] not in allowed:
             raise DocumentError(f"{key} must be one of {allowed}", [key])

@@ -102,6 +102,7 @@ class Call:
         await self.intent_committed()  # a decision never precedes its intent in the log
         seq = await self._commit(self.record())
         metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
+        self.runtime.packs.tally(self.active.pack.revision, self.decision.outcome == "error")
         return seq
 
     def begin_intent(self) -> None:
@@ -417,6 +418,7 @@ def _filter_error(call: Call, body: bytes, status: int) -> bytes:
 
 async def _fail_closed(call: Call, send: Send) -> None:
     metrics.REQUESTS.labels(call.dialect.route, "commit_failed").inc()
+    call.runtime.packs.tally(call.active.pack.revision, failed=True)
     message = "the decision record could not be committed; no answer was released"
     await respond(send, 503, call.dialect.error(message, "api_error", "record_commit_failed"))
 

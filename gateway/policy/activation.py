@@ -68,6 +68,10 @@ class PackState:
         self._path = state_dir / f"last-good-pack.{pack_name}.json"
         self._floor_path = state_dir / f"revision-floor.{pack_name}.json"
         self.floor = self._read_floor()  # the highest revision ever accepted here
+        # Calls answered under the active revision, and how many of them failed: what a
+        # staged rollout judges a wave by (replicator.rollout). Reset on activation.
+        self.calls = 0
+        self.errors = 0
 
     def _read_floor(self) -> int:
         try:
@@ -79,6 +83,12 @@ class PackState:
     @property
     def active(self) -> Pack:
         return self.current.pack
+
+    def tally(self, revision: int, failed: bool) -> None:
+        """Count one answered call that ran under `revision` (if it is still active)."""
+        if revision == self.current.pack.revision:
+            self.calls += 1
+            self.errors += failed
 
     def load_last_good(self) -> None:
         """Enforce the pack persisted by an earlier run, re-verified against today's trust."""
@@ -129,6 +139,7 @@ class PackState:
         self.floor = pack.revision
         self.current = Active(pack, router)
         self.activated_at = time.time()
+        self.calls = self.errors = 0
         log.info("policy pack %s revision %s active", pack.name, pack.revision)
         return "activated"
 
@@ -189,6 +200,9 @@ def applied_report(state: PackState, replica: str) -> bytes:
             "activated_at": state.activated_at,
             "reported_at": time.time(),
             "last_rejection": rejection.reason if rejection else None,
+            "last_rejected_revision": rejection.claimed.get("revision") if rejection else None,
+            "calls": state.calls,
+            "errors": state.errors,
         }
     ).encode()
 
