@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/policy_cost.py
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/propagation.py
 
 bench-records: $(STAMP)
 	$(BIN)/python bench/records.py
