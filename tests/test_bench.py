@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("script", ["overhead.py", "records.py", "policy_cost.py", "propagation.py"])
+@pytest.mark.parametrize(
+    "script", ["overhead.py", "records.py", "policy_cost.py", "propagation.py"]
+)
 def test_bench_script_imports_and_explains_itself(repo_root: Path, script: str) -> None:
     result = subprocess.run(
         [sys.executable, str(repo_root / "bench" / script), "--help"],
