@@ -216,8 +216,9 @@ def _central_options(parser: argparse.ArgumentParser) -> None:
 
 def status(args: argparse.Namespace) -> int:
     """Exit 0 when every live replica is current (or behind for less than
-    --behind-after), 1 when one is behind for longer or a region could not be read.
-    Stale replicas (silent for --stale-after) are listed, not counted."""
+    --behind-after, or waiting for its wave of a rollout), 1 when one is behind for
+    longer, a region could not be read, or a rollout is halted. Stale replicas (silent
+    for --stale-after) are listed, not counted."""
     from cordon.errors import PublishError
     from replicator.status import collect
 
@@ -247,13 +248,19 @@ def status(args: argparse.Namespace) -> int:
             refused = f" (refused: {replica.last_rejection})" if replica.last_rejection else ""
             print(
                 f"  {replica.region}/{replica.replica}: {replica.pack} "
-                f"r{replica.revision}{mark}{refused}"
+                f"r{replica.revision}{_since(replica.activated_at)}{mark}{refused}"
             )
         for region in found.unreachable:
             print(f"  {region}: could not be read")
         for rollout in found.rollouts:
             print(_rollout_line(rollout))
     return 1 if found.behind or found.unreachable or found.halted else 0
+
+
+def _since(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return " since " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _rollout_line(rollout: dict[str, Any]) -> str:

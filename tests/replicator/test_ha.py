@@ -77,6 +77,8 @@ async def test_standby_takes_over_a_killed_active_replicator_mid_fan_out(
         await asyncio.sleep(0.3)
         stack.processes["replicator"].kill()
         killed_at = time.monotonic()
+        # The survivor is this topology's replicator from now on, for the later drills.
+        stack.endpoints.replicator_metrics = urls["replicator-2"]
         await asyncio.to_thread(
             eventually, lambda: _active({"r2": urls["replicator-2"]}) or None, 10, 0.1
         )

@@ -132,6 +132,10 @@ async def test_a_canary_that_refuses_the_pack_halts_the_rollout_until_resumed(
     assert "eu-west/gw-staged" in rollout["halted"] and "CORDON_WAVES_UNSET" in rollout["halted"]
     code, _ = _status(wan_stack)
     assert code == 1  # a halted rollout fails the status check: it needs a person
+    text = _cli(wan_stack, "status", "--regions", ",".join(REGIONS)).stdout
+    assert f"rollout {PACK} r{revision}: HALTED at wave 1 of 2 [eu-west | us-east]" in text
+    assert f"eu-west/gw-staged: {PACK} r{before} since " in text
+    assert "refused: " in text and "CORDON_WAVES_UNSET" in text
     time.sleep(3)  # well past the soak: the second wave still gets nothing
     assert revision not in await regional_pack_history(wan_stack, "us-east", PACK)
     assert _active(wan_stack, staged["eu-west"]) == before  # the canary kept its good pack
