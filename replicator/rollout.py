@@ -31,7 +31,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from cordon.errors import DocumentError, PackError, PublishError, RegionWriteError
@@ -40,7 +40,7 @@ from cordon.packs import signing
 from cordon.packs.rollout import Rollout, parse_rollout
 from replicator import metrics
 from replicator.fanout import regional_revision
-from replicator.status import ReplicaState, applied_reports
+from replicator.status import ReplicaState, applied_reports, latest_published
 
 __all__ = [
     "RolloutController",
@@ -220,15 +220,9 @@ class RolloutController:
 
     async def _latest(self) -> list[tuple[str, int, Rollout | None]]:
         """Each pack's newest verified revision and its rollout."""
-        js = self.nc.jetstream()
-        try:
-            info = await js.stream_info(subjects.POLICY_STREAM, subjects_filter="cordon.policy.>")
-        except NotFoundError:
-            return []
         found = []
-        for subject in info.state.subjects or {}:
-            last = await js.get_last_msg(subjects.POLICY_STREAM, subject)
-            key = (subject, last.seq or 0)
+        for last in await latest_published(self.nc):
+            key = (last.subject or "", last.seq or 0)
             if key not in self._specs:
                 self._specs[key] = self._spec(last.data or b"")
             spec = self._specs[key]

@@ -19,6 +19,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+from nats.js.api import RawStreamMsg
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from cordon.errors import PublishError, RegionWriteError
@@ -32,6 +33,7 @@ __all__ = [
     "Status",
     "applied_reports",
     "collect",
+    "latest_published",
     "published_packs",
 ]
 
@@ -172,15 +174,22 @@ async def _rollouts(nc: NATS, packs: list[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-async def published_packs(nc: NATS) -> list[Published]:
+async def latest_published(nc: NATS) -> list[RawStreamMsg]:
+    """The last message of each pack in `POLICY`, as stored."""
     js = nc.jetstream()
     try:
         info = await js.stream_info(subjects.POLICY_STREAM, subjects_filter="cordon.policy.>")
     except NotFoundError:
         return []
+    return [
+        await js.get_last_msg(subjects.POLICY_STREAM, subject)
+        for subject in info.state.subjects or {}
+    ]
+
+
+async def published_packs(nc: NATS) -> list[Published]:
     found = []
-    for subject in info.state.subjects or {}:
-        last = await js.get_last_msg(subjects.POLICY_STREAM, subject)
+    for last in await latest_published(nc):
         claimed = signing.claimed(last.data or b"")
         when = last.time.timestamp() if last.time else 0.0
         if isinstance(claimed.get("name"), str) and isinstance(claimed.get("revision"), int):

@@ -77,6 +77,12 @@ def _staged(marker: str, soak: str, **halt_on: Any) -> dict[str, Any]:
     return pack_document(PACK, marker, rollout=rollout)
 
 
+def _route(document: dict[str, Any], base_url: str) -> None:
+    """Send the pack's `mock-gpt` calls to `base_url`."""
+    target = {"id": "staged", "provider": {"api": "openai", "base_url": base_url}}
+    document["providers"] = {"targets": [{**target, "models": ["mock-gpt"]}]}
+
+
 async def _settle(stack: DevStack, gateways: dict[str, str], marker: str) -> int:
     """Publish an unstaged revision and wait until both replicas enforce it."""
     revision = await latest(stack, PACK) + 1
@@ -116,15 +122,7 @@ async def test_a_canary_that_refuses_the_pack_halts_the_rollout_until_resumed(
     before = await _settle(wan_stack, staged, "canary-base")
     revision = before + 1
     broken = _staged("canary-broken", "1s")
-    broken["providers"] = {
-        "targets": [
-            {
-                "id": "nowhere",
-                "provider": {"api": "openai", "base_url": "${CORDON_WAVES_UNSET}/v1"},
-                "models": ["mock-gpt"],
-            }
-        ]
-    }
+    _route(broken, "${CORDON_WAVES_UNSET}/v1")  # refused: the variable is not set
     await publish_document(wan_stack, broken, revision)
 
     rollout = eventually(lambda: (r := _rollout(wan_stack)) and r["halted"] and r, timeout=20)
@@ -160,15 +158,7 @@ async def test_a_wave_whose_error_ratio_rises_halts_the_rollout(
     failing = wan_stack.start_mock("mock-waves-500", "500")
     revision = before + 1
     document = _staged("errors", "60s", error_ratio=0.5, min_calls=4)
-    document["providers"] = {
-        "targets": [
-            {
-                "id": "broken",
-                "provider": {"api": "openai", "base_url": failing},
-                "models": ["mock-gpt"],
-            }
-        ]
-    }
+    _route(document, failing)
     await publish_document(wan_stack, document, revision)
     eventually(lambda: _active(wan_stack, staged["eu-west"]) == revision, timeout=10)
     sdk = openai.OpenAI(base_url=staged["eu-west"] + "/v1", api_key=DEV_API_KEY, max_retries=0)
