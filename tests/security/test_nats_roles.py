@@ -32,7 +32,7 @@ DOMAINS = ("central", *REGIONS)
 STREAMS = {
     ("region", "audit"): ("RECORDS",),
     ("region", "xr"): ("SUMMARY", "KV_policy", "KV_applied"),
-    ("central", "xr"): ("POLICY", "AUDIT_SUMMARY", "KV_replicator"),
+    ("central", "xr"): ("POLICY", "AUDIT_SUMMARY", "KV_replicator", "KV_replicator_lease"),
 }
 DURABLES = {  # stream -> consumers the runtime roles own
     "RECORDS": ("sealer", "audit-index"),
@@ -114,6 +114,13 @@ def forbidden(who: Identity) -> list[tuple[str, bytes]]:
             ("cordon.policy.default", b"planted"),
             (f"cordon.sum.{other}.gw-1", b"{}"),
         ]
+    if who.kind == "central" and who.role != "replicator":
+        attempts += [  # no one but a replicator takes the lease or writes its state
+            ("$KV.replicator_lease.active", b'{"holder": "intruder"}'),
+            ("$KV.replicator.lease", b"planted"),
+        ]
+        if who.role != "publisher":  # `cordon policy halt|resume` is the publisher's
+            attempts.append(("$KV.replicator.rollout.default", b'{"halted": null}'))
     return attempts
 
 
@@ -191,7 +198,8 @@ async def test_no_runtime_role_can_destroy_or_reach_what_is_not_its_own(
     after = await _state(endpoints)
     for stream, (first, last) in before.items():
         assert stream in after, f"{stream} is gone"
-        assert after[stream][0] <= max(first, 1) or stream.endswith("KV_applied"), stream
+        refreshed = stream.endswith(("KV_applied", "KV_replicator_lease"))  # history 1
+        assert after[stream][0] <= max(first, 1) or refreshed, stream
         assert after[stream][1] >= last, f"{stream} lost messages"
     assert after["central/POLICY"] == before["central/POLICY"], "a region published a pack"
 
