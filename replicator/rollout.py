@@ -180,7 +180,7 @@ class RolloutController:
         self.may_write = may_write
         self.states: dict[str, RolloutState] = {}
         self._tick = asyncio.Event()
-        self._specs: dict[tuple[str, int], Rollout | None] = {}
+        self._specs: dict[tuple[str, int], tuple[Rollout | None, tuple[str, ...]]] = {}
 
     def permits(self, pack: str, revision: int, region: str) -> bool:
         state = self.states.get(pack)
@@ -203,9 +203,9 @@ class RolloutController:
                 await asyncio.wait_for(stop.wait(), TICK_S)
 
     async def _look(self, kv: KeyValue) -> None:
-        for name, revision, spec in await self._latest():
+        for name, revision, spec, covered in await self._latest():
             state, last = await load_state(kv, name)
-            wanted = await self._next(name, revision, spec, state, time.time())
+            wanted = await self._next(name, revision, spec, covered, state, time.time())
             if wanted is not None and wanted != state and self.may_write():
                 try:
                     await save_state(kv, wanted, last)
@@ -218,30 +218,34 @@ class RolloutController:
                 metrics.ROLLOUT_WAVE.labels(name).set(state.wave)
                 metrics.ROLLOUT_HALTED.labels(name).set(state.halted is not None)
 
-    async def _latest(self) -> list[tuple[str, int, Rollout | None]]:
-        """Each pack's newest verified revision and its rollout."""
+    async def _latest(self) -> list[tuple[str, int, Rollout | None, tuple[str, ...]]]:
+        """Each pack's newest revision, its rollout and the regions (of ours) it covers;
+        each revision verified once."""
         found = []
+        specs = {}
         for last in await latest_published(self.nc):
             key = (last.subject or "", last.seq or 0)
-            if key not in self._specs:
-                self._specs[key] = self._spec(last.data or b"")
-            spec = self._specs[key]
+            specs[key] = self._specs.get(key) or self._spec(last.data or b"")
             claimed = signing.claimed(last.data or b"")
             if isinstance(claimed.get("name"), str) and isinstance(claimed.get("revision"), int):
-                found.append((claimed["name"], claimed["revision"], spec))
+                found.append((claimed["name"], claimed["revision"], *specs[key]))
+        self._specs = specs
         return found
 
-    def _spec(self, data: bytes) -> Rollout | None:
+    def _spec(self, data: bytes) -> tuple[Rollout | None, tuple[str, ...]]:
         try:
-            return parse_rollout(signing.decode(data, self.trusted).document)
+            pack = signing.decode(data, self.trusted)
+            rollout = parse_rollout(pack.document)
         except (PackError, DocumentError):
-            return None  # the fan-out refuses it; nothing to stage
+            return None, ()  # the fan-out refuses it; nothing to stage
+        return rollout, tuple(r for r in self.regions if pack.covers(r))
 
     async def _next(
         self,
         name: str,
         revision: int,
         spec: Rollout | None,
+        covered: tuple[str, ...],
         state: RolloutState | None,
         now: float,
     ) -> RolloutState | None:
@@ -251,15 +255,21 @@ class RolloutController:
                 return state
             return RolloutState(name, revision, released=released, complete=True, opened_at=now)
         if state is None or state.revision < revision:
-            return self._begin(name, revision, spec, state, now)
+            return self._begin(name, revision, spec, covered, state, now)
         if state.revision > revision or state.complete or state.halted:
             return state
         return await self._progress(state, spec, now)
 
     def _begin(
-        self, name: str, revision: int, spec: Rollout, old: RolloutState | None, now: float
+        self,
+        name: str,
+        revision: int,
+        spec: Rollout,
+        covered: tuple[str, ...],
+        old: RolloutState | None,
+        now: float,
     ) -> RolloutState:
-        waves = [list(w) for w in spec.planned(tuple(self.regions))]
+        waves = [list(w) for w in spec.planned(covered)]
         released = dict(old.released) if old is not None else {}
         released |= {region: revision for region in waves[0]} if waves else {}
         return RolloutState(
@@ -284,10 +294,10 @@ class RolloutController:
             if not view.enforcing:
                 return state
         done_at = state.done_at if state.done_at is not None else now
+        if state.wave + 1 >= len(state.waves):  # the last wave: nothing left to soak for
+            return replace(state, done_at=done_at, complete=True)
         if not waived and now - done_at < state.soak_s:
             return replace(state, done_at=done_at)
-        if state.wave + 1 >= len(state.waves):
-            return replace(state, done_at=done_at, complete=True)
         wave = state.wave + 1
         released = state.released | {region: state.revision for region in state.waves[wave]}
         return replace(state, wave=wave, opened_at=now, done_at=None, released=released)

@@ -221,3 +221,18 @@ async def test_rollback_publishes_the_old_content_as_a_higher_revision(
         wan_stack, "rollback", PACK, "--to", "9999", "--key", str(wan_stack.policy_owner_key)
     )
     assert missing.returncode == 1 and "not in POLICY" in missing.stderr
+
+
+@pytest.mark.timeout(60)
+async def test_waves_skip_regions_the_pack_does_not_cover(
+    wan_stack: DevStack, staged: dict[str, str]
+) -> None:
+    before = await _settle(wan_stack, staged, "covered-base")
+    revision = before + 1
+    await publish_document(wan_stack, _staged("us-only", "1h"), revision, regions=("us-east",))
+    # eu-west's wave is empty for this pack: us-east is the first wave, open at once.
+    eventually(lambda: _active(wan_stack, staged["us-east"]) == revision, timeout=10)
+    rollout = eventually(lambda: (r := _rollout(wan_stack)) and r["complete"] and r, 10)
+    assert rollout["waves"] == [["us-east"]]
+    assert _active(wan_stack, staged["eu-west"]) == before
+    await _settle(wan_stack, staged, "covered-after")
