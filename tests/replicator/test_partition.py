@@ -40,11 +40,13 @@ def _active(stack: DevStack, region: str) -> int:
     return int(policy_status(url, stack.tokens["admin"])["active_revision"])
 
 
-def _lag(stack: DevStack, region: str) -> tuple[float, float]:
+def _lag(stack: DevStack, region: str) -> tuple[float, float, float]:
+    """(revisions behind, seconds behind, heartbeat age) as the replicator exports them."""
     page = httpx.get(stack.endpoints.replicator_metrics, timeout=2).text
     revisions = metric(page, "cordon_policy_replication_lag_revisions", region=region)
+    seconds = metric(page, "cordon_policy_replication_lag_seconds", region=region)
     heartbeat = metric(page, "cordon_policy_heartbeat_age_seconds", region=region)
-    return revisions or 0.0, heartbeat or 0.0
+    return revisions or 0.0, seconds or 0.0, heartbeat or 0.0
 
 
 def _call(stack: DevStack, region: str) -> tuple[str, str]:
@@ -82,10 +84,12 @@ async def test_a_partitioned_region_serves_on_and_catches_up_in_order(wan_stack:
         # eu-west enforces what it had, answers and records.
         record_id, answer = await asyncio.to_thread(_call, stack, "eu-west")
         assert answer and _active(stack, "eu-west") == base
-        revisions_behind, _ = eventually(lambda: (lag := _lag(stack, "eu-west"))[0] >= 2 and lag)
+        revisions_behind, *_ = eventually(lambda: (lag := _lag(stack, "eu-west"))[0] >= 2 and lag)
         await asyncio.sleep(max(0.0, PARTITION_S - (time.monotonic() - cut_at)))
-        _, heartbeat_age = _lag(stack, "eu-west")
-        assert heartbeat_age > PARTITION_S / 2  # the SRE's view shows the region cut off
+        _, seconds_behind, heartbeat_age = _lag(stack, "eu-west")
+        # The SRE's view shows the region cut off, and how long it has been missing a pack.
+        assert heartbeat_age > PARTITION_S / 2 and seconds_behind > PARTITION_S / 4
+        assert _lag(stack, "us-east")[0] == 0
     finally:
         link.heal()
     healed_at = time.monotonic()
@@ -94,8 +98,8 @@ async def test_a_partitioned_region_serves_on_and_catches_up_in_order(wan_stack:
     caught_up = time.monotonic() - healed_at
     history = await regional_pack_history(stack, "eu-west")
     assert [r for r in history if r > base] == [base + 1, base + 2]  # both, in order
-    eventually(lambda: _lag(stack, "eu-west")[0] == 0, timeout=10)
-    eventually(lambda: _lag(stack, "eu-west")[1] < 10, timeout=15)
+    eventually(lambda: _lag(stack, "eu-west")[:2] == (0, 0), timeout=10)
+    eventually(lambda: _lag(stack, "eu-west")[2] < 10, timeout=15)
 
     summary = eventually(
         lambda: central_summary(endpoints, record_id, "eu-west"),
