@@ -34,6 +34,9 @@ class AggregatorSettings:
     regional_public_keys: dict[str, bytes] = field(default_factory=dict)
     witness_key_file: Path | None = None  # cosigns verified checkpoints when set
     tokens: Tokens = field(default_factory=lambda: Tokens({}))  # none: nobody gets in
+    # PostgreSQL instead of the SQLite file, e.g. "postgresql://cordon@db:5432/cordon";
+    # keep the password out of it (libpq reads PGPASSWORD or PGPASSFILE).
+    store_dsn: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> AggregatorSettings:
@@ -55,12 +58,13 @@ class AggregatorSettings:
                     else None
                 ),
                 tokens=Tokens.from_settings(raw.get("tokens", [])),
+                store_dsn=str(raw["store_dsn"]) if raw.get("store_dsn") else None,
             ),
         )
 
 
 def create_app(settings: AggregatorSettings) -> FastAPI:
-    store = ViewStore(settings.store_path)
+    store = ViewStore(settings.store_path, settings.store_dsn)
     key = SigningKey.load(settings.witness_key_file) if settings.witness_key_file else None
 
     @contextlib.asynccontextmanager

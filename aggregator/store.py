@@ -1,4 +1,5 @@
-"""The cross-region view store: SQLite by default.
+"""The cross-region view store: SQLite by default, PostgreSQL with a DSN
+(aggregator.database); the same schema, migrations and answers on both.
 
 `summaries` holds one row per summary the witness accepted: the sealer's own, as
 authenticated by a signed checkpoint's summary chain. Summaries wait in `candidates`
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from aggregator.database import Executor, open_database
 from aggregator.witness import Judgement, Verdict
 from cordon.errors import BadSummaryError
 from cordon.log import checkpoints
@@ -40,8 +41,8 @@ COLUMNS = (
 )
 
 INTEGER_COLUMNS = {"replica_seq", "stream_seq", "pack_revision"}
-_COLUMN_DEFS = ", ".join(f"{c} {'INTEGER' if c in INTEGER_COLUMNS else 'TEXT'}" for c in COLUMNS)
-# Applied in order, each once: PRAGMA user_version is the number applied so far.
+_COLUMN_DEFS = ", ".join(f"{c} {'BIGINT' if c in INTEGER_COLUMNS else 'TEXT'}" for c in COLUMNS)
+# Applied in order, each once (aggregator.database keeps the number applied so far).
 MIGRATIONS = (
     f"""
 CREATE TABLE IF NOT EXISTS summaries (
@@ -50,20 +51,20 @@ CREATE TABLE IF NOT EXISTS summaries (
 );
 CREATE INDEX IF NOT EXISTS summaries_region_ts ON summaries (region, ts);
 CREATE TABLE IF NOT EXISTS checkpoints (
-    region TEXT NOT NULL, size INTEGER NOT NULL, root TEXT NOT NULL, time_ms INTEGER,
+    region TEXT NOT NULL, size BIGINT NOT NULL, root TEXT NOT NULL, time_ms BIGINT,
     signed TEXT NOT NULL, PRIMARY KEY (region, size)
 );
 CREATE TABLE IF NOT EXISTS witnessed (
-    region TEXT NOT NULL, size INTEGER NOT NULL, verified INTEGER NOT NULL, reason TEXT,
+    region TEXT NOT NULL, size BIGINT NOT NULL, verified BIGINT NOT NULL, reason TEXT,
     cosignature TEXT, PRIMARY KEY (region, size)
 );
 CREATE TABLE IF NOT EXISTS witness_state (region TEXT PRIMARY KEY, state TEXT NOT NULL);
 """,
     """
 ALTER TABLE summaries ADD COLUMN link TEXT;
-ALTER TABLE witnessed ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE witnessed ADD COLUMN rejected BIGINT NOT NULL DEFAULT 0;
 CREATE TABLE candidates (
-    region TEXT NOT NULL, stream_seq INTEGER NOT NULL, link TEXT NOT NULL,
+    region TEXT NOT NULL, stream_seq BIGINT NOT NULL, link TEXT NOT NULL,
     prev TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (region, stream_seq, link)
 );
 """,
@@ -77,16 +78,15 @@ _STORED = (*COLUMNS, "link", "intent")
 
 
 class ViewStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._migrate()
+    """`path`: SQLite file; `dsn`: PostgreSQL instead. Migrations are applied at start."""
 
-    def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            self._db.executescript(f"BEGIN; {script} PRAGMA user_version = {number}; COMMIT;")
+    def __init__(self, path: Path | None = None, dsn: str | None = None) -> None:
+        self._db = open_database(path, dsn)
+        self._db.migrate(MIGRATIONS)
+
+    @property
+    def kind(self) -> str:
+        return self._db.kind
 
     def close(self) -> None:
         self._db.close()
@@ -104,13 +104,13 @@ class ViewStore:
             )
             for c in candidates
         ]
-        with self._db:
-            self._db.executemany("INSERT OR IGNORE INTO candidates VALUES (?,?,?,?,?)", rows)
+        with self._db.transaction() as tx:
+            tx.executemany("INSERT INTO candidates VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
 
     def candidates(self, region: str, after: int, upto: int) -> dict[int, list[Candidate]]:
         """The candidates waiting for sequences after..upto of `region`, by sequence."""
         found: dict[int, list[Candidate]] = {}
-        rows = self._db.execute(
+        rows = self._db.query(
             "SELECT stream_seq, link, prev, summary FROM candidates "
             "WHERE region = ? AND stream_seq > ? AND stream_seq <= ?",
             (region, after, upto),
@@ -124,10 +124,10 @@ class ViewStore:
 
     def accepted_link(self, region: str, seq: int) -> bytes | None:
         """The chain link of the summary accepted for `seq`, if one was."""
-        row = self._db.execute(
+        rows = self._db.query(
             "SELECT link FROM summaries WHERE region = ? AND stream_seq = ?", (region, seq)
-        ).fetchone()
-        return bytes.fromhex(row[0]) if row and row[0] else None
+        )
+        return bytes.fromhex(rows[0][0]) if rows and rows[0][0] else None
 
     def settle(
         self, checkpoint: bytes, judgement: Judgement, witness_state: dict[str, Any]
@@ -136,38 +136,20 @@ class ViewStore:
         the view and every candidate up to its size leaves the waiting room; the verdict
         and the witness state it led to are kept with them, all at once."""
         verdict = judgement.verdict
-        with self._db:
+        with self._db.transaction() as tx:
             if judgement.settles:
-                self._add_checkpoint(verdict.region, checkpoint)
-                self._add_accepted(judgement.accepted)
-                self._db.execute(
+                _add_checkpoint(tx, verdict.region, checkpoint)
+                _add_accepted(tx, judgement.accepted)
+                tx.execute(
                     "DELETE FROM candidates WHERE region = ? AND stream_seq <= ?",
                     (verdict.region, verdict.size),
                 )
-            self._add_verdict(verdict)
-            self._save_witness(verdict.region, witness_state)
-
-    def _add_accepted(self, accepted: list[Candidate]) -> None:
-        rows = [
-            (*(c.summary.get(column) for column in COLUMNS), c.link.hex(), c.summary.get("intent"))
-            for c in accepted
-        ]
-        self._db.executemany(
-            f"INSERT OR IGNORE INTO summaries ({', '.join(_STORED)}) "
-            f"VALUES ({', '.join('?' for _ in _STORED)})",
-            rows,
-        )
-
-    def _add_checkpoint(self, region: str, raw: bytes) -> None:
-        stated = checkpoints.unverified(raw)
-        self._db.execute(
-            "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?)",
-            (region, stated.size, stated.root.hex(), stated.time_ms, raw.decode()),
-        )
+            _add_verdict(tx, verdict)
+            _save_witness(tx, verdict.region, witness_state)
 
     def latest_checkpoints(self) -> dict[str, dict[str, Any]]:
         """Each region's newest checkpoint, with the witness's verdict on it."""
-        rows = self._db.execute(
+        rows = self._db.query(
             "SELECT c.region, c.size, c.root, c.time_ms, c.signed, w.verified, w.reason, "
             "w.cosignature, w.rejected FROM checkpoints c "
             "LEFT JOIN witnessed w ON w.region = c.region AND w.size = c.size "
@@ -192,30 +174,16 @@ class ViewStore:
             }
         return latest
 
-    def _add_verdict(self, verdict: Verdict) -> None:
-        cosignature = verdict.cosignature
-        self._db.execute(
-            "INSERT OR REPLACE INTO witnessed VALUES (?,?,?,?,?,?)",
-            (
-                verdict.region,
-                verdict.size,
-                int(verdict.verified),
-                verdict.reason,
-                base64.b64encode(cosignature).decode() if cosignature else None,
-                verdict.rejected,
-            ),
-        )
-
     def verdict(self, region: str, size: int) -> dict[str, Any] | None:
         """The witness's verdict on one checkpoint, with its cosignature (base64)."""
-        row = self._db.execute(
+        rows = self._db.query(
             "SELECT verified, reason, cosignature, rejected FROM witnessed "
             "WHERE region = ? AND size = ?",
             (region, size),
-        ).fetchone()
-        if row is None:
+        )
+        if not rows:
             return None
-        verified, reason, cosignature, rejected = row
+        verified, reason, cosignature, rejected = rows[0]
         return {
             "region": region,
             "size": size,
@@ -226,23 +194,18 @@ class ViewStore:
         }
 
     def witness_failures(self, region: str) -> list[dict[str, Any]]:
-        rows = self._db.execute(
+        rows = self._db.query(
             "SELECT size, reason FROM witnessed WHERE region = ? AND verified = 0 ORDER BY size",
             (region,),
         )
         return [{"size": size, "reason": reason} for size, reason in rows]
 
     def save_witness(self, region: str, state: dict[str, Any]) -> None:
-        with self._db:
-            self._save_witness(region, state)
-
-    def _save_witness(self, region: str, state: dict[str, Any]) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO witness_state VALUES (?, ?)", (region, json.dumps(state))
-        )
+        with self._db.transaction() as tx:
+            _save_witness(tx, region, state)
 
     def witness_states(self) -> dict[str, dict[str, Any]]:
-        rows = self._db.execute("SELECT region, state FROM witness_state")
+        rows = self._db.query("SELECT region, state FROM witness_state")
         return {region: json.loads(state) for region, state in rows}
 
     @staticmethod
@@ -269,7 +232,7 @@ class ViewStore:
             params.append(region)
         sql += " ORDER BY region, stream_seq LIMIT ?"
         params.append(limit)
-        return [dict(zip(COLUMNS, row, strict=True)) for row in self._db.execute(sql, params)]
+        return [dict(zip(COLUMNS, row, strict=True)) for row in self._db.query(sql, params)]
 
     def open_intents(self, before_ts: str, region: str | None = None) -> list[dict[str, Any]]:
         """Stream intents from before `before_ts` that no decision summary completes: streams
@@ -282,13 +245,13 @@ class ViewStore:
         if region is not None:
             sql += " AND region = ?"
             params.append(region)
-        rows = self._db.execute(sql + " ORDER BY region, stream_seq", params)
+        rows = self._db.query(sql + " ORDER BY region, stream_seq", params)
         keys = ("region", "stream_seq", "id", "ts")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def stats(self) -> dict[str, Any]:
         by_region: dict[str, dict[str, Any]] = {}
-        rows = self._db.execute(
+        rows = self._db.query(
             "SELECT region, kind, outcome, COUNT(*), MAX(ts) FROM summaries "
             "GROUP BY region, kind, outcome"
         )
@@ -303,3 +266,52 @@ class ViewStore:
             if newest and (entry["newest_ts"] is None or newest > entry["newest_ts"]):
                 entry["newest_ts"] = newest
         return {"regions": by_region}
+
+
+# -- writes, inside a store transaction -------------------------------------------------
+
+
+def _add_accepted(tx: Executor, accepted: list[Candidate]) -> None:
+    rows = [
+        (*(c.summary.get(column) for column in COLUMNS), c.link.hex(), c.summary.get("intent"))
+        for c in accepted
+    ]
+    tx.executemany(
+        f"INSERT INTO summaries ({', '.join(_STORED)}) "
+        f"VALUES ({', '.join('?' for _ in _STORED)}) ON CONFLICT DO NOTHING",
+        rows,
+    )
+
+
+def _add_checkpoint(tx: Executor, region: str, raw: bytes) -> None:
+    stated = checkpoints.unverified(raw)
+    tx.execute(
+        "INSERT INTO checkpoints VALUES (?,?,?,?,?) ON CONFLICT (region, size) DO UPDATE "
+        "SET root = excluded.root, time_ms = excluded.time_ms, signed = excluded.signed",
+        (region, stated.size, stated.root.hex(), stated.time_ms, raw.decode()),
+    )
+
+
+def _add_verdict(tx: Executor, verdict: Verdict) -> None:
+    cosignature = verdict.cosignature
+    tx.execute(
+        "INSERT INTO witnessed VALUES (?,?,?,?,?,?) ON CONFLICT (region, size) DO UPDATE "
+        "SET verified = excluded.verified, reason = excluded.reason, "
+        "cosignature = excluded.cosignature, rejected = excluded.rejected",
+        (
+            verdict.region,
+            verdict.size,
+            int(verdict.verified),
+            verdict.reason,
+            base64.b64encode(cosignature).decode() if cosignature else None,
+            verdict.rejected,
+        ),
+    )
+
+
+def _save_witness(tx: Executor, region: str, state: dict[str, Any]) -> None:
+    tx.execute(
+        "INSERT INTO witness_state VALUES (?, ?) ON CONFLICT (region) DO UPDATE "
+        "SET state = excluded.state",
+        (region, json.dumps(state)),
+    )

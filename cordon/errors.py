@@ -36,7 +36,8 @@ caller handles one small, documented set, and `except CordonError` catches them 
     │   ├── PublishError
     │   └── RegionWriteError
     ├── AggregatorError ............. the central cross-region view (`aggregator`)
-    │   └── BadSummaryError
+    │   ├── BadSummaryError
+    │   └── StoreError
     ├── TemplateError ............... a NATS config template lacks a placeholder value
     └── ProcessStartError ........... a child process did not become ready in time
 """
@@ -75,6 +76,7 @@ __all__ = [
     "ResponseTimeout",
     "SignatureError",
     "SpoolFullError",
+    "StoreError",
     "TemplateError",
     "UnknownModelError",
     "UnreadableBundleError",
@@ -251,6 +253,10 @@ class AggregatorError(CordonError):
 
 class BadSummaryError(AggregatorError):
     """A message in `AUDIT_SUMMARY` is not a summary we can store."""
+
+
+class StoreError(AggregatorError):
+    """The view's database refused or could not be reached."""
 
 
 # -- the local topology (cordon dev) ---------------------------------------------------

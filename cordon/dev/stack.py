@@ -84,9 +84,11 @@ class DevStack:
         host: str = "127.0.0.1",
         fixed_ports: bool = False,
         wan: bool = False,
+        aggregator_store_dsn: str | None = None,
     ) -> None:
         """`wan`: route each region's leaf connection through a `WanLink` (`self.wan`),
-        which tests delay and partition."""
+        which tests delay and partition. `aggregator_store_dsn`: the central view on
+        PostgreSQL instead of SQLite."""
         self.root = root.resolve()
         self.regions = regions
         self.host = host
@@ -95,6 +97,7 @@ class DevStack:
         self.processes: dict[str, ManagedProcess] = {}
         self.topology: TopologyPlan | None = None
         self.wan_enabled = wan
+        self.aggregator_store_dsn = aggregator_store_dsn
         self.wan: dict[str, WanLink] = {}
         self.nats: NatsTopology | None = None
         # Dev bearer tokens per role (endpoints.json); settings get only their digests.
@@ -321,6 +324,7 @@ class DevStack:
                 "central_nats": self.topology.central_endpoint("aggregator").to_settings(),
                 "regions": list(self.regions),
                 "store_path": str(self.root / "state" / "aggregator.sqlite3"),
+                "store_dsn": self.aggregator_store_dsn,
                 "host": self.host,
                 "port": port,
                 "regional_public_keys": self.endpoints.regional_public_keys,

@@ -18,6 +18,7 @@ from cordon.log import checkpoints
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.log.merkle import CompactTree
 from cordon.nats import subjects
+from tests.aggregator.conftest import OpenStore
 from tests.aggregator.regional_log import REGION, Log
 
 SUMMARY_SUBJECT = subjects.summary_subject(REGION, "gw-1")
@@ -32,9 +33,9 @@ def _delivered(subject: str, data: bytes, seq: int) -> Msg:
 class Central:
     """The aggregator's store and witness, consuming one region's log."""
 
-    def __init__(self, path: Path, log: Log) -> None:
-        self.path, self.log, self.delivered = path, log, 0
-        self.store = ViewStore(path)
+    def __init__(self, open_store: OpenStore, log: Log) -> None:
+        self.open_store, self.log, self.delivered = open_store, log, 0
+        self.store = open_store()
         self.witness = Witness({REGION: public_bytes(log.regional.public_key)})
 
     def consume(self, *messages: tuple[str, bytes]) -> None:
@@ -52,7 +53,7 @@ class Central:
 
     def restart(self) -> None:
         self.store.close()
-        self.store = ViewStore(self.path)
+        self.store = self.open_store()
         self.witness = Witness({REGION: public_bytes(self.log.regional.public_key)})
         for region, state in self.store.witness_states().items():
             self.witness.restore(region, state)
@@ -62,10 +63,10 @@ def _ids(store: ViewStore) -> list[str]:
     return [s["id"] for s in store.query(limit=1000)]
 
 
-def test_summaries_are_shown_once_their_checkpoint_vouches_for_them(tmp_path: Path) -> None:
+def test_summaries_are_shown_once_their_checkpoint_vouches_for_them(open_store: OpenStore) -> None:
     log = Log()
     log.grow(3)
-    central = Central(tmp_path / "view.sqlite3", log)
+    central = Central(open_store, log)
     central.consume(*central.summaries(*log.bodies, log.bodies[3]))  # one redelivered
     assert central.store.query() == []  # waiting for their checkpoint
     central.consume(central.checkpoint())
@@ -76,10 +77,10 @@ def test_summaries_are_shown_once_their_checkpoint_vouches_for_them(tmp_path: Pa
     assert verdict["verified"] is True and verdict["rejected"] == 0
 
 
-def test_a_forged_summary_is_never_shown_and_is_counted(tmp_path: Path) -> None:
+def test_a_forged_summary_is_never_shown_and_is_counted(open_store: OpenStore) -> None:
     log = Log()
     log.grow(2)
-    central = Central(tmp_path / "view.sqlite3", log)
+    central = Central(open_store, log)
     true = json.loads(log.bodies[2])
     forged = json.dumps({**true, "id": "forged", "outcome": "allow"}).encode()
     before = metrics.SUMMARIES_REJECTED.labels(REGION)._value.get()
@@ -93,10 +94,10 @@ def test_a_forged_summary_is_never_shown_and_is_counted(tmp_path: Path) -> None:
     assert central.store.latest_checkpoints()[REGION]["witness"]["rejected"] == 1
 
 
-def test_candidates_and_the_witness_survive_a_restart(tmp_path: Path) -> None:
+def test_candidates_and_the_witness_survive_a_restart(open_store: OpenStore) -> None:
     log = Log()
     log.grow(4)
-    central = Central(tmp_path / "view.sqlite3", log)
+    central = Central(open_store, log)
     central.consume(*central.summaries(*log.bodies))
     central.consume(central.checkpoint())
     log.grow(3)
@@ -108,10 +109,10 @@ def test_candidates_and_the_witness_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_summary_counts_for_the_region_its_subject_names_never_its_body(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
     log = Log()
-    central = Central(tmp_path / "view.sqlite3", log)
+    central = Central(open_store, log)
     impostor = json.dumps({**json.loads(log.bodies[0]), "region": "us-east"}).encode()
     unchained = json.dumps({k: v for k, v in json.loads(log.bodies[1]).items() if k != "prev"})
     before = metrics.BAD_SUMMARIES._value.get()
@@ -127,9 +128,9 @@ def test_a_summary_counts_for_the_region_its_subject_names_never_its_body(
     assert central.store.candidates("us-east", 0, 10) == {}
 
 
-def test_checkpoints_are_kept_apart_and_the_newest_is_shown(tmp_path: Path) -> None:
+def test_checkpoints_are_kept_apart_and_the_newest_is_shown(open_store: OpenStore) -> None:
     log = Log()
-    central = Central(tmp_path / "view.sqlite3", log)
+    central = Central(open_store, log)
     central.consume(*central.summaries(*log.bodies), central.checkpoint())
     log.grow(1)
     central.consume(*central.summaries(log.bodies[-1]), central.checkpoint())
@@ -142,11 +143,11 @@ def test_checkpoints_are_kept_apart_and_the_newest_is_shown(tmp_path: Path) -> N
         ViewStore.parse(log.checkpoint())  # a checkpoint is never mistaken for a summary
 
 
-def test_a_checkpoint_the_region_did_not_sign_moves_nothing(tmp_path: Path) -> None:
+def test_a_checkpoint_the_region_did_not_sign_moves_nothing(open_store: OpenStore) -> None:
     """With the sealer's NATS credentials someone publishes a checkpoint far ahead: it
     is refused, settles and discards nothing, and the true ones still verify."""
     log = Log()
-    central = Central(tmp_path / "view.sqlite3", log)
+    central = Central(open_store, log)
     central.consume(*central.summaries(*log.bodies), central.checkpoint())
     log.grow(3)
     central.consume(*central.summaries(*log.bodies[2:]))
@@ -173,3 +174,13 @@ def test_a_store_from_before_the_summary_chain_is_migrated_and_kept(tmp_path: Pa
     assert store.candidates(REGION, 0, 10) == {}
     store.close()
     assert ViewStore(path).query()[0]["id"] == "old"  # migrated once, not again
+
+
+def test_a_store_is_migrated_once_and_keeps_what_it_holds(open_store: OpenStore) -> None:
+    log = Log()
+    central = Central(open_store, log)
+    central.consume(*central.summaries(*log.bodies), central.checkpoint())
+    central.restart()  # the migrations see a current schema and apply nothing
+    central.restart()
+    assert len(_ids(central.store)) == 2
+    assert central.store.latest_checkpoints()[REGION]["witness"]["verified"] is True
