@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregator.consumer import consume
-from aggregator.store import ViewStore
+from aggregator.store import GROUPABLE, ViewStore
 from aggregator.witness import Witness
 from cordon.apiauth import require
 from cordon.log.keys import SigningKey, public_bytes
@@ -94,6 +97,61 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         """Metadata-only summaries, by region and stream sequence."""
         return {"items": store.query(region, after_seq, limit)}
 
+    @api.get("/v1/counts")
+    async def counts(
+        by: Annotated[list[str] | None, Query()] = None,
+        bucket: str | None = Query(None, pattern="^(minute|hour|day)$"),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        region: str | None = None,
+        cursor: str | None = None,
+        limit: int = Query(1000, ge=1, le=10_000),
+    ) -> dict[str, Any]:
+        """Decision counts grouped by any of region, outcome, pack_name, pack_revision,
+        model and classification, and by time bucket; `since` inclusive, `until`
+        exclusive. Pages: pass `next_cursor` back as `cursor`."""
+        by = by if by is not None else ["region", "outcome"]
+        unknown = [column for column in by if column not in GROUPABLE]
+        if unknown:
+            raise HTTPException(400, f"cannot count by {unknown}: one of {sorted(GROUPABLE)}")
+        offset = int(_cursor(cursor, "offset", 0))
+        items = store.counts(by, bucket, _iso(since), _iso(until), region, offset, limit)
+        following = {"offset": offset + limit} if len(items) == limit else None
+        return {"items": items, "next_cursor": _encode(following)}
+
+    @api.get("/v1/people")
+    async def people(
+        pseudonym: Annotated[list[str], Query(min_length=1, max_length=50)],
+        cursor: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """Where a pseudonymous person's records are: per region, the record ids and
+        stream sequences to ask that region's audit API for. Pass the person's pseudonym
+        in each region (regions pseudonymize under their own keys)."""
+        after = (str(_cursor(cursor, "region", "")), int(_cursor(cursor, "seq", 0)))
+        items = store.person_records(pseudonym, after, limit)
+        following = (
+            {"region": items[-1]["region"], "seq": items[-1]["stream_seq"]}
+            if len(items) == limit
+            else None
+        )
+        return {"items": items, "next_cursor": _encode(following)}
+
+    @api.get("/v1/freshness")
+    async def freshness() -> dict[str, Any]:
+        """Per region: newest summary in the view, summaries waiting for a checkpoint, the
+        newest verified checkpoint, and checkpoints verified and failed."""
+        return {"regions": store.freshness()}
+
+    @api.get("/v1/gaps")
+    async def gaps(region: str | None = None) -> dict[str, Any]:
+        """Stream sequence ranges below a region's newest summary that the view lacks,
+        and the checkpoints the witness could not verify."""
+        failures = {
+            r: store.witness_failures(r) for r in ([region] if region else settings.regions)
+        }
+        return {"gaps": store.gaps(region), "failed_checkpoints": failures}
+
     @api.get("/v1/stats")
     async def stats() -> dict[str, Any]:
         """Decision counts by region and outcome, and the newest summary per region."""
@@ -147,6 +205,35 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     app.include_router(api)
     return app
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """As summaries store time: ISO 8601 in UTC (naive input is taken as UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _encode(position: dict[str, Any] | None) -> str | None:
+    if position is None:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def _cursor(cursor: str | None, key: str, default: Any) -> Any:
+    """One field of an opaque cursor this API handed out; 400 for anything else."""
+    if not cursor:
+        return default
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = position.get(key, default)
+    except (ValueError, AttributeError, binascii.Error) as exc:
+        raise HTTPException(400, "cursor: not one this API handed out") from exc
+    if not isinstance(value, type(default)) or isinstance(value, bool):
+        raise HTTPException(400, "cursor: not one this API handed out")
+    return value
 
 
 def run(config_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from datetime import datetime
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -35,6 +37,7 @@ async def consume(nc: NATS, store: ViewStore, stop: asyncio.Event, witness: Witn
         async for batch in batches:
             _store(store, witness, batch)
             await batch[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+            metrics.PENDING.set(_pending(batch[-1]))
 
     await keep_running("summary consumer", store_batches, stop)
 
@@ -69,6 +72,15 @@ def _store(store: ViewStore, witness: Witness, batch: list[Msg]) -> None:
         metrics.SUMMARY_GAPS.labels(region).set(region_witness.gaps)
         store.save_witness(region, region_witness.state())
     metrics.CONSUMED.inc(stored)
+
+
+def _pending(msg: Msg) -> int:
+    """What the stream still holds for us after `msg`: the last token of its ack subject."""
+    tokens = (msg.reply or "").split(".")
+    try:
+        return int(tokens[8] if len(tokens) == 9 else tokens[-2])  # as in `stream_seq`
+    except (ValueError, IndexError):
+        return 0
 
 
 def _candidate(msg: Msg) -> Candidate:
@@ -124,6 +136,12 @@ def _judge(store: ViewStore, region: RegionWitness, raw: bytes) -> None:
         return
     store.settle(raw, judgement, region.state())
     verdict = judgement.verdict
+    newest = max((str(c.summary.get("ts") or "") for c in judgement.accepted), default="")
+    if newest and judgement.settles:
+        with contextlib.suppress(ValueError):
+            metrics.NEWEST_SUMMARY.labels(verdict.region).set(
+                datetime.fromisoformat(newest).timestamp()
+            )
     metrics.SUMMARIES_REJECTED.labels(verdict.region).inc(verdict.rejected)
     if verdict.rejected:
         log.error(

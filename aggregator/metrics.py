@@ -31,3 +31,12 @@ SUMMARIES_REJECTED = Counter(
     "after a gap): kept out of the view.",
     ["region"],
 )
+NEWEST_SUMMARY = Gauge(
+    "cordon_aggregator_newest_summary_timestamp_seconds",
+    "Time (Unix seconds) of the newest summary of the region in the central view.",
+    ["region"],
+)
+PENDING = Gauge(
+    "cordon_aggregator_pending_messages",
+    "Messages in AUDIT_SUMMARY not yet delivered to the aggregator (its backlog).",
+)

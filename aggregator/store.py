@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,11 @@ COLUMNS = (
 )
 
 INTEGER_COLUMNS = {"replica_seq", "stream_seq", "pack_revision"}
+# What the view may be counted by (column -> SQL), and time buckets (ISO prefix length).
+GROUPABLE = {
+    c: c for c in ("region", "outcome", "pack_name", "pack_revision", "model", "classification")
+}
+BUCKETS = {"minute": 16, "hour": 13, "day": 10}
 _COLUMN_DEFS = ", ".join(f"{c} {'BIGINT' if c in INTEGER_COLUMNS else 'TEXT'}" for c in COLUMNS)
 # Applied in order, each once (aggregator.database keeps the number applied so far).
 MIGRATIONS = (
@@ -248,6 +253,105 @@ class ViewStore:
         rows = self._db.query(sql + " ORDER BY region, stream_seq", params)
         keys = ("region", "stream_seq", "id", "ts")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def counts(
+        self,
+        by: Sequence[str],
+        bucket: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        region: str | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Decisions counted by the `by` columns (GROUPABLE) and, with `bucket`, by time
+        (BUCKETS), over `since` <= ts < `until` (ISO 8601, UTC), in key order."""
+        keys = [GROUPABLE[column] for column in by]
+        names = list(by)
+        if bucket is not None:
+            keys.append(f"substr(ts, 1, {BUCKETS[bucket]})")
+            names.append("bucket")
+        where, params = ["kind = 'decision'"], []
+        for clause, value in (("ts >= ?", since), ("ts < ?", until), ("region = ?", region)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        select = ", ".join([*keys, "COUNT(*)"])
+        group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+        sql = f"SELECT {select} FROM summaries WHERE {' AND '.join(where)}{group} LIMIT ? OFFSET ?"
+        rows = self._db.query(sql, [*params, limit, offset])
+        return [{**dict(zip(names, row[:-1], strict=True)), "count": int(row[-1])} for row in rows]
+
+    def person_records(
+        self, pseudonyms: Sequence[str], after: tuple[str, int] = ("", 0), limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Where the records of a pseudonymous person are: region, record id, stream
+        sequence, time and kind, in (region, sequence) order after `after`."""
+        marks = ", ".join("?" for _ in pseudonyms)
+        rows = self._db.query(
+            f"SELECT region, stream_seq, id, ts, kind, person FROM summaries "
+            f"WHERE person IN ({marks}) AND (region > ? OR (region = ? AND stream_seq > ?)) "
+            "ORDER BY region, stream_seq LIMIT ?",
+            [*pseudonyms, after[0], after[0], after[1], limit],
+        )
+        keys = ("region", "stream_seq", "id", "ts", "kind", "person")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def freshness(self) -> dict[str, dict[str, Any]]:
+        """Per region: the newest summary in the view, what waits for a checkpoint, and
+        the newest checkpoint the witness verified."""
+        found: dict[str, dict[str, Any]] = {}
+
+        def entry(region: str) -> dict[str, Any]:
+            return found.setdefault(
+                region,
+                {
+                    "newest_summary_ts": None,
+                    "newest_stream_seq": 0,
+                    "summaries": 0,
+                    "waiting_for_checkpoint": 0,
+                    "newest_verified_checkpoint": None,
+                    "checkpoints_verified": 0,
+                    "checkpoints_failed": 0,
+                },
+            )
+
+        for region, newest, seq, count in self._db.query(
+            "SELECT region, MAX(ts), MAX(stream_seq), COUNT(*) FROM summaries GROUP BY region"
+        ):
+            entry(region).update(newest_summary_ts=newest, newest_stream_seq=seq, summaries=count)
+        for region, count in self._db.query(
+            "SELECT region, COUNT(DISTINCT stream_seq) FROM candidates GROUP BY region"
+        ):
+            entry(region)["waiting_for_checkpoint"] = count
+        for region, verified, count in self._db.query(
+            "SELECT region, verified, COUNT(*) FROM witnessed GROUP BY region, verified"
+        ):
+            entry(region)["checkpoints_verified" if verified else "checkpoints_failed"] = count
+        for region, size, time_ms in self._db.query(
+            "SELECT c.region, c.size, c.time_ms FROM checkpoints c JOIN witnessed w "
+            "ON w.region = c.region AND w.size = c.size AND w.verified = 1 "
+            "WHERE c.size = (SELECT MAX(c2.size) FROM checkpoints c2 JOIN witnessed w2 "
+            "ON w2.region = c2.region AND w2.size = c2.size AND w2.verified = 1 "
+            "WHERE c2.region = c.region)"
+        ):
+            entry(region)["newest_verified_checkpoint"] = {"size": size, "time_ms": time_ms}
+        return found
+
+    def gaps(self, region: str | None = None) -> list[dict[str, Any]]:
+        """Ranges of stream sequences missing from the view below a region's newest
+        summary: records whose summaries never arrived (or were refused)."""
+        sql = (
+            "SELECT region, prev + 1, stream_seq - 1 FROM (SELECT region, stream_seq, "
+            "LAG(stream_seq, 1, 0) OVER (PARTITION BY region ORDER BY stream_seq) AS prev "
+            "FROM summaries) AS ordered WHERE stream_seq > prev + 1"
+        )
+        params: list[Any] = []
+        if region is not None:
+            sql += " AND region = ?"
+            params.append(region)
+        rows = self._db.query(sql + " ORDER BY region, 2", params)
+        return [{"region": r, "first_seq": first, "last_seq": last} for r, first, last in rows]
 
     def stats(self) -> dict[str, Any]:
         by_region: dict[str, dict[str, Any]] = {}

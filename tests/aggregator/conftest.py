@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.store import ViewStore
+from cordon.dev.stack import DevStack
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 OpenStore = Callable[[], ViewStore]
@@ -78,3 +79,32 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
+    """(DSN bound to a fresh schema, schema name) for a whole topology's central view."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    schema = f"topology_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield make_conninfo(postgres_dsn, options=f"-csearch_path={schema}"), schema
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def pg_stack(
+    pg_schema: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevStack]:
+    """The whole topology with the central view on PostgreSQL."""
+    dev = DevStack(tmp_path_factory.mktemp("cordon-pg"), aggregator_store_dsn=pg_schema[0])
+    try:
+        dev.start()
+        yield dev
+    finally:
+        dev.stop()

@@ -32,7 +32,9 @@ class Log:
 
     def grow(self, count: int) -> list[Candidate]:
         for _ in range(count):
-            record = {"v": 1, "kind": "decision", "id": f"r{len(self.records)}", "person": "p"}
+            n = len(self.records)
+            ts = f"2026-12-02T10:{n // 60:02d}:{n % 60:02d}.000000+00:00"  # a second apart
+            record = {"v": 1, "kind": "decision", "id": f"r{n}", "person": "p", "ts": ts}
             self.records.append(envelope.seal(record, self.replica).encode())
             self.published.append(self._publish(len(self.records)))
         return self.published[-count:]
