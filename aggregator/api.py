@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
+from fastapi import Path as FastApiPath
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregator.consumer import consume
-from aggregator.store import GROUPABLE, ViewStore
+from aggregator.store import ViewStore
 from aggregator.witness import Witness
-from cordon.apiauth import require
+from cordon.apiauth import errors, require
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats import Endpoint, connect
 from cordon.settings import load_json
@@ -66,6 +64,9 @@ class AggregatorSettings:
         )
 
 
+Dimension = Literal["region", "outcome", "pack_name", "pack_revision", "model", "classification"]
+
+
 def create_app(settings: AggregatorSettings) -> FastAPI:
     store = ViewStore(settings.store_path, settings.store_dsn)
     key = SigningKey.load(settings.witness_key_file) if settings.witness_key_file else None
@@ -86,7 +87,10 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     app = FastAPI(title="Cordon aggregator", lifespan=lifespan)
     # The cross-region view is for auditors and SREs; /healthz and /metrics stay open.
-    api = APIRouter(dependencies=[Depends(require(settings.tokens, ("auditor", "sre"), None))])
+    api = APIRouter(
+        dependencies=[Depends(require(settings.tokens, ("auditor", "sre"), None))],
+        responses=errors(),
+    )
 
     @api.get("/v1/summaries")
     async def summaries(
@@ -99,43 +103,39 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     @api.get("/v1/counts")
     async def counts(
-        by: Annotated[list[str] | None, Query()] = None,
-        bucket: str | None = Query(None, pattern="^(minute|hour|day)$"),
+        by: Annotated[list[Dimension] | None, Query()] = None,
+        bucket: Literal["minute", "hour", "day"] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         region: str | None = None,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$")] = None,
         limit: int = Query(1000, ge=1, le=10_000),
     ) -> dict[str, Any]:
         """Decision counts grouped by any of region, outcome, pack_name, pack_revision,
-        model and classification, and by time bucket; `since` inclusive, `until`
-        exclusive. Pages: pass `next_cursor` back as `cursor`."""
-        by = by if by is not None else ["region", "outcome"]
-        unknown = [column for column in by if column not in GROUPABLE]
-        if unknown:
-            raise HTTPException(400, f"cannot count by {unknown}: one of {sorted(GROUPABLE)}")
-        offset = int(_cursor(cursor, "offset", 0))
-        items = store.counts(by, bucket, _iso(since), _iso(until), region, offset, limit)
-        following = {"offset": offset + limit} if len(items) == limit else None
-        return {"items": items, "next_cursor": _encode(following)}
+        model and classification (default: region and outcome), and by time bucket;
+        `since` inclusive, `until` exclusive. Pages: pass `next_cursor` back as `cursor`."""
+        columns = list(by) if by is not None else ["region", "outcome"]
+        offset = int(cursor or 0)
+        items = store.counts(columns, bucket, _iso(since), _iso(until), region, offset, limit)
+        following = str(offset + limit) if len(items) == limit else None
+        return {"items": items, "next_cursor": following}
 
     @api.get("/v1/people")
     async def people(
         pseudonym: Annotated[list[str], Query(min_length=1, max_length=50)],
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{0,64}\.[0-9]{1,18}$")] = None,
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
         """Where a pseudonymous person's records are: per region, the record ids and
         stream sequences to ask that region's audit API for. Pass the person's pseudonym
         in each region (regions pseudonymize under their own keys)."""
-        after = (str(_cursor(cursor, "region", "")), int(_cursor(cursor, "seq", 0)))
-        items = store.person_records(pseudonym, after, limit)
-        following = (
-            {"region": items[-1]["region"], "seq": items[-1]["stream_seq"]}
-            if len(items) == limit
-            else None
-        )
-        return {"items": items, "next_cursor": _encode(following)}
+        region, _, seq = (cursor or ".0").rpartition(".")
+        items = store.person_records(pseudonym, (region, int(seq)), limit)
+        last = items[-1] if len(items) == limit else None
+        return {
+            "items": items,
+            "next_cursor": f"{last['region']}.{last['stream_seq']}" if last else None,
+        }
 
     @api.get("/v1/freshness")
     async def freshness() -> dict[str, Any]:
@@ -159,7 +159,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     @api.get("/v1/intents/open")
     async def open_intents(
-        region: str | None = None, older_than_s: float = Query(60.0, ge=0)
+        region: str | None = None, older_than_s: float = Query(60.0, ge=0, le=10 * 365 * 86400)
     ) -> dict[str, Any]:
         """Streams whose intent record reached the region's log at least `older_than_s`
         ago and no decision record completes: they began and did not end properly.
@@ -174,15 +174,17 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         witness's verdict on it (recomputed from the summaries' leaf hashes)."""
         return {"regions": store.latest_checkpoints()}
 
-    @api.get("/v1/witness/key")
+    @api.get("/v1/witness/key", responses=errors(404))
     async def witness_key() -> dict[str, str]:
         """The public key the witness cosigns verified checkpoints with."""
         if key is None:
             raise HTTPException(404, "this aggregator has no witness key: it does not cosign")
         return {"key_id": key.key_id, "public_key": public_bytes(key.public_key).hex()}
 
-    @api.get("/v1/witness/{region}/checkpoints/{size}")
-    async def witness_verdict(region: str, size: int) -> dict[str, Any]:
+    @api.get("/v1/witness/{region}/checkpoints/{size}", responses=errors(404))
+    async def witness_verdict(
+        region: str, size: Annotated[int, FastApiPath(ge=0, le=2**63 - 1)]
+    ) -> dict[str, Any]:
         """The witness's verdict on `region`'s checkpoint of `size`, and its cosignature
         over the checkpoint's note when it verified (`cordon audit export --witness`)."""
         verdict = store.verdict(region, size)
@@ -199,7 +201,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)  # Prometheus' text format, not an API
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -214,26 +216,6 @@ def _iso(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _encode(position: dict[str, Any] | None) -> str | None:
-    if position is None:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
-
-
-def _cursor(cursor: str | None, key: str, default: Any) -> Any:
-    """One field of an opaque cursor this API handed out; 400 for anything else."""
-    if not cursor:
-        return default
-    try:
-        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value = position.get(key, default)
-    except (ValueError, AttributeError, binascii.Error) as exc:
-        raise HTTPException(400, "cursor: not one this API handed out") from exc
-    if not isinstance(value, type(default)) or isinstance(value, bool):
-        raise HTTPException(400, "cursor: not one this API handed out")
-    return value
 
 
 def run(config_path: Path) -> None:

@@ -15,14 +15,15 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastApiPath
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
-from cordon.apiauth import require
+from cordon.apiauth import errors, require
 from cordon.errors import RecordCommitError, SignatureError
 from cordon.log import bundle, checkpoints, merkle
 from cordon.log.enrolment import Keyring, load_signer
@@ -38,6 +39,7 @@ AccessNote = Callable[[int], Awaitable[None]]
 # A bundle is built in memory; pages of this many records keep that bounded, and each
 # page verifies on its own (checkpoints chain the pages together).
 MAX_EXPORT = 10_000
+MAX_SEQ = 2**63 - 1  # stream sequences are unsigned 64-bit; the index stores signed
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
     app = FastAPI(title=f"Cordon audit API ({settings.region})", lifespan=lifespan)
     # Every data route needs an auditor token for this region (cordon.tokens).
     auditor = require(settings.tokens, ("auditor",), settings.region)
-    api = APIRouter(dependencies=[Depends(auditor)])
+    api = APIRouter(dependencies=[Depends(auditor)], responses=errors(503))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -192,10 +194,10 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
 
         return note
 
-    @api.get("/v1/records")
+    @api.get("/v1/records", responses=errors(404))
     async def list_records(
         accessed: AccessNote = Depends(access_note),
-        after_seq: int = Query(0, ge=0),
+        after_seq: int = Query(0, ge=0, le=MAX_SEQ),
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
         """Records in stream order after `after_seq`, each with its verification result."""
@@ -214,11 +216,11 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         person: str | None = None,
         agent: str | None = None,
         outcome: str | None = None,
-        pack_revision: int | None = None,
+        pack_revision: int | None = Query(None, ge=0, le=MAX_SEQ),
         model: str | None = None,
         since: str | None = Query(None, description="RFC 3339, inclusive"),
         until: str | None = Query(None, description="RFC 3339, exclusive"),
-        after_seq: int = Query(0, ge=0),
+        after_seq: int = Query(0, ge=0, le=MAX_SEQ),
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
         """Records matching every given field, in stream order; page with `after_seq`."""
@@ -241,8 +243,11 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             "indexed": index.size(),
         }
 
-    @api.get("/v1/records/{seq}/proof")
-    async def proof(seq: int, accessed: AccessNote = Depends(access_note)) -> dict[str, Any]:
+    @api.get("/v1/records/{seq}/proof", responses=errors(409))
+    async def proof(
+        seq: Annotated[int, FastApiPath(ge=1, le=MAX_SEQ)],
+        accessed: AccessNote = Depends(access_note),
+    ) -> dict[str, Any]:
         """One record with its inclusion proof against the latest checkpoint."""
         await _refresh_checkpoints()
         latest = index.latest_checkpoint()
@@ -259,11 +264,11 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
             "proof": [base64.b64encode(p).decode() for p in path],
         }
 
-    @api.get("/v1/consistency")
+    @api.get("/v1/consistency", responses=errors(400, 409))
     async def consistency(
         accessed: AccessNote = Depends(access_note),
-        old_size: int = Query(..., ge=1),
-        new_size: int = Query(..., ge=1),
+        old_size: int = Query(..., ge=1, le=MAX_SEQ),
+        new_size: int = Query(..., ge=1, le=MAX_SEQ),
     ) -> dict[str, Any]:
         """A consistency proof between two tree sizes (two checkpoints' sizes)."""
         if old_size > new_size:
@@ -287,11 +292,11 @@ def create_app(settings: AuditApiSettings) -> FastAPI:
         except LookupError as exc:
             raise HTTPException(409, f"{exc}; try again shortly") from exc
 
-    @api.get("/v1/export")
+    @api.get("/v1/export", responses=errors(400, 409))
     async def export(
         accessed: AccessNote = Depends(access_note),
-        from_seq: int = Query(1, ge=1),
-        to_seq: int = Query(..., ge=1),
+        from_seq: int = Query(1, ge=1, le=MAX_SEQ),
+        to_seq: int = Query(..., ge=1, le=MAX_SEQ),
     ) -> dict[str, Any]:
         """Records `from_seq`..`to_seq` as an offline-verifiable bundle (`cordon audit verify`)."""
         await _refresh_checkpoints()
