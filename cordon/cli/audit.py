@@ -1,8 +1,13 @@
-"""`cordon audit ...`: export a range of a region's records, and verify a bundle offline.
+"""`cordon audit ...`: the cross-region picture, a region's records, verified bundles.
 
-export   fetch records FROM..TO from a regional audit API as a bundle file, with an
-         auditor token (CORDON_AUDIT_TOKEN, or --token; the variable keeps it out of
-         the process list and shell history)
+summary  the central view in the terminal: per region, records by outcome, freshness,
+         checkpoints verified and failed, gaps (the aggregator; auditor or SRE token)
+search   a region's records by person, agent, outcome, model, pack revision, kind and
+         time range, each verified (a regional audit API; auditor token)
+export   fetch records FROM..TO, or those written from --since until --until, from a
+         regional audit API as bundle files, with an auditor token
+         (CORDON_AUDIT_TOKEN, or --token; the variable keeps it out of the process
+         list and shell history)
 verify   check a bundle offline against the region's public key, pinned by the auditor
          (--trust-key, or --trust-keys for several regions); the key a bundle carries
          proves nothing. Exit 0 all good, 1 verification failed or no key pinned (each
@@ -23,16 +28,32 @@ from cordon.errors import CordonError, UnreadableBundleError
 PAGE = 10_000  # the audit API's largest bundle
 
 
+def _token(args: argparse.Namespace, command: str) -> str | None:
+    token: str | None = args.token or os.environ.get("CORDON_AUDIT_TOKEN")
+    if not token:
+        print(f"cordon audit {command}: no token: set CORDON_AUDIT_TOKEN", file=sys.stderr)
+    return token
+
+
 def export(args: argparse.Namespace) -> int:
     """One bundle file, or one per page of 10,000 records (OUT.0001.json, ...); with
-    --witness, each page carries the central witness's cosignatures of its checkpoints."""
-    token = args.token or os.environ.get("CORDON_AUDIT_TOKEN")
+    --witness, each page carries the central witness's cosignatures of its checkpoints.
+    With --since/--until, the range is the first to the last record written then."""
+    token = _token(args, "export")
     if not token:
-        print("cordon audit export: no auditor token: set CORDON_AUDIT_TOKEN", file=sys.stderr)
         return 2
-    pages = list(range(args.from_seq, args.to_seq + 1, PAGE))
+    try:
+        span = _span(args, token)
+    except _Refused as exc:
+        print(f"cordon audit export: {exc}", file=sys.stderr)
+        return 1
+    if span is None:
+        print("cordon audit export: no records in that time range", file=sys.stderr)
+        return 1
+    from_seq, to_seq = span
+    pages = list(range(from_seq, to_seq + 1, PAGE))
     for number, first in enumerate(pages, start=1):
-        last = min(first + PAGE - 1, args.to_seq)
+        last = min(first + PAGE - 1, to_seq)
         out = (
             args.out if len(pages) == 1 else args.out.with_suffix(f".{number:04d}{args.out.suffix}")
         )
@@ -44,8 +65,151 @@ def export(args: argparse.Namespace) -> int:
             print(f"cordon audit export: {exc}", file=sys.stderr)
             return 1
         out.write_bytes(page)
-        print(f"wrote records {first}..{last} to {out}")
+        done = (last - from_seq + 1) * 100 // (to_seq - from_seq + 1)
+        print(f"[{number}/{len(pages)} {done:3d}%] wrote records {first}..{last} to {out}")
     return 0
+
+
+def _span(args: argparse.Namespace, token: str) -> tuple[int, int] | None:
+    """FROM..TO as given, or the stream sequences of the first and last records written
+    between --since and --until (found with the audit API's search)."""
+    if args.since is None and args.until is None:
+        if args.to_seq is None:
+            raise _Refused("give --to (and --from), or --since/--until")
+        return args.from_seq, args.to_seq
+    seqs = [
+        item["seq"] for item in _search(args.api, token, {"since": args.since, "until": args.until})
+    ]
+    return (min(seqs), max(seqs)) if seqs else None
+
+
+def _search(
+    api: str, token: str, filters: dict[str, Any], most: int | None = None
+) -> list[dict[str, Any]]:
+    """Every record the regional search finds for `filters`, page by page."""
+    from urllib.parse import urlencode
+
+    found: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        query = {k: v for k, v in filters.items() if v is not None} | {
+            "after_seq": after,
+            "limit": 1000,
+        }
+        page = json.loads(_get(f"{api.rstrip('/')}/v1/records/search?{urlencode(query)}", token))
+        found += page["items"]
+        after = page.get("next_after_seq")
+        if after is None or (most is not None and len(found) >= most):
+            return found[:most] if most is not None else found
+
+
+def search(args: argparse.Namespace) -> int:
+    token = _token(args, "search")
+    if not token:
+        return 2
+    filters = {
+        "person": args.person,
+        "agent": args.agent,
+        "outcome": args.outcome,
+        "model": args.model,
+        "pack_revision": args.pack_revision,
+        "kind": args.kind,
+        "since": args.since,
+        "until": args.until,
+    }
+    try:
+        items = _search(args.api, token, filters, args.limit)
+    except _Refused as exc:
+        print(f"cordon audit search: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    rows = [_record_row(item) for item in items]
+    _table(["seq", "time", "kind", "outcome", "model", "agent", "person", "ok", "id"], rows)
+    print(f"{len(rows)} records")
+    return 0
+
+
+def _record_row(item: dict[str, Any]) -> list[str]:
+    record = item.get("record") or {}
+    return [
+        str(item["seq"]),
+        str(record.get("ts", ""))[:23],
+        str(item.get("kind", "")),
+        str(record.get("outcome") or ""),
+        str(record.get("model_id") or record.get("model") or ""),
+        str(record.get("agent") or ""),
+        str(record.get("person") or ""),
+        "yes" if item.get("verified") else "NO",
+        str(record.get("id", "")),
+    ]
+
+
+def summary(args: argparse.Namespace) -> int:
+    """The central view as tables; exit 1 when a region has gaps or failed checkpoints."""
+    token = _token(args, "summary")
+    if not token:
+        return 2
+    from urllib.parse import urlencode
+
+    base = args.api.rstrip("/")
+    window = urlencode({k: v for k, v in (("since", args.since), ("until", args.until)) if v})
+    try:
+        fresh = json.loads(_get(f"{base}/v1/freshness", token))["regions"]
+        counts = json.loads(_get(f"{base}/v1/counts?{window}", token))["items"]
+        gaps = json.loads(_get(f"{base}/v1/gaps", token))
+    except _Refused as exc:
+        print(f"cordon audit summary: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"freshness": fresh, "counts": counts, "gaps": gaps}, indent=2))
+    else:
+        _print_summary(fresh, counts, gaps)
+    failed = any(gaps["failed_checkpoints"].values()) or gaps["gaps"]
+    return 1 if failed else 0
+
+
+def _print_summary(
+    fresh: dict[str, Any], counts: list[dict[str, Any]], gaps: dict[str, Any]
+) -> None:
+    rows = []
+    for region, f in sorted(fresh.items()):
+        verified = f["newest_verified_checkpoint"]
+        rows.append(
+            [
+                region,
+                str(f["summaries"]),
+                str(f["newest_summary_ts"] or "-")[:19],
+                str(verified["size"]) if verified else "-",
+                str(f["checkpoints_verified"]),
+                str(f["checkpoints_failed"]),
+                str(f["waiting_for_checkpoint"]),
+            ]
+        )
+    _table(["region", "summaries", "newest", "verified up to", "ok", "FAILED", "waiting"], rows)
+    print()
+    _table(
+        ["region", "outcome", "decisions"],
+        [[str(c.get("region")), str(c.get("outcome")), str(c["count"])] for c in counts],
+    )
+    for gap in gaps["gaps"]:
+        print(
+            f"GAP {gap['region']}: records {gap['first_seq']}..{gap['last_seq']} missing centrally"
+        )
+    for region, failures in gaps["failed_checkpoints"].items():
+        for failure in failures:
+            print(f"FAILED checkpoint {region}/{failure['size']}: {failure['reason']}")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    for line in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
 
 
 class _Refused(CordonError):
@@ -146,7 +310,9 @@ def add_parser(commands: Any) -> None:
     p = actions.add_parser("export", help="fetch a range of records as a verifiable bundle")
     p.add_argument("--api", required=True, help="the regional audit API's base URL")
     p.add_argument("--from", dest="from_seq", type=int, default=1)
-    p.add_argument("--to", dest="to_seq", type=int, required=True)
+    p.add_argument("--to", dest="to_seq", type=int, help="last stream sequence")
+    p.add_argument("--since", help="instead of --from/--to: records written from (RFC 3339)")
+    p.add_argument("--until", help="... until (exclusive)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--token", help="auditor token (prefer the CORDON_AUDIT_TOKEN variable)")
     p.add_argument(
@@ -155,6 +321,25 @@ def add_parser(commands: Any) -> None:
         help="the central view (aggregator): add its witness's cosignatures to each bundle",
     )
     p.set_defaults(func=export)
+
+    p = actions.add_parser("summary", help="the central view: regions, outcomes, freshness, gaps")
+    p.add_argument("--api", required=True, help="the aggregator's base URL")
+    p.add_argument("--since", help="count decisions from (RFC 3339)")
+    p.add_argument("--until", help="... until (exclusive)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--token", help="auditor or SRE token (prefer CORDON_AUDIT_TOKEN)")
+    p.set_defaults(func=summary)
+
+    p = actions.add_parser("search", help="a region's records by person, agent, outcome, ...")
+    p.add_argument("--api", required=True, help="the regional audit API's base URL")
+    for name in ("person", "agent", "outcome", "model", "kind", "since", "until"):
+        p.add_argument(f"--{name}")
+    p.add_argument("--pack-revision", type=int)
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--token", help="auditor token (prefer CORDON_AUDIT_TOKEN)")
+    p.set_defaults(func=search)
+
     p = actions.add_parser(
         "verify", help="verify a bundle offline (exit 0 good, 1 failed, 2 unreadable)"
     )
