@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-records clean
+.PHONY: run test lint bench bench-records clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/cordon dev up
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -q
+
+# Tools some tests need (headless Chromium for the web page). Installed where this
+# machine lets us (Debian, as root); otherwise those tests skip and say why.
+tools:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null 2>&1; } || true
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregator.consumer import consume
 from aggregator.store import ViewStore
+from aggregator.web import web_routes
 from aggregator.witness import Witness
 from cordon.apiauth import errors, require
 from cordon.log.keys import SigningKey, public_bytes
@@ -38,6 +39,8 @@ class AggregatorSettings:
     # PostgreSQL instead of the SQLite file, e.g. "postgresql://cordon@db:5432/cordon";
     # keep the password out of it (libpq reads PGPASSWORD or PGPASSFILE).
     store_dsn: str | None = None
+    # region -> its audit API's URL, for the commands the web page shows
+    audit_apis: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> AggregatorSettings:
@@ -60,6 +63,7 @@ class AggregatorSettings:
                 ),
                 tokens=Tokens.from_settings(raw.get("tokens", [])),
                 store_dsn=str(raw["store_dsn"]) if raw.get("store_dsn") else None,
+                audit_apis={str(k): str(v) for k, v in dict(raw.get("audit_apis", {})).items()},
             ),
         )
 
@@ -206,6 +210,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api)
+    app.include_router(web_routes(store, settings.tokens, settings.regions, settings.audit_apis))
     return app
 
 

@@ -297,6 +297,23 @@ class ViewStore:
         keys = ("region", "stream_seq", "id", "ts", "kind", "person")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
+    def decisions_between(
+        self, since: str | None, until: str | None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Decisions with `since` <= ts < `until`: region, stream sequence, id, time."""
+        where, params = ["kind = 'decision'"], []
+        for clause, value in (("ts >= ?", since), ("ts < ?", until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        rows = self._db.query(
+            f"SELECT region, stream_seq, id, ts FROM summaries WHERE {' AND '.join(where)} "
+            "ORDER BY region, stream_seq LIMIT ?",
+            [*params, limit],
+        )
+        keys = ("region", "stream_seq", "id", "ts")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     def freshness(self) -> dict[str, dict[str, Any]]:
         """Per region: the newest summary in the view, what waits for a checkpoint, and
         the newest checkpoint the witness verified."""

@@ -325,6 +325,7 @@ class DevStack:
                 "regions": list(self.regions),
                 "store_path": str(self.root / "state" / "aggregator.sqlite3"),
                 "store_dsn": self.aggregator_store_dsn,
+                "audit_apis": self.endpoints.audit_apis,
                 "host": self.host,
                 "port": port,
                 "regional_public_keys": self.endpoints.regional_public_keys,
