@@ -313,7 +313,8 @@ display:flex;gap:10px;align-items:center}main{max-width:1080px;margin:24px auto;
 h2{font-size:15px;margin:28px 0 10px;color:#374151;text-transform:uppercase;letter-spacing:.05em}
 table{width:100%;border-collapse:collapse;background:#fff;border-radius:8px;overflow:hidden;
 box-shadow:0 1px 2px rgba(0,0,0,.06)}th,td{padding:8px 12px;text-align:left;
-border-bottom:1px solid #e5e7eb}td:first-child{white-space:nowrap}th{background:#f9fafb;font-weight:600;color:#4b5563}
+border-bottom:1px solid #e5e7eb}td:first-child{white-space:nowrap}
+th{background:#f9fafb;font-weight:600;color:#4b5563}
 .badge{padding:2px 10px;border-radius:999px;font-size:12px;font-weight:600}
 .good{background:#dcfce7;color:#166534}.warn{background:#fef3c7;color:#92400e}
 .bad{color:#b91c1c}.badge.bad{background:#fee2e2}.ok{color:#166534}
