@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy_cost.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/propagation.py
+	$(BIN)/python bench/aggregator.py
 
 bench-records: $(STAMP)
 	$(BIN)/python bench/records.py

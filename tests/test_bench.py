@@ -10,7 +10,7 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "script", ["overhead.py", "records.py", "policy_cost.py", "propagation.py"]
+    "script", ["overhead.py", "records.py", "policy_cost.py", "propagation.py", "aggregator.py"]
 )
 def test_bench_script_imports_and_explains_itself(repo_root: Path, script: str) -> None:
     result = subprocess.run(

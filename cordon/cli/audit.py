@@ -38,22 +38,28 @@ def _token(args: argparse.Namespace, command: str) -> str | None:
 def export(args: argparse.Namespace) -> int:
     """One bundle file, or one per page of 10,000 records (OUT.0001.json, ...); with
     --witness, each page carries the central witness's cosignatures of its checkpoints.
-    With --since/--until, the range is the first to the last record written then."""
+    With --since/--until, the range is the first to the last record written then; with
+    --person, only that person's records, each run of consecutive ones a bundle of its
+    own (nobody else's record is exported with them)."""
     token = _token(args, "export")
     if not token:
         return 2
     try:
-        span = _span(args, token)
+        ranges = _ranges(args, token)
     except _Refused as exc:
         print(f"cordon audit export: {exc}", file=sys.stderr)
         return 1
-    if span is None:
+    if not ranges:
         print("cordon audit export: no records in that time range", file=sys.stderr)
         return 1
-    from_seq, to_seq = span
-    pages = list(range(from_seq, to_seq + 1, PAGE))
-    for number, first in enumerate(pages, start=1):
-        last = min(first + PAGE - 1, to_seq)
+    pages = [
+        (first, min(first + PAGE - 1, last))
+        for start, last in ranges
+        for first in range(start, last + 1, PAGE)
+    ]
+    total = sum(last - first + 1 for first, last in pages)
+    written = 0
+    for number, (first, last) in enumerate(pages, start=1):
         out = (
             args.out if len(pages) == 1 else args.out.with_suffix(f".{number:04d}{args.out.suffix}")
         )
@@ -65,22 +71,30 @@ def export(args: argparse.Namespace) -> int:
             print(f"cordon audit export: {exc}", file=sys.stderr)
             return 1
         out.write_bytes(page)
-        done = (last - from_seq + 1) * 100 // (to_seq - from_seq + 1)
+        written += last - first + 1
+        done = written * 100 // total
         print(f"[{number}/{len(pages)} {done:3d}%] wrote records {first}..{last} to {out}")
     return 0
 
 
-def _span(args: argparse.Namespace, token: str) -> tuple[int, int] | None:
-    """FROM..TO as given, or the stream sequences of the first and last records written
-    between --since and --until (found with the audit API's search)."""
-    if args.since is None and args.until is None:
+def _ranges(args: argparse.Namespace, token: str) -> list[tuple[int, int]]:
+    """FROM..TO as given; or the first to the last record written between --since and
+    --until; or, with --person, each run of that person's consecutive records."""
+    if args.since is None and args.until is None and args.person is None:
         if args.to_seq is None:
-            raise _Refused("give --to (and --from), or --since/--until")
-        return args.from_seq, args.to_seq
-    seqs = [
-        item["seq"] for item in _search(args.api, token, {"since": args.since, "until": args.until})
-    ]
-    return (min(seqs), max(seqs)) if seqs else None
+            raise _Refused("give --to (and --from), or --since/--until, or --person")
+        return [(args.from_seq, args.to_seq)]
+    window = {"since": args.since, "until": args.until, "person": args.person}
+    seqs = sorted(item["seq"] for item in _search(args.api, token, window))
+    if not seqs:
+        return []
+    if args.person is None:
+        return [(seqs[0], seqs[-1])]
+    runs = [(seqs[0], seqs[0])]
+    for seq in seqs[1:]:
+        first, last = runs[-1]
+        runs[-1:] = [(first, seq)] if seq == last + 1 else [(first, last), (seq, seq)]
+    return runs
 
 
 def _search(
@@ -313,6 +327,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--to", dest="to_seq", type=int, help="last stream sequence")
     p.add_argument("--since", help="instead of --from/--to: records written from (RFC 3339)")
     p.add_argument("--until", help="... until (exclusive)")
+    p.add_argument("--person", help="only this person's records (the raw id the region holds)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--token", help="auditor token (prefer the CORDON_AUDIT_TOKEN variable)")
     p.add_argument(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from cordon.dev.stack import DEV_API_KEY
+from cordon.dev.procs import wait_for_http
+from cordon.dev.stack import DEV_API_KEY, DevStack
 from tests.cordon.cli.test_audit import cordon
 from tests.helpers import eventually
 
@@ -115,3 +117,55 @@ def test_export_by_time_range_verifies_with_the_pinned_key(
     assert set(seqs) <= {record["seq"] for record in bundle["records"]}
     empty = cordon(*args, "--until", since, "--out", str(tmp_path / "none.json"), token=token)
     assert empty.returncode == 1 and "no records in that time range" in empty.stderr
+
+
+def test_export_by_person_holds_that_persons_records_and_no_one_elses(
+    stack: DevStack, endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    person = f"person:bob-{secrets.token_hex(3)}"
+    url = stack.start_gateway(
+        REGION,
+        "gw-person",
+        stack.endpoints.mock_provider,
+        extra={
+            "api_keys": {
+                "bob-key": {"agent": "bob-app", "person": person, "roles": [], "scopes": []}
+            }
+        },
+    )
+    wait_for_http(url + "/readyz", 30, stack.processes[f"gateway-{REGION}-gw-person"].proc)
+    try:
+
+        def ask(key: str, base: str) -> int:
+            answer = httpx.post(
+                base + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                json={"model": "mock-gpt", "messages": [{"role": "user", "content": "mine"}]},
+                timeout=10,
+            )
+            return int(answer.headers["x-cordon-record-seq"])
+
+        bobs = [ask("bob-key", url), ask("bob-key", url)]
+        someone_else = ask(DEV_API_KEY, endpoints["gateways"][REGION])
+        bobs.append(ask("bob-key", url))
+    finally:
+        stack.processes[f"gateway-{REGION}-gw-person"].stop()
+    token = endpoints["tokens"][f"auditor-{REGION}"]
+    out = tmp_path / "bob.json"
+    args = ["export", "--api", endpoints["audit_apis"][REGION], "--person", person]
+
+    def exported() -> subprocess.CompletedProcess[str] | None:
+        result = cordon(*args, "--out", str(out), token=token)
+        return result if result.returncode == 0 else None
+
+    result = eventually(exported, timeout=30, interval=1.0)
+    bundles = sorted(tmp_path.glob("bob*.json"))
+    assert "100%]" in result.stdout.splitlines()[-1]
+    exported_seqs = set()
+    for bundle in bundles:
+        verified = cordon(
+            "verify", str(bundle), "--trust-key", endpoints["regional_public_keys"][REGION]
+        )
+        assert verified.returncode == 0, verified.stdout
+        exported_seqs |= {r["seq"] for r in json.loads(bundle.read_text())["records"]}
+    assert set(bobs) <= exported_seqs and someone_else not in exported_seqs
