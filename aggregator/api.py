@@ -99,11 +99,14 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     @api.get("/v1/summaries")
     async def summaries(
         region: str | None = None,
-        after_seq: int = Query(0, ge=0),
+        after_seq: int = Query(0, ge=0, le=MAX_SEQ),
+        cursor: Position = None,
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
-        """Metadata-only summaries, by region and stream sequence."""
-        return {"items": store.query(region, after_seq, limit)}
+        """Metadata-only summaries, by region and stream sequence. Pages: pass
+        `next_cursor` back as `cursor` (or, within one region, the last `after_seq`)."""
+        items = store.query(region, after_seq, limit, _position(cursor))
+        return {"items": items, "next_cursor": _following(items, limit)}
 
     @api.get("/v1/counts")
     async def counts(
@@ -127,7 +130,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     @api.get("/v1/people")
     async def people(
         pseudonym: Annotated[list[str], Query(min_length=1, max_length=50)],
-        cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{0,64}\.[0-9]{1,18}$")] = None,
+        cursor: Position = None,
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
         """Where a pseudonymous person's records are: per region, the record ids and
@@ -163,14 +166,18 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     @api.get("/v1/intents/open")
     async def open_intents(
-        region: str | None = None, older_than_s: float = Query(60.0, ge=0, le=10 * 365 * 86400)
+        region: str | None = None,
+        older_than_s: float = Query(60.0, ge=0, le=10 * 365 * 86400),
+        cursor: Position = None,
+        limit: int = Query(1000, ge=1, le=10_000),
     ) -> dict[str, Any]:
         """Streams whose intent record reached the region's log at least `older_than_s`
         ago and no decision record completes: they began and did not end properly.
         Each names the region's record id and stream sequence to fetch it with."""
         before = datetime.now(UTC) - timedelta(seconds=older_than_s)
         since = before.isoformat(timespec="microseconds")
-        return {"items": store.open_intents(since, region)}
+        items = store.open_intents(since, region, _position(cursor), limit)
+        return {"items": items, "next_cursor": _following(items, limit)}
 
     @api.get("/v1/checkpoints")
     async def latest_checkpoints() -> dict[str, Any]:
@@ -187,7 +194,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
 
     @api.get("/v1/witness/{region}/checkpoints/{size}", responses=errors(404))
     async def witness_verdict(
-        region: str, size: Annotated[int, FastApiPath(ge=0, le=2**63 - 1)]
+        region: str, size: Annotated[int, FastApiPath(ge=0, le=MAX_SEQ)]
     ) -> dict[str, Any]:
         """The witness's verdict on `region`'s checkpoint of `size`, and its cosignature
         over the checkpoint's note when it verified (`cordon audit export --witness`)."""
@@ -212,6 +219,22 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     app.include_router(api)
     app.include_router(web_routes(store, settings.tokens, settings.regions, settings.audit_apis))
     return app
+
+
+MAX_SEQ = 2**63 - 1
+# A page's last (region, stream sequence), as `next_cursor` hands it out: `eu-west.42`.
+Position = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{0,64}\.[0-9]{1,18}$")]
+
+
+def _position(cursor: str | None) -> tuple[str, int]:
+    region, _, seq = (cursor or ".0").rpartition(".")
+    return region, int(seq)
+
+
+def _following(items: list[dict[str, Any]], limit: int) -> str | None:
+    if len(items) < limit:
+        return None
+    return f"{items[-1]['region']}.{items[-1]['stream_seq']}"
 
 
 def _iso(moment: datetime | None) -> str | None:

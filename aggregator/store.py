@@ -228,10 +228,19 @@ class ViewStore:
             raise BadSummaryError(f"unreadable summary: {exc}") from exc
 
     def query(
-        self, region: str | None = None, after_seq: int = 0, limit: int = 100
+        self,
+        region: str | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+        after: tuple[str, int] = ("", 0),
     ) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(COLUMNS)} FROM summaries WHERE stream_seq > ?"
-        params: list[Any] = [after_seq]
+        """Summaries in (region, sequence) order: after `after` (a page's last), and
+        with `region`, after `after_seq` in it."""
+        sql = (
+            f"SELECT {', '.join(COLUMNS)} FROM summaries WHERE stream_seq > ? "
+            "AND (region > ? OR (region = ? AND stream_seq > ?))"
+        )
+        params: list[Any] = [after_seq, after[0], after[0], after[1]]
         if region is not None:
             sql += " AND region = ?"
             params.append(region)
@@ -239,18 +248,25 @@ class ViewStore:
         params.append(limit)
         return [dict(zip(COLUMNS, row, strict=True)) for row in self._db.query(sql, params)]
 
-    def open_intents(self, before_ts: str, region: str | None = None) -> list[dict[str, Any]]:
+    def open_intents(
+        self,
+        before_ts: str,
+        region: str | None = None,
+        after: tuple[str, int] = ("", 0),
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
         """Stream intents from before `before_ts` that no decision summary completes: streams
         that began and ended badly (the final record was never committed)."""
         sql = (
             "SELECT region, stream_seq, id, ts FROM summaries s WHERE kind = 'intent' "
-            "AND ts < ? AND NOT EXISTS (SELECT 1 FROM summaries d WHERE d.intent = s.id)"
+            "AND ts < ? AND NOT EXISTS (SELECT 1 FROM summaries d WHERE d.intent = s.id) "
+            "AND (region > ? OR (region = ? AND stream_seq > ?))"
         )
-        params: list[Any] = [before_ts]
+        params: list[Any] = [before_ts, after[0], after[0], after[1]]
         if region is not None:
             sql += " AND region = ?"
             params.append(region)
-        rows = self._db.query(sql + " ORDER BY region, stream_seq", params)
+        rows = self._db.query(sql + " ORDER BY region, stream_seq LIMIT ?", [*params, limit])
         keys = ("region", "stream_seq", "id", "ts")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
