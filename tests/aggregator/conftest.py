@@ -81,7 +81,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
     """(DSN bound to a fresh schema, schema name) for a whole topology's central view."""
     import psycopg
@@ -97,7 +97,7 @@ def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once tests/aggregator is done
 def pg_stack(
     pg_schema: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:

@@ -11,7 +11,7 @@ import pytest
 from cordon.dev.stack import DevStack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once tests/replicator is done
 def wan_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     dev = DevStack(tmp_path_factory.mktemp("cordon-wan"), wan=True)
     try:

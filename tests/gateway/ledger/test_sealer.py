@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle, summary_chain
@@ -128,6 +129,7 @@ async def test_two_sealers_do_not_fork_the_checkpoints(
         twin.stop()
 
 
+@pytest.mark.timeout(90)  # reads the region's whole log each round
 async def test_a_checkpoint_the_sealer_did_not_sign_does_not_stop_it(
     endpoints: dict[str, Any],
 ) -> None:
