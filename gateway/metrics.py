@@ -58,6 +58,15 @@ SPOOL_OLDEST = Gauge(
     "cordon_gateway_spool_oldest_seconds",
     "Age of the oldest record waiting in the fail-open spool (0 when it is empty).",
 )
+SPOOL_FILL = Gauge(
+    "cordon_gateway_spool_fill_ratio",
+    "How full the fail-open spool file is (0 to 1); at 1 calls under fail-open packs fail closed.",
+)
+FAIL_OPEN_ANSWERS = Counter(
+    "cordon_gateway_fail_open_answers_total",
+    "Answers released with their record spooled on disk, not yet in the regional stream "
+    "(fail-open packs, stream away).",
+)
 SPOOL_SHIP_FAILURES = Counter(
     "cordon_gateway_spool_ship_failures_total",
     "Attempts to ship the fail-open spool that stopped on an error (shipping is retried).",

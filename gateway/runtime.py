@@ -121,6 +121,7 @@ class Runtime:
         whatever goes wrong is logged and counted, and shipping is tried again."""
         metrics.SPOOL_DEPTH.set_function(lambda: self.spool.depth)
         metrics.SPOOL_OLDEST.set_function(self._spool_oldest_age)
+        metrics.SPOOL_FILL.set_function(lambda: self.spool.fill_ratio)
         metrics.SPOOL_TORN.inc(self.spool.torn)
         while True:
             if self.spool.depth and self.ready and self.recorder is not None:

@@ -137,6 +137,8 @@ class Call:
             metrics.COMMIT_FAILURES.inc()
             raise
         metrics.COMMIT.observe(time.perf_counter() - committed)
+        if seq is None:  # spooled: the answer goes out ahead of its record's commit
+            metrics.FAIL_OPEN_ANSWERS.inc()
         return seq
 
     def _spool(self) -> records.Spool | None:

@@ -76,6 +76,14 @@ class Spool:
         except (FileNotFoundError, ValueError):
             return 0
 
+    @property
+    def fill_ratio(self) -> float:
+        """How much of `max_bytes` the spool file takes (appends fail beyond it)."""
+        try:
+            return self._file.tell() / self.max_bytes
+        except (OSError, ValueError):  # closed
+            return 0.0
+
     def append(self, msg_id: str, data: bytes) -> None:
         encoded = msg_id.encode()
         now_ms = int(time.time() * 1000)

@@ -22,6 +22,7 @@ from tests.helpers import (
     enforce,
     eventually,
     find_record,
+    metric,
     nats_as,
     recent_records,
 )
@@ -59,6 +60,9 @@ async def test_answers_during_an_outage_are_spooled_then_shipped_once(
         assert answer.status_code == 200 and f"echo: open {i}" in answer.text
         assert answer.headers["x-cordon-record-spooled"] == "1"
         assert "x-cordon-record-seq" not in answer.headers
+    page = httpx.get(replica + "/metrics").text
+    assert (metric(page, "cordon_gateway_fail_open_answers_total") or 0) >= 5  # SREs see it
+    assert 0 < (metric(page, "cordon_gateway_spool_fill_ratio") or 0) < 1
     after = eventually(
         lambda: (r := _ask(replica, endpoints, "back")).status_code == 200 and r,
         timeout=20,
