@@ -19,11 +19,14 @@ run: $(STAMP)
 test: $(STAMP) tools
 	$(BIN)/python -m pytest -q
 
-# Tools some tests need (headless Chromium for the web page). Installed where this
-# machine lets us (Debian, as root); otherwise those tests skip and say why.
+# Tools some tests need: headless Chromium (the web page), promtool (alert rules, from
+# the prometheus package). Installed where this machine lets us (Debian, as root);
+# otherwise those tests skip and say why.
 tools:
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
-		&& [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null 2>&1; } || true
+	@for need in chromium:chromium promtool:prometheus; do \
+		command -v $${need%%:*} >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = 0 ] && apt-get install -y -q $${need#*:} >/dev/null 2>&1; } || true; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
