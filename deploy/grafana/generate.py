@@ -1,0 +1,308 @@
+"""Write Cordon's Grafana dashboards (deploy/grafana/dashboards/*.json) from the panel
+lists below: `python deploy/grafana/generate.py`. The JSON is committed; a test checks
+it matches this file, that every uid is stable and every query names exported metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RATE = "$__rate_interval"
+
+# (title, unit, [(expr, legend)])
+Panel = tuple[str, str, list[tuple[str, str]]]
+
+DASHBOARDS: dict[str, tuple[str, str, list[Panel]]] = {
+    "replication": (
+        "cordon-replication",
+        "Cordon — Replication",
+        [
+            (
+                "Replication lag",
+                "s",
+                [("max by (region) (cordon_policy_replication_lag_seconds)", "{{region}}")],
+            ),
+            (
+                "Revisions behind",
+                "short",
+                [("max by (region) (cordon_policy_replication_lag_revisions)", "{{region}}")],
+            ),
+            (
+                "Commit → active at replicas (p50, p99)",
+                "s",
+                [
+                    (
+                        f"histogram_quantile(0.5, sum by (le, region) (rate(cordon_policy_propagation_seconds_bucket[{RATE}])))",
+                        "p50 {{region}}",
+                    ),
+                    (
+                        f"histogram_quantile(0.99, sum by (le, region) (rate(cordon_policy_propagation_seconds_bucket[{RATE}])))",
+                        "p99 {{region}}",
+                    ),
+                ],
+            ),
+            (
+                "Heartbeat age",
+                "s",
+                [("max by (region) (cordon_policy_heartbeat_age_seconds)", "{{region}}")],
+            ),
+            (
+                "Replica report age",
+                "s",
+                [
+                    (
+                        "max by (region, replica) (cordon_policy_replica_report_age_seconds)",
+                        "{{region}}/{{replica}}",
+                    )
+                ],
+            ),
+            (
+                "Stale replicas",
+                "short",
+                [("max by (region) (cordon_policy_stale_replicas)", "{{region}}")],
+            ),
+            (
+                "Revision enforced by each replica",
+                "short",
+                [
+                    (
+                        "max by (region, replica) (cordon_policy_replica_revision)",
+                        "{{region}}/{{replica}}",
+                    )
+                ],
+            ),
+            (
+                "Rollout waves",
+                "short",
+                [
+                    ("max by (pack) (cordon_policy_rollout_wave) + 1", "open wave {{pack}}"),
+                    ("max by (pack) (cordon_policy_rollout_halted)", "halted {{pack}}"),
+                ],
+            ),
+            (
+                "Replicators",
+                "short",
+                [
+                    ("sum(cordon_replicator_active)", "active"),
+                    (
+                        f"sum by (region) (rate(cordon_replicator_writes_total[{RATE}]))",
+                        "writes/s {{region}}",
+                    ),
+                ],
+            ),
+        ],
+    ),
+    "regions": (
+        "cordon-regions",
+        "Cordon — Regions",
+        [
+            (
+                "Requests by outcome",
+                "reqps",
+                [
+                    (
+                        f"sum by (outcome) (rate(cordon_gateway_requests_total[{RATE}]))",
+                        "{{outcome}}",
+                    )
+                ],
+            ),
+            (
+                "Added latency (p50, p99)",
+                "s",
+                [
+                    (
+                        f"histogram_quantile(0.5, sum by (le) (rate(cordon_gateway_overhead_seconds_bucket[{RATE}])))",
+                        "p50",
+                    ),
+                    (
+                        f"histogram_quantile(0.99, sum by (le) (rate(cordon_gateway_overhead_seconds_bucket[{RATE}])))",
+                        "p99",
+                    ),
+                ],
+            ),
+            (
+                "Record commit latency (p50, p99)",
+                "s",
+                [
+                    (
+                        f"histogram_quantile(0.5, sum by (le) (rate(cordon_gateway_record_commit_seconds_bucket[{RATE}])))",
+                        "p50",
+                    ),
+                    (
+                        f"histogram_quantile(0.99, sum by (le) (rate(cordon_gateway_record_commit_seconds_bucket[{RATE}])))",
+                        "p99",
+                    ),
+                ],
+            ),
+            (
+                "Provider time (p99)",
+                "s",
+                [
+                    (
+                        f"histogram_quantile(0.99, sum by (le) (rate(cordon_gateway_upstream_seconds_bucket[{RATE}])))",
+                        "p99",
+                    )
+                ],
+            ),
+            (
+                "Provider failures",
+                "short",
+                [
+                    (
+                        f"sum by (target, reason) (rate(cordon_gateway_upstream_failures_total[{RATE}]))",
+                        "{{target}} {{reason}}",
+                    )
+                ],
+            ),
+            (
+                "Fail-open spool",
+                "short",
+                [
+                    ("max by (instance) (cordon_gateway_spool_depth)", "depth {{instance}}"),
+                    ("max by (instance) (cordon_gateway_spool_fill_ratio)", "fill {{instance}}"),
+                    (
+                        f"sum by (instance) (rate(cordon_gateway_fail_open_answers_total[{RATE}]))",
+                        "fail-open answers/s {{instance}}",
+                    ),
+                ],
+            ),
+            (
+                "Record commit failures",
+                "short",
+                [
+                    (
+                        f"sum by (instance) (rate(cordon_gateway_record_commit_failures_total[{RATE}]))",
+                        "{{instance}}",
+                    )
+                ],
+            ),
+            (
+                "Active pack revision",
+                "short",
+                [("max by (instance) (cordon_gateway_pack_revision)", "{{instance}}")],
+            ),
+        ],
+    ),
+    "audit": (
+        "cordon-audit",
+        "Cordon — Audit",
+        [
+            (
+                "Newest summary, age",
+                "s",
+                [
+                    (
+                        "time() - max by (region) (cordon_aggregator_newest_summary_timestamp_seconds)",
+                        "{{region}}",
+                    )
+                ],
+            ),
+            (
+                "AUDIT_SUMMARY backlog",
+                "short",
+                [("max(cordon_aggregator_pending_messages)", "pending")],
+            ),
+            (
+                "Ingest",
+                "ops",
+                [(f"sum(rate(cordon_aggregator_summaries_total[{RATE}]))", "messages/s")],
+            ),
+            (
+                "Checkpoints",
+                "short",
+                [
+                    (
+                        f"sum by (region) (rate(cordon_aggregator_checkpoints_verified_total[{RATE}]))",
+                        "verified/s {{region}}",
+                    ),
+                    (
+                        f"sum by (region) (increase(cordon_aggregator_checkpoints_failed_total[{RATE}]))",
+                        "FAILED {{region}}",
+                    ),
+                ],
+            ),
+            (
+                "Gaps seen by the witness",
+                "short",
+                [("max by (region) (cordon_aggregator_summary_gaps)", "{{region}}")],
+            ),
+            (
+                "Refused summaries",
+                "short",
+                [
+                    (
+                        f"sum by (region) (rate(cordon_aggregator_summaries_rejected_total[{RATE}]))",
+                        "rejected {{region}}",
+                    ),
+                    (f"sum(rate(cordon_aggregator_bad_summaries_total[{RATE}]))", "unreadable"),
+                ],
+            ),
+        ],
+    ),
+}
+
+
+def dashboard(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
+    source = {"type": "prometheus", "uid": "${datasource}"}
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["cordon"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                }
+            ]
+        },
+        "panels": [
+            {
+                "id": number,
+                "type": "timeseries",
+                "title": panel_title,
+                "datasource": source,
+                "gridPos": {
+                    "h": 8,
+                    "w": 12,
+                    "x": 12 * ((number - 1) % 2),
+                    "y": 8 * ((number - 1) // 2),
+                },
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "targets": [
+                    {
+                        "refId": chr(ord("A") + i),
+                        "datasource": source,
+                        "expr": expr,
+                        "legendFormat": legend,
+                    }
+                    for i, (expr, legend) in enumerate(queries)
+                ],
+            }
+            for number, (panel_title, unit, queries) in enumerate(panels, start=1)
+        ],
+    }
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text, as committed."""
+    return {
+        f"{name}.json": json.dumps(dashboard(*spec), indent=2) + "\n"
+        for name, spec in DASHBOARDS.items()
+    }
+
+
+if __name__ == "__main__":
+    for name, text in render().items():
+        (HERE / "dashboards" / name).write_text(text)
+        print(f"wrote deploy/grafana/dashboards/{name}")
