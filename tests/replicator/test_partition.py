@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from cordon.dev.stack import DEV_API_KEY, DevStack
+from cordon.dev.wan import WanLink
 from tests.helpers import (
     central_summary,
     eventually,
@@ -26,6 +27,7 @@ from tests.helpers import (
     publish_document,
     regional_pack_history,
 )
+from tests.plots import OUTPUT, Sampler
 
 # CORDON_PARTITION_S shortens the drill when iterating locally; the suite runs a minute.
 PARTITION_S = float(os.environ.get("CORDON_PARTITION_S", "60"))
@@ -68,8 +70,37 @@ async def test_a_partitioned_region_serves_on_and_catches_up_in_order(wan_stack:
     base = await latest_revision_at_central(stack)
     eventually(lambda: all(_active(stack, r) == base for r in stack.regions), timeout=20)
     link = stack.wan["eu-west"]
+    sampler = Sampler(
+        lambda: stack.endpoints.replicator_metrics,
+        {
+            "eu-west lag (s)": ("cordon_policy_replication_lag_seconds", {"region": "eu-west"}),
+            "eu-west lag (revisions)": (
+                "cordon_policy_replication_lag_revisions",
+                {"region": "eu-west"},
+            ),
+            "eu-west heartbeat age (s)": (
+                "cordon_policy_heartbeat_age_seconds",
+                {"region": "eu-west"},
+            ),
+            "us-east lag (revisions)": (
+                "cordon_policy_replication_lag_revisions",
+                {"region": "us-east"},
+            ),
+        },
+    )
+    with sampler:
+        await _drill(stack, endpoints, base, link, sampler)
+    shot = sampler.plot(
+        OUTPUT / "replication" / "partition.png", "eu-west partitioned, then healed"
+    )
+    print(f"plot: {shot}")
 
+
+async def _drill(
+    stack: DevStack, endpoints: dict[str, Any], base: int, link: WanLink, sampler: Sampler
+) -> None:
     link.partition()
+    sampler.mark("partition")
     cut_at = time.monotonic()
     try:
         published = []
@@ -92,10 +123,12 @@ async def test_a_partitioned_region_serves_on_and_catches_up_in_order(wan_stack:
         assert _lag(stack, "us-east")[0] == 0
     finally:
         link.heal()
+        sampler.mark("heal")
     healed_at = time.monotonic()
 
     eventually(lambda: _active(stack, "eu-west") == base + 2, timeout=30, interval=0.1)
     caught_up = time.monotonic() - healed_at
+    sampler.mark("eu-west current")
     history = await regional_pack_history(stack, "eu-west")
     assert [r for r in history if r > base] == [base + 1, base + 2]  # both, in order
     eventually(lambda: _lag(stack, "eu-west")[:2] == (0, 0), timeout=10)
@@ -107,6 +140,7 @@ async def test_a_partitioned_region_serves_on_and_catches_up_in_order(wan_stack:
         interval=0.5,
     )
     summary_back = time.monotonic() - healed_at
+    sampler.mark("summaries back")
     assert summary["outcome"]
     print(
         f"us-east active {us_east_took:.2f} s after publish during the partition;"
