@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,22 @@ def _issuer(raw: dict[str, Any], base: Path) -> Issuer:
     return Issuer(issuer=str(raw["issuer"]), audience=str(raw["audience"]), keys=tuple(keys))
 
 
+def _own(value: Any) -> str:
+    """`{hostname}` in a replica's name or key paths: one settings file for every pod of
+    a StatefulSet, each its own replica with its own key (cordon-gateway-0, -1, ...)."""
+    return str(value).replace("{hostname}", socket.gethostname())
+
+
 def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
     try:
         store = raw.get("secret_store_dir")
         return GatewaySettings(
             region=str(_require(raw, "region")),
-            replica=str(_require(raw, "replica")),
+            replica=_own(_require(raw, "replica")),
             audit_nats=Endpoint.from_settings(_require(raw, "audit_nats"), base),
             xr_nats=Endpoint.from_settings(_require(raw, "xr_nats"), base),
-            signing_key_file=base / _require(raw, "signing_key_file"),
-            enrolment_file=base / _require(raw, "enrolment_file"),
+            signing_key_file=base / _own(_require(raw, "signing_key_file")),
+            enrolment_file=base / _own(_require(raw, "enrolment_file")),
             state_dir=base / raw.get("state_dir", "state"),
             targets=tuple(raw.get("targets", ())),
             secret_store_dir=base / store if store else None,

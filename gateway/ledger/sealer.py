@@ -18,6 +18,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -74,11 +75,19 @@ class SealerSettings:
                 region=str(raw["region"]),
                 audit_nats=Endpoint.from_settings(raw["audit_nats"], path.parent),
                 xr_nats=Endpoint.from_settings(raw["xr_nats"], path.parent),
-                pseudonym_key=str(raw["pseudonym_key"]).encode(),
+                pseudonym_key=_pseudonym_key(raw, path.parent),
                 signing_key_file=path.parent / str(raw["signing_key_file"]),
                 enrolment_file=path.parent / str(raw["enrolment_file"]),
             ),
         )
+
+
+def _pseudonym_key(raw: dict[str, Any], base: Path) -> bytes:
+    """The regional pseudonym secret: from `pseudonym_key_file` (a mounted secret), or
+    inline as `pseudonym_key` (the dev stack)."""
+    if raw.get("pseudonym_key_file"):
+        return (base / str(raw["pseudonym_key_file"])).read_text().strip().encode()
+    return str(raw["pseudonym_key"]).encode()
 
 
 class Sealer:

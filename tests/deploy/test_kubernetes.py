@@ -1,0 +1,155 @@
+"""deploy/kubernetes: every overlay builds with kustomize, validates against the
+Kubernetes schemas, and holds to what the platform team was promised: probes,
+resources, non-root read-only containers, disruption budgets, two replicators, the
+gateway as a native sidecar, no secret inlined, and network policies that let only
+gateways reach providers and keep the regional NATS inside its namespace."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS = ROOT / "deploy" / "kubernetes" / "overlays"
+KUBERNETES_VERSION = "1.30.0"
+SERVING = {"cordon-gateway", "cordon-audit-api", "cordon-replicator", "cordon-aggregator"}
+
+
+def _build(overlay: str) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not on PATH (its built-in kustomize builds the overlays)")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(OVERLAYS / overlay)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module", params=["central", "eu-west", "us-east"])
+def built(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, _build(request.param)
+
+
+def _workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+
+
+def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"]
+    return spec
+
+
+def test_every_object_validates_against_the_kubernetes_schemas(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    _, docs = built
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_containers_run_as_non_root_read_only_with_probes_and_limits(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = built
+    for doc in [*_workloads(docs), *(d for d in docs if d["kind"] == "Pod")]:
+        spec = _pod_spec(doc)
+        assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        assert spec.get("automountServiceAccountToken") is False
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            where = f"{doc['metadata']['name']}/{container['name']}"
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), where
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), where
+            if doc["metadata"]["name"] in SERVING or container["name"] == "cordon-gateway":
+                assert "readinessProbe" in container and "livenessProbe" in container, where
+
+
+def test_each_serving_workload_has_a_disruption_budget(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = built
+    budgets = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+    }
+    names = {d["metadata"]["name"] for d in _workloads(docs)}
+    assert names & SERVING <= budgets
+
+
+def test_no_secret_is_inlined(built: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = built
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    text = yaml.safe_dump_all(docs)
+    for marker in ("BEGIN PRIVATE KEY", "sk-", "SUAA", "password:"):  # nkey seeds start SU
+        assert marker not in text, marker
+    for doc in [*_workloads(docs), *(d for d in docs if d["kind"] == "Pod")]:
+        for container in [*_pod_spec(doc).get("initContainers", []), *_pod_spec(doc)["containers"]]:
+            for env in container.get("env", []):
+                if any(w in env["name"] for w in ("KEY", "PASSWORD", "TOKEN", "SECRET")):
+                    assert "valueFrom" in env, (doc["metadata"]["name"], env["name"])
+
+
+def test_central_runs_two_replicators_and_regions_one_sealer(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    overlay, docs = built
+    replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in _workloads(docs)}
+    if overlay == "central":
+        assert replicas["cordon-replicator"] == 2 and replicas["cordon-aggregator"] == 1
+    else:
+        assert replicas["cordon-sealer"] == 1 and replicas["cordon-gateway"] >= 2
+        assert all(
+            d["metadata"]["namespace"] == f"cordon-{overlay}"
+            for d in docs
+            if "namespace" in d["metadata"]
+        )
+
+
+def test_the_gateway_runs_beside_an_agent_as_a_native_sidecar(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    overlay, docs = built
+    if overlay == "central":
+        pytest.skip("no agents in central")
+    (agent,) = [d for d in docs if d["kind"] == "Pod"]
+    (sidecar,) = agent["spec"]["initContainers"]
+    assert sidecar["restartPolicy"] == "Always" and "startupProbe" in sidecar
+    assert any(
+        e == {"name": "OPENAI_BASE_URL", "value": "http://127.0.0.1:8401/v1"}
+        for e in agent["spec"]["containers"][0]["env"]
+    )
+
+
+def test_only_gateways_reach_providers_and_nats_stays_in_its_region(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    overlay, docs = built
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    to_world = [
+        (name, spec)
+        for name, spec in policies.items()
+        for rule in spec.get("egress", [])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer and any(p.get("port") == 443 for p in rule.get("ports", []))
+    ]
+    if overlay == "central":
+        assert not to_world  # nothing central reaches a provider
+        return
+    assert [name for name, _ in to_world] == ["gateways-reach-providers"]
+    roles = to_world[0][1]["podSelector"]["matchExpressions"][0]["values"]
+    assert sorted(roles) == ["agent", "gateway"]
+    nats = policies["regional-nats"]
+    assert all(peer == {"podSelector": {}} for rule in nats["ingress"] for peer in rule["from"])
