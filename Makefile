@@ -20,13 +20,16 @@ test: $(STAMP) tools
 	$(BIN)/python -m pytest -q
 
 # Tools some tests need: headless Chromium (the web page), promtool (alert rules, from
-# the prometheus package). Installed where this machine lets us (Debian, as root);
+# the prometheus package), checkov (Terraform). Installed where this machine lets us (Debian, as root);
 # otherwise those tests skip and say why.
 tools:
 	@for need in chromium:chromium promtool:prometheus; do \
 		command -v $${need%%:*} >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
 		&& [ "$$(id -u)" = 0 ] && apt-get install -y -q $${need#*:} >/dev/null 2>&1; } || true; \
 	done
+	@# checkov (Terraform checks) in a venv of its own: its pins are not ours.
+	@[ -x .tools/checkov/bin/checkov ] || { $(PYTHON) -m venv .tools/checkov \
+		&& .tools/checkov/bin/pip install --quiet checkov >/dev/null 2>&1; } || true
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
