@@ -39,52 +39,19 @@ locals {
     replicator = ["replicator-identity"]
     aggregator = ["aggregator-identity", "aggregator-db"]
   }
-  secrets = toset(flatten(values(local.access)))
 }
 
-data "aws_caller_identity" "current" {}
-
-data "aws_iam_policy_document" "key" {
-  #checkov:skip=CKV_AWS_111:A key policy's resource "*" is this key alone; the account administers it.
-  #checkov:skip=CKV_AWS_356:A key policy's resource "*" is this key alone.
-  #checkov:skip=CKV_AWS_109:A key policy must let the account manage its own key.
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-  statement {
-    sid       = "LogsEncrypt"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_kms_key" "central" {
-  description             = "Cordon central: EKS secrets, Secrets Manager, database, logs"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.key.json
-}
-
-resource "aws_kms_alias" "central" {
-  name          = "alias/${local.name}"
-  target_key_id = aws_kms_key.central.key_id
+module "kms" {
+  source      = "../kms"
+  name        = local.name
+  description = "Cordon central: EKS secrets, Secrets Manager, logs"
 }
 
 module "network" {
   source             = "../network"
   name               = local.name
   cidr               = var.cidr
-  kms_key_arn        = aws_kms_key.central.arn
+  kms_key_arn        = module.kms.arn
   log_retention_days = var.log_retention_days
 }
 
@@ -92,15 +59,18 @@ module "cluster" {
   source      = "../cluster"
   name        = local.name
   subnet_ids  = module.network.private_subnet_ids
-  kms_key_arn = aws_kms_key.central.arn
+  kms_key_arn = module.kms.arn
 }
 
-resource "aws_secretsmanager_secret" "this" {
-  for_each                = local.secrets
-  name                    = "cordon/central/${each.key}"
-  kms_key_id              = aws_kms_key.central.arn
-  recovery_window_in_days = 30
-  #checkov:skip=CKV2_AWS_57:Cordon keys rotate by enrolling a new key; the database uses IAM authentication.
+module "access" {
+  source            = "../access"
+  name              = local.name
+  place             = "central"
+  namespace         = local.namespace
+  access            = local.access
+  kms_key_arn       = module.kms.arn
+  oidc_provider_arn = module.cluster.oidc_provider_arn
+  oidc_issuer       = module.cluster.oidc_issuer
 }
 
 resource "aws_db_subnet_group" "view" {
@@ -168,10 +138,10 @@ resource "aws_db_instance" "view" {
   db_name                             = "cordon"
   username                            = "cordon"
   manage_master_user_password         = true
-  master_user_secret_kms_key_id       = aws_kms_key.central.arn
+  master_user_secret_kms_key_id       = module.kms.arn
   iam_database_authentication_enabled = true
   storage_encrypted                   = true
-  kms_key_id                          = aws_kms_key.central.arn
+  kms_key_id                          = module.kms.arn
   multi_az                            = true
   db_subnet_group_name                = aws_db_subnet_group.view.name
   vpc_security_group_ids              = [aws_security_group.view.id]
@@ -183,51 +153,11 @@ resource "aws_db_instance" "view" {
   publicly_accessible                 = false
   enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
   performance_insights_enabled        = true
-  performance_insights_kms_key_id     = aws_kms_key.central.arn
+  performance_insights_kms_key_id     = module.kms.arn
   monitoring_interval                 = 60
   monitoring_role_arn                 = aws_iam_role.rds_monitoring.arn
   skip_final_snapshot                 = false
   final_snapshot_identifier           = "${local.name}-view-final"
-}
-
-data "aws_iam_policy_document" "assume" {
-  for_each = local.access
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [module.cluster.oidc_provider_arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${replace(module.cluster.oidc_issuer, "https://", "")}:sub"
-      values   = ["system:serviceaccount:${local.namespace}:cordon-${each.key}"]
-    }
-  }
-}
-
-data "aws_iam_policy_document" "read" {
-  for_each = local.access
-  statement {
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [for name in each.value : aws_secretsmanager_secret.this[name].arn]
-  }
-  statement {
-    actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.central.arn]
-  }
-}
-
-resource "aws_iam_role" "workload" {
-  for_each           = local.access
-  name               = "${local.name}-${each.key}"
-  assume_role_policy = data.aws_iam_policy_document.assume[each.key].json
-}
-
-resource "aws_iam_role_policy" "workload" {
-  for_each = local.access
-  role     = aws_iam_role.workload[each.key].id
-  policy   = data.aws_iam_policy_document.read[each.key].json
 }
 
 output "overlay" {
@@ -237,8 +167,8 @@ output "overlay" {
     regions     = var.regions
     cluster     = module.cluster.name
     endpoint    = module.cluster.endpoint
-    role_arns   = { for k, role in aws_iam_role.workload : k => role.arn }
-    secret_arns = { for k, secret in aws_secretsmanager_secret.this : k => secret.arn }
+    role_arns   = module.access.role_arns
+    secret_arns = module.access.secret_arns
     store_dsn   = "postgresql://cordon@${aws_db_instance.view.address}:5432/cordon"
   }
 }

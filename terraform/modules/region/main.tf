@@ -44,52 +44,19 @@ locals {
     audit-api = ["audit-api-identity"]
     nats      = ["nats-leaf"]
   }
-  secrets = toset(flatten(values(local.access)))
 }
 
-data "aws_caller_identity" "current" {}
-
-data "aws_iam_policy_document" "key" {
-  #checkov:skip=CKV_AWS_111:A key policy's resource "*" is this key alone; the account administers it.
-  #checkov:skip=CKV_AWS_356:A key policy's resource "*" is this key alone.
-  #checkov:skip=CKV_AWS_109:A key policy must let the account manage its own key.
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-  statement {
-    sid       = "LogsEncrypt"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_kms_key" "region" {
-  description             = "Cordon ${var.region}: EKS secrets, Secrets Manager, logs"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.key.json
-}
-
-resource "aws_kms_alias" "region" {
-  name          = "alias/${local.name}"
-  target_key_id = aws_kms_key.region.key_id
+module "kms" {
+  source      = "../kms"
+  name        = local.name
+  description = "Cordon ${var.region}: EKS secrets, Secrets Manager, logs"
 }
 
 module "network" {
   source             = "../network"
   name               = local.name
   cidr               = var.cidr
-  kms_key_arn        = aws_kms_key.region.arn
+  kms_key_arn        = module.kms.arn
   log_retention_days = var.records_retention_days
 }
 
@@ -97,56 +64,19 @@ module "cluster" {
   source         = "../cluster"
   name           = local.name
   subnet_ids     = module.network.private_subnet_ids
-  kms_key_arn    = aws_kms_key.region.arn
+  kms_key_arn    = module.kms.arn
   workload_nodes = var.workload_nodes
 }
 
-resource "aws_secretsmanager_secret" "this" {
-  for_each                = local.secrets
-  name                    = "cordon/${var.region}/${each.key}"
-  kms_key_id              = aws_kms_key.region.arn
-  recovery_window_in_days = 30
-  #checkov:skip=CKV2_AWS_57:Cordon keys rotate by enrolling a new key (cordon audit verify follows enrolments), not by a Secrets Manager rotation function.
-}
-
-data "aws_iam_policy_document" "assume" {
-  for_each = local.access
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [module.cluster.oidc_provider_arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${replace(module.cluster.oidc_issuer, "https://", "")}:sub"
-      values   = ["system:serviceaccount:${local.namespace}:cordon-${each.key}"]
-    }
-  }
-}
-
-data "aws_iam_policy_document" "read" {
-  for_each = local.access
-  statement {
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [for name in each.value : aws_secretsmanager_secret.this[name].arn]
-  }
-  statement {
-    actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.region.arn]
-  }
-}
-
-resource "aws_iam_role" "workload" {
-  for_each           = local.access
-  name               = "${local.name}-${each.key}"
-  assume_role_policy = data.aws_iam_policy_document.assume[each.key].json
-}
-
-resource "aws_iam_role_policy" "workload" {
-  for_each = local.access
-  role     = aws_iam_role.workload[each.key].id
-  policy   = data.aws_iam_policy_document.read[each.key].json
+module "access" {
+  source            = "../access"
+  name              = local.name
+  place             = var.region
+  namespace         = local.namespace
+  access            = local.access
+  kms_key_arn       = module.kms.arn
+  oidc_provider_arn = module.cluster.oidc_provider_arn
+  oidc_issuer       = module.cluster.oidc_issuer
 }
 
 output "overlay" {
@@ -156,9 +86,9 @@ output "overlay" {
     namespace     = local.namespace
     cluster       = module.cluster.name
     endpoint      = module.cluster.endpoint
-    role_arns     = { for k, role in aws_iam_role.workload : k => role.arn }
-    secret_arns   = { for k, secret in aws_secretsmanager_secret.this : k => secret.arn }
-    kms_key_arn   = aws_kms_key.region.arn
+    role_arns     = module.access.role_arns
+    secret_arns   = module.access.secret_arns
+    kms_key_arn   = module.kms.arn
     nats_volume   = var.nats_volume_gib
     retention_day = var.records_retention_days
   }
