@@ -124,10 +124,12 @@ def _overview(store: ViewStore, regions: list[str], audit_apis: dict[str, str]) 
     fresh = store.freshness()
     gaps = store.gaps()
     now = datetime.now(UTC)
+    shown = sorted(set(regions) | set(fresh))
+    failed = {region: store.witness_failures(region) for region in shown}
     rows = []
-    for region in sorted(set(regions) | set(fresh)):
+    for region in shown:
         f = fresh.get(region)
-        failures = store.witness_failures(region)
+        failures = failed[region]
         holes = [g for g in gaps if g["region"] == region]
         status, css = _status(f, failures, holes, now)
         verified = f and f["newest_verified_checkpoint"]
@@ -161,8 +163,8 @@ def _overview(store: ViewStore, regions: list[str], audit_apis: dict[str, str]) 
     ] + [
         f'<li class="bad">Checkpoint {escape(region)}/{f["size"]} failed verification: '
         f"{escape(str(f['reason']))}</li>"
-        for region in sorted(set(regions) | set(fresh))
-        for f in store.witness_failures(region)
+        for region in shown
+        for f in failed[region]
     ]
     problem_list = (
         f'<ul class="problems">{"".join(problems)}</ul>'
