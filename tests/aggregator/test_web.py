@@ -5,6 +5,7 @@ Chromium. It saves screenshots under test-output/web/ for a person to look at.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,12 @@ def test_the_page_needs_a_login_and_only_auditor_or_sre_tokens_get_one(
         assert signed.status_code == 303
         cookie = signed.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
-        assert client.get("/ui/").status_code == 200
+        page = client.get("/ui/")
+        assert page.status_code == 200
+        # Whole when it arrives: no script, nothing fetched from anywhere else.
+        html = page.text.lower()
+        assert "<script" not in html and "<link" not in html and "@import" not in html
+        assert not re.search(r'(src|href)="(https?:)?//', html)
         client.post("/ui/logout")
         assert client.get("/ui/").status_code == 303  # the session is gone
     assert "/ui/" not in json.dumps(httpx.get(base + "/openapi.json").json()["paths"])
