@@ -6,6 +6,7 @@ whose first publish timed out ambiguously.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -47,6 +48,9 @@ class Recorder:
         self._replica = replica
         self._next_seq = 1
         self._voids: list[tuple[int, str]] = []  # (replica_seq, record id) spent without a record
+        # One caller commits the voids at a time: two at once would each pop the first
+        # and so drop one still uncommitted (a silent gap in replica_seq).
+        self._voids_lock = asyncio.Lock()
         self._max_record_bytes = max_record_bytes  # 0: what the server accepts
 
     def _record_cap(self) -> int:
@@ -136,6 +140,10 @@ class Recorder:
         raise RecordCommitError("unreachable")
 
     async def _commit_voids(self) -> None:
+        async with self._voids_lock:
+            await self._commit_voids_in_order()
+
+    async def _commit_voids_in_order(self) -> None:
         while self._voids:
             replica_seq, record_id = self._voids[0]
             void = {

@@ -61,3 +61,45 @@ async def test_a_refused_commit_is_voided_and_the_sequence_stays_whole(
     numbers = [r["replica_seq"] for r in mine[-3:]]
     assert numbers == list(range(numbers[0], numbers[0] + 3))  # no gap
     assert mine[-2]["reason"].startswith("this sequence's record could not be committed")
+
+
+async def _ask_at_once(endpoints: dict[str, Any], texts: list[str]) -> list[int]:
+    async with httpx.AsyncClient(
+        base_url=endpoints["gateways"][REGION],
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+        timeout=10,
+    ) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/chat/completions",
+                    json={"model": "mock-gpt", "messages": [{"role": "user", "content": t}]},
+                )
+                for t in texts
+            )
+        )
+    return [answer.status_code for answer in answers]
+
+
+async def test_voids_owed_by_concurrent_refusals_are_each_committed_once(
+    endpoints: dict[str, Any],
+) -> None:
+    """Calls refused together owe several voids; the calls that come next, together,
+    commit each of them exactly once before their own records (no gap, no repeat)."""
+    before = _ask(endpoints, "before")
+    assert before.status_code == 200
+    await _set_max_msgs(endpoints, await _count(endpoints))
+    try:
+        refused = await _ask_at_once(endpoints, [f"refused {i}" for i in range(4)])
+        assert set(refused) == {503}
+    finally:
+        await _set_max_msgs(endpoints, -1)
+    await asyncio.sleep(0.2)
+    assert set(await _ask_at_once(endpoints, [f"after {i}" for i in range(8)])) == {200}
+
+    mine = [r for r in await recent_records(endpoints, REGION, 40) if r["replica"] == "gw-1"]
+    start = next(r["replica_seq"] for r in mine if r["id"] == before.headers["x-cordon-record-id"])
+    since = sorted(r["replica_seq"] for r in mine if r["replica_seq"] >= start)
+    assert since == list(range(start, start + len(since)))  # each once, no gap
+    assert len(since) >= 1 + 2 + 8  # "before", at least two voids, the eight after
+    assert sum(r["kind"] == "void" for r in mine if r["replica_seq"] > start) >= 2
