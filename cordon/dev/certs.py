@@ -58,7 +58,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 def _issue(
     ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
     common_name: str,
-    usage: x509.ObjectIdentifier,
+    usage: x509.ObjectIdentifier | tuple[x509.ObjectIdentifier, ...],
     host: str,
     out: Path,
     names: tuple[str, ...] = ("localhost",),
@@ -79,7 +79,9 @@ def _issue(
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALID_FOR)
         .add_extension(x509.SubjectAlternativeName(sans), False)
-        .add_extension(x509.ExtendedKeyUsage([usage]), False)
+        .add_extension(
+            x509.ExtendedKeyUsage(list(usage) if isinstance(usage, tuple) else [usage]), False
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         .sign(ca[1], hashes.SHA256())
     )
@@ -124,6 +126,24 @@ def leaf_pki(out: Path, host: str, regions: tuple[str, ...]) -> LeafPki:
             region: _issue(ca, f"leaf-{region}", ExtendedKeyUsageOID.CLIENT_AUTH, host, out)
             for region in regions
         },
+    )
+
+
+@dataclass(frozen=True)
+class RoutePki:
+    ca_file: str
+    nodes: dict[str, CertPair]  # each node's certificate, server and client both
+
+
+def route_pki(out: Path, host: str, cluster: str, nodes: tuple[str, ...]) -> RoutePki:
+    """A CA of `cluster`'s own under `out` and a certificate per node for its routes
+    (each node dials the others and is dialled: both usages). A CA per cluster, so a
+    certificate of another region's cluster is refused."""
+    ca, ca_file = _ca(out, f"cordon-dev-route-ca-{cluster}")
+    usages = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+    return RoutePki(
+        ca_file=ca_file,
+        nodes={node: _issue(ca, f"route-{node}", usages, host, out) for node in nodes},
     )
 
 

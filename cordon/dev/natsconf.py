@@ -80,3 +80,44 @@ def replicator_region_subjects(regions: Iterable[str]) -> str:
         for region in sorted(regions)
     ]
     return "\n".join(lines)
+
+
+def cluster_block(
+    name: str,
+    listen: str,
+    routes: Iterable[str],
+    tls: tuple[str, str, str] | None,
+) -> str:
+    """The `cluster {}` of one node of a JetStream cluster (`routes`: every node's
+    `host:port`, its own included; the server skips itself), or "" for a single server.
+
+    `tls` is (cert, key, CA) from the cluster's own route CA, verified both ways: a
+    node of another region, or anything else that reaches the port, cannot join and
+    so read what the cluster carries."""
+    urls = ", ".join(f'"nats-route://{route}"' for route in routes)
+    if not urls:
+        return ""
+    lines = [
+        "cluster {",
+        f'  name: "{name}"',
+        f'  listen: "{listen}"',
+        f"  routes: [{urls}]",
+        "  # Clients dial the URLs they are given (every node), not addresses learned here.",
+        "  no_advertise: true",
+    ]
+    if tls is not None:
+        cert, key, ca = tls
+        lines += [
+            "  tls {",
+            f'    cert_file: "{cert}"',
+            f'    key_file: "{key}"',
+            f'    ca_file: "{ca}"',
+            "    verify: true",
+            "    timeout: 5",
+            "  }",
+        ]
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def quoted_list(items: Iterable[str]) -> str:
+    return ", ".join(f'"{item}"' for item in items)

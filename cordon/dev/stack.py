@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cordon.dev import certs, mock_provider
+from cordon.dev.estate import ACCOUNTS, CENTRAL_ROLES, REGION_ROLES
 from cordon.dev.procs import ManagedProcess, free_port, port_is_free, stop_all, wait_for_http
 from cordon.dev.topology import (
-    ACCOUNTS,
-    CENTRAL_ROLES,
     DEFAULT_REGIONS,
-    REGION_ROLES,
     NatsTopology,
     TopologyPlan,
     plan,
@@ -59,6 +57,7 @@ def provision_targets(topology: TopologyPlan, pack_trust: list[str]) -> Targets:
         central=topology.central_provision,
         regions={name: (r.audit_endpoint, r.xr_endpoint) for name, r in topology.regions.items()},
         pack_trust=tuple(pack_trust),
+        replicas={name: r.replicas for name, r in topology.regions.items()},
     )
 
 
@@ -85,10 +84,12 @@ class DevStack:
         fixed_ports: bool = False,
         wan: bool = False,
         aggregator_store_dsn: str | None = None,
+        cluster_sizes: dict[str, int] | None = None,
     ) -> None:
         """`wan`: route each region's leaf connection through a `WanLink` (`self.wan`),
         which tests delay and partition. `aggregator_store_dsn`: the central view on
-        PostgreSQL instead of SQLite."""
+        PostgreSQL instead of SQLite. `cluster_sizes`: regions whose NATS is a JetStream
+        cluster of that many nodes (`<region>-a`, `-b`, ...; R3 streams and buckets)."""
         self.root = root.resolve()
         self.regions = regions
         self.host = host
@@ -98,6 +99,7 @@ class DevStack:
         self.topology: TopologyPlan | None = None
         self.wan_enabled = wan
         self.aggregator_store_dsn = aggregator_store_dsn
+        self.cluster_sizes = cluster_sizes or {}
         self.wan: dict[str, WanLink] = {}
         self.nats: NatsTopology | None = None
         # Dev bearer tokens per role (endpoints.json); settings get only their digests.
@@ -146,7 +148,7 @@ class DevStack:
 
     def start(self) -> Endpoints:
         dial = {region: free_port(self.host) for region in self.regions} if self.wan_enabled else {}
-        self.topology = plan(self.root / "run", self.regions, self.host, dial)
+        self.topology = plan(self.root / "run", self.regions, self.host, dial, self.cluster_sizes)
         for region, port in dial.items():
             self.wan[region] = WanLink(self.host, port, self.topology.leaf_port)
             self.wan[region].start()

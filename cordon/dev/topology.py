@@ -16,7 +16,19 @@ from typing import Any
 
 import nkeys
 
-from cordon.dev import certs, natsconf
+from cordon.dev import certs
+from cordon.dev.estate import (
+    ACCOUNTS,
+    CENTRAL_ROLES,
+    REGION_ROLES,
+    Cluster,
+    Estate,
+    Material,
+    Node,
+    NodeTls,
+    identity_names,
+)
+from cordon.dev.estate import render as estate_render
 from cordon.dev.procs import (
     ManagedProcess,
     free_port,
@@ -53,6 +65,8 @@ class ServerPlan:
     monitor_port: int
     store_dir: str
     conf_path: str
+    zone: str = "a"
+    cluster_port: int = 0
 
     @property
     def url(self) -> str:
@@ -65,24 +79,39 @@ class ServerPlan:
     def monitor_url(self) -> str:
         return f"http://{self.host}:{self.monitor_port}"
 
-
-# Each role's NATS identity (deploy/nats/*.conf says what each may do). `provision`
-# creates streams, buckets and consumers and is used only by setup.
-REGION_ROLES = ("provision", "gateway", "sealer", "audit-api")
-CENTRAL_ROLES = ("provision", "replicator", "aggregator", "publisher")
-ACCOUNTS = ("audit", "xr")
+    def node(self, leaf_port: int = 0) -> Node:
+        return Node(
+            self.name,
+            self.host,
+            self.zone,
+            self.client_port,
+            self.monitor_port,
+            self.cluster_port,
+            self.store_dir,
+            leaf_port,
+        )
 
 
 @dataclass(frozen=True)
 class RegionPlan:
     name: str
-    server: ServerPlan
+    nodes: tuple[ServerPlan, ...]  # one server, or a JetStream cluster
     identities: dict[str, Identity]  # "<account>-<role>" -> its nkey user
+
+    @property
+    def server(self) -> ServerPlan:
+        """The first node (the only one of an unclustered region)."""
+        return self.nodes[0]
+
+    @property
+    def replicas(self) -> int:
+        return min(3, len(self.nodes))
 
     def endpoint(self, account: str, role: str) -> Endpoint:
         """`role`'s identity in `account`: AUDIT (full records, only in-region
-        processes) or XR (what may cross regions)."""
-        return self.server.endpoint(self.identities[f"{account}-{role}"])
+        processes) or XR (what may cross regions). It dials every node of the region."""
+        urls = ",".join(node.url for node in self.nodes)
+        return Endpoint(urls, Path(self.identities[f"{account}-{role}"].seed_file))
 
     @property
     def audit_endpoint(self) -> Endpoint:
@@ -112,11 +141,20 @@ class TopologyPlan:
         """Setup's identity at central."""
         return self.central_endpoint("provision")
 
+    @property
+    def servers(self) -> list[ServerPlan]:
+        return [self.central, *(n for r in self.regions.values() for n in r.nodes)]
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _server_plan(name: str, root: Path, host: str) -> ServerPlan:
+ZONES = "abc"
+
+
+def _server_plan(
+    name: str, root: Path, host: str, zone: str = "a", clustered: bool = False
+) -> ServerPlan:
     store = root / "nats" / name / "jetstream"
     store.mkdir(parents=True, exist_ok=True)
     return ServerPlan(
@@ -126,7 +164,18 @@ def _server_plan(name: str, root: Path, host: str) -> ServerPlan:
         monitor_port=free_port(host),
         store_dir=str(store),
         conf_path=str(root / "nats" / f"{name}.conf"),
+        zone=zone,
+        cluster_port=free_port(host) if clustered else 0,
     )
+
+
+def _region_nodes(region: str, root: Path, host: str, size: int) -> tuple[ServerPlan, ...]:
+    """`size` 1: one server named after the region; more: `<region>-a`, `-b`, ... each
+    in its own zone."""
+    if size == 1:
+        return (_server_plan(region, root, host),)
+    zones = [ZONES[i % len(ZONES)] + ("" if i < len(ZONES) else str(i)) for i in range(size)]
+    return tuple(_server_plan(f"{region}-{z}", root, host, z, clustered=True) for z in zones)
 
 
 def plan(
@@ -134,90 +183,82 @@ def plan(
     regions: tuple[str, ...] = DEFAULT_REGIONS,
     host: str = "127.0.0.1",
     leaf_dial_ports: Mapping[str, int] | None = None,
+    cluster_sizes: Mapping[str, int] | None = None,
 ) -> TopologyPlan:
     """Choose ports and identities and write the rendered server configs under `root`.
 
     `leaf_dial_ports`: for a region, the port its leaf connection dials instead of
-    central's leaf port (a `cordon.dev.wan.WanLink` in between)."""
+    central's leaf port (a `cordon.dev.wan.WanLink` in between). `cluster_sizes`: the
+    regions that run as a JetStream cluster of that many nodes (the rest: one server)."""
     keys = root / "nkeys"
-
-    def identity(name: str) -> Identity:
-        return new_identity(keys / f"{name}.nk")
-
+    identities = {name: new_identity(keys / f"{name}.nk") for name in identity_names(regions)}
     central = _server_plan("central", root, host)
     leaf_port = free_port(host)
-    leaves = {region: identity(f"leaf-{region}") for region in regions}
+    sizes = cluster_sizes or {}
     topology = TopologyPlan(
         root=str(root),
         host=host,
         central=central,
-        central_identities={role: identity(f"central-{role}") for role in CENTRAL_ROLES},
+        central_identities={role: identities[f"central-{role}"] for role in CENTRAL_ROLES},
         leaf_port=leaf_port,
         regions={
             region: RegionPlan(
                 region,
-                _server_plan(region, root, host),
-                {f"{a}-{r}": identity(f"{region}-{a}-{r}") for a in ACCOUNTS for r in REGION_ROLES},
+                _region_nodes(region, root, host, sizes.get(region, 1)),
+                {
+                    f"{a}-{r}": identities[f"{region}-{a}-{r}"]
+                    for a in ACCOUNTS
+                    for r in REGION_ROLES
+                },
             )
             for region in regions
         },
     )
-    pki = certs.leaf_pki(root / "pki", host, regions)
-    common = {
-        "host": host,
-        "sys_nkey": identity("sys").public_key,  # monitoring only; nothing uses it
-        "leaf_ca_file": pki.ca_file,
-    }
-    write_private(
-        Path(central.conf_path),
-        natsconf.render_file(
-            "central.conf",
-            {
-                **common,
-                "client_port": central.client_port,
-                "monitor_port": central.monitor_port,
-                "store_dir": central.store_dir,
-                **{
-                    f"{role}_nkey": each.public_key
-                    for role, each in topology.central_identities.items()
-                },
-                "leaf_port": leaf_port,
-                "leaf_cert_file": pki.central.cert_file,
-                "leaf_key_file": pki.central.key_file,
-                "leaf_users": natsconf.leaf_users_block(
-                    {region: each.public_key for region, each in leaves.items()}
-                ),
-                "replicator_region_subjects": natsconf.replicator_region_subjects(regions),
-                "publisher_region_subjects": natsconf.publisher_region_subjects(regions),
-            },
-        ),
+    estate = Estate(
+        central=Cluster("central", (central.node(leaf_port),)),
+        regions={
+            r: Cluster(r, tuple(n.node() for n in p.nodes)) for r, p in topology.regions.items()
+        },
+        bind=host,
+        leaf_dial={
+            region: (f"nats-leaf://{host}:{port}",)
+            for region, port in (leaf_dial_ports or {}).items()
+        },
     )
-    for region, region_plan in topology.regions.items():
-        server = region_plan.server
-        write_private(
-            Path(server.conf_path),
-            natsconf.render_file(
-                "region.conf",
-                {
-                    **common,
-                    "region": region,
-                    "client_port": server.client_port,
-                    "monitor_port": server.monitor_port,
-                    "store_dir": server.store_dir,
-                    **{
-                        f"{user.replace('-', '_')}_nkey": each.public_key
-                        for user, each in region_plan.identities.items()
-                    },
-                    # The one seed in a server config (0600): what the leaf logs in with.
-                    "leaf_seed": Path(leaves[region].seed_file).read_text().strip(),
-                    "leaf_cert_file": pki.regions[region].cert_file,
-                    "leaf_key_file": pki.regions[region].key_file,
-                    "central_host": host,
-                    "central_leaf_port": (leaf_dial_ports or {}).get(region, leaf_port),
-                },
-            ),
-        )
+    material = Material(
+        public_keys={name: each.public_key for name, each in identities.items()},
+        # The one seed in a server config (0600): what the leaf logs in with.
+        leaf_seeds={
+            r: '"' + Path(identities[f"leaf-{r}"].seed_file).read_text().strip() + '"'
+            for r in regions
+        },
+        tls=_dev_tls(root / "pki", host, topology),
+    )
+    configs = estate_render(estate, material)
+    for server in topology.servers:
+        write_private(Path(server.conf_path), configs[server.name])
     return topology
+
+
+def _dev_tls(out: Path, host: str, topology: TopologyPlan) -> dict[str, NodeTls]:
+    """Fresh development PKIs: the leaf CA, and a route CA per clustered region."""
+    leaf = certs.leaf_pki(out, host, tuple(topology.regions))
+    tls = {
+        topology.central.name: NodeTls(leaf.ca_file, leaf.central.cert_file, leaf.central.key_file)
+    }
+    for region, region_plan in topology.regions.items():
+        pair = leaf.regions[region]
+        names = tuple(node.name for node in region_plan.nodes)
+        routes = certs.route_pki(out / region, host, region, names) if len(names) > 1 else None
+        for name in names:
+            route = routes and routes.nodes[name]
+            tls[name] = NodeTls(
+                leaf.ca_file,
+                pair.cert_file,
+                pair.key_file,
+                (route.cert_file, route.key_file, routes.ca_file) if routes and route else None,
+            )
+    return tls
 
 
 class NatsTopology:
@@ -226,7 +267,7 @@ class NatsTopology:
     def __init__(self, topology: TopologyPlan) -> None:
         self.plan = topology
         root = Path(topology.root)
-        servers = [topology.central, *(r.server for r in topology.regions.values())]
+        servers = topology.servers
         self.servers = {s.name: s for s in servers}
         self.processes = {
             s.name: ManagedProcess(
@@ -243,8 +284,11 @@ class NatsTopology:
             self.processes[each].start()
         for each in names:
             server = self.servers[each]
+            # A cluster answers JetStream requests once it has a meta leader, which the
+            # full health check waits for; until then requests go unanswered.
+            check = "" if server.cluster_port else "?js-enabled-only=true"
             wait_for_http(
-                f"{server.monitor_url}/healthz?js-enabled-only=true",
+                f"{server.monitor_url}/healthz{check}",
                 timeout,
                 self.processes[each].proc,
             )
@@ -254,14 +298,14 @@ class NatsTopology:
         stop_all(self.processes[each] for each in names)
 
     def wait_leafnodes(self, timeout: float = 15.0) -> None:
-        """Block until central sees one leaf connection per region."""
+        """Block until central sees one leaf connection per regional server."""
         import json
         import time
         import urllib.request
 
         deadline = time.monotonic() + timeout
         url = f"{self.plan.central.monitor_url}/leafz"
-        want = len(self.plan.regions)
+        want = sum(len(region.nodes) for region in self.plan.regions.values())
         while time.monotonic() < deadline:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if json.load(response).get("leafnodes", 0) >= want:

@@ -6,6 +6,10 @@ public key only and checks a signature over a fresh challenge, so nothing that c
 log in ever crosses the wire or sits in a server config). Settings give an endpoint
 as `{"url": ..., "nkey_seed_file": ...}` (the file relative to the settings file), or
 as a bare URL for a server that needs no credentials or takes them in the URL.
+
+`url` may name every node of a cluster, comma-separated (`nats://a:4222,nats://b:4222`,
+as the `nats` CLI takes them): the client connects to one and, when that node goes
+away, to another.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ class Endpoint:
         # A ValueError: settings loaders name the file it came from (`cordon.settings`).
         raise ValueError('a NATS endpoint is a URL or {"url": ..., "nkey_seed_file": ...}')
 
+    @property
+    def servers(self) -> list[str]:
+        """Every server URL this endpoint names."""
+        return [url.strip() for url in self.url.split(",") if url.strip()]
+
     def to_settings(self) -> dict[str, str]:
         settings = {"url": self.url}
         if self.seed_file is not None:
@@ -47,7 +56,7 @@ class Endpoint:
 
     def options(self) -> dict[str, Any]:
         """`nats.connect` keyword arguments for this endpoint."""
-        options: dict[str, Any] = {"servers": [self.url]}
+        options: dict[str, Any] = {"servers": self.servers}
         if self.seed_file is not None:
             options["nkeys_seed"] = str(self.seed_file)
         return options

@@ -10,7 +10,7 @@ Retention only ever grows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats
 from nats.js.client import JetStreamContext
@@ -34,6 +34,9 @@ class Targets:
     regions: Mapping[str, tuple[Endpoint, Endpoint]]  # region -> (AUDIT, XR)
     pack_trust: tuple[str, ...] = ()  # hex public keys whose packs' retention counts
     records_retention_days: float = DEFAULT_RECORDS_RETENTION_DAYS
+    # How many copies of each stream and bucket: 3 where the place is a three-node
+    # cluster; a place not named keeps one.
+    replicas: Mapping[str, int] = field(default_factory=dict)  # "central" or a region
 
 
 async def provision(targets: Targets) -> dict[str, float | None]:
@@ -42,12 +45,18 @@ async def provision(targets: Targets) -> dict[str, float | None]:
     retention: dict[str, float | None] = {}
     central = await targets.central.connect()
     try:
-        await streams.ensure_central(central.jetstream())
+        central_replicas = targets.replicas.get("central", 1)
+        await streams.ensure_central(central.jetstream(), central_replicas)
         for region, (audit, xr) in targets.regions.items():
             retention[region] = await _provision_region(
-                region, audit, xr, trusted, targets.records_retention_days
+                region,
+                audit,
+                xr,
+                trusted,
+                targets.records_retention_days,
+                targets.replicas.get(region, 1),
             )
-        await streams.ensure_audit_summary(central.jetstream(), targets.regions)
+        await streams.ensure_audit_summary(central.jetstream(), targets.regions, central_replicas)
     finally:
         await central.close()
     return retention
@@ -59,12 +68,13 @@ async def _provision_region(
     xr_endpoint: Endpoint,
     trusted: Mapping[str, bytes],
     days: float,
+    replicas: int,
 ) -> float | None:
     audit = await audit_endpoint.connect()
     xr = await xr_endpoint.connect()
     try:
         audit_js, xr_js = audit.jetstream(), xr.jetstream()
-        await streams.ensure_region(audit_js, xr_js, region)
+        await streams.ensure_region(audit_js, xr_js, region, replicas=replicas)
         wanted = max([days, *await _pack_retentions(xr_js, trusted)])
         await streams.extend_records_retention(audit_js, wanted)
         return await streams.records_retention_days(audit_js)

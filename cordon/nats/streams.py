@@ -55,7 +55,7 @@ def _evidence(
     )
 
 
-def records_config(region: str, retention_days: float = 365.0) -> StreamConfig:
+def records_config(region: str, retention_days: float = 365.0, replicas: int = 1) -> StreamConfig:
     config = _evidence(
         subjects.RECORDS_STREAM,
         f"Full decision records of {region}. Never leaves the region.",
@@ -63,22 +63,30 @@ def records_config(region: str, retention_days: float = 365.0) -> StreamConfig:
         retention_days,
     )
     config.allow_direct = True
+    config.num_replicas = replicas
     return config
 
 
-def summary_config(region: str, retention_days: float = 30.0) -> StreamConfig:
-    return _evidence(
+def summary_config(region: str, retention_days: float = 30.0, replicas: int = 1) -> StreamConfig:
+    config = _evidence(
         subjects.SUMMARY_STREAM,
         f"Metadata-only summaries and checkpoints of {region}.",
         [subjects.summaries_filter(region), subjects.checkpoint_subject(region)],
         retention_days,
     )
+    config.num_replicas = replicas
+    return config
 
 
 async def ensure_region(
-    audit_js: JetStreamContext, xr_js: JetStreamContext, region: str, retention_days: float = 365.0
+    audit_js: JetStreamContext,
+    xr_js: JetStreamContext,
+    region: str,
+    retention_days: float = 365.0,
+    replicas: int = 1,
 ) -> None:
-    """Everything one region needs: RECORDS in AUDIT; SUMMARY and the KVs in XR.
+    """Everything one region needs: RECORDS in AUDIT; SUMMARY and the KVs in XR, each
+    kept `replicas` times (3 on a three-node cluster: an ack means two nodes have it).
 
     RECORDS keeps records at least `retention_days`, and never less than it already
     does: running this again must not delete what a regulator may still ask for."""
@@ -88,10 +96,12 @@ async def ensure_region(
         kept = 0.0  # no stream yet
     forever = kept is None
     days = 0.0 if forever else max(float(kept or 0.0), retention_days)
-    await ensure_stream(audit_js, records_config(region, days))
-    await ensure_stream(xr_js, summary_config(region))
-    await xr_js.create_key_value(KeyValueConfig(bucket=subjects.POLICY_BUCKET, history=10))
-    await xr_js.create_key_value(KeyValueConfig(bucket=subjects.APPLIED_BUCKET, history=1))
+    await ensure_stream(audit_js, records_config(region, days, replicas))
+    await ensure_stream(xr_js, summary_config(region, replicas=replicas))
+    for bucket, history in ((subjects.POLICY_BUCKET, 10), (subjects.APPLIED_BUCKET, 1)):
+        await xr_js.create_key_value(
+            KeyValueConfig(bucket=bucket, history=history, replicas=replicas)
+        )
 
 
 async def records_retention_days(audit_js: JetStreamContext) -> float | None:
@@ -142,23 +152,29 @@ def policy_config() -> StreamConfig:
     )
 
 
-async def ensure_central(js: JetStreamContext) -> None:
+async def ensure_central(js: JetStreamContext, replicas: int = 1) -> None:
     """What the replicator owns: `POLICY`, the `replicator` KV (rollout state) and the
     `replicator_lease` KV, whose entries age out (replicator.lease)."""
-    await ensure_stream(js, policy_config())
-    await js.create_key_value(KeyValueConfig(bucket=subjects.REPLICATOR_BUCKET, history=1))
+    config = policy_config()
+    config.num_replicas = replicas
+    await ensure_stream(js, config)
+    await js.create_key_value(
+        KeyValueConfig(bucket=subjects.REPLICATOR_BUCKET, history=1, replicas=replicas)
+    )
     await js.create_key_value(
         KeyValueConfig(
             bucket=subjects.REPLICATOR_LEASE_BUCKET,
             history=1,
             ttl=subjects.REPLICATOR_LEASE_TTL_S,
+            replicas=replicas,
         )
     )
 
 
-def audit_summary_config(regions: Iterable[str]) -> StreamConfig:
+def audit_summary_config(regions: Iterable[str], replicas: int = 1) -> StreamConfig:
     """No subjects of its own, one source per region."""
     return StreamConfig(
+        num_replicas=replicas,
         name=subjects.AUDIT_SUMMARY_STREAM,
         description="Every region's metadata-only summaries, sourced over the leaf.",
         storage=StorageType.FILE,
@@ -174,5 +190,7 @@ def audit_summary_config(regions: Iterable[str]) -> StreamConfig:
     )
 
 
-async def ensure_audit_summary(js: JetStreamContext, regions: Iterable[str]) -> None:
-    await ensure_stream(js, audit_summary_config(regions))
+async def ensure_audit_summary(
+    js: JetStreamContext, regions: Iterable[str], replicas: int = 1
+) -> None:
+    await ensure_stream(js, audit_summary_config(regions, replicas))
