@@ -1,7 +1,8 @@
 """`cordon nats provision`: create or bring up to date every stream and bucket.
 
 It is the one command that uses the provisioning identities; the running processes
-cannot change a stream. Run it at setup, and again when a replica's
+cannot change a stream. Streams and buckets keep three copies in a place whose
+endpoint names three or more servers (a cluster), one otherwise. Run it at setup, and again when a replica's
 `/v1/cordon/policy` shows a `records_retention_shortfall` (a pack asks to keep records
 longer than `RECORDS` does): it raises retention to what the longest valid pack asks,
 never lowers it. Credentials come from a file, never from the command line.
@@ -29,14 +30,20 @@ def provision(args: argparse.Namespace) -> int:
     def endpoint(raw: object) -> Endpoint:
         return Endpoint.from_settings(raw, base)
 
+    central = endpoint(nats["central"]["provision"])
+    regions = {
+        name: (endpoint(region["audit"]["provision"]), endpoint(region["xr"]["provision"]))
+        for name, region in nats["regions"].items()
+    }
+    # A place whose endpoint names three servers is a cluster: R3 (`replicas` overrides).
+    replicas = {"central": min(3, len(central.servers))}
+    replicas |= {name: min(3, len(audit.servers)) for name, (audit, _) in regions.items()}
     targets = Targets(
-        central=endpoint(nats["central"]["provision"]),
-        regions={
-            name: (endpoint(region["audit"]["provision"]), endpoint(region["xr"]["provision"]))
-            for name, region in nats["regions"].items()
-        },
+        central=central,
+        regions=regions,
         pack_trust=tuple(described.get("pack_trust", ())),
         records_retention_days=args.records_retention_days or DEFAULT_RECORDS_RETENTION_DAYS,
+        replicas=replicas | described.get("replicas", {}),
     )
     for region, days in asyncio.run(run(targets)).items():
         kept = "forever" if days is None else f"{days:g} days"
@@ -60,3 +67,6 @@ def add_parser(commands: Any) -> None:
         help="keep RECORDS at least this long (default 365; never shortened)",
     )
     p.set_defaults(func=provision)
+    from cordon.cli import estate
+
+    estate.add_parsers(actions)

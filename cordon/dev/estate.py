@@ -175,3 +175,88 @@ def _render_region(estate: Estate, region: str, node: Node, material: Material) 
         "central_leaf_urls": natsconf.quoted_list(leaf_urls),
     }
     return natsconf.render_file("region.conf", values)
+
+
+# -- a deployment's description (deploy/nats/estate.yaml) ---------------------------------
+
+
+@dataclass(frozen=True)
+class Description:
+    """An estate as a deployment describes it, and where its servers find their TLS files."""
+
+    estate: Estate
+    tls_dir: str
+
+    def node_tls(self) -> dict[str, NodeTls]:
+        """The same file names in every server (each mounts its own at `tls_dir`)."""
+        d = self.tls_dir.rstrip("/")
+        leaf = (f"{d}/leaf-ca.crt", f"{d}/leaf.crt", f"{d}/leaf.key")
+        route = (f"{d}/route.crt", f"{d}/route.key", f"{d}/route-ca.crt")
+        tls = {}
+        for cluster in (self.estate.central, *self.estate.regions.values()):
+            for node in cluster.nodes:
+                tls[node.name] = NodeTls(*leaf, route if len(cluster.nodes) > 1 else None)
+        return tls
+
+
+def describe(raw: object) -> Description:
+    """The estate a parsed estate.yaml describes; `TemplateError` naming what is wrong."""
+    doc = _mapping(raw, "the estate")
+    ports = _mapping(doc.get("ports", {}), "ports")
+    port = {k: int(ports.get(k, v)) for k, v in _DEFAULT_PORTS.items()}
+    store_dir = str(doc.get("store_dir", "/data/jetstream"))
+    central_doc = _mapping(doc.get("central"), "central")
+    regions_doc = _mapping(doc.get("regions"), "regions")
+    central = _cluster("central", central_doc, port, store_dir, leaf=True)
+    leaf_urls = tuple(str(u) for u in central_doc.get("leaf_urls", ()))
+    regions = {
+        str(r): _cluster(str(r), _mapping(c, r), port, store_dir) for r, c in regions_doc.items()
+    }
+    names = [n.name for c in (central, *regions.values()) for n in c.nodes]
+    if len(set(names)) != len(names):
+        raise TemplateError("every node needs a name of its own across the estate")
+    estate = Estate(
+        central,
+        regions,
+        str(doc.get("bind", "0.0.0.0")),
+        {r: leaf_urls for r in regions} if leaf_urls else {},
+    )
+    return Description(estate, str(doc.get("tls_dir", "/etc/nats/tls")))
+
+
+_DEFAULT_PORTS = {"client": 4222, "cluster": 6222, "monitor": 8222, "leaf": 7422}
+
+
+def _mapping(raw: object, what: object) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise TemplateError(f"{what}: expected a mapping")
+    return raw
+
+
+def _cluster(
+    name: str, doc: Mapping[str, Any], port: Mapping[str, int], store_dir: str, leaf: bool = False
+) -> Cluster:
+    nodes_doc = doc.get("nodes")
+    if not isinstance(nodes_doc, list) or len(nodes_doc) not in (1, 3, 5):
+        raise TemplateError(f"{name}: nodes must list 1, 3 or 5 servers (a Raft quorum)")
+    nodes = []
+    for raw in nodes_doc:
+        node = _mapping(raw, f"{name}: a node")
+        missing = [k for k in ("name", "host", "zone") if not node.get(k)]
+        if missing:
+            raise TemplateError(f"{name}: a node without {', '.join(missing)}")
+        nodes.append(
+            Node(
+                str(node["name"]),
+                str(node["host"]),
+                str(node["zone"]),
+                port["client"],
+                port["monitor"],
+                port["cluster"],
+                store_dir,
+                port["leaf"] if leaf else 0,
+            )
+        )
+    if len(nodes) > 1 and len({n.zone for n in nodes}) < len(nodes):
+        raise TemplateError(f"{name}: put each node in a zone of its own (unique_tag)")
+    return Cluster(name, tuple(nodes))

@@ -50,6 +50,11 @@ class Identity:
     seed_file: str
 
 
+def public_key_of(seed_file: Path) -> str:
+    """The public nkey of the seed in `seed_file`."""
+    return str(nkeys.from_seed(bytearray(seed_file.read_bytes().strip())).public_key.decode())
+
+
 def new_identity(seed_file: Path) -> Identity:
     """A fresh nkey user; the seed is written 0600 from the start."""
     seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)

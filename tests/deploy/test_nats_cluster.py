@@ -10,6 +10,8 @@ import asyncio
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -45,6 +47,12 @@ def clustered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 def _audit_provision(stack: DevStack) -> dict[str, Any]:
     described: dict[str, Any] = json.loads((stack.root / "endpoints.json").read_text())
     setting: dict[str, Any] = described["nats"]["regions"][REGION]["audit"]["provision"]
+    return setting
+
+
+def _xr_provision(stack: DevStack) -> dict[str, Any]:
+    described: dict[str, Any] = json.loads((stack.root / "endpoints.json").read_text())
+    setting: dict[str, Any] = described["nats"]["regions"][REGION]["xr"]["provision"]
     return setting
 
 
@@ -113,10 +121,25 @@ async def _load(
 
 @pytest.mark.timeout(180)
 async def test_records_are_kept_three_times_in_three_zones(clustered: DevStack) -> None:
+    # `cordon nats provision` as an operator runs it: the region's endpoint names three
+    # servers, so every stream and bucket there keeps three copies
+    endpoints = str(clustered.root / "endpoints.json")
+    subprocess.run(
+        [sys.executable, "-m", "cordon", "nats", "provision", "--endpoints", endpoints],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     info = await _records_cluster(clustered)
     assert info.config.num_replicas == 3
     peers = {info.cluster.leader, *(peer.name for peer in info.cluster.replicas)}
     assert peers == set(NODES)  # -a, -b, -c: one per zone (`unique_tag: "az:"`)
+    nc = await nats_as(_xr_provision(clustered))
+    try:
+        for stream in (subjects.SUMMARY_STREAM, "KV_policy", "KV_applied"):
+            assert (await nc.jetstream().stream_info(stream)).config.num_replicas == 3
+    finally:
+        await nc.close()
 
 
 @pytest.mark.timeout(180)
