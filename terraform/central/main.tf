@@ -33,3 +33,8 @@ output "overlay" {
   description = "Feed to deploy/kubernetes/overlays/central (docs/deploy.md)."
   value       = module.central.overlay
 }
+
+output "kustomize_patch" {
+  description = "terraform output -raw kustomize_patch > deploy/kubernetes/overlays/central/terraform-patch.yaml"
+  value       = module.central.kustomize_patch
+}

@@ -35,3 +35,8 @@ output "overlay" {
   description = "Feed to deploy/kubernetes/overlays/us-east (docs/deploy.md)."
   value       = module.region.overlay
 }
+
+output "kustomize_patch" {
+  description = "terraform output -raw kustomize_patch > deploy/kubernetes/overlays/us-east/terraform-patch.yaml"
+  value       = module.region.kustomize_patch
+}

@@ -6,6 +6,8 @@ gateways reach providers and keep the regional NATS inside its namespace."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "deploy" / "kubernetes" / "overlays"
 KUBERNETES_VERSION = "1.30.0"
-SERVING = {"cordon-gateway", "cordon-audit-api", "cordon-replicator", "cordon-aggregator"}
+SERVING = {"cordon-gateway", "cordon-audit-api", "cordon-replicator", "cordon-aggregator", "nats"}
+ESTATE = ROOT / "deploy" / "nats" / "estate.yaml"
 
 
 def _build(overlay: str) -> list[dict[str, Any]]:
@@ -153,3 +156,78 @@ def test_only_gateways_reach_providers_and_nats_stays_in_its_region(
     assert sorted(roles) == ["agent", "gateway"]
     nats = policies["regional-nats"]
     assert all(peer == {"podSelector": {}} for rule in nats["ingress"] for peer in rule["from"])
+
+
+def test_each_place_runs_its_nats_as_three_servers_in_three_zones(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = built
+    (nats,) = [d for d in _workloads(docs) if d["metadata"]["name"] == "nats"]
+    assert nats["spec"]["replicas"] == 3
+    spec = _pod_spec(nats)
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule" and spread["maxSkew"] == 1
+    (server,) = spec["containers"]
+    assert server["args"] == ["-c", "/etc/nats/config/$(POD_NAME).conf"]
+    assert not [v for v in spec["volumes"] if "secret" in v and v["name"] == "config"]
+
+
+def test_every_nats_url_in_the_settings_names_the_estates_servers(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The overlays' settings dial every server estate.yaml renders for the place (pod,
+    service, namespace), and the StatefulSet is what serves those names."""
+    overlay, docs = built
+    place = yaml.safe_load(ESTATE.read_text())
+    nodes = place["central"] if overlay == "central" else place["regions"][overlay]
+    expected = {tuple(n["host"].split(".")[:3]) for n in nodes["nodes"]}
+    (nats,) = [d for d in _workloads(docs) if d["metadata"]["name"] == "nats"]
+    namespace, service = nats["metadata"]["namespace"], nats["spec"]["serviceName"]
+    pods = {(f"nats-{i}", service, namespace) for i in range(nats["spec"]["replicas"])}
+    assert expected == pods
+    settings = [
+        json.loads(text)
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("cordon-")
+        for text in d["data"].values()
+    ]
+    urls = [
+        value["url"]
+        for each in settings
+        for key, value in each.items()
+        if key.endswith("_nats") and isinstance(value, dict)
+    ]
+    assert urls
+    for url in urls:
+        hosts = {tuple(u.split("//")[1].split(":")[0].split(".")[:3]) for u in url.split(",")}
+        assert hosts == expected, url
+
+
+def _terraform_workloads(overlay: str) -> set[str]:
+    """The workloads Terraform makes a role for in this place (its `access` map's keys)."""
+    module = "central" if overlay == "central" else "region"
+    text = (ROOT / "terraform" / "modules" / module / "main.tf").read_text()
+    block = text[text.index("  access = {") :]
+    block = block[: block.index("\n  }\n")]
+    return set(re.findall(r"^\s+([\w-]+)\s+=\s+\[", block, re.MULTILINE))
+
+
+def test_each_workload_runs_as_the_service_account_terraform_gave_a_role(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Terraform's roles trust `cordon-<workload>` in the place's namespace; the overlay's
+    terraform-patch.yaml annotates exactly those accounts, and the pods run as them."""
+    overlay, docs = built
+    accounts = {
+        d["metadata"]["name"]: d["metadata"].get("annotations", {})
+        for d in docs
+        if d["kind"] == "ServiceAccount"
+    }
+    assert set(accounts) == {f"cordon-{w}" for w in _terraform_workloads(overlay)}
+    for name, notes in accounts.items():
+        assert notes["eks.amazonaws.com/role-arn"].endswith(
+            f"role/cordon-{overlay}-{name[7:]}"
+        )
+    for doc in _workloads(docs):
+        assert _pod_spec(doc)["serviceAccountName"] in accounts, doc["metadata"]["name"]

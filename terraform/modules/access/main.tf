@@ -92,3 +92,17 @@ output "role_arns" {
 output "secret_arns" {
   value = { for k, secret in aws_secretsmanager_secret.this : k => secret.arn }
 }
+
+output "service_account_patches" {
+  description = "One kustomize patch per workload: its ServiceAccount, annotated with its role (IRSA)."
+  value = [
+    for k, role in aws_iam_role.workload : yamlencode({
+      apiVersion = "v1"
+      kind       = "ServiceAccount"
+      metadata = {
+        name        = "cordon-${k}"
+        annotations = { "eks.amazonaws.com/role-arn" = role.arn }
+      }
+    })
+  ]
+}

@@ -38,6 +38,7 @@ locals {
   access = {
     replicator = ["replicator-identity"]
     aggregator = ["aggregator-identity", "aggregator-db"]
+    nats       = ["nats-tls"]
   }
 }
 
@@ -171,4 +172,9 @@ output "overlay" {
     secret_arns = module.access.secret_arns
     store_dsn   = "postgresql://cordon@${aws_db_instance.view.address}:5432/cordon"
   }
+}
+
+output "kustomize_patch" {
+  description = "deploy/kubernetes/overlays/central/terraform-patch.yaml: each workload's role."
+  value       = join("---\n", module.access.service_account_patches)
 }

@@ -42,7 +42,7 @@ locals {
     gateway   = ["gateway-identity", "provider-keys"]
     sealer    = ["sealer-identity"]
     audit-api = ["audit-api-identity"]
-    nats      = ["nats-leaf"]
+    nats      = ["nats-leaf", "nats-tls"]
   }
 }
 
@@ -92,4 +92,22 @@ output "overlay" {
     nats_volume   = var.nats_volume_gib
     retention_day = var.records_retention_days
   }
+}
+
+output "kustomize_patch" {
+  description = "deploy/kubernetes/overlays/<region>/terraform-patch.yaml: each workload's role, the NATS volume size."
+  value = join("---\n", concat(module.access.service_account_patches, [yamlencode({
+    apiVersion = "apps/v1"
+    kind       = "StatefulSet"
+    metadata   = { name = "nats" }
+    spec = {
+      volumeClaimTemplates = [{
+        metadata = { name = "data" }
+        spec = {
+          accessModes = ["ReadWriteOnce"]
+          resources   = { requests = { storage = "${var.nats_volume_gib}Gi" } }
+        }
+      }]
+    }
+  })]))
 }
