@@ -1,5 +1,5 @@
 """The `cordon` command line: `gateway`, `replicator`, `aggregator`, `policy`, `audit`,
-`nats`, `token` and `dev` subcommands.
+`nats`, `keys`, `token` and `dev` subcommands.
 
 Subcommands import their package only when they run, so a gateway process never
 loads the replicator, the aggregator or FastAPI.
@@ -139,12 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(a_actions.add_parser("run", help="consume summaries and serve the view API"))
     aggregator.set_defaults(func=_aggregator)
 
-    from cordon.cli import audit, policy, provision, token
+    from cordon.cli import audit, keys, policy, provision, token
 
     policy.add_parser(commands)
     audit.add_parser(commands)
     provision.add_parser(commands)
     token.add_parser(commands)
+    keys.add_parser(commands)
 
     dev = commands.add_parser("dev", help="local development")
     d_actions = dev.add_subparsers(dest="action", required=True)

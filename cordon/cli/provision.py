@@ -2,10 +2,10 @@
 
 It is the one command that uses the provisioning identities; the running processes
 cannot change a stream. Streams and buckets keep three copies in a place whose
-endpoint names three or more servers (a cluster), one otherwise. Run it at setup, and again when a replica's
-`/v1/cordon/policy` shows a `records_retention_shortfall` (a pack asks to keep records
-longer than `RECORDS` does): it raises retention to what the longest valid pack asks,
-never lowers it. Credentials come from a file, never from the command line.
+endpoint names three or more servers (a cluster), one otherwise. Run it at setup, and
+again when a replica's `/v1/cordon/policy` shows a `records_retention_shortfall` (a pack
+asks to keep records longer than `RECORDS` does): it raises retention to what the
+longest valid pack asks, never lowers it. Credentials come from a file, never from the command line.
 """
 
 from __future__ import annotations

@@ -226,8 +226,6 @@ def test_each_workload_runs_as_the_service_account_terraform_gave_a_role(
     }
     assert set(accounts) == {f"cordon-{w}" for w in _terraform_workloads(overlay)}
     for name, notes in accounts.items():
-        assert notes["eks.amazonaws.com/role-arn"].endswith(
-            f"role/cordon-{overlay}-{name[7:]}"
-        )
+        assert notes["eks.amazonaws.com/role-arn"].endswith(f"role/cordon-{overlay}-{name[7:]}")
     for doc in _workloads(docs):
         assert _pod_spec(doc)["serviceAccountName"] in accounts, doc["metadata"]["name"]
