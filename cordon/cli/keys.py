@@ -15,14 +15,9 @@ from typing import Any
 
 
 def _key(path: Path) -> Any:
-    from cordon.files import write_private
     from cordon.log.keys import SigningKey
 
-    if path.exists():
-        return SigningKey.load(path)
-    key = SigningKey.generate()
-    write_private(path, key.seed_hex())
-    return key
+    return SigningKey.load_or_create(path)
 
 
 def new(args: argparse.Namespace) -> int:

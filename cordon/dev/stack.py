@@ -62,11 +62,7 @@ def provision_targets(topology: TopologyPlan, pack_trust: list[str]) -> Targets:
 
 
 def _load_or_create_key(path: Path) -> SigningKey:
-    if path.exists():
-        return SigningKey.load(path)
-    key = SigningKey.generate()
-    write_private(path, key.seed_hex())
-    return key
+    return SigningKey.load_or_create(path)
 
 
 def _load_or_create_secret(path: Path) -> str:

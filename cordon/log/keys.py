@@ -57,6 +57,18 @@ class SigningKey:
         except OSError as exc:
             raise ConfigError(f"cannot read signing key {path}: {exc}") from exc
 
+    @classmethod
+    def load_or_create(cls, path: Path) -> SigningKey:
+        """The key in `path`, or a new one written there (0600) if there is none: a key
+        that exists is never replaced."""
+        if path.exists():
+            return cls.load(path)
+        from cordon.files import write_private
+
+        key = cls.generate()
+        write_private(path, key.seed_hex())
+        return key
+
     def seed_hex(self) -> str:
         from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
 
