@@ -172,6 +172,10 @@ def test_each_place_runs_its_nats_as_three_servers_in_three_zones(
     assert spread["whenUnsatisfiable"] == "DoNotSchedule" and spread["maxSkew"] == 1
     (server,) = spec["containers"]
     assert server["args"] == ["-c", "/etc/nats/config/$(POD_NAME).conf"]
+    (budget,) = [
+        d for d in docs if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "nats"
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1  # two of three keep every stream's quorum
     assert not [v for v in spec["volumes"] if "secret" in v and v["name"] == "config"]
 
 
