@@ -9,6 +9,7 @@ it, so both run the configs a deployment would.
 from __future__ import annotations
 
 import secrets
+import string
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -154,9 +155,6 @@ class TopologyPlan:
         return asdict(self)
 
 
-ZONES = "abc"
-
-
 def _server_plan(
     name: str, root: Path, host: str, zone: str = "a", clustered: bool = False
 ) -> ServerPlan:
@@ -179,7 +177,7 @@ def _region_nodes(region: str, root: Path, host: str, size: int) -> tuple[Server
     in its own zone."""
     if size == 1:
         return (_server_plan(region, root, host),)
-    zones = [ZONES[i % len(ZONES)] + ("" if i < len(ZONES) else str(i)) for i in range(size)]
+    zones = string.ascii_lowercase[:size]
     return tuple(_server_plan(f"{region}-{z}", root, host, z, clustered=True) for z in zones)
 
 
