@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/cordon dev up
 
 test: $(STAMP) tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # Tools some tests need: headless Chromium (the web page), promtool (alert rules, from
 # the prometheus package), checkov (Terraform). Installed where this machine lets us (Debian, as root);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -23,6 +24,16 @@ T = TypeVar("T")
 async def nats_as(endpoint: Any, **options: Any) -> NATS:
     """Connect as a role, given its endpoints.json entry (URL and nkey seed file)."""
     return await Endpoint.from_settings(endpoint).connect(**options)
+
+
+async def stream_messages(js: Any, stream: str, first: int, last: int) -> list[Any]:
+    """Messages `first`..`last` of `stream`, in order: the gets are sent many at a time
+    (one at a time, a long stream takes seconds to read)."""
+    found: list[Any] = []
+    for start in range(first, last + 1, 500):
+        seqs = range(start, min(last, start + 499) + 1)
+        found += await asyncio.gather(*(js.get_msg(stream, seq) for seq in seqs))
+    return found
 
 
 def bearer(endpoints: dict[str, Any], role: str = "auditor") -> dict[str, str]:
@@ -93,6 +104,22 @@ def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: fl
         time.sleep(interval)
 
 
+async def _keyring(js: Any, endpoints: dict[str, Any], region: str) -> Keyring:
+    """The region's keyring: its regional key and every key it enrolled in RECORDS."""
+    keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))
+    subject = subjects.enrolment_subject(region)
+    next_seq = 1
+    while True:
+        try:
+            enrolment = await js.get_msg(
+                subjects.RECORDS_STREAM, next_seq, subject=subject, next=True
+            )
+        except nats.js.errors.NotFoundError:
+            return keyring
+        keyring.add_enrolment(enrolment.data or b"")
+        next_seq = (enrolment.seq or next_seq) + 1
+
+
 async def stored(
     endpoints: dict[str, Any], region: str, seq: int
 ) -> tuple[bytes, dict[str, Any], Keyring]:
@@ -100,18 +127,7 @@ async def stored(
     nc = await nats_as(endpoints["nats"]["regions"][region]["audit"]["provision"])
     try:
         js = nc.jetstream()
-        keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))
-        subject = subjects.enrolment_subject(region)
-        next_seq = 1
-        while True:
-            try:
-                enrolment = await js.get_msg(
-                    subjects.RECORDS_STREAM, next_seq, subject=subject, next=True
-                )
-            except nats.js.errors.NotFoundError:
-                break
-            keyring.add_enrolment(enrolment.data or b"")
-            next_seq = (enrolment.seq or next_seq) + 1
+        keyring = await _keyring(js, endpoints, region)
         stored = (await js.get_msg(subjects.RECORDS_STREAM, seq)).data or b""
     finally:
         await nc.close()
@@ -202,16 +218,17 @@ async def recent_records(
     try:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
-        seqs = [
-            seq
-            for seq in range(last, max(0, last - count), -1)
-            if not str((await js.get_msg(subjects.RECORDS_STREAM, seq)).subject).startswith(
-                "cordon.enrol."
-            )
-        ]
+        keyring = await _keyring(js, endpoints, region)
+        messages = await stream_messages(
+            js, subjects.RECORDS_STREAM, max(1, last - count + 1), last
+        )
     finally:
         await nc.close()
-    return [(await stored(endpoints, region, seq))[1] for seq in seqs]
+    return [
+        keyring.verify_record(m.data or b"")
+        for m in reversed(messages)
+        if not str(m.subject).startswith("cordon.enrol.")
+    ]
 
 
 def pack_document(name: str = "default", marker: str = "x", **extra: Any) -> dict[str, Any]:

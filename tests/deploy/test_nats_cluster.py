@@ -28,7 +28,7 @@ from cordon.dev import certs
 from cordon.dev.stack import DEV_API_KEY, DevStack
 from cordon.log import envelope
 from cordon.nats import subjects
-from tests.helpers import nats_as
+from tests.helpers import nats_as, stream_messages
 
 REGION = "eu-west"
 NODES = (f"{REGION}-a", f"{REGION}-b", f"{REGION}-c")
@@ -72,8 +72,7 @@ async def _stored_ids(stack: DevStack) -> list[tuple[str, str, str]]:
         js = nc.jetstream()
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
         found = []
-        for seq in range(1, last + 1):
-            message = await js.get_msg(subjects.RECORDS_STREAM, seq)
+        for message in await stream_messages(js, subjects.RECORDS_STREAM, 1, last):
             if message.subject == subjects.enrolment_subject(REGION):
                 continue
             payload = msgpack.unpackb(envelope.decode(message.data or b"").payload)

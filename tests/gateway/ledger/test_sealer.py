@@ -15,7 +15,7 @@ from cordon.log.enrolment import Keyring
 from cordon.log.keys import SigningKey
 from cordon.log.summary_chain import Candidate
 from cordon.nats import subjects
-from tests.helpers import nats_as
+from tests.helpers import nats_as, stream_messages
 
 
 async def _log_state(
@@ -29,20 +29,17 @@ async def _log_state(
         keyring = Keyring(region, bytes.fromhex(endpoints["regional_public_keys"][region]))
         last = (await js.stream_info(subjects.RECORDS_STREAM)).state.last_seq
         leaves = []
-        for seq in range(1, last + 1):
-            msg = await js.get_msg(subjects.RECORDS_STREAM, seq)
+        for msg in await stream_messages(js, subjects.RECORDS_STREAM, 1, last):
             leaves.append(merkle.leaf_hash(msg.data or b""))
             if str(msg.subject).startswith("cordon.enrol."):
                 keyring.add_enrolment(msg.data or b"")
-        info = await xjs.stream_info(subjects.SUMMARY_STREAM)
-        found = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            found.append(
-                {
-                    "subject": (m := await xjs.get_msg(subjects.SUMMARY_STREAM, seq)).subject,
-                    "data": m.data,
-                }
+        state = (await xjs.stream_info(subjects.SUMMARY_STREAM)).state
+        found = [
+            {"subject": m.subject, "data": m.data}
+            for m in await stream_messages(
+                xjs, subjects.SUMMARY_STREAM, state.first_seq, state.last_seq
             )
+        ]
     finally:
         await audit.close()
         await xr.close()

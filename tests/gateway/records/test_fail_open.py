@@ -54,13 +54,14 @@ async def test_answers_during_an_outage_are_spooled_then_shipped_once(
     stack.nats.stop("eu-west")
     try:
         answers = [_ask(replica, endpoints, f"open {i}") for i in range(5)]
+        # read while NATS is still away: once it is back the spool ships within moments
+        page = httpx.get(replica + "/metrics").text
     finally:
         stack.nats.start("eu-west")
     for i, answer in enumerate(answers):
         assert answer.status_code == 200 and f"echo: open {i}" in answer.text
         assert answer.headers["x-cordon-record-spooled"] == "1"
         assert "x-cordon-record-seq" not in answer.headers
-    page = httpx.get(replica + "/metrics").text
     assert (metric(page, "cordon_gateway_fail_open_answers_total") or 0) >= 5  # SREs see it
     assert 0 < (metric(page, "cordon_gateway_spool_fill_ratio") or 0) < 1
     after = eventually(
