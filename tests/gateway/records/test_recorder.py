@@ -84,8 +84,8 @@ async def _ask_at_once(endpoints: dict[str, Any], texts: list[str]) -> list[int]
 async def test_voids_owed_by_concurrent_refusals_are_each_committed_once(
     endpoints: dict[str, Any],
 ) -> None:
-    """Calls refused together owe several voids; the calls that come next, together,
-    commit each of them exactly once before their own records (no gap, no repeat)."""
+    """Calls refused together owe voids; the calls that come next, together, commit each
+    of them exactly once before their own records (no gap, no repeat, no 500)."""
     before = _ask(endpoints, "before")
     assert before.status_code == 200
     await _set_max_msgs(endpoints, await _count(endpoints))
@@ -101,5 +101,8 @@ async def test_voids_owed_by_concurrent_refusals_are_each_committed_once(
     start = next(r["replica_seq"] for r in mine if r["id"] == before.headers["x-cordon-record-id"])
     since = sorted(r["replica_seq"] for r in mine if r["replica_seq"] >= start)
     assert since == list(range(start, start + len(since)))  # each once, no gap
-    assert len(since) >= 1 + 2 + 8  # "before", at least two voids, the eight after
-    assert sum(r["kind"] == "void" for r in mine if r["replica_seq"] > start) >= 2
+    # "before", the voids, the eight after. How many refusals spent a number depends on
+    # timing (a call that finds a void owed fails before taking one); one owed void is
+    # enough: the eight after all arrive while it is owed.
+    assert len(since) >= 1 + 1 + 8
+    assert sum(r["kind"] == "void" for r in mine if r["replica_seq"] > start) >= 1
