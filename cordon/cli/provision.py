@@ -20,6 +20,7 @@ from cordon.dev import DEV_DIR
 
 
 def provision(args: argparse.Namespace) -> int:
+    from cordon.dev.estate import replicas_for
     from cordon.nats import Endpoint
     from cordon.nats.provision import DEFAULT_RECORDS_RETENTION_DAYS, Targets
     from cordon.nats.provision import provision as run
@@ -36,8 +37,8 @@ def provision(args: argparse.Namespace) -> int:
         for name, region in nats["regions"].items()
     }
     # A place whose endpoint names three servers is a cluster: R3 (`replicas` overrides).
-    replicas = {"central": min(3, len(central.servers))}
-    replicas |= {name: min(3, len(audit.servers)) for name, (audit, _) in regions.items()}
+    replicas = {"central": replicas_for(len(central.servers))}
+    replicas |= {name: replicas_for(len(audit.servers)) for name, (audit, _) in regions.items()}
     targets = Targets(
         central=central,
         regions=regions,

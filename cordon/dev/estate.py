@@ -27,6 +27,7 @@ __all__ = [
     "NodeTls",
     "identity_names",
     "render",
+    "replicas_for",
 ]
 
 # Each role's NATS identity (deploy/nats/*.conf says what each may do). `provision`
@@ -34,6 +35,12 @@ __all__ = [
 REGION_ROLES = ("provision", "gateway", "sealer", "audit-api")
 CENTRAL_ROLES = ("provision", "replicator", "aggregator", "publisher")
 ACCOUNTS = ("audit", "xr")
+
+
+def replicas_for(servers: int) -> int:
+    """How many copies each stream and bucket keeps on a place of `servers` servers:
+    one each, up to three (a quorum survives the loss of any one)."""
+    return min(3, servers)
 
 
 @dataclass(frozen=True)
@@ -64,8 +71,7 @@ class Cluster:
 
     @property
     def replicas(self) -> int:
-        """How many copies each stream and bucket keeps: every node's, up to three."""
-        return min(3, len(self.nodes))
+        return replicas_for(len(self.nodes))
 
     @property
     def urls(self) -> str:

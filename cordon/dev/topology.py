@@ -28,6 +28,7 @@ from cordon.dev.estate import (
     Node,
     NodeTls,
     identity_names,
+    replicas_for,
 )
 from cordon.dev.estate import render as estate_render
 from cordon.dev.procs import (
@@ -111,7 +112,7 @@ class RegionPlan:
 
     @property
     def replicas(self) -> int:
-        return min(3, len(self.nodes))
+        return replicas_for(len(self.nodes))
 
     def endpoint(self, account: str, role: str) -> Endpoint:
         """`role`'s identity in `account`: AUDIT (full records, only in-region
