@@ -153,11 +153,16 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     @api.get("/v1/gaps")
     async def gaps(region: str | None = None) -> dict[str, Any]:
         """Stream sequence ranges below a region's newest summary that the view lacks,
-        and the checkpoints the witness could not verify."""
+        each replica's `replica_seq` numbers with neither a record nor a void, and the
+        checkpoints the witness could not verify."""
         failures = {
             r: store.witness_failures(r) for r in ([region] if region else settings.regions)
         }
-        return {"gaps": store.gaps(region), "failed_checkpoints": failures}
+        return {
+            "gaps": store.gaps(region),
+            "replica_gaps": store.replica_gaps(region),
+            "failed_checkpoints": failures,
+        }
 
     @api.get("/v1/stats")
     async def stats() -> dict[str, Any]:

@@ -386,6 +386,26 @@ class ViewStore:
         rows = self._db.query(sql + " ORDER BY region, 2", params)
         return [{"region": r, "first_seq": first, "last_seq": last} for r, first, last in rows]
 
+    def replica_gaps(self, region: str | None = None) -> list[dict[str, Any]]:
+        """Numbers missing from a replica's `replica_seq` in the view: each is a number
+        spent with neither a record nor the void that stands for it (or one whose summary
+        has not arrived: then `gaps` names its stream sequence too)."""
+        sql = (
+            "SELECT region, replica, prev + 1, replica_seq - 1 FROM (SELECT region, replica, "
+            "replica_seq, LAG(replica_seq, 1, 0) OVER (PARTITION BY region, replica "
+            "ORDER BY replica_seq) AS prev FROM summaries WHERE replica_seq IS NOT NULL) "
+            "AS numbered WHERE replica_seq > prev + 1"
+        )
+        params: list[Any] = []
+        if region is not None:
+            sql += " AND region = ?"
+            params.append(region)
+        rows = self._db.query(sql + " ORDER BY region, replica, 3", params)
+        return [
+            {"region": r, "replica": replica, "first_replica_seq": first, "last_replica_seq": last}
+            for r, replica, first, last in rows
+        ]
+
     def stats(self) -> dict[str, Any]:
         by_region: dict[str, dict[str, Any]] = {}
         rows = self._db.query(

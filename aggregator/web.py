@@ -123,6 +123,7 @@ def web_routes(
 def _overview(store: ViewStore, regions: list[str], audit_apis: dict[str, str]) -> str:
     fresh = store.freshness()
     gaps = store.gaps()
+    numbering = store.replica_gaps()
     now = datetime.now(UTC)
     shown = sorted(set(regions) | set(fresh))
     failed = {region: store.witness_failures(region) for region in shown}
@@ -156,16 +157,24 @@ def _overview(store: ViewStore, regions: list[str], audit_apis: dict[str, str]) 
         ],
         rows,
     )
-    problems = [
-        f'<li class="bad">Gap in {escape(g["region"])}: records {g["first_seq"]}..'
-        f"{g['last_seq']} are missing centrally</li>"
-        for g in gaps
-    ] + [
-        f'<li class="bad">Checkpoint {escape(region)}/{f["size"]} failed verification: '
-        f"{escape(str(f['reason']))}</li>"
-        for region in shown
-        for f in failed[region]
-    ]
+    problems = (
+        [
+            f'<li class="bad">Gap in {escape(g["region"])}: records {g["first_seq"]}..'
+            f"{g['last_seq']} are missing centrally</li>"
+            for g in gaps
+        ]
+        + [
+            f'<li class="bad">Gap in {escape(g["region"])}/{escape(g["replica"])}: replica_seq '
+            f"{g['first_replica_seq']}..{g['last_replica_seq']} has no record, no void</li>"
+            for g in numbering
+        ]
+        + [
+            f'<li class="bad">Checkpoint {escape(region)}/{f["size"]} failed verification: '
+            f"{escape(str(f['reason']))}</li>"
+            for region in shown
+            for f in failed[region]
+        ]
+    )
     problem_list = (
         f'<ul class="problems">{"".join(problems)}</ul>'
         if problems

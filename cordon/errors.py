@@ -1,6 +1,6 @@
 """Every error Cordon raises, in one hierarchy.
 
-Lower-layer errors (nats, aiohttp, httptools, cryptography, msgpack, PyYAML, sqlite3)
+Lower-layer errors (nats, orjson, httptools, cryptography, msgpack, PyYAML, psycopg)
 are translated into these at the boundary where they happen (`raise X from exc`), so a
 caller handles one small, documented set, and `except CordonError` catches them all.
 
@@ -9,6 +9,7 @@ caller handles one small, documented set, and `except CordonError` catches them 
     ├── SignatureError .............. a signed envelope, checkpoint or pack does not verify
     ├── ProofError .................. a Merkle proof does not prove what it claims
     ├── UnreadableBundleError ....... an audit bundle is not a bundle at all
+    ├── UnreadableJSONError ......... not the strict JSON Cordon reads (also a ValueError)
     ├── PackError ................... a policy pack is malformed or may not be activated
     │   ├── DocumentError ........... ... at a path inside the document
     │   └── UnreadablePackError ..... ... the file is unreadable or not YAML
@@ -16,22 +17,26 @@ caller handles one small, documented set, and `except CordonError` catches them 
     │   └── ForbiddenError .......... a credential we know, without the right (403)
     ├── GatewayError ................ the regional data plane (`gateway`)
     │   ├── BadRequestError ......... a body the provider API would not accept
-    │   │   └── BodyTooLargeError
+    │   │   ├── BodyTooLargeError
+    │   │   └── ClientTimeoutError .. the caller stalled while sending its body
     │   ├── UnknownModelError ....... no target of the active pack serves the model
     │   ├── UpstreamError ........... the provider could not be reached or sent garbage
+    │   │   ├── UpstreamTooLargeError
     │   │   ├── UpstreamTimeout
     │   │   └── NoTargetAvailableError
     │   ├── ClassifierUnavailableError
     │   ├── OutputBlockedError ...... an output rule blocked the answer
     │   ├── ClientGoneError ......... the caller hung up while we relayed to it
     │   ├── RecordCommitError ....... the decision record could not be committed
+    │   │   └── RecordEncodeError ... ... because it could not be encoded or fit the stream
     │   ├── SpoolFullError .......... fail-open's spool is full
     │   └── ForkError ............... another sealer is extending the region's log
     ├── HttpClientError ............. the provider call failed on the wire
     │   ├── ConnectError
     │   │   └── ConnectTimeout
     │   ├── ResponseTimeout
-    │   └── RemoteProtocolError
+    │   ├── RemoteProtocolError
+    │   └── ResponseTooLargeError
     ├── ReplicatorError ............. central -> regional policy fan-out (`replicator`)
     │   ├── PublishError
     │   └── RegionWriteError
@@ -54,6 +59,7 @@ __all__ = [
     "BodyTooLargeError",
     "ClassifierUnavailableError",
     "ClientGoneError",
+    "ClientTimeoutError",
     "ConfigError",
     "ConnectError",
     "ConnectTimeout",
@@ -70,6 +76,7 @@ __all__ = [
     "ProofError",
     "PublishError",
     "RecordCommitError",
+    "RecordEncodeError",
     "RegionWriteError",
     "RemoteProtocolError",
     "ReplicatorError",
@@ -80,6 +87,7 @@ __all__ = [
     "TemplateError",
     "UnknownModelError",
     "UnreadableBundleError",
+    "UnreadableJSONError",
     "UnreadablePackError",
     "UpstreamError",
     "UpstreamTimeout",
@@ -107,6 +115,11 @@ class ProofError(CordonError):
 
 class UnreadableBundleError(CordonError):
     """The input is not a bundle at all."""
+
+
+class UnreadableJSONError(CordonError, ValueError):
+    """Bytes that are not the strict JSON Cordon reads: invalid UTF-8 or JSON, a lone
+    surrogate, a number beyond a double, a repeated key, or nesting past the limit."""
 
 
 class PackError(CordonError):
@@ -152,6 +165,10 @@ class BodyTooLargeError(BadRequestError):
     """The request body exceeds the configured limit."""
 
 
+class ClientTimeoutError(BadRequestError):
+    """The caller sent nothing more of its body for longer than the idle timeout."""
+
+
 class UnknownModelError(GatewayError):
     """No target of the active pack serves this model on this API."""
 
@@ -195,6 +212,10 @@ class ClientGoneError(GatewayError):
 
 class RecordCommitError(GatewayError):
     """The decision record could not be committed to the regional stream."""
+
+
+class RecordEncodeError(RecordCommitError):
+    """The record could not be encoded, or does not fit the stream even as a digest."""
 
 
 class SpoolFullError(GatewayError):

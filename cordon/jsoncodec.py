@@ -1,23 +1,81 @@
-"""JSON on the hot path: orjson, with the standard library as the fallback.
+"""JSON on the hot path, read one strict way everywhere.
 
-orjson is several times faster than `json` for the bodies the gateway parses and
-re-encodes on every call. It refuses integers beyond 64 bits, which JSON allows,
-so anything it refuses goes through `json` and the caller sees no difference.
+Every JSON document Cordon reads (a caller's body, a provider's answer or stream
+event, a tool call's arguments) goes through `loads`, and what it accepts the rest
+of the pipeline (policy, signing, the record codec, summaries) can handle. There is
+no second reader with other rules: orjson alone decides, and refuses invalid UTF-8,
+lone surrogates (escaped or as CESU bytes), NaN and infinities, numbers beyond a
+double and integers beyond 64 bits. On top of orjson, `loads` refuses
+
+- a repeated key in one object: orjson keeps the last, a provider may keep the first,
+  so a rule could pass one value while the provider acts on another;
+- nesting deeper than `max_depth`.
+
+Everything it refuses is an `UnreadableJSONError` (also a `ValueError`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
 
+from cordon.errors import UnreadableJSONError
 
-def loads(data: bytes | str) -> Any:
+__all__ = ["DEFAULT_MAX_DEPTH", "dumps", "loads"]
+
+DEFAULT_MAX_DEPTH = 1024  # orjson's own limit; callers that know their shape ask for less
+
+# One JSON string token and, if it is a key, the colon after it. On text orjson has
+# accepted, scanning from the left meets every string whole: outside strings there is
+# no quote, so the matches are exactly the document's strings, in order.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\n\r]*(:?)', re.DOTALL)
+
+
+def loads(data: bytes | str, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)  # same verdict, but big integers parse and errors read well
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableJSONError(str(exc)) from exc
+    if isinstance(value, dict | list):
+        keys = _count_keys(value, max_depth)
+        if keys is None:
+            raise UnreadableJSONError(f"nested deeper than {max_depth} levels")
+        if keys != _keys_in_text(data, keys):
+            raise UnreadableJSONError("an object repeats a key")
+    return value
+
+
+def _count_keys(value: dict[str, Any] | list[Any], max_depth: int) -> int | None:
+    """How many keys the parsed document's objects hold; None if it nests too deep.
+    Level by level, so no depth can exhaust the stack."""
+    keys = 0
+    level: list[Any] = [value]
+    for _ in range(max_depth):
+        deeper: list[Any] = []
+        for node in level:
+            if type(node) is dict:
+                keys += len(node)
+                node = node.values()
+            for child in node:
+                if type(child) is dict or type(child) is list:
+                    deeper.append(child)
+        if not deeper:
+            return keys
+        level = deeper
+    return None
+
+
+def _keys_in_text(data: bytes | str, parsed_keys: int) -> int:
+    """How many keys the text writes. Every `:` outside a string separates a key from its
+    value, so when the text holds no more colons than the parsed objects hold keys, no
+    key was dropped as a repeat (the common case, decided without a scan)."""
+    raw = data.encode() if isinstance(data, str) else data
+    if raw.count(b":") <= parsed_keys:
+        return parsed_keys
+    return _STRING.findall(raw).count(b":")
 
 
 def dumps(value: Any) -> bytes:

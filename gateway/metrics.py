@@ -75,3 +75,13 @@ SPOOL_TORN = Counter(
     "cordon_gateway_spool_torn_frames_total",
     "Torn frames (a crash in the middle of an append) cut off the spool when it was opened.",
 )
+CONNECTIONS_OPEN = Gauge(
+    "cordon_gateway_connections_open", "HTTP connections open on this replica right now."
+)
+CONNECTIONS_CLOSED = Counter(
+    "cordon_gateway_connections_closed_total",
+    "Connections the replica closed on a caller, by reason: header_timeout (headers not "
+    "complete in time), body_timeout (the body stalled), over_capacity (beyond "
+    "max_connections), malformed_http (not HTTP the parser accepts).",
+    ["reason"],
+)

@@ -117,13 +117,15 @@ class Runtime:
         await self._watch_packs()
 
     async def _ship_spool(self) -> None:
-        """Whenever NATS is back and the spool holds records, send them, in order; forever:
-        whatever goes wrong is logged and counted, and shipping is tried again."""
+        """Whenever NATS is back and the spool holds records, send them, in order, and the
+        voids owed for spent numbers; forever: whatever goes wrong is logged and counted,
+        and shipping is tried again."""
         metrics.SPOOL_DEPTH.set_function(lambda: self.spool.depth)
         metrics.SPOOL_OLDEST.set_function(self._spool_oldest_age)
         metrics.SPOOL_FILL.set_function(lambda: self.spool.fill_ratio)
         metrics.SPOOL_TORN.inc(self.spool.torn)
         while True:
+            await self._commit_owed_voids()
             if self.spool.depth and self.ready and self.recorder is not None:
                 try:
                     shipped = await self.recorder.ship(self.spool)
@@ -135,6 +137,16 @@ class Runtime:
                     metrics.SPOOL_SHIP_FAILURES.inc()
                     log.exception("shipping the fail-open spool failed; trying again")
             await asyncio.sleep(0.5)
+
+    async def _commit_owed_voids(self) -> None:
+        """Numbers spent without a record get their voids even if no call comes after."""
+        recorder = self.recorder
+        if recorder is None or not recorder.owes_voids or not recorder.connected:
+            return
+        try:
+            await recorder.commit_voids()
+        except RecordCommitError as exc:
+            log.warning("owed void records not committed yet: %s", exc)
 
     def _spool_oldest_age(self) -> float:
         oldest = self.spool.oldest_ms

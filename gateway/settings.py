@@ -42,6 +42,14 @@ class GatewaySettings:
     max_event_bytes: int = 1024 * 1024
     # Calls in flight at once; beyond it a call is refused at once (503, retry-after).
     max_concurrent_calls: int = 512
+    # Slow and stalled callers (gateway.http.connections): a request's headers must
+    # arrive within header_timeout_s of its first byte (or of the connection) and hold
+    # at most max_header_bytes, its body may pause at most body_idle_timeout_s; open
+    # connections beyond max_connections are answered 503 with retry-after and closed.
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_idle_timeout_s: float = 10.0
+    max_connections: int = 1024
     # A record larger than this keeps its content only as a digest (0: the server's
     # max_payload, which deploy/nats sets to 8 MB).
     max_record_bytes: int = 0
@@ -87,6 +95,13 @@ def _issuer(raw: dict[str, Any], base: Path) -> Issuer:
     return Issuer(issuer=str(raw["issuer"]), audience=str(raw["audience"]), keys=tuple(keys))
 
 
+def _positive(raw: dict[str, Any], name: str, default: float) -> float:
+    value = float(raw.get(name, default))
+    if not value > 0:
+        raise ConfigError(f"setting {name!r} must be greater than 0")
+    return value
+
+
 def _own(value: Any) -> str:
     """`{hostname}` in a replica's name or key paths: one settings file for every pod of
     a StatefulSet, each its own replica with its own key (cordon-gateway-0, -1, ...)."""
@@ -116,6 +131,10 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             max_stream_bytes=int(raw.get("max_stream_bytes", 64 * 1024 * 1024)),
             max_event_bytes=int(raw.get("max_event_bytes", 1024 * 1024)),
             max_concurrent_calls=int(raw.get("max_concurrent_calls", 512)),
+            header_timeout_s=_positive(raw, "header_timeout_s", 10.0),
+            max_header_bytes=int(_positive(raw, "max_header_bytes", 64 * 1024)),
+            body_idle_timeout_s=_positive(raw, "body_idle_timeout_s", 10.0),
+            max_connections=int(_positive(raw, "max_connections", 1024)),
             max_record_bytes=int(raw.get("max_record_bytes", 0)),
             allowed_upstreams=tuple(
                 str(o) for o in raw.get("allowed_upstreams", DEFAULT_ALLOWED_UPSTREAMS)

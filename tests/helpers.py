@@ -231,6 +231,34 @@ async def recent_records(
     ]
 
 
+async def replica_records(
+    endpoints: dict[str, Any], region: str, replica: str
+) -> list[dict[str, Any]]:
+    """Every record `replica` committed in `region`, verified, in stream order."""
+    nc = await nats_as(endpoints["nats"]["regions"][region]["audit"]["provision"])
+    subject = subjects.record_subject(region, replica)
+    found: list[dict[str, Any]] = []
+    try:
+        js = nc.jetstream()
+        keyring = await _keyring(js, endpoints, region)
+        seq = 1
+        while True:
+            try:
+                message = await js.get_msg(subjects.RECORDS_STREAM, seq, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                return found
+            found.append(keyring.verify_record(message.data or b""))
+            seq = (message.seq or seq) + 1
+    finally:
+        await nc.close()
+
+
+def gaps_in(records: list[dict[str, Any]]) -> list[int]:
+    """The `replica_seq` numbers below the highest that no record or void holds."""
+    numbers = {r["replica_seq"] for r in records}
+    return [n for n in range(1, max(numbers, default=0) + 1) if n not in numbers]
+
+
 def pack_document(name: str = "default", marker: str = "x", **extra: Any) -> dict[str, Any]:
     """A small valid pack; `marker` lands in a redaction pattern name-free spot (the
     version), so each call can tell its revisions apart."""

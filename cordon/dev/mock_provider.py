@@ -11,7 +11,9 @@ tests), `slow-first-byte` waits 2 s before answering. `--behaviour` (or `POST
 so failover can be tested against real sockets; `garbage` (a 200 in HTML, streams
 included), `garbage-stream` (stream events that are not JSON) and `echo-error` (a 400
 whose message repeats the prompt) are providers no rule can read as promised; `huge`
-answers 20 MiB (or streams one 2 MiB event).
+answers 20 MiB (or streams one 2 MiB event); `hostile-surrogate`, `hostile-number` and
+`hostile-duplicate` answer (and stream) JSON holding a lone surrogate, a number beyond a
+double, or a key written twice.
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
 A request with `tools` is answered with a call of the first tool, `{"echo": <reply>}`.
 """
@@ -506,6 +508,18 @@ async def _serve(
     await _stream(receive, send, events, slow=request.get("model") == "slow-stream")
 
 
+# What a model (or a tool) may send back that a lenient reader would pass on: one
+# choice's JSON, written by hand because no encoder would write it.
+HOSTILE = {
+    "hostile-surrogate": b'{"index":0,"message":{"role":"assistant","content":"x\\ud800y"}}',
+    "hostile-number": b'{"index":0,"message":{"role":"assistant","content":1' + b"0" * 400 + b"}}",
+    "hostile-duplicate": (
+        b'{"index":0,"message":{"role":"assistant","content":"mail cfo@example.com",'
+        b'"content":"nothing to see"}}'
+    ),
+}
+
+
 async def _unreadable(send: Send, api: str, request: dict[str, Any]) -> bool:
     """The misbehaviours that carry the prompt where no rule expects it; True if served."""
     text = _reply(request)
@@ -526,6 +540,13 @@ async def _unreadable(send: Send, api: str, request: dict[str, Any]) -> bool:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
     elif mode == "echo-error":
         await _respond(send, 400, _error(api, 400, f"cannot do that: {text}"))
+    elif mode in HOSTILE and not request.get("stream"):
+        await _respond(send, 200, b'{"id":"h","choices":[' + HOSTILE[mode] + b"]}")
+    elif mode in HOSTILE:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        hostile = b'data: {"id":"h","choices":[' + HOSTILE[mode] + b"]}\n\n"
+        await send({"type": "http.response.body", "body": hostile + b"data: [DONE]\n\n"})
     elif mode == "garbage-stream" and request.get("stream"):
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -5,6 +5,7 @@ A plain ASGI app: the hot path pays for no framework routing or middleware.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cordon.errors import AuthError, ForbiddenError
 from gateway import metrics
 from gateway.http import calls, dialects
-from gateway.http.asgi import Message, Receive, Scope, Send, request_headers, respond, respond_json
+from gateway.http.asgi import Receive, Scope, Send, request_headers, respond, respond_json
 from gateway.runtime import Runtime
 from gateway.settings import GatewaySettings
 
@@ -53,20 +54,16 @@ class GatewayApp:
         if handler is None:
             await self._not_found(scope, send)
             return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
         try:
-            await handler(scope, receive, tracked)
+            await handler(scope, receive, send)
         except Exception:
+            # The call routes answer their own faults with a record (calls._fault); this
+            # is the last resort for the rest. If the answer had begun, uvicorn closes it.
             log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
-            if not started:
-                dialect = dialects.MESSAGES if scope["path"] == "/v1/messages" else dialects.CHAT
-                body = dialect.error("internal gateway error", "api_error", "internal_error")
+            body = dialects.for_path(scope["path"]).error(
+                "internal gateway error", "api_error", "internal_error"
+            )
+            with contextlib.suppress(Exception):
                 await respond(send, 500, body)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -86,11 +83,14 @@ class GatewayApp:
                 return
 
     async def _not_found(self, scope: Scope, send: Send) -> None:
-        known_path = any(path == scope["path"] for _, path in self.routes)
-        status = 405 if known_path else 404
-        dialect = dialects.MESSAGES if scope["path"].startswith("/v1/messages") else dialects.CHAT
+        allowed = sorted(method for method, path in self.routes if path == scope["path"])
+        dialect = dialects.for_path(scope["path"])
         message = f"{scope['method']} {scope['path']} is not served here"
-        await respond(send, status, dialect.error(message, "not_found_error", "not_found"))
+        if not allowed:
+            await respond(send, 404, dialect.error(message, "not_found_error", "not_found"))
+            return
+        body = dialect.error(message, "invalid_request_error", "method_not_allowed")
+        await respond(send, 405, body, [(b"allow", ", ".join(allowed).encode())])
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The models the active pack routes; Anthropic's shape when asked by its SDK."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from cordon import jsoncodec
-from cordon.errors import BadRequestError, BodyTooLargeError
+from cordon.errors import BadRequestError, BodyTooLargeError, ClientTimeoutError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,14 +23,24 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+async def read_body(
+    receive: Receive, headers: dict[str, str], limit: int, idle_timeout: float
+) -> bytes:
+    """The whole body, at most `limit` bytes; `ClientTimeoutError` if the caller sends
+    nothing of it for `idle_timeout` seconds (a stalled or lying client holds no slot)."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(idle_timeout):
+                message = await receive()
+        except TimeoutError as exc:
+            raise ClientTimeoutError(
+                f"no more of the request body arrived for {idle_timeout:g} s"
+            ) from exc
         if message["type"] == "http.disconnect":
             raise BadRequestError("client went away before sending the whole body")
         chunk = message.get("body", b"")
@@ -45,27 +56,16 @@ MAX_JSON_DEPTH = 64  # far beyond any API's shape; deeper only to exhaust someon
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as the one strict reader reads it (`cordon.jsoncodec`): what it
+    accepts, policy, signing and the record codec all handle."""
     try:
-        payload = jsoncodec.loads(body)
+        payload = jsoncodec.loads(body, MAX_JSON_DEPTH)
     except ValueError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
+        message = f"request body is not valid JSON as the gateway reads it: {exc}"
+        raise BadRequestError(message) from exc
     if not isinstance(payload, dict):
         raise BadRequestError("request body must be a JSON object")
-    if _depth_exceeds(payload, MAX_JSON_DEPTH):
-        raise BadRequestError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return payload
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether `value` nests containers deeper than `limit` (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers | None = None) -> None:

@@ -23,6 +23,7 @@ from cordon.errors import (
     BodyTooLargeError,
     ClassifierUnavailableError,
     ClientGoneError,
+    ClientTimeoutError,
     NoTargetAvailableError,
     OutputBlockedError,
     RecordCommitError,
@@ -73,6 +74,7 @@ class Call:
     _intent: asyncio.Task[int | None] | None = None  # its commit, under way or done
     prompt: dict[str, Any] | None = None
     answer_text: str = ""
+    committed: bool = False  # the decision record was committed (or spooled, or voided)
 
     def record(self, kind: str = "decision") -> dict[str, Any]:
         self.facts.latency_ms = (time.perf_counter() - self.started) * 1000
@@ -100,6 +102,7 @@ class Call:
         """Commit this call's record: its stream sequence, or None if it was spooled
         (fail-open pack, stream away). `RecordCommitError` if neither was possible."""
         await self.intent_committed()  # a decision never precedes its intent in the log
+        self.committed = True  # its id is spent either way: never committed twice
         seq = await self._commit(self.record())
         metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
         self.runtime.packs.tally(self.active.pack.revision, self.decision.outcome == "error")
@@ -187,13 +190,29 @@ async def handle(
         records.CallFacts(dialect.route, "unknown"),
     )
     try:
-        body = await read_body(receive, headers, runtime.settings.max_body_bytes)
+        await _admit(call, headers, receive, send)
+    except Exception as exc:  # a fault of ours, not the caller's: still a record and a receipt
+        await _fault(call, send, exc)
+
+
+async def _admit(call: Call, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    """Read and check the request, then serve it within the replica's concurrency cap."""
+    runtime, dialect = call.runtime, call.dialect
+    try:
+        body = await read_body(
+            receive, headers, runtime.settings.max_body_bytes, runtime.settings.body_idle_timeout_s
+        )
         payload = parse_json_object(body)
         problem = dialect.validate(payload)
         if problem:
             raise BadRequestError(problem)
     except BodyTooLargeError as exc:
         await refuse(call, send, 413, str(exc), "request_too_large", "request_too_large")
+        return
+    except ClientTimeoutError as exc:
+        metrics.CONNECTIONS_CLOSED.labels("body_timeout").inc()
+        close = [(b"connection", b"close")]  # the rest of the body is never read
+        await refuse(call, send, 408, str(exc), "invalid_request_error", "request_timeout", close)
         return
     except BadRequestError as exc:
         await refuse(call, send, 400, str(exc), "invalid_request_error", "invalid_request")
@@ -210,6 +229,22 @@ async def handle(
         runtime.in_flight -= 1
 
 
+async def _fault(call: Call, send: Send, exc: Exception) -> None:
+    """An exception no refusal expected: logged with the record id, answered 500 with a
+    receipt, unless this call's record was already committed (its id would be dropped
+    as a duplicate, and the number it took with it) or the answer had begun."""
+    route, record_id = call.dialect.route, call.record_id
+    log.error("internal fault serving %s, record %s", route, record_id, exc_info=exc)
+    message = f"internal gateway error; record {record_id} names this call"
+    if call.committed:
+        with contextlib.suppress(Exception):  # the answer may have begun: uvicorn closes it
+            await respond(send, 500, call.dialect.error(message, "api_error", "internal_error"))
+        return
+    error = f"internal_error: {type(exc).__name__}"
+    with contextlib.suppress(Exception):
+        await refuse(call, send, 500, message, "api_error", "internal_error", error=error)
+
+
 async def refuse(
     call: Call,
     send: Send,
@@ -218,13 +253,15 @@ async def refuse(
     kind: str,
     code: str,
     extra: Headers | None = None,
+    error: str | None = None,
 ) -> None:
-    """Answer with an error of our own; the record says so. No model output is involved,
-    so the error goes out even if the record cannot be committed (that is logged)."""
+    """Answer with an error of our own; the record says so (`error`, or else `code`). No
+    model output is involved, so the error goes out even if the record cannot be
+    committed (that is logged)."""
     blocked = kind == "permission_error" or call.decision.blocked_by is not None
     call.decision.outcome = "block" if blocked else "error"
     call.facts.status = status
-    call.facts.error = code
+    call.facts.error = error or code
     receipt: Headers = []
     try:
         receipt = call.receipt(await call.commit())

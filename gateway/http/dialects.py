@@ -98,19 +98,31 @@ def openai_error(message: str, kind: str, code: str) -> bytes:
     return jsoncodec.dumps(body)
 
 
+# Anthropic's error types are a closed set; ours map onto it.
+_ANTHROPIC_TYPES = {
+    "invalid_request_error": "invalid_request_error",
+    "authentication_error": "authentication_error",
+    "permission_error": "permission_error",
+    "not_found_error": "not_found_error",
+    "request_too_large": "request_too_large",
+    "rate_limit_error": "rate_limit_error",
+    "overloaded_error": "overloaded_error",
+}
+
+
 def anthropic_error(message: str, kind: str, code: str) -> bytes:
-    # Anthropic's error types are a closed set; map ours onto it.
-    kinds = {
-        "invalid_request_error": "invalid_request_error",
-        "authentication_error": "authentication_error",
-        "permission_error": "permission_error",
-        "not_found_error": "not_found_error",
-        "request_too_large": "request_too_large",
-        "rate_limit_error": "rate_limit_error",
-        "overloaded_error": "overloaded_error",
-    }
-    body = {"type": "error", "error": {"type": kinds.get(kind, "api_error"), "message": message}}
+    error_type = _ANTHROPIC_TYPES.get(kind, "api_error")
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
     return jsoncodec.dumps(body)
+
+
+def neutral_error(message: str, kind: str, code: str) -> bytes:
+    """An error both APIs' SDKs read, for refusals made before a request names its API
+    (at the connection: malformed HTTP, headers too slow or too large): Anthropic's
+    envelope, with OpenAI's `message`, `type`, `param` and `code` inside it."""
+    error_type = _ANTHROPIC_TYPES.get(kind, "api_error")
+    error = {"type": error_type, "message": message, "param": None, "code": code}
+    return jsoncodec.dumps({"type": "error", "error": error})
 
 
 def _collector(parts: list[str]) -> Text:
@@ -201,3 +213,8 @@ CHAT = Dialect("chat", "openai", "/chat/completions", True, ("messages",))
 EMBEDDINGS = Dialect("embeddings", "openai", "/embeddings", False, ("input",))
 RESPONSES = Dialect("responses", "openai", "/responses", True, ("input",))
 MESSAGES = Dialect("messages", "anthropic", "/messages", True, ("messages",))
+
+
+def for_path(path: str) -> Dialect:
+    """The dialect whose error shape a caller of `path` reads (OpenAI's unless Anthropic's)."""
+    return MESSAGES if path.startswith("/v1/messages") else CHAT

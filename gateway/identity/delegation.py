@@ -49,8 +49,12 @@ class DelegationVerifier(TokenVerifier):
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:
+            # PyJWT reads with the standard library: a deeply nested or odd payload
+            # raises more than PyJWTError, and is still only a malformed token.
             raise AuthError("malformed delegation token") from exc
+        if not isinstance(unverified, dict) or not isinstance(header, dict):
+            raise AuthError("malformed delegation token")
         issuer = self._issuers.get(str(unverified.get("iss")))
         if issuer is None:
             raise AuthError("delegation token from an unknown issuer")
@@ -77,6 +81,8 @@ class DelegationVerifier(TokenVerifier):
             raise AuthError("delegation token is for another audience") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"delegation token rejected: {exc}") from exc
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise AuthError("malformed delegation token") from exc
         return _identity(claims)
 
 
@@ -93,12 +99,27 @@ def _identity(claims: dict[str, Any]) -> Identity:
     if not isinstance(agent, str) or not agent:
         raise AuthError("delegation token names no agent (agent, act.sub or azp)")
     scope = claims.get("scope")
-    scopes = scope.split() if isinstance(scope, str) else list(claims.get("scopes") or [])
+    scopes = scope.split() if isinstance(scope, str) else claims.get("scopes") or []
     roles = claims.get("roles") or []
-    return Identity(
+    if not isinstance(scopes, list) or not isinstance(roles, list):
+        raise AuthError("delegation token's roles and scopes must be lists")
+    identity = Identity(
         agent=agent,
         roles=tuple(str(r) for r in roles),
         scopes=tuple(str(s) for s in scopes),
         person=str(claims["sub"]),
         method="delegation",
     )
+    _require_utf8(identity)
+    return identity
+
+
+def _require_utf8(identity: Identity) -> None:
+    """Every name lands in the signed record: one that is not valid Unicode (a lone
+    surrogate, which the standard library's JSON reader lets through) is refused now,
+    before a record could fail to encode."""
+    try:
+        for name in (identity.agent, identity.person or "", *identity.roles, *identity.scopes):
+            name.encode()
+    except UnicodeEncodeError as exc:
+        raise AuthError("delegation token names hold invalid Unicode") from exc

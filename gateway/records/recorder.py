@@ -17,7 +17,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from cordon import jsoncodec
-from cordon.errors import RecordCommitError, SpoolFullError
+from cordon.errors import RecordCommitError, RecordEncodeError, SpoolFullError
 from cordon.ids import uuid7
 from cordon.log import envelope
 from cordon.log.keys import SigningKey
@@ -47,7 +47,8 @@ class Recorder:
         self._region = region
         self._replica = replica
         self._next_seq = 1
-        self._voids: list[tuple[int, str]] = []  # (replica_seq, record id) spent without a record
+        # (replica_seq, record id, why) spent without a record
+        self._voids: list[tuple[int, str, str]] = []
         # One caller commits the voids at a time: two at once would each pop the first
         # and so drop one still uncommitted (a silent gap in replica_seq).
         self._voids_lock = asyncio.Lock()
@@ -60,6 +61,10 @@ class Recorder:
     @property
     def next_replica_seq(self) -> int:
         return self._next_seq
+
+    @property
+    def owes_voids(self) -> bool:
+        return bool(self._voids)
 
     @property
     def connected(self) -> bool:
@@ -95,33 +100,49 @@ class Recorder:
             # already got a 503; fail now instead.
             raise RecordCommitError("not connected to the regional NATS")
         if self._voids and connected:
-            await self._commit_voids()
+            await self.commit_voids()
+        # From here on the number is spent: whatever stops the record (encoding, size,
+        # spool, publish, even cancellation) owes a void, so it never leaves a silent gap.
         record["replica_seq"] = self._next_seq
         self._next_seq += 1
-        data = envelope.seal(record, self._key).encode()
-        if len(data) > self._record_cap():
-            # Never a 503 after the provider was paid: the record keeps every field, and
-            # its content only as a digest.
-            record = content_hashed(record)
-            data = envelope.seal(record, self._key).encode()
-        if spool is not None and (spool.depth > 0 or not connected):
-            self._spool(spool, record, data)
-            return None
         try:
-            return await self._publish(data, record["id"])
-        except RecordCommitError:
-            if spool is not None:
+            data = self._encode(record)
+            if spool is not None and (spool.depth > 0 or not connected):
                 self._spool(spool, record, data)
                 return None
-            self._voids.append((record["replica_seq"], record["id"]))
+            try:
+                return await self._publish(data, record["id"])
+            except RecordCommitError:
+                if spool is None:
+                    raise
+                self._spool(spool, record, data)
+                return None
+        except BaseException as exc:
+            self._voids.append((record["replica_seq"], record["id"], _why(exc)))
             raise
+
+    def _encode(self, record: dict[str, Any]) -> bytes:
+        """The sealed record; one too large for the stream keeps its content only as a
+        digest (never a 503 after the provider was paid). `RecordEncodeError` if it
+        cannot be encoded at all, or does not fit even so."""
+        try:
+            data = envelope.seal(record, self._key).encode()
+            if len(data) > self._record_cap():
+                data = envelope.seal(content_hashed(record), self._key).encode()
+        except (TypeError, ValueError, OverflowError) as exc:  # msgpack: unencodable value
+            raise RecordEncodeError(f"record could not be encoded: {exc}") from exc
+        if len(data) > self._record_cap():
+            raise RecordEncodeError(
+                f"record is {len(data)} bytes even without its content; the stream takes "
+                f"{self._record_cap()}"
+            )
+        return data
 
     def _spool(self, spool: Spool, record: dict[str, Any], data: bytes) -> None:
         try:
             spool.append(record["id"], data)
-        except SpoolFullError as exc:
-            self._voids.append((record["replica_seq"], record["id"]))
-            raise RecordCommitError(str(exc)) from exc
+        except (SpoolFullError, OSError) as exc:
+            raise RecordCommitError(f"record not spooled: {exc}") from exc
 
     async def ship(self, spool: Spool) -> int:
         """Send what the spool holds, in order, with each record's own id."""
@@ -139,13 +160,14 @@ class Recorder:
                 raise RecordCommitError(f"record not committed: {exc}") from exc
         raise RecordCommitError("unreachable")
 
-    async def _commit_voids(self) -> None:
+    async def commit_voids(self) -> None:
+        """Commit a void for every number spent without a record, oldest first."""
         async with self._voids_lock:
             await self._commit_voids_in_order()
 
     async def _commit_voids_in_order(self) -> None:
         while self._voids:
-            replica_seq, record_id = self._voids[0]
+            replica_seq, record_id, why = self._voids[0]
             void = {
                 "v": 1,
                 "kind": "void",
@@ -155,10 +177,20 @@ class Recorder:
                 "replica": self._replica,
                 "replica_seq": replica_seq,
                 "voids": record_id,
-                "reason": "this sequence's record could not be committed; its caller got a 503",
+                "reason": f"this sequence's record could not be committed ({why})",
             }
             await self._publish(envelope.seal(void, self._key).encode(), f"void-{record_id}")
             self._voids.pop(0)
+
+
+def _why(exc: BaseException) -> str:
+    """A void's reason: which step stopped the record (no caller content, no message
+    that could carry it)."""
+    if isinstance(exc, RecordEncodeError):
+        return "it could not be encoded or did not fit the stream; its caller got an error"
+    if isinstance(exc, RecordCommitError):
+        return "the stream did not take it; its caller got an error and no model output"
+    return f"{type(exc).__name__} while committing; its caller got no model output"
 
 
 def _replica_seq(data: bytes) -> int:

@@ -30,11 +30,15 @@ class Log:
         self.bodies: list[bytes] = []  # each published summary's exact bytes
         self.published = [self._publish(seq) for seq in (1, 2)]
 
-    def grow(self, count: int) -> list[Candidate]:
-        for _ in range(count):
+    def grow(self, count: int, numbered: list[tuple[str, int]] | None = None) -> list[Candidate]:
+        """`count` decision records; with `numbered`, each one a (kind, replica_seq) of
+        replica gw-1 instead."""
+        for i in range(len(numbered) if numbered else count):
             n = len(self.records)
             ts = f"2026-12-02T10:{n // 60:02d}:{n % 60:02d}.000000+00:00"  # a second apart
             record = {"v": 1, "kind": "decision", "id": f"r{n}", "person": "p", "ts": ts}
+            if numbered:
+                record.update(kind=numbered[i][0], replica="gw-1", replica_seq=numbered[i][1])
             self.records.append(envelope.seal(record, self.replica).encode())
             self.published.append(self._publish(len(self.records)))
         return self.published[-count:]

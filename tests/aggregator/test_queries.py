@@ -68,3 +68,19 @@ def test_freshness_and_gaps_name_what_is_missing(open_store: OpenStore) -> None:
     assert fresh["checkpoints_verified"] == 1 and fresh["checkpoints_failed"] == 1
     assert central.store.gaps(REGION) == [{"region": REGION, "first_seq": 1, "last_seq": 4}]
     assert central.store.gaps("us-east") == []
+
+
+def test_a_replica_seq_number_with_neither_record_nor_void_is_a_gap(
+    open_store: OpenStore,
+) -> None:
+    """Numbers 1..6 of replica gw-1: 3 is voided (not a gap), 5 has nothing at all."""
+    log = Log()
+    numbered = [("decision", 1), ("decision", 2), ("void", 3), ("decision", 4), ("decision", 6)]
+    log.grow(0, numbered)
+    central = Central(open_store, log)
+    central.consume(*central.summaries(*log.bodies), central.checkpoint())
+    assert central.store.gaps() == []  # every stream sequence arrived
+    assert central.store.replica_gaps() == [
+        {"region": REGION, "replica": "gw-1", "first_replica_seq": 5, "last_replica_seq": 5}
+    ]
+    assert central.store.replica_gaps("us-east") == []

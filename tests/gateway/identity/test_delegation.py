@@ -102,8 +102,25 @@ async def test_a_valid_token_puts_the_person_and_agent_in_the_record(
         (lambda: token(exp=None), "rejected"),
         (lambda: token(act=None), "names no agent"),
         (lambda: "eyJhbGciOi.not-a.token", "malformed"),
+        # Signed by the trusted issuer, yet unfit for a record: each used to be a 500
+        # (and the lone surrogate a replica_seq spent with no record).
+        (lambda: token(roles=5), "must be lists"),
+        (lambda: token(sub="person:\ud800"), "invalid Unicode"),
+        (lambda: token(act={"sub": "agent:\udc00"}), "invalid Unicode"),
     ],
-    ids=["expired", "not-yet", "audience", "issuer", "forged", "no-exp", "no-agent", "malformed"],
+    ids=[
+        "expired",
+        "not-yet",
+        "audience",
+        "issuer",
+        "forged",
+        "no-exp",
+        "no-agent",
+        "malformed",
+        "roles-not-a-list",
+        "person-lone-surrogate",
+        "agent-lone-surrogate",
+    ],
 )
 def test_bad_tokens_get_401(gateway: str, bearer: Any, reason: str) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
