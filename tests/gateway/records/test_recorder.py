@@ -106,3 +106,24 @@ async def test_voids_owed_by_concurrent_refusals_are_each_committed_once(
     # enough: the eight after all arrive while it is owed.
     assert len(since) >= 1 + 1 + 8
     assert sum(r["kind"] == "void" for r in mine if r["replica_seq"] > start) >= 1
+
+
+async def test_an_owed_void_is_committed_even_when_no_call_follows(
+    endpoints: dict[str, Any],
+) -> None:
+    """A quiet replica does not leave a spent number open until its next call: it commits
+    the owed void by itself once the stream takes records again."""
+    assert _ask(endpoints, "before a quiet spell").status_code == 200
+    await _set_max_msgs(endpoints, await _count(endpoints))
+    try:
+        refused = _ask(endpoints, "refused, then nobody calls")
+        assert refused.status_code == 503
+    finally:
+        await _set_max_msgs(endpoints, -1)
+    for _ in range(100):  # no call is made meanwhile
+        mine = [r for r in await recent_records(endpoints, REGION, 5) if r["replica"] == "gw-1"]
+        if mine and mine[0]["kind"] == "void":
+            break
+        await asyncio.sleep(0.1)
+    assert mine[0]["kind"] == "void"
+    assert "the stream did not take it" in mine[0]["reason"]
