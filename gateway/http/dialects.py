@@ -81,6 +81,8 @@ def _map_messages(messages: Any, fn: Text) -> Any:
     return [_map_part(m, fn) for m in messages]
 
 
+MAX_MODEL_CHARS = 256  # provider model ids are far shorter
+
 # Our error kinds, as OpenAI's API names them.
 _OPENAI_TYPES = {
     "authentication_error": "invalid_request_error",
@@ -147,6 +149,10 @@ class Dialect:
     def validate(self, payload: dict[str, Any]) -> str | None:
         if not isinstance(payload.get("model"), str) or not payload["model"]:
             return "'model' is required and must be a string"
+        if len(payload["model"]) > MAX_MODEL_CHARS:
+            # The model name is kept whole in the record (content is kept as a digest when
+            # too large, the model is not): bounded here, before any provider is asked.
+            return f"'model' must be at most {MAX_MODEL_CHARS} characters"
         present = [k for k in self.prompt_keys if payload.get(k) not in (None, "", [])]
         if not present:
             return f"'{self.prompt_keys[0]}' is required and must not be empty"

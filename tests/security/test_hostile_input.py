@@ -137,6 +137,10 @@ FINDINGS = {
         "/v1/chat/completions",
         b'{"model":"mock-gpt",' + MESSAGES + b'"mail cfo@example.com","content":"hi"}]}',
     ),
+    "a model name longer than a record may hold whole": (
+        "/v1/chat/completions",
+        b'{"model":"mock-gpt' + b"x" * 2_000_000 + b'",' + MESSAGES + b'"hi"}]}',
+    ),
     "embeddings input with a lone surrogate": (
         "/v1/embeddings",
         b'{"model":"mock-embed","input":["ok","\\ud800"]}',
