@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,24 +22,21 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def read_body(
-    receive: Receive, headers: dict[str, str], limit: int, idle_timeout: float
-) -> bytes:
-    """The whole body, at most `limit` bytes; `ClientTimeoutError` if the caller sends
-    nothing of it for `idle_timeout` seconds (a stalled or lying client holds no slot)."""
+# Set in the scope by the connection guard (gateway.http.connections) when the body
+# stopped arriving: the seconds it waited. The body handed over is then incomplete.
+BODY_STALLED = "cordon.body_stalled"
+
+
+async def read_body(scope: Scope, receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The whole body, at most `limit` bytes; `ClientTimeoutError` if the connection guard
+    found it stalled (a slow or lying client holds no slot)."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
-        try:
-            async with asyncio.timeout(idle_timeout):
-                message = await receive()
-        except TimeoutError as exc:
-            raise ClientTimeoutError(
-                f"no more of the request body arrived for {idle_timeout:g} s"
-            ) from exc
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise BadRequestError("client went away before sending the whole body")
         chunk = message.get("body", b"")
@@ -49,6 +45,9 @@ async def read_body(
             raise BodyTooLargeError(f"request body exceeds {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body"):
+            if BODY_STALLED in scope:
+                waited = scope[BODY_STALLED]
+                raise ClientTimeoutError(f"no more of the request body arrived for {waited:g} s")
             return b"".join(chunks)
 
 

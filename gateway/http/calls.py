@@ -190,18 +190,18 @@ async def handle(
         records.CallFacts(dialect.route, "unknown"),
     )
     try:
-        await _admit(call, headers, receive, send)
+        await _admit(call, scope, headers, receive, send)
     except Exception as exc:  # a fault of ours, not the caller's: still a record and a receipt
         await _fault(call, send, exc)
 
 
-async def _admit(call: Call, headers: dict[str, str], receive: Receive, send: Send) -> None:
+async def _admit(
+    call: Call, scope: Scope, headers: dict[str, str], receive: Receive, send: Send
+) -> None:
     """Read and check the request, then serve it within the replica's concurrency cap."""
     runtime, dialect = call.runtime, call.dialect
     try:
-        body = await read_body(
-            receive, headers, runtime.settings.max_body_bytes, runtime.settings.body_idle_timeout_s
-        )
+        body = await read_body(scope, receive, headers, runtime.settings.max_body_bytes)
         payload = parse_json_object(body)
         problem = dialect.validate(payload)
         if problem:
@@ -210,7 +210,6 @@ async def _admit(call: Call, headers: dict[str, str], receive: Receive, send: Se
         await refuse(call, send, 413, str(exc), "request_too_large", "request_too_large")
         return
     except ClientTimeoutError as exc:
-        metrics.CONNECTIONS_CLOSED.labels("body_timeout").inc()
         close = [(b"connection", b"close")]  # the rest of the body is never read
         await refuse(call, send, 408, str(exc), "invalid_request_error", "request_timeout", close)
         return

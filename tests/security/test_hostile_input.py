@@ -291,6 +291,27 @@ async def test_a_body_that_stops_arriving_is_a_408_with_a_record(
     assert hostile.closed("body_timeout") >= 1
 
 
+def test_a_slow_body_that_keeps_arriving_is_served(
+    hostile: Replica, endpoints: dict[str, Any]
+) -> None:
+    """The body timeout is an idle timeout: a slow uplink that pauses less than it each
+    time is served, however long the whole body takes."""
+    body = b'{"model":"mock-gpt",' + MESSAGES + b'"a slow uplink"}]}'
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + endpoints["api_key"].encode() + b"\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(hostile.address, timeout=15) as sock:
+        sock.sendall(head)
+        for start in range(0, len(body), len(body) // 4 + 1):  # 2 s in all, 0.5 s pauses
+            time.sleep(0.5)
+            sock.sendall(body[start : start + len(body) // 4 + 1])
+        status, _, answer = _answer(_read_to_close(sock))
+    assert status == 200, answer
+    assert answer["choices"][0]["message"]["content"] == "echo: a slow uplink"
+
+
 def test_connections_beyond_the_cap_get_a_503_with_retry_after_and_are_not_recorded(
     crowded: Replica, endpoints: dict[str, Any]
 ) -> None:
