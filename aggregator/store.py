@@ -379,11 +379,7 @@ class ViewStore:
             "LAG(stream_seq, 1, 0) OVER (PARTITION BY region ORDER BY stream_seq) AS prev "
             "FROM summaries) AS ordered WHERE stream_seq > prev + 1"
         )
-        params: list[Any] = []
-        if region is not None:
-            sql += " AND region = ?"
-            params.append(region)
-        rows = self._db.query(sql + " ORDER BY region, 2", params)
+        rows = self._holes(sql, region, "region, 2")
         return [{"region": r, "first_seq": first, "last_seq": last} for r, first, last in rows]
 
     def replica_gaps(self, region: str | None = None) -> list[dict[str, Any]]:
@@ -396,15 +392,19 @@ class ViewStore:
             "ORDER BY replica_seq) AS prev FROM summaries WHERE replica_seq IS NOT NULL) "
             "AS numbered WHERE replica_seq > prev + 1"
         )
-        params: list[Any] = []
-        if region is not None:
-            sql += " AND region = ?"
-            params.append(region)
-        rows = self._db.query(sql + " ORDER BY region, replica, 3", params)
+        rows = self._holes(sql, region, "region, replica, 3")
         return [
             {"region": r, "replica": replica, "first_replica_seq": first, "last_replica_seq": last}
             for r, replica, first, last in rows
         ]
+
+    def _holes(self, sql: str, region: str | None, order: str) -> list[Any]:
+        """Rows of a hole-finding query, of one region or all, in `order`."""
+        params: list[Any] = []
+        if region is not None:
+            sql += " AND region = ?"
+            params.append(region)
+        return list(self._db.query(f"{sql} ORDER BY {order}", params))
 
     def stats(self) -> dict[str, Any]:
         by_region: dict[str, dict[str, Any]] = {}

@@ -35,6 +35,7 @@ def run(config_path: Path) -> None:
         loop="auto",
         # httptools, with slow, oversized and surplus connections refused (connections.py)
         http=guarded_protocol(limits),
+        ws="none",  # no route speaks WebSocket: an upgrade request is served as plain HTTP
         lifespan="on",
         # The gateway is the edge: it trusts no X-Forwarded-* and saves the middleware.
         proxy_headers=False,

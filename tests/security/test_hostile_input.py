@@ -211,6 +211,20 @@ def test_a_wrong_method_is_a_405_that_says_so(hostile: Replica) -> None:
     assert anthropic.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_a_websocket_upgrade_is_answered_as_plain_http(hostile: Replica) -> None:
+    """No route speaks WebSocket, so an upgrade is not a second door: the request is
+    served as the HTTP it also is."""
+    upgrade = {
+        "upgrade": "websocket",
+        "connection": "Upgrade",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+    }
+    response = httpx.get(hostile.url + "/v1/chat/completions", headers=upgrade)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
 MALFORMED = {
     "bad chunk size": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
     b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
