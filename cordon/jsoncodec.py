@@ -4,8 +4,9 @@ Every JSON document Cordon reads (a caller's body, a provider's answer or stream
 event, a tool call's arguments) goes through `loads`, and what it accepts the rest
 of the pipeline (policy, signing, the record codec, summaries) can handle. There is
 no second reader with other rules: orjson alone decides, and refuses invalid UTF-8,
-lone surrogates (escaped or as CESU bytes), NaN and infinities, numbers beyond a
-double and integers beyond 64 bits. On top of orjson, `loads` refuses
+lone surrogates (escaped or as CESU bytes), NaN and infinities, and numbers beyond a
+double (integers beyond 64 bits but within a double read as doubles, as JavaScript
+and most providers read them). On top of orjson, `loads` refuses
 
 - a repeated key in one object: orjson keeps the last, a provider may keep the first,
   so a rule could pass one value while the provider acts on another;

@@ -81,7 +81,8 @@ CONNECTIONS_OPEN = Gauge(
 CONNECTIONS_CLOSED = Counter(
     "cordon_gateway_connections_closed_total",
     "Connections the replica closed on a caller, by reason: header_timeout (headers not "
-    "complete in time), body_timeout (the body stalled), over_capacity (beyond "
-    "max_connections), malformed_http (not HTTP the parser accepts).",
+    "complete in time), headers_too_large, body_timeout (the body stalled), send_timeout "
+    "(the caller stopped reading), over_capacity (beyond max_connections), malformed_http "
+    "(not HTTP the parser accepts).",
     ["reason"],
 )

@@ -44,11 +44,13 @@ class GatewaySettings:
     max_concurrent_calls: int = 512
     # Slow and stalled callers (gateway.http.connections): a request's headers must
     # arrive within header_timeout_s of its first byte (or of the connection) and hold
-    # at most max_header_bytes, its body may pause at most body_idle_timeout_s; open
-    # connections beyond max_connections are answered 503 with retry-after and closed.
+    # at most max_header_bytes, its body may pause at most body_idle_timeout_s, a caller
+    # that reads nothing of its answers for send_timeout_s is cut off; open connections
+    # beyond max_connections are answered 503 with retry-after and closed.
     header_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
     body_idle_timeout_s: float = 10.0
+    send_timeout_s: float = 30.0
     max_connections: int = 1024
     # A record larger than this keeps its content only as a digest (0: the server's
     # max_payload, which deploy/nats sets to 8 MB).
@@ -134,6 +136,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             header_timeout_s=_positive(raw, "header_timeout_s", 10.0),
             max_header_bytes=int(_positive(raw, "max_header_bytes", 64 * 1024)),
             body_idle_timeout_s=_positive(raw, "body_idle_timeout_s", 10.0),
+            send_timeout_s=_positive(raw, "send_timeout_s", 30.0),
             max_connections=int(_positive(raw, "max_connections", 1024)),
             max_record_bytes=int(raw.get("max_record_bytes", 0)),
             allowed_upstreams=tuple(

@@ -179,6 +179,25 @@ class DevStack:
         env: dict[str, str] | None = None,
     ) -> str:
         """Start one more gateway replica in `region`, enrolled by the regional key."""
+        port = port or free_port(self.host)
+        name = f"gateway-{region}" if replica == "gw-1" else f"gateway-{region}-{replica}"
+        config = self.gateway_config(
+            region, replica, upstream_base_url, port, pack_name=pack_name, extra=extra
+        )
+        self._spawn(name, "gateway", "run", "--config", str(config), env=env)
+        return f"http://{self.host}:{port}"
+
+    def gateway_config(
+        self,
+        region: str,
+        replica: str,
+        upstream_base_url: str,
+        port: int,
+        pack_name: str = "default",
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
+        """The settings file of a replica of `region` (its key enrolled by the regional
+        key), for `start_gateway` or a test that runs the replica in-process."""
         assert self.topology is not None
         region_plan = self.topology.regions[region]
         keys = self.root / "keys" / region
@@ -186,9 +205,8 @@ class DevStack:
         replica_key = _load_or_create_key(keys / f"{replica}.key")
         enrolment_path = keys / f"{replica}.enrolment"
         enrolment_path.write_bytes(enrol(regional_key, region, replica, replica_key))
-        port = port or free_port(self.host)
         name = f"gateway-{region}" if replica == "gw-1" else f"gateway-{region}-{replica}"
-        config = self._write_config(
+        return self._write_config(
             name,
             {
                 "region": region,
@@ -227,8 +245,6 @@ class DevStack:
                 **(extra or {}),
             },
         )
-        self._spawn(name, "gateway", "run", "--config", str(config), env=env)
-        return f"http://{self.host}:{port}"
 
     def start_mock(self, name: str, behaviour: str = "ok", tls: str | None = None) -> str:
         """Start one more mock provider; returns its base URL (ending in /v1). With `tls`

@@ -115,19 +115,18 @@ class Call:
         self._intent = asyncio.create_task(self._commit(self.record("intent")))
 
     async def intent_seq(self) -> int | None:
-        """The intent's stream sequence (None: spooled); `RecordCommitError` if it failed."""
+        """The intent's stream sequence (None: spooled); `RecordCommitError` if it failed.
+        Shielded: a relay cancelled while it waits (the caller left) must not cancel the
+        commit, whose record the decision then names."""
         assert self._intent is not None
-        return await self._intent
+        return await asyncio.shield(self._intent)
 
     async def intent_committed(self) -> bool:
         """Whether the intent (if any) was committed or spooled, once its commit ended."""
         if self._intent is None:
             return False
-        try:
-            await self._intent
-        except RecordCommitError:
-            return False
-        return True
+        await asyncio.wait({self._intent})  # its outcome, without raising it
+        return not self._intent.cancelled() and self._intent.exception() is None
 
     async def _commit(self, record: dict[str, Any]) -> int | None:
         recorder = self.runtime.recorder
@@ -201,6 +200,10 @@ async def _admit(
     """Read and check the request, then serve it within the replica's concurrency cap."""
     runtime, dialect = call.runtime, call.dialect
     try:
+        if "upgrade" in headers and "upgrade" in headers.get("connection", "").lower():
+            # The parser hands what follows an upgrade's headers to the new protocol, so
+            # the body would read as empty: say what is wrong instead.
+            raise BadRequestError("protocol upgrades are not served; send the call as HTTP/1.1")
         body = await read_body(scope, receive, headers, runtime.settings.max_body_bytes)
         payload = parse_json_object(body)
         problem = dialect.validate(payload)
@@ -235,13 +238,15 @@ async def _fault(call: Call, send: Send, exc: Exception) -> None:
     route, record_id = call.dialect.route, call.record_id
     log.error("internal fault serving %s, record %s", route, record_id, exc_info=exc)
     message = f"internal gateway error; record {record_id} names this call"
-    if call.committed:
-        with contextlib.suppress(Exception):  # the answer may have begun: uvicorn closes it
-            await respond(send, 500, call.dialect.error(message, "api_error", "internal_error"))
-        return
-    error = f"internal_error: {type(exc).__name__}"
-    with contextlib.suppress(Exception):
-        await refuse(call, send, 500, message, "api_error", "internal_error", error=error)
+    if not call.committed:
+        error = f"internal_error: {type(exc).__name__}"
+        try:
+            await refuse(call, send, 500, message, "api_error", "internal_error", error=error)
+            return
+        except Exception:
+            log.exception("record %s: the fault's own answer failed", record_id)
+    with contextlib.suppress(Exception):  # the answer may have begun: uvicorn closes it
+        await respond(send, 500, call.dialect.error(message, "api_error", "internal_error"))
 
 
 async def refuse(

@@ -6,11 +6,17 @@ uvicorn lacks:
 - a header timeout: a request's headers must be complete within `header_timeout_s` of
   the connection opening (or of the request's first byte on a kept-alive connection);
   otherwise 408, and the connection is closed;
-- a header size cap: more than `max_header_bytes` before the headers end is a 431 (the
-  parser would otherwise buffer a header without bound);
+- a header size cap: headers longer than `max_header_bytes` are a 431, counted exactly
+  when they end and by the read while they have not (the parser would otherwise buffer
+  a header without bound);
 - a body idle timeout: a body that stops arriving for `body_idle_timeout_s` is handed
   to the app as it stands, marked stalled (`asgi.BODY_STALLED`), so the app answers 408
-  in the caller's API shape with a record — the caller has authenticated by then;
+  in the caller's API shape with a record — the caller has authenticated by then; a
+  body still arriving after its request was answered (a refusal that did not read it)
+  gets `body_idle_timeout_s` in all, then the connection is closed;
+- a send timeout: a caller that stops reading its answers (the transport's buffer full
+  for `send_timeout_s`) has its connection aborted, so an unread answer holds no
+  memory and no slot;
 - a cap on open connections: a request on a connection beyond `max_connections` gets
   503 with `retry-after` in its API's error shape, and the connection is closed;
 - malformed HTTP answered in the API's error shape rather than uvicorn's plain text.
@@ -43,6 +49,7 @@ class ConnectionLimits:
     header_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
     body_idle_timeout_s: float = 10.0
+    send_timeout_s: float = 30.0
     max_connections: int = 1024
 
 
@@ -53,8 +60,12 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_message = False  # between a request's first byte and its body's end
         self._headers_since: float | None = None  # awaiting a request's headers since
-        self._header_bytes = 0
+        self._header_bytes = 0  # reads while awaiting them (a bound on what is buffered)
+        self._header_size = 0  # the URL and header lines parsed so far (exact)
         self._body_since: float | None = None  # awaiting more of a body since
+        self._body_answered = False  # ... of a request already answered: a fixed deadline
+        self._write_paused_since: float | None = None
+        self._upgrade_asked = False  # no route speaks another protocol: answered, then closed
         self._watchdog: asyncio.TimerHandle | None = None
 
     # -- uvicorn's protocol, extended ----------------------------------------------------
@@ -73,20 +84,24 @@ class GuardedProtocol(HttpToolsProtocol):
         metrics.CONNECTIONS_OPEN.set(len(self.connections))
 
     def data_received(self, data: bytes) -> None:
+        if self._upgrade_asked:
+            return  # what follows an upgrade's headers is not HTTP: the answer says so
+        header_bytes_only = self._headers_since is not None or not self._in_message
         if not self._in_message and self._headers_since is None:
             self._await_headers()  # bytes between requests: the next one's (or junk)
         super().data_received(data)
         if self.transport.is_closing():
             return  # the parser refused the request, or we did
+        if self.parser.should_upgrade():
+            self._upgrade_asked = True
+            return
         if self._headers_since is not None:
-            self._header_bytes += len(data)
+            if header_bytes_only:  # else the read began in a body: not all header bytes
+                self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
-                metrics.CONNECTIONS_CLOSED.labels("headers_too_large").inc()
-                message = f"request headers exceed {self.limits.max_header_bytes} bytes"
-                self._refuse(431, message, "headers_too_large")
+                self._headers_too_large()
         elif self._in_message:
-            self._body_since = self.loop.time()  # a body under way: watched while it lasts
-            self._watch(self._body_since + self.limits.body_idle_timeout_s)
+            self._body_arrived()
 
     def on_message_begin(self) -> None:
         self._in_message = True
@@ -94,8 +109,19 @@ class GuardedProtocol(HttpToolsProtocol):
             self._await_headers()
         super().on_message_begin()
 
+    def on_url(self, url: bytes) -> None:
+        self._header_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self._headers_since = None
+        if self._header_size > self.limits.max_header_bytes:
+            self._headers_too_large()  # the parser goes on, but no app is started
+            return
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -103,15 +129,45 @@ class GuardedProtocol(HttpToolsProtocol):
         self._body_since = None
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._upgrade_asked:
+            self.transport.close()
+
     def send_400_response(self, msg: str) -> None:
+        if self.transport.is_closing():
+            return  # we refused it already (the parser trips over what follows)
         metrics.CONNECTIONS_CLOSED.labels("malformed_http").inc()
         self._refuse(400, "the request is not well-formed HTTP/1.1", "malformed_http")
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._write_paused_since = self.loop.time()
+        self._watch(self._write_paused_since + self.limits.send_timeout_s)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._write_paused_since = None
+
+    def _headers_too_large(self) -> None:
+        metrics.CONNECTIONS_CLOSED.labels("headers_too_large").inc()
+        message = f"request headers exceed {self.limits.max_header_bytes} bytes"
+        self._refuse(431, message, "headers_too_large")
+
+    def _body_arrived(self) -> None:
+        """A read of a body under way: its idle deadline moves on, unless its request was
+        answered already (then the rest of it has a fixed time to arrive)."""
+        answered = self.cycle is None or self.cycle.response_complete
+        if self._body_since is None or not (answered and self._body_answered):
+            self._body_since = self.loop.time()
+            self._body_answered = answered
+        self._watch(self._body_since + self.limits.body_idle_timeout_s)
 
     # -- the watchdog --------------------------------------------------------------------
 
     def _await_headers(self) -> None:
         self._headers_since = self.loop.time()
-        self._header_bytes = 0
+        self._header_bytes = self._header_size = 0
         self._watch(self._headers_since + self.limits.header_timeout_s)
 
     def _watch(self, deadline: float) -> None:
@@ -124,9 +180,15 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _look(self) -> None:
         self._watchdog = None
+        now = self.loop.time()
+        if self._write_paused_since is not None:
+            if now - self._write_paused_since >= self.limits.send_timeout_s:
+                metrics.CONNECTIONS_CLOSED.labels("send_timeout").inc()
+                self.transport.abort()  # close() would wait for the caller to read
+                return
+            self._watch(self._write_paused_since + self.limits.send_timeout_s)
         if self.transport.is_closing():
             return
-        now = self.loop.time()
         if self._headers_since is not None:
             if now - self._headers_since < self.limits.header_timeout_s:
                 self._watch(self._headers_since + self.limits.header_timeout_s)
@@ -143,8 +205,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def _look_at_body(self, now: float) -> None:
         assert self._body_since is not None
         limit = self.limits.body_idle_timeout_s
-        if self.flow.read_paused:  # we stopped reading, not the caller: not its stall
-            self._body_since = now
+        if self.flow.read_paused and not self._body_answered:
+            self._body_since = now  # we stopped reading, not the caller: not its stall
         if now - self._body_since < limit:
             self._watch(self._body_since + limit)
             return
@@ -152,7 +214,7 @@ class GuardedProtocol(HttpToolsProtocol):
         metrics.CONNECTIONS_CLOSED.labels("body_timeout").inc()
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.more_body:
-            self.transport.close()  # answered already (a refusal that left the body unread)
+            self.transport.close()  # answered already: the rest of its body is not waited for
             return
         # The app is waiting in receive(): give it what arrived, marked as stalled; it
         # answers 408 with a record and closes the connection.

@@ -7,6 +7,7 @@ pipeline (gateway.http.calls) is the same for all of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,13 +67,38 @@ def map_json(node: Any, fn: Text) -> Any:
 
 def map_json_text(text: str, fn: Text) -> str:
     """`fn` on every string inside a JSON document held in a string (tool-call arguments);
-    the result is still valid JSON. Text that is not JSON is mapped as text."""
+    the result is still valid JSON. Text that is not JSON the reader accepts — a
+    fragment, or JSON written to confuse (a key twice, a lone surrogate) — is mapped as
+    text with its `\\u` escapes decoded, so no escape hides a value from the rules; if
+    they change nothing it goes out as it came."""
     try:
         value = jsoncodec.loads(text)
     except ValueError:
-        return fn(text)
+        readable = _unescaped(text) if "\\u" in text else text
+        mapped_text = fn(readable)
+        return text if mapped_text == readable else mapped_text
     mapped = map_json(value, fn)
     return text if mapped == value else jsoncodec.dumps(mapped).decode()
+
+
+# A JSON `\\u` escape: a surrogate pair, or one code unit.
+_UNICODE_ESCAPE = re.compile(
+    r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})", re.IGNORECASE
+)
+
+
+def _unescaped(text: str) -> str:
+    """`text` with its JSON `\\u` escapes as the characters they stand for (a lone
+    surrogate as U+FFFD, which any encoder can carry)."""
+
+    def char(match: re.Match[str]) -> str:
+        high, low, single = match.groups()
+        if high is not None:
+            return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)
+        code = int(single, 16)
+        return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
+
+    return _UNICODE_ESCAPE.sub(char, text)
 
 
 def _map_messages(messages: Any, fn: Text) -> Any:

@@ -24,6 +24,7 @@ def run(config_path: Path) -> None:
         header_timeout_s=settings.header_timeout_s,
         max_header_bytes=settings.max_header_bytes,
         body_idle_timeout_s=settings.body_idle_timeout_s,
+        send_timeout_s=settings.send_timeout_s,
         max_connections=settings.max_connections,
     )
     uvicorn.run(

@@ -67,7 +67,8 @@ def _replica(stack: DevStack, name: str, extra: dict[str, Any]) -> Iterator[Repl
 @pytest.fixture(scope="module")
 def hostile(stack: DevStack) -> Iterator[Replica]:
     """A replica with short slow-client timeouts, so stalls are shown the door quickly."""
-    yield from _replica(stack, "gw-hostile", {"header_timeout_s": 1, "body_idle_timeout_s": 1})
+    short = {"header_timeout_s": 1, "body_idle_timeout_s": 1, "send_timeout_s": 1}
+    yield from _replica(stack, "gw-hostile", short)
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +212,12 @@ def test_a_wrong_method_is_a_405_that_says_so(hostile: Replica) -> None:
     assert anthropic.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_a_websocket_upgrade_is_answered_as_plain_http(hostile: Replica) -> None:
-    """No route speaks WebSocket, so an upgrade is not a second door: the request is
-    served as the HTTP it also is."""
+def test_a_websocket_upgrade_is_answered_as_plain_http(
+    hostile: Replica, endpoints: dict[str, Any]
+) -> None:
+    """No route speaks WebSocket (or h2c), so an upgrade is not a second door: a GET is
+    answered as the HTTP it also is, and a call that asks to upgrade is told plainly
+    (the parser would hand its body to the new protocol)."""
     upgrade = {
         "upgrade": "websocket",
         "connection": "Upgrade",
@@ -223,6 +227,11 @@ def test_a_websocket_upgrade_is_answered_as_plain_http(hostile: Replica) -> None
     response = httpx.get(hostile.url + "/v1/chat/completions", headers=upgrade)
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+    body = b'{"model":"mock-gpt",' + MESSAGES + b'"hi"}]}'
+    h2c = {**_auth(endpoints), "upgrade": "h2c", "connection": "Upgrade, HTTP2-Settings"}
+    call = httpx.post(hostile.url + "/v1/chat/completions", content=body, headers=h2c)
+    assert call.status_code == 400 and "upgrades are not served" in call.json()["error"]["message"]
+    assert "x-cordon-record-id" in call.headers
 
 
 MALFORMED = {
@@ -248,9 +257,10 @@ def test_malformed_http_gets_the_api_error_shape_and_a_closed_connection(
     )  # ... Anthropic's
 
 
-def test_headers_beyond_the_cap_are_a_431(hostile: Replica) -> None:
-    data = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (80 * 1024)
-    status, _, body = _answer(_raw(hostile, data))
+@pytest.mark.parametrize("complete", [False, True], ids=["still-arriving", "in-one-read"])
+def test_headers_beyond_the_cap_are_a_431(hostile: Replica, complete: bool) -> None:
+    data = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (100 * 1024)
+    status, _, body = _answer(_raw(hostile, data + (b"\r\n\r\n" if complete else b"")))
     assert status == 431 and body["error"]["code"] == "headers_too_large"
 
 
@@ -303,6 +313,52 @@ async def test_a_body_that_stops_arriving_is_a_408_with_a_record(
     record = await find_record(endpoints, REGION, headers["x-cordon-record-id"])
     assert record is not None and record["status"] == 408 and record["error"] == "request_timeout"
     assert hostile.closed("body_timeout") >= 1
+
+
+def test_a_kept_alive_connection_whose_next_headers_stall_is_closed(hostile: Replica) -> None:
+    with socket.create_connection(hostile.address, timeout=15) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request, stalled
+        status, _, body = _answer(_read_to_close(sock))
+    assert status == 408 and body["error"]["code"] == "request_timeout"
+
+
+def test_a_body_still_dripping_after_its_refusal_is_cut_off(hostile: Replica) -> None:
+    """An anonymous caller answered 401 before its body was read cannot keep the
+    connection by sending the rest of a huge body a byte at a time."""
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n{"
+    )
+    with socket.create_connection(hostile.address, timeout=15) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+        deadline = time.monotonic() + 12
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                sock.sendall(b" ")
+                sock.settimeout(0.3)
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+    assert closed
+
+
+def test_a_caller_that_stops_reading_its_answers_is_cut_off(hostile: Replica) -> None:
+    """Pipelined requests whose answers are never read: once the replica's send buffer
+    has stayed full for the send timeout, the connection is aborted (an unread answer
+    holds no memory and no slot)."""
+    before = hostile.closed("send_timeout")
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(hostile.address, timeout=15) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request * 2000)  # megabytes of answers; nothing is read
+        eventually(lambda: hostile.closed("send_timeout") > before, timeout=15)
 
 
 def test_a_slow_body_that_keeps_arriving_is_served(

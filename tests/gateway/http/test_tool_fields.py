@@ -109,6 +109,31 @@ def test_chat_tool_arguments_and_results_are_screened_both_ways(
         assert json.loads(arguments) == {"echo": "echo: now mail [EMAIL]"}
 
 
+def test_arguments_the_reader_refuses_are_read_with_their_escapes_decoded(
+    gateway: tuple[str, str], endpoints: dict[str, Any]
+) -> None:
+    """Arguments with a key written twice are not JSON the reader accepts, so they are
+    screened as text: a `\\u` escape inside them must not hide a phone number."""
+    url, mock = gateway
+    hidden = PHONE.replace("0958", "\\u0030958")  # the 0 written as a JSON escape
+    arguments = '{"phone": "none", "phone": "' + hidden + '"}'
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": arguments}}
+    history = [
+        {"role": "user", "content": "call someone"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        {"role": "user", "content": "go on"},
+    ]
+    response = httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "mock-gpt", "messages": history},
+        headers={"authorization": f"Bearer {endpoints['api_key']}"},
+    )
+    assert response.status_code == 200
+    forwarded = json.loads(_last(mock))["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert "[PHONE]" in forwarded and "7946" not in forwarded
+
+
 def test_responses_items_are_screened_both_ways(
     gateway: tuple[str, str], endpoints: dict[str, Any]
 ) -> None:
