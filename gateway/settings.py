@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,21 @@ from cordon.tokens import Tokens
 from gateway.identity import Identity
 from gateway.identity.delegation import Issuer, IssuerKey
 from gateway.upstream.egress import DEFAULT_ALLOWED_ENV, DEFAULT_ALLOWED_UPSTREAMS
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What the connection guard allows a caller: a request's headers must arrive within
+    header_timeout_s of its first byte (or of the connection) and hold at most
+    max_header_bytes, its body may pause at most body_idle_timeout_s, a caller that
+    reads nothing of its answers for send_timeout_s is cut off; open connections beyond
+    max_connections are answered 503 with retry-after and closed."""
+
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_idle_timeout_s: float = 10.0
+    send_timeout_s: float = 30.0
+    max_connections: int = 1024
 
 
 @dataclass(frozen=True)
@@ -42,16 +57,8 @@ class GatewaySettings:
     max_event_bytes: int = 1024 * 1024
     # Calls in flight at once; beyond it a call is refused at once (503, retry-after).
     max_concurrent_calls: int = 512
-    # Slow and stalled callers (gateway.http.connections): a request's headers must
-    # arrive within header_timeout_s of its first byte (or of the connection) and hold
-    # at most max_header_bytes, its body may pause at most body_idle_timeout_s, a caller
-    # that reads nothing of its answers for send_timeout_s is cut off; open connections
-    # beyond max_connections are answered 503 with retry-after and closed.
-    header_timeout_s: float = 10.0
-    max_header_bytes: int = 64 * 1024
-    body_idle_timeout_s: float = 10.0
-    send_timeout_s: float = 30.0
-    max_connections: int = 1024
+    # Slow, stalled and surplus callers (gateway.http.connections); flat keys in the file.
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     # A record larger than this keeps its content only as a digest (0: the server's
     # max_payload, which deploy/nats sets to 8 MB).
     max_record_bytes: int = 0
@@ -97,11 +104,16 @@ def _issuer(raw: dict[str, Any], base: Path) -> Issuer:
     return Issuer(issuer=str(raw["issuer"]), audience=str(raw["audience"]), keys=tuple(keys))
 
 
-def _positive(raw: dict[str, Any], name: str, default: float) -> float:
-    value = float(raw.get(name, default))
-    if not value > 0:
-        raise ConfigError(f"setting {name!r} must be greater than 0")
-    return value
+def _connection_limits(raw: dict[str, Any]) -> ConnectionLimits:
+    """The limits the file sets (each greater than 0); the rest keep their defaults."""
+    defaults = ConnectionLimits()
+    given: dict[str, Any] = {}
+    for name in (limit.name for limit in fields(ConnectionLimits) if limit.name in raw):
+        value = float(raw[name])
+        if not value > 0:
+            raise ConfigError(f"setting {name!r} must be greater than 0")
+        given[name] = type(getattr(defaults, name))(value)
+    return ConnectionLimits(**given)
 
 
 def _own(value: Any) -> str:
@@ -133,11 +145,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             max_stream_bytes=int(raw.get("max_stream_bytes", 64 * 1024 * 1024)),
             max_event_bytes=int(raw.get("max_event_bytes", 1024 * 1024)),
             max_concurrent_calls=int(raw.get("max_concurrent_calls", 512)),
-            header_timeout_s=_positive(raw, "header_timeout_s", 10.0),
-            max_header_bytes=int(_positive(raw, "max_header_bytes", 64 * 1024)),
-            body_idle_timeout_s=_positive(raw, "body_idle_timeout_s", 10.0),
-            send_timeout_s=_positive(raw, "send_timeout_s", 30.0),
-            max_connections=int(_positive(raw, "max_connections", 1024)),
+            connections=_connection_limits(raw),
             max_record_bytes=int(raw.get("max_record_bytes", 0)),
             allowed_upstreams=tuple(
                 str(o) for o in raw.get("allowed_upstreams", DEFAULT_ALLOWED_UPSTREAMS)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from cordon import jsoncodec
-from cordon.errors import BadRequestError, BodyTooLargeError, ClientTimeoutError
+from cordon.errors import BadRequestError, BodyTooLargeError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,14 +22,15 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-# Set in the scope by the connection guard (gateway.http.connections) when the body
-# stopped arriving: the seconds it waited. The body handed over is then incomplete.
-BODY_STALLED = "cordon.body_stalled"
+# Set in the scope by the connection guard (gateway.http.connections) when it ended a
+# body the app will not get whole (it stalled; an upgrade took the rest): the refusal
+# to raise, a `BadRequestError`.
+BODY_REFUSED = "cordon.body_refused"
 
 
 async def read_body(scope: Scope, receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    """The whole body, at most `limit` bytes; `ClientTimeoutError` if the connection guard
-    found it stalled (a slow or lying client holds no slot)."""
+    """The whole body, at most `limit` bytes; the connection guard's refusal if it ended
+    the body early (`ClientTimeoutError`: a slow or lying client holds no slot)."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(f"request body exceeds {limit} bytes")
@@ -45,9 +46,9 @@ async def read_body(scope: Scope, receive: Receive, headers: dict[str, str], lim
             raise BodyTooLargeError(f"request body exceeds {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body"):
-            if BODY_STALLED in scope:
-                waited = scope[BODY_STALLED]
-                raise ClientTimeoutError(f"no more of the request body arrived for {waited:g} s")
+            refused = scope.get(BODY_REFUSED)
+            if isinstance(refused, BadRequestError):
+                raise refused
             return b"".join(chunks)
 
 

@@ -200,10 +200,6 @@ async def _admit(
     """Read and check the request, then serve it within the replica's concurrency cap."""
     runtime, dialect = call.runtime, call.dialect
     try:
-        if "upgrade" in headers and "upgrade" in headers.get("connection", "").lower():
-            # The parser hands what follows an upgrade's headers to the new protocol, so
-            # the body would read as empty: say what is wrong instead.
-            raise BadRequestError("protocol upgrades are not served; send the call as HTTP/1.1")
         body = await read_body(scope, receive, headers, runtime.settings.max_body_bytes)
         payload = parse_json_object(body)
         problem = dialect.validate(payload)

@@ -10,7 +10,7 @@ uvicorn lacks:
   when they end and by the read while they have not (the parser would otherwise buffer
   a header without bound);
 - a body idle timeout: a body that stops arriving for `body_idle_timeout_s` is handed
-  to the app as it stands, marked stalled (`asgi.BODY_STALLED`), so the app answers 408
+  to the app as it stands, marked refused (`asgi.BODY_REFUSED`), so the app answers 408
   in the caller's API shape with a record — the caller has authenticated by then; a
   body still arriving after its request was answered (a refusal that did not read it)
   gets `body_idle_timeout_s` in all, then the connection is closed;
@@ -32,25 +32,17 @@ only when it fires: a request on the fast path costs a clock read, not a timer.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from cordon.errors import BadRequestError, ClientTimeoutError
 from gateway import metrics
 from gateway.http import dialects
-from gateway.http.asgi import BODY_STALLED, Receive, Scope, Send, respond
+from gateway.http.asgi import BODY_REFUSED, Receive, Scope, Send, respond
+from gateway.settings import ConnectionLimits
 
-__all__ = ["ConnectionLimits", "GuardedProtocol", "guarded_protocol"]
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    header_timeout_s: float = 10.0
-    max_header_bytes: int = 64 * 1024
-    body_idle_timeout_s: float = 10.0
-    send_timeout_s: float = 30.0
-    max_connections: int = 1024
+__all__ = ["GuardedProtocol", "guarded_protocol"]
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -61,7 +53,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_message = False  # between a request's first byte and its body's end
         self._headers_since: float | None = None  # awaiting a request's headers since
         self._header_bytes = 0  # reads while awaiting them (a bound on what is buffered)
-        self._header_size = 0  # the URL and header lines parsed so far (exact)
+        self._reading = 0  # the size of the read being parsed
         self._body_since: float | None = None  # awaiting more of a body since
         self._body_answered = False  # ... of a request already answered: a fixed deadline
         self._write_paused_since: float | None = None
@@ -89,11 +81,15 @@ class GuardedProtocol(HttpToolsProtocol):
         header_bytes_only = self._headers_since is not None or not self._in_message
         if not self._in_message and self._headers_since is None:
             self._await_headers()  # bytes between requests: the next one's (or junk)
+        self._reading = len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return  # the parser refused the request, or we did
         if self.parser.should_upgrade():
+            # The parser hands what follows an upgrade's headers to the new protocol, and
+            # no route speaks one: the app says so, with a record, and the connection ends.
             self._upgrade_asked = True
+            self._hand_over(BadRequestError("protocol upgrades are not served; use HTTP/1.1"))
             return
         if self._headers_since is not None:
             if header_bytes_only:  # else the read began in a body: not all header bytes
@@ -109,17 +105,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self._await_headers()
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        self._header_size += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_size += len(name) + len(value) + 4  # ": " and CRLF
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         self._headers_since = None
-        if self._header_size > self.limits.max_header_bytes:
+        cap = self.limits.max_header_bytes
+        if self._header_bytes + self._reading > cap and self._header_size() > cap:
             self._headers_too_large()  # the parser goes on, but no app is started
             return
         super().on_headers_complete()
@@ -149,6 +138,11 @@ class GuardedProtocol(HttpToolsProtocol):
         super().resume_writing()
         self._write_paused_since = None
 
+    def _header_size(self) -> int:
+        """The request line's URL and header lines as parsed (measured only when the
+        reads that carried them could have been larger than the cap)."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
     def _headers_too_large(self) -> None:
         metrics.CONNECTIONS_CLOSED.labels("headers_too_large").inc()
         message = f"request headers exceed {self.limits.max_header_bytes} bytes"
@@ -167,7 +161,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _await_headers(self) -> None:
         self._headers_since = self.loop.time()
-        self._header_bytes = self._header_size = 0
+        self._header_bytes = 0
         self._watch(self._headers_since + self.limits.header_timeout_s)
 
     def _watch(self, deadline: float) -> None:
@@ -216,9 +210,13 @@ class GuardedProtocol(HttpToolsProtocol):
         if cycle is None or cycle.response_complete or not cycle.more_body:
             self.transport.close()  # answered already: the rest of its body is not waited for
             return
-        # The app is waiting in receive(): give it what arrived, marked as stalled; it
-        # answers 408 with a record and closes the connection.
-        cycle.scope[BODY_STALLED] = limit  # type: ignore[literal-required]
+        self._hand_over(ClientTimeoutError(f"no more of the request body arrived for {limit:g} s"))
+
+    def _hand_over(self, refusal: BadRequestError) -> None:
+        """Give the app, waiting in receive(), the body as it stands, marked refused
+        (`asgi.BODY_REFUSED`): it answers in the caller's API shape with a record."""
+        cycle = self.cycle
+        cycle.scope[BODY_REFUSED] = refusal  # type: ignore[literal-required]
         cycle.more_body = False
         cycle.message_event.set()
 

@@ -14,19 +14,12 @@ import uvicorn  # noqa: E402
 
 from gateway import settings as settings_module  # noqa: E402
 from gateway.http.app import create_app  # noqa: E402
-from gateway.http.connections import ConnectionLimits, guarded_protocol  # noqa: E402
+from gateway.http.connections import guarded_protocol  # noqa: E402
 
 
 def run(config_path: Path) -> None:
     settings = settings_module.load(config_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    limits = ConnectionLimits(
-        header_timeout_s=settings.header_timeout_s,
-        max_header_bytes=settings.max_header_bytes,
-        body_idle_timeout_s=settings.body_idle_timeout_s,
-        send_timeout_s=settings.send_timeout_s,
-        max_connections=settings.max_connections,
-    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -35,7 +28,7 @@ def run(config_path: Path) -> None:
         log_level="warning",
         loop="auto",
         # httptools, with slow, oversized and surplus connections refused (connections.py)
-        http=guarded_protocol(limits),
+        http=guarded_protocol(settings.connections),
         ws="none",  # no route speaks WebSocket: an upgrade request is served as plain HTTP
         lifespan="on",
         # The gateway is the edge: it trusts no X-Forwarded-* and saves the middleware.
