@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -58,3 +59,33 @@ def test_a_wrong_import_breaks_a_contract(
     assert result.returncode != 0, result.stdout
     broken = [line for line in result.stdout.splitlines() if line.endswith("BROKEN")]
     assert any(contract in line for line in broken), result.stdout
+
+
+# The modules that handle calls: what a caller or a provider sends is read here.
+TRAFFIC = ("gateway/http", "gateway/upstream", "gateway/records", "gateway/policy/engine.py")
+
+
+def _json_reads(path: Path) -> list[str]:
+    """Where `path` parses JSON with `json` or `orjson` directly (not `cordon.jsoncodec`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module in ("json", "orjson"):
+            if any(alias.name in ("load", "loads") for alias in node.names):
+                found.append(f"{path}:{node.lineno}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("load", "loads")
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("json", "orjson")
+        ):
+            found.append(f"{path}:{node.lineno}")
+    return found
+
+
+def test_traffic_is_read_only_by_the_one_json_reader(repo_root: Path) -> None:
+    """docs/security.md, "One JSON reader": a second reader with other rules (the old
+    fallback to `json`) would let through what the record codec cannot carry."""
+    paths = [repo_root / p for p in TRAFFIC]
+    files = [f for p in paths for f in (sorted(p.rglob("*.py")) if p.is_dir() else [p])]
+    assert len(files) > 10
+    assert [hit for f in files for hit in _json_reads(f)] == []
