@@ -404,7 +404,7 @@ class ViewStore:
         if region is not None:
             sql += " AND region = ?"
             params.append(region)
-        return list(self._db.query(f"{sql} ORDER BY {order}", params))
+        return self._db.query(f"{sql} ORDER BY {order}", params)
 
     def stats(self) -> dict[str, Any]:
         by_region: dict[str, dict[str, Any]] = {}
