@@ -50,12 +50,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_message = False  # between a request's first byte and its body's end
         self._headers_since: float | None = None  # awaiting a request's headers since
         self._header_bytes = 0  # reads while awaiting them (a bound on what is buffered)
         self._reading = 0  # the size of the read being parsed
         self._body_since: float | None = None  # awaiting more of a body since
         self._body_answered = False  # ... of a request already answered: a fixed deadline
+        self._body_of: object = None  # ... of this request (its uvicorn cycle)
         self._write_paused_since: float | None = None
         self._upgrade_asked = False  # no route speaks another protocol: answered, then closed
         self._watchdog: asyncio.TimerHandle | None = None
@@ -78,8 +78,9 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._upgrade_asked:
             return  # what follows an upgrade's headers is not HTTP: the answer says so
-        header_bytes_only = self._headers_since is not None or not self._in_message
-        if not self._in_message and self._headers_since is None:
+        cycle = self.cycle
+        in_body = self._headers_since is None and cycle is not None and cycle.more_body
+        if self._headers_since is None and not in_body:
             self._await_headers()  # bytes between requests: the next one's (or junk)
         self._reading = len(data)
         super().data_received(data)
@@ -92,18 +93,12 @@ class GuardedProtocol(HttpToolsProtocol):
             self._hand_over(BadRequestError("protocol upgrades are not served; use HTTP/1.1"))
             return
         if self._headers_since is not None:
-            if header_bytes_only:  # else the read began in a body: not all header bytes
+            if not in_body:  # else the read began in a body: not all header bytes
                 self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
                 self._headers_too_large()
-        elif self._in_message:
+        elif self.cycle.more_body:
             self._body_arrived()
-
-    def on_message_begin(self) -> None:
-        self._in_message = True
-        if self._headers_since is None:
-            self._await_headers()
-        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._headers_since = None
@@ -112,11 +107,6 @@ class GuardedProtocol(HttpToolsProtocol):
             self._headers_too_large()  # the parser goes on, but no app is started
             return
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._in_message = False
-        self._body_since = None
-        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -151,18 +141,22 @@ class GuardedProtocol(HttpToolsProtocol):
     def _body_arrived(self) -> None:
         """A read of a body under way: its idle deadline moves on, unless its request was
         answered already (then the rest of it has a fixed time to arrive)."""
-        answered = self.cycle is None or self.cycle.response_complete
-        if self._body_since is None or not (answered and self._body_answered):
-            self._body_since = self.loop.time()
+        answered = self.cycle.response_complete
+        if self._body_of is not self.cycle or not (answered and self._body_answered):
+            self._body_of, self._body_since = self.cycle, self.loop.time()
             self._body_answered = answered
+        assert self._body_since is not None
         self._watch(self._body_since + self.limits.body_idle_timeout_s)
 
     # -- the watchdog --------------------------------------------------------------------
 
     def _await_headers(self) -> None:
-        self._headers_since = self.loop.time()
+        self._headers_since = now = self.loop.time()
         self._header_bytes = 0
-        self._watch(self._headers_since + self.limits.header_timeout_s)
+        deadline = now + self.limits.header_timeout_s
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.when() > deadline:  # else it looks in time already
+            self._watch(deadline)
 
     def _watch(self, deadline: float) -> None:
         """Make sure the watchdog looks no later than `deadline`."""
@@ -198,6 +192,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _look_at_body(self, now: float) -> None:
         assert self._body_since is not None
+        cycle = self.cycle
+        if cycle is not self._body_of or not cycle.more_body:
+            self._body_since = None  # that body ended
+            return
         limit = self.limits.body_idle_timeout_s
         if self.flow.read_paused and not self._body_answered:
             self._body_since = now  # we stopped reading, not the caller: not its stall
@@ -206,8 +204,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._body_since = None
         metrics.CONNECTIONS_CLOSED.labels("body_timeout").inc()
-        cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.more_body:
+        if cycle.response_complete:
             self.transport.close()  # answered already: the rest of its body is not waited for
             return
         self._hand_over(ClientTimeoutError(f"no more of the request body arrived for {limit:g} s"))
