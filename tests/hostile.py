@@ -72,10 +72,14 @@ def _prompt(key: str) -> st.SearchStrategy[Any]:
 @st.composite
 def request_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     """(path, body) for one call route: mostly a request of its shape with something
-    hostile somewhere, sometimes bytes that are not JSON at all."""
+    hostile somewhere, sometimes bytes that are not JSON at all, and one in five a
+    request the route serves (so the well-formed path is always among those tried)."""
     path = draw(st.sampled_from(sorted(ROUTES)))
-    if draw(st.integers(0, 9)) == 0:
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
         return path, draw(st.binary(max_size=64))
+    if kind <= 2:
+        return path, _served(path, draw(st.text(max_size=40).filter(str.strip)))
     model = draw(st.sampled_from(["mock-gpt", "mock-claude", "mock-embed", "nope"]) | _STRINGS)
     pairs = [("model", model), (ROUTES[path], draw(_prompt(ROUTES[path])))]
     if draw(st.booleans()):
@@ -90,3 +94,18 @@ def request_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
             "[]", "[" * 2000 + "]" * 2000
         )
     return path, text.encode("utf-8", "surrogatepass")
+
+
+def _served(path: str, text: str) -> bytes:
+    """A request `path` serves (the mock's models), with `text` as its prompt."""
+    if path == "/v1/messages":
+        body = {
+            "model": "mock-claude",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": text}],
+        }
+    elif path == "/v1/chat/completions":
+        body = {"model": "mock-gpt", "messages": [{"role": "user", "content": text}]}
+    else:
+        body = {"model": "mock-embed" if path == "/v1/embeddings" else "mock-gpt", "input": text}
+    return json.dumps(body).encode()

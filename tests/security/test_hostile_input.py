@@ -419,6 +419,7 @@ async def test_hostile_bodies_never_get_a_5xx_and_never_cost_a_number(
             max_examples=150,
             deadline=None,
             database=None,
+            derandomize=True,  # the same bodies each run: a failure here is reproducible
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
         @given(request_bodies())
