@@ -1,4 +1,5 @@
-"""Helpers the tests share: polling, and reading verified records from a region."""
+"""Helpers the tests share: calling a gateway, polling, and reading verified records
+from a region."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import nats.js.errors
+import openai
 from nats.aio.client import Client as NATS
 
-from cordon.dev.stack import DevStack
 from cordon.log.enrolment import Keyring
 from cordon.nats import Endpoint, subjects
+from cordon_dev.stack import DevStack
 
 T = TypeVar("T")
 
@@ -92,6 +95,74 @@ def central_summary(
     return None
 
 
+def chat(
+    gateway: str,
+    key: str,
+    prompt: str = "hello",
+    *,
+    model: str = "mock-gpt",
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One chat completion posted over plain HTTP to `gateway` (a replica's base URL) as the
+    holder of `key` (an API key or a delegation token): the response as it came, whatever
+    its status, for the test to read its status, JSON and `x-cordon-record-*` headers.
+
+    `body` replaces the usual one-user-message request; `raw` sends bytes as they are
+    (JSON no encoder would write); `kwargs` go to `httpx.post`."""
+    if body is None:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    payload: dict[str, Any] = {"content": raw} if raw is not None else {"json": body}
+    return httpx.post(
+        gateway + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}", **(headers or {})},
+        timeout=timeout,
+        **payload,
+        **kwargs,
+    )
+
+
+def chat_stream(
+    gateway: str,
+    key: str,
+    prompt: str = "hello",
+    *,
+    model: str = "mock-gpt",
+    body: Any = None,
+    timeout: float = 30.0,
+) -> AbstractContextManager[httpx.Response]:
+    """`chat`, streamed: a context manager giving the response once its headers are in,
+    for the test to read its events as they come (`iter_lines`) or all at once (`read`)."""
+    if body is None:
+        body = {"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    return httpx.stream(
+        "POST",
+        gateway + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=timeout,
+    )
+
+
+def gateway_sdk(gateway: str, key: str, **options: Any) -> openai.OpenAI:
+    """The OpenAI SDK pointed at `gateway` as `key`'s holder, as an application uses it.
+    It never retries: a refusal must reach the test, not be retried away."""
+    return openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0, **options)
+
+
+def sdk_chat(
+    gateway: str, key: str, prompt: str = "hello", *, model: str = "mock-gpt", **options: Any
+) -> Any:
+    """One chat completion through the OpenAI SDK (see `gateway_sdk`): the raw response,
+    for its `x-cordon-record-*` headers and `.parse()`; a refusal raises the SDK's error."""
+    return gateway_sdk(gateway, key, **options).chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": prompt}]
+    )
+
+
 def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.05) -> T:
     """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -156,7 +227,7 @@ def publish_pack(
         [
             sys.executable,
             "-m",
-            "cordon",
+            "cordon_cli",
             "policy",
             "publish",
             str(path),
@@ -187,7 +258,17 @@ def cordon_policy_status(
     identity = ["--nats-url", publisher["url"], "--nats-seed", publisher["nkey_seed_file"]]
     regions = ["--regions", ",".join(endpoints["gateways"])]
     return subprocess.run(
-        [sys.executable, "-m", "cordon", "policy", "status", "--json", *identity, *regions, *extra],
+        [
+            sys.executable,
+            "-m",
+            "cordon_cli",
+            "policy",
+            "status",
+            "--json",
+            *identity,
+            *regions,
+            *extra,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,10 +12,18 @@ import openai
 import pytest
 from nats.js.api import ConsumerConfig
 
-from cordon.dev.stack import DevStack
 from cordon.log import merkle
 from cordon.nats import subjects
-from tests.helpers import authed_get, central_get, central_summary, eventually, nats_as
+from cordon_dev.stack import DevStack
+from tests.helpers import (
+    authed_get,
+    central_get,
+    central_summary,
+    eventually,
+    gateway_sdk,
+    nats_as,
+    sdk_chat,
+)
 
 # A summary reaches the central view once the region's next checkpoint settles it:
 # about a second, more on a loaded 2-core test machine.
@@ -23,13 +31,9 @@ CENTRAL_VIEW_S = 20.0
 
 
 def _ask(endpoints: dict[str, Any], region: str, content: str) -> str:
-    sdk = openai.OpenAI(
-        base_url=endpoints["gateways"][region] + "/v1", api_key=endpoints["api_key"], max_retries=0
-    )
-    raw = sdk.chat.completions.with_raw_response.create(
-        model="mock-gpt", messages=[{"role": "user", "content": content}]
-    )
-    return raw.headers["x-cordon-record-id"]
+    """One call through the SDK; the id of the record it made."""
+    raw = sdk_chat(endpoints["gateways"][region], endpoints["api_key"], content)
+    return str(raw.headers["x-cordon-record-id"])
 
 
 def _summary(endpoints: dict[str, Any], record_id: str) -> dict[str, Any] | None:
@@ -80,11 +84,7 @@ async def test_a_model_name_carrying_personal_text_never_reaches_central(
     """What a caller types as a model name stays in the region: central sees the route's
     configured model entry, or `unrouted`, and nothing else, on the wire or on disk."""
     marker = uuid.uuid4().hex
-    sdk = openai.OpenAI(
-        base_url=endpoints["gateways"]["eu-west"] + "/v1",
-        api_key=endpoints["api_key"],
-        max_retries=0,
-    )
+    sdk = gateway_sdk(endpoints["gateways"]["eu-west"], endpoints["api_key"])
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.chat.completions.create(
             model=f"Jane Roe {marker} oncology follow-up",

@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import stored_record
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import sdk_chat, stored_record
 
 ISSUER = "https://idp.example.test"
 AUDIENCE = "cordon-eu-west"
@@ -70,10 +70,7 @@ def token(key: Any = ED_KEY, kid: str = "ed-1", alg: str = "EdDSA", **overrides:
 
 
 def ask(gateway: str, bearer: str) -> Any:
-    sdk = openai.OpenAI(base_url=gateway + "/v1", api_key=bearer, max_retries=0)
-    return sdk.chat.completions.with_raw_response.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "on behalf of alice"}]
-    )
+    return sdk_chat(gateway, bearer, "on behalf of alice")
 
 
 @pytest.mark.parametrize(

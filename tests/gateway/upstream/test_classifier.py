@@ -11,9 +11,16 @@ import openai
 import pytest
 import yaml
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import eventually, find_record, policy_status, publish_pack, published_revision
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import (
+    eventually,
+    find_record,
+    policy_status,
+    publish_pack,
+    published_revision,
+    sdk_chat,
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,27 +62,18 @@ def activate(
     )
 
 
-def ask(replica: dict[str, Any], endpoints: dict[str, Any], text: str) -> Any:
-    sdk = openai.OpenAI(
-        base_url=replica["url"] + "/v1", api_key=endpoints["api_key"], max_retries=0
-    )
-    return sdk.chat.completions.with_raw_response.create(
-        model="mock-gpt", messages=[{"role": "user", "content": text}]
-    )
-
-
 async def test_a_verdict_blocks_and_names_the_category(
     replica: dict[str, Any], endpoints: dict[str, Any], tmp_path: Path
 ) -> None:
     activate(replica, endpoints, tmp_path, "closed")
     assert (
-        ask(replica, endpoints, "what is our refund policy")
+        sdk_chat(replica["url"], endpoints["api_key"], "what is our refund policy")
         .parse()
         .choices[0]
         .message.content.startswith("echo:")
     )
     with pytest.raises(openai.PermissionDeniedError) as caught:
-        ask(replica, endpoints, "please wire the money tonight")
+        sdk_chat(replica["url"], endpoints["api_key"], "please wire the money tonight")
     record = await find_record(
         endpoints, "eu-west", caught.value.response.headers["x-cordon-record-id"]
     )
@@ -93,12 +91,12 @@ async def test_silence_fails_closed_or_open_as_the_pack_says(
     try:
         activate(replica, endpoints, tmp_path, "closed")
         with pytest.raises(openai.APIStatusError) as caught:
-            ask(replica, endpoints, "hello")
+            sdk_chat(replica["url"], endpoints["api_key"], "hello")
         assert caught.value.status_code == 503
         assert caught.value.body["code"] == "classifier_unavailable"  # type: ignore[index]
 
         activate(replica, endpoints, tmp_path, "open")
-        raw = ask(replica, endpoints, "hello")
+        raw = sdk_chat(replica["url"], endpoints["api_key"], "hello")
         assert raw.parse().choices[0].message.content == "echo: hello"
         record = await find_record(endpoints, "eu-west", raw.headers["x-cordon-record-id"])
         assert record is not None and record["flags"] == ["classifier-unavailable"]

@@ -16,9 +16,17 @@ import openai
 import pytest
 import yaml
 
-from cordon.dev.procs import free_port, wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import eventually, policy_status, publish_pack, published_revision, stored_record
+from cordon_dev.procs import free_port, wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import (
+    eventually,
+    gateway_sdk,
+    policy_status,
+    publish_pack,
+    published_revision,
+    sdk_chat,
+    stored_record,
+)
 
 PROVIDER_KEY = "sk-provider-held-by-the-gateway"
 
@@ -85,13 +93,12 @@ def hits(url: str) -> int:
     return int(counts.get("requests /v1/chat/completions", 0))
 
 
+def circuits(drill: dict[str, Any]) -> dict[str, str]:
+    return {t["id"]: t["circuit"] for t in status(drill)["targets"]}
+
+
 def ask(drill: dict[str, Any], endpoints: dict[str, Any], model: str = "mock-gpt") -> Any:
-    sdk = openai.OpenAI(
-        base_url=drill["url"] + "/v1", api_key=endpoints["api_key"], max_retries=0, timeout=10
-    )
-    return sdk.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "hi"}]
-    )
+    return sdk_chat(drill["url"], endpoints["api_key"], "hi", model=model, timeout=10)
 
 
 async def test_refused_then_500_then_an_answer(
@@ -120,20 +127,27 @@ def test_429_rests_the_target_for_its_retry_after(
     m = drill["mocks"]
     activate(drill, endpoints, [target("busy429", m["busy429"]), target("good", m["good"])])
     before = hits(m["busy429"])
+    refused_at = time.monotonic()
     assert ask(drill, endpoints).parse().choices[0].message.content == "echo: hi"
     assert hits(m["busy429"]) == before + 1
     ask(drill, endpoints)  # within retry-after: 1 s; busy429 is not asked again
     assert hits(m["busy429"]) == before + 1
-    time.sleep(1.1)
-    ask(drill, endpoints)
-    assert hits(m["busy429"]) == before + 2
+
+    def asked_again() -> bool:
+        ask(drill, endpoints)
+        return hits(m["busy429"]) == before + 2
+
+    # Calls keep coming; the first after its rest goes to busy429 again, not one before.
+    eventually(asked_again, timeout=10, interval=0.1)
+    assert time.monotonic() - refused_at >= 1.0
 
 
 def test_a_lone_429_reaches_the_caller_with_retry_after(
     drill: dict[str, Any], endpoints: dict[str, Any]
 ) -> None:
-    time.sleep(1.1)  # let busy429 finish resting from the previous test
-    activate(drill, endpoints, [target("busy429", drill["mocks"]["busy429"])])
+    # Its own target id: breaker state is per id, so a rest another test left on
+    # `busy429` cannot turn this first call away.
+    activate(drill, endpoints, [target("lone429", drill["mocks"]["busy429"])])
     with pytest.raises(openai.RateLimitError) as caught:
         ask(drill, endpoints)
     assert caught.value.response.headers["retry-after"] == "1"
@@ -150,18 +164,18 @@ def test_circuit_opens_then_half_opens_then_closes(
     assert hits(flaky) == 3
     metrics = httpx.get(drill["url"] + "/metrics").text
     assert 'cordon_gateway_circuit_open{target="flaky"} 1.0' in metrics
-    circuits = {t["id"]: t["circuit"] for t in status(drill)["targets"]}
-    assert circuits == {"flaky": "open", "good": "closed"}
+    assert circuits(drill) == {"flaky": "open", "good": "closed"}
     ask(drill, endpoints)
     assert hits(flaky) == 3  # open: not even tried
 
-    time.sleep(1.1)  # cooldown 1 s: one trial goes through, fails, opens again
+    # After its cooldown (1 s) one trial goes through, fails, and opens it again.
+    eventually(lambda: circuits(drill)["flaky"] == "half_open", timeout=10)
     ask(drill, endpoints)
     ask(drill, endpoints)
     assert hits(flaky) == 4
 
     httpx.post(flaky.removesuffix("/v1") + "/mock/behaviour", json={"mode": "ok"})
-    time.sleep(1.1)
+    eventually(lambda: circuits(drill)["flaky"] == "half_open", timeout=10)
     raw = ask(drill, endpoints)
     assert hits(flaky) == 5 and raw.parse().choices[0].message.content == "echo: hi"
     assert (
@@ -197,7 +211,7 @@ async def test_no_retry_once_a_stream_has_started(
     m = drill["mocks"]
     activate(drill, endpoints, [target("breaks", m["breaks"]), target("good", m["good"])])
     good_before = hits(m["good"])
-    sdk = openai.OpenAI(base_url=drill["url"] + "/v1", api_key=endpoints["api_key"], max_retries=0)
+    sdk = gateway_sdk(drill["url"], endpoints["api_key"])
     seen = []
     with pytest.raises(openai.APIError, match="stream ended without its final event"):
         for chunk in sdk.chat.completions.create(

@@ -12,9 +12,9 @@ from typing import Any
 import openai
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import find_record
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import find_record, gateway_sdk
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +49,10 @@ def over_tls(stack: DevStack) -> Iterator[str]:
         stack.processes[process].stop()
 
 
-def _sdk(url: str, endpoints: dict[str, Any]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=endpoints["api_key"], max_retries=0)
-
-
 def test_a_provider_over_https_answers_whole_and_streamed(
     over_tls: str, endpoints: dict[str, Any]
 ) -> None:
-    sdk = _sdk(over_tls, endpoints)
+    sdk = gateway_sdk(over_tls, endpoints["api_key"])
     messages: Any = [{"role": "user", "content": "over tls"}]
     answer = sdk.chat.completions.create(model="mock-gpt", messages=messages)
     assert answer.choices[0].message.content == "echo: over tls"
@@ -69,7 +65,7 @@ async def test_a_certificate_for_another_host_is_refused(
     over_tls: str, endpoints: dict[str, Any]
 ) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
-        _sdk(over_tls, endpoints).chat.completions.create(
+        gateway_sdk(over_tls, endpoints["api_key"]).chat.completions.create(
             model="mock-gpt-mini", messages=[{"role": "user", "content": "to the wrong host"}]
         )
     assert caught.value.status_code == 502
@@ -150,7 +146,7 @@ def test_a_provider_behind_a_corporate_proxy_is_reached_through_connect(
     proxied: tuple[str, ConnectProxy], endpoints: dict[str, Any]
 ) -> None:
     url, proxy = proxied
-    sdk = _sdk(url, endpoints)
+    sdk = gateway_sdk(url, endpoints["api_key"])
     messages: Any = [{"role": "user", "content": "via the proxy"}]
     assert (
         sdk.chat.completions.create(model="mock-gpt", messages=messages).choices[0].message.content
