@@ -10,10 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
@@ -29,16 +26,6 @@ class Published:
     revision: int
     hash: str
     stream_seq: int
-
-
-def load_document(path: Path) -> dict[str, Any]:
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PublishError(f"cannot read pack {path}: {exc}") from exc
-    if not isinstance(document, dict):
-        raise PublishError(f"{path}: a pack must be a YAML map")
-    return document
 
 
 async def last_published(nc: NATS, name: str) -> tuple[int, int]:

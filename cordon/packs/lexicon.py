@@ -27,11 +27,6 @@ def shipped() -> dict[str, tuple[str, ...]]:
     return {category: tuple(terms) for category, terms in data["categories"].items()}
 
 
-def shipped_version() -> str:
-    data = json.loads(resources.files("cordon.packs").joinpath(LEXICON_FILE).read_text())
-    return str(data["version"])
-
-
 def _pattern(terms: Iterable[str]) -> re.Pattern[str]:
     alternatives = sorted(
         {re.escape(t.strip().lower()) for t in terms if t.strip()}, key=len, reverse=True

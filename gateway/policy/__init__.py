@@ -9,6 +9,8 @@ from gateway.policy.activation import Active, PackState, Rejection, applied_repo
 from gateway.policy.engine import (
     HOLD_BACK_CHARS,
     Decision,
+    Effect,
+    Outcome,
     OutputPolicy,
     StreamFilter,
     apply_input,
@@ -19,6 +21,8 @@ __all__ = [
     "HOLD_BACK_CHARS",
     "Active",
     "Decision",
+    "Effect",
+    "Outcome",
     "OutputPolicy",
     "PackState",
     "Rejection",

@@ -7,7 +7,7 @@ import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cordon.errors import OutputBlockedError
 from cordon.packs import LEVELS, Pack, Rule
@@ -21,6 +21,13 @@ from gateway.identity import Identity
 # longer than that may be released in part.
 HOLD_BACK_CHARS = 128
 LONGEST_VALUE = 1024
+
+# What a call came to, as its record and metrics say: the pack's rules decide "allow",
+# "redact" or "block"; the call pipeline sets "error" (no answer for the caller) and
+# "cancelled" (the caller left mid-stream).
+Outcome = Literal["allow", "redact", "block", "error", "cancelled"]
+# What one fired rule did to the call: `Decision.fired` folds it into the outcome.
+Effect = Literal["redact", "block", "flag"]
 
 
 class PromptShape(Protocol):
@@ -41,21 +48,22 @@ class PromptShape(Protocol):
 class Decision:
     """What the pack decided for one call; it becomes the record's outcome fields."""
 
-    outcome: str = "allow"
+    outcome: Outcome = "allow"
     rules: list[str] = field(default_factory=list)
     redactions: dict[str, int] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     blocked_by: str | None = None
     classification: str = "internal"
 
-    def fired(self, rule_id: str, outcome: str) -> None:
+    def fired(self, rule_id: str, effect: Effect) -> None:
         if rule_id not in self.rules:
             self.rules.append(rule_id)
-        if outcome == "block" or (outcome == "redact" and self.outcome == "allow"):
-            self.outcome = outcome
-        if outcome == "block":
+        if effect == "block":
+            self.outcome = "block"
             self.blocked_by = self.blocked_by or rule_id
-        if outcome == "flag" and rule_id not in self.flags:
+        elif effect == "redact" and self.outcome == "allow":
+            self.outcome = "redact"
+        if effect == "flag" and rule_id not in self.flags:
             self.flags.append(rule_id)
 
     def count(self, counts: dict[str, int]) -> None:
@@ -102,10 +110,11 @@ def apply_input(
     for rule in pack.rules:
         if not rule.scans_input() or not _matches(pack, rule, text, found):
             continue
+        if rule.action == "block":
+            decision.fired(rule.id, "block")
+            return payload
         if rule.action != "redact":
-            decision.fired(rule.id, rule.action)
-            if rule.action == "block":
-                return payload
+            decision.fired(rule.id, "flag")
             continue
         counts: dict[str, int] = {}
         payload = dialect.map_prompt(payload, _redactor(pack, rule, counts, found))

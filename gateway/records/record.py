@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from cordon.ids import uuid7
 from cordon.packs import Pack
@@ -18,6 +18,11 @@ from gateway.identity import Identity
 from gateway.policy import Decision
 
 SCHEMA_VERSION = 1
+
+# The records a call makes (`build`): its decision, and for a stream the intent before
+# its first byte. A replica's other records (`pack_rejection` below, the recorder's
+# `void`) and the ledger's (`access`, `enrolment`) are built where they are written.
+RecordKind = Literal["decision", "intent"]
 
 
 @dataclass
@@ -54,7 +59,7 @@ def build(
     facts: CallFacts,
     content: dict[str, Any] | None,
     classification: str = "internal",
-    kind: str = "decision",
+    kind: RecordKind = "decision",
     intent: str | None = None,
 ) -> dict[str, Any]:
     """The record payload, minus `replica_seq` (the recorder assigns it at commit).
