@@ -18,7 +18,7 @@ from aggregator.consumer import consume
 from aggregator.store import ViewStore
 from aggregator.web import web_routes
 from aggregator.witness import Witness
-from cordon.apiauth import errors, require
+from cordon.apiauth import errors, install_error_answers, require
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats import Endpoint, connect
 from cordon.settings import load_json
@@ -90,6 +90,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
             store.close()
 
     app = FastAPI(title="Cordon aggregator", lifespan=lifespan)
+    install_error_answers(app)
     # The cross-region view is for auditors and SREs; /healthz and /metrics stay open.
     api = APIRouter(
         dependencies=[Depends(require(settings.tokens, ("auditor", "sre"), None))],

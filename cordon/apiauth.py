@@ -1,20 +1,45 @@
-"""Bearer-token checks for the FastAPI apps (the regional audit API, the central view).
+"""What the two FastAPI apps (the regional audit API, the central view) share: the
+bearer-token check, the one answer every Cordon error becomes, and the OpenAPI
+description of those answers.
+
+An error's HTTP status is the class attribute `status` of the `cordon.errors` class a
+route raises; `answer_error` is the only place that turns one into a response, and
+`errors(...)` documents the same classes, so a route's document and its answers cannot
+drift apart.
 
 Imported only by those apps: a replica's request path has its own check and loads no
 FastAPI (an import-linter contract)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from cordon.errors import AuthError, ForbiddenError
+from cordon.errors import (
+    AuthError,
+    CordonError,
+    ForbiddenError,
+    NotFoundError,
+    NotYetError,
+    QueryError,
+    UnavailableError,
+)
 from cordon.tokens import Grant, Tokens
 
-__all__ = ["Problem", "errors", "require"]
+__all__ = [
+    "Problem",
+    "answer_error",
+    "authorize",
+    "errors",
+    "install_error_answers",
+    "require",
+]
+
+log = logging.getLogger("cordon.api")
 
 
 class Problem(BaseModel):
@@ -23,35 +48,62 @@ class Problem(BaseModel):
     detail: str
 
 
-_WHY = {
-    400: "The request contradicts itself (the detail says how)",
-    401: "No bearer token, or one these APIs do not know",
-    403: "The token's role or region does not reach this",
-    404: "Nothing of that name or in that range",
-    409: "Not yet: no checkpoint covers it, or the index is catching up; retry shortly",
-    503: "A dependency is away (NATS, the access log): nothing was released",
+# The classes these APIs raise, by the status each one is (cordon.errors). A route
+# documents a status by naming it; its description is the class's own docstring.
+RAISED: dict[int, type[CordonError]] = {
+    cls.status: cls
+    for cls in (QueryError, AuthError, ForbiddenError, NotFoundError, NotYetError, UnavailableError)
 }
+# Where a route's own rule says more than the class docstring can (e.g. which two
+# parameters contradict each other), it passes its own description.
+Documented = int | type[CordonError] | tuple[int | type[CordonError], str]
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses, each with the Problem body; 401 and
-    403 always (every data route needs a token)."""
-    return {
-        status: {"model": Problem, "description": _WHY[status]}
-        for status in sorted({401, 403, *statuses})
-    }
+def errors(*documented: Documented) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` for these errors, each with the Problem body: a status, a
+    `cordon.errors` class, or either with a description of the route's own rule. 401
+    and 403 always (every data route needs a token)."""
+    found: dict[int, str] = {401: _describe(AuthError), 403: _describe(ForbiddenError)}
+    for entry in documented:
+        kind, why = entry if isinstance(entry, tuple) else (entry, None)
+        status = kind if isinstance(kind, int) else kind.status
+        found[status] = why or _describe(kind if not isinstance(kind, int) else RAISED[status])
+    return {status: {"model": Problem, "description": found[status]} for status in sorted(found)}
+
+
+def _describe(cls: type[CordonError]) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0].rstrip(".")
+
+
+def answer_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer of a Cordon error that reached a route: `exc.status`, `{"detail": ...}`;
+    a 401 also says which scheme to use. An error without a status of its own is the
+    server's fault (500), and its text may name internals (a database, a path), so the
+    caller gets a generic detail and the log gets the rest."""
+    status = exc.status if isinstance(exc, CordonError) else 500
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    detail = str(exc)
+    if status == 500:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        detail = "internal error; the server's log has the cause"
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_answers(app: FastAPI) -> None:
+    """Make `answer_error` the one answer of every Cordon error raised in `app`."""
+    app.add_exception_handler(CordonError, answer_error)
+
+
+def authorize(request: Request, tokens: Tokens, roles: Iterable[str], region: str | None) -> Grant:
+    """The caller's grant, or `AuthError` / `ForbiddenError` (answered 401 / 403)."""
+    return tokens.authorize(request.headers.get("authorization"), roles, region)
 
 
 def require(tokens: Tokens, roles: Iterable[str], region: str | None) -> Callable[[Request], Grant]:
-    """A FastAPI dependency: the caller's grant, or 401 / 403 as JSON (`{"detail": ...}`)."""
+    """A FastAPI dependency: the caller's grant; 401 / 403 through `answer_error`."""
     wanted = tuple(roles)
 
     def check(request: Request) -> Grant:
-        try:
-            return tokens.authorize(request.headers.get("authorization"), wanted, region)
-        except ForbiddenError as exc:
-            raise HTTPException(403, str(exc)) from exc
-        except AuthError as exc:
-            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+        return authorize(request, tokens, wanted, region)
 
     return check
