@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from aggregator.database import Executor
-from aggregator.schema import COLUMNS, STORED, OnDatabase
+from aggregator.schema import STORED, OnDatabase
 from aggregator.witness import Judgement, Verdict
-from cordon.errors import BadSummaryError
-from cordon.log import checkpoints
+from cordon.errors import BadSummaryError, SignatureError
+from cordon.log import checkpoints, envelope
 from cordon.log.summary_chain import Candidate
 
 __all__ = ["ViewWriter"]
@@ -107,15 +108,32 @@ class ViewWriter(OnDatabase):
 
 
 def _add_accepted(tx: Executor, accepted: list[Candidate]) -> None:
-    rows = [
-        (*(c.summary.get(column) for column in COLUMNS), c.link.hex(), c.summary.get("intent"))
-        for c in accepted
-    ]
     tx.executemany(
         f"INSERT INTO summaries ({', '.join(STORED)}) "
         f"VALUES ({', '.join('?' for _ in STORED)}) ON CONFLICT DO NOTHING",
-        rows,
+        [_row(c) for c in accepted],
     )
+
+
+def _row(accepted: Candidate) -> list[Any]:
+    stored = {**accepted.summary, "ts": _time_of(accepted.summary), "link": accepted.link.hex()}
+    return [stored.get(column) for column in STORED]
+
+
+def _time_of(summary: dict[str, Any]) -> str | None:
+    """A summary's time: its record's `ts`. An enrolment's record has none, so a region
+    whose log holds only enrolments showed its newest summary as "never"; the signed
+    enrolment the summary carries says when the key was enrolled, and that is its time
+    (accepted only once the region's checkpoint vouched for the summary)."""
+    ts = summary.get("ts")
+    if ts is not None or summary.get("kind") != "enrolment":
+        return None if ts is None else str(ts)
+    try:
+        signed = envelope.decode(base64.b64decode(str(summary["enrolment"]), validate=True))
+        enrolled_at = float(signed.payload_dict()["enrolled_at"])
+        return datetime.fromtimestamp(enrolled_at, UTC).isoformat(timespec="microseconds")
+    except (KeyError, TypeError, ValueError, OverflowError, OSError, SignatureError):
+        return None  # an enrolment without a readable time keeps none
 
 
 def _add_checkpoint(tx: Executor, region: str, raw: bytes) -> None:

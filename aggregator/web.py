@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from aggregator.chart import bars
-from aggregator.store import ViewStore
+from aggregator.queries import ViewQueries
 from cordon.errors import AuthError
 from cordon.tokens import Grant, Tokens
 
@@ -55,7 +55,7 @@ class Sessions:
 
 
 def web_routes(
-    store: ViewStore, tokens: Tokens, regions: list[str], audit_apis: dict[str, str]
+    store: ViewQueries, tokens: Tokens, regions: list[str], audit_apis: dict[str, str]
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)  # pages, not API: outside /openapi.json
     sessions = Sessions()
@@ -120,7 +120,7 @@ def web_routes(
 # -- pages ------------------------------------------------------------------------------
 
 
-def _overview(store: ViewStore, regions: list[str], audit_apis: dict[str, str]) -> str:
+def _overview(store: ViewQueries, regions: list[str], audit_apis: dict[str, str]) -> str:
     fresh = store.freshness()
     gaps = store.gaps()
     numbering = store.replica_gaps()
@@ -138,7 +138,7 @@ def _overview(store: ViewStore, regions: list[str], audit_apis: dict[str, str]) 
             f'<tr class="region" data-region="{escape(region)}">'
             f"<td><strong>{escape(region)}</strong></td>"
             f'<td><span class="badge {css}">{escape(status)}</span></td>'
-            f"<td>{escape(_ago(f['newest_summary_ts'], now) if f else 'never')}</td>"
+            f"<td>{escape(_newest(f, now))}</td>"
             f"<td>{f['summaries'] if f else 0}</td>"
             f"<td>{verified['size'] if verified else '—'}</td>"
             f"<td>{f['checkpoints_verified'] if f else 0} / "
@@ -206,7 +206,7 @@ def _overview(store: ViewStore, regions: list[str], audit_apis: dict[str, str]) 
 
 
 def _drill_down(
-    store: ViewStore, audit_apis: dict[str, str], pseudonym: str, since: str, until: str
+    store: ViewQueries, audit_apis: dict[str, str], pseudonym: str, since: str, until: str
 ) -> str:
     form = _drill_form(pseudonym, since, until)
     if pseudonym:
@@ -254,9 +254,17 @@ def _status(
     return "verified", "good"
 
 
+def _newest(fresh: dict[str, Any] | None, now: datetime) -> str:
+    """How long ago the region's newest summary was: "never" only without any; one
+    whose record carried no time says so rather than pretend there is none."""
+    if fresh is None or not fresh["summaries"]:
+        return "never"
+    return _ago(fresh["newest_summary_ts"], now)
+
+
 def _ago(ts: str | None, now: datetime) -> str:
     if not ts:
-        return "never"
+        return "time unknown"
     seconds = max(0, int((now - datetime.fromisoformat(ts)).total_seconds()))
     if seconds < 120:
         return f"{seconds} s ago"

@@ -4,6 +4,8 @@ freshness, and the ranges of summaries that never arrived."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from gateway.ledger import summaries
 from tests.aggregator.conftest import OpenStore
 from tests.aggregator.regional_log import REGION, SECRET, Log
@@ -84,3 +86,15 @@ def test_a_replica_seq_number_with_neither_record_nor_void_is_a_gap(
         {"region": REGION, "replica": "gw-1", "first_replica_seq": 5, "last_replica_seq": 5}
     ]
     assert central.store.replica_gaps("us-east") == []
+
+
+def test_a_region_of_enrolments_only_has_a_newest_summary_time(open_store: OpenStore) -> None:
+    """Enrolment records carry no `ts`: the view takes the time the regional key
+    signed in the enrolment, so the newest summary is never shown as "never"."""
+    log = Log()
+    central = Central(open_store, log)
+    central.consume(*central.summaries(*log.bodies), central.checkpoint())
+    fresh = central.store.freshness()[REGION]
+    assert fresh["summaries"] == 2 and fresh["newest_summary_ts"] is not None
+    signed = datetime.fromisoformat(fresh["newest_summary_ts"])
+    assert abs((datetime.now(UTC) - signed).total_seconds()) < 3600
