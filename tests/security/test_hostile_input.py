@@ -26,9 +26,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import eventually, find_record, gaps_in, metric, replica_records
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import chat, eventually, find_record, gaps_in, metric, replica_records
 from tests.hostile import request_bodies
 
 REGION = "eu-west"
@@ -193,11 +193,7 @@ async def test_a_delegation_token_pyjwt_cannot_read_is_a_401(
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     token = ".".join([part(b'{"alg":"EdDSA","typ":"JWT"}'), part(b"[" * 5000 + b"]" * 5000), "x"])
-    response = httpx.post(
-        hostile.url + "/v1/chat/completions",
-        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]},
-        headers={"authorization": f"Bearer {token}"},
-    )
+    response = chat(hostile.url, token, "hi")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
     assert "x-cordon-record-id" not in response.headers  # anonymous: counted, not recorded

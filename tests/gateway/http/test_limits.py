@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import find_record, stored_record
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import chat, find_record, stored_record
 
 RSS_GROWTH_BOUND = 96 * 1024 * 1024  # what a 20 MiB answer may cost a replica, at most
 
@@ -41,16 +41,6 @@ def limited(stack: DevStack) -> Iterator[tuple[str, str, int]]:
     stack.processes["mock-limits"].stop()
 
 
-def _chat(url: str, endpoints: dict[str, Any], body: Any, **kw: Any) -> httpx.Response:
-    return httpx.post(
-        url + "/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-        timeout=30,
-        **kw,
-    )
-
-
 def _rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -65,7 +55,7 @@ async def test_deeply_nested_json_is_a_400_with_a_record(
     nested: Any = "bottom"
     for _ in range(200):
         nested = [nested]
-    response = _chat(url, endpoints, {"model": "mock-gpt", "messages": nested})
+    response = chat(url, endpoints["api_key"], body={"model": "mock-gpt", "messages": nested})
     assert response.status_code == 400
     assert "nested deeper than 64" in response.json()["error"]["message"]
     record = await find_record(endpoints, "eu-west", response.headers["x-cordon-record-id"])
@@ -80,14 +70,16 @@ async def test_a_20_mib_answer_is_refused_and_the_replica_stays_small(
     try:
         before = _rss(pid)
         messages = [{"role": "user", "content": "say a lot"}]
-        response = _chat(url, endpoints, {"model": "mock-gpt", "messages": messages})
+        response = chat(url, endpoints["api_key"], body={"model": "mock-gpt", "messages": messages})
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "upstream_too_large"
         assert _rss(pid) - before < RSS_GROWTH_BOUND
         record = await find_record(endpoints, "eu-west", response.headers["x-cordon-record-id"])
         assert record is not None and record["error"] == "upstream_too_large"
-        streamed = _chat(
-            url, endpoints, {"model": "mock-gpt", "stream": True, "messages": messages}
+        streamed = chat(
+            url,
+            endpoints["api_key"],
+            body={"model": "mock-gpt", "stream": True, "messages": messages},
         )
         assert "exceeds 1048576 bytes" in streamed.text and "[DONE]" not in streamed.text
     finally:
@@ -123,9 +115,7 @@ async def test_a_record_too_large_for_the_stream_keeps_its_content_as_a_digest(
 ) -> None:
     url, _, _ = limited
     prompt = "p" * 200_000  # prompt and echoed answer: past the 256 KiB record cap
-    response = _chat(
-        url, endpoints, {"model": "mock-gpt", "messages": [{"role": "user", "content": prompt}]}
-    )
+    response = chat(url, endpoints["api_key"], prompt)
     assert response.status_code == 200 and prompt in response.text
     record = await stored_record(endpoints, "eu-west", int(response.headers["x-cordon-record-seq"]))
     assert record["content_hashed"] is True and record["outcome"] == "allow"
@@ -134,11 +124,7 @@ async def test_a_record_too_large_for_the_stream_keeps_its_content_as_a_digest(
 
 async def test_a_3_mb_prompt_is_answered_and_recorded(endpoints: dict[str, Any]) -> None:
     prompt = "q" * 3_000_000
-    response = _chat(
-        endpoints["gateways"]["us-east"],
-        endpoints,
-        {"model": "mock-gpt", "messages": [{"role": "user", "content": prompt}]},
-    )
+    response = chat(endpoints["gateways"]["us-east"], endpoints["api_key"], prompt)
     assert response.status_code == 200
     record = await stored_record(endpoints, "us-east", int(response.headers["x-cordon-record-seq"]))
     assert record["id"] == response.headers["x-cordon-record-id"]

@@ -9,18 +9,14 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import stored_record
+from tests.helpers import chat_stream, gateway_sdk, stored_record
 
 PROMPT = [{"role": "user", "content": "the quick brown fox"}]
 
 
 @pytest.fixture(scope="module")
 def via(endpoints: dict[str, Any]) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=endpoints["gateways"]["eu-west"] + "/v1",
-        api_key=endpoints["api_key"],
-        max_retries=0,
-    )
+    return gateway_sdk(endpoints["gateways"]["eu-west"], endpoints["api_key"])
 
 
 @pytest.fixture(scope="module")
@@ -196,12 +192,9 @@ def test_unknown_model_is_a_404_in_openai_shape(via: openai.OpenAI) -> None:
 
 
 async def test_stream_record_is_committed_before_the_last_event(endpoints: dict[str, Any]) -> None:
-    with httpx.stream(
-        "POST",
-        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
-        json={"model": "mock-gpt", "messages": PROMPT, "stream": True},
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    ) as response:
+    body = {"model": "mock-gpt", "messages": PROMPT, "stream": True}
+    gateway = endpoints["gateways"]["eu-west"]
+    with chat_stream(gateway, endpoints["api_key"], body=body) as response:
         record_id = response.headers["x-cordon-record-id"]
         body = response.read().decode()
     receipt = body.index(": cordon-record-seq ")

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import httpx
 import openai
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import enforce, find_record
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import chat_stream, enforce, find_record, gateway_sdk
 
 PACK = """\
 pack: {name: streams}
@@ -52,8 +51,7 @@ def gateway(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def openai_text(gateway: str, key: str, model: str, prompt: str = PROMPT) -> str:
-    sdk = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
-    stream = sdk.chat.completions.create(
+    stream = gateway_sdk(gateway, key).chat.completions.create(
         model=model, messages=[{"role": "user", "content": prompt}], stream=True
     )
     return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
@@ -87,16 +85,7 @@ def test_values_split_anywhere_never_reach_the_client(
 
 
 async def test_the_record_says_what_was_scanned(gateway: str, endpoints: dict[str, Any]) -> None:
-    with httpx.stream(
-        "POST",
-        gateway + "/v1/chat/completions",
-        json={
-            "model": "split-9-20",
-            "stream": True,
-            "messages": [{"role": "user", "content": PROMPT}],
-        },
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    ) as response:
+    with chat_stream(gateway, endpoints["api_key"], PROMPT, model="split-9-20") as response:
         record_id = response.headers["x-cordon-record-id"]
         response.read()
     record = await find_record(endpoints, "eu-west", record_id)
@@ -116,16 +105,7 @@ async def test_a_block_mid_stream_ends_it_with_an_error_event(
     with pytest.raises(anthropic.APIError, match="blocked by policy rule no-threats"):
         anthropic_text(gateway, endpoints["api_key"], "mock-claude", threat)
 
-    with httpx.stream(
-        "POST",
-        gateway + "/v1/chat/completions",
-        json={
-            "model": "mock-gpt",
-            "stream": True,
-            "messages": [{"role": "user", "content": threat}],
-        },
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    ) as response:
+    with chat_stream(gateway, endpoints["api_key"], threat) as response:
         record_id = response.headers["x-cordon-record-id"]
         body = response.read().decode()
     assert "kill" not in body and "[DONE]" not in body
@@ -136,7 +116,7 @@ async def test_a_block_mid_stream_ends_it_with_an_error_event(
 def test_a_whole_answer_that_trips_a_block_rule_is_a_403(
     gateway: str, endpoints: dict[str, Any]
 ) -> None:
-    sdk = openai.OpenAI(base_url=gateway + "/v1", api_key=endpoints["api_key"], max_retries=0)
+    sdk = gateway_sdk(gateway, endpoints["api_key"])
     with pytest.raises(openai.PermissionDeniedError) as caught:
         sdk.chat.completions.create(
             model="mock-gpt", messages=[{"role": "user", "content": "I will kill you"}]

@@ -9,21 +9,13 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import find_record, stored_record
+from tests.helpers import chat_stream, find_record, stored_record
 
 
 def _slow_stream(endpoints: dict[str, Any], content: str) -> Any:
     """A streamed call to eu-west that the mock answers one word every 50 ms."""
-    return httpx.stream(
-        "POST",
-        endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
-        json={
-            "model": "slow-stream",
-            "stream": True,
-            "messages": [{"role": "user", "content": content}],
-        },
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    )
+    gateway, key = endpoints["gateways"]["eu-west"], endpoints["api_key"]
+    return chat_stream(gateway, key, content, model="slow-stream")
 
 
 def _mock_counts(endpoints: dict[str, Any]) -> dict[str, int]:
@@ -60,18 +52,9 @@ async def test_client_disconnect_cancels_upstream_and_is_recorded(
 
 
 def test_first_event_arrives_before_the_stream_is_done(endpoints: dict[str, Any]) -> None:
-    body = {
-        "model": "slow-stream",
-        "stream": True,
-        "messages": [{"role": "user", "content": "a b c d e f g h"}],
-    }
+    gateway, key = endpoints["gateways"]["us-east"], endpoints["api_key"]
     started = time.monotonic()
-    with httpx.stream(
-        "POST",
-        endpoints["gateways"]["us-east"] + "/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    ) as response:
+    with chat_stream(gateway, key, "a b c d e f g h", model="slow-stream") as response:
         lines = response.iter_lines()
         next(lines)
         first_at = time.monotonic() - started

@@ -10,12 +10,11 @@ from typing import Any
 
 import anthropic
 import httpx
-import openai
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import enforce
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import chat, enforce, gateway_sdk
 
 PACK = """\
 pack: {name: tools}
@@ -58,10 +57,6 @@ def _last(mock: str) -> str:
     return httpx.get(mock + "/mock/last").text
 
 
-def _openai(url: str, endpoints: dict[str, Any]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=endpoints["api_key"], max_retries=0)
-
-
 def _anthropic(url: str, endpoints: dict[str, Any]) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=url, api_key=endpoints["api_key"], max_retries=0)
 
@@ -87,7 +82,7 @@ def test_chat_tool_arguments_and_results_are_screened_both_ways(
         {"role": "user", "content": f"now mail {EMAIL}"},
     ]
     for stream in (False, True):
-        sdk = _openai(url, endpoints)
+        sdk = gateway_sdk(url, endpoints["api_key"])
         if stream:
             arguments = ""
             for chunk in sdk.chat.completions.create(
@@ -124,11 +119,7 @@ def test_arguments_the_reader_refuses_are_read_with_their_escapes_decoded(
         {"role": "tool", "tool_call_id": "c1", "content": "done"},
         {"role": "user", "content": "go on"},
     ]
-    response = httpx.post(
-        url + "/v1/chat/completions",
-        json={"model": "mock-gpt", "messages": history},
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    )
+    response = chat(url, endpoints["api_key"], body={"model": "mock-gpt", "messages": history})
     assert response.status_code == 200
     forwarded = json.loads(_last(mock))["messages"][1]["tool_calls"][0]["function"]["arguments"]
     assert "[PHONE]" in forwarded and "7946" not in forwarded
@@ -149,7 +140,7 @@ def test_responses_items_are_screened_both_ways(
         {"type": "function_call_output", "call_id": "call_1", "output": f"call {PHONE}"},
         {"role": "user", "content": f"write to {EMAIL}"},
     ]
-    sdk = _openai(url, endpoints)
+    sdk = gateway_sdk(url, endpoints["api_key"])
     answer = sdk.responses.create(model="mock-gpt", input=items, tools=[RESPONSES_TOOL])
     sent = _last(mock)
     assert PHONE not in sent and sent.count("[PHONE]") == 2

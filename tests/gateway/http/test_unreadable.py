@@ -10,9 +10,9 @@ import httpx
 import openai
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
-from tests.helpers import enforce, find_record
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
+from tests.helpers import chat_stream, enforce, find_record, gateway_sdk
 
 PACK = """\
 pack: {name: unreadable}
@@ -46,10 +46,6 @@ def _behave(mock: str, mode: str) -> None:
     assert httpx.post(mock + "/mock/behaviour", json={"mode": mode}).status_code == 200
 
 
-def _sdk(url: str, endpoints: dict[str, Any]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=endpoints["api_key"], max_retries=0)
-
-
 async def test_an_answer_that_is_not_json_is_refused_and_recorded(
     gateway: tuple[str, str], endpoints: dict[str, Any]
 ) -> None:
@@ -58,7 +54,7 @@ async def test_an_answer_that_is_not_json_is_refused_and_recorded(
     try:
         for stream in (False, True):
             with pytest.raises(openai.APIStatusError) as caught:
-                _sdk(url, endpoints).chat.completions.create(
+                gateway_sdk(url, endpoints["api_key"]).chat.completions.create(
                     model="mock-gpt",
                     stream=stream,
                     messages=[{"role": "user", "content": PROMPT}],
@@ -81,16 +77,7 @@ def test_a_stream_event_that_is_not_json_ends_the_stream_unreleased(
     url, mock = gateway
     _behave(mock, "garbage-stream")
     try:
-        with httpx.stream(
-            "POST",
-            url + "/v1/chat/completions",
-            json={
-                "model": "mock-gpt",
-                "stream": True,
-                "messages": [{"role": "user", "content": PROMPT}],
-            },
-            headers={"authorization": f"Bearer {endpoints['api_key']}"},
-        ) as response:
+        with chat_stream(url, endpoints["api_key"], PROMPT) as response:
             text = "".join(response.iter_text())
     finally:
         _behave(mock, "ok")
@@ -106,7 +93,7 @@ def test_an_error_answer_goes_through_the_output_rules(
     _behave(mock, "echo-error")
     try:
         with pytest.raises(openai.BadRequestError) as caught:
-            _sdk(url, endpoints).chat.completions.create(
+            gateway_sdk(url, endpoints["api_key"]).chat.completions.create(
                 model="mock-gpt", messages=[{"role": "user", "content": PROMPT}]
             )
     finally:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
 from cordon.log.keys import SigningKey
 from cordon.packs import signing
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
 from tests.helpers import (
+    chat,
     cordon_policy_status,
     eventually,
     find_record,
@@ -33,9 +33,10 @@ from tests.helpers import (
     publish_pack,
     published_revision,
     recent_records,
+    sdk_chat,
 )
 
-CORDON = [sys.executable, "-m", "cordon"]
+CORDON = [sys.executable, "-m", "cordon_cli"]
 
 PACK = """\
 pack: {{name: default}}
@@ -57,15 +58,9 @@ def rejections(endpoints: dict[str, Any]) -> float:
 
 
 def answer(endpoints: dict[str, Any]) -> str:
-    sdk = openai.OpenAI(
-        base_url=endpoints["gateways"]["eu-west"] + "/v1",
-        api_key=endpoints["api_key"],
-        max_retries=0,
-    )
-    reply = sdk.chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "mail bob@example.com"}]
-    )
-    return reply.choices[0].message.content or ""
+    gateway, key = endpoints["gateways"]["eu-west"], endpoints["api_key"]
+    reply = sdk_chat(gateway, key, "mail bob@example.com").parse()
+    return str(reply.choices[0].message.content or "")
 
 
 async def inject(endpoints: dict[str, Any], data: bytes, name: str = "default") -> None:
@@ -224,14 +219,6 @@ def lifecycle(stack: DevStack) -> Iterator[str]:
     stack.processes["gateway-eu-west-gw-lifecycle"].stop()
 
 
-def _lifecycle_call(url: str, endpoints: dict[str, Any]) -> httpx.Response:
-    return httpx.post(
-        url + "/v1/chat/completions",
-        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "are you on?"}]},
-        headers={"authorization": f"Bearer {endpoints['api_key']}"},
-    )
-
-
 def _gauge(url: str, name: str) -> float:
     (line,) = [r for r in httpx.get(url + "/metrics").text.splitlines() if r.startswith(name + " ")]
     return float(line.split()[1])
@@ -257,7 +244,10 @@ async def test_an_expired_or_disabled_pack_refuses_every_call_and_says_why(
     else:
         await _activate(lifecycle, endpoints, stack, base, enabled=False)
     refused = eventually(
-        lambda: (r := _lifecycle_call(lifecycle, endpoints)).status_code == 503 and r, timeout=10
+        lambda: (
+            (r := chat(lifecycle, endpoints["api_key"], "are you on?")).status_code == 503 and r
+        ),
+        timeout=10,
     )
     error = refused.json()["error"]
     assert error["code"] == code and f"lifecycle r{base}" in error["message"]
@@ -267,7 +257,7 @@ async def test_an_expired_or_disabled_pack_refuses_every_call_and_says_why(
     record = await find_record(endpoints, "eu-west", refused.headers["x-cordon-record-id"])
     assert record is not None and record["error"] == code and record["status"] == 503
     await _activate(lifecycle, endpoints, stack, base + 1)  # a current revision: served again
-    assert _lifecycle_call(lifecycle, endpoints).status_code == 200
+    assert chat(lifecycle, endpoints["api_key"], "are you on?").status_code == 200
     assert _gauge(lifecycle, f"cordon_gateway_pack_{how}") == 0.0
 
 
