@@ -12,11 +12,10 @@ import time
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
-from cordon.dev.stack import DEV_API_KEY, DevStack
-from cordon.dev.wan import WanLink
+from cordon_dev.stack import DEV_API_KEY, DevStack
+from cordon_dev.wan import WanLink
 from tests.helpers import (
     central_summary,
     eventually,
@@ -26,6 +25,7 @@ from tests.helpers import (
     policy_status,
     publish_document,
     regional_pack_history,
+    sdk_chat,
 )
 from tests.plots import OUTPUT, Sampler
 
@@ -53,12 +53,7 @@ def _lag(stack: DevStack, region: str) -> tuple[float, float, float]:
 
 def _call(stack: DevStack, region: str) -> tuple[str, str]:
     """One chat call; (its record id, the answer)."""
-    sdk = openai.OpenAI(
-        base_url=stack.endpoints.gateways[region] + "/v1", api_key=DEV_API_KEY, max_retries=0
-    )
-    raw = sdk.chat.completions.with_raw_response.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "during the partition"}]
-    )
+    raw = sdk_chat(stack.endpoints.gateways[region], DEV_API_KEY, "during the partition")
     assert raw.headers.get("x-cordon-record-seq")  # committed in the region, not spooled
     return raw.headers["x-cordon-record-id"], raw.parse().choices[0].message.content or ""
 

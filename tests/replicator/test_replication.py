@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 
 from cordon.log.keys import SigningKey
 from cordon.nats import subjects
 from cordon.packs import signing
-from tests.helpers import eventually, nats_as, policy_status, publish_pack
+from tests.helpers import eventually, nats_as, policy_status, publish_pack, sdk_chat
 
 PACK = """\
 pack:
@@ -34,12 +33,7 @@ def _publish(endpoints: dict[str, Any], path: Path) -> subprocess.CompletedProce
 
 
 def _reply(endpoints: dict[str, Any], region: str, content: str) -> str:
-    sdk = openai.OpenAI(
-        base_url=endpoints["gateways"][region] + "/v1", api_key=endpoints["api_key"], max_retries=0
-    )
-    answer = sdk.chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": content}]
-    )
+    answer = sdk_chat(endpoints["gateways"][region], endpoints["api_key"], content).parse()
     return answer.choices[0].message.content or ""
 
 

@@ -16,10 +16,11 @@ from typing import Any
 import openai
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DEV_API_KEY, DevStack
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DEV_API_KEY, DevStack
 from tests.helpers import (
     eventually,
+    gateway_sdk,
     pack_document,
     policy_status,
     publish_document,
@@ -50,7 +51,7 @@ def _cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
     publisher = stack.topology.central_endpoint("publisher")
     identity = ["--nats-url", publisher.url, "--nats-seed", str(publisher.seed_file)]
     return subprocess.run(
-        [sys.executable, "-m", "cordon", "policy", *args, *identity],
+        [sys.executable, "-m", "cordon_cli", "policy", *args, *identity],
         capture_output=True,
         text=True,
         timeout=60,
@@ -161,7 +162,7 @@ async def test_a_wave_whose_error_ratio_rises_halts_the_rollout(
     _route(document, failing)
     await publish_document(wan_stack, document, revision)
     eventually(lambda: _active(wan_stack, staged["eu-west"]) == revision, timeout=10)
-    sdk = openai.OpenAI(base_url=staged["eu-west"] + "/v1", api_key=DEV_API_KEY, max_retries=0)
+    sdk = gateway_sdk(staged["eu-west"], DEV_API_KEY)
     for _ in range(6):
         with pytest.raises(openai.InternalServerError):
             sdk.chat.completions.create(
