@@ -13,7 +13,7 @@ FastAPI (an import-linter contract)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -36,7 +36,6 @@ __all__ = [
     "authorize",
     "errors",
     "install_error_answers",
-    "require",
 ]
 
 log = logging.getLogger("cordon.api")
@@ -97,13 +96,3 @@ def install_error_answers(app: FastAPI) -> None:
 def authorize(request: Request, tokens: Tokens, roles: Iterable[str], region: str | None) -> Grant:
     """The caller's grant, or `AuthError` / `ForbiddenError` (answered 401 / 403)."""
     return tokens.authorize(request.headers.get("authorization"), roles, region)
-
-
-def require(tokens: Tokens, roles: Iterable[str], region: str | None) -> Callable[[Request], Grant]:
-    """A FastAPI dependency: the caller's grant; 401 / 403 through `answer_error`."""
-    wanted = tuple(roles)
-
-    def check(request: Request) -> Grant:
-        return authorize(request, tokens, wanted, region)
-
-    return check
