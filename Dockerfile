@@ -8,17 +8,18 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cordon ./cordon
+COPY cordon_cli ./cordon_cli
 COPY gateway ./gateway
 COPY replicator ./replicator
 COPY aggregator ./aggregator
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels '.[server]'
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-cache-dir --no-index --find-links=/wheels cordon \
+RUN python -m pip install --no-cache-dir --no-index --find-links=/wheels 'cordon[server]' \
     && rm -rf /wheels \
     && groupadd --system --gid 10001 cordon \
     && useradd --system --uid 10001 --gid cordon --home-dir /var/lib/cordon --shell /usr/sbin/nologin cordon \

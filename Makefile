@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-records clean tools
+.PHONY: run test test-fast lint bench bench-records clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/cordon dev up
+	$(BIN)/python -m cordon_dev up
 
+# Two workers (pytest-xdist): each whole topology's tests stay on one worker, which
+# starts it once (tests/conftest.py groups them); the rest is shared out.
 test: $(STAMP) tools
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+
+# The fast lane: everything that needs no real server (in-process gateways, documents,
+# policy, dialects, errors), in well under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not servers" --durations=10
 
 # Tools some tests need: headless Chromium (the web page), promtool (alert rules, from
 # the prometheus package), checkov (Terraform). Installed where this machine lets us (Debian, as root);

@@ -36,11 +36,11 @@ from nats.aio.msg import Msg
 from aggregator import consumer
 from aggregator.store import ViewStore
 from aggregator.witness import Witness
-from cordon.dev.stack import DEV_API_KEY, DevStack
 from cordon.log import checkpoints, envelope, merkle, summary_chain
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats import subjects
+from cordon_dev.stack import DEV_API_KEY, DevStack
 from gateway.ledger import summaries
 
 REGION = "eu-west"

@@ -34,8 +34,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.procstat import cpu_seconds
-from cordon.dev.procs import free_port, wait_for_http
-from cordon.dev.stack import DevStack
+from cordon_dev.procs import free_port, wait_for_http
+from cordon_dev.stack import DevStack
 
 PACK = {
     "pack": {"name": "default", "version": "1.0.0", "enabled": True},
@@ -126,7 +126,7 @@ def publish_pack(stack: DevStack, path: Path) -> int:
     """Sign and publish the pack in `path` as a policy owner does (`cordon policy
     publish`); returns its revision."""
     assert stack.topology is not None
-    cli = [sys.executable, "-m", "cordon", "policy", "publish", str(path)]
+    cli = [sys.executable, "-m", "cordon_cli", "policy", "publish", str(path)]
     published = subprocess.run(
         [
             *cli,
@@ -228,7 +228,7 @@ def main() -> None:
         stack.start()
         litellm = None
         try:
-            # `cordon dev up` enforces the baseline pack: time to first token with it first.
+            # `make run` enforces the baseline pack: time to first token with it first.
             first_tokens = asyncio.run(measure_first_token(stack))
             bench_pack = Path(root) / "bench-pack.json"
             bench_pack.write_text(json.dumps(PACK))

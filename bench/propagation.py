@@ -2,7 +2,7 @@
 every replica, over a LAN and over an injected WAN delay, and after a partition.
 
 Starts the real topology with each region's leaf connection through a `WanLink`
-(cordon.dev.wan), publishes `--publishes` revisions one after another and, for each,
+(cordon_dev.wan), publishes `--publishes` revisions one after another and, for each,
 takes the time from its commit in POLICY (the stream's timestamp) to the moment each
 replica activated it (the replica's own `activated_at`, same machine clock). Then the
 same with `--delay-ms` added each way on every leaf link. Last, cuts eu-west off for
@@ -29,10 +29,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cordon.dev.stack import DEV_API_KEY, DevStack
 from cordon.log.keys import SigningKey
 from cordon.nats import subjects
 from cordon.packs import signing
+from cordon_dev.stack import DEV_API_KEY, DevStack
 from replicator.publish import latest_revision, publish_signed
 
 PACK_NAME = "default"

@@ -7,7 +7,11 @@
   trees, checkpoints, offline bundles); it imports no NATS client.
 - `cordon.packs`: policy packs as documents (parse, schema, sign and verify, lint).
 - `cordon.settings`, `cordon.jsoncodec`, `cordon.ids`: small shared pieces.
-- `cordon.cli` and `cordon.dev` are the only modules that wire processes together.
+- `cordon.estate`: a deployment's NATS estate: its description, nkey identities and the
+  server config templates (package data), rendered by `cordon nats render`.
+
+The CLI (`cordon_cli`) and the local topology (`cordon_dev`, not shipped) sit above the
+processes and wire them together; nothing here imports them.
 
 Nothing here reads a decision record's content: that is `gateway`'s job alone.
 """

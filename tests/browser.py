@@ -17,7 +17,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from cordon.dev.procs import free_port, spawn, stop_group
+from cordon_dev.procs import free_port, spawn, stop_group
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

@@ -1,7 +1,7 @@
 """Session fixtures: the whole local topology, started once, on free ports.
 
 Three real nats-server processes (central, eu-west, us-east), a mock provider, and
-every Cordon process as a real child process: exactly what `cordon dev up` runs.
+every Cordon process as a real child process: exactly what `make run` runs.
 Plus one bare JetStream server for tests of the NATS plumbing alone.
 """
 
@@ -19,14 +19,34 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from cordon.dev.procs import free_port, nats_server_binary, port_is_free, spawn, stop_group
-from cordon.dev.stack import DevStack
+from cordon_dev.procs import free_port, nats_server_binary, port_is_free, spawn, stop_group
+from cordon_dev.stack import DevStack
+
+# Fixtures that start real servers (NATS, the topology, PostgreSQL): a test using one is
+# in the `servers` lane; the rest is the fast lane (`make test-fast`, `-m "not servers"`).
+SERVER_FIXTURES = frozenset(
+    {"stack", "endpoints", "jetstream_url", "bare_nats", "wan_stack", "pg_stack", "postgres_dsn"}
+)
+# Under `make test` (pytest-xdist, --dist loadgroup) the tests of one whole topology run
+# on one worker, which starts it once; everything else is shared out between workers.
+TOPOLOGY_GROUPS = {"stack": "stack", "endpoints": "stack", "wan_stack": "wan", "pg_stack": "pg"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SERVER_FIXTURES and not item.get_closest_marker("servers"):
+            item.add_marker(pytest.mark.servers)
+        groups = {TOPOLOGY_GROUPS[name] for name in fixtures & TOPOLOGY_GROUPS.keys()}
+        for group in sorted(groups):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # A SIGTERM (CI cancelling the run, `kill`) unwinds like Ctrl-C, so the session
     # fixtures below stop every child process. A SIGKILL cannot be caught: children
-    # then die with us by their parent-death signal (cordon.dev.procs).
+    # then die with us by their parent-death signal (cordon_dev.procs).
     signal.signal(signal.SIGTERM, _interrupt)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cordon.cli import build_parser
+from cordon_cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])

@@ -1,7 +1,7 @@
 """Setup: create or bring up to date every stream and bucket, as the provisioning identity.
 
-Only `provision` users may touch the JetStream admin API (deploy/nats/*.conf), so this
-is the one place streams change: `cordon dev up` runs it, and so does
+Only `provision` users may touch the JetStream admin API (cordon/estate/templates/*.conf), so this
+is the one place streams change: `make run` runs it, and so does
 `cordon nats provision` after a pack asks for a longer record retention than `RECORDS`
 keeps (replicas report that shortfall; they may not change a stream themselves).
 Retention only ever grows.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.store import ViewStore
-from cordon.dev.stack import DevStack
+from cordon_dev.stack import DevStack
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 OpenStore = Callable[[], ViewStore]

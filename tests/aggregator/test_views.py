@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DEV_API_KEY, DevStack
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DEV_API_KEY, DevStack
 from tests.helpers import eventually, metric, stored_record
 
 REGIONS = ("eu-west", "us-east")

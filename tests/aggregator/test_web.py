@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cordon.dev.stack import DEV_API_KEY
+from cordon_dev.stack import DEV_API_KEY
 from tests.browser import Browser, find_chromium
 from tests.helpers import eventually
 

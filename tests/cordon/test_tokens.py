@@ -15,7 +15,7 @@ from cordon.tokens import Tokens, digest, grant_settings
 def test_a_token_issued_by_the_cli_is_accepted_by_the_entry_it_prints() -> None:
     issue = ["token", "new", "--name", "alice", "--role", "auditor", "--region", "eu-west"]
     result = subprocess.run(
-        [sys.executable, "-m", "cordon", *issue],
+        [sys.executable, "-m", "cordon_cli", *issue],
         capture_output=True,
         text=True,
         check=True,

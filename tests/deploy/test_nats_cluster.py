@@ -24,10 +24,10 @@ import httpx
 import msgpack
 import pytest
 
-from cordon.dev import certs
-from cordon.dev.stack import DEV_API_KEY, DevStack
 from cordon.log import envelope
 from cordon.nats import subjects
+from cordon_dev import certs
+from cordon_dev.stack import DEV_API_KEY, DevStack
 from tests.helpers import nats_as, stream_messages
 
 REGION = "eu-west"
@@ -124,7 +124,7 @@ async def test_records_are_kept_three_times_in_three_zones(clustered: DevStack) 
     # servers, so every stream and bucket there keeps three copies
     endpoints = str(clustered.root / "endpoints.json")
     subprocess.run(
-        [sys.executable, "-m", "cordon", "nats", "provision", "--endpoints", endpoints],
+        [sys.executable, "-m", "cordon_cli", "nats", "provision", "--endpoints", endpoints],
         check=True,
         capture_output=True,
         timeout=60,

@@ -12,18 +12,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cordon.dev import certs
-from cordon.dev.estate import describe
-from cordon.dev.procs import nats_server_binary
 from cordon.errors import TemplateError
+from cordon.estate.plan import describe
+from cordon_dev import certs
+from cordon_dev.procs import nats_server_binary
 
 ESTATE = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "estate.yaml"
-SEED = re.compile(r"S[UAO][A-Z2-7]{50,}")
+# A seed is a whole word of 58 characters: a public key (56, starting U) can hold "SU..." inside.
+SEED = re.compile(r"\bS[UAO][A-Z2-7]{56}\b")
 
 
 def _cordon(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cordon", "nats", *args],
+        [sys.executable, "-m", "cordon_cli", "nats", *args],
         capture_output=True,
         text=True,
         timeout=60,

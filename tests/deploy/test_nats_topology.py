@@ -15,10 +15,10 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from cordon.dev.stack import provision_targets
-from cordon.dev.topology import NatsTopology, TopologyPlan, plan
 from cordon.nats.endpoint import Endpoint
 from cordon.nats.provision import provision
+from cordon_dev.stack import provision_targets
+from cordon_dev.topology import NatsTopology, TopologyPlan, plan
 
 REGIONS = ("eu-west", "us-east", "ap-south")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cordon.dev.stack import DevStack
+from cordon_dev.stack import DevStack
 
 
 @pytest.fixture(scope="package")  # stopped once tests/replicator is done

@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
 from tests.helpers import (
     eventually,
     latest_revision_at_central,

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
 from tests.helpers import cordon_policy_status, enforce, eventually, policy_status
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cordon.dev import certs
-from cordon.dev.stack import DevStack
+from cordon_dev import certs
+from cordon_dev.stack import DevStack
 
 
 def _leaf_info(stack: DevStack) -> tuple[socket.socket, dict[str, object]]:

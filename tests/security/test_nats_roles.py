@@ -2,7 +2,7 @@
 evidence it has no business with is refused, and the streams are untouched after.
 
 The rest of the suite is the other half: every process of the topology runs on exactly
-these credentials (cordon.dev.stack), so each role's legitimate work still succeeds.
+these credentials (cordon_dev.stack), so each role's legitimate work still succeeds.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from cordon.dev.stack import DevStack
 from cordon.nats import Endpoint
+from cordon_dev.stack import DevStack
 from tests.helpers import nats_as
 
 REGIONS = ("eu-west", "us-east")

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import openai
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle
 from cordon.nats import subjects
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
 from tests.helpers import audit_get, authed_get, eventually, nats_as, stored
 
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from cordon.dev.procs import free_port
 from cordon.errors import ConnectError, RemoteProtocolError, ResponseTimeout
+from cordon_dev.procs import free_port
 from gateway.upstream.httpclient import HttpClient
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cordon.cli import build_parser
+from cordon_cli import build_parser
 
 SUBCOMMANDS = [
     ["gateway", "run"],
@@ -21,8 +21,8 @@ SUBCOMMANDS = [
     ["audit", "verify"],
     ["nats", "provision"],
     ["token", "new"],
-    ["dev", "up"],
-    ["dev", "mock-provider"],
+    ["nats", "identities"],
+    ["nats", "render"],
 ]
 
 
@@ -36,15 +36,15 @@ def test_every_subcommand_has_help(argv: list[str], capsys: pytest.CaptureFixtur
 
 def test_top_level_help_lists_the_processes() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cordon", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "cordon_cli", "--help"], capture_output=True, text=True, check=True
     )
-    for word in ("gateway", "replicator", "aggregator", "policy", "dev"):
+    for word in ("gateway", "replicator", "aggregator", "policy", "audit", "nats"):
         assert word in result.stdout
 
 
 def test_a_missing_settings_file_is_a_clear_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cordon", "gateway", "run", "--config", "/nonexistent.json"],
+        [sys.executable, "-m", "cordon_cli", "gateway", "run", "--config", "/nonexistent.json"],
         capture_output=True,
         text=True,
     )

@@ -1,4 +1,4 @@
-"""`cordon dev up`: the whole topology on one machine, and the test harness's too.
+"""`make run`: the whole topology on one machine, and the test harness's too.
 
 Central + regions on real nats-server processes, streams and buckets provisioned,
 a mock provider, and per region a gateway, a sealer and an audit API; centrally
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -18,25 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cordon.dev import certs, mock_provider
-from cordon.dev.estate import ACCOUNTS, CENTRAL_ROLES, REGION_ROLES
-from cordon.dev.procs import ManagedProcess, free_port, port_is_free, stop_all, wait_for_http
-from cordon.dev.topology import (
-    DEFAULT_REGIONS,
-    NatsTopology,
-    TopologyPlan,
-    plan,
-)
-from cordon.dev.wan import WanLink
 from cordon.errors import ProcessStartError
+from cordon.estate.plan import ACCOUNTS, CENTRAL_ROLES, REGION_ROLES
 from cordon.files import write_private
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats.provision import Targets, provision
 from cordon.tokens import ROLES, grant_settings, new_token
+from cordon_dev import certs, mock_provider
+from cordon_dev.procs import ManagedProcess, free_port, port_is_free, stop_all, wait_for_http
+from cordon_dev.topology import (
+    DEFAULT_REGIONS,
+    NatsTopology,
+    TopologyPlan,
+    plan,
+)
+from cordon_dev.wan import WanLink
 
 DEV_API_KEY = "cordon-dev-key"
-BASELINE_PACK = Path(__file__).resolve().parents[2] / "deploy" / "packs" / "default.yaml"
+BASELINE_PACK = Path(__file__).resolve().parents[1] / "deploy" / "packs" / "default.yaml"
 DEFAULT_PORTS = {"mock": 8600, "aggregator": 8500, "eu-west": 8401, "us-east": 8402}
 
 
@@ -117,7 +118,7 @@ class DevStack:
         port = DEFAULT_PORTS[name]
         if not port_is_free(self.host, port):
             raise ProcessStartError(
-                f"port {port} ({name}) is in use: is another `cordon dev up` running?"
+                f"port {port} ({name}) is in use: is another `make run` running?"
             )
         return port
 
@@ -126,9 +127,15 @@ class DevStack:
         write_private(path, json.dumps(config, indent=2))
         return path
 
-    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> ManagedProcess:
+    def _spawn(
+        self, name: str, *args: str, env: dict[str, str] | None = None, module: str = "cordon_cli"
+    ) -> ManagedProcess:
+        """Run `python -m <module> <args>`: the product's CLI, or (for the mock provider)
+        this harness, which is not installed: its source folder goes on the path."""
+        if module == "cordon_dev":
+            env = {**(env or {}), "PYTHONPATH": _with_source_folder(os.environ.get("PYTHONPATH"))}
         proc = ManagedProcess(
-            name, [sys.executable, "-m", "cordon", *args], self.root / "logs" / f"{name}.log", env
+            name, [sys.executable, "-m", module, *args], self.root / "logs" / f"{name}.log", env
         )
         proc.start()
         self.processes[name] = proc
@@ -156,7 +163,13 @@ class DevStack:
         mock_port = self._port("mock")
         self.endpoints.mock_provider = f"http://{self.host}:{mock_port}/v1"
         mock = self._spawn(
-            "mock-provider", "dev", "mock-provider", "--host", self.host, "--port", str(mock_port)
+            "mock-provider",
+            "mock-provider",
+            "--host",
+            self.host,
+            "--port",
+            str(mock_port),
+            module="cordon_dev",
         )
         wait_for_http(f"http://{self.host}:{mock_port}/healthz", 20, mock.proc)
         for region in self.regions:
@@ -164,7 +177,7 @@ class DevStack:
         self._start_central()
         self._wait_ready()
         self._enforce_baseline()
-        # It holds every role's credentials: for the person who ran `cordon dev up` only.
+        # It holds every role's credentials: for the person who ran `make run` only.
         write_private(self.root / "endpoints.json", json.dumps(self.describe(), indent=2))
         return self.endpoints
 
@@ -255,7 +268,7 @@ class DevStack:
         if tls is not None:
             pair = self.provider_pki.server if tls == "valid" else self.provider_pki.wrong_host
             args += ["--tls-cert", pair.cert_file, "--tls-key", pair.key_file]
-        proc = self._spawn(name, "dev", "mock-provider", *args)
+        proc = self._spawn(name, "mock-provider", *args, module="cordon_dev")
         scheme = "https" if tls is not None else "http"
         wait_for_http(f"{scheme}://{self.host}:{port}/healthz", 20, proc.proc)
         return f"{scheme}://{self.host}:{port}/v1"
@@ -369,7 +382,7 @@ class DevStack:
         wait until every gateway enforces it: the first call is already screened."""
         assert self.topology is not None
         publisher = self.topology.central_endpoint("publisher")
-        publish = [sys.executable, "-m", "cordon", "policy", "publish", str(BASELINE_PACK)]
+        publish = [sys.executable, "-m", "cordon_cli", "policy", "publish", str(BASELINE_PACK)]
         identity = ["--nats-url", publisher.url, "--nats-seed", str(publisher.seed_file)]
         published = subprocess.run(
             [*publish, *identity, "--key", str(self.policy_owner_key)],
@@ -436,3 +449,9 @@ class DevStack:
             self.nats.stop()
         for link in self.wan.values():
             link.stop()
+
+
+def _with_source_folder(pythonpath: str | None) -> str:
+    """`pythonpath` with the folder holding `cordon_dev` first."""
+    source = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join([source, *([pythonpath] if pythonpath else [])])

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cordon.dev import DEV_DIR
 from cordon.files import write_private
+from cordon_cli.local import DEV_DIR
 
 if TYPE_CHECKING:
     from cordon.nats import Endpoint
@@ -59,7 +59,7 @@ def central_endpoint(url: str | None, seed_file: Path | None) -> Endpoint:
         return Endpoint.from_settings(dev["nats"]["central"]["publisher"])
     raise SystemExit(
         "no central NATS: pass --nats-url (and --nats-seed), set CORDON_CENTRAL_NATS_URL,"
-        " or run `cordon dev up`"
+        " or run `make run`"
     )
 
 
@@ -165,7 +165,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def test(args: argparse.Namespace) -> int:
-    from cordon.cli.trial import run_trial
+    from cordon_cli.trial import run_trial
 
     document, problems = _lint_problems(args.pack)
     if problems:

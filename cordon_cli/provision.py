@@ -16,11 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cordon.dev import DEV_DIR
+from cordon_cli.local import DEV_DIR
 
 
 def provision(args: argparse.Namespace) -> int:
-    from cordon.dev.estate import replicas_for
+    from cordon.estate.plan import replicas_for
     from cordon.nats import Endpoint
     from cordon.nats.provision import DEFAULT_RECORDS_RETENTION_DAYS, Targets
     from cordon.nats.provision import provision as run
@@ -68,6 +68,6 @@ def add_parser(commands: Any) -> None:
         help="keep RECORDS at least this long (default 365; never shortened)",
     )
     p.set_defaults(func=provision)
-    from cordon.cli import estate
+    from cordon_cli import estate
 
     estate.add_parsers(actions)

@@ -1,19 +1,19 @@
-"""Render the NATS server configs in deploy/nats/ for one concrete deployment.
+"""Render the NATS server config templates (`cordon/estate/templates/`, shipped in the
+package) for one concrete deployment.
 
-The files under deploy/nats/ are what a real deployment uses; tests and `cordon dev
-up` render the very same files with local ports and store dirs, so the topology
-under test is the topology we ship.
+The templates are what a real deployment uses (`cordon nats render`); tests and the
+local topology render the very same files with local ports and store dirs, so the
+topology under test is the topology we ship.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from importlib import resources
 
 from cordon.errors import TemplateError
 
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
@@ -29,8 +29,14 @@ def render(template: str, values: Mapping[str, object]) -> str:
     return _PLACEHOLDER.sub(substitute, template)
 
 
-def render_file(name: str, values: Mapping[str, object], deploy_dir: Path = DEPLOY_DIR) -> str:
-    return render((deploy_dir / name).read_text(), values)
+def template(name: str) -> str:
+    """The text of one shipped template (`central.conf`, `region.conf`): package data,
+    so an installed Cordon renders the same files a source checkout does."""
+    return resources.files("cordon.estate").joinpath("templates", name).read_text()
+
+
+def render_file(name: str, values: Mapping[str, object]) -> str:
+    return render(template(name), values)
 
 
 def leaf_users_block(leaf_keys: Mapping[str, str]) -> str:

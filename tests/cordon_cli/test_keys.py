@@ -15,7 +15,7 @@ from cordon.log.keys import SigningKey
 
 def _cordon(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "cordon", "keys", *args],
+        [sys.executable, "-m", "cordon_cli", "keys", *args],
         capture_output=True,
         text=True,
         timeout=60,

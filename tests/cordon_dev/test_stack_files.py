@@ -1,10 +1,10 @@
-"""What `cordon dev up` writes that holds a secret is readable by its owner only."""
+"""What `make run` writes that holds a secret is readable by its owner only."""
 
 from __future__ import annotations
 
 import stat
 
-from cordon.dev.stack import DevStack
+from cordon_dev.stack import DevStack
 
 
 def test_credentials_keys_and_configs_are_0600(stack: DevStack) -> None:

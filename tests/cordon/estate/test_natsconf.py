@@ -1,4 +1,4 @@
-"""Rendering deploy/nats/*.conf."""
+"""Rendering cordon/estate/templates/*.conf."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import nkeys
 import pytest
 
-from cordon.dev import natsconf
-from cordon.dev.topology import plan
 from cordon.errors import TemplateError
+from cordon.estate import natsconf
+from cordon_dev.topology import plan
 
 
 def test_a_missing_value_is_an_error_not_a_blank() -> None:

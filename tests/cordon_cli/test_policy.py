@@ -28,7 +28,7 @@ policies:
 
 def cordon(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cordon", "policy", *args],
+        [sys.executable, "-m", "cordon_cli", "policy", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

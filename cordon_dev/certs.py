@@ -3,7 +3,7 @@ certificate, and one client certificate per region (mutual TLS, verified both wa
 For the mock provider: a CA a replica is told to trust, a server certificate for the
 mock's host, and one for another name (what a replica must refuse).
 
-A deployment brings its own CA; these are made fresh by `cordon dev up` and the tests.
+A deployment brings its own CA; these are made fresh by `make run` and the tests.
 Private keys are written 0600.
 """
 

@@ -21,14 +21,14 @@ LEAF_SEED_VARIABLE = "$CORDON_LEAF_SEED"
 def _description(path: Path) -> Any:
     import yaml
 
-    from cordon.dev.estate import describe
+    from cordon.estate.plan import describe
 
     return describe(yaml.safe_load(path.read_text()))
 
 
 def identities(args: argparse.Namespace) -> int:
-    from cordon.dev.estate import identity_names
-    from cordon.dev.topology import Identity, new_identity, public_key_of
+    from cordon.estate.identities import Identity, new_identity, public_key_of
+    from cordon.estate.plan import identity_names
 
     description = _description(args.estate)
     out: Path = args.out
@@ -47,7 +47,7 @@ def identities(args: argparse.Namespace) -> int:
 
 
 def render(args: argparse.Namespace) -> int:
-    from cordon.dev.estate import Material, render
+    from cordon.estate.plan import Material, render
 
     description = _description(args.estate)
     estate = description.estate

@@ -1,8 +1,8 @@
 """One description of the whole NATS estate — central and every region, each one server
-or a JetStream cluster — rendered into one deploy/nats/*.conf per server.
+or a JetStream cluster — rendered into one cordon/estate/templates/*.conf per server.
 
-`cordon dev up` and the tests describe a local estate on free ports
-(`cordon.dev.topology.plan`); a deployment describes its own in YAML
+`make run` and the tests describe a local estate on free ports
+(`cordon_dev.topology.plan`); a deployment describes its own in YAML
 (deploy/nats/estate.yaml) and renders it with `cordon nats render`. Both go through
 `render`, so the servers under test run what a deployment runs.
 """
@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cordon.dev import natsconf
 from cordon.errors import TemplateError
+from cordon.estate import natsconf
 
 __all__ = [
     "ACCOUNTS",
@@ -30,7 +30,7 @@ __all__ = [
     "replicas_for",
 ]
 
-# Each role's NATS identity (deploy/nats/*.conf says what each may do). `provision`
+# Each role's NATS identity (cordon/estate/templates/*.conf says what each may do). `provision`
 # creates streams, buckets and consumers and is used only by setup.
 REGION_ROLES = ("provision", "gateway", "sealer", "audit-api")
 CENTRAL_ROLES = ("provision", "replicator", "aggregator", "publisher")
@@ -85,7 +85,7 @@ class Estate:
     regions: Mapping[str, Cluster]
     bind: str = "0.0.0.0"  # the address every server listens on
     # region -> the leaf URLs it dials instead of every central node's (a load balancer
-    # in front of central, or in tests a `cordon.dev.wan.WanLink`)
+    # in front of central, or in tests a `cordon_dev.wan.WanLink`)
     leaf_dial: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 

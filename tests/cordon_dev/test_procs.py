@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from cordon.dev.procs import port_is_free, spawn, stop_group
+from cordon_dev.procs import port_is_free, spawn, stop_group
 from tests.helpers import eventually
 
 
@@ -43,7 +43,7 @@ def test_children_die_with_a_parent_killed_outright() -> None:
     # nothing can clean up after it, yet the grandchild must not be left behind.
     code = (
         "import sys, time\n"
-        "from cordon.dev.procs import spawn\n"
+        "from cordon_dev.procs import spawn\n"
         "child = spawn(['sleep', '300'])\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(300)\n"

@@ -1,24 +1,21 @@
 """The local multi-region NATS topology: central plus regions, on free ports.
 
 `plan()` picks ports, makes an nkey identity per role (the seed in a 0600 file, the
-public key in the server config) and renders deploy/nats/*.conf into a directory;
-`NatsTopology` starts, stops and restarts the servers. Tests and `cordon dev up` share
+public key in the server config) and renders cordon/estate/templates/*.conf into a directory;
+`NatsTopology` starts, stops and restarts the servers. Tests and `make run` share
 it, so both run the configs a deployment would.
 """
 
 from __future__ import annotations
 
-import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nkeys
-
-from cordon.dev import certs
-from cordon.dev.estate import (
+from cordon.estate.identities import Identity, new_identity
+from cordon.estate.plan import (
     ACCOUNTS,
     CENTRAL_ROLES,
     REGION_ROLES,
@@ -30,38 +27,19 @@ from cordon.dev.estate import (
     identity_names,
     replicas_for,
 )
-from cordon.dev.estate import render as estate_render
-from cordon.dev.procs import (
+from cordon.estate.plan import render as estate_render
+from cordon.files import write_private
+from cordon.nats.endpoint import Endpoint
+from cordon_dev import certs
+from cordon_dev.procs import (
     ManagedProcess,
     free_port,
     nats_server_binary,
     stop_all,
     wait_for_http,
 )
-from cordon.files import write_private
-from cordon.nats.endpoint import Endpoint
 
 DEFAULT_REGIONS = ("eu-west", "us-east")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A NATS user: the public nkey its server knows, and the file with its seed."""
-
-    public_key: str
-    seed_file: str
-
-
-def public_key_of(seed_file: Path) -> str:
-    """The public nkey of the seed in `seed_file`."""
-    return str(nkeys.from_seed(bytearray(seed_file.read_bytes().strip())).public_key.decode())
-
-
-def new_identity(seed_file: Path) -> Identity:
-    """A fresh nkey user; the seed is written 0600 from the start."""
-    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
-    write_private(seed_file, seed.decode())
-    return Identity(nkeys.from_seed(bytearray(seed)).public_key.decode(), str(seed_file))
 
 
 @dataclass(frozen=True)
@@ -192,7 +170,7 @@ def plan(
     """Choose ports and identities and write the rendered server configs under `root`.
 
     `leaf_dial_ports`: for a region, the port its leaf connection dials instead of
-    central's leaf port (a `cordon.dev.wan.WanLink` in between). `cluster_sizes`: the
+    central's leaf port (a `cordon_dev.wan.WanLink` in between). `cluster_sizes`: the
     regions that run as a JetStream cluster of that many nodes (the rest: one server)."""
     keys = root / "nkeys"
     identities = {name: new_identity(keys / f"{name}.nk") for name in identity_names(regions)}

@@ -1,3 +1,0 @@
-from cordon.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,3 @@
+from cordon_cli import main
+
+raise SystemExit(main())

