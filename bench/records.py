@@ -34,12 +34,12 @@ import nats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.procstat import cpu_seconds
-from cordon.dev.stack import DevStack
 from cordon.ids import uuid7
 from cordon.log import checkpoints, enrolment
 from cordon.log.keys import SigningKey
 from cordon.nats import Endpoint, streams, subjects
-from gateway.records.recorder import Recorder
+from cordon_dev.stack import DevStack
+from gateway.records import NatsSink, Recorder
 
 REGION = "eu-west"
 PEOPLE = 2000
@@ -87,7 +87,7 @@ async def commit(
     `Recorder` (sign, publish, wait for the ack), `in_flight` at a time."""
     nc = await endpoint.connect()
     await streams.publish_enrolment(nc.jetstream(), REGION, key.key_id, enrolment_bytes)
-    recorder = Recorder(nc, REGION, replica, key, timeout=30)
+    recorder = Recorder(NatsSink(nc, REGION, replica, timeout=30), REGION, replica, key)
     rng = random.Random(replica)
     left = count
 

@@ -1,35 +1,43 @@
-"""Every error Cordon raises, in one hierarchy.
+"""Every error Cordon raises, in one hierarchy, with the HTTP answer each one is.
 
 Lower-layer errors (nats, orjson, httptools, cryptography, msgpack, PyYAML, psycopg)
 are translated into these at the boundary where they happen (`raise X from exc`), so a
 caller handles one small, documented set, and `except CordonError` catches them all.
+Each class's `status` and `code` (right, below) are what an HTTP surface answers when
+it reaches a caller; the gateway's dialects, the audit API and the aggregator all read
+them, so none keeps a table of its own [tests/cordon/test_errors.py].
 
-    CordonError
+    CordonError ..................................................... 500 internal_error
     ├── ConfigError ................. settings or key material missing or malformed
     ├── SignatureError .............. a signed envelope, checkpoint or pack does not verify
     ├── ProofError .................. a Merkle proof does not prove what it claims
     ├── UnreadableBundleError ....... an audit bundle is not a bundle at all
-    ├── UnreadableJSONError ......... not the strict JSON Cordon reads (also a ValueError)
+    ├── UnreadableJSONError ......... not the strict JSON Cordon reads .. 400 invalid_request
     ├── PackError ................... a policy pack is malformed or may not be activated
     │   ├── DocumentError ........... ... at a path inside the document
     │   └── UnreadablePackError ..... ... the file is unreadable or not YAML
-    ├── AuthError ................... no credential, or one we do not accept (401)
-    │   └── ForbiddenError .......... a credential we know, without the right (403)
+    ├── AuthError ................... no credential, or one we refuse ... 401 invalid_api_key
+    │   └── ForbiddenError .......... known, without the right .. 403 permission_denied
+    ├── QueryError .................. a read API's query contradicts itself . 400 bad_query
+    ├── NotFoundError ............... nothing of that name or range ...... 404 not_found
+    ├── NotYetError ................. no checkpoint covers it yet ........ 409 not_yet
+    ├── UnavailableError ............ a dependency is away ............... 503 unavailable
     ├── GatewayError ................ the regional data plane (`gateway`)
-    │   ├── BadRequestError ......... a body the provider API would not accept
-    │   │   ├── BodyTooLargeError
-    │   │   └── ClientTimeoutError .. the caller stalled while sending its body
-    │   ├── UnknownModelError ....... no target of the active pack serves the model
-    │   ├── UpstreamError ........... the provider could not be reached or sent garbage
-    │   │   ├── UpstreamTooLargeError
-    │   │   ├── UpstreamTimeout
-    │   │   └── NoTargetAvailableError
-    │   ├── ClassifierUnavailableError
-    │   ├── OutputBlockedError ...... an output rule blocked the answer
+    │   ├── BadRequestError ......... a body the provider API would not accept . 400 invalid_request
+    │   │   ├── BodyTooLargeError ................................... 413 request_too_large
+    │   │   └── ClientTimeoutError .. the caller stalled sending its body . 408 request_timeout
+    │   ├── UnknownModelError ....... no target of the pack serves it ... 404 model_not_found
+    │   ├── UpstreamError ........... the provider failed or sent garbage . 502 upstream_broken
+    │   │   ├── UpstreamTooLargeError .............................. 502 upstream_too_large
+    │   │   ├── UpstreamTimeout ....................................... 504 upstream_timeout
+    │   │   └── NoTargetAvailableError ... 502 upstream_unavailable (504 when time ran out)
+    │   ├── ClassifierUnavailableError ....................... 503 classifier_unavailable
+    │   ├── OutputBlockedError ...... a rule blocked it . 403 content_policy_violation
     │   ├── ClientGoneError ......... the caller hung up while we relayed to it
-    │   ├── RecordCommitError ....... the decision record could not be committed
+    │   ├── RecordCommitError ....... the record could not be committed . 503 record_commit_failed
     │   │   └── RecordEncodeError ... ... because it could not be encoded or fit the stream
-    │   ├── SpoolFullError .......... fail-open's spool is full
+    │   ├── RegionUnreachableError .. the region's NATS is away ....... 503 region_unreachable
+    │   ├── SpoolFullError .......... fail-open's spool is full ......... 503 record_commit_failed
     │   └── ForkError ............... another sealer is extending the region's log
     ├── HttpClientError ............. the provider call failed on the wire
     │   ├── ConnectError
@@ -50,6 +58,7 @@ caller handles one small, documented set, and `except CordonError` catches them 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 __all__ = [
     "AggregatorError",
@@ -70,32 +79,47 @@ __all__ = [
     "GatewayError",
     "HttpClientError",
     "NoTargetAvailableError",
+    "NotFoundError",
+    "NotYetError",
     "OutputBlockedError",
     "PackError",
     "ProcessStartError",
     "ProofError",
     "PublishError",
+    "QueryError",
     "RecordCommitError",
     "RecordEncodeError",
+    "RegionUnreachableError",
     "RegionWriteError",
     "RemoteProtocolError",
     "ReplicatorError",
     "ResponseTimeout",
+    "ResponseTooLargeError",
     "SignatureError",
     "SpoolFullError",
     "StoreError",
     "TemplateError",
+    "UnavailableError",
     "UnknownModelError",
     "UnreadableBundleError",
     "UnreadableJSONError",
     "UnreadablePackError",
     "UpstreamError",
     "UpstreamTimeout",
+    "UpstreamTooLargeError",
 ]
 
 
 class CordonError(Exception):
-    """Base class for every error Cordon raises."""
+    """Base class for every error Cordon raises.
+
+    `status` and `code` are the HTTP answer when the error reaches a caller: the one
+    table every HTTP surface reads (the gateway's dialects, the audit API, the
+    aggregator), so a 4xx means the same everywhere. An error that says nothing of its
+    own is the server's fault: 500."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
 
 
 # -- shared contract (cordon) ----------------------------------------------------------
@@ -121,6 +145,9 @@ class UnreadableJSONError(CordonError, ValueError):
     """Bytes that are not the strict JSON Cordon reads: invalid UTF-8 or JSON, a lone
     surrogate, a number beyond a double, a repeated key, or nesting past the limit."""
 
+    status = 400
+    code = "invalid_request"
+
 
 class PackError(CordonError):
     """A policy pack is malformed or may not be activated."""
@@ -137,9 +164,15 @@ class DocumentError(PackError):
 class AuthError(CordonError):
     """The caller presented no credential, or one we do not accept."""
 
+    status = 401
+    code = "invalid_api_key"
+
 
 class ForbiddenError(AuthError):
     """The caller's credential is known but does not allow this (role or region)."""
+
+    status = 403
+    code = "permission_denied"
 
 
 class UnreadablePackError(PackError):
@@ -148,6 +181,34 @@ class UnreadablePackError(PackError):
     def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+
+
+class QueryError(CordonError):
+    """A read API's request contradicts itself or asks past a declared bound."""
+
+    status = 400
+    code = "bad_query"
+
+
+class NotFoundError(CordonError):
+    """Nothing of that name, or in that range."""
+
+    status = 404
+    code = "not_found"
+
+
+class NotYetError(CordonError):
+    """Not yet: no checkpoint covers it, or an index is catching up; retry shortly."""
+
+    status = 409
+    code = "not_yet"
+
+
+class UnavailableError(CordonError):
+    """A dependency (NATS, a database, the access log) is away: nothing was released."""
+
+    status = 503
+    code = "unavailable"
 
 
 # -- the regional data plane (gateway) -------------------------------------------------
@@ -160,46 +221,78 @@ class GatewayError(CordonError):
 class BadRequestError(GatewayError):
     """The request body is not something the provider API would accept."""
 
+    status = 400
+    code = "invalid_request"
+
 
 class BodyTooLargeError(BadRequestError):
     """The request body exceeds the configured limit."""
+
+    status = 413
+    code = "request_too_large"
 
 
 class ClientTimeoutError(BadRequestError):
     """The caller sent nothing more of its body for longer than the idle timeout."""
 
+    status = 408
+    code = "request_timeout"
+
 
 class UnknownModelError(GatewayError):
     """No target of the active pack serves this model on this API."""
+
+    status = 404
+    code = "model_not_found"
 
 
 class UpstreamError(GatewayError):
     """The model provider could not be reached or answered with garbage."""
 
+    status = 502
+    code = "upstream_broken"
+
 
 class UpstreamTooLargeError(UpstreamError):
     """The provider's answer, or one of its stream events, is larger than allowed."""
+
+    status = 502
+    code = "upstream_too_large"
 
 
 class UpstreamTimeout(UpstreamError):
     """The provider did not connect, or did not start answering, in time."""
 
+    status = 504
+    code = "upstream_timeout"
+
 
 class NoTargetAvailableError(UpstreamError):
     """Every target that serves the model failed or is resting."""
+
+    status = 502
+    code = "upstream_unavailable"
 
     def __init__(self, message: str, timed_out: bool, attempts: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.timed_out = timed_out
         self.attempts = attempts  # each target tried, and why it failed
+        if timed_out:  # the last target's time ran out: a gateway timeout
+            self.status, self.code = 504, "upstream_timeout"  # type: ignore[misc]
 
 
 class ClassifierUnavailableError(GatewayError):
     """The classifier did not give a usable answer in time."""
 
+    status = 503
+    code = "classifier_unavailable"
+
 
 class OutputBlockedError(GatewayError):
     """An output rule with action `block` found what it looks for in the answer."""
+
+    status = 403
+    code = "content_policy_violation"
 
     def __init__(self, rule_id: str) -> None:
         super().__init__(f"answer blocked by policy rule {rule_id}")
@@ -213,13 +306,26 @@ class ClientGoneError(GatewayError):
 class RecordCommitError(GatewayError):
     """The decision record could not be committed to the regional stream."""
 
+    status = 503
+    code = "record_commit_failed"
+
 
 class RecordEncodeError(RecordCommitError):
     """The record could not be encoded, or does not fit the stream even as a digest."""
 
 
+class RegionUnreachableError(GatewayError):
+    """The region's record sink and pack source (its NATS) cannot be reached."""
+
+    status = 503
+    code = "region_unreachable"
+
+
 class SpoolFullError(GatewayError):
     """The spool reached its size limit; nothing more can be answered fail-open."""
+
+    status = 503
+    code = "record_commit_failed"
 
 
 class ForkError(GatewayError):
@@ -280,7 +386,7 @@ class StoreError(AggregatorError):
     """The view's database refused or could not be reached."""
 
 
-# -- the local topology (cordon dev) ---------------------------------------------------
+# -- NATS configs and the local topology ---------------------------------------------------
 
 
 class TemplateError(CordonError):

@@ -1,4 +1,10 @@
-"""The long-lived parts of one replica: NATS connections, recorder, upstream, packs."""
+"""The long-lived parts of one replica, wired together: its region (records, packs,
+reports), the provider client, the signing key, the packs it enforces, its clock.
+
+`Runtime` takes its collaborators as arguments, so a gateway can be assembled with
+other ones (a local log, an in-process engine, the fast test lane's in-memory region:
+`cordon_dev.inprocess`); `build_runtime` makes the production set from settings.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,15 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.kv import KeyValue
-
-from cordon.errors import ConfigError, PackError, RecordCommitError
+from cordon.errors import ConfigError, PackError, RecordCommitError, RegionUnreachableError
 from cordon.log.enrolment import load_signer
-from cordon.nats import connect, streams, subjects
+from cordon.log.keys import SigningKey
 from cordon.packs import Pack, signing
 from gateway import metrics, records
+from gateway.backplane import Backplane, NatsBackplane
 from gateway.identity import Authenticator
 from gateway.identity.delegation import DelegationVerifier
 from gateway.policy.activation import REPORT_EVERY_S, PackState, applied_report
@@ -31,14 +33,40 @@ from gateway.upstream.client import Proxies
 from gateway.upstream.egress import EgressPolicy
 from gateway.upstream.routing import Breakers, Router
 
+__all__ = ["Clock", "Runtime", "build_runtime"]
+
 log = logging.getLogger("cordon.gateway")
+Clock = Callable[[], float]  # seconds since the epoch (pack expiry, ages)
+
+
+def build_runtime(settings: GatewaySettings) -> Runtime:
+    """The production replica: the region's NATS, the provider client, the enrolled key."""
+    key, enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
+    backplane = NatsBackplane(
+        settings.audit_nats,
+        settings.xr_nats,
+        settings.region,
+        settings.replica,
+        settings.commit_timeout_s,
+    )
+    return Runtime(settings, backplane, key, enrolment)
 
 
 class Runtime:
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        backplane: Backplane,
+        key: SigningKey,
+        enrolment: bytes,
+        upstream: UpstreamClient | None = None,
+        clock: Clock = time.time,
+    ) -> None:
         self.settings = settings
+        self.backplane = backplane
+        self.clock = clock
         self.in_flight = 0  # model calls being served (settings.max_concurrent_calls)
-        self.key, self.enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
+        self.key, self.enrolment = key, enrolment
         verifier = (
             DelegationVerifier(settings.delegation_issuers) if settings.delegation_issuers else None
         )
@@ -61,15 +89,15 @@ class Runtime:
         self.packs = PackState(
             settings.pack_name, settings.region, settings.state_dir, self.route, trusted
         )
-        ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
-        proxies = Proxies.from_environ(os.environ)
-        self.upstream = UpstreamClient(self.egress.check_address, ca_bundle, proxies)
+        self.upstream = upstream or self._upstream_client()
         self.spool = Spool(settings.state_dir / "fail-open.spool", settings.spool_max_bytes)
-        self._xr_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.audit_nc: NATS | None = None
-        self.xr_nc: NATS | None = None
         self.recorder: Recorder | None = None
+
+    def _upstream_client(self) -> UpstreamClient:
+        ca_bundle = str(self.settings.ca_bundle) if self.settings.ca_bundle else None
+        proxies = Proxies.from_environ(os.environ)
+        return UpstreamClient(self.egress.check_address, ca_bundle, proxies)
 
     def route(self, pack: Pack) -> Router:
         """The routing a pack asks for; the gateway's own targets if it names none. A
@@ -88,7 +116,7 @@ class Runtime:
 
     def _pack_age(self) -> float:
         published = self.packs.active.signed_at
-        return max(0.0, time.time() - published) if published else 0.0
+        return max(0.0, self.clock() - published) if published else 0.0
 
     async def start(self) -> None:
         """Come up with the last good pack even if NATS is away; connect as soon as it is back.
@@ -98,23 +126,23 @@ class Runtime:
         self.packs.load_last_good()
         metrics.PACK_REVISION.set(self.packs.active.revision)
         metrics.PACK_AGE.set_function(self._pack_age)
-        metrics.PACK_EXPIRED.set_function(lambda: float(self.packs.active.expired(time.time())))
+        metrics.PACK_EXPIRED.set_function(lambda: float(self.packs.active.expired(self.clock())))
         metrics.PACK_DISABLED.set_function(lambda: float(not self.packs.active.enabled))
         await self.upstream.start()
         self._tasks.append(asyncio.create_task(self._connect_then_watch()))
 
     async def _connect_then_watch(self) -> None:
-        name = f"gateway-{self.settings.region}-{self.settings.replica}"
         while True:
             try:
-                await self._connect(name)
+                await self._connect()
                 break
-            except (TimeoutError, OSError, NatsError) as exc:
-                log.warning("regional NATS not reachable yet (%s); retrying", exc)
-                await self._close_connections()
+            except (RegionUnreachableError, RecordCommitError) as exc:
+                log.warning("region not reachable yet (%s); retrying", exc)
+                await self.backplane.close()
                 await asyncio.sleep(0.5)
         self._tasks.append(asyncio.create_task(self._ship_spool()))
-        await self._watch_packs()
+        self._tasks.append(asyncio.create_task(self._report_applied_forever()))
+        await self._follow_packs()
 
     async def _ship_spool(self) -> None:
         """Whenever NATS is back and the spool holds records, send them, in order, and the
@@ -152,21 +180,17 @@ class Runtime:
         oldest = self.spool.oldest_ms
         return max(0.0, time.time() - oldest / 1000) if oldest else 0.0
 
-    async def _connect(self, name: str) -> None:
-        self.audit_nc = await connect(self.settings.audit_nats, f"{name}-audit")
-        self.xr_nc = await connect(self.settings.xr_nats, f"{name}-xr", self._xr_reconnected)
+    async def _connect(self) -> None:
+        sink = await self.backplane.connect()
         recorder = Recorder(
-            self.audit_nc,
+            sink,
             self.settings.region,
             self.settings.replica,
             self.key,
-            self.settings.commit_timeout_s,
             self.settings.max_record_bytes,
         )
         await recorder.resume(self.spool)
-        await streams.publish_enrolment(
-            self.audit_nc.jetstream(), self.settings.region, self.key.key_id, self.enrolment
-        )
+        await self.backplane.enrol(self.key.key_id, self.enrolment)
         self.recorder = recorder
 
     async def stop(self) -> None:
@@ -176,71 +200,34 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.upstream.close()
-        await self._close_connections()
-
-    async def _close_connections(self) -> None:
-        for nc in (self.audit_nc, self.xr_nc):
-            if nc is not None:
-                # close, not drain: with NATS gone a drain would wait forever.
-                with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                    await asyncio.wait_for(nc.close(), 2.0)
-        self.audit_nc = self.xr_nc = None
+        await self.backplane.close()
 
     @property
     def ready(self) -> bool:
-        connected = all(nc is not None and nc.is_connected for nc in (self.audit_nc, self.xr_nc))
-        return connected and self.recorder is not None
+        return self.backplane.ready and self.recorder is not None
 
-    async def _watch_packs(self) -> None:
-        """Follow the regional policy KV; start over after every reconnect.
+    async def _follow_packs(self) -> None:
+        """Offer every revision of the replica's pack as it comes; report what is
+        enforced whenever the watch (re)starts and after each change."""
+        async for update in self.backplane.pack_updates(self.packs.pack_name):
+            if update.value is None:
+                await self._report_applied()
+                continue
+            outcome = self.packs.offer(update.value, replayed=update.replayed)
+            if outcome == "activated":
+                metrics.PACK_REVISION.set(self.packs.active.revision)
+                await self._report_applied()
+                await self.retention_shortfall()  # logs what is missing
+            elif outcome == "rejected":
+                metrics.PACK_REJECTIONS.inc()
+                await self._record_rejection()
+                await self._report_applied()  # the rejection shows in status
 
-        A watch is an ephemeral consumer, which a restarted server forgets; a fresh
-        watch delivers the current value again, and stale revisions are refused.
-        """
+    async def _report_applied_forever(self) -> None:
+        """Alive, not stale: the replicator hears from this replica every few seconds."""
         while True:
-            try:
-                await self._watch_once()
-            except (TimeoutError, NatsError) as exc:
-                log.warning("policy watch interrupted: %s", exc)
-                await asyncio.sleep(0.5)
-
-    async def _watch_once(self) -> None:
-        assert self.xr_nc is not None
-        self._xr_reconnected.clear()
-        kv = await self.xr_nc.jetstream().key_value(subjects.POLICY_BUCKET)
-        # With history: a fresh replica takes the newest valid revision the bucket holds,
-        # not whatever was written last.
-        watcher = await kv.watch(subjects.pack_key(self.packs.pack_name), include_history=True)
-        applied = await self.xr_nc.jetstream().key_value(subjects.APPLIED_BUCKET)
-        history = True  # the bucket's kept revisions come first, then a None marker
-        try:
-            await self._report_applied(applied)
-            reported = time.monotonic()
-            while not self._xr_reconnected.is_set():
-                if time.monotonic() - reported >= REPORT_EVERY_S:  # alive: not stale
-                    await self._report_applied(applied)
-                    reported = time.monotonic()
-                try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                except NatsTimeoutError:  # nothing new this second
-                    continue
-                if entry is None:
-                    history = False
-                    continue
-                if entry.value is None:
-                    continue
-                outcome = self.packs.offer(entry.value, replayed=history)
-                if outcome == "activated":
-                    metrics.PACK_REVISION.set(self.packs.active.revision)
-                    await self._report_applied(applied)
-                    await self.retention_shortfall()  # logs what is missing
-                elif outcome == "rejected":
-                    metrics.PACK_REJECTIONS.inc()
-                    await self._record_rejection()
-                    await self._report_applied(applied)  # the rejection shows in status
-        finally:
-            with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(REPORT_EVERY_S)
+            await self._report_applied()
 
     async def retention_shortfall(self) -> dict[str, Any] | None:
         """How RECORDS falls short of the retention the active pack asks, read from the
@@ -250,11 +237,11 @@ class Runtime:
         that could lengthen retention could shorten it); provisioning raises it
         (`cordon nats provision`), longer only."""
         wanted = self.packs.active.retention_days
-        if wanted is None or self.audit_nc is None:
+        if wanted is None or not self.backplane.ready:
             return None
         try:
-            kept = await streams.records_retention_days(self.audit_nc.jetstream())
-        except (TimeoutError, NatsError) as exc:
+            kept = await self.backplane.records_retention_days()
+        except Exception as exc:  # the region's own error, whichever backplane it is
             return {"records_days": None, "pack_days": wanted, "error": str(exc)}
         if kept is None or kept >= wanted:  # None: kept forever
             return None
@@ -282,5 +269,11 @@ class Runtime:
         except RecordCommitError as exc:
             log.error("record of a pack rejection not committed: %s", exc)
 
-    async def _report_applied(self, applied: KeyValue) -> None:
-        await applied.put(self.settings.replica, applied_report(self.packs, self.settings.replica))
+    async def _report_applied(self) -> None:
+        if not self.backplane.ready:
+            return
+        report = applied_report(self.packs, self.settings.replica)
+        try:
+            await self.backplane.report_applied(self.settings.replica, report)
+        except Exception as exc:  # reported again within REPORT_EVERY_S
+            log.warning("applied report not sent: %s", exc)

@@ -12,20 +12,19 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cordon.errors import AuthError, ForbiddenError
+from cordon.errors import AuthError
 from gateway import metrics
 from gateway.http import calls, dialects
 from gateway.http.asgi import Receive, Scope, Send, request_headers, respond, respond_json
 from gateway.runtime import Runtime
-from gateway.settings import GatewaySettings
 
 log = logging.getLogger("cordon.gateway")
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class GatewayApp:
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.runtime = Runtime(settings)
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._call(dialects.CHAT),
             ("POST", "/v1/embeddings"): self._call(dialects.EMBEDDINGS),
@@ -100,9 +99,7 @@ class GatewayApp:
         try:
             self.runtime.auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
         except AuthError as exc:
-            await respond(
-                send, 401, dialect.error(str(exc), "authentication_error", "invalid_api_key")
-            )
+            await respond(send, exc.status, dialect.error_of(exc))
             return
         router = self.runtime.packs.current.router
         if anthropic:
@@ -143,13 +140,8 @@ class GatewayApp:
             self.runtime.settings.admin_tokens.authorize(
                 headers.get("authorization"), ("admin",), self.runtime.settings.region
             )
-        except ForbiddenError as exc:
-            error = dialects.CHAT.error(str(exc), "permission_error", "permission_denied")
-            await respond(send, 403, error)
-            return
-        except AuthError as exc:
-            error = dialects.CHAT.error(str(exc), "authentication_error", "invalid_api_key")
-            await respond(send, 401, error)
+        except AuthError as exc:  # 401, or 403 for a token without the admin role
+            await respond(send, exc.status, dialects.CHAT.error_of(exc))
             return
         shortfall = await self.runtime.retention_shortfall()
         router = self.runtime.packs.current.router
@@ -170,6 +162,7 @@ class GatewayApp:
         )
 
 
-def create_app(settings: GatewaySettings) -> GatewayApp:
+def create_app(runtime: Runtime) -> GatewayApp:
+    """The replica's ASGI app over `runtime` (production: `build_runtime(settings)`)."""
     metrics.PACK_REVISION.set(0)
-    return GatewayApp(settings)
+    return GatewayApp(runtime)

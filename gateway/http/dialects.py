@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cordon import jsoncodec
+from cordon.errors import CordonError
 
 Text = Callable[[str], str]
 
@@ -120,6 +121,25 @@ _OPENAI_TYPES = {
 }
 
 
+# The error type of an answer, by its status: one table for every refusal of the gateway
+# (the status and code come from the error classes, `cordon.errors`).
+_KIND_BY_STATUS = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+
+
+def kind_of(status: int, code: str) -> str:
+    """The error type both APIs' SDKs expect for a refusal with `status` and `code`."""
+    if code == "overloaded":
+        return "overloaded_error"
+    client_side = "invalid_request_error" if 400 <= status < 500 else "api_error"
+    return _KIND_BY_STATUS.get(status, client_side)
+
+
 def openai_error(message: str, kind: str, code: str) -> bytes:
     error_type = _OPENAI_TYPES.get(kind, "api_error")
     body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
@@ -171,6 +191,14 @@ class Dialect:
 
     def error(self, message: str, kind: str, code: str) -> bytes:
         return (anthropic_error if self.api == "anthropic" else openai_error)(message, kind, code)
+
+    def refusal(self, status: int, message: str, code: str) -> bytes:
+        """The body of a refusal: its type read from the status (`kind_of`)."""
+        return self.error(message, kind_of(status, code), code)
+
+    def error_of(self, exc: CordonError, message: str | None = None) -> bytes:
+        """The body answering `exc`, with the code its class declares."""
+        return self.refusal(exc.status, message or str(exc), exc.code)
 
     def validate(self, payload: dict[str, Any]) -> str | None:
         if not isinstance(payload.get("model"), str) or not payload["model"]:

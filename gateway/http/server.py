@@ -15,13 +15,14 @@ import uvicorn  # noqa: E402
 from gateway import settings as settings_module  # noqa: E402
 from gateway.http.app import create_app  # noqa: E402
 from gateway.http.connections import guarded_protocol  # noqa: E402
+from gateway.runtime import build_runtime  # noqa: E402
 
 
 def run(config_path: Path) -> None:
     settings = settings_module.load(config_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvicorn.run(
-        create_app(settings),
+        create_app(build_runtime(settings)),
         host=settings.host,
         port=settings.port,
         access_log=False,

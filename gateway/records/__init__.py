@@ -1,14 +1,17 @@
 """Decision records: built from a call (`record`), signed and committed to the
-regional `RECORDS` stream before the answer is released (`Recorder`), or spooled to
-disk under fail-open (`Spool`)."""
+replica's sink — the regional `RECORDS` stream (`NatsSink`) — before the answer is
+released (`Recorder`), or spooled to disk under fail-open (`Spool`)."""
 
-from gateway.records import record, recorder, spool
+from gateway.records import record, recorder, sink, spool
 from gateway.records.record import CallFacts, build, pack_rejection, rfc3339_now
 from gateway.records.recorder import Recorder
+from gateway.records.sink import NatsSink, RecordSink
 from gateway.records.spool import Spool
 
 __all__ = [
     "CallFacts",
+    "NatsSink",
+    "RecordSink",
     "Recorder",
     "Spool",
     "build",
@@ -16,5 +19,6 @@ __all__ = [
     "record",
     "recorder",
     "rfc3339_now",
+    "sink",
     "spool",
 ]

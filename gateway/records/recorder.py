@@ -1,7 +1,8 @@
-"""Commit signed records to the regional `RECORDS` stream and wait for the ack.
+"""Number, sign and commit a replica's records to its sink, and void every number
+spent without a record.
 
-The record id is the `Nats-Msg-Id`, so the stream drops a duplicate of a record
-whose first publish timed out ambiguously.
+The sink is the regional `RECORDS` stream in production (`sink.NatsSink`); the record
+id doubles as its de-duplication id there.
 """
 
 from __future__ import annotations
@@ -11,39 +12,30 @@ import hashlib
 from typing import Any
 
 import msgpack
-from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NotFoundError
 
 from cordon import jsoncodec
 from cordon.errors import RecordCommitError, RecordEncodeError, SpoolFullError
 from cordon.ids import uuid7
 from cordon.log import envelope
 from cordon.log.keys import SigningKey
-from cordon.nats import StreamPublisher, subjects
 from gateway.records.record import rfc3339_now
+from gateway.records.sink import RecordSink
 from gateway.records.spool import Spool
 
-HEADROOM = 8 * 1024  # message headers and framing, within the server's max_payload
+__all__ = ["Recorder", "content_hashed"]
 
 
 class Recorder:
     def __init__(
         self,
-        nc: NATS,
+        sink: RecordSink,
         region: str,
         replica: str,
         key: SigningKey,
-        timeout: float,
         max_record_bytes: int = 0,
     ) -> None:
-        self._nc = nc
-        self._js = nc.jetstream()
-        self._publisher = StreamPublisher(nc, timeout)
-        self._subject = subjects.record_subject(region, replica)
+        self._sink = sink
         self._key = key
-        self._timeout = timeout
         self._region = region
         self._replica = replica
         self._next_seq = 1
@@ -52,11 +44,11 @@ class Recorder:
         # One caller commits the voids at a time: two at once would each pop the first
         # and so drop one still uncommitted (a silent gap in replica_seq).
         self._voids_lock = asyncio.Lock()
-        self._max_record_bytes = max_record_bytes  # 0: what the server accepts
+        self._max_record_bytes = max_record_bytes  # 0: what the sink takes
 
     def _record_cap(self) -> int:
-        server = int(getattr(self._nc, "max_payload", 0) or 1024 * 1024) - HEADROOM
-        return min(self._max_record_bytes, server) if self._max_record_bytes else server
+        sink = self._sink.capacity
+        return min(self._max_record_bytes, sink) if self._max_record_bytes else sink
 
     @property
     def next_replica_seq(self) -> int:
@@ -68,17 +60,15 @@ class Recorder:
 
     @property
     def connected(self) -> bool:
-        return bool(self._nc.is_connected)
+        return self._sink.connected
 
     async def resume(self, spool: Spool | None = None) -> None:
         """Continue `replica_seq` after the last record this replica committed, or spooled:
         records still waiting in the spool hold numbers the stream has not seen yet."""
         numbers = [_replica_seq(frame.data) for frame in spool.pending()] if spool else []
-        try:
-            last = await self._js.get_last_msg(subjects.RECORDS_STREAM, self._subject)
-            numbers.append(_replica_seq(last.data or b""))
-        except NotFoundError:
-            pass
+        last = await self._sink.last()
+        if last is not None:
+            numbers.append(_replica_seq(last))
         self._next_seq = max(numbers, default=0) + 1
 
     async def commit(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
@@ -94,7 +84,7 @@ class Recorder:
         spooled instead and None is returned; while anything is spooled, new records
         queue behind it so they reach the stream in order.
         """
-        connected = self._nc.is_connected
+        connected = self._sink.connected
         if spool is None and not connected:
             # Buffering during an outage would commit this record after the caller
             # already got a 503; fail now instead.
@@ -149,16 +139,7 @@ class Recorder:
         return await spool.ship(lambda msg_id, data: self._publish(data, msg_id))
 
     async def _publish(self, data: bytes, msg_id: str) -> int:
-        for attempt in (1, 2):
-            try:
-                return await self._publisher.publish(self._subject, data, {"Nats-Msg-Id": msg_id})
-            except NatsTimeoutError as exc:
-                if attempt == 2:
-                    raise RecordCommitError(f"record not committed: {exc}") from exc
-                continue  # ambiguous: it may have landed; the same id makes a retry safe
-            except (TimeoutError, NatsError) as exc:
-                raise RecordCommitError(f"record not committed: {exc}") from exc
-        raise RecordCommitError("unreachable")
+        return await self._sink.publish(data, msg_id)
 
     async def commit_voids(self) -> None:
         """Commit a void for every number spent without a record, oldest first."""

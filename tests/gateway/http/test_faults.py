@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from cordon.dev.procs import free_port
-from cordon.dev.stack import DevStack
+from cordon_dev.procs import free_port
+from cordon_dev.stack import DevStack
 from gateway import settings
 from gateway.http import calls
 from gateway.http.app import GatewayApp, create_app
+from gateway.runtime import build_runtime
 from tests.helpers import find_record
 
 
@@ -26,7 +27,7 @@ async def in_process(stack: DevStack, endpoints: dict[str, Any]) -> AsyncIterato
     config = stack.gateway_config(
         "eu-west", "gw-in-process", endpoints["mock_provider"], free_port()
     )
-    app = create_app(settings.load(config))
+    app = create_app(build_runtime(settings.load(config)))
     await app.runtime.start()
     try:
         for _ in range(200):

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from cordon.dev.stack import DevStack
 from cordon.log import checkpoints, merkle, summary_chain
 from cordon.log.enrolment import Keyring
 from cordon.log.keys import SigningKey
 from cordon.log.summary_chain import Candidate
 from cordon.nats import subjects
+from cordon_dev.stack import DevStack
 from tests.helpers import nats_as, stream_messages
 
 
@@ -46,9 +47,14 @@ async def _log_state(
     return leaves, keyring, found
 
 
-async def _traffic(endpoints: dict[str, Any], region: str, n: int) -> None:
+async def _traffic(
+    endpoints: dict[str, Any], region: str, n: int, sent: list[int] | None = None
+) -> None:
+    """`n` calls, one after another; `sent[0]` counts them as they are answered."""
     async with httpx.AsyncClient() as client:
         for i in range(n):
+            if sent is not None:
+                sent[0] = i
             await client.post(
                 endpoints["gateways"][region] + "/v1/chat/completions",
                 json={"model": "mock-gpt", "messages": [{"role": "user", "content": f"call {i}"}]},
@@ -67,6 +73,12 @@ async def _settled(
             return leaves, keyring, found
         await asyncio.sleep(0.2)
     raise AssertionError("no checkpoint ever covered the whole log")
+
+
+async def _until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
+    async with asyncio.timeout(within_s):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 def _check(region: str, leaves: list[bytes], keyring: Keyring, found: list[dict[str, Any]]) -> None:
@@ -105,10 +117,12 @@ async def test_a_killed_sealer_resumes_with_the_identical_tree(
     stack: DevStack, endpoints: dict[str, Any]
 ) -> None:
     sealer = stack.processes["sealer-us-east"]
-    load = asyncio.create_task(_traffic(endpoints, "us-east", 150))
-    await asyncio.sleep(0.3)
+    sent = [0]
+    load = asyncio.create_task(_traffic(endpoints, "us-east", 150, sent))
+    await _until(lambda: sent[0] >= 30 or load.done())  # the sealer is mid-log
     sealer.kill()  # mid-stream, no goodbye
-    await asyncio.sleep(0.5)
+    killed_at = sent[0]
+    await _until(lambda: sent[0] >= killed_at + 30 or load.done())  # records it never saw
     sealer.start()
     await load
     _check("us-east", *await _settled(endpoints, "us-east"))

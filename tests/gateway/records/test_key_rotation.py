@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from cordon.dev.procs import wait_for_http
-from cordon.dev.stack import DevStack
 from cordon.log.keys import SigningKey
+from cordon_dev.procs import wait_for_http
+from cordon_dev.stack import DevStack
 
 
 def _ask(url: str, endpoints: dict[str, Any]) -> int:
@@ -48,7 +48,7 @@ def test_records_before_and_after_a_key_rotation_all_verify(
             [
                 sys.executable,
                 "-m",
-                "cordon",
+                "cordon_cli",
                 "audit",
                 "export",
                 "--api",
@@ -72,7 +72,7 @@ def test_records_before_and_after_a_key_rotation_all_verify(
         [
             sys.executable,
             "-m",
-            "cordon",
+            "cordon_cli",
             "audit",
             "verify",
             str(out),

@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from cordon.dev.procs import free_port, wait_for_http
-from cordon.dev.stack import DevStack
+from cordon_dev.procs import free_port, wait_for_http
+from cordon_dev.stack import DevStack
 from tests.helpers import recent_records, stored_record
 
 

@@ -17,7 +17,7 @@ from cordon.log import envelope
 from cordon.log.keys import SigningKey
 from cordon.nats import subjects
 from cordon.nats.streams import ensure_stream, records_config
-from gateway.records.recorder import Recorder
+from gateway.records import NatsSink, Recorder
 
 REGION = "void-drill"
 
@@ -26,7 +26,8 @@ REGION = "void-drill"
 async def recorder(bare_nats: NATS) -> AsyncIterator[Recorder]:
     await ensure_stream(bare_nats.jetstream(), records_config(REGION))
     replica = f"gw-{uuid7()[-8:]}"  # a fresh replica: its numbers start at 1
-    recorder = Recorder(bare_nats, REGION, replica, SigningKey.generate(), 2.0, 4096)
+    sink = NatsSink(bare_nats, REGION, replica, 2.0)
+    recorder = Recorder(sink, REGION, replica, SigningKey.generate(), 4096)
     await recorder.resume()
     yield recorder
 
