@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/python -m cordon_dev up
 
-# Two workers (pytest-xdist): each whole topology's tests stay on one worker, which
-# starts it once (tests/conftest.py groups them); the rest is shared out.
+# Three workers (pytest-xdist): most tests wait on servers rather than the CPU, so three
+# keep two cores busy. Each whole topology's tests stay on one worker, which starts it
+# once (tests/conftest.py groups them); the rest is shared out.
 test: $(STAMP) tools
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n 3 --dist loadgroup --durations=15
 
 # The fast lane: everything that needs no real server (in-process gateways, documents,
 # policy, dialects, errors), in well under a minute.

@@ -5,8 +5,22 @@ sourced from every region's `SUMMARY` into the central `AUDIT_SUMMARY` stream. I
 connects to a regional `AUDIT` account, and imports only `cordon`, never `gateway` (an
 import-linter contract).
 
-`api.run` is the process (`cordon aggregator run`); `consumer` reads `AUDIT_SUMMARY`
-into the `store`; `witness` rebuilds each region's tree and checks its checkpoints.
+`api.run` is the process (`cordon aggregator run`), routes over a `ViewState`;
+`consumer` reads `AUDIT_SUMMARY` into the `store`: its writer (`ingest`) and query side
+(`queries`) over one `schema`; `web` is the page, `chart` its plots; `witness` rebuilds
+each region's tree and checks its checkpoints.
 """
 
-__all__ = ["api", "consumer", "metrics", "store", "witness"]
+__all__ = [
+    "api",
+    "chart",
+    "consumer",
+    "database",
+    "ingest",
+    "metrics",
+    "queries",
+    "schema",
+    "store",
+    "web",
+    "witness",
+]

@@ -50,7 +50,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
     │   └── RegionWriteError
     ├── AggregatorError ............. the central cross-region view (`aggregator`)
     │   ├── BadSummaryError
-    │   └── StoreError
+    │   └── StoreError .......... the view's database is away ...... 503 unavailable
     ├── TemplateError ............... a NATS config template lacks a placeholder value
     └── ProcessStartError ........... a child process did not become ready in time
 """
@@ -384,6 +384,9 @@ class BadSummaryError(AggregatorError):
 
 class StoreError(AggregatorError):
     """The view's database refused or could not be reached."""
+
+    status = 503
+    code = "unavailable"
 
 
 # -- NATS configs and the local topology ---------------------------------------------------

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from replicator.fanout import RegionFanout, heartbeat
 from replicator.lease import Lease, default_holder
 from replicator.observer import observe_replicas
 from replicator.rollout import RolloutController
+
+__all__ = ["Replicator", "ReplicatorSettings", "build_replicator", "run", "serve"]
 
 log = logging.getLogger("cordon.replicator")
 
@@ -53,58 +56,75 @@ class ReplicatorSettings:
         )
 
 
-async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
-    try:
-        trusted = signing.trust_root(settings.pack_trust)
-    except PackError as exc:
-        raise ConfigError(f"pack_trust: {exc}") from exc
-    nc = await connect(settings.central_nats, "replicator")
-    lease = Lease(nc, settings.instance or default_holder())
-    try:
+@dataclass(frozen=True)
+class Replicator:
+    """One replicator instance, given its collaborators: the central NATS connection
+    (through which it reaches every region's domain), the lease it contends for, the
+    packs' trust root and the regions it serves. `build_replicator` makes the
+    production set from settings."""
+
+    nc: NATS
+    lease: Lease
+    trusted: Mapping[str, bytes]
+    regions: list[str]
+    instance: str
+
+    async def run(self, stop: asyncio.Event) -> None:
         # The lease is given back only after the work has stopped, never with a write
         # still in flight.
         released = asyncio.Event()
 
         async def work() -> None:
             try:
-                await _while_active(nc, settings, trusted, lease, stop)
+                await self._while_active(stop)
             finally:
                 released.set()
 
-        await asyncio.gather(lease.run(released), work())
+        await asyncio.gather(self.lease.run(released), work())
+
+    async def _while_active(self, stop: asyncio.Event) -> None:
+        """Do the replicator's work for as long as this instance holds the lease, every
+        time it does."""
+        while not stop.is_set():
+            await _first(self.lease.held, stop)
+            if stop.is_set():
+                return
+            duty = asyncio.Event()
+            guard = asyncio.create_task(_guard(self.lease, stop, duty))
+            try:
+                await self._serve_term(duty)
+            finally:
+                guard.cancel()
+            log.info("%s: replication stopped", self.instance)
+
+    async def _serve_term(self, duty: asyncio.Event) -> None:
+        nc, regions, valid = self.nc, self.regions, self.lease.valid
+        rollouts = RolloutController(nc, regions, self.trusted, valid)
+        await asyncio.gather(
+            *(RegionFanout(nc, r, self.trusted, valid, rollouts).run(duty) for r in regions),
+            rollouts.run(duty),
+            heartbeat(nc, regions, duty, may_write=valid),
+            observe_replicas(nc, regions, duty),
+        )
+
+
+async def build_replicator(settings: ReplicatorSettings) -> Replicator:
+    """The production replicator: connected to central as its own NATS identity."""
+    try:
+        trusted = signing.trust_root(settings.pack_trust)
+    except PackError as exc:
+        raise ConfigError(f"pack_trust: {exc}") from exc
+    nc = await connect(settings.central_nats, "replicator")
+    instance = settings.instance or default_holder()
+    return Replicator(nc, Lease(nc, instance), trusted, settings.regions, instance)
+
+
+async def serve(settings: ReplicatorSettings, stop: asyncio.Event) -> None:
+    replicator = await build_replicator(settings)
+    try:
+        await replicator.run(stop)
     finally:
-        await nc.close()
-
-
-async def _while_active(
-    nc: NATS,
-    settings: ReplicatorSettings,
-    trusted: dict[str, bytes],
-    lease: Lease,
-    stop: asyncio.Event,
-) -> None:
-    """Do the replicator's work for as long as this instance holds the lease, every time
-    it does."""
-    while not stop.is_set():
-        await _first(lease.held, stop)
-        if stop.is_set():
-            return
-        duty = asyncio.Event()
-        guard = asyncio.create_task(_guard(lease, stop, duty))
-        rollouts = RolloutController(nc, settings.regions, trusted, lease.valid)
-        try:
-            await asyncio.gather(
-                *(
-                    RegionFanout(nc, region, trusted, lease.valid, rollouts).run(duty)
-                    for region in settings.regions
-                ),
-                rollouts.run(duty),
-                heartbeat(nc, settings.regions, duty, may_write=lease.valid),
-                observe_replicas(nc, settings.regions, duty),
-            )
-        finally:
-            guard.cancel()
-        log.info("%s: replication stopped", settings.instance)
+        await replicator.nc.close()
 
 
 async def _guard(lease: Lease, stop: asyncio.Event, duty: asyncio.Event) -> None:

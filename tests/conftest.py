@@ -41,6 +41,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         groups = {TOPOLOGY_GROUPS[name] for name in fixtures & TOPOLOGY_GROUPS.keys()}
         for group in sorted(groups):
             item.add_marker(pytest.mark.xdist_group(group))
+    # The longest group first (a one-minute partition drill), then the shared topology:
+    # each worker starts on one, and the short tests fill in around them.
+    items.sort(key=_group_rank)
+
+
+GROUP_ORDER = ("wan", "stack", "pg")
+
+
+def _group_rank(item: pytest.Item) -> int:
+    names = [str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args]
+    return min((GROUP_ORDER.index(n) for n in names if n in GROUP_ORDER), default=len(GROUP_ORDER))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,7 +3,8 @@
 `sealer` (`cordon gateway seal`) extends the region's Merkle log in stream order and
 publishes signed checkpoints and metadata-only `summaries`; `audit_index` keeps the
 tree and a query index in SQLite; `audit_api` (`cordon gateway audit-api`) serves
-auditors. Each process imports only its own module, so none loads the others.
+auditors, routes over an `audit_state.AuditState` (its record source, `access` log and
+checkpoints). Each process imports only its own module, so none loads the others.
 """
 
-__all__ = ["audit_api", "audit_index", "sealer", "summaries"]
+__all__ = ["access", "audit_api", "audit_index", "audit_state", "sealer", "summaries"]

@@ -30,6 +30,8 @@ from cordon_dev import certs
 from cordon_dev.stack import DEV_API_KEY, DevStack
 from tests.helpers import nats_as, stream_messages
 
+pytestmark = pytest.mark.servers  # three-node JetStream clusters of real nats-server processes
+
 REGION = "eu-west"
 NODES = (f"{REGION}-a", f"{REGION}-b", f"{REGION}-c")
 

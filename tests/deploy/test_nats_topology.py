@@ -20,6 +20,8 @@ from cordon.nats.provision import provision
 from cordon_dev.stack import provision_targets
 from cordon_dev.topology import NatsTopology, TopologyPlan, plan
 
+pytestmark = pytest.mark.servers  # central and three regions of real nats-server processes
+
 REGIONS = ("eu-west", "us-east", "ap-south")
 
 
