@@ -29,24 +29,45 @@ SERVER_FIXTURES = frozenset(
 )
 # Under `make test` (pytest-xdist, --dist loadgroup) the tests of one whole topology run
 # on one worker, which starts it once; everything else is shared out between workers.
+# The shared topology's tests are many: its files are dealt into two halves, each half
+# on one worker with a topology of its own (tests on a worker run one at a time, so an
+# outage drill only ever stops its own half's servers).
 TOPOLOGY_GROUPS = {"stack": "stack", "endpoints": "stack", "wan_stack": "wan", "pg_stack": "pg"}
+# A fixture choosing its topology by parameter (tests/aggregator/test_views.py).
+BY_PARAMETER = {"view": {"sqlite": "stack", "postgresql": "pg"}}
+STACK_HALVES = 2
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    groups = {item.nodeid: _topologies(item) for item in items}
+    stack_files = sorted({item.path for item in items if "stack" in groups[item.nodeid]})
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if fixtures & SERVER_FIXTURES and not item.get_closest_marker("servers"):
+        if (fixtures & SERVER_FIXTURES or groups[item.nodeid]) and not item.get_closest_marker(
+            "servers"
+        ):
             item.add_marker(pytest.mark.servers)
-        groups = {TOPOLOGY_GROUPS[name] for name in fixtures & TOPOLOGY_GROUPS.keys()}
-        for group in sorted(groups):
+        for group in sorted(groups[item.nodeid]):
+            if group == "stack":  # dealt by file, so module fixtures start once
+                group = f"stack-{stack_files.index(item.path) % STACK_HALVES}"
             item.add_marker(pytest.mark.xdist_group(group))
     # The longest group first (a one-minute partition drill), then the shared topology:
     # each worker starts on one, and the short tests fill in around them.
     items.sort(key=_group_rank)
 
 
-GROUP_ORDER = ("wan", "stack", "pg")
+def _topologies(item: pytest.Item) -> set[str]:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    found = {TOPOLOGY_GROUPS[name] for name in fixtures & TOPOLOGY_GROUPS.keys()}
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name, choice in BY_PARAMETER.items():
+        if name in params:
+            found.add(choice[str(params[name])])
+    return found
+
+
+GROUP_ORDER = ("wan", "stack-0", "stack-1", "pg")
 
 
 def _group_rank(item: pytest.Item) -> int:

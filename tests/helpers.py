@@ -163,8 +163,10 @@ def sdk_chat(
     )
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.05) -> T:
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+def eventually(probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds (a
+    generous deadline: it costs nothing when the condition holds, and a loaded machine
+    may take a few seconds to carry a pack or a record across processes)."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()

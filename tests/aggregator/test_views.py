@@ -22,17 +22,8 @@ REGIONS = ("eu-west", "us-east")
 SENT = {"eu-west": 3, "us-east": 2}
 
 
-# Each view's tests run beside the tests of its topology (one xdist worker starts it).
-pytestmark = pytest.mark.servers
-
-
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.xdist_group("stack")),
-        pytest.param("postgresql", marks=pytest.mark.xdist_group("pg")),
-    ],
-)
+# The parameter picks the topology: tests/conftest.py groups each with its own.
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def view(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The topology to look at: the shared one (SQLite) or one on PostgreSQL."""
     stack: DevStack = request.getfixturevalue("stack" if request.param == "sqlite" else "pg_stack")
