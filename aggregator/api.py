@@ -28,7 +28,7 @@ from aggregator.store import ViewStore
 from aggregator.web import web_routes
 from aggregator.witness import Witness
 from cordon.apiauth import authorize, errors, install_error_answers
-from cordon.errors import NotFoundError
+from cordon.errors import NotFoundError, UnavailableError
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.nats import Endpoint, connect
 from cordon.settings import load_json
@@ -169,7 +169,7 @@ def reader(request: Request, state: State) -> Grant:
     return authorize(request, state.tokens, ("auditor", "sre"), None)
 
 
-router = APIRouter(dependencies=[Depends(reader)], responses=errors())
+router = APIRouter(dependencies=[Depends(reader)], responses=errors(UnavailableError))
 
 Dimension = Literal["region", "outcome", "pack_name", "pack_revision", "model", "classification"]
 # A page's last (region, stream sequence), as `next_cursor` hands it out: `eu-west.42`.

@@ -78,13 +78,18 @@ def answer_error(request: Request, exc: Exception) -> JSONResponse:
     """The answer of a Cordon error that reached a route: `exc.status`, `{"detail": ...}`;
     a 401 also says which scheme to use. An error without a status of its own is the
     server's fault (500), and its text may name internals (a database, a path), so the
-    caller gets a generic detail and the log gets the rest."""
+    caller gets a generic detail and the log gets the rest. So does any other 5xx (a
+    database or NATS away): its class says what happened, the log says the rest."""
     status = exc.status if isinstance(exc, CordonError) else 500
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     detail = str(exc)
     if status == 500:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         detail = "internal error; the server's log has the cause"
+    elif status > 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        what = _describe(type(exc)) if isinstance(exc, CordonError) else "unavailable"
+        detail = f"{what}; the server's log has the cause"
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 

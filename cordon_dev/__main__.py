@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
+from cordon.errors import CordonError
 from cordon_dev import DEV_DIR
 
 MOCK_BEHAVIOURS = (
@@ -110,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except CordonError as exc:  # e.g. a port already taken: say so, no traceback
+        print(f"cordon_dev {args.action}: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -93,6 +93,10 @@ class MemoryBackplane:
     def ready(self) -> bool:
         return self.reachable and self.sink.connected
 
+    @property
+    def watching(self) -> bool:
+        return self.reachable
+
     async def connect(self) -> MemorySink:
         if not self.reachable:
             raise RegionUnreachableError("the in-memory region is away")
@@ -111,6 +115,8 @@ class MemoryBackplane:
         self.enrolments.append((key_id, enrolment))
 
     async def report_applied(self, replica: str, report: bytes) -> None:
+        if not self.reachable:
+            raise RegionUnreachableError("the in-memory region is away")
         self.applied[replica] = report
 
     async def records_retention_days(self) -> float | None:

@@ -45,6 +45,12 @@ class Backplane(Protocol):
         """Connected: records can be committed and packs followed."""
         ...
 
+    @property
+    def watching(self) -> bool:
+        """The pack watch is live: while it is not, the replica does not report itself
+        current (the replicator then sees it as stale)."""
+        ...
+
     async def connect(self) -> RecordSink:
         """Connect; the replica's record sink. `RegionUnreachableError` if the region
         is away (the runtime tries again)."""
@@ -60,7 +66,8 @@ class Backplane(Protocol):
         ...
 
     async def report_applied(self, replica: str, report: bytes) -> None:
-        """Tell the replicator what this replica enforces."""
+        """Tell the replicator what this replica enforces; `RegionUnreachableError` if
+        that side of the region is away."""
         ...
 
     async def records_retention_days(self) -> float | None:
@@ -78,12 +85,17 @@ class NatsBackplane:
         self._region, self._replica = region, replica
         self._timeout = commit_timeout_s
         self._xr_reconnected = asyncio.Event()
+        self._watching = False
         self.audit_nc: NATS | None = None
         self.xr_nc: NATS | None = None
 
     @property
     def ready(self) -> bool:
         return all(nc is not None and nc.is_connected for nc in (self.audit_nc, self.xr_nc))
+
+    @property
+    def watching(self) -> bool:
+        return self._watching
 
     async def connect(self) -> RecordSink:
         name = f"gateway-{self._region}-{self._replica}"
@@ -114,6 +126,7 @@ class NatsBackplane:
         # not whatever was written last.
         watcher = await kv.watch(subjects.pack_key(pack_name), include_history=True)
         history = True  # the bucket's kept revisions come first, then a None marker
+        self._watching = True
         try:
             yield PackUpdate(None)
             while not self._xr_reconnected.is_set():
@@ -126,6 +139,7 @@ class NatsBackplane:
                 elif entry.value is not None:
                     yield PackUpdate(entry.value, replayed=history)
         finally:
+            self._watching = False
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
@@ -139,9 +153,16 @@ class NatsBackplane:
             raise RegionUnreachableError(f"enrolment not published: {exc}") from exc
 
     async def report_applied(self, replica: str, report: bytes) -> None:
-        assert self.xr_nc is not None
-        applied = await self.xr_nc.jetstream().key_value(subjects.APPLIED_BUCKET)
-        await applied.put(replica, report)
+        """Over XR alone: a replica whose records side is away still says what it
+        enforces."""
+        xr = self.xr_nc
+        if xr is None or not xr.is_connected:
+            raise RegionUnreachableError("the region's XR side is not connected")
+        try:
+            applied = await xr.jetstream().key_value(subjects.APPLIED_BUCKET)
+            await applied.put(replica, report)
+        except (TimeoutError, NatsError) as exc:
+            raise RegionUnreachableError(f"applied report not stored: {exc}") from exc
 
     async def records_retention_days(self) -> float | None:
         assert self.audit_nc is not None

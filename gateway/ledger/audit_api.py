@@ -398,8 +398,9 @@ async def export_bundle(state: AuditState, first: int, last: int) -> dict[str, A
 
 
 async def _read(records: RecordSource, seq: int) -> bytes:
-    """A record the index holds, so the stream had it; an empty body if it is gone, as
-    before (the bundle then fails to verify, which is what an auditor must see)."""
+    """A record the index holds, so the stream had it; an empty body if the stream no
+    longer holds it: the bundle then fails to verify, naming that record, which is what
+    an auditor must see (rather than no bundle at all)."""
     found = await records.get(seq)
     return found[1] if found is not None else b""
 

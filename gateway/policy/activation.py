@@ -21,11 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cordon.errors import PackError
 from cordon.packs import DEFAULT_PACK, Pack, signing
-from gateway.upstream.routing import Router
+
+if TYPE_CHECKING:  # only named here: `cordon policy test` runs the rules without the
+    from gateway.upstream.routing import Router  # provider client (httptools) loaded
 
 log = logging.getLogger("cordon.gateway.activation")
 
@@ -45,7 +47,7 @@ class Rejection:
     at: float
 
 
-RouterFactory = Callable[[Pack], Router]
+RouterFactory = Callable[[Pack], "Router"]
 Offer = Literal["activated", "unchanged", "rejected", "stale"]
 
 

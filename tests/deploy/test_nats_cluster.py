@@ -1,4 +1,4 @@
-"""A region's NATS as a real three-node JetStream cluster (deploy/nats rendered with
+"""A region's NATS as a real three-node JetStream cluster (the NATS templates rendered with
 routes, route TLS and `unique_tag`), R3 `RECORDS`, and a gateway that dials every
 node. The stream's leader is SIGKILLed while calls flow: every answered call has
 exactly one record, none is recorded twice, and calls are refused (503, fail-closed)

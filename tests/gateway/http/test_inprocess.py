@@ -4,15 +4,22 @@ records. The fast lane's proof that the seams hold; NATS claims stay on real ser
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from cordon_dev.inprocess import InProcessGateway, in_process_gateway
+from cordon_dev.inprocess import InProcessGateway, in_process_gateway, wait_for
 
 pytestmark = pytest.mark.fast
 
+PACK = {
+    "pack": {"name": "default", "version": "1.0.0"},
+    "policies": [
+        {"name": "no-email", "type": "input_filter", "action": "block", "patterns": ["email"]}
+    ],
+}
 CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hello there"}]}
 
 
@@ -70,13 +77,7 @@ async def test_embeddings_are_recorded(gw: InProcessGateway) -> None:
 
 
 async def test_a_pack_offered_to_the_region_is_enforced(gw: InProcessGateway) -> None:
-    pack = {
-        "pack": {"name": "default", "version": "1.0.0"},
-        "policies": [
-            {"name": "no-email", "type": "input_filter", "action": "block", "patterns": ["email"]}
-        ],
-    }
-    await gw.activate(pack, revision=1)
+    await gw.activate(PACK, revision=1)
     body = {**CHAT, "messages": [{"role": "user", "content": "write to ana@example.com"}]}
     answer = await gw.client.post("/v1/chat/completions", json=body, headers=gw.auth)
     assert answer.status_code == 403
@@ -99,3 +100,29 @@ async def test_no_credential_is_a_401_and_no_record(gw: InProcessGateway) -> Non
     answer = await gw.client.post("/v1/chat/completions", json=CHAT)
     assert answer.status_code == 401
     assert gw.records() == []
+
+
+def _applied_revision(gw: InProcessGateway) -> int | None:
+    report = gw.backplane.applied.get("gw-1")
+    return int(json.loads(report)["revision"]) if report else None
+
+
+async def test_a_replica_whose_records_side_is_away_still_reports_what_it_enforces(
+    gw: InProcessGateway,
+) -> None:
+    """The replicator reads these reports for staged rollouts: they go over the
+    region's XR side alone, so an outage of the records side does not hide them."""
+    gw.backplane.sink.connected = False
+    await gw.activate(PACK, revision=5)
+    await wait_for(lambda: _applied_revision(gw) == 5)
+
+
+async def test_a_replica_whose_region_is_away_does_not_report_itself_current(
+    gw: InProcessGateway,
+) -> None:
+    await wait_for(lambda: _applied_revision(gw) is not None)
+    gw.backplane.applied.clear()
+    gw.backplane.reachable = False  # its pack watch is not live either
+    await gw.activate(PACK, revision=2)  # a change: a report would be due at once
+    with pytest.raises(TimeoutError):
+        await wait_for(lambda: "gw-1" in gw.backplane.applied, within_s=1.5)
