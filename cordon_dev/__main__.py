@@ -52,6 +52,13 @@ def _mock_provider(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tool_server(args: argparse.Namespace) -> int:
+    from cordon_dev.tool_server import run
+
+    run(args.host, args.port, args.stdio)
+    return 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -107,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     mock.add_argument("--tls-key", help="the certificate's private key (PEM)")
     mock.set_defaults(func=_mock_provider)
+    tools = actions.add_parser("tool-server", help="serve the dev MCP tool server")
+    tools.add_argument("--host", default="127.0.0.1")
+    tools.add_argument("--port", type=int, default=8700)
+    tools.add_argument("--stdio", action="store_true", help="speak MCP over stdin/stdout")
+    tools.set_defaults(func=_tool_server)
     return parser
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -141,11 +141,14 @@ def signed_pack(
 
 
 @contextlib.asynccontextmanager
-async def serve_in_loop(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
+async def serve_in_loop(
+    app: Any, host: str = "127.0.0.1", lifespan: Literal["on", "off"] = "off"
+) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port, in this event loop; its
-    base URL. Real HTTP, no child process."""
+    base URL. Real HTTP, no child process. (`lifespan="on"` for apps that start work
+    of their own, such as an MCP server's session manager.)"""
     port = free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan=lifespan)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -1,0 +1,60 @@
+"""The dev MCP tool server: a real MCP server (built with the official `mcp` SDK) that
+the local topology's gateways front, and the tests call through them.
+
+Its tools cover what a gateway must tell apart: `echo` returns its text (an email in
+the arguments must never reach it), `contact` answers with an email address (which must
+never reach the agent), `send_email` is the side effect the baseline pack keeps from
+the dev app's role, and `fail` is a tool error (`isError`), not a protocol error.
+
+    python -m cordon_dev tool-server --port 8700     # Streamable HTTP at /mcp
+    python -m cordon_dev tool-server --stdio         # the sidecar case: over stdio
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+__all__ = ["CONTACT_EMAIL", "app", "build", "run"]
+
+CONTACT_EMAIL = "ana.lima@example.com"
+
+
+def build() -> MCPServer:
+    """A fresh server with the dev tools (one per test or process: no shared state)."""
+    server = MCPServer("cordon-dev-tools")
+
+    @server.tool(description="Return the text it is given.")
+    def echo(text: str) -> str:
+        return text
+
+    @server.tool(description="The contact person for an account.")
+    def contact(account: str) -> str:
+        return f"The contact for {account} is Ana Lima, {CONTACT_EMAIL}."
+
+    @server.tool(description="Send an email (a side effect).")
+    def send_email(to: str, body: str) -> str:
+        return f"sent to {to} ({len(body)} characters)"
+
+    @server.tool(description="Always fails, as a tool: the result says isError.")
+    def fail(reason: str = "it always does") -> str:
+        raise ToolError(f"the tool failed: {reason}")
+
+    return server
+
+
+def app(server: MCPServer | None = None) -> Any:
+    """The Streamable HTTP app at `/mcp`, stateless: any replica may take any request."""
+    return (server or build()).streamable_http_app(stateless_http=True)
+
+
+def run(host: str, port: int, stdio: bool = False) -> None:
+    server = build()
+    if stdio:
+        server.run("stdio")
+        return
+    import uvicorn
+
+    uvicorn.run(app(server), host=host, port=port, log_level="warning")
