@@ -25,6 +25,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
     ├── GatewayError ................ the regional data plane (`gateway`)
     │   ├── BadRequestError ......... a body the provider API would not accept . 400 invalid_request
     │   │   ├── BodyTooLargeError ................................... 413 request_too_large
+    │   │   ├── JsonRpcError ........ an MCP message refused (a JSON-RPC error code)
     │   │   └── ClientTimeoutError .. the caller stalled sending its body . 408 request_timeout
     │   ├── UnknownModelError ....... no target of the pack serves it ... 404 model_not_found
     │   ├── UpstreamError ........... the provider failed or sent garbage . 502 upstream_broken
@@ -78,6 +79,7 @@ __all__ = [
     "ForkError",
     "GatewayError",
     "HttpClientError",
+    "JsonRpcError",
     "NoTargetAvailableError",
     "NotFoundError",
     "NotYetError",
@@ -237,6 +239,16 @@ class ClientTimeoutError(BadRequestError):
 
     status = 408
     code = "request_timeout"
+
+
+class JsonRpcError(BadRequestError):
+    """An MCP message the gateway cannot take: answered as a JSON-RPC error with
+    `rpc_code` (and the request's id when it could be read)."""
+
+    def __init__(self, rpc_code: int, message: str, request_id: str | int | None = None) -> None:
+        super().__init__(message)
+        self.rpc_code = rpc_code
+        self.request_id = request_id
 
 
 class UnknownModelError(GatewayError):
