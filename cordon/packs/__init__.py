@@ -2,13 +2,14 @@
 
 `document` parses and checks a pack into the rules a gateway enforces (`Pack`);
 `signing` signs and verifies the statement that travels; `detectors`, `lexicon` and
-`classifier` are a pack's vocabulary; `rollout` is how the replicator stages it. The
+`classifier` are a pack's vocabulary; `tools` pins an MCP tool's definition by digest;
+`rollout` is how the replicator stages it. The
 replicator verifies packs with this and the gateway enforces them with it.
 `cordon.packs.lint` (line-numbered problems against the JSON Schema) is imported on its
 own: it loads jsonschema, which a gateway never needs.
 """
 
-from cordon.packs import classifier, detectors, document, lexicon, rollout, signing
+from cordon.packs import classifier, detectors, document, lexicon, rollout, signing, tools
 from cordon.packs.classifier import ClassifierHook
 from cordon.packs.document import (
     DEFAULT_PACK,
@@ -39,4 +40,5 @@ __all__ = [
     "parse_statement",
     "rollout",
     "signing",
+    "tools",
 ]
