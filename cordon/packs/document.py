@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cordon.errors import DocumentError, PackError
-from cordon.packs import classifier, lexicon, rollout
+from cordon.packs import classifier, lexicon, rollout, tools
 from cordon.packs.classifier import ClassifierHook
 from cordon.packs.detectors import DEFAULT_SET, DetectorSet, compile_custom
 from cordon.packs.lexicon import Lexicon
+from cordon.packs.tools import NO_TOOLS, ToolPolicy
 
 RECORD_CONTENT_MODES = ("none", "redacted", "full")
 FAIL_MODES = ("closed", "open")
@@ -91,6 +92,7 @@ class Rules:
     lexicon: Lexicon = lexicon.DEFAULT
     default_classification: str = "internal"
     classifier: ClassifierHook | None = None
+    tools: ToolPolicy = NO_TOOLS  # the tool servers fronted, and who may call what
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class Pack:
     lexicon: Lexicon = field(default=lexicon.DEFAULT, compare=False)
     default_classification: str = "internal"
     classifier: ClassifierHook | None = field(default=None, compare=False)
+    tools: ToolPolicy = field(default=NO_TOOLS, compare=False)
     signed_at: float | None = None
     expires_at: float | None = None
     regions: tuple[str, ...] = ("*",)
@@ -266,6 +269,7 @@ def parse_document(document: Any) -> Rules:
         lexicon.build(lexicons_raw) if lexicons_raw else lexicon.DEFAULT,
         default_level,
         hook,
+        tools.parse(document.get("tools")),
     )
     policies = document.get("policies") or []
     if isinstance(policies, dict):  # the `chain:` + `policy:` form carries no filters
@@ -273,7 +277,7 @@ def parse_document(document: Any) -> Rules:
     if not isinstance(policies, list):
         raise DocumentError("policies must be a list of rules or a chain map", ["policies"])
     rules = tuple(_parse_rule(i, raw, base) for i, raw in enumerate(policies))
-    return Rules(rules, base.detectors, base.lexicon, base.default_classification, hook)
+    return Rules(rules, base.detectors, base.lexicon, base.default_classification, hook, base.tools)
 
 
 def _number(value: Any) -> float | None:
@@ -306,6 +310,7 @@ def parse_statement(statement: dict[str, Any], signed_by: tuple[str, ...] = ()) 
         lexicon=rules.lexicon,
         default_classification=rules.default_classification,
         classifier=rules.classifier,
+        tools=rules.tools,
         signed_at=_number(statement.get("signed_at")),
         expires_at=_number(statement.get("expires_at")),
         regions=tuple(regions),

@@ -1,10 +1,11 @@
 """The active pack, applied: input rules on the prompt, output rules on the answer
-(whole or streamed), and the pack lifecycle in a replica (`activation`).
+(whole or streamed), who may see and call which tool (`tools`), and the pack
+lifecycle in a replica (`activation`).
 
 Packs as documents (parsing, signing) live in `cordon.packs`; this is enforcement.
 """
 
-from gateway.policy import activation, engine
+from gateway.policy import activation, engine, tools
 from gateway.policy.activation import Active, PackState, Rejection, applied_report
 from gateway.policy.engine import (
     HOLD_BACK_CHARS,
@@ -32,4 +33,5 @@ __all__ = [
     "apply_input",
     "engine",
     "output_policy",
+    "tools",
 ]
