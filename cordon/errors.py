@@ -29,6 +29,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
     │   │   └── ClientTimeoutError .. the caller stalled sending its body . 408 request_timeout
     │   ├── UnknownModelError ....... no target of the pack serves it ... 404 model_not_found
     │   ├── UpstreamError ........... the provider failed or sent garbage . 502 upstream_broken
+    │   │   ├── ToolServerError ... an MCP tool server failed or erred ...... 502 tool_server_error
     │   │   ├── UpstreamTooLargeError .............................. 502 upstream_too_large
     │   │   ├── UpstreamTimeout ....................................... 504 upstream_timeout
     │   │   └── NoTargetAvailableError ... 502 upstream_unavailable (504 when time ran out)
@@ -101,6 +102,7 @@ __all__ = [
     "SpoolFullError",
     "StoreError",
     "TemplateError",
+    "ToolServerError",
     "UnavailableError",
     "UnknownModelError",
     "UnreadableBundleError",
@@ -263,6 +265,18 @@ class UpstreamError(GatewayError):
 
     status = 502
     code = "upstream_broken"
+
+
+class ToolServerError(UpstreamError):
+    """An MCP tool server failed: it is not running, did not answer in time, or
+    answered a JSON-RPC error (`rpc_code`, kept to relay it)."""
+
+    status = 502
+    code = "tool_server_error"
+
+    def __init__(self, message: str, rpc_code: int | None = None) -> None:
+        super().__init__(message)
+        self.rpc_code = rpc_code
 
 
 class UpstreamTooLargeError(UpstreamError):
