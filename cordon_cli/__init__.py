@@ -19,8 +19,16 @@ __all__ = ["SERVER_STACK", "build_parser", "main"]
 # The `server` extra's top-level modules: without them the processes cannot start, and
 # the CLI says which install brings them.
 SERVER_STACK = frozenset(
-    {"fastapi", "psycopg", "psycopg_pool", "pydantic", "starlette", "uvicorn", "uvloop"}
-    | {"httptools"}
+    {
+        "fastapi",
+        "httptools",
+        "psycopg",
+        "psycopg_pool",
+        "pydantic",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+    }
 )
 
 

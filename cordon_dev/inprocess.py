@@ -31,7 +31,8 @@ from cordon.log import envelope
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes
 from cordon.packs import pack_name, signing
-from cordon_dev.mock_provider import ANTHROPIC_MODELS, OPENAI_MODELS, MockProvider
+from cordon_dev import mock_provider
+from cordon_dev.mock_provider import MockProvider
 from cordon_dev.procs import free_port
 from gateway.backplane import PackUpdate
 from gateway.http.app import GatewayApp, create_app
@@ -190,12 +191,6 @@ async def wait_for(condition: Callable[[], bool], within_s: float = 5.0) -> None
 
 
 def _settings(root: Path, provider_url: str, owner: SigningKey, extra: Mapping[str, Any]) -> Any:
-    targets = [
-        {"id": "mock", "provider": {"api": "openai", "base_url": f"{provider_url}/v1"}}
-        | {"models": list(OPENAI_MODELS)},
-        {"id": "mock-anthropic", "provider": {"api": "anthropic", "base_url": f"{provider_url}/v1"}}
-        | {"models": list(ANTHROPIC_MODELS)},
-    ]
     raw = {
         "region": "eu-west",
         "replica": "gw-1",
@@ -204,7 +199,7 @@ def _settings(root: Path, provider_url: str, owner: SigningKey, extra: Mapping[s
         "signing_key_file": "unused.key",  # the key is handed to the Runtime itself
         "enrolment_file": "unused.enrolment",
         "state_dir": str(root / "state"),
-        "targets": targets,
+        "targets": mock_provider.targets(f"{provider_url}/v1"),
         "allow_loopback_upstreams": True,
         "allowed_upstreams": ["http://127.0.0.1:*"],
         "api_keys": {API_KEY: {"agent": "inprocess-app", "roles": ["developer"]}},

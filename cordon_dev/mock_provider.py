@@ -39,6 +39,19 @@ Send = Callable[[Message], Awaitable[None]]
 
 OPENAI_MODELS = ("mock-gpt", "mock-gpt-mini", "mock-embed", "slow-stream", "slow-first-byte")
 ANTHROPIC_MODELS = ("mock-claude", "slow-stream")
+
+
+def targets(base_url: str) -> list[dict[str, Any]]:
+    """A gateway's provider targets for a mock at `base_url` (ending in /v1): its OpenAI-
+    and Anthropic-style models, as the local topology and in-process gateways route them."""
+    return [
+        {"id": "mock", "provider": {"api": "openai", "base_url": base_url}}
+        | {"models": list(OPENAI_MODELS)},
+        {"id": "mock-anthropic", "provider": {"api": "anthropic", "base_url": base_url}}
+        | {"models": list(ANTHROPIC_MODELS)},
+    ]
+
+
 HUGE = 20 * 1024 * 1024  # `huge`: an answer of 20 MiB (a stream: one event of 2 MiB)
 
 

@@ -228,18 +228,7 @@ class DevStack:
                 "port": port,
                 "audit_nats": region_plan.endpoint("audit", "gateway").to_settings(),
                 "xr_nats": region_plan.endpoint("xr", "gateway").to_settings(),
-                "targets": [
-                    {
-                        "id": "mock",
-                        "provider": {"api": "openai", "base_url": upstream_base_url},
-                        "models": list(mock_provider.OPENAI_MODELS),
-                    },
-                    {
-                        "id": "mock-anthropic",
-                        "provider": {"api": "anthropic", "base_url": upstream_base_url},
-                        "models": list(mock_provider.ANTHROPIC_MODELS),
-                    },
-                ],
+                "targets": mock_provider.targets(upstream_base_url),
                 "signing_key_file": str(keys / f"{replica}.key"),
                 "enrolment_file": str(enrolment_path),
                 "state_dir": str(self.root / "state" / name),

@@ -95,6 +95,10 @@ def central_summary(
     return None
 
 
+def _one_message(model: str, prompt: str) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": prompt}]}
+
+
 def chat(
     gateway: str,
     key: str,
@@ -114,7 +118,7 @@ def chat(
     `body` replaces the usual one-user-message request; `raw` sends bytes as they are
     (JSON no encoder would write); `kwargs` go to `httpx.post`."""
     if body is None:
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+        body = _one_message(model, prompt)
     payload: dict[str, Any] = {"content": raw} if raw is not None else {"json": body}
     return httpx.post(
         gateway + "/v1/chat/completions",
@@ -137,7 +141,7 @@ def chat_stream(
     """`chat`, streamed: a context manager giving the response once its headers are in,
     for the test to read its events as they come (`iter_lines`) or all at once (`read`)."""
     if body is None:
-        body = {"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+        body = {**_one_message(model, prompt), "stream": True}
     return httpx.stream(
         "POST",
         gateway + "/v1/chat/completions",

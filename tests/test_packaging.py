@@ -146,24 +146,6 @@ def test_the_install_has_no_dev_harness(installed: Path, tmp_path: Path) -> None
     assert "No module named 'cordon_dev'" in result.stderr
 
 
-def test_a_server_command_without_the_server_stack_says_which_install_brings_it(
-    tmp_path: Path,
-) -> None:
-    """As with `pip install .` alone: uvicorn is absent (here: refused on import)."""
-    settings = tmp_path / "gateway.json"
-    settings.write_text("{}")
-    boot = (
-        "import sys; sys.modules['uvicorn'] = None; from cordon_cli import main; "
-        f"raise SystemExit(main(['gateway', 'run', '--config', {str(settings)!r}]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", boot], capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
-    assert result.returncode == 2
-    assert "pip install 'cordon[server]'" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def _without_the_server_stack(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """`cordon <argv>` as a base install runs it: every server-stack module refused."""
     from cordon_cli import SERVER_STACK
@@ -190,3 +172,15 @@ def test_the_offline_commands_need_no_server_stack(tmp_path: Path) -> None:
         ["token", "new", "--name", "ana", "--role", "auditor"], tmp_path
     )
     assert token.returncode == 0, token.stderr
+
+
+def test_a_server_command_without_the_server_stack_says_which_install_brings_it(
+    tmp_path: Path,
+) -> None:
+    """As with `pip install .` alone."""
+    settings = tmp_path / "gateway.json"
+    settings.write_text("{}")
+    result = _without_the_server_stack(["gateway", "run", "--config", str(settings)], tmp_path)
+    assert result.returncode == 2
+    assert "pip install 'cordon[server]'" in result.stderr
+    assert "Traceback" not in result.stderr

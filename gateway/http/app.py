@@ -59,9 +59,8 @@ class GatewayApp:
             # The call routes answer their own faults with a record (calls._fault); this
             # is the last resort for the rest. If the answer had begun, uvicorn closes it.
             log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
-            body = dialects.for_path(scope["path"]).error(
-                "internal gateway error", "api_error", "internal_error"
-            )
+            dialect = dialects.for_path(scope["path"])
+            body = dialect.refusal(500, "internal gateway error", "internal_error")
             with contextlib.suppress(Exception):
                 await respond(send, 500, body)
 
@@ -86,9 +85,9 @@ class GatewayApp:
         dialect = dialects.for_path(scope["path"])
         message = f"{scope['method']} {scope['path']} is not served here"
         if not allowed:
-            await respond(send, 404, dialect.error(message, "not_found_error", "not_found"))
+            await respond(send, 404, dialect.refusal(404, message, "not_found"))
             return
-        body = dialect.error(message, "invalid_request_error", "method_not_allowed")
+        body = dialect.refusal(405, message, "method_not_allowed")
         await respond(send, 405, body, [(b"allow", ", ".join(allowed).encode())])
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:

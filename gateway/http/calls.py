@@ -118,7 +118,7 @@ async def _fault(call: Call, send: Send, exc: Exception) -> None:
         except Exception:
             log.exception("record %s: the fault's own answer failed", record_id)
     with contextlib.suppress(Exception):  # the answer may have begun: uvicorn closes it
-        await respond(send, 500, call.dialect.error(message, "api_error", "internal_error"))
+        await respond(send, 500, call.dialect.refusal(500, message, "internal_error"))
 
 
 async def serve(

@@ -222,7 +222,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._headers_since = self._body_since = None
         if self.transport.is_closing():
             return
-        body = dialects.neutral_error(message, "invalid_request_error", code)
+        body = dialects.neutral_error(message, dialects.kind_of(status, code), code)
         head = [
             STATUS_LINE[status],
             b"content-type: application/json\r\n",
@@ -236,7 +236,7 @@ class GuardedProtocol(HttpToolsProtocol):
 async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
     metrics.CONNECTIONS_CLOSED.labels("over_capacity").inc()
     message = "too many connections open on this replica; try again shortly"
-    body = dialects.for_path(scope["path"]).error(message, "overloaded_error", "overloaded")
+    body = dialects.for_path(scope["path"]).refusal(503, message, "overloaded")
     await respond(send, 503, body, [(b"retry-after", b"1"), (b"connection", b"close")])
 
 

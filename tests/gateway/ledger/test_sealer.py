@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,6 +14,7 @@ from cordon.log.enrolment import Keyring
 from cordon.log.keys import SigningKey
 from cordon.log.summary_chain import Candidate
 from cordon.nats import subjects
+from cordon_dev.inprocess import wait_for
 from cordon_dev.stack import DevStack
 from tests.helpers import nats_as, stream_messages
 
@@ -75,12 +75,6 @@ async def _settled(
     raise AssertionError("no checkpoint ever covered the whole log")
 
 
-async def _until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
-    async with asyncio.timeout(within_s):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 def _check(region: str, leaves: list[bytes], keyring: Keyring, found: list[dict[str, Any]]) -> None:
     ckpts = [
         checkpoints.decode(f["data"], keyring.enrolled)
@@ -119,10 +113,10 @@ async def test_a_killed_sealer_resumes_with_the_identical_tree(
     sealer = stack.processes["sealer-us-east"]
     sent = [0]
     load = asyncio.create_task(_traffic(endpoints, "us-east", 150, sent))
-    await _until(lambda: sent[0] >= 30 or load.done())  # the sealer is mid-log
+    await wait_for(lambda: sent[0] >= 30 or load.done())  # the sealer is mid-log
     sealer.kill()  # mid-stream, no goodbye
     killed_at = sent[0]
-    await _until(lambda: sent[0] >= killed_at + 30 or load.done())  # records it never saw
+    await wait_for(lambda: sent[0] >= killed_at + 30 or load.done())  # records it never saw
     sealer.start()
     await load
     _check("us-east", *await _settled(endpoints, "us-east"))
