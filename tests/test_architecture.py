@@ -96,3 +96,38 @@ def test_traffic_is_read_only_by_the_one_json_reader(repo_root: Path) -> None:
     files = [f for p in paths for f in (sorted(p.rglob("*.py")) if p.is_dir() else [p])]
     assert len(files) > 10
     assert [hit for f in files for hit in _json_reads(f)] == []
+
+
+# The fakes of Cordon's own seams (cordon_dev.inprocess): the fast lane's, never a test
+# that starts real servers, where they could stand in for what NATS must do.
+FAKES = ("MemoryBackplane", "MemorySink", "in_process_gateway")
+
+
+def _uses_fakes(path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "cordon_dev.inprocess"
+        for alias in node.names
+    }
+    return bool(imported & set(FAKES))
+
+
+def test_fakes_of_our_seams_serve_only_the_fast_lane(repo_root: Path) -> None:
+    """docs/architecture.md, "Tests": a test file using the in-memory region starts no
+    real server (no server fixture, no `servers` marker)."""
+    from tests.conftest import SERVER_FIXTURES
+
+    users = [p for p in sorted((repo_root / "tests").rglob("test_*.py")) if _uses_fakes(p)]
+    assert users, "the in-process gateway tests use the fakes"
+    for path in users:
+        text = path.read_text()
+        names = {
+            arg.arg
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            for arg in node.args.args
+        }
+        assert not names & SERVER_FIXTURES, path
+        assert "mark.servers" not in text, path
