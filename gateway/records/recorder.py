@@ -101,7 +101,7 @@ class Recorder:
                 self._spool(spool, record, data)
                 return None
             try:
-                return await self._publish(data, record["id"])
+                return await self._sink.publish(data, record["id"])
             except RecordCommitError:
                 if spool is None:
                     raise
@@ -136,10 +136,7 @@ class Recorder:
 
     async def ship(self, spool: Spool) -> int:
         """Send what the spool holds, in order, with each record's own id."""
-        return await spool.ship(lambda msg_id, data: self._publish(data, msg_id))
-
-    async def _publish(self, data: bytes, msg_id: str) -> int:
-        return await self._sink.publish(data, msg_id)
+        return await spool.ship(lambda msg_id, data: self._sink.publish(data, msg_id))
 
     async def commit_voids(self) -> None:
         """Commit a void for every number spent without a record, oldest first."""
@@ -160,7 +157,7 @@ class Recorder:
                 "voids": record_id,
                 "reason": f"this sequence's record could not be committed ({why})",
             }
-            await self._publish(envelope.seal(void, self._key).encode(), f"void-{record_id}")
+            await self._sink.publish(envelope.seal(void, self._key).encode(), f"void-{record_id}")
             self._voids.pop(0)
 
 
