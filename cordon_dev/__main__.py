@@ -77,6 +77,8 @@ Cordon is up. Endpoints (also in {stack.root / "endpoints.json"}):
   aggregator   {e.aggregator}/v1/stats
   replicator   {e.replicator_metrics}
   mock model   {e.mock_provider}
+  MCP          {", ".join(f"{r}={u}" for r, urls in e.mcp.items() for u in urls.values())}
+  tool server  {e.tool_server} (direct: ungoverned, for comparison)
   logs         {stack.root / "logs"}
 
 Try it:

@@ -60,18 +60,26 @@ def nats_server_binary() -> str:
     return found
 
 
-def wait_for_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_http(
+    url: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    post: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
     """Poll `url` until it answers 200, the process dies, or `timeout` passes. (An https
     URL is probed without checking its certificate: this asks whether it is up, nothing
-    more.)"""
+    more.) `post`: the probe is a POST of that body, for a server with no GET to ask
+    (an MCP server's one endpoint, which a GET would hold open as an event stream)."""
     deadline = time.monotonic() + timeout
     last_error = "no attempt"
     probe = ssl._create_unverified_context() if url.startswith("https:") else None
+    request = urllib.request.Request(url, data=post, headers=dict(headers or {}))
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise ProcessStartError(f"process exited with {proc.returncode} before {url} was up")
         try:
-            with urllib.request.urlopen(url, timeout=1, context=probe) as response:
+            with urllib.request.urlopen(request, timeout=1, context=probe) as response:
                 if response.status == 200:
                     return
                 last_error = f"status {response.status}"

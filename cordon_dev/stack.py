@@ -1,8 +1,9 @@
 """`make run`: the whole topology on one machine, and the test harness's too.
 
 Central + regions on real nats-server processes, streams and buckets provisioned,
-a mock provider, and per region a gateway, a sealer and an audit API; centrally
-the replicator and the aggregator. Every process is a real `cordon ...` child.
+a mock provider, the dev MCP tool server (which every gateway fronts), and per region
+a gateway, a sealer and an audit API; centrally the replicator and the aggregator.
+Every process is a real `cordon ...` child.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from cordon.errors import ProcessStartError
 from cordon.estate.plan import ACCOUNTS, CENTRAL_ROLES, REGION_ROLES
@@ -37,8 +40,34 @@ from cordon_dev.topology import (
 from cordon_dev.wan import WanLink
 
 DEV_API_KEY = "cordon-dev-key"
+# Who DEV_API_KEY is: the baseline pack keeps some tools from this role.
+DEV_APP: dict[str, Any] = {"agent": "dev-app", "roles": ["developer"], "scopes": ["chat"]}
 BASELINE_PACK = Path(__file__).resolve().parents[1] / "deploy" / "packs" / "default.yaml"
-DEFAULT_PORTS = {"mock": 8600, "aggregator": 8500, "eu-west": 8401, "us-east": 8402}
+DEFAULT_PORTS = {
+    "mock": 8600,
+    "tool-server": 8700,
+    "aggregator": 8500,
+    "eu-west": 8401,
+    "us-east": 8402,
+}
+DEV_TOOLS = "dev-tools"  # the baseline pack's name for the dev MCP tool server
+# The readiness probe of the tool server: MCP's first request (its one endpoint has no GET).
+MCP_INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "cordon-dev-stack", "version": "1"},
+        },
+    }
+).encode()
+MCP_HEADERS = {
+    "content-type": "application/json",
+    "accept": "application/json, text/event-stream",
+}
 
 
 @dataclass
@@ -49,7 +78,15 @@ class Endpoints:
     aggregator: str = ""
     replicator_metrics: str = ""
     mock_provider: str = ""
+    tool_server: str = ""  # the dev MCP tool server's own /mcp URL (ungoverned)
     api_key: str = DEV_API_KEY
+
+    @property
+    def mcp(self) -> dict[str, dict[str, str]]:
+        """Per region, each tool server the baseline pack declares, at its gateway."""
+        return {
+            region: {DEV_TOOLS: f"{url}/mcp/{DEV_TOOLS}"} for region, url in self.gateways.items()
+        }
 
 
 def provision_targets(topology: TopologyPlan, pack_trust: list[str]) -> Targets:
@@ -160,6 +197,7 @@ class DevStack:
         self.nats.start()
         self.nats.wait_leafnodes()
         asyncio.run(provision(provision_targets(self.topology, self._pack_trust())))
+        tool_server = self._start_tool_server()  # it boots while the mock does
         mock_port = self._port("mock")
         self.endpoints.mock_provider = f"http://{self.host}:{mock_port}/v1"
         mock = self._spawn(
@@ -172,6 +210,7 @@ class DevStack:
             module="cordon_dev",
         )
         wait_for_http(f"http://{self.host}:{mock_port}/healthz", 20, mock.proc)
+        wait_for_http(self.endpoints.tool_server, 20, tool_server.proc, MCP_INITIALIZE, MCP_HEADERS)
         for region in self.regions:
             self._start_region(region)
         self._start_central()
@@ -232,9 +271,7 @@ class DevStack:
                 "signing_key_file": str(keys / f"{replica}.key"),
                 "enrolment_file": str(enrolment_path),
                 "state_dir": str(self.root / "state" / name),
-                "api_keys": {
-                    DEV_API_KEY: {"agent": "dev-app", "roles": ["developer"], "scopes": ["chat"]}
-                },
+                "api_keys": {DEV_API_KEY: DEV_APP},
                 "commit_timeout_s": 1.0,
                 "pack_name": pack_name,
                 "pack_trust": self._pack_trust(),
@@ -261,6 +298,19 @@ class DevStack:
         scheme = "https" if tls is not None else "http"
         wait_for_http(f"{scheme}://{self.host}:{port}/healthz", 20, proc.proc)
         return f"{scheme}://{self.host}:{port}/v1"
+
+    def _start_tool_server(self) -> ManagedProcess:
+        """The dev MCP tool server (`start` waits for it before the gateways that front
+        it start)."""
+        port = self._port("tool-server")
+        self.endpoints.tool_server = f"http://{self.host}:{port}/mcp"
+        args = ["--host", self.host, "--port", str(port)]
+        return self._spawn("tool-server", "tool-server", *args, module="cordon_dev")
+
+    @property
+    def baseline_pack(self) -> Path:
+        """The baseline pack as this stack publishes it (`render_baseline`)."""
+        return self.root / "packs" / BASELINE_PACK.name
 
     def _start_region(self, region: str) -> None:
         assert self.topology is not None
@@ -367,11 +417,15 @@ class DevStack:
                 raise type(exc)(f"{name}: {exc}\n{proc.log_tail()}") from exc
 
     def _enforce_baseline(self, timeout: float = 30.0) -> None:
-        """Sign `deploy/packs/default.yaml` as the dev policy owner and publish it, then
-        wait until every gateway enforces it: the first call is already screened."""
+        """Sign `deploy/packs/default.yaml` (pointed at this stack's tool server) as the
+        dev policy owner and publish it, then wait until every gateway enforces it: the
+        first call is already screened."""
         assert self.topology is not None
+        self.baseline_pack.parent.mkdir(parents=True, exist_ok=True)
+        self.baseline_pack.write_text(render_baseline(self.endpoints.tool_server))
         publisher = self.topology.central_endpoint("publisher")
-        publish = [sys.executable, "-m", "cordon_cli", "policy", "publish", str(BASELINE_PACK)]
+        pack = str(self.baseline_pack)
+        publish = [sys.executable, "-m", "cordon_cli", "policy", "publish", pack]
         identity = ["--nats-url", publisher.url, "--nats-seed", str(publisher.seed_file)]
         published = subprocess.run(
             [*publish, *identity, "--key", str(self.policy_owner_key)],
@@ -405,6 +459,10 @@ class DevStack:
             "aggregator": self.endpoints.aggregator,
             "replicator_metrics": self.endpoints.replicator_metrics,
             "mock_provider": self.endpoints.mock_provider,
+            # Per region, each tool server at that region's gateway; and the dev tool
+            # server itself, ungoverned (benchmarks' baseline, reading its digests).
+            "mcp": self.endpoints.mcp,
+            "tool_server": self.endpoints.tool_server,
             "api_key": self.endpoints.api_key,
             # Bearer tokens: auditor (every region), auditor-<region>, sre, admin.
             "tokens": self.tokens,
@@ -438,6 +496,17 @@ class DevStack:
             self.nats.stop()
         for link in self.wan.values():
             link.stop()
+
+
+def render_baseline(tool_server: str) -> str:
+    """`deploy/packs/default.yaml` with only `dev-tools`' url replaced by `tool_server`:
+    the file keeps the URL a reader would write, the stack's port is chosen at start."""
+    text = BASELINE_PACK.read_text()
+    servers = yaml.safe_load(text)["tools"]["servers"]
+    written = next(s["url"] for s in servers if s["name"] == DEV_TOOLS)
+    if text.count(written) != 1:  # a plain replace must touch that one line only
+        raise ProcessStartError(f"{BASELINE_PACK}: {written} must appear exactly once")
+    return text.replace(written, tool_server)
 
 
 def _with_source_folder(pythonpath: str | None) -> str:
