@@ -60,7 +60,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AggregatorError",
@@ -268,13 +268,15 @@ class UpstreamError(GatewayError):
 
 
 class ToolServerError(UpstreamError):
-    """An MCP tool server failed: it is not running, did not answer in time, or
-    answered a JSON-RPC error (`rpc_code`, kept to relay it)."""
+    """An MCP tool server failed. With `rpc_code` it answered a JSON-RPC error (a
+    protocol error: its code and `data` are kept to relay them); without, it is
+    unavailable: not running, unreachable, silent past its deadline, gone, or its
+    answer unreadable."""
 
     status = 502
     code = "tool_server_error"
 
-    def __init__(self, message: str, rpc_code: int | None = None) -> None:
+    def __init__(self, message: str, rpc_code: int | None = None, data: Any = None) -> None:
         super().__init__(message)
         self.rpc_code = rpc_code
 
@@ -284,6 +286,7 @@ class UpstreamTooLargeError(UpstreamError):
 
     status = 502
     code = "upstream_too_large"
+        self.data = data
 
 
 class UpstreamTimeout(UpstreamError):

@@ -4,7 +4,9 @@ the local topology's gateways front, and the tests call through them.
 Its tools cover what a gateway must tell apart: `echo` returns its text (an email in
 the arguments must never reach it), `contact` answers with an email address (which must
 never reach the agent), `send_email` is the side effect the baseline pack keeps from
-the dev app's role, and `fail` is a tool error (`isError`), not a protocol error.
+the dev app's role, `fail` is a tool error (`isError`), not a protocol error, and
+`slow` reports progress at each of its steps while it sleeps (what a gateway relays
+while a tool runs, and what a caller's cancellation must stop).
 
     python -m cordon_dev tool-server --port 8700     # Streamable HTTP at /mcp
     python -m cordon_dev tool-server --stdio         # the sidecar case: over stdio
@@ -12,9 +14,10 @@ the dev app's role, and `fail` is a tool error (`isError`), not a protocol error
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 __all__ = ["CONTACT_EMAIL", "app", "build", "run"]
@@ -41,6 +44,13 @@ def build() -> MCPServer:
     @server.tool(description="Always fails, as a tool: the result says isError.")
     def fail(reason: str = "it always does") -> str:
         raise ToolError(f"the tool failed: {reason}")
+
+    @server.tool(description="Sleep for a while, reporting progress at each step.")
+    async def slow(ctx: Context, seconds: float = 1.0, steps: int = 2) -> str:
+        for step in range(steps):
+            await ctx.report_progress(step + 1, steps, f"step {step + 1} of {steps}")
+            await asyncio.sleep(seconds / max(steps, 1))
+        return f"slept {seconds} s in {steps} steps"
 
     return server
 

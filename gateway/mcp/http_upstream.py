@@ -1,0 +1,413 @@
+"""An upstream MCP server reached over Streamable HTTP (docs/design/mcp-wire.md §1):
+each message the gateway sends is one POST to the server's MCP endpoint.
+
+The server chooses how to answer a request: one JSON object, or an SSE stream that
+carries what it has to say about the request (progress, log messages, requests of its
+own) before the answer. The stream is read event by event as it arrives, each event
+capped, and what precedes the answer is handed to the caller in order, so a tool's
+progress reaches the agent while the tool runs. A server that issues a session id gets
+it back on every message, with the negotiated revision; when it says the session is
+over (404), the gateway opens a new one, once, and sends the request again, without
+the caller noticing. What the server sends outside any request arrives on one GET
+stream held for the session, when the server offers one.
+
+The only credential sent is the gateway's own for this server (`headers`): a caller's
+token never travels upstream (the specification forbids passing tokens through).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from cordon.errors import JsonRpcError, ToolServerError
+from gateway.mcp import jsonrpc
+from gateway.mcp.jsonrpc import Message, Notification, Request, Response
+from gateway.mcp.upstream import MAX_MESSAGE_BYTES, MessageSink, handshake
+
+__all__ = ["HttpUpstream", "read_events"]
+
+log = logging.getLogger("cordon.gateway.mcp")
+ACCEPT = "application/json, text/event-stream"
+SESSION_HEADER = "Mcp-Session-Id"
+VERSION_HEADER = "MCP-Protocol-Version"
+# A client of the gateway's own: connecting and sending are bounded here, reading is
+# not (a tool may think for long; each request bounds itself with `within_s`, and the
+# GET stream may rightly stay quiet for hours).
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=None)
+CANCEL_WITHIN_S = 5.0  # posting notifications/cancelled, in the background
+CLOSE_WITHIN_S = 5.0  # the DELETE ending the session
+LISTEN_RETRY_S = (0.5, 30.0)  # the GET stream's first and longest wait before reconnecting
+
+
+class _SessionGone(Exception):
+    """The server answered 404 to a session id the gateway held: it ended that session."""
+
+
+class HttpUpstream:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        http: httpx.AsyncClient | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.name, self.url = name, url
+        self._headers = dict(headers or {})
+        self._http, self._owns_http = http, http is None
+        self._limit = max_message_bytes
+        self._ids = itertools.count(1)
+        self._session_id: str | None = None
+        self._starting = asyncio.Lock()  # one handshake at a time: start, or a renewal
+        self._listener: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.incoming: asyncio.Queue[Request | Notification] = asyncio.Queue()
+        self.initialized: dict[str, Any] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.initialized is not None
+
+    @property
+    def session_id(self) -> str | None:
+        """The session the server issued, if it issues any (never shown to a caller)."""
+        return self._session_id
+
+    async def start(self) -> None:
+        """The handshake; a no-op when done already."""
+        async with self._starting:
+            if self.initialized is None:
+                await self._open_session()
+
+    async def _open_session(self) -> None:
+        await self._stop_listening()
+        try:
+            await handshake(self)
+        except BaseException:
+            self.initialized, self._session_id = None, None
+            raise
+        if self._session_id is not None:
+            self._listener = asyncio.create_task(self._listen())
+
+    async def _renew(self, ended: str | None) -> None:
+        """A new session in place of `ended`, unless another request renewed it already."""
+        async with self._starting:
+            if self._session_id == ended:
+                log.info("tool server %s ended its session; opening a new one", self.name)
+                await self._open_session()
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        within_s: float = 30.0,
+        on_message: MessageSink | None = None,
+    ) -> dict[str, Any]:
+        """The result of `method`; `ToolServerError` with the server's code when it
+        answers a JSON-RPC error, without one when it cannot be had. `within_s` bounds
+        the whole exchange, `on_message`'s time included."""
+        message = Request(next(self._ids), method, params)
+        try:
+            async with asyncio.timeout(within_s):
+                return await self._exchange(message, on_message)
+        except TimeoutError as exc:
+            self._cancel(message, "timeout")
+            raise ToolServerError(f"tool server {self.name!r}: no answer to {method}") from exc
+        except asyncio.CancelledError:
+            self._cancel(message, None)  # the caller's cancellation, relayed
+            raise
+
+    async def _exchange(self, message: Request, on_message: MessageSink | None) -> dict[str, Any]:
+        held = self._session_id
+        try:
+            return await self._post_request(message, on_message)
+        except _SessionGone:
+            await self._renew(held)
+        try:
+            return await self._post_request(message, on_message)
+        except _SessionGone as exc:
+            raise ToolServerError(f"tool server {self.name!r} ended its new session") from exc
+
+    def _cancel(self, message: Request, reason: str | None) -> None:
+        """Tell the server to stop `message`, in the background: a cancelled caller
+        is not held up by a round trip, and a failure to tell is only logged. Never
+        for `initialize` (the specification forbids cancelling it)."""
+        if message.method == "initialize" or self._http is None:
+            return
+        params: dict[str, Any] = {"requestId": message.id}
+        if reason is not None:
+            params["reason"] = reason
+        task = asyncio.create_task(self._tell_cancelled(params))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _tell_cancelled(self, params: dict[str, Any]) -> None:
+        if self._http is None:  # closed meanwhile: no session left to tell
+            return
+        try:
+            async with asyncio.timeout(CANCEL_WITHIN_S):
+                await self.notify("notifications/cancelled", params)
+        except (TimeoutError, ToolServerError) as exc:
+            log.info("tool server %s: could not cancel %s: %s", self.name, params, exc)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._post_accepted(Notification(method, params))
+
+    async def respond(self, response: Response) -> None:
+        """Answer a request the server sent: a POST of its own, which it accepts (202)."""
+        await self._post_accepted(response)
+
+    async def _post_request(
+        self, message: Request, on_message: MessageSink | None
+    ) -> dict[str, Any]:
+        sent_session = None if _opens(message) else self._session_id
+        try:
+            async with self._client().stream(
+                "POST",
+                self.url,
+                content=jsonrpc.encode(message),
+                headers=self._headers_for(message),
+            ) as response:
+                await self._check(response, sent_session)
+                if _opens(message):
+                    self._session_id = response.headers.get(SESSION_HEADER)
+                return await self._answer(message, response, on_message)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._unavailable(f"unreachable: {exc}") from exc
+
+    async def _post_accepted(self, message: Notification | Response) -> None:
+        sent_session = self._session_id
+        try:
+            async with self._client().stream(
+                "POST",
+                self.url,
+                content=jsonrpc.encode(message),
+                headers=self._headers_for(message),
+            ) as response:
+                await self._check(response, sent_session)
+        except _SessionGone as exc:
+            raise self._unavailable("its session ended") from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._unavailable(f"unreachable: {exc}") from exc
+
+    async def _check(self, response: httpx.Response, sent_session: str | None) -> None:
+        """Nothing for a success; otherwise the failure the status and body say."""
+        if response.is_success:
+            return
+        status = response.status_code
+        if status == 404 and sent_session is not None:
+            raise _SessionGone
+        body = b""
+        with contextlib.suppress(ToolServerError):
+            body = await self._body(response)
+        error = _rpc_error(body) if 400 <= status < 500 else None
+        if error is None:
+            raise self._unavailable(f"answered HTTP {status}")
+        raise ToolServerError(f"tool server {self.name!r}: {error.message}", error.code, error.data)
+
+    async def _answer(
+        self, message: Request, response: httpx.Response, on_message: MessageSink | None
+    ) -> dict[str, Any]:
+        media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media == "application/json":
+            answer = self._parse(await self._body(response))
+            if isinstance(answer, Response) and answer.id == message.id:
+                return self._result(answer)
+            raise self._unavailable(f"answered {message.method} with something else")
+        if media != "text/event-stream":
+            raise self._unavailable(f"answered {media or 'no content type'}")
+        async for data in read_events(response.aiter_bytes(), self._limit, self.name):
+            received = self._parse(data)
+            if not isinstance(received, Response):
+                await _deliver(received, on_message, self.incoming)
+            elif received.id == message.id:
+                return self._result(received)
+            else:
+                log.debug("tool server %s answered no waiting request %r", self.name, received.id)
+        raise self._unavailable(f"ended its stream without answering {message.method}")
+
+    def _result(self, response: Response) -> dict[str, Any]:
+        error = response.error
+        if error is None:
+            return response.result or {}
+        raise ToolServerError(f"tool server {self.name!r}: {error.message}", error.code, error.data)
+
+    async def _body(self, response: httpx.Response) -> bytes:
+        """The whole body, refused past the size cap before it is all read."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._limit:
+            raise self._unavailable(f"sent a message over {self._limit} bytes")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body.extend(chunk)
+            if len(body) > self._limit:
+                raise self._unavailable(f"sent a message over {self._limit} bytes")
+        return bytes(body)
+
+    def _parse(self, data: bytes) -> Message:
+        try:
+            return jsonrpc.parse(data)
+        except JsonRpcError as exc:
+            raise self._unavailable(f"sent no JSON-RPC message: {exc}") from exc
+
+    def _unavailable(self, why: str) -> ToolServerError:
+        return ToolServerError(f"tool server {self.name!r} {why}")
+
+    def _headers_for(self, message: Message | None) -> httpx.Headers:
+        """The gateway's own credential, then what the wire requires. `initialize`
+        goes without session and revision: it is what sets them."""
+        headers = httpx.Headers(self._headers)
+        headers["Accept"] = ACCEPT
+        headers["Content-Type"] = "application/json"
+        if message is not None and _opens(message):
+            return headers
+        if self.initialized is not None:
+            headers[VERSION_HEADER] = str(self.initialized.get("protocolVersion"))
+        if self._session_id is not None:
+            headers[SESSION_HEADER] = self._session_id
+        return headers
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        return self._http
+
+    async def _listen(self) -> None:
+        """Hold the session's GET stream while the server offers it; reconnect with a
+        growing wait when it drops."""
+        wait = LISTEN_RETRY_S[0]
+        while True:
+            try:
+                if not await self._listen_once():
+                    return
+                wait = LISTEN_RETRY_S[0]  # it was open: the next drop starts over
+            except (httpx.HTTPError, ToolServerError) as exc:
+                log.info("tool server %s: its GET stream failed: %s", self.name, exc)
+                wait = min(wait * 2, LISTEN_RETRY_S[1])
+            await asyncio.sleep(wait)
+
+    async def _listen_once(self) -> bool:
+        """One GET stream, until it ends; whether to open another. The server offers
+        none (405), or the session ended (404, renewed by the next request)."""
+        headers = self._headers_for(None)
+        headers["Accept"] = "text/event-stream"
+        del headers["Content-Type"]
+        async with self._client().stream("GET", self.url, headers=headers) as response:
+            if response.status_code in (404, 405):
+                return False
+            if not response.is_success:
+                raise self._unavailable(f"answered HTTP {response.status_code} to GET")
+            async for data in read_events(response.aiter_bytes(), self._limit, self.name):
+                received = self._parse(data)
+                if not isinstance(received, Response):  # none is expected without resuming
+                    self.incoming.put_nowait(received)
+        return True
+
+    async def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def close(self) -> None:
+        """End the session (DELETE; a server may refuse, that is fine) and let go of
+        the connection pool when it is this upstream's own."""
+        await self._stop_listening()
+        if self._background:  # cancellations on their way: a moment to arrive
+            await asyncio.wait(set(self._background), timeout=CANCEL_WITHIN_S)
+        session, headers = self._session_id, self._headers_for(None)
+        self._session_id, self.initialized = None, None
+        if session is not None and self._http is not None:
+            del headers["Content-Type"]
+            with contextlib.suppress(httpx.HTTPError, TimeoutError):
+                async with asyncio.timeout(CLOSE_WITHIN_S):
+                    await self._http.delete(self.url, headers=headers)
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def _opens(message: Message) -> bool:
+    return isinstance(message, Request) and message.method == "initialize"
+
+
+async def _deliver(
+    message: Request | Notification,
+    on_message: MessageSink | None,
+    incoming: asyncio.Queue[Request | Notification],
+) -> None:
+    if on_message is None:
+        incoming.put_nowait(message)
+    else:
+        await on_message(message)
+
+
+def _rpc_error(body: bytes) -> jsonrpc.ErrorObject | None:
+    """The JSON-RPC error a refusal's body carries, if it carries one."""
+    try:
+        message = jsonrpc.parse(body)
+    except JsonRpcError:
+        return None
+    return message.error if isinstance(message, Response) else None
+
+
+async def read_events(chunks: AsyncIterator[bytes], limit: int, name: str) -> AsyncIterator[bytes]:
+    """The data of each `message` event of an SSE stream (the WHATWG event-stream
+    format): `data:` lines joined by newlines; comments, `id:` and `retry:` skipped
+    (the gateway does not resume a stream), events of other types ignored, and an
+    event without data (a priming event) dropped. A line or an event over `limit`
+    bytes is refused, before more is read."""
+    data: list[bytes] = []
+    size, event = 0, b""
+    async for line in _lines(chunks, limit, name):
+        if not line:  # the event is complete
+            payload = b"\n".join(data)
+            if payload.strip() and event in (b"", b"message"):
+                yield payload
+            data, size, event = [], 0, b""
+            continue
+        field, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if field == b"data":
+            size += len(value) + 1
+            if size > limit:
+                raise ToolServerError(f"tool server {name!r} sent an event over {limit} bytes")
+            data.append(value)
+        elif field == b"event":
+            event = value
+
+
+async def _lines(chunks: AsyncIterator[bytes], limit: int, name: str) -> AsyncIterator[bytes]:
+    """The lines of a byte stream, ended by CRLF, LF or CR. A last line without its
+    end belongs to an event that never completed, and is dropped."""
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer.extend(chunk)
+        start = 0
+        while (end := _line_end(buffer, start)) is not None:
+            yield bytes(buffer[start : end[0]])
+            start = end[1]
+        del buffer[:start]
+        if len(buffer) > limit:
+            raise ToolServerError(f"tool server {name!r} sent a line over {limit} bytes")
+
+
+def _line_end(buffer: bytearray, start: int) -> tuple[int, int] | None:
+    """Where the first line from `start` ends and the next begins; None if the line is
+    not complete yet (a CR last in the buffer may be the first half of a CRLF)."""
+    lf, cr = buffer.find(b"\n", start), buffer.find(b"\r", start)
+    if cr == -1 or (lf != -1 and lf < cr):
+        return None if lf == -1 else (lf, lf + 1)
+    if cr + 1 == len(buffer):
+        return None
+    return (cr, cr + 2 if buffer[cr + 1] == ord("\n") else cr + 1)
