@@ -203,6 +203,28 @@ class Runtime:
         await self.upstream.close()
         await self.backplane.close()
 
+    async def commit(self, record: dict[str, Any], fail_open: bool) -> int | None:
+        """Commit one call's record: its stream sequence, or None if it was spooled
+        (`fail_open` and the stream away). `RecordCommitError` if neither was possible."""
+        recorder = self.recorder
+        committed = time.perf_counter()
+        try:
+            if recorder is None:
+                raise RecordCommitError("not connected to the regional NATS yet")
+            seq = await recorder.commit(record, self.spool if fail_open else None)
+        except RecordCommitError:
+            metrics.COMMIT_FAILURES.inc()
+            raise
+        metrics.COMMIT.observe(time.perf_counter() - committed)
+        if seq is None:  # spooled: the answer goes out ahead of its record's commit
+            metrics.FAIL_OPEN_ANSWERS.inc()
+        return seq
+
+    def can_record(self, fail_open: bool) -> bool:
+        """Whether a record could be committed (or spooled, `fail_open`) now."""
+        recorder = self.recorder
+        return (recorder is not None and recorder.connected) or fail_open
+
     @property
     def ready(self) -> bool:
         return self.backplane.ready and self.recorder is not None

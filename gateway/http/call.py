@@ -97,29 +97,12 @@ class Call:
         return not self._intent.cancelled() and self._intent.exception() is None
 
     async def _commit(self, record: dict[str, Any]) -> int | None:
-        recorder = self.runtime.recorder
-        committed = time.perf_counter()
-        try:
-            if recorder is None:
-                raise RecordCommitError("not connected to the regional NATS yet")
-            seq = await recorder.commit(record, self._spool())
-        except RecordCommitError:
-            metrics.COMMIT_FAILURES.inc()
-            raise
-        metrics.COMMIT.observe(time.perf_counter() - committed)
-        if seq is None:  # spooled: the answer goes out ahead of its record's commit
-            metrics.FAIL_OPEN_ANSWERS.inc()
-        return seq
-
-    def _spool(self) -> records.Spool | None:
-        return self.runtime.spool if self.active.pack.fail_mode == "open" else None
+        return await self.runtime.commit(record, self.active.pack.fail_mode == "open")
 
     def can_record(self) -> bool:
         """Whether a record could be committed (or spooled) now: if not, a fail-closed
         call is refused before the provider is asked, and paid."""
-        recorder = self.runtime.recorder
-        connected = recorder is not None and recorder.connected
-        return connected or self._spool() is not None
+        return self.runtime.can_record(self.active.pack.fail_mode == "open")
 
     def receipt(self, seq: int | None) -> Headers:
         overhead = time.perf_counter() - self.started - self.facts.upstream_ms / 1000

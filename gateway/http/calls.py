@@ -38,8 +38,9 @@ from gateway.http.asgi import (
     respond,
 )
 from gateway.http.call import Call, fail_closed, refuse, refuse_error
-from gateway.http.dialects import Dialect, map_json
+from gateway.http.dialects import Dialect
 from gateway.http.relay import relay_stream
+from gateway.policy import map_json
 from gateway.runtime import Runtime
 from gateway.upstream import UpstreamResponse, classifier
 from gateway.upstream.forwarding import Forwarded, forward

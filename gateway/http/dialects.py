@@ -14,6 +14,7 @@ from typing import Any
 
 from cordon import jsoncodec
 from cordon.errors import CordonError
+from gateway.policy import map_json
 
 Text = Callable[[str], str]
 
@@ -53,17 +54,6 @@ def _map_part(part: Any, fn: Text) -> Any:
     if isinstance(out.get("tool_calls"), list):
         out["tool_calls"] = [_map_part(call, fn) for call in out["tool_calls"]]
     return out
-
-
-def map_json(node: Any, fn: Text) -> Any:
-    """`fn` on every string of a JSON value, keys included."""
-    if isinstance(node, str):
-        return fn(node)
-    if isinstance(node, dict):
-        return {fn(key): map_json(value, fn) for key, value in node.items()}
-    if isinstance(node, list):
-        return [map_json(value, fn) for value in node]
-    return node
 
 
 def map_json_text(text: str, fn: Text) -> str:

@@ -15,6 +15,7 @@ from gateway.policy.engine import (
     OutputPolicy,
     StreamFilter,
     apply_input,
+    map_json,
     output_policy,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "applied_report",
     "apply_input",
     "engine",
+    "map_json",
     "output_policy",
     "tools",
 ]

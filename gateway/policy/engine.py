@@ -25,7 +25,18 @@ LONGEST_VALUE = 1024
 # What a call came to, as its record and metrics say: the pack's rules decide "allow",
 # "redact" or "block"; the call pipeline sets "error" (no answer for the caller) and
 # "cancelled" (the caller left mid-stream).
-Outcome = Literal["allow", "redact", "block", "error", "cancelled"]
+# A tool call (issue 24) can also come to a tool's own error (`isError`), the tool
+# server's JSON-RPC error, or no answer from the tool server.
+Outcome = Literal[
+    "allow",
+    "redact",
+    "block",
+    "error",
+    "cancelled",
+    "tool_error",
+    "protocol_error",
+    "upstream_unavailable",
+]
 # What one fired rule did to the call: `Decision.fired` folds it into the outcome.
 Effect = Literal["redact", "block", "flag"]
 
@@ -171,13 +182,29 @@ def _classify(
     return True
 
 
-class OutputPolicy:
-    """Output rules as one text transform; `OutputBlockedError` when a block rule hits."""
+def map_json(node: Any, fn: Callable[[str], str]) -> Any:
+    """`fn` on every string of a JSON value, keys included."""
+    if isinstance(node, str):
+        return fn(node)
+    if isinstance(node, dict):
+        return {fn(key): map_json(value, fn) for key, value in node.items()}
+    if isinstance(node, list):
+        return [map_json(value, fn) for value in node]
+    return node
 
-    def __init__(self, pack: Pack, decision: Decision | None) -> None:
+
+class OutputPolicy:
+    """Output rules as one text transform; `OutputBlockedError` when a block rule hits.
+
+    `both_ways`: input rules too, for text that travels both ways — a tool's
+    description is the tool server's output and becomes part of the model's prompt."""
+
+    def __init__(self, pack: Pack, decision: Decision | None, both_ways: bool = False) -> None:
         self._pack = pack
         self._decision = decision
-        self.rules = tuple(rule for rule in pack.rules if rule.scans_output())
+        self.rules = tuple(
+            rule for rule in pack.rules if rule.scans_output() or (both_ways and rule.scans_input())
+        )
         names = {p for rule in self.rules for p in rule.patterns}
         self.patterns = tuple(names)
         self.extra_patterns: tuple[re.Pattern[str], ...] = tuple(
@@ -214,9 +241,12 @@ class OutputPolicy:
         return min(detectors, self._pack.lexicon.hold_start(text, categories))
 
 
-def output_policy(pack: Pack, decision: Decision | None) -> OutputPolicy | None:
-    """The pack's output rules, or None when it has none (the fast path)."""
-    policy = OutputPolicy(pack, decision)
+def output_policy(
+    pack: Pack, decision: Decision | None, both_ways: bool = False
+) -> OutputPolicy | None:
+    """The pack's output rules (and input rules, `both_ways`), or None when it has none
+    (the fast path)."""
+    policy = OutputPolicy(pack, decision, both_ways)
     return policy if policy.rules else None
 
 
