@@ -5,10 +5,15 @@ and per tool who may call it and the definition the pack approved, pinned by dig
       servers:
         - name: crm                         # /mcp/crm; `crm__lookup` in the union at /mcp
           url: https://crm.internal/mcp     # Streamable HTTP; or command: [prog, arg, ...]
+          credentials:                      # the gateway's own, never a caller's token
+            secret_key_ref: {env: CRM_TOKEN}  # or {store: NAME}; header/scheme optional
+          allow_requests: [elicitation]     # server-to-client requests relayed; else refused
           tools:
             - name: lookup
               digest: sha256:<64 hex>       # `cordon tools digest crm` lists them
               allow: {roles: [analyst], scopes: [crm:read], agents: [support-bot]}
+              timeout_s: 10                 # default 30
+              rate: {calls: 60, per_s: 60}  # per caller and replica; default none
 
 The gateway's one decision (`gateway.policy.tools.decide`) refuses a tool no server
 lists here, one without a digest, and one whose definition upstream no longer has the
@@ -31,7 +36,18 @@ from typing import Any
 from cordon.errors import DocumentError
 from cordon.jcs import sha256_digest
 
-__all__ = ["NO_TOOLS", "ToolGrant", "ToolPolicy", "ToolServer", "parse", "tool_digest"]
+__all__ = [
+    "NO_TOOLS",
+    "SERVER_NAME",
+    "SERVER_REQUESTS",
+    "Credentials",
+    "Rate",
+    "ToolGrant",
+    "ToolPolicy",
+    "ToolServer",
+    "parse",
+    "tool_digest",
+]
 
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")  # never holds "__"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -42,6 +58,16 @@ def tool_digest(definition: Mapping[str, Any]) -> str:
     return sha256_digest({key: value for key, value in definition.items() if key != "_meta"})
 
 
+DEFAULT_TIMEOUT_S = 30.0
+SERVER_REQUESTS = ("sampling", "elicitation", "roots")  # what a server may ask the agent
+
+
+@dataclass(frozen=True)
+class Rate:
+    calls: int
+    per_s: float
+
+
 @dataclass(frozen=True)
 class ToolGrant:
     name: str
@@ -49,6 +75,17 @@ class ToolGrant:
     roles: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     agents: tuple[str, ...] = ()
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    rate: Rate | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A header the gateway sends the tool server, its value a secret reference."""
+
+    secret_key_ref: dict[str, str]
+    header: str = "Authorization"
+    scheme: str = "Bearer"
 
 
 @dataclass(frozen=True)
@@ -57,6 +94,13 @@ class ToolServer:
     url: str | None = None  # Streamable HTTP
     command: tuple[str, ...] = ()  # stdio: a subprocess the gateway owns
     tools: tuple[ToolGrant, ...] = ()
+    credentials: Credentials | None = None
+    allow_requests: tuple[str, ...] = ()  # of SERVER_REQUESTS
+
+    @property
+    def connection(self) -> tuple[object, ...]:
+        """What, changed by a new pack, needs a new connection to the server."""
+        return (self.url, self.command, self.credentials)
 
     def grant(self, tool: str) -> ToolGrant | None:
         return next((t for t in self.tools if t.name == tool), None)
@@ -92,8 +136,9 @@ def parse(raw: Any) -> ToolPolicy:
 
 def _server(index: int, raw: Any) -> ToolServer:
     where: list[str | int] = ["tools", "servers", index]
-    if not isinstance(raw, dict) or set(raw) - {"name", "url", "command", "tools"}:
-        raise DocumentError("a server has name, url or command, and tools", where)
+    keys = {"name", "url", "command", "tools", "credentials", "allow_requests"}
+    if not isinstance(raw, dict) or set(raw) - keys:
+        raise DocumentError(f"a server has {', '.join(sorted(keys))}", where)
     name = raw.get("name")
     if not isinstance(name, str) or not SERVER_NAME.match(name):
         raise DocumentError("a server's name is lowercase letters, digits and '-'", where)
@@ -110,12 +155,31 @@ def _server(index: int, raw: Any) -> ToolServer:
     if not isinstance(tools_raw, list):
         raise DocumentError(f"server {name!r}: tools is a list", [*where, "tools"])
     grants = tuple(_grant([*where, "tools", i], t) for i, t in enumerate(tools_raw))
-    return ToolServer(name, url, tuple(command or ()), grants)
+    asks = raw.get("allow_requests") or []
+    if not _strings(asks) or set(asks) - set(SERVER_REQUESTS):
+        message = f"server {name!r}: allow_requests lists {', '.join(SERVER_REQUESTS)}"
+        raise DocumentError(message, [*where, "allow_requests"])
+    credentials = _credentials([*where, "credentials"], raw.get("credentials"))
+    return ToolServer(name, url, tuple(command or ()), grants, credentials, tuple(asks))
+
+
+def _credentials(where: list[str | int], raw: Any) -> Credentials | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"secret_key_ref", "header", "scheme"}:
+        raise DocumentError("credentials has secret_key_ref, header and scheme", where)
+    ref = raw.get("secret_key_ref")
+    if not (isinstance(ref, dict) and len(ref) == 1 and set(ref) <= {"env", "store"}):
+        raise DocumentError("secret_key_ref is {env: NAME} or {store: NAME}", where)
+    header, scheme = raw.get("header", "Authorization"), raw.get("scheme", "Bearer")
+    if not isinstance(header, str) or not header or not isinstance(scheme, str):
+        raise DocumentError("credentials' header and scheme are strings", where)
+    return Credentials({str(k): str(v) for k, v in ref.items()}, header, scheme)
 
 
 def _grant(where: list[str | int], raw: Any) -> ToolGrant:
-    if not isinstance(raw, dict) or set(raw) - {"name", "digest", "allow"}:
-        raise DocumentError("a tool has name, digest and allow", where)
+    if not isinstance(raw, dict) or set(raw) - {"name", "digest", "allow", "timeout_s", "rate"}:
+        raise DocumentError("a tool has name, digest, allow, timeout_s and rate", where)
     name, digest, allow = raw.get("name"), raw.get("digest"), raw.get("allow") or {}
     if not isinstance(name, str) or not name:
         raise DocumentError("a tool needs its name", where)
@@ -126,13 +190,33 @@ def _grant(where: list[str | int], raw: Any) -> ToolGrant:
     for key, value in allow.items():
         if not _strings(value):
             raise DocumentError(f"tool {name!r}: allow.{key} is a list", [*where, "allow", key])
+    timeout = raw.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if not _positive(timeout):
+        raise DocumentError(f"tool {name!r}: timeout_s is a positive number", [*where, "timeout_s"])
     return ToolGrant(
         name,
         digest,
         tuple(allow.get("roles", ())),
         tuple(allow.get("scopes", ())),
         tuple(allow.get("agents", ())),
+        float(timeout),
+        _rate([*where, "rate"], raw.get("rate")),
     )
+
+
+def _rate(where: list[str | int], raw: Any) -> Rate | None:
+    if raw is None:
+        return None
+    ok = isinstance(raw, dict) and set(raw) == {"calls", "per_s"}
+    if not ok or not (_positive(raw["calls"]) and _positive(raw["per_s"])):
+        raise DocumentError("rate is {calls: N, per_s: seconds}, both positive", where)
+    if not isinstance(raw["calls"], int):
+        raise DocumentError("rate.calls is a whole number", where)
+    return Rate(raw["calls"], float(raw["per_s"]))
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _strings(value: Any) -> bool:
