@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from aggregator.schema import BUCKETS, COLUMNS, GROUPABLE, OnDatabase
+from aggregator.schema import BUCKETS, GROUPABLE, SHOWN, OnDatabase
 
 __all__ = ["ViewQueries"]
 
@@ -80,7 +80,7 @@ class ViewQueries(OnDatabase):
         """Summaries in (region, sequence) order: after `after` (a page's last), and
         with `region`, after `after_seq` in it."""
         sql = (
-            f"SELECT {', '.join(COLUMNS)} FROM summaries WHERE stream_seq > ? "
+            f"SELECT {', '.join(SHOWN)} FROM summaries WHERE stream_seq > ? "
             "AND (region > ? OR (region = ? AND stream_seq > ?))"
         )
         params: list[Any] = [after_seq, after[0], after[0], after[1]]
@@ -89,7 +89,7 @@ class ViewQueries(OnDatabase):
             params.append(region)
         sql += " ORDER BY region, stream_seq LIMIT ?"
         params.append(limit)
-        return [dict(zip(COLUMNS, row, strict=True)) for row in self._db.query(sql, params)]
+        return [dict(zip(SHOWN, row, strict=True)) for row in self._db.query(sql, params)]
 
     def open_intents(
         self,

@@ -20,6 +20,7 @@ __all__ = [
     "GROUPABLE",
     "INTEGER_COLUMNS",
     "MIGRATIONS",
+    "SHOWN",
     "STORED",
     "OnDatabase",
     "open_view",
@@ -47,7 +48,17 @@ COLUMNS = (
 INTEGER_COLUMNS = {"replica_seq", "stream_seq", "pack_revision"}
 # What the view may be counted by (column -> SQL), and time buckets (ISO prefix length).
 GROUPABLE = {
-    c: c for c in ("region", "outcome", "pack_name", "pack_revision", "model", "classification")
+    c: c
+    for c in (
+        "region",
+        "outcome",
+        "pack_name",
+        "pack_revision",
+        "model",
+        "classification",
+        "tool_server",
+        "tool",
+    )
 }
 BUCKETS = {"minute": 16, "hour": 13, "day": 10}
 _COLUMN_DEFS = ", ".join(f"{c} {'BIGINT' if c in INTEGER_COLUMNS else 'TEXT'}" for c in COLUMNS)
@@ -82,8 +93,16 @@ ALTER TABLE summaries ADD COLUMN intent TEXT;
 CREATE INDEX summaries_intent ON summaries (intent) WHERE intent IS NOT NULL;
 CREATE INDEX summaries_kind ON summaries (kind, region);
 """,
+    # Tool calls (issue 24): the server and tool as the pack declared them, or
+    # `undeclared`; NULL for model calls.
+    """
+ALTER TABLE summaries ADD COLUMN tool_server TEXT;
+ALTER TABLE summaries ADD COLUMN tool TEXT;
+""",
 )
-STORED = (*COLUMNS, "link", "intent")
+TOOL_COLUMNS = ("tool_server", "tool")
+SHOWN = (*COLUMNS, *TOOL_COLUMNS)  # what a summaries query returns
+STORED = (*COLUMNS, "link", "intent", *TOOL_COLUMNS)
 
 
 def open_view(path: Path | None = None, dsn: str | None = None) -> Database:

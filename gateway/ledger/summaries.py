@@ -63,7 +63,7 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
             "enrolment": base64.b64encode(record_bytes).decode(),
         }
     pack = payload.get("pack") or {}
-    return {
+    summary = {
         **base,
         "kind": kind,
         "id": payload.get("id"),
@@ -82,6 +82,18 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
         "person": pseudonym(secret, payload.get("person")),
         "agent": pseudonym(secret, payload.get("agent")),
     }
+    tool = payload.get("tool")
+    if isinstance(tool, dict):
+        summary["tool_server"], summary["tool"] = declared_names(tool)
+    return summary
+
+
+def declared_names(tool: dict[str, Any]) -> tuple[str, str]:
+    """A tool call's server and tool, as the pack declared them: a name a caller or a
+    tool server typed (`undeclared`) may be anything, personal data included."""
+    server_declared = tool.get("server_declared") is True
+    server = str(tool.get("server")) if server_declared else "undeclared"
+    return server, str(tool.get("name")) if tool.get("declared") is True else "undeclared"
 
 
 def encode(summary: dict[str, Any]) -> bytes:

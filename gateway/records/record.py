@@ -61,13 +61,16 @@ def build(
     classification: str = "internal",
     kind: RecordKind = "decision",
     intent: str | None = None,
+    tool: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record payload, minus `replica_seq` (the recorder assigns it at commit).
 
     `kind` is "decision" (a call's outcome) or "intent" (a stream about to be released:
     who asked what under which pack, committed before its first byte; its outcome is
-    "pending" and the decision record that completes it names it in `intent`)."""
-    return {
+    "pending" and the decision record that completes it names it in `intent`).
+    A tool call's record (issue 24) also holds `tool`: server, tool, whether the pack
+    declares them, and digests of the arguments sent and the result received."""
+    record = {
         "v": SCHEMA_VERSION,
         "kind": kind,
         "id": record_id,
@@ -104,6 +107,9 @@ def build(
         "record_content": pack.record_content,
         "content": content if pack.record_content != "none" else None,
     }
+    if tool is not None:
+        record["tool"] = tool
+    return record
 
 
 def pack_rejection(
