@@ -247,10 +247,17 @@ class JsonRpcError(BadRequestError):
     """An MCP message the gateway cannot take: answered as a JSON-RPC error with
     `rpc_code` (and the request's id when it could be read)."""
 
-    def __init__(self, rpc_code: int, message: str, request_id: str | int | None = None) -> None:
+    def __init__(
+        self,
+        rpc_code: int,
+        message: str,
+        request_id: str | int | None = None,
+        data: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.rpc_code = rpc_code
         self.request_id = request_id
+        self.data = data
 
 
 class UnknownModelError(GatewayError):
@@ -279,6 +286,7 @@ class ToolServerError(UpstreamError):
     def __init__(self, message: str, rpc_code: int | None = None, data: Any = None) -> None:
         super().__init__(message)
         self.rpc_code = rpc_code
+        self.data = data
 
 
 class UpstreamTooLargeError(UpstreamError):
@@ -286,7 +294,6 @@ class UpstreamTooLargeError(UpstreamError):
 
     status = 502
     code = "upstream_too_large"
-        self.data = data
 
 
 class UpstreamTimeout(UpstreamError):

@@ -229,4 +229,5 @@ async def in_process_gateway(
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
                 yield InProcessGateway(app, runtime, backplane, provider, owner, client)
         finally:
+            await app.mcp.close()  # the tool servers it started
             await runtime.stop()

@@ -86,3 +86,22 @@ CONNECTIONS_CLOSED = Counter(
     "(not HTTP the parser accepts).",
     ["reason"],
 )
+# Tool calls (MCP, issue 24): labelled only by names the pack declares ("undeclared"
+# otherwise), so a caller cannot grow the label set.
+TOOL_CALLS = Counter(
+    "cordon_gateway_tool_calls_total",
+    "Tool calls answered, by declared server and tool, and outcome.",
+    ["server", "tool", "outcome"],
+)
+TOOL_LATENCY = Histogram(
+    "cordon_gateway_tool_overhead_seconds",
+    "Time the gateway added to a tool call (both records included), tool server excluded.",
+    ["server"],
+    buckets=_LATENCY_BUCKETS,
+)
+TOOL_UPSTREAM = Histogram(
+    "cordon_gateway_tool_upstream_seconds",
+    "Time spent waiting on a tool server, by declared server.",
+    ["server"],
+    buckets=_LATENCY_BUCKETS,
+)

@@ -57,6 +57,9 @@ class GatewaySettings:
     max_event_bytes: int = 1024 * 1024
     # Calls in flight at once; beyond it a call is refused at once (503, retry-after).
     max_concurrent_calls: int = 512
+    # The URL agents reach this gateway at (behind a proxy), for the MCP endpoint's
+    # protected-resource metadata; by default the request's own Host.
+    public_url: str = ""
     # Slow, stalled and surplus callers (gateway.http.connections); flat keys in the file.
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     # A record larger than this keeps its content only as a digest (0: the server's
@@ -145,6 +148,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             max_stream_bytes=int(raw.get("max_stream_bytes", 64 * 1024 * 1024)),
             max_event_bytes=int(raw.get("max_event_bytes", 1024 * 1024)),
             max_concurrent_calls=int(raw.get("max_concurrent_calls", 512)),
+            public_url=str(raw.get("public_url", "")),
             connections=_connection_limits(raw),
             max_record_bytes=int(raw.get("max_record_bytes", 0)),
             allowed_upstreams=tuple(

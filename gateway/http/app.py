@@ -16,6 +16,7 @@ from cordon.errors import AuthError
 from gateway import metrics
 from gateway.http import calls, dialects
 from gateway.http.asgi import Receive, Scope, Send, request_headers, respond, respond_json
+from gateway.http.mcp import McpEndpoint
 from gateway.runtime import Runtime
 
 log = logging.getLogger("cordon.gateway")
@@ -25,6 +26,7 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class GatewayApp:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.mcp = McpEndpoint(runtime)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._call(dialects.CHAT),
             ("POST", "/v1/embeddings"): self._call(dialects.EMBEDDINGS),
@@ -50,6 +52,8 @@ class GatewayApp:
         if scope["type"] != "http":
             return
         handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None and self.mcp.serves(scope["path"]):
+            handler = self.mcp
         if handler is None:
             await self._not_found(scope, send)
             return
@@ -76,6 +80,7 @@ class GatewayApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.mcp.close()  # tool servers the replica started stop with it
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -168,4 +168,5 @@ def result_response(request_id: RequestId, result: dict[str, Any]) -> bytes:
 
 def error_response(exc: JsonRpcError) -> bytes:
     """The answer to a message refused with `exc` (its id, when it was readable)."""
-    return encode(Response(exc.request_id, error=ErrorObject(exc.rpc_code, str(exc))))
+    error = ErrorObject(exc.rpc_code, str(exc), exc.data)
+    return encode(Response(exc.request_id, error=error))

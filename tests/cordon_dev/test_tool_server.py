@@ -24,7 +24,7 @@ async def test_its_tools_answer_over_streamable_http() -> None:
     served = serve_in_loop(tool_server.app(), lifespan="on")
     async with served as base, Client(f"{base}/mcp") as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
-        assert names == {"echo", "contact", "send_email", "fail"}
+        assert names == {"echo", "contact", "send_email", "fail", "slow"}
         echoed = await client.call_tool("echo", {"text": "hello"})
         assert not echoed.is_error and _text(echoed) == "hello"
         contact = await client.call_tool("contact", {"account": "acme"})

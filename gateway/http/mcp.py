@@ -1,0 +1,350 @@
+"""The MCP endpoint (Streamable HTTP, docs/design/mcp-wire.md §1): `/mcp/<server>`,
+`/mcp`, and the protected-resource metadata that tells an agent's client where its
+tokens come from (RFC 9728, MCP authorization).
+
+POST carries one JSON-RPC message. A request is answered as JSON, or as an event
+stream when it asked for progress (the progress, the tool server's log lines and its
+requests to the agent come first, then the answer). A notification or an answer to a
+server's request gets 202. GET opens the agent's stream for what relates to no
+request: `notifications/tools/list_changed` when a new pack, or the tool server,
+changes what this caller may see. DELETE is 405: the session lives in its id
+(`gateway.mcp.session`), there is nothing to end.
+
+Without a credential, or with one this region does not know: 401 and
+`WWW-Authenticate: Bearer resource_metadata="…"`. Anonymous traffic is counted,
+never recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from cordon.errors import AuthError, BadRequestError, BodyTooLargeError, JsonRpcError
+from cordon.packs.tools import SERVER_NAME
+from gateway import metrics
+from gateway.http.asgi import (
+    EVENT_STREAM,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_headers,
+    respond,
+    respond_json,
+)
+from gateway.identity import Identity
+from gateway.mcp import jsonrpc
+from gateway.mcp.jsonrpc import Message, Notification, Request, Response
+from gateway.mcp.service import Exchange, McpService
+from gateway.mcp.session import ASSUMED_VERSION, SERVED_VERSIONS, Session
+from gateway.runtime import Runtime
+
+__all__ = ["METADATA_PATH", "McpEndpoint"]
+
+log = logging.getLogger("cordon.gateway.mcp")
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+KEEPALIVE_S = 15.0  # an idle agent stream gets a comment this often (proxies close silent ones)
+CHANGES_EVERY_S = 1.0  # how often an agent stream checks whether its tools changed
+ROUTE = "mcp"
+
+
+def _error_body(code: int, message: str, request_id: Any = None) -> bytes:
+    return jsonrpc.encode(Response(request_id, error=jsonrpc.ErrorObject(code, message)))
+
+
+def _sse(message: Message) -> bytes:
+    return b"event: message\ndata: " + jsonrpc.encode(message) + b"\n\n"
+
+
+class McpEndpoint:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.service = McpService(runtime)
+
+    @staticmethod
+    def serves(path: str) -> bool:
+        return path == "/mcp" or path.startswith(("/mcp/", METADATA_PATH))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith(METADATA_PATH):
+            await self._metadata(scope, send, path[len(METADATA_PATH) :] or "/mcp")
+            return
+        server = path[len("/mcp/") :] if path.startswith("/mcp/") else None
+        if server is not None and (not SERVER_NAME.match(server) or not self._declared(server)):
+            await respond(
+                send, 404, _error_body(jsonrpc.INVALID_REQUEST, f"no tool server at {path}")
+            )
+            return
+        headers = request_headers(scope)
+        if not self._same_origin(headers):
+            await respond(send, 403, _error_body(jsonrpc.INVALID_REQUEST, "Origin not allowed"))
+            return
+        try:
+            identity = self.runtime.auth.authenticate(
+                headers.get("authorization"), headers.get("x-api-key")
+            )
+        except AuthError as exc:
+            metrics.REQUESTS.labels(ROUTE, "unauthenticated").inc()
+            await self._unauthorized(scope, headers, send, exc)
+            return
+        method = scope["method"]
+        if method == "POST":
+            await self._post(scope, receive, send, headers, identity, server)
+        elif method == "GET":
+            await self._stream(scope, receive, send, headers, identity, server)
+        else:
+            body = _error_body(
+                jsonrpc.INVALID_REQUEST, f"{method} is not served: sessions end on their own"
+            )
+            await respond(send, 405, body, [(b"allow", b"GET, POST")])
+
+    def _declared(self, server: str) -> bool:
+        return self.runtime.packs.current.pack.tools.server(server) is not None
+
+    # -- who is asking ----------------------------------------------------------------
+
+    @staticmethod
+    def _same_origin(headers: dict[str, str]) -> bool:
+        """A browser page may not drive an agent's tools (DNS rebinding): an `Origin`,
+        when sent, must be this host's."""
+        origin = headers.get("origin")
+        if origin is None:
+            return True
+        return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+
+    def _base(self, scope: Scope, headers: dict[str, str]) -> str:
+        public = self.runtime.settings.public_url
+        if public:
+            return public.rstrip("/")
+        scheme = "https" if scope.get("scheme") == "https" else "http"
+        return f"{scheme}://{headers.get('host', 'localhost')}"
+
+    async def _unauthorized(
+        self, scope: Scope, headers: dict[str, str], send: Send, exc: AuthError
+    ) -> None:
+        metadata = f"{self._base(scope, headers)}{METADATA_PATH}{scope['path']}"
+        challenge = f'Bearer resource_metadata="{metadata}"'
+        if headers.get("authorization") or headers.get("x-api-key"):
+            challenge += ', error="invalid_token"'
+        status = 403 if exc.status == 403 else 401
+        extra: Headers = [(b"www-authenticate", challenge.encode())]
+        await respond(send, status, _error_body(jsonrpc.INVALID_REQUEST, str(exc)), extra)
+
+    async def _metadata(self, scope: Scope, send: Send, resource_path: str) -> None:
+        """RFC 9728: the MCP endpoint as a protected resource, and the issuers of the
+        delegation tokens this region trusts as its authorization servers."""
+        headers = request_headers(scope)
+        if scope["method"] != "GET" or not self.serves(resource_path):
+            await respond(send, 404, _error_body(jsonrpc.INVALID_REQUEST, "no such resource"))
+            return
+        settings = self.runtime.settings
+        tools = self.runtime.packs.current.pack.tools
+        scopes = sorted({s for server in tools.servers for t in server.tools for s in t.scopes})
+        document = {
+            "resource": f"{self._base(scope, headers)}{resource_path}",
+            "authorization_servers": [issuer.issuer for issuer in settings.delegation_issuers],
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": scopes,
+            "resource_name": f"Cordon gateway ({settings.region})",
+        }
+        await respond_json(send, 200, document)
+
+    # -- POST: one message ------------------------------------------------------------
+
+    async def _post(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        identity: Identity,
+        server: str | None,
+    ) -> None:
+        if not headers.get("content-type", "").startswith("application/json"):
+            await respond(
+                send,
+                415,
+                _error_body(jsonrpc.INVALID_REQUEST, "Content-Type must be application/json"),
+            )
+            return
+        try:
+            body = await read_body(scope, receive, headers, self.runtime.settings.max_body_bytes)
+            message = jsonrpc.parse(body)
+        except BodyTooLargeError as exc:
+            await respond(send, 413, _error_body(jsonrpc.INVALID_REQUEST, str(exc)))
+            return
+        except JsonRpcError as exc:
+            await respond(send, 400, jsonrpc.error_response(exc))
+            return
+        except BadRequestError as exc:
+            await respond(send, 400, _error_body(jsonrpc.INVALID_REQUEST, str(exc)))
+            return
+        if isinstance(message, Request) and message.method == "initialize":
+            await self._initialize(send, identity, message)
+            return
+        ex = self._exchange(headers, identity, server)
+        if isinstance(ex, tuple):  # an unknown session (404) or revision (400)
+            await respond(send, *ex)
+            return
+        if isinstance(message, Notification):
+            self.service.notified(identity, message)
+            await respond(send, 202, b"", [(b"content-length", b"0")])
+        elif isinstance(message, Response):
+            if not self.service.answered(message):
+                log.info(
+                    "an agent's answer to %r found nothing waiting on this replica", message.id
+                )
+            await respond(send, 202, b"", [(b"content-length", b"0")])
+        elif self.service.streams(ex, message) and "text/event-stream" in headers.get("accept", ""):
+            await self._answer_as_stream(send, ex, message)
+        else:
+            await self._answer_as_json(send, ex, message)
+
+    def _exchange(
+        self, headers: dict[str, str], identity: Identity, server: str | None
+    ) -> Exchange | tuple[int, bytes]:
+        """The request's session and revision, or the refusal: an id that is not a
+        session of this caller is unknown (404: the client starts a new one)."""
+        session: Session | None = None
+        token = headers.get("mcp-session-id")
+        if token is not None:
+            session = Session.read(token, identity)
+            if session is None:
+                return 404, _error_body(jsonrpc.INVALID_REQUEST, "Session not found")
+        version = headers.get("mcp-protocol-version") or (
+            session.version if session else ASSUMED_VERSION
+        )
+        if version not in SERVED_VERSIONS:
+            message = f"Unsupported MCP-Protocol-Version {version!r}; served: "
+            return 400, _error_body(jsonrpc.INVALID_REQUEST, message + ", ".join(SERVED_VERSIONS))
+        return Exchange(identity, version, server, session)
+
+    async def _initialize(self, send: Send, identity: Identity, request: Request) -> None:
+        result, session = self.service.initialize(identity, request.params or {})
+        extra: Headers = [(b"mcp-session-id", session.token().encode())]
+        await respond(send, 200, jsonrpc.result_response(request.id, result), extra)
+
+    async def _answer_as_json(self, send: Send, ex: Exchange, request: Request) -> None:
+        try:
+            result = await self._serve(ex, request)
+        except JsonRpcError as exc:
+            await respond(send, 200, jsonrpc.error_response(exc))
+            return
+        await respond(send, 200, jsonrpc.result_response(request.id, result))
+
+    async def _serve(self, ex: Exchange, request: Request) -> dict[str, Any]:
+        """The result; a cancelled call (the agent's `notifications/cancelled`) is
+        answered with an error the agent ignores, as the specification asks."""
+        if self.runtime.in_flight >= self.runtime.settings.max_concurrent_calls:
+            raise JsonRpcError(
+                jsonrpc.INTERNAL_ERROR,
+                "too many calls in flight on this replica; try again shortly",
+                request.id,
+            )
+        self.runtime.in_flight += 1
+        try:
+            return await asyncio.shield(self._cancellable(ex, request))
+        finally:
+            self.runtime.in_flight -= 1
+
+    async def _cancellable(self, ex: Exchange, request: Request) -> dict[str, Any]:
+        task = asyncio.create_task(self.service.answer(ex, request))
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise JsonRpcError(-32800, "request cancelled", request.id) from None
+            raise
+
+    async def _answer_as_stream(self, send: Send, ex: Exchange, request: Request) -> None:
+        start: Headers = [
+            EVENT_STREAM,
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": start})
+
+        async def emit(message: Message) -> None:
+            await send({"type": "http.response.body", "body": _sse(message), "more_body": True})
+
+        ex.emit = emit
+        try:
+            answer: Message = Response(request.id, result=await self._serve(ex, request))
+        except JsonRpcError as exc:
+            answer = Response(
+                request.id, error=jsonrpc.ErrorObject(exc.rpc_code, str(exc), exc.data)
+            )
+        await send({"type": "http.response.body", "body": _sse(answer), "more_body": False})
+
+    # -- GET: the agent's stream --------------------------------------------------------
+
+    async def _stream(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        identity: Identity,
+        server: str | None,
+    ) -> None:
+        if "text/event-stream" not in headers.get("accept", ""):
+            await respond(
+                send,
+                406,
+                _error_body(jsonrpc.INVALID_REQUEST, "Accept must include text/event-stream"),
+            )
+            return
+        ex = self._exchange(headers, identity, server)
+        if isinstance(ex, tuple):
+            await respond(send, *ex)
+            return
+        start: Headers = [
+            EVENT_STREAM,
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": start})
+        watch = asyncio.create_task(self._watch_changes(ex, send))
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watch
+
+    async def _watch_changes(self, ex: Exchange, send: Send) -> None:
+        """`notifications/tools/list_changed` whenever the tools this caller may call
+        are no longer those it could when the stream opened (or last told)."""
+        seen = await self._visible_names(ex)
+        idle = 0.0
+        while True:
+            await asyncio.sleep(CHANGES_EVERY_S)
+            idle += CHANGES_EVERY_S
+            now = await self._visible_names(ex)
+            if now != seen:
+                seen = now
+                idle = 0.0
+                changed = Notification("notifications/tools/list_changed")
+                await send({"type": "http.response.body", "body": _sse(changed), "more_body": True})
+            elif idle >= KEEPALIVE_S:
+                idle = 0.0
+                await send(
+                    {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
+                )
+
+    async def _visible_names(self, ex: Exchange) -> frozenset[tuple[str, str, str]]:
+        try:
+            shown = await self.service.visible(ex, fresh=False)
+        except JsonRpcError:
+            return frozenset()
+        return frozenset((s.name, t.definition["name"], t.digest) for s, t in shown)
+
+    async def close(self) -> None:
+        await self.service.catalog.close()

@@ -1,0 +1,662 @@
+"""What the gateway answers an agent's MCP requests with, whatever carried them.
+
+`/mcp/<server>` fronts one tool server the pack declares; `/mcp` serves the union
+of them, each tool named `<server>__<tool>` (a server's name never holds `__`).
+One decision (`gateway.policy.tools.decide`) makes both `tools/list` (a tool the
+caller may not call is not listed) and `tools/call` (it is refused, answered
+exactly like a tool that does not exist, and recorded). Arguments pass the input
+rules before the tool sees them; results, resources, prompts and log lines the
+output rules before the agent does; definitions both. A server's resources and
+prompts are served to the callers who may call one of its tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from cordon.errors import JsonRpcError, OutputBlockedError, RecordCommitError, ToolServerError
+from cordon.ids import uuid7
+from cordon.packs import Pack
+from cordon.packs.tools import ToolGrant, ToolServer
+from gateway import metrics, policy
+from gateway.identity import Identity
+from gateway.mcp import content, jsonrpc
+from gateway.mcp.catalog import Catalog, Listed, refuse_request
+from gateway.mcp.evidence import ToolCall, digest
+from gateway.mcp.jsonrpc import Message, Notification, Request, Response
+from gateway.mcp.limits import RateLimits
+from gateway.mcp.session import Session, caller_key
+from gateway.mcp.upstream import Upstream
+from gateway.policy import Decision, Outcome
+from gateway.policy.tools import decide
+from gateway.runtime import Runtime
+
+__all__ = ["SEPARATOR", "Exchange", "McpService"]
+
+log = logging.getLogger("cordon.gateway.mcp")
+SEPARATOR = "__"
+SERVER_INFO = {"name": "cordon-gateway", "version": "1"}
+CAPABILITIES = {"tools": {"listChanged": True}, "resources": {}, "prompts": {}}
+ANSWER_WITHIN_S = 300.0  # an agent's answer to a server's request (sampling, elicitation)
+# Codes of the gateway's own refusals, in JSON-RPC's range for servers: each answer
+# also says the record that names it (`data.record`).
+BLOCKED = -32010
+RATE_LIMITED = -32011
+TIMED_OUT = -32012
+UNAVAILABLE = -32013
+NOT_RECORDED = -32014
+CANCELLED = -32800
+
+Emit = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class Exchange:
+    """One request of an agent: who, through which endpoint, and where to send what
+    relates to it before its answer (its SSE stream; None when answered as JSON)."""
+
+    identity: Identity
+    version: str
+    scope: str | None  # the server of /mcp/<server>; None for the union at /mcp
+    session: Session | None = None
+    emit: Emit | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return "/mcp" if self.scope is None else f"/mcp/{self.scope}"
+
+
+def refusal(code: int, message: str, request_id: Any = None, **data: Any) -> JsonRpcError:
+    return JsonRpcError(code, message, request_id, data or None)
+
+
+@dataclass
+class McpService:
+    runtime: Runtime
+    catalog: Catalog = field(init=False)
+    limits: RateLimits = field(default_factory=RateLimits)
+    _in_flight: dict[tuple[str, Any], asyncio.Task[Any]] = field(default_factory=dict)
+    _awaiting: dict[str, asyncio.Future[Response]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.catalog = Catalog(self.runtime)
+
+    # -- the lifecycle -------------------------------------------------------------
+
+    def initialize(
+        self, identity: Identity, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], Session]:
+        from gateway.mcp.session import negotiate
+
+        version = negotiate(params.get("protocolVersion"))
+        session = Session.opened(version, identity, params.get("capabilities"))
+        result = {
+            "protocolVersion": version,
+            "capabilities": CAPABILITIES,
+            "serverInfo": SERVER_INFO,
+        }
+        return result, session
+
+    async def answer(self, ex: Exchange, request: Request) -> dict[str, Any]:
+        """The result of `request`; `JsonRpcError` for an error answer."""
+        handler = self._handlers().get(request.method)
+        if handler is None:
+            raise JsonRpcError(jsonrpc.METHOD_NOT_FOUND, "Method not found", request.id)
+        params = request.params or {}
+        key = (caller_key(ex.identity), request.id)
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight[key] = task
+        try:
+            return await handler(ex, request.id, params)
+        except asyncio.CancelledError:
+            raise
+        finally:
+            if self._in_flight.get(key) is task:
+                self._in_flight.pop(key, None)
+
+    def _handlers(
+        self,
+    ) -> dict[str, Callable[[Exchange, Any, dict[str, Any]], Awaitable[dict[str, Any]]]]:
+        return {
+            "ping": self._ping,
+            "tools/list": self.list_tools,
+            "tools/call": self.call_tool,
+            "resources/list": self._list_resources,
+            "resources/templates/list": self._list_templates,
+            "resources/read": self._read_resource,
+            "prompts/list": self._list_prompts,
+            "prompts/get": self._get_prompt,
+        }
+
+    async def _ping(self, ex: Exchange, request_id: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def notified(self, identity: Identity, notification: Notification) -> None:
+        """An agent's notification: a cancellation stops its call here (and upstream)."""
+        if notification.method != "notifications/cancelled":
+            return
+        request_id = (notification.params or {}).get("requestId")
+        task = self._in_flight.get((caller_key(identity), request_id))
+        if task is not None:
+            task.cancel()
+
+    def answered(self, response: Response) -> bool:
+        """An agent's answer to a server's request relayed to it; False if none waits
+        for it on this replica."""
+        waiting = self._awaiting.get(str(response.id))
+        if waiting is None or waiting.done():
+            return False
+        waiting.set_result(response)
+        return True
+
+    # -- tools --------------------------------------------------------------------
+
+    def streams(self, ex: Exchange, request: Request) -> bool:
+        """Whether `request` is answered as an event stream: it asked for progress, or
+        the server it calls may send the agent requests of its own."""
+        params = request.params or {}
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and "progressToken" in meta:
+            return True
+        if request.method != "tools/call" or not isinstance(params.get("name"), str):
+            return False
+        server = self.runtime.packs.current.pack.tools.server(self._named(ex, params["name"])[0])
+        return server is not None and bool(server.allow_requests)
+
+    def servers(self, ex: Exchange) -> list[ToolServer]:
+        """The servers `ex` reaches: its one, or every server the pack declares."""
+        tools = self.runtime.packs.current.pack.tools
+        if ex.scope is None:
+            return list(tools.servers)
+        server = tools.server(ex.scope)
+        return [server] if server is not None else []
+
+    async def visible(self, ex: Exchange, fresh: bool) -> list[tuple[ToolServer, Listed]]:
+        """Every tool the caller may call now, as its server lists it."""
+        pack = self.runtime.packs.current.pack
+        servers = self.servers(ex)
+        listings = await asyncio.gather(
+            *(self.catalog.listing(s, fresh) for s in servers), return_exceptions=True
+        )
+        shown: list[tuple[ToolServer, Listed]] = []
+        for server, listing in zip(servers, listings, strict=True):
+            if isinstance(listing, BaseException):
+                if ex.scope is not None:
+                    raise refusal(UNAVAILABLE, f"tool server {server.name!r} is unavailable")
+                log.warning("tool server %s left out of the union: %s", server.name, listing)
+                continue
+            for name, listed in listing.items():
+                if decide(pack.tools, ex.identity, server.name, name, listed.digest).allowed:
+                    shown.append((server, listed))
+        return shown
+
+    async def list_tools(
+        self, ex: Exchange, request_id: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        pack = self.runtime.packs.current.pack
+        words = policy.output_policy(pack, None, both_ways=True)
+        tools = []
+        for server, listed in await self.visible(ex, fresh=True):
+            definition = dict(listed.definition)
+            if words is not None:
+                try:
+                    definition = content.map_definition(definition, words)
+                except OutputBlockedError as exc:
+                    log.warning(
+                        "tool %s of %s hidden: rule %s",
+                        definition["name"],
+                        server.name,
+                        exc.rule_id,
+                    )
+                    continue
+            if ex.scope is None:
+                definition["name"] = f"{server.name}{SEPARATOR}{definition['name']}"
+            tools.append(definition)
+        return {"tools": tools}
+
+    def _named(self, ex: Exchange, name: str) -> tuple[str, str]:
+        """The server and the tool a name in `ex`'s endpoint means."""
+        if ex.scope is not None:
+            return ex.scope, name
+        server, separator, tool = name.partition(SEPARATOR)
+        return (server, tool) if separator else ("", name)
+
+    async def call_tool(
+        self, ex: Exchange, request_id: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        name, arguments = params.get("name"), params.get("arguments") or {}
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            raise JsonRpcError(
+                jsonrpc.INVALID_PARAMS, "tools/call needs a name and object arguments", request_id
+            )
+        active = self.runtime.packs.current
+        server_name, tool_name = self._named(ex, name)
+        server = active.pack.tools.server(server_name)
+        grant = server.grant(tool_name) if server is not None else None
+        call = ToolCall(
+            self.runtime,
+            ex.identity,
+            active,
+            ex.endpoint,
+            server_name,
+            tool_name,
+            server_declared=server is not None,
+            declared=grant is not None,
+        )
+        call.arguments_digest = digest(arguments)
+        if server is None or grant is None or grant.digest is None:
+            await self._refuse_unknown(call, name, request_id, "")
+        assert server is not None and grant is not None
+        try:
+            listed = (await self.catalog.listing(server)).get(tool_name)
+        except ToolServerError as exc:
+            await self._fail(
+                call,
+                "upstream_unavailable",
+                "tool_server_unavailable",
+                UNAVAILABLE,
+                str(exc),
+                request_id,
+            )
+        await self._refuse_unknown(call, name, request_id, listed.digest if listed else "")
+        return await self._admitted(ex, call, server, grant, arguments, params, request_id)
+
+    async def _refuse_unknown(
+        self, call: ToolCall, name: str, request_id: Any, current: str
+    ) -> None:
+        """Refuse (and record) a tool the caller may not call, as if it did not exist:
+        the answer says nothing of what the pack declares. Returns if it may."""
+        pack = call.active.pack
+        access = decide(pack.tools, call.identity, call.server, call.tool, current)
+        if access.allowed:
+            return
+        call.decision.fired(f"tools:{access.reason}", "block")
+        await self._fail(
+            call,
+            "block",
+            access.reason,
+            jsonrpc.INVALID_PARAMS,
+            f"Unknown tool: {name}",
+            request_id,
+        )
+
+    async def _fail(
+        self, call: ToolCall, outcome: Outcome, error: str, code: int, message: str, request_id: Any
+    ) -> NoReturn:
+        """Record the call's outcome, then raise the agent's JSON-RPC error."""
+        data: dict[str, Any] = {"record": call.record_id}
+        try:
+            await call.commit(outcome, error)
+        except RecordCommitError as exc:
+            log.error("record %s of a refused tool call not committed: %s", call.record_id, exc)
+            data = {}
+        raise refusal(code, message, request_id, **data)
+
+    async def _admitted(
+        self,
+        ex: Exchange,
+        call: ToolCall,
+        server: ToolServer,
+        grant: ToolGrant,
+        arguments: dict[str, Any],
+        params: dict[str, Any],
+        request_id: Any,
+    ) -> dict[str, Any]:
+        pack = call.active.pack
+        if grant.rate is not None and not self.limits.take(
+            (caller_key(ex.identity), server.name, grant.name), grant.rate
+        ):
+            await self._fail(
+                call,
+                "block",
+                "rate_limited",
+                RATE_LIMITED,
+                f"rate limit of {grant.name!r} reached; try again shortly",
+                request_id,
+            )
+        outbound = self._checked_arguments(call, pack, arguments)
+        if call.decision.blocked_by is not None:
+            message = f"blocked by policy rule {call.decision.blocked_by}"
+            await self._fail(
+                call, "block", "content_policy_violation", BLOCKED, message, request_id
+            )
+        call.arguments = outbound if pack.record_content == "redacted" else arguments
+        call.arguments_digest = digest(outbound)
+        if not call.can_record():
+            await self._fail(
+                call,
+                "error",
+                "record_commit_failed",
+                NOT_RECORDED,
+                "the intent record could not be committed, so the tool was not called",
+                request_id,
+            )
+        try:
+            await call.commit_intent()
+        except RecordCommitError:
+            metrics.TOOL_CALLS.labels(server.name, grant.name, "commit_failed").inc()
+            raise refusal(
+                NOT_RECORDED,
+                "the intent record could not be committed, so the tool was not called",
+                request_id,
+            ) from None
+        return await self._forward(ex, call, server, grant, outbound, params, request_id)
+
+    def _checked_arguments(
+        self, call: ToolCall, pack: Pack, arguments: dict[str, Any]
+    ) -> dict[str, Any]:
+        payload = policy.apply_input(
+            pack, content.Arguments(), {"arguments": arguments}, call.identity, call.decision
+        )
+        outbound = payload.get("arguments")
+        return outbound if isinstance(outbound, dict) else {}
+
+    async def _forward(
+        self,
+        ex: Exchange,
+        call: ToolCall,
+        server: ToolServer,
+        grant: ToolGrant,
+        outbound: dict[str, Any],
+        params: dict[str, Any],
+        request_id: Any,
+    ) -> dict[str, Any]:
+        forwarded: dict[str, Any] = {"name": grant.name, "arguments": outbound}
+        relay = Relay(self, ex, call, server, params)
+        if relay.minted is not None:
+            forwarded["_meta"] = {**(params.get("_meta") or {}), "progressToken": relay.minted}
+        started = time.perf_counter()
+        try:
+            upstream = await self.catalog.upstream(server)
+            async with asyncio.timeout(grant.timeout_s):
+                result = await upstream.request(
+                    "tools/call", forwarded, within_s=grant.timeout_s + 1, on_message=relay.take
+                )
+        except TimeoutError:
+            call.upstream_ms = (time.perf_counter() - started) * 1000
+            await self._fail(
+                call,
+                "upstream_unavailable",
+                "timeout",
+                TIMED_OUT,
+                f"tool {grant.name!r} did not answer within {grant.timeout_s:g} s",
+                request_id,
+            )
+        except ToolServerError as exc:
+            call.upstream_ms = (time.perf_counter() - started) * 1000
+            if exc.rpc_code is None:
+                await self._fail(
+                    call,
+                    "upstream_unavailable",
+                    "tool_server_unavailable",
+                    UNAVAILABLE,
+                    f"tool server {server.name!r} is unavailable",
+                    request_id,
+                )
+            await self._protocol_error(call, exc, request_id)
+        except asyncio.CancelledError:
+            call.upstream_ms = (time.perf_counter() - started) * 1000
+            with contextlib.suppress(RecordCommitError):
+                await asyncio.shield(call.commit("cancelled", "cancelled_by_agent"))
+            raise
+        call.upstream_ms = (time.perf_counter() - started) * 1000
+        metrics.TOOL_UPSTREAM.labels(server.name).observe(call.upstream_ms / 1000)
+        return await self._release(call, result, request_id)
+
+    async def _protocol_error(
+        self, call: ToolCall, exc: ToolServerError, request_id: Any
+    ) -> NoReturn:
+        """The tool server's JSON-RPC error, its message through the output rules."""
+        message = str(exc)
+        apply = policy.output_policy(call.active.pack, call.decision)
+        try:
+            message = apply(message) if apply is not None else message
+        except OutputBlockedError:
+            message = "the tool server's error was withheld by policy"
+        assert exc.rpc_code is not None
+        await self._fail(
+            call, "protocol_error", f"rpc_{exc.rpc_code}", exc.rpc_code, message, request_id
+        )
+
+    async def _release(
+        self, call: ToolCall, result: dict[str, Any], request_id: Any
+    ) -> dict[str, Any]:
+        """The result through the output rules, recorded, then released."""
+        call.result_digest = digest(result)
+        released = result
+        apply = policy.output_policy(call.active.pack, call.decision)
+        if apply is not None:
+            try:
+                released = content.map_released(result, apply)
+            except OutputBlockedError as exc:
+                call.decision.fired(exc.rule_id, "block")
+                await self._fail(
+                    call,
+                    "block",
+                    "content_policy_violation",
+                    BLOCKED,
+                    f"the tool's result was withheld: blocked by policy rule {exc.rule_id}",
+                    request_id,
+                )
+        outcome: Outcome | None = "tool_error" if result.get("isError") is True else None
+        call.released = released if call.active.pack.record_content == "redacted" else result
+        try:
+            await call.commit(outcome)
+        except RecordCommitError:
+            raise refusal(
+                NOT_RECORDED,
+                "the tool ran, but its record could not be committed: the result is withheld",
+                request_id,
+                intent=call.intent_id,
+            ) from None
+        return released
+
+    # -- resources and prompts ------------------------------------------------------
+
+    async def _reachable(self, ex: Exchange) -> list[ToolServer]:
+        """Servers whose resources and prompts the caller may see: one of its tools."""
+        shown = await self.visible(ex, fresh=False)
+        names = {server.name for server, _ in shown}
+        return [s for s in self.servers(ex) if s.name in names]
+
+    async def _gathered(self, ex: Exchange, method: str, key: str, rename: str) -> dict[str, Any]:
+        items: list[Any] = []
+        for server in await self._reachable(ex):
+            try:
+                upstream = await self.catalog.upstream(server)
+                page = await upstream.request(method, within_s=10.0)
+            except ToolServerError as exc:
+                log.warning("%s of %s left out: %s", method, server.name, exc)
+                continue
+            for item in page.get(key) or []:
+                if (
+                    isinstance(item, dict)
+                    and isinstance(item.get(rename), str)
+                    and ex.scope is None
+                ):
+                    item = {**item, rename: f"{server.name}{SEPARATOR}{item[rename]}"}
+                items.append(item)
+        words = policy.output_policy(self.runtime.packs.current.pack, None, both_ways=True)
+        if words is not None:
+            with contextlib.suppress(OutputBlockedError):
+                return {key: content.map_definition(items, words)}
+            return {key: []}
+        return {key: items}
+
+    async def _list_resources(
+        self, ex: Exchange, request_id: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self._gathered(ex, "resources/list", "resources", "uri")
+
+    async def _list_templates(
+        self, ex: Exchange, request_id: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self._gathered(
+            ex, "resources/templates/list", "resourceTemplates", "uriTemplate"
+        )
+
+    async def _list_prompts(
+        self, ex: Exchange, request_id: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self._gathered(ex, "prompts/list", "prompts", "name")
+
+    async def _addressed(self, ex: Exchange, value: Any, request_id: Any) -> tuple[Upstream, str]:
+        """The connection and the server's own name for a resource URI or a prompt."""
+        if not isinstance(value, str):
+            raise JsonRpcError(jsonrpc.INVALID_PARAMS, "a name or uri is needed", request_id)
+        server_name, own = self._named(ex, value)
+        for server in await self._reachable(ex):
+            if server.name == server_name:
+                try:
+                    return await self.catalog.upstream(server), own
+                except ToolServerError:
+                    raise refusal(
+                        UNAVAILABLE, f"tool server {server_name!r} is unavailable", request_id
+                    ) from None
+        raise JsonRpcError(jsonrpc.INVALID_PARAMS, f"Unknown: {value}", request_id)
+
+    async def _read_resource(
+        self, ex: Exchange, request_id: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        upstream, uri = await self._addressed(ex, params.get("uri"), request_id)
+        return await self._relayed(upstream, "resources/read", {**params, "uri": uri}, request_id)
+
+    async def _get_prompt(
+        self, ex: Exchange, request_id: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        upstream, name = await self._addressed(ex, params.get("name"), request_id)
+        pack = self.runtime.packs.current.pack
+        decision = Decision()
+        payload = policy.apply_input(
+            pack,
+            content.Arguments(),
+            {"arguments": params.get("arguments") or {}},
+            ex.identity,
+            decision,
+        )
+        if decision.blocked_by is not None:
+            raise refusal(BLOCKED, f"blocked by policy rule {decision.blocked_by}", request_id)
+        forwarded = {**params, "name": name, "arguments": payload.get("arguments")}
+        return await self._relayed(upstream, "prompts/get", forwarded, request_id)
+
+    async def _relayed(
+        self, upstream: Upstream, method: str, params: dict[str, Any], request_id: Any
+    ) -> dict[str, Any]:
+        try:
+            result = await upstream.request(method, params, within_s=30.0)
+        except ToolServerError as exc:
+            code = exc.rpc_code if exc.rpc_code is not None else UNAVAILABLE
+            raise refusal(code, str(exc), request_id) from None
+        apply = policy.output_policy(self.runtime.packs.current.pack, None)
+        if apply is None:
+            return result
+        try:
+            released = content.map_released(result, apply)
+        except OutputBlockedError as exc:
+            raise refusal(
+                BLOCKED, f"withheld: blocked by policy rule {exc.rule_id}", request_id
+            ) from None
+        return released if isinstance(released, dict) else {}
+
+    # -- what a server sends during a call -----------------------------------------
+
+    async def ask_agent(self, ex: Exchange, request: Request) -> Response:
+        """Relay a server's request to the agent on its call's stream; its answer."""
+        assert ex.emit is not None
+        minted = f"cordon-{uuid7()}"
+        waiting: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._awaiting[minted] = waiting
+        try:
+            await ex.emit(Request(minted, request.method, request.params))
+            async with asyncio.timeout(ANSWER_WITHIN_S):
+                answer = await waiting
+        finally:
+            self._awaiting.pop(minted, None)
+        return Response(request.id, answer.result, answer.error)
+
+
+class Relay:
+    """What a tool server sends while one call runs: progress for the agent's token,
+    log lines through the output rules, and its requests to the agent — relayed only
+    if the pack allows that kind for this server and the agent offered it, refused
+    otherwise; recorded either way."""
+
+    def __init__(
+        self,
+        service: McpService,
+        ex: Exchange,
+        call: ToolCall,
+        server: ToolServer,
+        params: dict[str, Any],
+    ) -> None:
+        self.service, self.ex, self.call, self.server = service, ex, call, server
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        self.token = token
+        self.minted = f"cordon-{uuid7()}" if token is not None and ex.emit is not None else None
+
+    async def take(self, message: Request | Notification) -> None:
+        if isinstance(message, Request):
+            await self._server_request(message)
+            return
+        if self.ex.emit is None:
+            return
+        params = dict(message.params or {})
+        if message.method == "notifications/progress":
+            if self.minted is None or params.get("progressToken") != self.minted:
+                return
+            params["progressToken"] = self.token
+        apply = policy.output_policy(self.call.active.pack, None)
+        if apply is not None:
+            try:
+                params = content.map_released(params, apply)
+            except OutputBlockedError:
+                return  # a log line or progress message a block rule withholds
+        await self.ex.emit(Notification(message.method, params))
+
+    async def _server_request(self, request: Request) -> None:
+        upstream = await self.service.catalog.upstream(self.server)
+        kind = request.method.split("/", 1)[0]
+        offered = self.ex.session is not None and kind in self.ex.session.capabilities
+        record = ToolCall(
+            self.call.runtime,
+            self.call.identity,
+            self.call.active,
+            self.call.endpoint,
+            self.call.server,
+            self.call.tool,
+            self.call.server_declared,
+            self.call.declared,
+            method=request.method,
+        )
+        record.arguments_digest = digest(request.params or {})
+        if kind not in self.server.allow_requests or not offered or self.ex.emit is None:
+            why = (
+                "the pack does not allow it"
+                if kind not in self.server.allow_requests
+                else "the agent cannot answer it here"
+            )
+            record.decision.fired(f"tools:{kind}_not_allowed", "block")
+            await refuse_request(upstream, request, why)
+            with contextlib.suppress(RecordCommitError):
+                await record.commit("block", f"{kind}_refused")
+            return
+        try:
+            answer = await self.service.ask_agent(self.ex, request)
+        except TimeoutError:
+            await refuse_request(upstream, request, "the agent did not answer")
+            with contextlib.suppress(RecordCommitError):
+                await record.commit("error", "agent_timeout")
+            return
+        record.result_digest = digest(answer.result or {})
+        with contextlib.suppress(RecordCommitError):
+            await record.commit("allow" if answer.error is None else "error")
+        with contextlib.suppress(ToolServerError):
+            await upstream.respond(answer)

@@ -1,0 +1,50 @@
+"""An agent's side of MCP, as the tests play it: the official `mcp` SDK's client
+(`ClientSession` over its Streamable HTTP transport) with a gateway credential, and
+the pack section that pins the dev tool server's current definitions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx2
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from cordon.packs.tools import tool_digest
+from cordon_dev import tool_server
+
+
+@contextlib.asynccontextmanager
+async def agent_session(
+    url: str, headers: Mapping[str, str], **options: Any
+) -> AsyncIterator[ClientSession]:
+    """An initialized MCP session with the endpoint at `url`, sending `headers`."""
+    async with (
+        httpx2.AsyncClient(headers=dict(headers), timeout=30.0) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write, **options) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+async def dev_tool_definitions() -> list[dict[str, Any]]:
+    """The dev tool server's tools as `tools/list` lists them on the wire."""
+    listed = await tool_server.build().list_tools()
+    return [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in listed]
+
+
+async def dev_tools_section(
+    where: Mapping[str, Any], allow: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A pack's `tools:` declaring the dev tool server at `where` (`url:` or
+    `command:`), every tool pinned to its current digest; `allow` per tool name."""
+    grants = []
+    for definition in await dev_tool_definitions():
+        grant: dict[str, Any] = {"name": definition["name"], "digest": tool_digest(definition)}
+        if allow and definition["name"] in allow:
+            grant["allow"] = dict(allow[definition["name"]])
+        grants.append(grant)
+    return {"servers": [{"name": "dev-tools", **where, "tools": grants}]}
