@@ -10,6 +10,7 @@ from typing import Any
 import nats
 import openai
 import pytest
+from mcp.shared.exceptions import MCPError
 from nats.js.api import ConsumerConfig
 
 from cordon.log import merkle
@@ -22,8 +23,10 @@ from tests.helpers import (
     eventually,
     gateway_sdk,
     nats_as,
+    recent_records,
     sdk_chat,
 )
+from tests.mcp_agent import agent_session
 
 # A summary reaches the central view once the region's next checkpoint settles it:
 # about a second, more on a loaded 2-core test machine.
@@ -182,3 +185,40 @@ async def test_the_central_view_tracks_each_regions_signed_log(endpoints: dict[s
         endpoints, endpoints["aggregator"] + "/v1/summaries", params={"limit": 1000}
     ).json()["items"]
     assert all(s["region"] in ("eu-west", "us-east") for s in summaries)
+
+
+async def test_a_tool_calls_arguments_results_and_undeclared_names_stay_in_the_region(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    """A tool call's intent and decision are in the region's log, with its arguments;
+    central learns the server and tool only as the pack declares them (`undeclared`
+    for a name the agent typed), and never the arguments or the result."""
+    marker = uuid.uuid4().hex
+    gateway = endpoints["gateways"]["eu-west"]
+    key = {"authorization": f"Bearer {endpoints['api_key']}"}
+    async with agent_session(f"{gateway}/mcp", key) as agent:
+        echoed = await agent.call_tool("dev-tools__echo", {"text": f"argument {marker}"})
+        with pytest.raises(MCPError) as undeclared:
+            await agent.call_tool(f"dev-tools__lookup_{marker}", {})
+    assert echoed.content[0].text == f"argument {marker}"  # type: ignore[union-attr]
+    assert f"argument {marker}" in stack.processes["tool-server"].log_path.read_text()
+    record_id = str((echoed.meta or {})["cordon/record"])
+    refused_id = str(undeclared.value.data["record"])
+
+    records = {r["id"]: r for r in await recent_records(endpoints, "eu-west", 50)}
+    decision, refused = records[record_id], records[refused_id]
+    intent = records[decision["intent"]]
+    assert intent["kind"] == "intent" and intent["replica_seq"] < decision["replica_seq"]
+    assert decision["tool"]["name"] == "echo" and decision["outcome"] == "allow"
+    assert decision["content"]["arguments"] == {"text": f"argument {marker}"}
+    assert refused["outcome"] == "block" and refused["rules"] == ["tools:undeclared_tool"]
+
+    summary = eventually(lambda: _summary(endpoints, record_id), timeout=CENTRAL_VIEW_S)
+    assert (summary["tool_server"], summary["tool"]) == ("dev-tools", "echo")
+    blocked = eventually(lambda: _summary(endpoints, refused_id), timeout=CENTRAL_VIEW_S)
+    assert (blocked["tool_server"], blocked["tool"]) == ("dev-tools", "undeclared")
+    central_store = Path(stack.root) / "run" / "nats" / "central"
+    state = Path(stack.root) / "state"
+    for path in [*central_store.rglob("*"), *state.glob("aggregator.sqlite3*")]:
+        if path.is_file():
+            assert marker.encode() not in path.read_bytes(), path

@@ -76,6 +76,14 @@ def refusal(code: int, message: str, request_id: Any = None, **data: Any) -> Jso
     return JsonRpcError(code, message, request_id, data or None)
 
 
+RECORD_KEY = "cordon/record"  # in a result's `_meta`: the record that names the call
+
+
+def receipt(call: ToolCall, seq: int | None) -> dict[str, Any]:
+    """The record of a call, for the agent to quote (`seq` None: spooled, fail-open)."""
+    return {RECORD_KEY: call.record_id, f"{RECORD_KEY}-seq": seq}
+
+
 @dataclass
 class McpService:
     runtime: Runtime
@@ -448,7 +456,7 @@ class McpService:
         outcome: Outcome | None = "tool_error" if result.get("isError") is True else None
         call.released = released if call.active.pack.record_content == "redacted" else result
         try:
-            await call.commit(outcome)
+            seq = await call.commit(outcome)
         except RecordCommitError:
             raise refusal(
                 NOT_RECORDED,
@@ -456,7 +464,7 @@ class McpService:
                 request_id,
                 intent=call.intent_id,
             ) from None
-        return released
+        return {**released, "_meta": {**(released.get("_meta") or {}), **receipt(call, seq)}}
 
     # -- resources and prompts ------------------------------------------------------
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import jwt
 import openai
 import pytest
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cordon_dev.procs import wait_for_http
 from cordon_dev.stack import DevStack
 from tests.helpers import sdk_chat, stored_record
+from tests.mcp_agent import agent_session
 
 ISSUER = "https://idp.example.test"
 AUDIENCE = "cordon-eu-west"
@@ -127,3 +129,27 @@ def test_bad_tokens_get_401(gateway: str, bearer: Any, reason: str) -> None:
 
 def test_api_keys_still_work_beside_tokens(gateway: str, endpoints: dict[str, Any]) -> None:
     assert ask(gateway, endpoints["api_key"]).parse().choices[0].message.content.startswith("echo:")
+
+
+async def test_the_mcp_endpoint_takes_the_same_tokens_and_names_their_issuer(
+    gateway: str, endpoints: dict[str, Any]
+) -> None:
+    """An agent's tool calls: the region's delegation tokens work; a token for another
+    region (its audience) is refused with the challenge MCP clients follow, whose
+    metadata names the issuer this region trusts."""
+    async with agent_session(
+        f"{gateway}/mcp/dev-tools", {"authorization": f"Bearer {token()}"}
+    ) as agent:
+        echoed = await agent.call_tool("echo", {"text": "on behalf of alice"})
+    assert echoed.content[0].text == "on behalf of alice"  # type: ignore[union-attr]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    elsewhere = {"authorization": f"Bearer {token(aud='cordon-us-east')}"}
+    refused = httpx.post(f"{gateway}/mcp/dev-tools", json=body, headers=elsewhere)
+    assert refused.status_code == 401 and "another audience" in refused.json()["error"]["message"]
+    challenge = refused.headers["www-authenticate"]
+    assert (
+        challenge.startswith('Bearer resource_metadata="') and 'error="invalid_token"' in challenge
+    )
+    metadata = httpx.get(challenge.split('"')[1]).json()
+    assert metadata["resource"] == f"{gateway}/mcp/dev-tools"
+    assert metadata["authorization_servers"] == [ISSUER]

@@ -15,10 +15,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from cordon.nats import subjects
 from cordon_dev.procs import wait_for_http
 from cordon_dev.stack import DevStack
+from gateway.mcp.service import NOT_RECORDED
 from tests.helpers import (
     authed_get,
     central_summary,
@@ -29,6 +31,7 @@ from tests.helpers import (
     published_revision,
     stored_record,
 )
+from tests.mcp_agent import agent_session
 
 AUDIT = (sys.executable, "-m", "cordon_cli", "audit")
 
@@ -54,6 +57,20 @@ def _in_central_view(endpoints: dict[str, Any], record_id: str) -> bool:
     return central_summary(endpoints, record_id, "eu-west") is not None
 
 
+async def _a_tool_is_never_called_while_nats_is_down(
+    stack: DevStack, endpoints: dict[str, Any]
+) -> None:
+    """No intent record can be committed, so the tool is not called: the agent gets a
+    clear JSON-RPC error and the tool server never sees the arguments."""
+    marker = f"tool call during the outage {uuid.uuid4().hex}"
+    key = {"authorization": f"Bearer {endpoints['api_key']}"}
+    async with agent_session(endpoints["mcp"]["eu-west"]["dev-tools"], key) as agent:
+        with pytest.raises(MCPError) as caught:
+            await agent.call_tool("echo", {"text": marker})
+    assert caught.value.code == NOT_RECORDED and "not called" in caught.value.message
+    assert marker not in stack.processes["tool-server"].log_path.read_text()
+
+
 @pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_regional_nats_outage_fails_closed_then_recovers(
     stack: DevStack, endpoints: dict[str, Any]
@@ -71,6 +88,7 @@ async def test_regional_nats_outage_fails_closed_then_recovers(
         assert isinstance(error, dict) and error["code"] == "record_commit_failed"
         assert refused not in caught.value.response.text  # no model output escaped
         assert httpx.get(endpoints["gateways"]["eu-west"] + "/readyz").status_code == 503
+        await _a_tool_is_never_called_while_nats_is_down(stack, endpoints)
         # the other region is not affected
         other = openai.OpenAI(
             base_url=endpoints["gateways"]["us-east"] + "/v1",
