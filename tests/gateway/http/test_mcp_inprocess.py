@@ -7,6 +7,7 @@ tests/gateway/mcp/test_mcp_stack.py)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from cordon.packs.tools import tool_digest
 from cordon_dev import tool_server
-from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop, wait_for
 from tests.mcp_agent import agent_session, dev_tools_section
 
 pytestmark = [
@@ -82,6 +83,14 @@ def others() -> MCPServer:
             await ctx.report_progress(i + 1, n, f"step {i + 1}")
         return "done"
 
+    @server.resource("note://customer", description="What we know of the customer.")
+    def note() -> str:
+        return f"Prefers email: {EMAIL}"
+
+    @server.prompt(description="A greeting to send.")
+    def greet(name: str) -> str:
+        return f"Write to {name} at {EMAIL}"
+
     @server.tool(description="Takes its time.")
     async def sleepy(seconds: float = 5.0) -> str:
         await asyncio.sleep(seconds)
@@ -109,6 +118,8 @@ async def others_section(url: str, **server: Any) -> dict[str, Any]:
     for grant in grants:
         if grant["name"] == "sleepy":
             grant["timeout_s"] = 0.3
+        if grant["name"] == "touch":
+            grant["rate"] = {"calls": 2, "per_s": 60}
     return {"name": "others", "url": url, "tools": grants, **server}
 
 
@@ -354,3 +365,69 @@ async def test_the_tool_is_not_called_when_no_record_can_be_committed(
             await agent.call_tool("touch", {"mark": "no-record"})
     assert unrecorded.value.code == -32014 and "not called" in unrecorded.value.message
     assert "no-record" not in TOUCHED and decisions(gateway, "touch") == []
+
+
+async def test_a_tools_rate_limit_is_answered_and_recorded(
+    gw: tuple[InProcessGateway, str],
+) -> None:
+    gateway, url = gw
+    async with agent_session(f"{url}/mcp/others", gateway.auth) as agent:
+        for n in range(2):
+            await agent.call_tool("touch", {"mark": f"within-{n}"})
+        with pytest.raises(MCPError) as limited:
+            await agent.call_tool("touch", {"mark": "beyond"})
+    assert limited.value.code == -32011 and "beyond" not in TOUCHED
+    assert [r["error"] for r in decisions(gateway, "touch")] == [None, None, "rate_limited"]
+
+
+async def test_resources_and_prompts_pass_the_output_rules(
+    gw: tuple[InProcessGateway, str],
+) -> None:
+    gateway, url = gw
+    async with agent_session(f"{url}/mcp", gateway.auth) as agent:
+        listed = await agent.list_resources()
+        uris = [str(r.uri) for r in listed.resources]
+        note = await agent.read_resource("others__note://customer")
+        prompts = [p.name for p in (await agent.list_prompts()).prompts]
+        greeting = await agent.get_prompt("others__greet", {"name": f"Bob <{EMAIL}>"})
+    assert uris == ["others__note://customer"] and prompts == ["others__greet"]
+    assert note.contents[0].text == "Prefers email: [EMAIL]"  # type: ignore[union-attr]
+    text = greeting.messages[0].content.text  # type: ignore[union-attr]
+    assert EMAIL not in text and text == "Write to Bob <[EMAIL]> at [EMAIL]"
+
+
+async def test_an_agents_cancellation_stops_the_call_and_is_recorded(
+    gw: tuple[InProcessGateway, str],
+) -> None:
+    gateway, url = gw
+    async with agent_session(f"{url}/mcp/dev-tools", gateway.auth) as agent:
+        with pytest.raises(MCPError):  # the client gives up and sends notifications/cancelled
+            await agent.call_tool("slow", {"seconds": 5}, read_timeout_seconds=0.5)
+        await wait_for(lambda: bool(decisions(gateway, "slow")))
+        assert (await agent.call_tool("echo", {"text": "still here"})).content[
+            0
+        ].text == "still here"  # type: ignore[union-attr]
+    (record,) = decisions(gateway, "slow")
+    assert record["outcome"] == "cancelled" and record["upstream_ms"] < 4000
+
+
+@pytest.mark.servers  # the gateway starts the tool server as its own child process
+async def test_a_tool_server_over_stdio_is_governed_the_same(
+    tmp_path: Path, upstreams: dict[str, str]
+) -> None:
+    command = [sys.executable, "-m", "cordon_dev", "tool-server", "--stdio"]
+    settings = {"allowed_env": ["PYTHONPATH"]}
+    async with (
+        in_process_gateway(tmp_path, settings=settings) as gateway,
+        serve_in_loop(gateway.app) as url,
+    ):
+        tools = await dev_tools_section({"command": command}, {"send_email": {"roles": ["mailer"]}})
+        await gateway.activate(pack(tools, REDACT_IN, REDACT_OUT), 2)
+        async with agent_session(f"{url}/mcp/dev-tools", gateway.auth) as agent:
+            names = {t.name for t in (await agent.list_tools()).tools}
+            echoed = await agent.call_tool("echo", {"text": f"to {EMAIL}"})
+            contact = await agent.call_tool("contact", {"account": "acme"})
+    assert "echo" in names and "send_email" not in names
+    assert echoed.content[0].text == "to [EMAIL]"  # type: ignore[union-attr]
+    assert tool_server.CONTACT_EMAIL not in contact.content[0].text  # type: ignore[union-attr]
+    assert [r["outcome"] for r in decisions(gateway, "contact")] == ["redact"]
