@@ -192,6 +192,17 @@ def _overview(store: ViewQueries, regions: list[str], audit_apis: dict[str, str]
         f"<td>{r['count']}</td></tr>"
         for r in by_outcome
     ]
+    by_tool = [
+        r
+        for r in store.counts(["region", "tool_server", "tool", "outcome"], since=since)
+        if r["tool_server"]
+    ]
+    tool_rows = [
+        f"<tr><td>{escape(str(r['region']))}</td><td>{escape(str(r['tool_server']))}</td>"
+        f"<td>{escape(str(r['tool']))}</td><td>{escape(str(r['outcome']))}</td>"
+        f"<td>{r['count']}</td></tr>"
+        for r in by_tool
+    ]
     return (
         "<h2>Regions</h2>"
         + regions_table
@@ -201,6 +212,8 @@ def _overview(store: ViewQueries, regions: list[str], audit_apis: dict[str, str]
         + bars(buckets, series, "Decisions per hour by region")
         + "<h2>Decisions by outcome, last 24 hours</h2>"
         + _table(["Region", "Outcome", "Decisions"], outcome_rows)
+        + "<h2>Tool calls by server and tool, last 24 hours</h2>"
+        + _table(["Region", "Server", "Tool", "Outcome", "Calls"], tool_rows)
         + _drill_form("", "", "")
     )
 

@@ -140,7 +140,7 @@ def search(args: argparse.Namespace) -> int:
         print(json.dumps(items, indent=2))
         return 0
     rows = [_record_row(item) for item in items]
-    _table(["seq", "time", "kind", "outcome", "model", "agent", "person", "ok", "id"], rows)
+    _table(["seq", "time", "kind", "outcome", "model or tool", "agent", "person", "ok", "id"], rows)
     print(f"{len(rows)} records")
     return 0
 
@@ -152,12 +152,20 @@ def _record_row(item: dict[str, Any]) -> list[str]:
         str(record.get("ts", ""))[:23],
         str(item.get("kind", "")),
         str(record.get("outcome") or ""),
-        str(record.get("model_id") or record.get("model") or ""),
+        _subject(record),
         str(record.get("agent") or ""),
         str(record.get("person") or ""),
         "yes" if item.get("verified") else "NO",
         str(record.get("id", "")),
     ]
+
+
+def _subject(record: dict[str, Any]) -> str:
+    """What a record is about: its model, or for a tool call (MCP) the tool."""
+    tool = record.get("tool")
+    if isinstance(tool, dict):
+        return f"tool {tool.get('server')}/{tool.get('name')}"
+    return str(record.get("model_id") or record.get("model") or "")
 
 
 def summary(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import httpx
 import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -48,3 +49,17 @@ async def dev_tools_section(
             grant["allow"] = dict(allow[definition["name"]])
         grants.append(grant)
     return {"servers": [{"name": "dev-tools", **where, "tools": grants}]}
+
+
+def call_tool(url: str, key: str, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """One `tools/call` as plain JSON-RPC over HTTP (no session: the gateway needs
+    none), for tests that only need the call made; its JSON-RPC response."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    body["params"] = {"name": name, "arguments": dict(arguments)}
+    headers = {
+        "authorization": f"Bearer {key}",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2025-06-18",
+    }
+    answer: dict[str, Any] = httpx.post(url, json=body, headers=headers, timeout=30).json()
+    return answer

@@ -83,7 +83,8 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
         "agent": pseudonym(secret, payload.get("agent")),
     }
     tool = payload.get("tool")
-    if isinstance(tool, dict):
+    if isinstance(tool, dict):  # a tool call has no model: its tool, as the pack names it
+        summary["model"] = None
         summary["tool_server"], summary["tool"] = declared_names(tool)
     return summary
 

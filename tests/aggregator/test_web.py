@@ -17,6 +17,7 @@ import pytest
 from cordon_dev.stack import DEV_API_KEY
 from tests.browser import Browser, find_chromium
 from tests.helpers import eventually
+from tests.mcp_agent import call_tool
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "web"
 
@@ -69,6 +70,9 @@ def test_an_sre_sees_both_regions_the_chart_and_drills_down(
                 headers={"authorization": f"Bearer {DEV_API_KEY}"},
                 json={"model": "mock-gpt", "messages": [{"role": "user", "content": "chart"}]},
             )
+    tool_call = call_tool(
+        endpoints["mcp"]["eu-west"]["dev-tools"], DEV_API_KEY, "echo", {"text": "x"}
+    )
     base = endpoints["aggregator"]
     eventually(
         lambda: (
@@ -80,7 +84,7 @@ def test_an_sre_sees_both_regions_the_chart_and_drills_down(
                     headers={"authorization": f"Bearer {endpoints['tokens']['sre']}"},
                 ).json()["items"]
             )
-            >= 6
+            >= 7
         ),
         timeout=30,
         interval=0.5,
@@ -103,6 +107,12 @@ def test_an_sre_sees_both_regions_the_chart_and_drills_down(
         ".filter(r => r.getBBox().height > 0).map(r => r.dataset.region)"
     )
     assert set(drawn) >= set(endpoints["gateways"])  # a bar per region, drawn
+    assert "result" in tool_call
+    tools_table = browser.evaluate(
+        "[...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Tool calls'))"
+        "?.nextElementSibling?.innerText"
+    )
+    assert "dev-tools" in tools_table and "echo" in tools_table  # beside the model calls
     shot = browser.screenshot(SHOTS / "overview.png")
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000

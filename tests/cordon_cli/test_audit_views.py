@@ -16,6 +16,7 @@ from cordon_dev.procs import wait_for_http
 from cordon_dev.stack import DEV_API_KEY, DevStack
 from tests.cordon_cli.test_audit import cordon
 from tests.helpers import chat, eventually
+from tests.mcp_agent import call_tool
 
 REGION = "eu-west"
 
@@ -59,6 +60,10 @@ def test_summary_shows_every_region_with_its_counts_and_checkpoints(
 
 def test_search_finds_a_regions_records_by_time_and_outcome(endpoints: dict[str, Any]) -> None:
     since = datetime.now(UTC).isoformat()
+    # first: the index takes the stream in order, so it is in once the calls are
+    tool_call = call_tool(
+        endpoints["mcp"][REGION]["dev-tools"], endpoints["api_key"], "echo", {"text": "me too"}
+    )
     ids = [_call(endpoints, f"search me {secrets.token_hex(3)}") for _ in range(3)]
     token = endpoints["tokens"][f"auditor-{REGION}"]
     api = endpoints["audit_apis"][REGION]
@@ -75,7 +80,9 @@ def test_search_finds_a_regions_records_by_time_and_outcome(endpoints: dict[str,
     table = cordon(
         "search", "--api", api, "--since", since, "--outcome", outcome, token=token
     ).stdout
-    assert all(record_id in table for record_id in ids) and "3 records" in table
+    assert all(record_id in table for record_id in ids) and "4 records" in table
+    tool_row = next(line for line in table.splitlines() if "tool dev-tools/echo" in line)
+    assert tool_call["result"]["_meta"]["cordon/record"] in tool_row  # beside the model calls
     elsewhere = cordon("search", "--api", api, token=endpoints["tokens"]["auditor-us-east"])
     assert elsewhere.returncode == 1 and "403" in elsewhere.stderr
 
