@@ -183,6 +183,34 @@ DASHBOARDS: dict[str, tuple[str, str, list[Panel]]] = {
                 "short",
                 [("max by (instance) (cordon_gateway_pack_revision)", "{{instance}}")],
             ),
+            (
+                "Tool calls by server, tool and outcome (MCP)",
+                "reqps",
+                [
+                    (
+                        f"sum by (server, tool, outcome) (rate(cordon_gateway_tool_calls_total[{RATE}]))",
+                        "{{server}}/{{tool}} {{outcome}}",
+                    )
+                ],
+            ),
+            (
+                "Tool calls: added latency (p50, p99) and tool server time (p99)",
+                "s",
+                [
+                    (
+                        f"histogram_quantile(0.5, sum by (le, server) (rate(cordon_gateway_tool_overhead_seconds_bucket[{RATE}])))",
+                        "added p50 {{server}}",
+                    ),
+                    (
+                        f"histogram_quantile(0.99, sum by (le, server) (rate(cordon_gateway_tool_overhead_seconds_bucket[{RATE}])))",
+                        "added p99 {{server}}",
+                    ),
+                    (
+                        f"histogram_quantile(0.99, sum by (le, server) (rate(cordon_gateway_tool_upstream_seconds_bucket[{RATE}])))",
+                        "tool server p99 {{server}}",
+                    ),
+                ],
+            ),
         ],
     ),
     "audit": (
