@@ -1,5 +1,5 @@
 """The `cordon` command line: `gateway`, `replicator`, `aggregator`, `policy`, `audit`,
-`nats`, `keys` and `token` subcommands. (The local topology is not the product's:
+`nats`, `keys`, `token` and `tools` subcommands. (The local topology is not the product's:
 `python -m cordon_dev up`, from a source checkout.)
 
 Subcommands import their package only when they run, so a gateway process never
@@ -95,13 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(a_actions.add_parser("run", help="consume summaries and serve the view API"))
     aggregator.set_defaults(func=_aggregator)
 
-    from cordon_cli import audit, keys, policy, provision, token
+    from cordon_cli import audit, keys, policy, provision, token, tools
 
     policy.add_parser(commands)
     audit.add_parser(commands)
     provision.add_parser(commands)
     token.add_parser(commands)
     keys.add_parser(commands)
+    tools.add_parser(commands)
 
     return parser
 
