@@ -2,6 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EVERYTHING := .tools/npm/node_modules/@modelcontextprotocol/server-everything
 
 .PHONY: run test test-fast lint bench bench-records clean tools
 
@@ -28,7 +29,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not servers" --durations=10
 
 # Tools some tests need: headless Chromium (the web page), promtool (alert rules, from
-# the prometheus package), checkov (Terraform). Installed where this machine lets us (Debian, as root);
+# the prometheus package), checkov (Terraform), MCP's reference server-everything (npm,
+# an upstream of the MCP tests). Installed where this machine lets us (Debian, as root);
 # otherwise those tests skip and say why.
 tools:
 	@for need in chromium:chromium promtool:prometheus; do \
@@ -38,6 +40,10 @@ tools:
 	@# checkov (Terraform checks) in a venv of its own: its pins are not ours.
 	@[ -x .tools/checkov/bin/checkov ] || { $(PYTHON) -m venv .tools/checkov \
 		&& .tools/checkov/bin/pip install --quiet checkov >/dev/null 2>&1; } || true
+	@# The reference MCP server (npm), one of the gateway's upstreams in the tests, pinned.
+	@[ -f $(EVERYTHING)/dist/index.js ] || { command -v npm >/dev/null 2>&1 \
+		&& npm install --quiet --no-audit --no-fund --prefix .tools/npm \
+		@modelcontextprotocol/server-everything@2026.8.31 >/dev/null 2>&1; } || true
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,7 +15,11 @@ answers 20 MiB (or streams one 2 MiB event); `hostile-surrogate`, `hostile-numbe
 `hostile-duplicate` answer (and stream) JSON holding a lone surrogate, a number beyond a
 double, or a key written twice.
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
-A request with `tools` is answered with a call of the first tool, `{"echo": <reply>}`.
+A request with `tools` is answered with a call of the first tool, `{"echo": <reply>}`,
+or `{<param>: <reply>}` when the tool's schema requires exactly one string parameter
+(so a real tool, such as an MCP server's `echo(text)`, accepts the call). A chat whose
+last message is a tool's result is answered in text, `tool said: <result>`, so an
+agent framework's loop (model, tool, model) ends.
 
 Each `MockProvider(behaviour=...)` is its own ASGI app with its own mode and counts
 (nothing here is global), so a test can serve several in one process; `run` serves one
@@ -78,8 +82,46 @@ def _last_user_text(request: dict[str, Any]) -> str:
     return ""
 
 
+def _tool_result(request: dict[str, Any]) -> str | None:
+    """The text of a chat's last message when it is a tool's result: the model's turn
+    after the agent ran the tool it asked for."""
+    messages = request.get("messages") or []
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, dict) and last.get("role") == "tool":
+        return _text_of(last.get("content"))
+    return None
+
+
 def _reply(request: dict[str, Any]) -> str:
+    result = _tool_result(request)
+    if result is not None:
+        return "tool said: " + result
     return "echo: " + _last_user_text(request)
+
+
+def _calls_tool(request: dict[str, Any]) -> bool:
+    """Whether the answer is a tool call: tools offered, and no tool result to read yet."""
+    return bool(request.get("tools")) and _tool_result(request) is None
+
+
+def _argument_name(request: dict[str, Any]) -> str:
+    """The key the tool call's reply goes under: the first tool's one required string
+    parameter if its schema has exactly one, else `echo` (what tests of made-up tools
+    read back)."""
+    tool = request["tools"][0]
+    schema = (tool.get("function") or {}).get("parameters")  # chat completions
+    if schema is None:
+        schema = tool.get("parameters", tool.get("input_schema"))  # Responses, Anthropic
+    if not isinstance(schema, dict):
+        return "echo"
+    required, properties = schema.get("required"), schema.get("properties")
+    if not (isinstance(required, list) and len(required) == 1 and isinstance(properties, dict)):
+        return "echo"
+    (name,) = required
+    kind = properties.get(name)
+    if isinstance(name, str) and isinstance(kind, dict) and kind.get("type") == "string":
+        return name
+    return "echo"
 
 
 def _tokens(text: str) -> int:
@@ -90,8 +132,9 @@ def chat_completion(request: dict[str, Any]) -> dict[str, Any]:
     text = _reply(request)
     message: dict[str, Any] = {"role": "assistant", "content": text}
     finish = "stop"
-    if request.get("tools"):
+    if _calls_tool(request):
         tool = request["tools"][0]["function"]["name"]
+        arguments = json.dumps({_argument_name(request): text})
         message = {
             "role": "assistant",
             "content": None,
@@ -99,7 +142,7 @@ def chat_completion(request: dict[str, Any]) -> dict[str, Any]:
                 {
                     "id": "call_mock_1",
                     "type": "function",
-                    "function": {"name": tool, "arguments": json.dumps({"echo": text})},
+                    "function": {"name": tool, "arguments": arguments},
                 }
             ],
         }
@@ -136,14 +179,15 @@ def pieces(request: dict[str, Any]) -> list[str]:
 def _arguments(request: dict[str, Any]) -> list[str]:
     """A tool call's arguments, `{"echo": <reply>}`, cut where the reply is cut."""
     cut = pieces(request)
-    return ['{"echo": ' + json.dumps(cut[0])[:-1], *(json.dumps(p)[1:-1] for p in cut[1:]), '"}']
+    opening = "{" + json.dumps(_argument_name(request)) + ": " + json.dumps(cut[0])[:-1]
+    return [opening, *(json.dumps(p)[1:-1] for p in cut[1:]), '"}']
 
 
 def chat_events(request: dict[str, Any]) -> list[bytes]:
     answer = chat_completion(request)
     base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
     events = []
-    tools = bool(request.get("tools"))
+    tools = _calls_tool(request)
     for i, piece in enumerate(_arguments(request) if tools else pieces(request)):
         delta: dict[str, Any] = {"content": piece}
         if tools:
@@ -214,7 +258,7 @@ def _function_call_response(request: dict[str, Any], text: str, prompt: int) -> 
         "id": "fc_mock",
         "call_id": "call_mock_1",
         "name": request["tools"][0]["name"],
-        "arguments": json.dumps({"echo": text}),
+        "arguments": json.dumps({_argument_name(request): text}),
         "status": "completed",
     }
     usage = {"input_tokens": prompt, "output_tokens": _tokens(text), "total_tokens": prompt}
@@ -328,7 +372,12 @@ def message(request: dict[str, Any]) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "text", "text": text}
     if request.get("tools"):
         name = request["tools"][0]["name"]
-        block = {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {"echo": text}}
+        block = {
+            "type": "tool_use",
+            "id": "toolu_mock",
+            "name": name,
+            "input": {_argument_name(request): text},
+        }
     return {
         "id": "msg_mock",
         "type": "message",
