@@ -164,7 +164,7 @@ def _headers(server: ToolServer | None, store: Path | None) -> dict[str, str]:
     """The credential header the gateway would send, resolved from this environment."""
     if server is None or server.credentials is None:
         return {}
-    from gateway.upstream.providers import resolve_secret
+    from cordon.secretrefs import resolve_secret
 
     credentials = server.credentials
     try:

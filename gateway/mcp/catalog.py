@@ -22,11 +22,11 @@ from typing import Any
 
 from cordon.errors import PackError, ToolServerError
 from cordon.packs.tools import ToolServer, tool_digest
+from cordon.secretrefs import resolve_secret
 from gateway.mcp import jsonrpc
 from gateway.mcp.jsonrpc import Notification, Request, Response
 from gateway.mcp.upstream import Upstream, connect
 from gateway.runtime import Runtime
-from gateway.upstream.providers import resolve_secret
 
 __all__ = ["Catalog", "Listed"]
 

@@ -96,7 +96,7 @@ class ToolCall:
         facts = records.CallFacts(
             endpoint=self.endpoint,
             model="",
-            route=f"mcp:{self.server}",
+            route=f"mcp:{self.labels_server}",  # crosses to central: declared names only
             status=0,
             latency_ms=(time.perf_counter() - self.started) * 1000,
             upstream_ms=self.upstream_ms,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cordon.errors import PackError
+from cordon.secretrefs import resolve_secret
 
 APIS = ("openai", "anthropic")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -68,35 +69,6 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
         )
 
     return _VARIABLE.sub(expand, value)
-
-
-def resolve_secret(ref: Any, env: Mapping[str, str], store: Path | None, target_id: str) -> str:
-    if ref is None:
-        return ""
-    if not isinstance(ref, dict) or len(ref) != 1:
-        raise PackError(
-            f"target {target_id}: secret_key_ref must be {{env: NAME}} or {{store: NAME}}"
-        )
-    ((kind, name),) = ref.items()
-    if kind == "env":
-        value = env.get(str(name), "")
-        if not value:
-            raise PackError(
-                f"target {target_id}: secret env var {name} is not set "
-                "(or the replica's allowed_env does not name it)"
-            )
-        return value
-    if kind == "store":
-        if store is None:
-            raise PackError(f"target {target_id}: no secret store is configured for {name}")
-        path = store / str(name)
-        if path.resolve().parent != store.resolve():
-            raise PackError(f"target {target_id}: secret name {name!r} is not a plain name")
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise PackError(f"target {target_id}: secret {name} not in the store") from exc
-    raise PackError(f"target {target_id}: secret_key_ref kind {kind!r} is not env or store")
 
 
 def _timeouts(raw: Any, target_id: str) -> Timeouts:

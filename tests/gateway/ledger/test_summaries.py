@@ -75,6 +75,12 @@ SUMMARY_SCHEMA = {
     "agent": "keyed pseudonym",
     "prev": "the summary chain",
 }
+TOOL_SCHEMA = {
+    **SUMMARY_SCHEMA,
+    "model": "none: a tool call has no model",
+    "tool_server": "a server the signed pack declares, or 'undeclared'",
+    "tool": "a tool the signed pack declares, or 'undeclared'",
+}
 
 
 def test_the_summary_schema_is_pinned_and_nothing_a_caller_typed_crosses() -> None:
@@ -103,3 +109,35 @@ def test_the_summary_schema_is_pinned_and_nothing_a_caller_typed_crosses() -> No
         b"regional-secret",
     )
     assert routed["model"] == "gpt-*"
+
+
+def test_a_tool_calls_summary_names_only_what_the_pack_declares() -> None:
+    hostile = "Jane Roe, oncology, DOB 1970-01-01"
+    tool = {"method": "tools/call", "server": hostile, "name": hostile}
+    record = {
+        **RECORD,
+        "model": "",
+        "model_id": None,
+        "route": "mcp:undeclared",
+        "tool": {**tool, "server_declared": False, "declared": False},
+        "content": {"arguments": {"q": hostile}, "result": hostile},
+    }
+    summary = summarize(envelope.seal(record, SigningKey.generate()).encode(), 1, "eu-west", b"k")
+    summary["prev"] = "00" * 32
+    assert set(summary) == set(TOOL_SCHEMA)
+    assert (summary["tool_server"], summary["tool"], summary["model"]) == (
+        "undeclared",
+        "undeclared",
+        None,
+    )
+    assert "Jane" not in repr(summary)
+    declared = {**tool, "server": "crm", "name": "lookup", "server_declared": True}
+    named = summarize(
+        envelope.seal(
+            {**record, "tool": {**declared, "declared": True}}, SigningKey.generate()
+        ).encode(),
+        2,
+        "eu-west",
+        b"k",
+    )
+    assert (named["tool_server"], named["tool"]) == ("crm", "lookup")

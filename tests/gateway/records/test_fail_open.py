@@ -4,6 +4,7 @@ one of them lands in RECORDS exactly once, in order, when it returns."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,16 @@ from tests.helpers import (
     nats_as,
     recent_records,
 )
+from tests.mcp_agent import call_tool, dev_tools_section
 
 
 @pytest.fixture(scope="module")
 def replica(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = stack.start_gateway("eu-west", "gw-open", stack.endpoints.mock_provider, pack_name="open")
     wait_for_http(url + "/readyz", 30, stack.processes["gateway-eu-west-gw-open"].proc)
-    enforce(stack, url, "pack: {name: open}\nfail_mode: open\n", tmp_path_factory.mktemp("open"))
+    tools = asyncio.run(dev_tools_section({"url": stack.endpoints.tool_server}))
+    document = {"pack": {"name": "open"}, "fail_mode": "open", "tools": tools}
+    enforce(stack, url, json.dumps(document), tmp_path_factory.mktemp("open"))
     yield url
     stack.processes["gateway-eu-west-gw-open"].stop()
 
@@ -54,6 +58,7 @@ async def test_answers_during_an_outage_are_spooled_then_shipped_once(
     stack.nats.stop("eu-west")
     try:
         answers = [_ask(replica, endpoints, f"open {i}") for i in range(5)]
+        tool = call_tool(f"{replica}/mcp/dev-tools", endpoints["api_key"], "echo", {"text": "open"})
         # read while NATS is still away: once it is back the spool ships within moments
         page = httpx.get(replica + "/metrics").text
     finally:
@@ -62,7 +67,10 @@ async def test_answers_during_an_outage_are_spooled_then_shipped_once(
         assert answer.status_code == 200 and f"echo: open {i}" in answer.text
         assert answer.headers["x-cordon-record-spooled"] == "1"
         assert "x-cordon-record-seq" not in answer.headers
-    assert (metric(page, "cordon_gateway_fail_open_answers_total") or 0) >= 5  # SREs see it
+    # a tool call too: its intent and decision spooled, the tool called, the result released
+    assert tool["result"]["content"][0]["text"] == "open"
+    assert tool["result"]["_meta"]["cordon/record-seq"] is None  # spooled, not yet committed
+    assert (metric(page, "cordon_gateway_fail_open_answers_total") or 0) >= 7  # SREs see it
     assert 0 < (metric(page, "cordon_gateway_spool_fill_ratio") or 0) < 1
     after = eventually(
         lambda: (r := _ask(replica, endpoints, "back")).status_code == 200 and r,
@@ -73,7 +81,7 @@ async def test_answers_during_an_outage_are_spooled_then_shipped_once(
     ids = [a.headers["x-cordon-record-id"] for a in answers]
     # `after` may itself have been spooled behind them (answered while the spool was
     # still shipping): it is shipped by a later round, so wait for it with the rest.
-    wanted = [*ids, after.headers["x-cordon-record-id"]]
+    wanted = [*ids, after.headers["x-cordon-record-id"], tool["result"]["_meta"]["cordon/record"]]
     found: list[dict[str, Any] | None] = []
     for _ in range(80):
         found = [await find_record(endpoints, "eu-west", record_id) for record_id in wanted]
