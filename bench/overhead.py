@@ -20,20 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.procstat import cpu_seconds
+from bench.harness import Run, drive, isolate, pin, rss_mb, stop_off_path
 from cordon_dev.procs import free_port, wait_for_http
 from cordon_dev.stack import DevStack
 
@@ -52,74 +50,6 @@ PROMPT = "Summarise the quarterly figures for the board and mail them to cfo@exa
 BODY = json.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}]}).encode()
 STREAM_BODY = BODY[:-1] + b', "stream": true}'
 LITELLM_KEY = "sk-cordon-bench-litellm"
-
-
-@dataclass
-class Run:
-    label: str
-    concurrency: int
-    latencies_ms: list[float]
-    wall_s: float
-    cpu_us: float | None = None  # the measured process's CPU per call, if one was named
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies_ms) / self.wall_s
-
-
-async def drive(
-    url: str,
-    headers: dict[str, str],
-    requests: int,
-    concurrency: int,
-    label: str,
-    stream: bool = False,
-    cpu_of: int | None = None,
-) -> Run:
-    """Latency per call (to the first body byte when `stream`), `concurrency` at a time;
-    with `cpu_of`, also that process's CPU time per call (steadier than latency on a
-    shared VM)."""
-    body = STREAM_BODY if stream else BODY
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one() -> float:
-            started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"{label}: HTTP {response.status}: {await response.text()}")
-                if stream:
-                    await response.content.readany()
-                    first = time.perf_counter()
-                    await response.read()
-                    return (first - started) * 1000
-                await response.read()
-            return (time.perf_counter() - started) * 1000
-
-        for _ in range(min(200, requests)):  # warm connections and code paths
-            await one()
-        latencies: list[float] = []
-        remaining = requests
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                latencies.append(await one())
-
-        cpu_before = cpu_seconds(cpu_of) if cpu_of is not None else None
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-        cpu_after = cpu_seconds(cpu_of) if cpu_of is not None else None
-        cpu_us = None
-        if cpu_before is not None and cpu_after is not None:
-            cpu_us = (cpu_after - cpu_before) / requests * 1e6
-        return Run(label, concurrency, latencies, wall, cpu_us)
 
 
 def publish_pack(stack: DevStack, path: Path) -> int:
@@ -159,33 +89,6 @@ def wait_for_pack(stack: DevStack, revision: int, timeout: float = 30.0) -> None
         time.sleep(0.1)
     logs = "\n".join(p.log_path.read_text()[-1500:] for p in stack.processes.values())
     raise RuntimeError(f"the bench pack was not activated\n{logs}")
-
-
-def stop_off_path(stack: DevStack) -> None:
-    """Stop what is not on the request path, so the figure is the gateway's own.
-
-    On a real deployment the sealer, the central region and its processes run on
-    other machines; here they would share the load generator's core.
-    """
-    for name in list(stack.processes):
-        if not name.startswith(("gateway-", "mock-provider")):
-            stack.processes[name].stop()
-    assert stack.nats is not None
-    stack.nats.stop("central")
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    try:
-        os.sched_setaffinity(pid, cpus)
-    except (AttributeError, OSError) as exc:
-        print(f"(could not pin pid {pid} to {cpus}: {exc})")
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def start_litellm(mock_url: str, root: Path) -> tuple[subprocess.Popen[bytes], str] | None:
@@ -235,26 +138,13 @@ def main() -> None:
             wait_for_pack(stack, publish_pack(stack, bench_pack))
             if not args.full_topology:
                 stop_off_path(stack)
-            gateway = stack.processes["gateway-eu-west"].proc
-            assert gateway is not None and stack.nats is not None
-            cpus = sorted(os.sched_getaffinity(0))
-            rest = set(cpus[1:]) or {cpus[0]}
-            pin(gateway.pid, {cpus[0]})
-            others = [
-                p.proc
-                for p in [*stack.processes.values(), *stack.nats.processes.values()]
-                if p.running
-            ]
-            for proc in others:
-                if proc is not None and proc is not gateway:
-                    pin(proc.pid, rest)
-            pin(os.getpid(), rest)
-            idle_rss = rss_mb(gateway.pid)
+            gateway_pid, gateway_cpus, _ = isolate(stack)
+            idle_rss = rss_mb(gateway_pid)
             litellm = start_litellm(stack.endpoints.mock_provider, Path(root))
             if litellm is not None:
-                pin(litellm[0].pid, {cpus[0]})
+                pin(litellm[0].pid, gateway_cpus)
             results = asyncio.run(measure(stack, args.requests, args.concurrency, litellm))
-            peak_rss = rss_mb(gateway.pid, "VmHWM")
+            peak_rss = rss_mb(gateway_pid, "VmHWM")
             results["first_token"] = first_tokens
         finally:
             if litellm is not None:
@@ -282,18 +172,26 @@ async def measure(
     }
     results: dict[str, list[Run]] = {"calls": [], "ttfb": []}
     for concurrency in levels:
-        results["calls"].append(await drive(direct_url, headers, requests, concurrency, "direct"))
         results["calls"].append(
-            await drive(gateway_url, headers, requests, concurrency, "cordon", cpu_of=gateway_pid)
+            await drive(direct_url, headers, BODY, requests, concurrency, "direct")
+        )
+        results["calls"].append(
+            await drive(
+                gateway_url, headers, BODY, requests, concurrency, "cordon", cpu_of=gateway_pid
+            )
         )
         if litellm is not None:
             litellm_headers = {**headers, "authorization": f"Bearer {LITELLM_KEY}"}
             results["calls"].append(
-                await drive(litellm[1], litellm_headers, requests, concurrency, "litellm")
+                await drive(litellm[1], litellm_headers, BODY, requests, concurrency, "litellm")
             )
     ttfb_n = max(200, requests // 3)
-    results["ttfb"].append(await drive(direct_url, headers, ttfb_n, 1, "direct", stream=True))
-    results["ttfb"].append(await drive(gateway_url, headers, ttfb_n, 1, "cordon", stream=True))
+    results["ttfb"].append(
+        await drive(direct_url, headers, STREAM_BODY, ttfb_n, 1, "direct", stream=True)
+    )
+    results["ttfb"].append(
+        await drive(gateway_url, headers, STREAM_BODY, ttfb_n, 1, "cordon", stream=True)
+    )
     return results
 
 
