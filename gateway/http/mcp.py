@@ -53,6 +53,15 @@ CHANGES_EVERY_S = 1.0  # how often an agent stream checks whether its tools chan
 ROUTE = "mcp"
 
 
+# A POST refused before it is served: the HTTP status, the JSON-RPC error, the record's
+# `error`.
+Refused = tuple[int, JsonRpcError, str]
+
+
+def _method(message: Message) -> str:
+    return message.method if isinstance(message, Request | Notification) else "response"
+
+
 def _error_body(code: int, message: str, request_id: Any = None) -> bytes:
     return jsonrpc.encode(Response(request_id, error=jsonrpc.ErrorObject(code, message)))
 
@@ -166,31 +175,17 @@ class McpEndpoint:
         identity: Identity,
         server: str | None,
     ) -> None:
-        if not headers.get("content-type", "").startswith("application/json"):
-            await respond(
-                send,
-                415,
-                _error_body(jsonrpc.INVALID_REQUEST, "Content-Type must be application/json"),
-            )
+        read = await self._read(scope, receive, headers)
+        if isinstance(read, tuple):
+            await self._refuse(send, identity, server, *read)
             return
-        try:
-            body = await read_body(scope, receive, headers, self.runtime.settings.max_body_bytes)
-            message = jsonrpc.parse(body)
-        except BodyTooLargeError as exc:
-            await respond(send, 413, _error_body(jsonrpc.INVALID_REQUEST, str(exc)))
-            return
-        except JsonRpcError as exc:
-            await respond(send, 400, jsonrpc.error_response(exc))
-            return
-        except BadRequestError as exc:
-            await respond(send, 400, _error_body(jsonrpc.INVALID_REQUEST, str(exc)))
-            return
+        message = read
         if isinstance(message, Request) and message.method == "initialize":
             await self._initialize(send, identity, message)
             return
         ex = self._exchange(headers, identity, server)
         if isinstance(ex, tuple):  # an unknown session (404) or revision (400)
-            await respond(send, *ex)
+            await self._refuse(send, identity, server, *ex, method=_method(message))
             return
         if isinstance(message, Notification):
             self.service.notified(identity, message)
@@ -206,9 +201,44 @@ class McpEndpoint:
         else:
             await self._answer_as_json(send, ex, message)
 
+    async def _read(
+        self, scope: Scope, receive: Receive, headers: dict[str, str]
+    ) -> Message | Refused:
+        """The one message a POST carries, or why it is refused."""
+        if not headers.get("content-type", "").startswith("application/json"):
+            message = "Content-Type must be application/json"
+            return 415, JsonRpcError(jsonrpc.INVALID_REQUEST, message), "unsupported_media_type"
+        try:
+            body = await read_body(scope, receive, headers, self.runtime.settings.max_body_bytes)
+            return jsonrpc.parse(body)
+        except BodyTooLargeError as exc:
+            return 413, JsonRpcError(jsonrpc.INVALID_REQUEST, str(exc)), "body_too_large"
+        except JsonRpcError as exc:
+            code = "parse_error" if exc.rpc_code == jsonrpc.PARSE_ERROR else "invalid_request"
+            return 400, exc, code
+        except BadRequestError as exc:
+            return 400, JsonRpcError(jsonrpc.INVALID_REQUEST, str(exc)), exc.code
+
+    async def _refuse(
+        self,
+        send: Send,
+        identity: Identity,
+        server: str | None,
+        status: int,
+        exc: JsonRpcError,
+        error: str,
+        method: str = "",
+    ) -> None:
+        """Answer a message the gateway will not serve: an authenticated caller's
+        refusal leaves a record, its id in the error's `data`."""
+        record = await self.service.refused(identity, server, method, error)
+        if record is not None:
+            exc.data = {**(exc.data or {}), "record": record}
+        await respond(send, status, jsonrpc.error_response(exc))
+
     def _exchange(
         self, headers: dict[str, str], identity: Identity, server: str | None
-    ) -> Exchange | tuple[int, bytes]:
+    ) -> Exchange | Refused:
         """The request's session and revision, or the refusal: an id that is not a
         session of this caller is unknown (404: the client starts a new one)."""
         session: Session | None = None
@@ -216,13 +246,15 @@ class McpEndpoint:
         if token is not None:
             session = Session.read(token, identity)
             if session is None:
-                return 404, _error_body(jsonrpc.INVALID_REQUEST, "Session not found")
+                unknown = JsonRpcError(jsonrpc.INVALID_REQUEST, "Session not found")
+                return 404, unknown, "unknown_session"
         version = headers.get("mcp-protocol-version") or (
             session.version if session else ASSUMED_VERSION
         )
         if version not in SERVED_VERSIONS:
             message = f"Unsupported MCP-Protocol-Version {version!r}; served: "
-            return 400, _error_body(jsonrpc.INVALID_REQUEST, message + ", ".join(SERVED_VERSIONS))
+            unserved = JsonRpcError(jsonrpc.INVALID_REQUEST, message + ", ".join(SERVED_VERSIONS))
+            return 400, unserved, "unsupported_version"
         return Exchange(identity, version, server, session)
 
     async def _initialize(self, send: Send, identity: Identity, request: Request) -> None:
@@ -302,7 +334,7 @@ class McpEndpoint:
             return
         ex = self._exchange(headers, identity, server)
         if isinstance(ex, tuple):
-            await respond(send, *ex)
+            await self._refuse(send, identity, server, *ex, method="GET")
             return
         start: Headers = [
             EVENT_STREAM,

@@ -73,7 +73,8 @@ class Exchange:
 
 
 def refusal(code: int, message: str, request_id: Any = None, **data: Any) -> JsonRpcError:
-    return JsonRpcError(code, message, request_id, data or None)
+    known = {key: value for key, value in data.items() if value is not None}
+    return JsonRpcError(code, message, request_id, known or None)
 
 
 RECORD_KEY = "cordon/record"  # in a result's `_meta`: the record that names the call
@@ -145,6 +146,24 @@ class McpService:
 
     async def _ping(self, ex: Exchange, request_id: Any, params: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+    async def refused(
+        self, identity: Identity, scope: str | None, method: str, error: str
+    ) -> str | None:
+        """Record a message refused before it was served (unreadable, too large, an
+        unknown session): its record's id, or None if none could be committed."""
+        active = self.runtime.packs.current
+        declared = scope is not None and active.pack.tools.server(scope) is not None
+        endpoint = "/mcp" if scope is None else f"/mcp/{scope}"
+        call = ToolCall(
+            self.runtime, identity, active, endpoint, scope or "", "", declared, method=method
+        )
+        try:
+            await call.commit("error", error)
+        except RecordCommitError as exc:
+            log.error("record of a refused MCP message not committed: %s", exc)
+            return None
+        return call.record_id
 
     def notified(self, identity: Identity, notification: Notification) -> None:
         """An agent's notification: a cancellation stops its call here (and upstream)."""
@@ -241,9 +260,9 @@ class McpService:
     ) -> dict[str, Any]:
         name, arguments = params.get("name"), params.get("arguments") or {}
         if not isinstance(name, str) or not isinstance(arguments, dict):
-            raise JsonRpcError(
-                jsonrpc.INVALID_PARAMS, "tools/call needs a name and object arguments", request_id
-            )
+            record = await self.refused(ex.identity, ex.scope, "tools/call", "invalid_params")
+            message = "tools/call needs a name and object arguments"
+            raise refusal(jsonrpc.INVALID_PARAMS, message, request_id, record=record)
         active = self.runtime.packs.current
         server_name, tool_name = self._named(ex, name)
         server = active.pack.tools.server(server_name)
