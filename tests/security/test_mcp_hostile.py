@@ -192,7 +192,8 @@ async def test_no_name_reaches_a_server_the_pack_does_not_declare(
     for name in names:
         answer = await asyncio.to_thread(_post, f"{url}/mcp", _call(name, {}), **headers)
         assert answer.json()["error"]["code"] == -32602, name
-    for path in ("/mcp/nope", "/mcp/", "/mcp/dev-tools/extra", "/mcp/DEV-TOOLS", "/mcp/dev-tools%2F"):
+    paths = ("/mcp/nope", "/mcp/", "/mcp/dev-tools/extra", "/mcp/DEV-TOOLS", "/mcp/dev-tools%2F")
+    for path in paths:
         answer = await asyncio.to_thread(_post, url + path, _call("echo", {"text": "a"}), **headers)
         assert answer.status_code == 404, path
     refused = [r for r in gateway.records() if r.get("tool")]
