@@ -93,7 +93,10 @@ class Catalog:
         except PackError as exc:
             raise ToolServerError(f"tool server {server.name!r}: {exc}") from exc
         child_env = {**_own_environment(os.environ), **env}
-        return connect(server.name, server.url, server.command, headers=headers, env=child_env)
+        poster = self.runtime.upstream.http  # the providers' client, its egress guard too
+        return connect(
+            server.name, server.url, server.command, headers=headers, env=child_env, poster=poster
+        )
 
     async def _watch(self, name: str, upstream: Upstream) -> None:
         """What a server sends outside any call: list changes invalidate its listing;

@@ -22,14 +22,19 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from cordon.errors import JsonRpcError, ToolServerError
+from cordon.errors import HttpClientError, JsonRpcError, ToolServerError
 from gateway.mcp import jsonrpc
 from gateway.mcp.jsonrpc import Message, Notification, Request, Response
 from gateway.mcp.upstream import MAX_MESSAGE_BYTES, MessageSink, handshake
+
+if TYPE_CHECKING:  # the server stack's client: given by the replica, never imported here
+    from gateway.upstream.httpclient import HttpClient
+    from gateway.upstream.httpclient import Response as HttpResponse
 
 __all__ = ["HttpUpstream", "read_events"]
 
@@ -41,13 +46,29 @@ VERSION_HEADER = "MCP-Protocol-Version"
 # not (a tool may think for long; each request bounds itself with `within_s`, and the
 # GET stream may rightly stay quiet for hours).
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=None)
+CONNECT_S = 10.0
+WAIT_S = 24 * 3600.0  # the gateway client's own deadlines; each request sets its own
+DRAIN_WITHIN_S = 0.05  # the rest of an answered stream; past it, the connection is dropped
 CANCEL_WITHIN_S = 5.0  # posting notifications/cancelled, in the background
 CLOSE_WITHIN_S = 5.0  # the DELETE ending the session
 LISTEN_RETRY_S = (0.5, 30.0)  # the GET stream's first and longest wait before reconnecting
 
 
-class _SessionGone(Exception):
+class _SessionGone(ToolServerError):
     """The server answered 404 to a session id the gateway held: it ended that session."""
+
+
+@dataclass
+class _Answer:
+    """An HTTP answer as the upstream reads it, whichever client carried it."""
+
+    status: int
+    headers: Mapping[str, str]  # names in lowercase
+    chunks: AsyncIterator[bytes]
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
 
 
 class HttpUpstream:
@@ -58,9 +79,15 @@ class HttpUpstream:
         *,
         headers: Mapping[str, str] | None = None,
         http: httpx.AsyncClient | None = None,
+        poster: HttpClient | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.name, self.url = name, url
+        # The replica's own client (the providers' one, under the egress address guard)
+        # carries the POSTs when given: the hot path of every tool call. httpx keeps
+        # the session's GET stream and its DELETE, and everything when there is none
+        # (`cordon tools digest` runs without the server stack).
+        self._poster = poster
         self._headers = dict(headers or {})
         self._http, self._owns_http = http, http is None
         self._limit = max_message_bytes
@@ -170,66 +197,77 @@ class HttpUpstream:
         self, message: Request, on_message: MessageSink | None
     ) -> dict[str, Any]:
         sent_session = None if _opens(message) else self._session_id
-        try:
-            async with self._client().stream(
-                "POST",
-                self.url,
-                content=jsonrpc.encode(message),
-                headers=self._headers_for(message),
-            ) as response:
-                await self._check(response, sent_session)
-                if _opens(message):
-                    self._session_id = response.headers.get(SESSION_HEADER)
-                return await self._answer(message, response, on_message)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._unavailable(f"unreachable: {exc}") from exc
+        async with self._send(message) as answer:
+            await self._check(answer, sent_session)
+            if _opens(message):
+                self._session_id = answer.headers.get(SESSION_HEADER.lower())
+            return await self._answer(message, answer, on_message)
 
     async def _post_accepted(self, message: Notification | Response) -> None:
         sent_session = self._session_id
         try:
-            async with self._client().stream(
-                "POST",
-                self.url,
-                content=jsonrpc.encode(message),
-                headers=self._headers_for(message),
-            ) as response:
-                await self._check(response, sent_session)
+            async with self._send(message) as answer:
+                await self._check(answer, sent_session)
         except _SessionGone as exc:
             raise self._unavailable("its session ended") from exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._unavailable(f"unreachable: {exc}") from exc
 
-    async def _check(self, response: httpx.Response, sent_session: str | None) -> None:
-        """Nothing for a success; otherwise the failure the status and body say."""
-        if response.is_success:
+    @contextlib.asynccontextmanager
+    async def _send(self, message: Message) -> AsyncIterator[_Answer]:
+        """POST one message; its answer, open until the block ends."""
+        body, headers = jsonrpc.encode(message), self._headers_for(message)
+        if self._poster is None:
+            try:
+                async with self._client().stream(
+                    "POST", self.url, content=body, headers=headers
+                ) as response:
+                    lowered = {k.lower(): v for k, v in response.headers.items()}
+                    yield _Answer(response.status_code, lowered, response.aiter_bytes())
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._unavailable(f"unreachable: {exc}") from exc
             return
-        status = response.status_code
+        try:
+            posted = await self._poster.post(
+                self.url, body, headers, connect=CONNECT_S, first_byte=WAIT_S, total=WAIT_S
+            )
+        except HttpClientError as exc:
+            raise self._unavailable(f"unreachable: {exc}") from exc
+        try:
+            yield _Answer(posted.status, posted.headers, _chunks(posted, self.name))
+        finally:
+            posted.release()  # back to the pool if read to its end, else dropped
+
+    async def _check(self, answer: _Answer, sent_session: str | None) -> None:
+        """Nothing for a success; otherwise the failure the status and body say."""
+        if answer.is_success:
+            return
+        status = answer.status
         if status == 404 and sent_session is not None:
-            raise _SessionGone
+            raise _SessionGone("session ended")
         body = b""
         with contextlib.suppress(ToolServerError):
-            body = await self._body(response)
+            body = await self._body(answer)
         error = _rpc_error(body) if 400 <= status < 500 else None
         if error is None:
             raise self._unavailable(f"answered HTTP {status}")
         raise ToolServerError(f"tool server {self.name!r}: {error.message}", error.code, error.data)
 
     async def _answer(
-        self, message: Request, response: httpx.Response, on_message: MessageSink | None
+        self, message: Request, answer: _Answer, on_message: MessageSink | None
     ) -> dict[str, Any]:
-        media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        media = answer.headers.get("content-type", "").split(";")[0].strip().lower()
         if media == "application/json":
-            answer = self._parse(await self._body(response))
-            if isinstance(answer, Response) and answer.id == message.id:
-                return self._result(answer)
+            parsed = self._parse(await self._body(answer))
+            if isinstance(parsed, Response) and parsed.id == message.id:
+                return self._result(parsed)
             raise self._unavailable(f"answered {message.method} with something else")
         if media != "text/event-stream":
             raise self._unavailable(f"answered {media or 'no content type'}")
-        async for data in read_events(response.aiter_bytes(), self._limit, self.name):
+        async for data in read_events(answer.chunks, self._limit, self.name):
             received = self._parse(data)
             if not isinstance(received, Response):
                 await _deliver(received, on_message, self.incoming)
             elif received.id == message.id:
+                await _drain(answer.chunks)
                 return self._result(received)
             else:
                 log.debug("tool server %s answered no waiting request %r", self.name, received.id)
@@ -241,13 +279,13 @@ class HttpUpstream:
             return response.result or {}
         raise ToolServerError(f"tool server {self.name!r}: {error.message}", error.code, error.data)
 
-    async def _body(self, response: httpx.Response) -> bytes:
+    async def _body(self, answer: _Answer) -> bytes:
         """The whole body, refused past the size cap before it is all read."""
-        declared = response.headers.get("content-length", "")
+        declared = answer.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._limit:
             raise self._unavailable(f"sent a message over {self._limit} bytes")
         body = bytearray()
-        async for chunk in response.aiter_bytes():
+        async for chunk in answer.chunks:
             body.extend(chunk)
             if len(body) > self._limit:
                 raise self._unavailable(f"sent a message over {self._limit} bytes")
@@ -359,6 +397,26 @@ def _rpc_error(body: bytes) -> jsonrpc.ErrorObject | None:
     except JsonRpcError:
         return None
     return message.error if isinstance(message, Response) else None
+
+
+async def _chunks(response: HttpResponse, name: str) -> AsyncIterator[bytes]:
+    """The gateway client's body chunks, its errors as the upstream's."""
+    try:
+        async for chunk in response.chunks():
+            yield chunk
+    except HttpClientError as exc:
+        raise ToolServerError(f"tool server {name!r}: {exc}") from exc
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what follows the answer (the stream's end, normally at once) so the
+    connection goes back to the pool: one left unread is closed, and the next call
+    would pay for a new one. A server that keeps the stream open is left after a
+    moment, and its connection with it."""
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(DRAIN_WITHIN_S):
+            async for _ in chunks:
+                pass
 
 
 async def read_events(chunks: AsyncIterator[bytes], limit: int, name: str) -> AsyncIterator[bytes]:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import metadata
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from cordon.errors import ToolServerError
 from gateway.mcp.jsonrpc import Notification, Request, Response
+
+if TYPE_CHECKING:
+    from gateway.upstream.httpclient import HttpClient
 
 __all__ = [
     "HANDSHAKE_VERSIONS",
@@ -120,6 +123,7 @@ def connect(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     http: httpx.AsyncClient | None = None,
+    poster: HttpClient | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> Upstream:
     """The upstream for a server at `url` (Streamable HTTP) or run as `command` (stdio),
@@ -133,6 +137,11 @@ def connect(
         raise ValueError(f"tool server {name!r}: give exactly one of a URL or a command")
     if url is not None:
         return HttpUpstream(
-            name, url, headers=headers or {}, http=http, max_message_bytes=max_message_bytes
+            name,
+            url,
+            headers=headers or {},
+            http=http,
+            poster=poster,
+            max_message_bytes=max_message_bytes,
         )
     return StdioUpstream(name, command, env=env, cwd=cwd, max_message_bytes=max_message_bytes)

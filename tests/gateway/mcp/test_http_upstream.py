@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from gateway.mcp import jsonrpc
 from gateway.mcp.http_upstream import HttpUpstream
 from gateway.mcp.jsonrpc import Notification, Request
 from gateway.mcp.upstream import connect
+from gateway.upstream.httpclient import HttpClient
 from tests.gateway.mcp.test_stdio import DEV_TOOL_NAMES, cancel_after_first_progress
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
@@ -44,9 +45,23 @@ async def stateful_url() -> AsyncIterator[str]:
         yield f"{base}/mcp"
 
 
+@pytest.fixture(scope="module", params=["httpx", "gateway-client"])
+def poster(request: pytest.FixtureRequest) -> Iterator[HttpClient | None]:
+    """Both clients an upstream's POSTs may go by: httpx (the CLI's), or the replica's
+    own (the providers' client, which a gateway hands its upstreams)."""
+    if request.param == "httpx":
+        yield None
+        return
+    client = HttpClient()
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="module")
-async def tools(stateless_url: str) -> AsyncIterator[HttpUpstream]:
-    upstream = HttpUpstream("dev-tools", stateless_url, headers={"Authorization": "Bearer ours"})
+async def tools(stateless_url: str, poster: HttpClient | None) -> AsyncIterator[HttpUpstream]:
+    upstream = HttpUpstream(
+        "dev-tools", stateless_url, headers={"Authorization": "Bearer ours"}, poster=poster
+    )
     await upstream.start()
     try:
         yield upstream
@@ -124,8 +139,10 @@ async def test_a_server_that_is_not_listening_fails_at_once() -> None:
     await upstream.close()
 
 
-async def test_a_stateful_server_s_ended_session_is_renewed(stateful_url: str) -> None:
-    upstream = HttpUpstream("stateful", stateful_url)
+async def test_a_stateful_server_s_ended_session_is_renewed(
+    stateful_url: str, poster: HttpClient | None
+) -> None:
+    upstream = HttpUpstream("stateful", stateful_url, poster=poster)
     await upstream.start()
     try:
         first = upstream.session_id
@@ -206,13 +223,15 @@ async def scripted_url() -> AsyncIterator[str]:
         yield f"{base}/mcp"
 
 
-async def test_an_event_stream_is_read_as_the_format_says(scripted_url: str) -> None:
+async def test_an_event_stream_is_read_as_the_format_says(
+    scripted_url: str, poster: HttpClient | None
+) -> None:
     seen: list[Request | Notification] = []
 
     async def sink(message: Request | Notification) -> None:
         seen.append(message)
 
-    upstream = HttpUpstream("scripted", scripted_url, max_message_bytes=1024)
+    upstream = HttpUpstream("scripted", scripted_url, max_message_bytes=1024, poster=poster)
     try:
         assert await upstream.request("framed", on_message=sink) == {"framed": True}
         assert seen == [Notification("notifications/progress", {"progressToken": 1})]
@@ -231,9 +250,9 @@ async def test_an_event_stream_is_read_as_the_format_says(scripted_url: str) -> 
     ],
 )
 async def test_what_is_no_answer_fails_with_the_right_kind(
-    scripted_url: str, method: str, code: int | None, says: str
+    scripted_url: str, method: str, code: int | None, says: str, poster: HttpClient | None
 ) -> None:
-    upstream = HttpUpstream("scripted", scripted_url, max_message_bytes=1024)
+    upstream = HttpUpstream("scripted", scripted_url, max_message_bytes=1024, poster=poster)
     try:
         with pytest.raises(ToolServerError, match=says) as failed:
             await upstream.request(method, within_s=5)
