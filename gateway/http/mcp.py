@@ -266,6 +266,7 @@ class McpEndpoint:
         try:
             result = await self._serve(ex, request)
         except JsonRpcError as exc:
+            exc.request_id = request.id  # whichever layer raised it, it answers this request
             await respond(send, 200, jsonrpc.error_response(exc))
             return
         await respond(send, 200, jsonrpc.result_response(request.id, result))

@@ -174,6 +174,9 @@ async def test_an_email_in_the_arguments_never_reaches_the_tool(
     assert intent["kind"] == "intent" and intent["outcome"] == "pending"
     assert decision["intent"] == intent["id"] and decision["outcome"] == "redact"
     assert EMAIL not in str(gateway.records())
+    metrics = (await gateway.client.get("/metrics")).text  # SREs see it, by declared names
+    counted = 'cordon_gateway_tool_calls_total{outcome="redact",server="dev-tools",tool="echo"} 1.0'
+    assert counted in metrics
 
 
 async def test_an_email_in_a_result_never_reaches_the_agent(
@@ -431,3 +434,64 @@ async def test_a_tool_server_over_stdio_is_governed_the_same(
     assert echoed.content[0].text == "to [EMAIL]"  # type: ignore[union-attr]
     assert tool_server.CONTACT_EMAIL not in contact.content[0].text  # type: ignore[union-attr]
     assert [r["outcome"] for r in decisions(gateway, "contact")] == ["redact"]
+
+
+def recording(app: Any, seen: list[dict[str, str]]) -> Any:
+    """`app` behind a door that writes down the headers of each request it lets in."""
+
+    async def door(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        await app(scope, receive, send)
+
+    return door
+
+
+async def test_the_gateway_sends_its_own_credential_never_the_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token passthrough: the tool server gets the pack's secret reference, resolved
+    from the environment `allowed_env` names, and never the agent's bearer token."""
+    monkeypatch.setenv("DEV_TOOLS_TOKEN", "the-gateways-own")
+    seen: list[dict[str, str]] = []
+    upstream = recording(tool_server.app(), seen)
+    settings = {"allowed_env": ["DEV_TOOLS_TOKEN"]}
+    async with (
+        serve_in_loop(upstream, lifespan="on") as tools_url,
+        in_process_gateway(tmp_path, settings=settings) as gateway,
+        serve_in_loop(gateway.app) as url,
+    ):
+        tools = await dev_tools_section({"url": f"{tools_url}/mcp"})
+        credentials = {"secret_key_ref": {"env": "DEV_TOOLS_TOKEN"}}
+        tools["servers"][0]["credentials"] = credentials
+        await gateway.activate(pack(tools), 2)
+        async with agent_session(f"{url}/mcp/dev-tools", gateway.auth) as agent:
+            assert (await agent.call_tool("echo", {"text": "hi"})).content[0].text == "hi"  # type: ignore[union-attr]
+    posts = [h for h in seen if h.get("content-type") == "application/json"]
+    assert posts and all(h["authorization"] == "Bearer the-gateways-own" for h in posts)
+    agents_key = gateway.auth["authorization"].split()[1]
+    assert not any(agents_key in str(h) for h in seen)
+
+
+async def test_a_tool_server_outside_the_egress_allow_list_is_never_reached(
+    tmp_path: Path,
+) -> None:
+    """The replica may reach http://127.0.0.1:* only (its in-process settings); a pack
+    declaring a tool server elsewhere gets it refused, the call answered and recorded."""
+    seen: list[dict[str, str]] = []
+    elsewhere = recording(tool_server.app(), seen)
+    async with (
+        serve_in_loop(elsewhere, host="127.0.0.2", lifespan="on") as tools_url,
+        in_process_gateway(tmp_path) as gateway,
+        serve_in_loop(gateway.app) as url,
+    ):
+        tools = await dev_tools_section({"url": f"{tools_url}/mcp"})
+        await gateway.activate(pack(tools), 2)
+        async with agent_session(f"{url}/mcp/dev-tools", gateway.auth) as agent:
+            with pytest.raises(MCPError) as refused:
+                await agent.list_tools()
+            with pytest.raises(MCPError) as call:
+                await agent.call_tool("echo", {"text": "hi"})
+    assert refused.value.code == -32013 and call.value.code == -32013
+    (record,) = decisions(gateway, "echo")
+    assert record["outcome"] == "upstream_unavailable" and seen == []

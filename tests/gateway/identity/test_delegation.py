@@ -153,3 +153,32 @@ async def test_the_mcp_endpoint_takes_the_same_tokens_and_names_their_issuer(
     metadata = httpx.get(challenge.split('"')[1]).json()
     assert metadata["resource"] == f"{gateway}/mcp/dev-tools"
     assert metadata["authorization_servers"] == [ISSUER]
+
+
+def test_a_session_opened_on_one_replica_is_served_by_another(
+    gateway: str, endpoints: dict[str, Any]
+) -> None:
+    """No affinity needed: the session lives in its id, which every replica of the
+    region reads (here eu-west's first replica and this module's second one)."""
+    first = endpoints["gateways"]["eu-west"]
+    headers = {
+        "authorization": f"Bearer {endpoints['api_key']}",
+        "accept": "application/json, text/event-stream",
+    }
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}}
+    hello["clientInfo"] = {"name": "roaming-agent", "version": "1"}
+    opened = httpx.post(
+        f"{first}/mcp/dev-tools",
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        headers=headers,
+    )
+    session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"]}
+    call = {"name": "echo", "arguments": {"text": "roamed"}}
+    served = httpx.post(
+        f"{gateway}/mcp/dev-tools",
+        json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call},
+        headers={**session, "mcp-protocol-version": "2025-06-18"},
+    )
+    assert served.status_code == 200 and served.json()["result"]["content"][0]["text"] == "roamed"
+    with httpx.stream("GET", f"{gateway}/mcp/dev-tools", headers=session) as stream:
+        assert stream.status_code == 200  # its stream for list changes, on this replica
