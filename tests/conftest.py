@@ -15,24 +15,41 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from cordon_dev.procs import free_port, nats_server_binary, port_is_free, spawn, stop_group
 from cordon_dev.stack import DevStack
+from tests.helpers import eventually, policy_status, publish_pack, published_revision
 
 # Fixtures that start real servers (NATS, the topology, PostgreSQL): a test using one is
 # in the `servers` lane; the rest is the fast lane (`make test-fast`, `-m "not servers"`).
 SERVER_FIXTURES = frozenset(
-    {"stack", "endpoints", "jetstream_url", "bare_nats", "wan_stack", "pg_stack", "postgres_dsn"}
+    {
+        "stack",
+        "endpoints",
+        "fronted",
+        "jetstream_url",
+        "bare_nats",
+        "wan_stack",
+        "pg_stack",
+        "postgres_dsn",
+    }
 )
 # Under `make test` (pytest-xdist, --dist loadgroup) the tests of one whole topology run
 # on one worker, which starts it once; everything else is shared out between workers.
 # The shared topology's tests are many: its files are dealt into two halves, each half
 # on one worker with a topology of its own (tests on a worker run one at a time, so an
 # outage drill only ever stops its own half's servers).
-TOPOLOGY_GROUPS = {"stack": "stack", "endpoints": "stack", "wan_stack": "wan", "pg_stack": "pg"}
+TOPOLOGY_GROUPS = {
+    "stack": "stack",
+    "endpoints": "stack",
+    "fronted": "stack",
+    "wan_stack": "wan",
+    "pg_stack": "pg",
+}
 # A fixture choosing its topology by parameter (tests/aggregator/test_views.py).
 BY_PARAMETER = {"view": {"sqlite": "stack", "postgresql": "pg"}}
 STACK_HALVES = 2
@@ -100,6 +117,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 def endpoints(stack: DevStack) -> dict[str, Any]:
     described: dict[str, Any] = json.loads((stack.root / "endpoints.json").read_text())
     return described
+
+
+@pytest.fixture
+def fronted(stack: DevStack, endpoints: dict[str, Any]) -> dict[str, Any]:
+    """The stack's endpoints, its gateways enforcing the baseline pack that declares the
+    dev tool server: tests sharing the stack publish packs of their own, so an MCP test
+    puts the baseline back first when a region's pack no longer fronts it."""
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    auth = {"authorization": f"Bearer {endpoints['api_key']}"}
+    urls = [u for region in endpoints["mcp"].values() for u in region.values()]
+    if all(httpx.post(url, json=ping, headers=auth).status_code == 200 for url in urls):
+        return endpoints
+    revision = published_revision(publish_pack(endpoints, stack.baseline_pack))
+    admin = endpoints["tokens"]["admin"]
+    for gateway in endpoints["gateways"].values():
+        eventually(lambda g=gateway: policy_status(g, admin)["active_revision"] >= revision)
+    return endpoints
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ def _records_since(endpoints: dict[str, Any], since: str, agent: str) -> list[di
     return [item["record"] for item in found.json()["items"] if item["verified"]]
 
 
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 async def test_an_openai_agents_sdk_agent_calls_a_tool_through_the_gateway(
     stack: DevStack, endpoints: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

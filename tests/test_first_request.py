@@ -22,6 +22,7 @@ def _block_after(marker: str) -> str:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 def test_the_readmes_mcp_example_runs_as_printed(endpoints: dict[str, Any]) -> None:
     code = _block_after("Agents' tool calls go through the same gateway")
     assert "http://127.0.0.1:8401/" in code and "cordon-dev-key" in code

@@ -187,6 +187,7 @@ async def test_the_central_view_tracks_each_regions_signed_log(endpoints: dict[s
     assert all(s["region"] in ("eu-west", "us-east") for s in summaries)
 
 
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 async def test_a_tool_calls_arguments_results_and_undeclared_names_stay_in_the_region(
     stack: DevStack, endpoints: dict[str, Any]
 ) -> None:

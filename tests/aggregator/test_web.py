@@ -59,6 +59,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 def test_an_sre_sees_both_regions_the_chart_and_drills_down(
     endpoints: dict[str, Any], browser: Browser
 ) -> None:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cordon_dev.procs import wait_for_http
 from cordon_dev.stack import DEV_API_KEY, DevStack
 from tests.cordon_cli.test_audit import cordon
@@ -58,6 +60,7 @@ def test_summary_shows_every_region_with_its_counts_and_checkpoints(
     assert refused.returncode == 1 and "401" in refused.stderr
 
 
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 def test_search_finds_a_regions_records_by_time_and_outcome(endpoints: dict[str, Any]) -> None:
     since = datetime.now(UTC).isoformat()
     # first: the index takes the stream in order, so it is in once the calls are

@@ -414,7 +414,6 @@ async def test_an_agents_cancellation_stops_the_call_and_is_recorded(
     assert record["outcome"] == "cancelled" and record["upstream_ms"] < 4000
 
 
-@pytest.mark.servers  # the gateway starts the tool server as its own child process
 async def test_a_tool_server_over_stdio_is_governed_the_same(
     tmp_path: Path, upstreams: dict[str, str]
 ) -> None:

@@ -131,6 +131,7 @@ def test_api_keys_still_work_beside_tokens(gateway: str, endpoints: dict[str, An
     assert ask(gateway, endpoints["api_key"]).parse().choices[0].message.content.startswith("echo:")
 
 
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 async def test_the_mcp_endpoint_takes_the_same_tokens_and_names_their_issuer(
     gateway: str, endpoints: dict[str, Any]
 ) -> None:
@@ -155,6 +156,7 @@ async def test_the_mcp_endpoint_takes_the_same_tokens_and_names_their_issuer(
     assert metadata["authorization_servers"] == [ISSUER]
 
 
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 def test_a_session_opened_on_one_replica_is_served_by_another(
     gateway: str, endpoints: dict[str, Any]
 ) -> None:

@@ -34,7 +34,6 @@ ENTRY = PACKAGE / "dist" / "index.js"
 NODE = shutil.which("node")
 
 pytestmark = [
-    pytest.mark.servers,  # node child processes
     pytest.mark.timeout(30),
     pytest.mark.skipif(
         NODE is None or not ENTRY.is_file(),

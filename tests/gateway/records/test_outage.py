@@ -72,6 +72,7 @@ async def _a_tool_is_never_called_while_nats_is_down(
 
 
 @pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
+@pytest.mark.usefixtures("fronted")  # other tests publish packs of their own
 async def test_regional_nats_outage_fails_closed_then_recovers(
     stack: DevStack, endpoints: dict[str, Any]
 ) -> None:
