@@ -31,7 +31,7 @@ from gateway.mcp.catalog import Catalog, Listed, refuse_request
 from gateway.mcp.evidence import ToolCall, digest
 from gateway.mcp.jsonrpc import Message, Notification, Request, Response
 from gateway.mcp.limits import RateLimits
-from gateway.mcp.session import Session, caller_key
+from gateway.mcp.session import Session, caller_key, negotiate
 from gateway.mcp.upstream import Upstream
 from gateway.policy import Decision, Outcome
 from gateway.policy.tools import decide
@@ -95,14 +95,13 @@ class McpService:
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.runtime)
+        self._routes = self._handlers()
 
     # -- the lifecycle -------------------------------------------------------------
 
     def initialize(
         self, identity: Identity, params: dict[str, Any]
     ) -> tuple[dict[str, Any], Session]:
-        from gateway.mcp.session import negotiate
-
         version = negotiate(params.get("protocolVersion"))
         session = Session.opened(version, identity, params.get("capabilities"))
         result = {
@@ -114,7 +113,7 @@ class McpService:
 
     async def answer(self, ex: Exchange, request: Request) -> dict[str, Any]:
         """The result of `request`; `JsonRpcError` for an error answer."""
-        handler = self._handlers().get(request.method)
+        handler = self._routes.get(request.method)
         if handler is None:
             raise JsonRpcError(jsonrpc.METHOD_NOT_FOUND, "Method not found", request.id)
         params = request.params or {}
@@ -124,8 +123,6 @@ class McpService:
             self._in_flight[key] = task
         try:
             return await handler(ex, request.id, params)
-        except asyncio.CancelledError:
-            raise
         finally:
             if self._in_flight.get(key) is task:
                 self._in_flight.pop(key, None)
