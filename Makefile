@@ -26,7 +26,7 @@ test: $(STAMP) tools
 # The fast lane: everything that needs no real server (in-process gateways, documents,
 # policy, dialects, errors), in well under a minute.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not servers" --durations=10
+	$(BIN)/python -m pytest -q -m "not servers" -n 2 --durations=10
 
 # Tools some tests need: headless Chromium (the web page), promtool (alert rules, from
 # the prometheus package), checkov (Terraform), MCP's reference server-everything (npm,
