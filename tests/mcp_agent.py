@@ -16,6 +16,25 @@ from mcp.client.streamable_http import streamable_http_client
 from cordon.packs.tools import tool_digest
 from cordon_dev import tool_server
 
+EMAIL = "bob.jones@example.com"  # personal data an agent's arguments or a tool may carry
+REDACT_IN = {"name": "no-email-in", "type": "input_filter", "action": "redact"}
+REDACT_IN["patterns"] = ["email"]
+REDACT_OUT = {"name": "pii-out", "type": "output_filter", "action": "redact"}
+REDACT_OUT["patterns"] = ["email"]
+
+
+def pack(tools: dict[str, Any], *policies: dict[str, Any]) -> dict[str, Any]:
+    """A pack named `default` with `policies` and the `tools:` section `tools`."""
+    head = {"name": "default", "version": "1.0.0"}
+    return {"pack": head, "policies": list(policies), "tools": tools}
+
+
+def initialize(client: str = "cordon-tests", version: str = "2025-06-18") -> dict[str, Any]:
+    """An `initialize` request as a client sends it first, by hand."""
+    hello = {"protocolVersion": version, "capabilities": {}}
+    hello["clientInfo"] = {"name": client, "version": "1"}
+    return {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+
 
 @contextlib.asynccontextmanager
 async def agent_session(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,20 @@ ROUTE = "mcp"
 # A POST refused before it is served: the HTTP status, the JSON-RPC error, the record's
 # `error`.
 Refused = tuple[int, JsonRpcError, str]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked which endpoint: the request's headers, its caller, and the server of
+    `/mcp/<server>` (None for the union at `/mcp`)."""
+
+    headers: dict[str, str]
+    identity: Identity
+    server: str | None
+
+
+def _takes_events(headers: dict[str, str]) -> bool:
+    return "text/event-stream" in headers.get("accept", "")
 
 
 def _method(message: Message) -> str:
@@ -102,11 +117,12 @@ class McpEndpoint:
             metrics.REQUESTS.labels(ROUTE, "unauthenticated").inc()
             await self._unauthorized(scope, headers, send, exc)
             return
+        caller = Caller(headers, identity, server)
         method = scope["method"]
         if method == "POST":
-            await self._post(scope, receive, send, headers, identity, server)
+            await self._post(scope, receive, send, caller)
         elif method == "GET":
-            await self._stream(scope, receive, send, headers, identity, server)
+            await self._stream(receive, send, caller)
         else:
             body = _error_body(
                 jsonrpc.INVALID_REQUEST, f"{method} is not served: sessions end on their own"
@@ -166,29 +182,21 @@ class McpEndpoint:
 
     # -- POST: one message ------------------------------------------------------------
 
-    async def _post(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        headers: dict[str, str],
-        identity: Identity,
-        server: str | None,
-    ) -> None:
-        read = await self._read(scope, receive, headers)
+    async def _post(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        read = await self._read(scope, receive, caller.headers)
         if isinstance(read, tuple):
-            await self._refuse(send, identity, server, *read)
+            await self._refuse(send, caller, *read)
             return
         message = read
         if isinstance(message, Request) and message.method == "initialize":
-            await self._initialize(send, identity, message)
+            await self._initialize(send, caller.identity, message)
             return
-        ex = self._exchange(headers, identity, server)
+        ex = self._exchange(caller)
         if isinstance(ex, tuple):  # an unknown session (404) or revision (400)
-            await self._refuse(send, identity, server, *ex, method=_method(message))
+            await self._refuse(send, caller, *ex, method=_method(message))
             return
         if isinstance(message, Notification):
-            self.service.notified(identity, message)
+            self.service.notified(caller.identity, message)
             await respond(send, 202, b"", [(b"content-length", b"0")])
         elif isinstance(message, Response):
             if not self.service.answered(message):
@@ -196,7 +204,7 @@ class McpEndpoint:
                     "an agent's answer to %r found nothing waiting on this replica", message.id
                 )
             await respond(send, 202, b"", [(b"content-length", b"0")])
-        elif self.service.streams(ex, message) and "text/event-stream" in headers.get("accept", ""):
+        elif self.service.streams(ex, message) and _takes_events(caller.headers):
             await self._answer_as_stream(send, ex, message)
         else:
             await self._answer_as_json(send, ex, message)
@@ -222,8 +230,7 @@ class McpEndpoint:
     async def _refuse(
         self,
         send: Send,
-        identity: Identity,
-        server: str | None,
+        caller: Caller,
         status: int,
         exc: JsonRpcError,
         error: str,
@@ -231,31 +238,29 @@ class McpEndpoint:
     ) -> None:
         """Answer a message the gateway will not serve: an authenticated caller's
         refusal leaves a record, its id in the error's `data`."""
-        record = await self.service.refused(identity, server, method, error)
+        record = await self.service.refused(caller.identity, caller.server, method, error)
         if record is not None:
             exc.data = {**(exc.data or {}), "record": record}
         await respond(send, status, jsonrpc.error_response(exc))
 
-    def _exchange(
-        self, headers: dict[str, str], identity: Identity, server: str | None
-    ) -> Exchange | Refused:
+    def _exchange(self, caller: Caller) -> Exchange | Refused:
         """The request's session and revision, or the refusal: an id that is not a
         session of this caller is unknown (404: the client starts a new one)."""
         session: Session | None = None
-        token = headers.get("mcp-session-id")
+        token = caller.headers.get("mcp-session-id")
         if token is not None:
-            session = Session.read(token, identity)
+            session = Session.read(token, caller.identity)
             if session is None:
                 unknown = JsonRpcError(jsonrpc.INVALID_REQUEST, "Session not found")
                 return 404, unknown, "unknown_session"
-        version = headers.get("mcp-protocol-version") or (
+        version = caller.headers.get("mcp-protocol-version") or (
             session.version if session else ASSUMED_VERSION
         )
         if version not in SERVED_VERSIONS:
             message = f"Unsupported MCP-Protocol-Version {version!r}; served: "
             unserved = JsonRpcError(jsonrpc.INVALID_REQUEST, message + ", ".join(SERVED_VERSIONS))
             return 400, unserved, "unsupported_version"
-        return Exchange(identity, version, server, session)
+        return Exchange(caller.identity, version, caller.server, session)
 
     async def _initialize(self, send: Send, identity: Identity, request: Request) -> None:
         result, session = self.service.initialize(identity, request.params or {})
@@ -317,25 +322,17 @@ class McpEndpoint:
 
     # -- GET: the agent's stream --------------------------------------------------------
 
-    async def _stream(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        headers: dict[str, str],
-        identity: Identity,
-        server: str | None,
-    ) -> None:
-        if "text/event-stream" not in headers.get("accept", ""):
+    async def _stream(self, receive: Receive, send: Send, caller: Caller) -> None:
+        if not _takes_events(caller.headers):
             await respond(
                 send,
                 406,
                 _error_body(jsonrpc.INVALID_REQUEST, "Accept must include text/event-stream"),
             )
             return
-        ex = self._exchange(headers, identity, server)
+        ex = self._exchange(caller)
         if isinstance(ex, tuple):
-            await self._refuse(send, identity, server, *ex, method="GET")
+            await self._refuse(send, caller, *ex, method="GET")
             return
         start: Headers = [
             EVENT_STREAM,

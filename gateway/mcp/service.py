@@ -86,6 +86,18 @@ def receipt(call: ToolCall, seq: int | None) -> dict[str, Any]:
 
 
 @dataclass
+class Admitted:
+    """A tools/call the pack's decision let through: what the steps after it share."""
+
+    ex: Exchange
+    call: ToolCall
+    server: ToolServer
+    grant: ToolGrant
+    params: dict[str, Any]
+    request_id: Any
+
+
+@dataclass
 class McpService:
     runtime: Runtime
     catalog: Catalog = field(init=False)
@@ -290,7 +302,8 @@ class McpService:
                 request_id,
             )
         await self._refuse_unknown(call, name, request_id, listed.digest if listed else "")
-        return await self._admitted(ex, call, server, grant, arguments, params, request_id)
+        admitted = Admitted(ex, call, server, grant, params, request_id)
+        return await self._admitted(admitted, arguments)
 
     async def _refuse_unknown(
         self, call: ToolCall, name: str, request_id: Any, current: str
@@ -323,55 +336,30 @@ class McpService:
             data = {}
         raise refusal(code, message, request_id, **data)
 
-    async def _admitted(
-        self,
-        ex: Exchange,
-        call: ToolCall,
-        server: ToolServer,
-        grant: ToolGrant,
-        arguments: dict[str, Any],
-        params: dict[str, Any],
-        request_id: Any,
-    ) -> dict[str, Any]:
+    async def _admitted(self, a: Admitted, arguments: dict[str, Any]) -> dict[str, Any]:
+        call, grant, request_id = a.call, a.grant, a.request_id
         pack = call.active.pack
-        if grant.rate is not None and not self.limits.take(
-            (caller_key(ex.identity), server.name, grant.name), grant.rate
-        ):
-            await self._fail(
-                call,
-                "block",
-                "rate_limited",
-                RATE_LIMITED,
-                f"rate limit of {grant.name!r} reached; try again shortly",
-                request_id,
-            )
+        bucket = (caller_key(a.ex.identity), a.server.name, grant.name)
+        if grant.rate is not None and not self.limits.take(bucket, grant.rate):
+            message = f"rate limit of {grant.name!r} reached; try again shortly"
+            await self._fail(call, "block", "rate_limited", RATE_LIMITED, message, request_id)
         outbound = self._checked_arguments(call, pack, arguments)
         if call.decision.blocked_by is not None:
             message = f"blocked by policy rule {call.decision.blocked_by}"
-            await self._fail(
-                call, "block", "content_policy_violation", BLOCKED, message, request_id
-            )
+            error = "content_policy_violation"
+            await self._fail(call, "block", error, BLOCKED, message, request_id)
         call.arguments = outbound if pack.record_content == "redacted" else arguments
         call.arguments_digest = digest(outbound)
+        unrecorded = "the intent record could not be committed, so the tool was not called"
         if not call.can_record():
-            await self._fail(
-                call,
-                "error",
-                "record_commit_failed",
-                NOT_RECORDED,
-                "the intent record could not be committed, so the tool was not called",
-                request_id,
-            )
+            error = "record_commit_failed"
+            await self._fail(call, "error", error, NOT_RECORDED, unrecorded, request_id)
         try:
             await call.commit_intent()
         except RecordCommitError:
-            metrics.TOOL_CALLS.labels(server.name, grant.name, "commit_failed").inc()
-            raise refusal(
-                NOT_RECORDED,
-                "the intent record could not be committed, so the tool was not called",
-                request_id,
-            ) from None
-        return await self._forward(ex, call, server, grant, outbound, params, request_id)
+            metrics.TOOL_CALLS.labels(a.server.name, grant.name, "commit_failed").inc()
+            raise refusal(NOT_RECORDED, unrecorded, request_id) from None
+        return await self._forward(a, outbound)
 
     def _checked_arguments(
         self, call: ToolCall, pack: Pack, arguments: dict[str, Any]
@@ -382,48 +370,30 @@ class McpService:
         outbound = payload.get("arguments")
         return outbound if isinstance(outbound, dict) else {}
 
-    async def _forward(
-        self,
-        ex: Exchange,
-        call: ToolCall,
-        server: ToolServer,
-        grant: ToolGrant,
-        outbound: dict[str, Any],
-        params: dict[str, Any],
-        request_id: Any,
-    ) -> dict[str, Any]:
+    async def _forward(self, a: Admitted, outbound: dict[str, Any]) -> dict[str, Any]:
+        call, grant, request_id = a.call, a.grant, a.request_id
         forwarded: dict[str, Any] = {"name": grant.name, "arguments": outbound}
-        relay = Relay(self, ex, call, server, params)
+        relay = Relay(self, a.ex, call, a.server, a.params)
         if relay.minted is not None:
-            forwarded["_meta"] = {**(params.get("_meta") or {}), "progressToken": relay.minted}
+            meta = a.params.get("_meta") or {}
+            forwarded["_meta"] = {**meta, "progressToken": relay.minted}
         started = time.perf_counter()
         try:
-            upstream = await self.catalog.upstream(server)
+            upstream = await self.catalog.upstream(a.server)
             async with asyncio.timeout(grant.timeout_s):
                 result = await upstream.request(
                     "tools/call", forwarded, within_s=grant.timeout_s + 1, on_message=relay.take
                 )
         except TimeoutError:
             call.upstream_ms = (time.perf_counter() - started) * 1000
-            await self._fail(
-                call,
-                "upstream_unavailable",
-                "timeout",
-                TIMED_OUT,
-                f"tool {grant.name!r} did not answer within {grant.timeout_s:g} s",
-                request_id,
-            )
+            late = f"tool {grant.name!r} did not answer within {grant.timeout_s:g} s"
+            await self._fail(call, "upstream_unavailable", "timeout", TIMED_OUT, late, request_id)
         except ToolServerError as exc:
             call.upstream_ms = (time.perf_counter() - started) * 1000
             if exc.rpc_code is None:
-                await self._fail(
-                    call,
-                    "upstream_unavailable",
-                    "tool_server_unavailable",
-                    UNAVAILABLE,
-                    f"tool server {server.name!r} is unavailable",
-                    request_id,
-                )
+                away = f"tool server {a.server.name!r} is unavailable"
+                error = "tool_server_unavailable"
+                await self._fail(call, "upstream_unavailable", error, UNAVAILABLE, away, request_id)
             await self._protocol_error(call, exc, request_id)
         except asyncio.CancelledError:
             call.upstream_ms = (time.perf_counter() - started) * 1000
@@ -431,7 +401,7 @@ class McpService:
                 await asyncio.shield(call.commit("cancelled", "cancelled_by_agent"))
             raise
         call.upstream_ms = (time.perf_counter() - started) * 1000
-        metrics.TOOL_UPSTREAM.labels(server.name).observe(call.upstream_ms / 1000)
+        metrics.TOOL_UPSTREAM.labels(a.server.name).observe(call.upstream_ms / 1000)
         return await self._release(call, result, request_id)
 
     async def _protocol_error(

@@ -27,7 +27,7 @@ from cordon_dev import tool_server
 from cordon_dev.inprocess import API_KEY, InProcessGateway, in_process_gateway, serve_in_loop
 from tests.helpers import gaps_in
 from tests.hostile import hostile_values, text_of
-from tests.mcp_agent import dev_tools_section
+from tests.mcp_agent import dev_tools_section, initialize
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(120)]
 
@@ -153,16 +153,7 @@ async def test_a_session_and_a_call_are_their_callers_only(tmp_path: Path, tools
         base = {"content-type": "application/json", "accept": ACCEPT}
         mine = {**base, **gateway.auth}
         theirs = {**base, "authorization": "Bearer other-key"}
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        }
+        init = initialize()
         opened = await asyncio.to_thread(_post, f"{url}/mcp", json.dumps(init).encode(), **mine)
         session = {"mcp-session-id": opened.headers["mcp-session-id"]}
         used = await asyncio.to_thread(

@@ -21,30 +21,20 @@ from mcp.shared.exceptions import MCPError
 from cordon.packs.tools import tool_digest
 from cordon_dev import tool_server
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop, wait_for
-from tests.mcp_agent import agent_session, dev_tools_section
+from tests.mcp_agent import (
+    EMAIL,
+    REDACT_IN,
+    REDACT_OUT,
+    agent_session,
+    dev_tools_section,
+    pack,
+)
 
 pytestmark = [
     pytest.mark.fast,
     pytest.mark.timeout(60),
     pytest.mark.filterwarnings("ignore:The sampling capability is deprecated"),
 ]
-
-EMAIL = "bob.jones@example.com"
-REDACT_IN = {
-    "name": "no-email-in",
-    "type": "input_filter",
-    "action": "redact",
-    "patterns": ["email"],
-}
-REDACT_OUT = {"name": "pii-out", "type": "output_filter", "action": "redact", "patterns": ["email"]}
-
-
-def pack(tools: dict[str, Any], *policies: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "pack": {"name": "default", "version": "1.0.0"},
-        "policies": list(policies),
-        "tools": tools,
-    }
 
 
 TOUCHED: list[str] = []  # what the `touch` tool of `others` was called with: its side effect

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cordon_dev.procs import wait_for_http
 from cordon_dev.stack import DevStack
 from tests.helpers import sdk_chat, stored_record
-from tests.mcp_agent import agent_session
+from tests.mcp_agent import agent_session, initialize
 
 ISSUER = "https://idp.example.test"
 AUDIENCE = "cordon-eu-west"
@@ -167,13 +167,7 @@ def test_a_session_opened_on_one_replica_is_served_by_another(
         "authorization": f"Bearer {endpoints['api_key']}",
         "accept": "application/json, text/event-stream",
     }
-    hello = {"protocolVersion": "2025-06-18", "capabilities": {}}
-    hello["clientInfo"] = {"name": "roaming-agent", "version": "1"}
-    opened = httpx.post(
-        f"{first}/mcp/dev-tools",
-        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
-        headers=headers,
-    )
+    opened = httpx.post(f"{first}/mcp/dev-tools", json=initialize("roaming-agent"), headers=headers)
     session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"]}
     call = {"name": "echo", "arguments": {"text": "roamed"}}
     served = httpx.post(

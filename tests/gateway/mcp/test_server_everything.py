@@ -26,7 +26,7 @@ from cordon.packs.tools import tool_digest
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
 from cordon_dev.procs import free_port, spawn, stop_group
 from gateway.mcp.upstream import connect
-from tests.mcp_agent import agent_session
+from tests.mcp_agent import EMAIL, REDACT_IN, REDACT_OUT, agent_session, pack
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / ".tools/npm/node_modules/@modelcontextprotocol/server-everything"
@@ -41,14 +41,6 @@ pytestmark = [
     ),
 ]
 
-EMAIL = "bob.jones@example.com"
-REDACT_IN = {
-    "name": "no-email-in",
-    "type": "input_filter",
-    "action": "redact",
-    "patterns": ["email"],
-}
-REDACT_OUT = {"name": "pii-out", "type": "output_filter", "action": "redact", "patterns": ["email"]}
 # The pack pins these of the server's ~15 tools; get-sum is pinned but nobody's.
 PINNED = ("echo", "get-sum", "get-env", "trigger-long-running-operation")
 DENIED = "get-sum"
@@ -80,14 +72,6 @@ def tools_section(where: dict[str, Any], definitions: dict[str, dict[str, Any]])
             grant["allow"] = {"roles": ["nobody"]}
         grants.append(grant)
     return {"servers": [{"name": "everything", **where, "tools": grants}]}
-
-
-def pack(tools: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "pack": {"name": "default", "version": "1.0.0"},
-        "policies": [REDACT_IN, REDACT_OUT],
-        "tools": tools,
-    }
 
 
 def tool_records(gateway: InProcessGateway, tool: str) -> list[dict[str, Any]]:
@@ -128,7 +112,9 @@ async def test_server_everything_over_stdio_is_governed(
         in_process_gateway(tmp_path, settings=settings) as gateway,
         serve_in_loop(gateway.app) as url,
     ):
-        await gateway.activate(pack(tools_section({"command": command}, definitions)), 2)
+        await gateway.activate(
+            pack(tools_section({"command": command}, definitions), REDACT_IN, REDACT_OUT), 2
+        )
         await pinned_and_denied(gateway, url)
         steps: list[tuple[float, float | None]] = []
 
@@ -186,5 +172,7 @@ async def test_server_everything_over_streamable_http_is_governed(
 ) -> None:
     definitions = await listed_definitions(over_http, [])
     async with in_process_gateway(tmp_path) as gateway, serve_in_loop(gateway.app) as url:
-        await gateway.activate(pack(tools_section({"url": over_http}, definitions)), 2)
+        await gateway.activate(
+            pack(tools_section({"url": over_http}, definitions), REDACT_IN, REDACT_OUT), 2
+        )
         await pinned_and_denied(gateway, url)
