@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -93,6 +94,12 @@ def central_summary(
                 break
             after = items[-1]["stream_seq"]
     return None
+
+
+def unique_word() -> str:
+    """A unique word without digits, for a test to find its call again: a run of digits
+    can be a card number the baseline pack redacts, and the echo would not match."""
+    return uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
 
 
 def _one_message(model: str, prompt: str) -> dict[str, Any]:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import socket
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from cordon_dev.stack import DevStack
-from tests.helpers import audit_get, eventually
+from tests.helpers import audit_get, eventually, unique_word
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
@@ -60,7 +59,7 @@ async def test_an_openai_agents_sdk_agent_calls_a_tool_through_the_gateway(
     from openai import AsyncOpenAI
 
     set_tracing_disabled(True)
-    marker = uuid.uuid4().hex
+    marker = unique_word()
     key = endpoints["api_key"]
     since = (datetime.now(UTC) - timedelta(seconds=2)).isoformat(timespec="microseconds")
     model = OpenAIChatCompletionsModel(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
@@ -10,7 +9,7 @@ import msgpack
 import openai
 import pytest
 
-from tests.helpers import chat, gateway_sdk, stored, stored_record
+from tests.helpers import chat, gateway_sdk, stored, stored_record, unique_word
 
 
 def client(
@@ -22,7 +21,7 @@ def client(
 async def test_answer_is_committed_as_signed_record_before_it_is_returned(
     endpoints: dict[str, Any],
 ) -> None:
-    marker = f"tell me about {uuid.uuid4().hex}"
+    marker = f"tell me about {unique_word()}"
     raw = client(endpoints).chat.completions.with_raw_response.create(
         model="mock-gpt", messages=[{"role": "user", "content": marker}]
     )

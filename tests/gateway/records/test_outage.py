@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.helpers import (
     publish_pack,
     published_revision,
     stored_record,
+    unique_word,
 )
 from tests.mcp_agent import agent_session
 
@@ -62,7 +62,7 @@ async def _a_tool_is_never_called_while_nats_is_down(
 ) -> None:
     """No intent record can be committed, so the tool is not called: the agent gets a
     clear JSON-RPC error and the tool server never sees the arguments."""
-    marker = f"tool call during the outage {uuid.uuid4().hex}"
+    marker = f"tool call during the outage {unique_word()}"
     key = {"authorization": f"Bearer {endpoints['api_key']}"}
     async with agent_session(endpoints["mcp"]["eu-west"]["dev-tools"], key) as agent:
         with pytest.raises(MCPError) as caught:
@@ -77,7 +77,7 @@ async def test_regional_nats_outage_fails_closed_then_recovers(
     stack: DevStack, endpoints: dict[str, Any]
 ) -> None:
     assert stack.nats is not None
-    refused = f"during the outage {uuid.uuid4().hex}"
+    refused = f"during the outage {unique_word()}"
     stack.nats.stop("eu-west")
     try:
         with pytest.raises(openai.APIStatusError) as caught:
@@ -107,7 +107,7 @@ async def test_regional_nats_outage_fails_closed_then_recovers(
     finally:
         stack.nats.start("eu-west")
 
-    after = f"after the outage {uuid.uuid4().hex}"
+    after = f"after the outage {unique_word()}"
     raw = eventually(lambda: _try_raw(endpoints, after), timeout=20.0, interval=0.2)
     assert raw.parse().choices[0].message.content == f"echo: {after}"
     # and its summary reaches the central view again: the central source of the
@@ -178,7 +178,7 @@ async def test_nats_killed_mid_load_every_answer_has_its_record(
 
     async def caller(client: httpx.AsyncClient, worker: int) -> None:
         for i in range(60):
-            marker = f"load-{worker}-{i}-{uuid.uuid4().hex[:8]}"
+            marker = f"load-{worker}-{i}-{unique_word()[:8]}"
             try:
                 response = await client.post(
                     endpoints["gateways"]["eu-west"] + "/v1/chat/completions",
