@@ -25,14 +25,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from cordon.errors import HttpClientError, JsonRpcError, ToolServerError
 from gateway.mcp import jsonrpc
 from gateway.mcp.jsonrpc import Message, Notification, Request, Response
 from gateway.mcp.upstream import MAX_MESSAGE_BYTES, MessageSink, handshake
 
-if TYPE_CHECKING:  # the server stack's client: given by the replica, never imported here
+if TYPE_CHECKING:  # given by whoever builds the upstream; neither is imported here
+    import httpx
+
     from gateway.upstream.httpclient import HttpClient
     from gateway.upstream.httpclient import Response as HttpResponse
 
@@ -42,10 +42,8 @@ log = logging.getLogger("cordon.gateway.mcp")
 ACCEPT = "application/json, text/event-stream"
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
-# A client of the gateway's own: connecting and sending are bounded here, reading is
-# not (a tool may think for long; each request bounds itself with `within_s`, and the
-# GET stream may rightly stay quiet for hours).
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=None)
+# Connecting is bounded here, reading is not (a tool may think for long; each request
+# bounds itself with `within_s`, and the GET stream may rightly stay quiet for hours).
 CONNECT_S = 10.0
 WAIT_S = 24 * 3600.0  # the gateway client's own deadlines; each request sets its own
 DRAIN_WITHIN_S = 0.05  # the rest of an answered stream; past it, the connection is dropped
@@ -84,9 +82,9 @@ class HttpUpstream:
     ) -> None:
         self.name, self.url = name, url
         # The replica's own client (the providers' one, under the egress address guard)
-        # carries the POSTs when given: the hot path of every tool call. httpx keeps
-        # the session's GET stream and its DELETE, and everything when there is none
-        # (`cordon tools digest` runs without the server stack).
+        # carries every exchange when given: the hot path of each tool call, and a
+        # replica that never loads httpx. Without it (`cordon tools digest`, which runs
+        # without the server stack) httpx does, imported only then.
         self._poster = poster
         self._headers = dict(headers or {})
         self._http, self._owns_http = http, http is None
@@ -214,20 +212,24 @@ class HttpUpstream:
     @contextlib.asynccontextmanager
     async def _send(self, message: Message) -> AsyncIterator[_Answer]:
         """POST one message; its answer, open until the block ends."""
-        body, headers = jsonrpc.encode(message), self._headers_for(message)
+        async with self._http_exchange(
+            "POST", jsonrpc.encode(message), self._headers_for(message)
+        ) as answer:
+            yield answer
+
+    @contextlib.asynccontextmanager
+    async def _http_exchange(
+        self, method: str, body: bytes, headers: dict[str, str]
+    ) -> AsyncIterator[_Answer]:
+        """One HTTP exchange by whichever client this upstream has; its failures are
+        `ToolServerError` (unavailable), whenever they happen."""
         if self._poster is None:
-            try:
-                async with self._client().stream(
-                    "POST", self.url, content=body, headers=headers
-                ) as response:
-                    lowered = {k.lower(): v for k, v in response.headers.items()}
-                    yield _Answer(response.status_code, lowered, response.aiter_bytes())
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise self._unavailable(f"unreachable: {exc}") from exc
+            async with self._httpx_exchange(method, body, headers) as answer:
+                yield answer
             return
         try:
-            posted = await self._poster.post(
-                self.url, body, headers, connect=CONNECT_S, first_byte=WAIT_S, total=WAIT_S
+            posted = await self._poster.request(
+                method, self.url, body, headers, connect=CONNECT_S, first_byte=WAIT_S, total=WAIT_S
             )
         except HttpClientError as exc:
             raise self._unavailable(f"unreachable: {exc}") from exc
@@ -235,6 +237,22 @@ class HttpUpstream:
             yield _Answer(posted.status, posted.headers, _chunks(posted, self.name))
         finally:
             posted.release()  # back to the pool if read to its end, else dropped
+
+    @contextlib.asynccontextmanager
+    async def _httpx_exchange(
+        self, method: str, body: bytes, headers: dict[str, str]
+    ) -> AsyncIterator[_Answer]:
+        import httpx  # only here: a replica hands its own client and never loads it
+
+        try:
+            async with self._client().stream(
+                method, self.url, content=body or None, headers=headers
+            ) as response:
+                lowered = {k.lower(): v for k, v in response.headers.items()}
+                chunks = _httpx_chunks(response.aiter_bytes(), self.name)
+                yield _Answer(response.status_code, lowered, chunks)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._unavailable(f"unreachable: {exc}") from exc
 
     async def _check(self, answer: _Answer, sent_session: str | None) -> None:
         """Nothing for a success; otherwise the failure the status and body say."""
@@ -300,10 +318,11 @@ class HttpUpstream:
     def _unavailable(self, why: str) -> ToolServerError:
         return ToolServerError(f"tool server {self.name!r} {why}")
 
-    def _headers_for(self, message: Message | None) -> httpx.Headers:
+    def _headers_for(self, message: Message | None) -> dict[str, str]:
         """The gateway's own credential, then what the wire requires. `initialize`
         goes without session and revision: it is what sets them."""
-        headers = httpx.Headers(self._headers)
+        wire = {"accept", "content-type", SESSION_HEADER.lower(), VERSION_HEADER.lower()}
+        headers = {k: v for k, v in self._headers.items() if k.lower() not in wire}
         headers["Accept"] = ACCEPT
         headers["Content-Type"] = "application/json"
         if message is not None and _opens(message):
@@ -315,8 +334,10 @@ class HttpUpstream:
         return headers
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_S, read=None))
         return self._http
 
     async def _listen(self) -> None:
@@ -328,7 +349,7 @@ class HttpUpstream:
                 if not await self._listen_once():
                     return
                 wait = LISTEN_RETRY_S[0]  # it was open: the next drop starts over
-            except (httpx.HTTPError, ToolServerError) as exc:
+            except ToolServerError as exc:
                 log.info("tool server %s: its GET stream failed: %s", self.name, exc)
                 wait = min(wait * 2, LISTEN_RETRY_S[1])
             await asyncio.sleep(wait)
@@ -339,12 +360,12 @@ class HttpUpstream:
         headers = self._headers_for(None)
         headers["Accept"] = "text/event-stream"
         del headers["Content-Type"]
-        async with self._client().stream("GET", self.url, headers=headers) as response:
-            if response.status_code in (404, 405):
+        async with self._http_exchange("GET", b"", headers) as answer:
+            if answer.status in (404, 405):
                 return False
-            if not response.is_success:
-                raise self._unavailable(f"answered HTTP {response.status_code} to GET")
-            async for data in read_events(response.aiter_bytes(), self._limit, self.name):
+            if not answer.is_success:
+                raise self._unavailable(f"answered HTTP {answer.status} to GET")
+            async for data in read_events(answer.chunks, self._limit, self.name):
                 received = self._parse(data)
                 if not isinstance(received, Response):  # none is expected without resuming
                     self.incoming.put_nowait(received)
@@ -365,11 +386,15 @@ class HttpUpstream:
             await asyncio.wait(set(self._background), timeout=CANCEL_WITHIN_S)
         session, headers = self._session_id, self._headers_for(None)
         self._session_id, self.initialized = None, None
-        if session is not None and self._http is not None:
+        if session is not None and (self._poster is not None or self._http is not None):
             del headers["Content-Type"]
-            with contextlib.suppress(httpx.HTTPError, TimeoutError):
-                async with asyncio.timeout(CLOSE_WITHIN_S):
-                    await self._http.delete(self.url, headers=headers)
+            headers[SESSION_HEADER] = session
+            with contextlib.suppress(ToolServerError, TimeoutError):
+                async with (
+                    asyncio.timeout(CLOSE_WITHIN_S),
+                    self._http_exchange("DELETE", b"", headers) as answer,
+                ):
+                    await _drain(answer.chunks)
         if self._owns_http and self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -408,12 +433,23 @@ async def _chunks(response: HttpResponse, name: str) -> AsyncIterator[bytes]:
         raise ToolServerError(f"tool server {name!r}: {exc}") from exc
 
 
+async def _httpx_chunks(chunks: AsyncIterator[bytes], name: str) -> AsyncIterator[bytes]:
+    """httpx's body chunks, its errors as the upstream's."""
+    import httpx
+
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise ToolServerError(f"tool server {name!r}: {exc}") from exc
+
+
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
     """Read what follows the answer (the stream's end, normally at once) so the
     connection goes back to the pool: one left unread is closed, and the next call
     would pay for a new one. A server that keeps the stream open is left after a
     moment, and its connection with it."""
-    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+    with contextlib.suppress(TimeoutError, ToolServerError):
         async with asyncio.timeout(DRAIN_WITHIN_S):
             async for _ in chunks:
                 pass

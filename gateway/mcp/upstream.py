@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
 from cordon.errors import ToolServerError
 from gateway.mcp.jsonrpc import Notification, Request, Response
 
 if TYPE_CHECKING:
+    import httpx
+
     from gateway.upstream.httpclient import HttpClient
 
 __all__ = [

@@ -317,9 +317,33 @@ class HttpClient:
         proxy: str | None = None,
     ) -> Response:
         """POST `url`; with `proxy` (an http:// URL), through a CONNECT tunnel."""
+        return await self.request(
+            "POST",
+            url,
+            body,
+            headers,
+            connect=connect,
+            first_byte=first_byte,
+            total=total,
+            proxy=proxy,
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        connect: float,
+        first_byte: float,
+        total: float,
+        proxy: str | None = None,
+    ) -> Response:
+        """`method` `url` (an MCP server's session stream is a GET, its end a DELETE)."""
         origin, path = split_url(url)
         through = split_url(proxy)[0] if proxy else None
-        head = self._request_head(origin, path, headers, len(body))
+        head = self._request_head(method, origin, path, headers, len(body))
         for attempt in (0, 1):
             connection = await self._connection(origin, connect, through)
             response = Response(self, origin, connection, total)
@@ -343,9 +367,11 @@ class HttpClient:
         raise RemoteProtocolError("unreachable")
 
     @staticmethod
-    def _request_head(origin: Origin, path: str, headers: Mapping[str, str], length: int) -> bytes:
+    def _request_head(
+        method: str, origin: Origin, path: str, headers: Mapping[str, str], length: int
+    ) -> bytes:
         lines = [
-            f"POST {path} HTTP/1.1",
+            f"{method} {path} HTTP/1.1",
             f"host: {origin.host_header}",
             f"content-length: {length}",
         ]
