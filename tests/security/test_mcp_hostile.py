@@ -132,6 +132,17 @@ async def test_without_credentials_nothing_is_recorded_and_nothing_is_called(
     assert gateway.records() == []
 
 
+async def test_a_stream_is_opened_only_for_a_client_that_takes_one(
+    gw: tuple[InProcessGateway, str],
+) -> None:
+    gateway, url = gw
+    headers = {"accept": "application/json", **gateway.auth}
+    answer = await asyncio.to_thread(httpx.get, f"{url}/mcp/dev-tools", headers=headers)
+    assert answer.status_code == 406 and answer.json()["error"]["code"] == -32600
+    ended = await asyncio.to_thread(httpx.delete, f"{url}/mcp/dev-tools", headers=gateway.auth)
+    assert ended.status_code == 405 and ended.headers["allow"] == "GET, POST"
+
+
 async def test_a_foreign_origin_is_refused(gw: tuple[InProcessGateway, str]) -> None:
     gateway, url = gw
     headers = {"content-type": "application/json", "origin": "https://evil.example", **gateway.auth}
