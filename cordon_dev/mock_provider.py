@@ -14,6 +14,8 @@ whose message repeats the prompt) are providers no rule can read as promised; `h
 answers 20 MiB (or streams one 2 MiB event); `hostile-surrogate`, `hostile-number` and
 `hostile-duplicate` answer (and stream) JSON holding a lone surrogate, a number beyond a
 double, or a key written twice.
+Azure OpenAI's wire is served too (`/openai/deployments/<deployment>/chat/completions`
+with `api-version` and an `api-key` header, and the v1 API at `/openai/v1/...`).
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
 A request with `tools` is answered with a call of the first tool, `{"echo": <reply>}`,
 or `{<param>: <reply>}` when the tool's schema requires exactly one string parameter
@@ -35,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -525,6 +528,8 @@ class MockProvider:
             await _lifespan(receive, send)
         elif scope["path"] in ROUTES and scope["method"] == "POST":
             await self._serve(scope, receive, send, *ROUTES[scope["path"]])
+        elif scope["path"].startswith("/openai/") and scope["method"] == "POST":
+            await self._azure(scope, receive, send)
         else:
             await self._other(scope, receive, send)
 
@@ -590,6 +595,32 @@ class MockProvider:
             events = events[:2]  # then the connection just ends, no terminal event
         await self._stream(receive, send, events, slow=request.get("model") == "slow-stream")
 
+    async def _azure(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Azure OpenAI's wire: `/openai/deployments/<deployment>/<operation>` with an
+        `api-version` query and the key in `api-key` (or an Entra bearer token), or the
+        v1 API at `/openai/v1/<operation>`; what it saw is in `stats` and `seen_auth`.
+        Its answers are OpenAI's, the deployment as the model, with Azure's
+        `prompt_filter_results` beside them."""
+        path, query = scope["path"], parse_qs(scope.get("query_string", b"").decode())
+        headers = dict(scope["headers"])
+        key = headers.get(b"api-key", b"").decode()
+        bearer = headers.get(b"authorization", b"").decode()
+        self.seen_auth.update({"api-key": key, "authorization": bearer})
+        deployment, operation = _azure_route(path)
+        if operation is None or (deployment is not None and not query.get("api-version")):
+            await _respond(send, 404, _azure_error("404", "Resource not found"))
+            return
+        if not key and not bearer.startswith("Bearer "):
+            message = "Access denied due to missing subscription key."
+            await _respond(send, 401, _azure_error("401", message))
+            return
+        self.stats[f"azure {operation}"] += 1
+        self.seen_auth["api-version"] = (query.get("api-version") or [""])[0]
+        self.seen_auth["deployment"] = deployment or ""
+        _, build, stream = ROUTES[f"/v1/{operation}"]
+        azure_build = _with_filters(build, deployment)
+        await self._serve(scope, receive, send, "openai", azure_build, stream)
+
     async def _failing(self, send: Send, api: str) -> bool:
         """The `500` and `429` modes, answered before the body is read; True if served."""
         if self.mode == "500":
@@ -627,6 +658,41 @@ class MockProvider:
             self.stats["streams cancelled"] += 1
         finally:
             watcher.cancel()
+
+
+AZURE_OPERATIONS = ("chat/completions", "embeddings", "responses")
+
+
+def _azure_route(path: str) -> tuple[str | None, str | None]:
+    """(deployment, operation) of an Azure path; (None, operation) for the v1 API, and
+    operation None for a path Azure does not serve."""
+    if path.startswith("/openai/v1/"):
+        operation = path.removeprefix("/openai/v1/")
+        return None, operation if operation in AZURE_OPERATIONS else None
+    parts = path.removeprefix("/openai/deployments/").split("/", 1)
+    if not path.startswith("/openai/deployments/") or len(parts) != 2 or not parts[0]:
+        return None, None
+    return parts[0], parts[1] if parts[1] in AZURE_OPERATIONS else None
+
+
+def _azure_error(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def _with_filters(build: Build, deployment: str | None) -> Build:
+    """An answer as Azure gives it: the deployment's model, and its content filters'
+    verdicts on the prompt."""
+
+    def azure(request: dict[str, Any]) -> dict[str, Any]:
+        if deployment is not None:
+            request = {**request, "model": deployment}
+        answer = build(request)
+        answer["prompt_filter_results"] = [
+            {"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False}}}
+        ]
+        return answer
+
+    return azure
 
 
 async def _unreadable(send: Send, api: str, request: dict[str, Any], mode: str) -> bool:

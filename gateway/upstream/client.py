@@ -21,7 +21,7 @@ from cordon.errors import (
     UpstreamTooLargeError,
 )
 from gateway.upstream import httpclient
-from gateway.upstream.providers import Target
+from gateway.upstream.providers import AZURE, Target
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -29,7 +29,12 @@ ANTHROPIC_VERSION = "2023-06-01"
 def auth_headers(target: Target, passthrough: Mapping[str, str]) -> dict[str, str]:
     """Headers for the provider: the target's own key, never the caller's."""
     headers = {"content-type": "application/json", "user-agent": "cordon-gateway"}
-    if target.api == "anthropic":
+    if target.wire == AZURE:
+        if target.api_key and target.auth == "entra":
+            headers["authorization"] = f"Bearer {target.api_key}"
+        elif target.api_key:
+            headers["api-key"] = target.api_key
+    elif target.api == "anthropic":
         headers["anthropic-version"] = passthrough.get("anthropic-version", ANTHROPIC_VERSION)
         if "anthropic-beta" in passthrough:
             headers["anthropic-beta"] = passthrough["anthropic-beta"]
@@ -118,12 +123,17 @@ class UpstreamClient:
         self._client.close()
 
     async def open(
-        self, target: Target, path: str, body: bytes, passthrough: Mapping[str, str]
+        self,
+        target: Target,
+        path: str,
+        body: bytes,
+        passthrough: Mapping[str, str],
+        model: str = "",
     ) -> UpstreamResponse:
         timeouts = target.timeouts
         try:
             response = await self._client.post(
-                target.base_url + path,
+                target.url(path, model),
                 body,
                 auth_headers(target, passthrough),
                 connect=timeouts.connect,

@@ -83,7 +83,7 @@ async def forward(
             attempts.append(f"{target.id}:circuit_open")
             continue
         try:
-            response = await client.open(target, path, body, passthrough)
+            response = await client.open(target, path, body, passthrough, model)
         except UpstreamError as exc:
             reason = "timeout" if isinstance(exc, UpstreamTimeout) else "connect"
             timed_out = timed_out or reason == "timeout"

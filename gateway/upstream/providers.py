@@ -1,5 +1,13 @@
 """Provider targets from a pack's `providers.targets[]`, resolved at activation.
 
+A target serves one caller API (`api`: OpenAI's or Anthropic's) over one upstream wire
+(`wire`): the API itself, or Azure OpenAI's (`provider.api: azure-openai`, or a base URL
+ending in `/openai/deployments` as the seeds print it): the caller's model names the
+deployment (`deployments:` maps other names), `api-version` is added
+(`provider.api_version`, default AZURE_API_VERSION) and the key goes in `api-key`, or as a
+Microsoft Entra bearer token (`provider.auth: entra`). A base URL ending in `/openai/v1`
+is Azure's v1 API: the model stays in the body, no `api-version`.
+
 `base_url` may use `${VAR}` and `${VAR:-default}`; the key comes from
 `secret_key_ref: {env: NAME}` or `{store: NAME}` (a file NAME in the secret store
 directory). Everything is resolved when the pack is activated, so a missing
@@ -15,11 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cordon.errors import PackError
 from cordon.secretrefs import resolve_secret
 
 APIS = ("openai", "anthropic")
+AZURE = "azure-openai"
+AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's GA data-plane version of the deployment API
+AZURE_AUTH = ("api-key", "entra")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -39,6 +51,17 @@ class Target:
     models: tuple[str, ...] = ()  # empty: any model of its API
     timeouts: Timeouts = Timeouts()
     proxy: str | None = None  # an http:// proxy the calls go through (CONNECT)
+    wire: str = "openai"  # the upstream's own: openai, anthropic or azure-openai
+    api_version: str = AZURE_API_VERSION  # azure-openai's deployment API only
+    deployments: Mapping[str, str] = field(default_factory=dict)  # model -> deployment
+    auth: str = "api-key"  # azure-openai: api-key header, or an Entra bearer token
+
+    def url(self, path: str, model: str) -> str:
+        """Where a call for `model` to the API path `path` (`/chat/completions`) goes."""
+        if self.wire != AZURE or self.base_url.endswith("/openai/v1"):
+            return self.base_url + path
+        deployment = quote(self.deployments.get(model, model), safe="")
+        return f"{self.base_url}/{deployment}{path}?api-version={quote(self.api_version)}"
 
     def serves(self, api: str, model: str) -> bool:
         return api == self.api and self.model_id(model) is not None
@@ -89,9 +112,8 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
     provider = raw.get("provider") or {}
     if not isinstance(provider, dict) or not isinstance(provider.get("base_url"), str):
         raise PackError(f"target {target_id}: provider.base_url is required")
-    api = str(provider.get("api") or ("anthropic" if "anthropic" in target_id else "openai"))
-    if api not in APIS:
-        raise PackError(f"target {target_id}: provider.api must be one of {APIS}")
+    wire = _wire(target_id, provider)
+    api = "openai" if wire == AZURE else wire
     models = raw.get("models") or ()
     if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in models):
         raise PackError(f"target {target_id}: models must be a list of names")
@@ -103,7 +125,45 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
         models=tuple(models),
         timeouts=_timeouts(raw.get("timeouts"), target_id),
         proxy=_proxy(provider.get("proxy"), env, target_id),
+        wire=wire,
+        api_version=str(provider.get("api_version") or AZURE_API_VERSION),
+        deployments=_deployments(raw.get("deployments"), target_id),
+        auth=_auth(provider.get("auth"), wire, target_id),
     )
+
+
+def _wire(target_id: str, provider: Mapping[str, Any]) -> str:
+    """The upstream's wire: `provider.api` when given, else told by the id or the URL
+    (the seeds' Azure target names neither)."""
+    named = provider.get("api")
+    if named is not None:
+        if named not in (*APIS, AZURE):
+            raise PackError(f"target {target_id}: provider.api must be one of {(*APIS, AZURE)}")
+        return str(named)
+    if "anthropic" in target_id:
+        return "anthropic"
+    base = str(provider["base_url"]).rstrip("/")
+    if base.endswith("/openai/deployments") or "azure" in target_id:
+        return AZURE
+    return "openai"
+
+
+def _deployments(raw: Any, target_id: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in raw.items()
+    ):
+        raise PackError(f"target {target_id}: deployments maps model names to deployment names")
+    return dict(raw)
+
+
+def _auth(raw: Any, wire: str, target_id: str) -> str:
+    if raw is None:
+        return "api-key"
+    if wire != AZURE or raw not in AZURE_AUTH:
+        raise PackError(f"target {target_id}: provider.auth is {' or '.join(AZURE_AUTH)} (Azure)")
+    return str(raw)
 
 
 def _proxy(raw: Any, env: Mapping[str, str], target_id: str) -> str | None:

@@ -1,0 +1,173 @@
+"""Azure OpenAI as an upstream: the caller speaks OpenAI (the real `openai` SDK), the
+gateway calls Azure's deployment API — the deployment in the path, `api-version`, the
+key in `api-key` — of a mock speaking Azure's wire, under the same rules and records.
+The seeds' environment-based pack is used byte for byte."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+from cordon_dev.mock_provider import MockProvider
+from cordon_dev.procs import free_port
+from gateway.upstream.providers import AZURE_API_VERSION
+
+pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
+
+SEEDS = Path(__file__).resolve().parents[2] / "seed_configs"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "seed-configs"
+ENV_PACK = SEEDS / "env-providers.yaml"
+EMAIL = "dana.azure@example.com"
+
+
+def test_the_seed_config_is_the_users_file_byte_for_byte() -> None:
+    if not (SHARED / ENV_PACK.name).is_file():
+        pytest.skip("the product documents' configs are not beside this checkout")
+    assert ENV_PACK.read_bytes() == (SHARED / ENV_PACK.name).read_bytes()
+
+
+@pytest.fixture
+async def azure() -> AsyncIterator[tuple[MockProvider, str]]:
+    mock = MockProvider()
+    async with serve_in_loop(mock) as url:
+        yield mock, url
+
+
+@pytest.fixture
+async def seeded(
+    tmp_path: Path, azure: tuple[MockProvider, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[InProcessGateway, str]]:
+    """A replica enforcing the seeds' pack as written: `openai` first, pointed at a
+    port nothing listens on, then `azure-openai` at the Azure mock."""
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port('127.0.0.1')}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-unused")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure[1])
+    monkeypatch.setenv("AZURE_OPENAI_KEY", "azure-key-1")
+    document = yaml.safe_load(ENV_PACK.read_text())
+    settings = {"pack_name": document["pack"]["name"]}
+    async with (
+        in_process_gateway(tmp_path, settings=settings) as gateway,
+        serve_in_loop(gateway.app) as url,
+    ):
+        await gateway.activate(document, 2)
+        yield gateway, url
+
+
+def sdk(url: str, gateway: InProcessGateway) -> openai.AsyncOpenAI:
+    key = gateway.auth["authorization"].split()[1]
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+def decisions(gateway: InProcessGateway) -> list[dict[str, Any]]:
+    return [r for r in gateway.records() if r["kind"] == "decision"]
+
+
+async def test_the_seed_pack_falls_back_to_azure_with_azures_wire(
+    seeded: tuple[InProcessGateway, str], azure: tuple[MockProvider, str]
+) -> None:
+    gateway, url = seeded
+    mock, _ = azure
+    answer = await sdk(url, gateway).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello azure"}]
+    )
+    assert answer.choices[0].message.content == "echo: hello azure"
+    assert mock.stats["azure chat/completions"] == 1
+    assert mock.seen_auth["deployment"] == "gpt-4o"  # the caller's model names it
+    assert mock.seen_auth["api-version"] == AZURE_API_VERSION
+    assert mock.seen_auth["api-key"] == "azure-key-1" and mock.seen_auth["authorization"] == ""
+    (record,) = decisions(gateway)
+    assert record["route"] == "azure-openai" and record["attempts"] == ["openai:connect"]
+
+
+def governed(azure_url: str, **provider: Any) -> dict[str, Any]:
+    """Azure as the only target, with the pack's rules on an email both ways."""
+    target = {
+        "id": "azure-eu",
+        "provider": {
+            "api": "azure-openai",
+            "base_url": f"{azure_url}/openai/deployments",
+            **provider,
+        },
+        "secret_key_ref": {"env": "AZURE_OPENAI_KEY"},
+        "deployments": {"gpt-4o": "prod-gpt4o"},
+    }
+    rules = [
+        {"name": "email-in", "type": "input_filter", "action": "redact", "patterns": ["email"]},
+        {"name": "email-out", "type": "output_filter", "action": "redact", "patterns": ["email"]},
+    ]
+    return {
+        "pack": {"name": "default", "version": "1"},
+        "providers": {"targets": [target]},
+        "policies": rules,
+    }
+
+
+@pytest.fixture
+async def governed_gw(
+    tmp_path: Path, azure: tuple[MockProvider, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[InProcessGateway, str]]:
+    monkeypatch.setenv("AZURE_OPENAI_KEY", "azure-key-2")
+    async with in_process_gateway(tmp_path) as gateway, serve_in_loop(gateway.app) as url:
+        await gateway.activate(governed(azure[1], api_version="2024-06-01"), 2)
+        yield gateway, url
+
+
+async def test_chat_stream_tools_and_embeddings_pass_the_rules_through_azure(
+    governed_gw: tuple[InProcessGateway, str], azure: tuple[MockProvider, str]
+) -> None:
+    gateway, url = governed_gw
+    mock, _ = azure
+    client = sdk(url, gateway)
+    said = f"write to {EMAIL}"
+    answer = await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": said}]
+    )
+    assert answer.choices[0].message.content == "echo: write to [EMAIL]"
+    assert EMAIL not in str(mock.last_request)  # redacted before Azure saw it
+    assert mock.seen_auth["deployment"] == "prod-gpt4o"  # the pack maps the model
+    assert mock.seen_auth["api-version"] == "2024-06-01"
+
+    stream = await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": said}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "echo: write to [EMAIL]"
+
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    called = await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": said}], tools=[tool]
+    )
+    call = called.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "lookup" and EMAIL not in call.function.arguments  # type: ignore[union-attr]
+
+    embedded = await client.embeddings.create(model="gpt-4o", input=said)
+    assert embedded.data and mock.stats["azure embeddings"] == 1
+    assert EMAIL not in str(mock.last_request)
+    routes = {r["route"] for r in decisions(gateway)}
+    assert routes == {"azure-eu"} and len(decisions(gateway)) == 4
+    assert all(r["redactions"].get("email") for r in decisions(gateway))
+
+
+async def test_an_entra_token_is_sent_as_a_bearer_and_v1_keeps_the_model_in_the_body(
+    tmp_path: Path, azure: tuple[MockProvider, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mock, azure_url = azure
+    monkeypatch.setenv("AZURE_OPENAI_KEY", "entra-token")
+    document = governed(azure_url, auth="entra")
+    document["providers"]["targets"][0]["provider"]["base_url"] = f"{azure_url}/openai/v1"
+    async with in_process_gateway(tmp_path) as gateway, serve_in_loop(gateway.app) as url:
+        await gateway.activate(document, 2)
+        answer = await sdk(url, gateway).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "v1"}]
+        )
+    assert answer.choices[0].message.content == "echo: v1"
+    assert (
+        mock.seen_auth["authorization"] == "Bearer entra-token" and mock.seen_auth["api-key"] == ""
+    )
+    assert mock.seen_auth["deployment"] == "" and mock.last_request["model"] == "gpt-4o"
