@@ -41,7 +41,7 @@ from gateway.http.asgi import (
 from gateway.identity import Identity
 from gateway.mcp import jsonrpc
 from gateway.mcp.jsonrpc import Message, Notification, Request, Response
-from gateway.mcp.service import Exchange, McpService
+from gateway.mcp.service import CANCELLED, Exchange, McpService
 from gateway.mcp.session import ASSUMED_VERSION, SERVED_VERSIONS, Session
 from gateway.runtime import Runtime
 
@@ -136,7 +136,7 @@ class McpEndpoint:
 
     @staticmethod
     def _same_origin(headers: dict[str, str]) -> bool:
-        """A browser page may not drive an agent's tools (DNS rebinding): an `Origin`,
+        """A browser page of another site may not drive an agent's tools: an `Origin`,
         when sent, must be this host's."""
         origin = headers.get("origin")
         if origin is None:
@@ -193,10 +193,12 @@ class McpEndpoint:
             return
         ex = self._exchange(caller)
         if isinstance(ex, tuple):  # an unknown session (404) or revision (400)
+            if isinstance(message, Request):
+                ex[1].request_id = message.id
             await self._refuse(send, caller, *ex, method=_method(message))
             return
         if isinstance(message, Notification):
-            self.service.notified(caller.identity, message)
+            self.service.notified(ex, message)
             await respond(send, 202, b"", [(b"content-length", b"0")])
         elif isinstance(message, Response):
             if not self.service.answered(message):
@@ -277,28 +279,29 @@ class McpEndpoint:
         await respond(send, 200, jsonrpc.result_response(request.id, result))
 
     async def _serve(self, ex: Exchange, request: Request) -> dict[str, Any]:
-        """The result; a cancelled call (the agent's `notifications/cancelled`) is
-        answered with an error the agent ignores, as the specification asks."""
-        if self.runtime.in_flight >= self.runtime.settings.max_concurrent_calls:
-            raise JsonRpcError(
-                jsonrpc.INTERNAL_ERROR,
-                "too many calls in flight on this replica; try again shortly",
-                request.id,
-            )
-        self.runtime.in_flight += 1
-        try:
-            return await asyncio.shield(self._cancellable(ex, request))
-        finally:
-            self.runtime.in_flight -= 1
-
-    async def _cancellable(self, ex: Exchange, request: Request) -> dict[str, Any]:
+        """The result. A call the agent cancels (`notifications/cancelled`) is answered
+        with an error the agent ignores, as the specification asks; a fault of ours is
+        -32603 with the request's id, logged, never a bare 500. A call counts against
+        the replica's cap until its work ends (a dropped connection does not end it)."""
+        runtime = self.runtime
+        if runtime.in_flight >= runtime.settings.max_concurrent_calls:
+            busy = "too many calls in flight on this replica; try again shortly"
+            raise JsonRpcError(jsonrpc.INTERNAL_ERROR, busy, request.id)
+        runtime.in_flight += 1
         task = asyncio.create_task(self.service.answer(ex, request))
+        task.add_done_callback(lambda _: setattr(runtime, "in_flight", runtime.in_flight - 1))
         try:
-            return await task
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.cancelled():
-                raise JsonRpcError(-32800, "request cancelled", request.id) from None
+            if task.cancelled():  # the agent's cancellation, not ours
+                raise JsonRpcError(CANCELLED, "request cancelled", request.id) from None
             raise
+        except JsonRpcError:
+            raise
+        except Exception as exc:
+            log.exception("fault serving MCP %s", request.method)
+            fault = "internal gateway error"
+            raise JsonRpcError(jsonrpc.INTERNAL_ERROR, fault, request.id) from exc
 
     async def _answer_as_stream(self, send: Send, ex: Exchange, request: Request) -> None:
         start: Headers = [

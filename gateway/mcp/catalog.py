@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = ["Catalog", "Listed"]
 
 log = logging.getLogger("cordon.gateway.mcp")
 START_WITHIN_S = 10.0  # connect and handshake
+RETRY_AFTER_S = 5.0  # a server that could not be reached is not tried again sooner
 LIST_WITHIN_S = 10.0
 MAX_PAGES = 50  # a server whose cursors never end is not listed forever
 CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")  # a stdio server's own, beside allowed_env
@@ -46,15 +48,25 @@ class Listed:
 
 
 class Catalog:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
         self.runtime = runtime
         self.generation = 0  # bumped whenever a server says its tool list changed
         self._open: dict[str, tuple[ToolServer, Upstream, asyncio.Task[None]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listed: dict[str, dict[str, Listed]] = {}
+        self._changes: dict[str, int] = {}  # per server: list changes it announced
+        self._failed: dict[str, float] = {}  # per server: when it last could not be reached
+        self._revision = -1  # the pack revision the open connections were checked against
+        self._closing: set[asyncio.Task[None]] = set()
+        self._clock = clock
 
     async def upstream(self, server: ToolServer) -> Upstream:
-        """The open connection to `server`; `ToolServerError` if it cannot be had."""
+        """The open connection to `server`; `ToolServerError` if it cannot be had (at
+        once for a while after it could not: callers do not queue on a dead server)."""
+        self._prune_undeclared()
+        failed = self._failed.get(server.name)
+        if failed is not None and self._clock() - failed < RETRY_AFTER_S:
+            raise ToolServerError(f"tool server {server.name!r} was unavailable moments ago")
         opened = self._open.get(server.name)
         if opened is not None and opened[0].connection == server.connection and opened[1].running:
             return opened[1]
@@ -64,13 +76,19 @@ class Catalog:
                 if opened[0].connection == server.connection and opened[1].running:
                     return opened[1]
                 await self._drop(server.name)
-            upstream = self._connect(server)
+            try:
+                upstream = self._connect(server)
+            except ToolServerError:
+                self._failed[server.name] = self._clock()
+                raise
             try:
                 async with asyncio.timeout(START_WITHIN_S):
                     await upstream.start()
             except (TimeoutError, ToolServerError) as exc:
+                self._failed[server.name] = self._clock()
                 await upstream.close()
                 raise ToolServerError(f"tool server {server.name!r} is unavailable: {exc}") from exc
+            self._failed.pop(server.name, None)
             watch = asyncio.create_task(self._watch(server.name, upstream))
             self._open[server.name] = (server, upstream, watch)
             return upstream
@@ -106,6 +124,7 @@ class Catalog:
             if isinstance(message, Notification):
                 if message.method == "notifications/tools/list_changed":
                     self._listed.pop(name, None)
+                    self._changes[name] = self._changes.get(name, 0) + 1
                     self.generation += 1
                 continue
             await refuse_request(upstream, message, "no agent call is in flight to ask")
@@ -115,6 +134,7 @@ class Catalog:
         if not fresh and server.name in self._listed:
             return self._listed[server.name]
         upstream = await self.upstream(server)
+        changes = self._changes.get(server.name, 0)
         tools: dict[str, Listed] = {}
         params: dict[str, Any] = {}
         for _ in range(MAX_PAGES):
@@ -126,12 +146,28 @@ class Catalog:
             if not isinstance(cursor, str) or not cursor:
                 break
             params = {"cursor": cursor}
+        if self._changes.get(server.name, 0) != changes:
+            return tools  # the list changed while it was read: not kept, read again next
         if self._listed.get(server.name, tools) != tools:
             self.generation += 1
         self._listed[server.name] = tools
         return tools
 
+    def _prune_undeclared(self) -> None:
+        """Close, in the background, the connections to servers the active pack no
+        longer declares (a stdio server is a process: it ends with its connection)."""
+        pack = self.runtime.packs.current.pack
+        if pack.revision == self._revision:
+            return
+        self._revision = pack.revision
+        for name in [n for n in self._open if pack.tools.server(n) is None]:
+            task = asyncio.create_task(self._drop(name))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def _drop(self, name: str) -> None:
+        if name not in self._open:
+            return
         _, upstream, watch = self._open.pop(name)
         self._listed.pop(name, None)
         watch.cancel()

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -80,6 +80,19 @@ def refusal(code: int, message: str, request_id: Any = None, **data: Any) -> Jso
 RECORD_KEY = "cordon/record"  # in a result's `_meta`: the record that names the call
 
 
+async def committed(commit: Coroutine[Any, Any, int | None]) -> int | None:
+    """A record's commit, finished even if the call is cancelled meanwhile (the agent's
+    `notifications/cancelled` as its tool answers): a side effect never loses its
+    record. The cancellation is raised once the record is in."""
+    task = asyncio.ensure_future(commit)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(RecordCommitError):
+            await task
+        raise
+
+
 def receipt(call: ToolCall, seq: int | None) -> dict[str, Any]:
     """The record of a call, for the agent to quote (`seq` None: spooled, fail-open)."""
     return {RECORD_KEY: call.record_id, f"{RECORD_KEY}-seq": seq}
@@ -95,6 +108,7 @@ class Admitted:
     grant: ToolGrant
     params: dict[str, Any]
     request_id: Any
+    meta: dict[str, Any] = field(default_factory=dict)  # the request's `_meta`, checked
 
 
 @dataclass
@@ -102,7 +116,7 @@ class McpService:
     runtime: Runtime
     catalog: Catalog = field(init=False)
     limits: RateLimits = field(default_factory=RateLimits)
-    _in_flight: dict[tuple[str, Any], asyncio.Task[Any]] = field(default_factory=dict)
+    _in_flight: dict[tuple[str, str, Any], asyncio.Task[Any]] = field(default_factory=dict)
     _awaiting: dict[str, asyncio.Future[Response]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,7 +143,7 @@ class McpService:
         if handler is None:
             raise JsonRpcError(jsonrpc.METHOD_NOT_FOUND, "Method not found", request.id)
         params = request.params or {}
-        key = (caller_key(ex.identity), request.id)
+        key = self._call_key(ex, request.id)
         task = asyncio.current_task()
         if task is not None:
             self._in_flight[key] = task
@@ -174,12 +188,19 @@ class McpService:
             return None
         return call.record_id
 
-    def notified(self, identity: Identity, notification: Notification) -> None:
+    @staticmethod
+    def _call_key(ex: Exchange, request_id: Any) -> tuple[str, str, Any]:
+        """A call in flight, as its agent names it: its caller, its session (agents
+        sharing a credential number their requests alike) and its id."""
+        session = ex.session.nonce if ex.session is not None else ""
+        return caller_key(ex.identity), session, request_id
+
+    def notified(self, ex: Exchange, notification: Notification) -> None:
         """An agent's notification: a cancellation stops its call here (and upstream)."""
         if notification.method != "notifications/cancelled":
             return
         request_id = (notification.params or {}).get("requestId")
-        task = self._in_flight.get((caller_key(identity), request_id))
+        task = self._in_flight.get(self._call_key(ex, request_id))
         if task is not None:
             task.cancel()
 
@@ -292,15 +313,10 @@ class McpService:
         assert server is not None and grant is not None
         try:
             listed = (await self.catalog.listing(server)).get(tool_name)
-        except ToolServerError as exc:
-            await self._fail(
-                call,
-                "upstream_unavailable",
-                "tool_server_unavailable",
-                UNAVAILABLE,
-                str(exc),
-                request_id,
-            )
+        except ToolServerError:
+            away = f"tool server {server.name!r} is unavailable"  # never the server's words
+            error = "tool_server_unavailable"
+            await self._fail(call, "upstream_unavailable", error, UNAVAILABLE, away, request_id)
         await self._refuse_unknown(call, name, request_id, listed.digest if listed else "")
         admitted = Admitted(ex, call, server, grant, params, request_id)
         return await self._admitted(admitted, arguments)
@@ -343,7 +359,7 @@ class McpService:
         if grant.rate is not None and not self.limits.take(bucket, grant.rate):
             message = f"rate limit of {grant.name!r} reached; try again shortly"
             await self._fail(call, "block", "rate_limited", RATE_LIMITED, message, request_id)
-        outbound = self._checked_arguments(call, pack, arguments)
+        outbound, a.meta = self._checked_arguments(call, pack, arguments, a.params.get("_meta"))
         if call.decision.blocked_by is not None:
             message = f"blocked by policy rule {call.decision.blocked_by}"
             error = "content_policy_violation"
@@ -355,28 +371,48 @@ class McpService:
             error = "record_commit_failed"
             await self._fail(call, "error", error, NOT_RECORDED, unrecorded, request_id)
         try:
-            await call.commit_intent()
+            await committed(call.commit_intent())
         except RecordCommitError:
             metrics.TOOL_CALLS.labels(a.server.name, grant.name, "commit_failed").inc()
             raise refusal(NOT_RECORDED, unrecorded, request_id) from None
+        except asyncio.CancelledError:  # the intent is in; the tool is not called
+            with contextlib.suppress(RecordCommitError):
+                await committed(call.commit("cancelled", "cancelled_by_agent"))
+            raise
         return await self._forward(a, outbound)
 
     def _checked_arguments(
-        self, call: ToolCall, pack: Pack, arguments: dict[str, Any]
-    ) -> dict[str, Any]:
-        payload = policy.apply_input(
-            pack, content.Arguments(), {"arguments": arguments}, call.identity, call.decision
+        self, call: ToolCall, pack: Pack, arguments: dict[str, Any], meta: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The arguments and the request's `_meta` as the tool may see them: both
+        through the input rules (the agent's progress token is the gateway's to send)."""
+        extra = (
+            {k: v for k, v in meta.items() if k != "progressToken"}
+            if isinstance(meta, dict)
+            else {}
         )
-        outbound = payload.get("arguments")
-        return outbound if isinstance(outbound, dict) else {}
+        payload = policy.apply_input(
+            pack,
+            content.Arguments(),
+            {"arguments": arguments, "meta": extra},
+            call.identity,
+            call.decision,
+        )
+        outbound, checked = payload.get("arguments"), payload.get("meta")
+        return (
+            outbound if isinstance(outbound, dict) else {},
+            checked if isinstance(checked, dict) else {},
+        )
 
     async def _forward(self, a: Admitted, outbound: dict[str, Any]) -> dict[str, Any]:
         call, grant, request_id = a.call, a.grant, a.request_id
         forwarded: dict[str, Any] = {"name": grant.name, "arguments": outbound}
         relay = Relay(self, a.ex, call, a.server, a.params)
+        meta = dict(a.meta)
         if relay.minted is not None:
-            meta = a.params.get("_meta") or {}
-            forwarded["_meta"] = {**meta, "progressToken": relay.minted}
+            meta["progressToken"] = relay.minted
+        if meta:
+            forwarded["_meta"] = meta
         started = time.perf_counter()
         try:
             upstream = await self.catalog.upstream(a.server)
@@ -398,7 +434,7 @@ class McpService:
         except asyncio.CancelledError:
             call.upstream_ms = (time.perf_counter() - started) * 1000
             with contextlib.suppress(RecordCommitError):
-                await asyncio.shield(call.commit("cancelled", "cancelled_by_agent"))
+                await committed(call.commit("cancelled", "cancelled_by_agent"))
             raise
         call.upstream_ms = (time.perf_counter() - started) * 1000
         metrics.TOOL_UPSTREAM.labels(a.server.name).observe(call.upstream_ms / 1000)
@@ -441,8 +477,10 @@ class McpService:
                 )
         outcome: Outcome | None = "tool_error" if result.get("isError") is True else None
         call.released = released if call.active.pack.record_content == "redacted" else result
+        meta = released.get("_meta") if isinstance(released, dict) else None
+        answer = {**released, "_meta": meta if isinstance(meta, dict) else {}}
         try:
-            seq = await call.commit(outcome)
+            seq = await committed(call.commit(outcome))
         except RecordCommitError:
             raise refusal(
                 NOT_RECORDED,
@@ -450,7 +488,8 @@ class McpService:
                 request_id,
                 intent=call.intent_id,
             ) from None
-        return {**released, "_meta": {**(released.get("_meta") or {}), **receipt(call, seq)}}
+        answer["_meta"].update(receipt(call, seq))
+        return answer
 
     # -- resources and prompts ------------------------------------------------------
 
@@ -501,62 +540,123 @@ class McpService:
     ) -> dict[str, Any]:
         return await self._gathered(ex, "prompts/list", "prompts", "name")
 
-    async def _addressed(self, ex: Exchange, value: Any, request_id: Any) -> tuple[Upstream, str]:
-        """The connection and the server's own name for a resource URI or a prompt."""
+    async def _addressed(
+        self, ex: Exchange, method: str, value: Any, request_id: Any
+    ) -> tuple[ToolCall, Upstream, str]:
+        """A read (`resources/read`, `prompts/get`) of a resource URI or a prompt name:
+        its record, the connection, and the server's own name for it."""
         if not isinstance(value, str):
             raise JsonRpcError(jsonrpc.INVALID_PARAMS, "a name or uri is needed", request_id)
         server_name, own = self._named(ex, value)
         for server in await self._reachable(ex):
-            if server.name == server_name:
-                try:
-                    return await self.catalog.upstream(server), own
-                except ToolServerError:
-                    raise refusal(
-                        UNAVAILABLE, f"tool server {server_name!r} is unavailable", request_id
-                    ) from None
+            if server.name != server_name:
+                continue
+            active = self.runtime.packs.current
+            read = ToolCall(
+                self.runtime,
+                ex.identity,
+                active,
+                ex.endpoint,
+                server.name,
+                own,
+                True,
+                method=method,
+            )
+            try:
+                return read, await self.catalog.upstream(server), own
+            except ToolServerError:
+                away = f"tool server {server_name!r} is unavailable"
+                await self._fail(
+                    read,
+                    "upstream_unavailable",
+                    "tool_server_unavailable",
+                    UNAVAILABLE,
+                    away,
+                    request_id,
+                )
         raise JsonRpcError(jsonrpc.INVALID_PARAMS, f"Unknown: {value}", request_id)
 
     async def _read_resource(
         self, ex: Exchange, request_id: Any, params: dict[str, Any]
     ) -> dict[str, Any]:
-        upstream, uri = await self._addressed(ex, params.get("uri"), request_id)
-        return await self._relayed(upstream, "resources/read", {**params, "uri": uri}, request_id)
+        read, upstream, uri = await self._addressed(
+            ex, "resources/read", params.get("uri"), request_id
+        )
+        checked = await self._checked(read, {"uri": uri}, request_id)
+        if read.active.pack.record_content != "full":  # the record names it as sent
+            read.tool = str(checked.get("uri", ""))
+        return await self._relayed(read, upstream, {"uri": checked.get("uri", "")}, request_id)
 
     async def _get_prompt(
         self, ex: Exchange, request_id: Any, params: dict[str, Any]
     ) -> dict[str, Any]:
-        upstream, name = await self._addressed(ex, params.get("name"), request_id)
-        pack = self.runtime.packs.current.pack
-        decision = Decision()
-        payload = policy.apply_input(
-            pack,
-            content.Arguments(),
-            {"arguments": params.get("arguments") or {}},
-            ex.identity,
-            decision,
+        read, upstream, name = await self._addressed(
+            ex, "prompts/get", params.get("name"), request_id
         )
-        if decision.blocked_by is not None:
-            raise refusal(BLOCKED, f"blocked by policy rule {decision.blocked_by}", request_id)
-        forwarded = {**params, "name": name, "arguments": payload.get("arguments")}
-        return await self._relayed(upstream, "prompts/get", forwarded, request_id)
+        arguments = params.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            raise JsonRpcError(jsonrpc.INVALID_PARAMS, "arguments is an object", request_id)
+        checked = await self._checked(read, arguments, request_id)
+        return await self._relayed(read, upstream, {"name": name, "arguments": checked}, request_id)
+
+    async def _checked(
+        self, read: ToolCall, values: dict[str, Any], request_id: Any
+    ) -> dict[str, Any]:
+        """`values` a read sends the server, through the input rules (a block refuses)."""
+        pack = read.active.pack
+        payload = policy.apply_input(
+            pack, content.Arguments(), {"arguments": values}, read.identity, read.decision
+        )
+        if read.decision.blocked_by is not None:
+            message = f"blocked by policy rule {read.decision.blocked_by}"
+            await self._fail(
+                read, "block", "content_policy_violation", BLOCKED, message, request_id
+            )
+        checked = payload.get("arguments")
+        read.arguments = checked if pack.record_content == "redacted" else values
+        read.arguments_digest = digest(checked)
+        return checked if isinstance(checked, dict) else {}
 
     async def _relayed(
-        self, upstream: Upstream, method: str, params: dict[str, Any], request_id: Any
+        self, read: ToolCall, upstream: Upstream, params: dict[str, Any], request_id: Any
     ) -> dict[str, Any]:
+        """A read's answer, through the output rules, recorded, then released. A read has
+        no side effect: it has its decision record only."""
+        started = time.perf_counter()
         try:
-            result = await upstream.request(method, params, within_s=30.0)
+            result = await upstream.request(read.method, params, within_s=30.0)
         except ToolServerError as exc:
-            code = exc.rpc_code if exc.rpc_code is not None else UNAVAILABLE
-            raise refusal(code, str(exc), request_id) from None
-        apply = policy.output_policy(self.runtime.packs.current.pack, None)
-        if apply is None:
-            return result
+            read.upstream_ms = (time.perf_counter() - started) * 1000
+            if exc.rpc_code is None:
+                away = f"tool server {read.server!r} is unavailable"
+                await self._fail(
+                    read,
+                    "upstream_unavailable",
+                    "tool_server_unavailable",
+                    UNAVAILABLE,
+                    away,
+                    request_id,
+                )
+            await self._protocol_error(read, exc, request_id)
+        read.upstream_ms = (time.perf_counter() - started) * 1000
+        read.result_digest = digest(result)
+        released: Any = result
+        apply = policy.output_policy(read.active.pack, read.decision)
+        if apply is not None:
+            try:
+                released = content.map_released(result, apply)
+            except OutputBlockedError as exc:
+                read.decision.fired(exc.rule_id, "block")
+                withheld = f"withheld: blocked by policy rule {exc.rule_id}"
+                await self._fail(
+                    read, "block", "content_policy_violation", BLOCKED, withheld, request_id
+                )
+        read.released = released if read.active.pack.record_content == "redacted" else result
         try:
-            released = content.map_released(result, apply)
-        except OutputBlockedError as exc:
-            raise refusal(
-                BLOCKED, f"withheld: blocked by policy rule {exc.rule_id}", request_id
-            ) from None
+            await committed(read.commit())
+        except RecordCommitError:
+            message = "the read's record could not be committed: its answer is withheld"
+            raise refusal(NOT_RECORDED, message, request_id) from None
         return released if isinstance(released, dict) else {}
 
     # -- what a server sends during a call -----------------------------------------
@@ -640,17 +740,56 @@ class Relay:
             record.decision.fired(f"tools:{kind}_not_allowed", "block")
             await refuse_request(upstream, request, why)
             with contextlib.suppress(RecordCommitError):
-                await record.commit("block", f"{kind}_refused")
+                await committed(record.commit("block", f"{kind}_refused"))
+            return
+        relayed = self._outbound(record, request)
+        if relayed is None:  # a rule withholds what the server asks: the agent never sees it
+            await refuse_request(upstream, request, "withheld by policy")
+            with contextlib.suppress(RecordCommitError):
+                await committed(record.commit("block", "content_policy_violation"))
+            return
+        try:  # evidence first: a request the agent answers is recorded before it is asked
+            await committed(record.commit())
+        except RecordCommitError:
+            await refuse_request(upstream, request, "its record could not be committed")
             return
         try:
-            answer = await self.service.ask_agent(self.ex, request)
+            answer = await self.service.ask_agent(self.ex, relayed)
         except TimeoutError:
             await refuse_request(upstream, request, "the agent did not answer")
-            with contextlib.suppress(RecordCommitError):
-                await record.commit("error", "agent_timeout")
             return
-        record.result_digest = digest(answer.result or {})
-        with contextlib.suppress(RecordCommitError):
-            await record.commit("allow" if answer.error is None else "error")
         with contextlib.suppress(ToolServerError):
-            await upstream.respond(answer)
+            await upstream.respond(self._inbound(answer))
+
+    def _outbound(self, record: ToolCall, request: Request) -> Request | None:
+        """A server's request as the agent may see it: through the output rules (its
+        messages become the agent's prompt, its text the person's screen); None if a
+        block rule withholds it."""
+        apply = policy.output_policy(record.active.pack, record.decision)
+        if apply is None:
+            return request
+        try:
+            params = content.map_released(request.params or {}, apply)
+        except OutputBlockedError as exc:
+            record.decision.fired(exc.rule_id, "block")
+            return None
+        return Request(request.id, request.method, params)
+
+    def _inbound(self, answer: Response) -> Response:
+        """The agent's answer as the server may see it: through the input rules (a
+        block answers the server a refusal instead)."""
+        if answer.result is None:
+            return answer
+        decision = Decision()
+        payload = policy.apply_input(
+            self.call.active.pack,
+            content.Arguments(),
+            {"arguments": answer.result},
+            self.call.identity,
+            decision,
+        )
+        if decision.blocked_by is not None:
+            refused = jsonrpc.ErrorObject(-1, f"refused by policy rule {decision.blocked_by}")
+            return Response(answer.id, error=refused)
+        result = payload.get("arguments")
+        return Response(answer.id, result if isinstance(result, dict) else {})

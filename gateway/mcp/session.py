@@ -51,17 +51,18 @@ class Session:
     version: str
     caller: str  # caller_key of the identity that opened it
     capabilities: tuple[str, ...] = ()  # the client's: sampling, elicitation, roots
+    nonce: str = ""  # this session's own, so no two are alike
 
     @classmethod
     def opened(cls, version: str, identity: Identity, capabilities: Any) -> Session:
         offered = capabilities if isinstance(capabilities, dict) else {}
         kinds = tuple(k for k in ("sampling", "elicitation", "roots") if k in offered)
-        return cls(version, caller_key(identity), kinds)
+        return cls(version, caller_key(identity), kinds, secrets.token_urlsafe(9))
 
     def token(self) -> str:
-        """The `Mcp-Session-Id`: visible ASCII, and a fresh nonce so no two are alike."""
+        """The `Mcp-Session-Id`: visible ASCII."""
         body = {"v": self.version, "c": self.caller, "k": list(self.capabilities)}
-        body["n"] = secrets.token_urlsafe(9)
+        body["n"] = self.nonce
         return PREFIX + base64.urlsafe_b64encode(jsoncodec.dumps(body)).decode().rstrip("=")
 
     @classmethod
@@ -80,4 +81,4 @@ class Session:
         kinds = body.get("k")
         if body.get("c") != caller_key(identity) or not isinstance(kinds, list):
             return None
-        return cls(body["v"], body["c"], tuple(str(k) for k in kinds))
+        return cls(body["v"], body["c"], tuple(str(k) for k in kinds), str(body.get("n", "")))

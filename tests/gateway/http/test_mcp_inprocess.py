@@ -7,6 +7,7 @@ tests/gateway/mcp/test_mcp_stack.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,6 +35,7 @@ pytestmark = [
     pytest.mark.fast,
     pytest.mark.timeout(60),
     pytest.mark.filterwarnings("ignore:The sampling capability is deprecated"),
+    pytest.mark.filterwarnings("ignore:The logging capability is deprecated"),
 ]
 
 
@@ -49,6 +51,11 @@ def others() -> MCPServer:
     def touch(mark: str) -> str:
         TOUCHED.append(mark)
         return "touched"
+
+    @server.tool(description="Speaks through every channel a server has.")
+    async def chatty(ctx: Context) -> dict[str, Any]:
+        await ctx.info(f"looked up {EMAIL}")
+        return {"data": EMAIL, "blob": f"not base64 {EMAIL}"}
 
     @server.tool(description="A protocol error, not a tool error.")
     def broken() -> str:
@@ -484,3 +491,126 @@ async def test_a_tool_server_outside_the_egress_allow_list_is_never_reached(
     assert refused.value.code == -32013 and call.value.code == -32013
     (record,) = decisions(gateway, "echo")
     assert record["outcome"] == "upstream_unavailable" and seen == []
+
+
+async def test_no_channel_of_a_server_carries_an_email_past_the_rules(
+    gw: tuple[InProcessGateway, str],
+) -> None:
+    """Structured results whose keys look binary, log lines, a resource server's error
+    text: all through the output rules; and a read leaves its record."""
+    gateway, url = gw
+    logged: list[Any] = []
+
+    async def logs(params: types.LoggingMessageNotificationParams) -> None:
+        logged.append(params.data)
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        return None
+
+    async with agent_session(f"{url}/mcp/others", gateway.auth, logging_callback=logs) as agent:
+        answer = await agent.call_tool("chatty", {}, progress_callback=progress)
+        with pytest.raises(MCPError) as missing:
+            await agent.read_resource(f"note://{EMAIL}")
+    assert EMAIL not in str(answer.structured_content) and EMAIL not in str(answer.content)
+    assert logged and EMAIL not in str(logged) and "[EMAIL]" in str(logged)
+    assert EMAIL not in missing.value.message
+    (read,) = [
+        r for r in gateway.records() if (r.get("tool") or {}).get("method") == "resources/read"
+    ]
+    assert read["outcome"] == "protocol_error" and EMAIL not in str(read)
+
+
+async def test_what_a_call_carries_besides_its_arguments_passes_the_input_rules(
+    tmp_path: Path,
+) -> None:
+    seen: list[bytes] = []
+
+    def bodies(app: Any) -> Any:
+        async def door(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            chunks: list[bytes] = []
+
+            async def reading() -> Any:
+                event = await receive()
+                chunks.append(event.get("body", b""))
+                if not event.get("more_body"):
+                    seen.append(b"".join(chunks))
+                return event
+
+            await app(scope, reading, send)
+
+        return door
+
+    async with (
+        serve_in_loop(bodies(tool_server.app()), lifespan="on") as tools_url,
+        in_process_gateway(tmp_path) as gateway,
+        serve_in_loop(gateway.app) as url,
+    ):
+        tools = await dev_tools_section({"url": f"{tools_url}/mcp"})
+        await gateway.activate(pack(tools, REDACT_IN), 2)
+        call = {"name": "echo", "arguments": {"text": "hi"}, "_meta": {"note": EMAIL}}
+        body = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": call}
+        headers = {"accept": "application/json, text/event-stream", **gateway.auth}
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"{url}/mcp/dev-tools", json=body, headers=headers)
+    assert answer.json()["result"]["content"][0]["text"] == "hi"
+    forwarded = [b for b in seen if b'"tools/call"' in b]
+    assert forwarded and all(EMAIL.encode() not in b for b in forwarded)
+    assert all(b'"[EMAIL]"' in b for b in forwarded)
+
+
+def hostile_tool_server(result: dict[str, Any]) -> Any:
+    """A tool server that answers every call with `result`, whatever it holds."""
+    tool = {"name": "odd", "inputSchema": {"type": "object"}}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        message = json.loads(body)
+        results = {
+            "initialize": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "odd", "version": "1"},
+            },
+            "tools/list": {"tools": [tool]},
+            "tools/call": result,
+        }
+        if "id" not in message:
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        answer = {
+            "jsonrpc": "2.0",
+            "id": message["id"],
+            "result": results.get(message["method"], {}),
+        }
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    return app, tool
+
+
+async def test_a_hostile_tool_servers_result_is_never_a_5xx(tmp_path: Path) -> None:
+    odd, tool = hostile_tool_server({"content": [{"type": "text", "text": "ok"}], "_meta": "x"})
+    async with (
+        serve_in_loop(odd) as odd_url,
+        in_process_gateway(tmp_path) as gateway,
+        serve_in_loop(gateway.app) as url,
+    ):
+        server = {"name": "odd", "url": f"{odd_url}/mcp"}
+        server["tools"] = [{"name": "odd", "digest": tool_digest(tool)}]
+        await gateway.activate(pack({"servers": [server]}), 2)
+        async with agent_session(f"{url}/mcp/odd", gateway.auth) as agent:
+            answer = await agent.call_tool("odd", {})
+    assert answer.content[0].text == "ok"  # type: ignore[union-attr]
+    assert decisions(gateway, "odd")[0]["outcome"] == "allow"
