@@ -154,11 +154,14 @@ async def serve(
     if not call.can_record():
         await fail_closed(call, send)
         return
+    named, asked = call.active.router.named(call.facts.model)
+    if named is not None:  # `<target>/<model>`: the target is asked for its model
+        outbound = {**outbound, "model": asked}
     if call.facts.stream:
         planned = call.active.router.serving(dialect.api, call.facts.model)
         if planned:
             call.facts.route = planned[0].id
-            call.facts.model_id = planned[0].model_id(call.facts.model)
+            call.facts.model_id = planned[0].model_id(asked)
         call.begin_intent()
     upstream_started = time.perf_counter()
     try:
@@ -180,7 +183,7 @@ async def serve(
         await refuse_error(call, send, exc)
         return
     call.facts.route = forwarded.target.id
-    call.facts.model_id = forwarded.target.model_id(call.facts.model)
+    call.facts.model_id = forwarded.target.model_id(asked)
     call.facts.attempts = forwarded.attempts
     call.facts.status = forwarded.status
     if forwarded.response is not None and forwarded.status == 200 and call.facts.stream:

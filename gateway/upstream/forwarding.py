@@ -73,6 +73,7 @@ async def forward(
     passthrough: Mapping[str, str],
 ) -> Forwarded:
     targets = router.serving(api, model)
+    asked = router.named(model)[1]  # the model without the target a caller named
     if not targets:
         raise UnknownModelError(f"model {model!r} is not served by this gateway")
     attempts: list[str] = []
@@ -83,7 +84,7 @@ async def forward(
             attempts.append(f"{target.id}:circuit_open")
             continue
         try:
-            response = await client.open(target, path, body, passthrough, model)
+            response = await client.open(target, path, body, passthrough, asked)
         except UpstreamError as exc:
             reason = "timeout" if isinstance(exc, UpstreamTimeout) else "connect"
             timed_out = timed_out or reason == "timeout"

@@ -86,7 +86,23 @@ class Router:
         self.targets = targets
         self.breakers = breakers
 
+    def named(self, model: str) -> tuple[Target | None, str]:
+        """A model that names its target, `<target id>/<model>`: that target and the
+        model to ask it for; else (None, model). A name whose prefix is no target's id
+        (`meta-llama/Llama-3`) is a model name like any other."""
+        target_id, slash, asked = model.partition("/")
+        if slash and asked:
+            for target in self.targets:
+                if target.id == target_id:
+                    return target, asked
+        return None, model
+
     def serving(self, api: str, model: str) -> list[Target]:
+        """The targets that may answer `model` on `api`, in the pack's order: only the
+        one a model names, when it names one."""
+        target, asked = self.named(model)
+        if target is not None:
+            return [target] if target.serves(api, asked) else []
         return [t for t in self.targets if t.serves(api, model)]
 
     def listed_models(self, api: str) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -171,3 +172,27 @@ async def test_an_entra_token_is_sent_as_a_bearer_and_v1_keeps_the_model_in_the_
         mock.seen_auth["authorization"] == "Bearer entra-token" and mock.seen_auth["api-key"] == ""
     )
     assert mock.seen_auth["deployment"] == "" and mock.last_request["model"] == "gpt-4o"
+
+
+async def test_a_call_naming_the_azure_target_goes_straight_to_it(
+    seeded: tuple[InProcessGateway, str], azure: tuple[MockProvider, str]
+) -> None:
+    """`<target id>/<model>` names the target: no other is tried, and the target is
+    asked for the model alone (here: Azure's deployment `gpt-4o-mini`)."""
+    gateway, url = seeded
+    mock, _ = azure
+    answer = await sdk(url, gateway).chat.completions.create(
+        model="azure-openai/gpt-4o-mini", messages=[{"role": "user", "content": "named"}]
+    )
+    assert answer.choices[0].message.content == "echo: named"
+    assert mock.seen_auth["deployment"] == "gpt-4o-mini"
+    assert mock.last_request["model"] == "gpt-4o-mini"
+    (record,) = decisions(gateway)
+    assert record["route"] == "azure-openai" and record["attempts"] == []
+    assert record["model"] == "azure-openai/gpt-4o-mini" and record["model_id"] == "*"
+    anthropic_call = {"model": "azure-openai/gpt-4o", "max_tokens": 5}
+    anthropic_call["messages"] = [{"role": "user", "content": "hi"}]
+    async with httpx.AsyncClient(base_url=url, headers=gateway.auth) as http:
+        other_api = await http.post("/v1/messages", json=anthropic_call)
+    assert other_api.status_code == 404  # the named target does not speak Anthropic's API
+    assert other_api.json()["error"]["type"] == "not_found_error"
