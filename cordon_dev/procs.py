@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,12 +26,28 @@ from typing import IO
 
 from cordon.errors import ProcessStartError
 
+# Ports for servers come from below the kernel's ephemeral range (Linux: 32768-60999),
+# from which every outgoing connection takes its local port: a port the kernel handed
+# out as "free" could be taken by a client's connection before the server bound it (a
+# NATS server of the suite once failed to start so).
+SERVER_PORTS = (20000, 32000)
+_PORTS = random.SystemRandom()  # not the module's generator, which a test may seed
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port a server may listen on now, outside the ephemeral range."""
+    for _ in range(200):
+        port = _PORTS.randrange(*SERVER_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # all taken: any
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        fallback: int = sock.getsockname()[1]
+        return fallback
 
 
 def port_is_free(host: str, port: int) -> bool:
