@@ -196,3 +196,16 @@ async def test_a_call_naming_the_azure_target_goes_straight_to_it(
         other_api = await http.post("/v1/messages", json=anthropic_call)
     assert other_api.status_code == 404  # the named target does not speak Anthropic's API
     assert other_api.json()["error"]["type"] == "not_found_error"
+
+
+def test_cordon_policy_lint_takes_azure_targets_as_written() -> None:
+    """What the gateway enforces, the policy owner's lint accepts: the seeds' pack and
+    an Azure target with its deployments, version and Entra auth."""
+    from cordon.packs.lint import check
+
+    seed = yaml.safe_load(ENV_PACK.read_text())
+    azure = governed("https://example-eu.openai.azure.com", api_version="2024-06-01", auth="entra")
+    assert check(seed, "env-providers.yaml") == []
+    assert check(azure, "azure.yaml") == []
+    wrong = governed("https://example-eu.openai.azure.com", auth="password")
+    assert [p.path for p in check(wrong, "wrong.yaml")] == ["providers.targets[0].provider.auth"]
