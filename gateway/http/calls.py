@@ -161,6 +161,7 @@ async def serve(
         planned = call.active.router.serving(dialect.api, call.facts.model)
         if planned:
             call.facts.route = planned[0].id
+            call.facts.route_region = planned[0].region
             call.facts.model_id = planned[0].model_id(asked)
         call.begin_intent()
     upstream_started = time.perf_counter()
@@ -183,6 +184,7 @@ async def serve(
         await refuse_error(call, send, exc)
         return
     call.facts.route = forwarded.target.id
+    call.facts.route_region = forwarded.target.region
     call.facts.model_id = forwarded.target.model_id(asked)
     call.facts.attempts = forwarded.attempts
     call.facts.status = forwarded.status

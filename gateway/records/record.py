@@ -32,6 +32,7 @@ class CallFacts:
     endpoint: str
     model: str
     route: str = ""
+    route_region: str | None = None  # the answering target's region, as the pack names it
     model_id: str | None = None  # the route's configured entry the model matched
     status: int = 0
     stream: bool = False
@@ -88,6 +89,7 @@ def build(
         "model": facts.model,
         "model_id": facts.model_id,
         "route": facts.route,
+        "route_region": facts.route_region,
         "outcome": "pending" if kind == "intent" else decision.outcome,
         "rules": decision.rules,
         "flags": decision.flags,

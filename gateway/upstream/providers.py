@@ -55,6 +55,7 @@ class Target:
     api_version: str = AZURE_API_VERSION  # azure-openai's deployment API only
     deployments: Mapping[str, str] = field(default_factory=dict)  # model -> deployment
     auth: str = "api-key"  # azure-openai: api-key header, or an Entra bearer token
+    region: str | None = None  # where the provider serves it (westeurope, eu-central-1)
 
     def url(self, path: str, model: str) -> str:
         """Where a call for `model` to the API path `path` (`/chat/completions`) goes."""
@@ -129,7 +130,16 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
         api_version=str(provider.get("api_version") or AZURE_API_VERSION),
         deployments=_deployments(raw.get("deployments"), target_id),
         auth=_auth(provider.get("auth"), wire, target_id),
+        region=_region(raw.get("region"), target_id),
     )
+
+
+def _region(raw: Any, target_id: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        raise PackError(f"target {target_id}: region is the provider's region name")
+    return raw
 
 
 def _wire(target_id: str, provider: Mapping[str, Any]) -> str:
@@ -188,4 +198,24 @@ def targets_from(
     ids = [t.id for t in targets]
     if len(set(ids)) != len(ids):
         raise PackError("providers.targets ids must be unique")
+    check_residency(document.get("residency"), targets)
     return targets
+
+
+def check_residency(raw: Any, targets: tuple[Target, ...]) -> None:
+    """A pack that declares residency (`residency: {regions: [eu-*, westeurope]}`, names
+    or patterns) may route only to targets in those regions, fallbacks included: one
+    outside them, or without a region, refuses the pack at activation, never a call."""
+    if raw is None:
+        return
+    allowed = raw.get("regions") if isinstance(raw, dict) else None
+    if not isinstance(allowed, list) or not allowed or not all(isinstance(r, str) for r in allowed):
+        raise PackError("residency lists the provider regions calls may go to: {regions: [...]}")
+    for target in targets:
+        if target.region is None:
+            raise PackError(f"target {target.id} names no region, and the pack declares residency")
+        if not any(fnmatch.fnmatchcase(target.region, pattern) for pattern in allowed):
+            raise PackError(
+                f"target {target.id} is in {target.region}, outside the pack's residency "
+                f"({', '.join(allowed)})"
+            )
