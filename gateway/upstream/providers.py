@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cordon.errors import PackError
-from cordon.secretrefs import resolve_secret
+from cordon.secretrefs import Secret, secret_source
 
 APIS = ("openai", "anthropic")
 AZURE = "azure-openai"
@@ -47,7 +47,7 @@ class Target:
     id: str
     api: str
     base_url: str
-    api_key: str = field(default="", repr=False)
+    secret: Secret = field(default_factory=Secret, repr=False, compare=False)
     models: tuple[str, ...] = ()  # empty: any model of its API
     timeouts: Timeouts = Timeouts()
     proxy: str | None = None  # an http:// proxy the calls go through (CONNECT)
@@ -56,6 +56,11 @@ class Target:
     deployments: Mapping[str, str] = field(default_factory=dict)  # model -> deployment
     auth: str = "api-key"  # azure-openai: api-key header, or an Entra bearer token
     region: str | None = None  # where the provider serves it (westeurope, eu-central-1)
+
+    @property
+    def api_key(self) -> str:
+        """The key now: a rotated key file is read again (`cordon.secretrefs.Secret`)."""
+        return self.secret.value()
 
     def url(self, path: str, model: str) -> str:
         """Where a call for `model` to the API path `path` (`/chat/completions`) goes."""
@@ -122,7 +127,7 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
         id=target_id,
         api=api,
         base_url=interpolate(provider["base_url"], env).rstrip("/"),
-        api_key=resolve_secret(raw.get("secret_key_ref"), env, store, target_id),
+        secret=secret_source(raw.get("secret_key_ref"), env, store, target_id),
         models=tuple(models),
         timeouts=_timeouts(raw.get("timeouts"), target_id),
         proxy=_proxy(provider.get("proxy"), env, target_id),
