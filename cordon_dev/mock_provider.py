@@ -575,6 +575,7 @@ class MockProvider:
         headers = dict(scope["headers"])
         self.seen_auth["authorization"] = headers.get(b"authorization", b"").decode()
         self.seen_auth["x-api-key"] = headers.get(b"x-api-key", b"").decode()
+        self.seen_auth["traceparent"] = headers.get(b"traceparent", b"").decode()
         if await self._failing(send, api):
             return
         try:

@@ -20,7 +20,7 @@ from cordon.errors import ConfigError, PackError, RecordCommitError, RegionUnrea
 from cordon.log.enrolment import load_signer
 from cordon.log.keys import SigningKey
 from cordon.packs import Pack, signing
-from gateway import metrics, records
+from gateway import metrics, records, telemetry
 from gateway.backplane import Backplane, NatsBackplane
 from gateway.identity import Authenticator
 from gateway.identity.delegation import DelegationVerifier
@@ -28,6 +28,7 @@ from gateway.policy.activation import REPORT_EVERY_S, PackState, applied_report
 from gateway.records.recorder import Recorder
 from gateway.records.spool import Spool
 from gateway.settings import GatewaySettings
+from gateway.telemetry import Tracing
 from gateway.upstream import UpstreamClient, classifier, providers
 from gateway.upstream.client import Proxies
 from gateway.upstream.egress import EgressPolicy
@@ -66,6 +67,8 @@ class Runtime:
         self.backplane = backplane
         self.clock = clock
         self.in_flight = 0  # model calls being served (settings.max_concurrent_calls)
+        resource = {"cordon.region": settings.region, "cordon.replica": settings.replica}
+        self.tracing = Tracing(telemetry.enabled_by(os.environ), resource)
         self.key, self.enrolment = key, enrolment
         verifier = (
             DelegationVerifier(settings.delegation_issuers) if settings.delegation_issuers else None
@@ -202,6 +205,7 @@ class Runtime:
                 await task
         await self.upstream.close()
         await self.backplane.close()
+        await asyncio.to_thread(self.tracing.shutdown)  # its export blocks: not on the loop
 
     async def commit(self, record: dict[str, Any], fail_open: bool) -> int | None:
         """Commit one call's record: its stream sequence, or None if it was spooled

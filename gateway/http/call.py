@@ -20,6 +20,7 @@ from gateway.policy import Decision
 from gateway.policy.activation import Active
 from gateway.records.record import RecordKind
 from gateway.runtime import Runtime
+from gateway.telemetry import NO_SPAN, CallSpan
 
 __all__ = ["Call", "fail_closed", "refuse", "refuse_error"]
 
@@ -43,6 +44,7 @@ class Call:
     prompt: dict[str, Any] | None = None
     answer_text: str = ""
     committed: bool = False  # the decision record was committed (or spooled, or voided)
+    span: CallSpan = NO_SPAN  # its trace (gateway.telemetry); NO_SPAN when tracing is off
 
     def record(self, kind: RecordKind = "decision") -> dict[str, Any]:
         self.facts.latency_ms = (time.perf_counter() - self.started) * 1000
@@ -71,10 +73,31 @@ class Call:
         (fail-open pack, stream away). `RecordCommitError` if neither was possible."""
         await self.intent_committed()  # a decision never precedes its intent in the log
         self.committed = True  # its id is spent either way: never committed twice
-        seq = await self._commit(self.record())
+        self.facts.trace_id = self.span.trace_id
+        try:
+            seq = await self._commit(self.record())
+        finally:
+            self._end_span()
         metrics.REQUESTS.labels(self.dialect.route, self.decision.outcome).inc()
         self.runtime.packs.tally(self.active.pack.revision, self.decision.outcome == "error")
         return seq
+
+    def _end_span(self) -> None:
+        if self.span is NO_SPAN:
+            return
+        facts = self.facts
+        self.span.set(
+            {
+                "cordon.record.id": self.record_id,
+                "cordon.outcome": self.decision.outcome,
+                "cordon.route": facts.route or None,
+                "gen_ai.response.model": facts.model_id if facts.route else None,
+                "gen_ai.usage.input_tokens": facts.prompt_tokens,
+                "gen_ai.usage.output_tokens": facts.completion_tokens,
+            }
+        )
+        failed = self.decision.outcome == "error"
+        self.span.end(facts.error if failed else None)
 
     def begin_intent(self) -> None:
         """Start committing the intent record of a stream about to be asked for: it runs
@@ -97,7 +120,8 @@ class Call:
         return not self._intent.cancelled() and self._intent.exception() is None
 
     async def _commit(self, record: dict[str, Any]) -> int | None:
-        return await self.runtime.commit(record, self.active.pack.fail_mode == "open")
+        with self.span.child("cordon.record.commit"):
+            return await self.runtime.commit(record, self.active.pack.fail_mode == "open")
 
     def can_record(self) -> bool:
         """Whether a record could be committed (or spooled) now: if not, a fail-closed

@@ -68,6 +68,9 @@ async def handle(
         runtime.packs.current,
         records.CallFacts(dialect.route, "unknown"),
     )
+    if runtime.tracing.on:
+        operation = "embeddings" if dialect.route == "embeddings" else "chat"
+        call.span = runtime.tracing.start(operation, dialect.api, headers)
     try:
         await _admit(call, scope, headers, receive, send)
     except Exception as exc:  # a fault of ours, not the caller's: still a record and a receipt
@@ -141,7 +144,9 @@ async def serve(
         return
     if pack.expired(now):  # fail-open: served, and the record says so
         call.decision.fired("pack_expired", "flag")
-    outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
+    call.span.set({"gen_ai.request.model": call.facts.model})
+    with call.span.child("cordon.policy"):
+        outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
     call.prompt = _prompt(dialect, outbound if pack.record_content == "redacted" else payload)
     hook = pack.classifier
     consult = call.decision.blocked_by is None and hook is not None
@@ -165,16 +170,20 @@ async def serve(
             call.facts.model_id = planned[0].model_id(asked)
         call.begin_intent()
     upstream_started = time.perf_counter()
+    traceparent = call.span.traceparent()
+    if traceparent is not None:  # the provider's parent is this call, not the caller
+        headers = {**headers, "traceparent": traceparent}
     try:
-        forwarded = await forward(
-            call.active.router,
-            call.runtime.upstream,
-            dialect.api,
-            call.facts.model,
-            dialect.upstream_path,
-            body if outbound is payload else jsoncodec.dumps(outbound),
-            headers,
-        )
+        with call.span.child("cordon.upstream"):
+            forwarded = await forward(
+                call.active.router,
+                call.runtime.upstream,
+                dialect.api,
+                call.facts.model,
+                dialect.upstream_path,
+                body if outbound is payload else jsoncodec.dumps(outbound),
+                headers,
+            )
     except UnknownModelError as exc:
         await refuse_error(call, send, exc)
         return

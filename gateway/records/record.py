@@ -43,6 +43,7 @@ class CallFacts:
     attempts: list[str] = field(default_factory=list)
     scanned_chars: int | None = None
     error: str | None = None
+    trace_id: str | None = None  # the call's OpenTelemetry trace, when tracing is on
 
 
 def rfc3339_now() -> str:
@@ -90,6 +91,7 @@ def build(
         "model_id": facts.model_id,
         "route": facts.route,
         "route_region": facts.route_region,
+        "trace_id": facts.trace_id,
         "outcome": "pending" if kind == "intent" else decision.outcome,
         "rules": decision.rules,
         "flags": decision.flags,

@@ -29,6 +29,9 @@ ANTHROPIC_VERSION = "2023-06-01"
 def auth_headers(target: Target, passthrough: Mapping[str, str]) -> dict[str, str]:
     """Headers for the provider: the target's own key, never the caller's."""
     headers = {"content-type": "application/json", "user-agent": "cordon-gateway"}
+    for name in ("traceparent", "tracestate"):  # W3C trace context travels on
+        if name in passthrough:
+            headers[name] = passthrough[name]
     if target.wire == AZURE:
         if target.api_key and target.auth == "entra":
             headers["authorization"] = f"Bearer {target.api_key}"

@@ -1,0 +1,104 @@
+"""OpenTelemetry traces of calls: with an OTLP endpoint in the standard variables, a
+call's GenAI span tree goes to a real OTLP/HTTP receiver (started here), its trace id is
+in the record and its record id on the span; a caller's `traceparent` is the parent and
+the provider gets the call's. Off by default: no span, nothing exported."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+
+pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+PROMPT = "trace this, secret words"
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver: what it is sent, decoded as the collector does."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scoped in resource.scope_spans:
+                self.spans.extend(scoped.spans)
+        headers = [(b"content-type", b"application/x-protobuf")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def attributes(span: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for item in span.attributes:
+        value = item.value
+        found[item.key] = value.string_value or value.int_value or value.bool_value
+    return found
+
+
+@pytest.fixture
+async def traced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[InProcessGateway, Receiver]]:
+    receiver = Receiver()
+    async with serve_in_loop(receiver) as url:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+        async with in_process_gateway(tmp_path) as gateway:
+            yield gateway, receiver
+
+
+async def test_a_call_is_a_genai_span_tree_tied_to_its_record(
+    traced: tuple[InProcessGateway, Receiver],
+) -> None:
+    gateway, receiver = traced
+    caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", **gateway.auth}
+    call = {"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}]}
+    answer = await gateway.client.post("/v1/chat/completions", json=call, headers=caller)
+    assert answer.status_code == 200
+    await asyncio.to_thread(gateway.runtime.tracing.flush)
+    (record,) = [r for r in gateway.records() if r["kind"] == "decision"]
+    assert record["trace_id"] == CALLER_TRACE  # the record leads to the trace
+
+    (root,) = [s for s in receiver.spans if s.name == "chat mock-gpt"]
+    assert root.trace_id.hex() == CALLER_TRACE and root.parent_span_id.hex() == CALLER_SPAN
+    tags = attributes(root)
+    assert tags["gen_ai.operation.name"] == "chat" and tags["gen_ai.system"] == "openai"
+    assert tags["gen_ai.request.model"] == "mock-gpt"
+    assert tags["gen_ai.usage.input_tokens"] > 0 and tags["gen_ai.usage.output_tokens"] > 0
+    assert tags["cordon.record.id"] == record["id"]  # and the trace to the record
+    children = {s.name for s in receiver.spans if s.parent_span_id == root.span_id}
+    assert children == {"cordon.policy", "cordon.upstream", "cordon.record.commit"}
+    assert PROMPT not in str(receiver.spans)  # no content on a span
+    sent = gateway.provider.seen_auth["traceparent"]
+    assert sent == f"00-{CALLER_TRACE}-{root.span_id.hex()}-01"  # the provider's parent
+
+
+async def test_off_by_default_the_callers_trace_context_still_travels(tmp_path: Path) -> None:
+    async with in_process_gateway(tmp_path) as gateway:
+        assert not gateway.runtime.tracing.on
+        parent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+        call = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"traceparent": parent, **gateway.auth}
+        answer = await gateway.client.post("/v1/chat/completions", json=call, headers=headers)
+        assert answer.status_code == 200
+        assert gateway.provider.seen_auth["traceparent"] == parent
+        (record,) = [r for r in gateway.records() if r["kind"] == "decision"]
+        assert record["trace_id"] is None
