@@ -68,6 +68,7 @@ def add_parser(commands: Any) -> None:
         help="keep RECORDS at least this long (default 365; never shortened)",
     )
     p.set_defaults(func=provision)
-    from cordon_cli import estate
+    from cordon_cli import estate, natsmetrics
 
     estate.add_parsers(actions)
+    natsmetrics.add_parsers(actions)

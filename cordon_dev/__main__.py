@@ -76,6 +76,7 @@ Cordon is up. Endpoints (also in {stack.root / "endpoints.json"}):
   audit APIs   {", ".join(f"{r}={u}" for r, u in e.audit_apis.items())}
   aggregator   {e.aggregator}/v1/stats
   replicator   {e.replicator_metrics}
+  NATS metrics {e.nats_metrics}
   mock model   {e.mock_provider}
   MCP          {", ".join(f"{r}={u}" for r, urls in e.mcp.items() for u in urls.values())}
   tool server  {e.tool_server} (direct: ungoverned, for comparison)

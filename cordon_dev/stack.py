@@ -49,6 +49,7 @@ DEFAULT_PORTS = {
     "aggregator": 8500,
     "eu-west": 8401,
     "us-east": 8402,
+    "nats-metrics": 7777,  # prometheus-nats-exporter's default port
 }
 DEV_TOOLS = "dev-tools"  # the baseline pack's name for the dev MCP tool server
 # The readiness probe of the tool server: MCP's first request (its one endpoint has no GET).
@@ -77,6 +78,7 @@ class Endpoints:
     regional_public_keys: dict[str, str] = field(default_factory=dict)
     aggregator: str = ""
     replicator_metrics: str = ""
+    nats_metrics: str = ""  # every NATS server's metrics, as prometheus-nats-exporter's
     mock_provider: str = ""
     tool_server: str = ""  # the dev MCP tool server's own /mcp URL (ungoverned)
     api_key: str = DEV_API_KEY
@@ -197,6 +199,7 @@ class DevStack:
         self.nats.start()
         self.nats.wait_leafnodes()
         asyncio.run(provision(provision_targets(self.topology, self._pack_trust())))
+        self._start_nats_metrics()  # `_wait_ready` waits for it
         tool_server = self._start_tool_server()  # it boots while the mock does
         mock_port = self._port("mock")
         self.endpoints.mock_provider = f"http://{self.host}:{mock_port}/v1"
@@ -298,6 +301,17 @@ class DevStack:
         scheme = "https" if tls is not None else "http"
         wait_for_http(f"{scheme}://{self.host}:{port}/healthz", 20, proc.proc)
         return f"{scheme}://{self.host}:{port}/v1"
+
+    def _start_nats_metrics(self) -> None:
+        """One `cordon nats exporter` over every server of the topology: what Kubernetes
+        gets from prometheus-nats-exporter beside each server, under the same names."""
+        assert self.topology is not None
+        port = self._port("nats-metrics")
+        servers = self.topology.servers
+        urls = [arg for s in servers for arg in ("--url", f"{s.name},{s.monitor_url}")]
+        args = ["nats", "exporter", *urls, "--host", self.host, "--port", str(port)]
+        self._spawn("nats-metrics", *args)
+        self.endpoints.nats_metrics = f"http://{self.host}:{port}/metrics"
 
     def _start_tool_server(self) -> ManagedProcess:
         """The dev MCP tool server (`start` waits for it before the gateways that front
@@ -409,6 +423,7 @@ class DevStack:
         }
         checks["aggregator"] = f"{self.endpoints.aggregator}/healthz"
         checks["replicator"] = self.endpoints.replicator_metrics
+        checks["nats-metrics"] = self.endpoints.nats_metrics
         for name, url in checks.items():
             proc = self.processes[name]
             try:
@@ -458,6 +473,8 @@ class DevStack:
             "audit_apis": self.endpoints.audit_apis,
             "aggregator": self.endpoints.aggregator,
             "replicator_metrics": self.endpoints.replicator_metrics,
+            # Every NATS server's metrics, named as prometheus-nats-exporter names them.
+            "nats_metrics": self.endpoints.nats_metrics,
             "mock_provider": self.endpoints.mock_provider,
             # Per region, each tool server at that region's gateway; and the dev tool
             # server itself, ungoverned (benchmarks' baseline, reading its digests).

@@ -14,6 +14,88 @@ RATE = "$__rate_interval"
 # (title, unit, [(expr, legend)])
 Panel = tuple[str, str, list[tuple[str, str]]]
 
+# The place's NATS servers, as prometheus-nats-exporter names their metrics (Kubernetes:
+# the exporter beside each server; `make run`: `cordon nats exporter`). Every replica
+# reports a stream; the leader's series (is_*_leader="true") is the one shown.
+LEADS = 'is_stream_leader="true"'
+CONSUMER_LEADS = 'is_consumer_leader="true"'
+NATS_PANELS: list[Panel] = [
+    (
+        "JetStream: messages per stream",
+        "short",
+        [
+            (
+                f"max by (server_id, account, stream_name) (jetstream_stream_total_messages{{{LEADS}}})",
+                "{{server_id}} {{account}}/{{stream_name}}",
+            )
+        ],
+    ),
+    (
+        "JetStream: storage",
+        "bytes",
+        [
+            (
+                f"max by (server_id, account, stream_name) (jetstream_stream_total_bytes{{{LEADS}}})",
+                "{{server_id}} {{account}}/{{stream_name}}",
+            ),
+            ("max by (server_id) (gnatsd_varz_jetstream_stats_storage)", "{{server_id}} all"),
+        ],
+    ),
+    (
+        "JetStream: consumer pending (undelivered, unacknowledged)",
+        "short",
+        [
+            (
+                f"max by (server_id, stream_name, consumer_name) (jetstream_consumer_num_pending{{{CONSUMER_LEADS}}})",
+                "pending {{stream_name}}/{{consumer_name}}",
+            ),
+            (
+                f"max by (server_id, stream_name, consumer_name) (jetstream_consumer_num_ack_pending{{{CONSUMER_LEADS}}})",
+                "ack pending {{stream_name}}/{{consumer_name}}",
+            ),
+        ],
+    ),
+    (
+        "JetStream: redelivered messages",
+        "short",
+        [
+            (
+                f"max by (server_id, stream_name, consumer_name) (jetstream_consumer_num_redelivered{{{CONSUMER_LEADS}}})",
+                "{{stream_name}}/{{consumer_name}}",
+            )
+        ],
+    ),
+    (
+        "JetStream: stream leader changes (last hour)",
+        "short",
+        [
+            (
+                # Distinct leaders each replica saw in the hour, less one.
+                "max by (cluster, account, stream_name) (count by (server_id, cluster, account, stream_name)"
+                " (count by (server_id, cluster, account, stream_name, stream_leader)"
+                ' (count_over_time(jetstream_stream_last_seq{stream_leader!=""}[1h])))) - 1',
+                "{{cluster}} {{account}}/{{stream_name}}",
+            )
+        ],
+    ),
+    (
+        "NATS: messages in and out",
+        "ops",
+        [
+            (f"sum by (server_id) (rate(gnatsd_varz_in_msgs[{RATE}]))", "in {{server_id}}"),
+            (f"sum by (server_id) (rate(gnatsd_varz_out_msgs[{RATE}]))", "out {{server_id}}"),
+        ],
+    ),
+    (
+        "NATS: connections and slow consumers",
+        "short",
+        [
+            ("max by (server_id) (gnatsd_varz_connections)", "connections {{server_id}}"),
+            ("max by (server_id) (gnatsd_varz_slow_consumers)", "slow consumers {{server_id}}"),
+        ],
+    ),
+]
+
 DASHBOARDS: dict[str, tuple[str, str, list[Panel]]] = {
     "replication": (
         "cordon-replication",
@@ -211,6 +293,7 @@ DASHBOARDS: dict[str, tuple[str, str, list[Panel]]] = {
                     ),
                 ],
             ),
+            *NATS_PANELS,
         ],
     ),
     "audit": (
@@ -224,6 +307,16 @@ DASHBOARDS: dict[str, tuple[str, str, list[Panel]]] = {
                     (
                         "time() - max by (region) (cordon_aggregator_newest_summary_timestamp_seconds)",
                         "{{region}}",
+                    )
+                ],
+            ),
+            (
+                "AUDIT_SUMMARY behind each region's SUMMARY (NATS source lag)",
+                "short",
+                [
+                    (
+                        'max by (source_api) (jetstream_stream_source_lag{stream_name="AUDIT_SUMMARY", is_stream_leader="true"})',
+                        "{{source_api}}",
                     )
                 ],
             ),

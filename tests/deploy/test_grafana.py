@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.test_prometheus import exported_metrics
+from tests.deploy.test_prometheus import METRIC, exported_metrics
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 UIDS = {
@@ -54,5 +53,5 @@ def test_every_panel_asks_only_for_exported_metrics() -> None:
         board = json.loads((GRAFANA / "dashboards" / name).read_text())
         for panel in board["panels"]:
             for target in panel["targets"]:
-                asked = set(re.findall(r"\b(cordon_[a-z0-9_]+)", target["expr"]))
+                asked = set(METRIC.findall(target["expr"]))
                 assert asked and asked <= exported, (name, panel["title"], asked - exported)

@@ -170,13 +170,34 @@ def test_each_place_runs_its_nats_as_three_servers_in_three_zones(
     (spread,) = spec["topologySpreadConstraints"]
     assert spread["topologyKey"] == "topology.kubernetes.io/zone"
     assert spread["whenUnsatisfiable"] == "DoNotSchedule" and spread["maxSkew"] == 1
-    (server,) = spec["containers"]
+    server, exporter = spec["containers"]
     assert server["args"] == ["-c", "/etc/nats/config/$(POD_NAME).conf"]
+    assert exporter["image"].startswith("natsio/prometheus-nats-exporter:")
+    assert exporter["image"].split(":")[1][0].isdigit()  # a pinned release, not latest
     (budget,) = [
         d for d in docs if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "nats"
     ]
     assert budget["spec"]["maxUnavailable"] == 1  # two of three keep every stream's quorum
     assert not [v for v in spec["volumes"] if "secret" in v and v["name"] == "config"]
+
+
+def test_each_nats_server_has_the_nats_exporter_beside_it_for_prometheus(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The names deploy/prometheus and deploy/grafana read: the exporter's varz and
+    JetStream collectors, each server labelled by its own name, scraped on :7777."""
+    _, docs = built
+    (nats,) = [d for d in _workloads(docs) if d["metadata"]["name"] == "nats"]
+    (exporter,) = [c for c in _pod_spec(nats)["containers"] if c["name"] == "exporter"]
+    args = exporter["args"]
+    assert {"-varz", "-jsz=all", "-use_internal_server_name"} <= set(args)
+    assert args[-1] == "http://localhost:8222"  # the server's monitor port, in the pod
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": 7777}]
+    (service,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "nats"]
+    assert {"name": "metrics", "port": 7777, "targetPort": "metrics"} in service["spec"]["ports"]
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    (rule,) = policies["nats-metrics-scrapes"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 7777}]
 
 
 def test_every_nats_url_in_the_settings_names_the_estates_servers(
