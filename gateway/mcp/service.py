@@ -314,9 +314,7 @@ class McpService:
         try:
             listed = (await self.catalog.listing(server)).get(tool_name)
         except ToolServerError:
-            away = f"tool server {server.name!r} is unavailable"  # never the server's words
-            error = "tool_server_unavailable"
-            await self._fail(call, "upstream_unavailable", error, UNAVAILABLE, away, request_id)
+            await self._unavailable(call, request_id)
         await self._refuse_unknown(call, name, request_id, listed.digest if listed else "")
         admitted = Admitted(ex, call, server, grant, params, request_id)
         return await self._admitted(admitted, arguments)
@@ -427,9 +425,7 @@ class McpService:
         except ToolServerError as exc:
             call.upstream_ms = (time.perf_counter() - started) * 1000
             if exc.rpc_code is None:
-                away = f"tool server {a.server.name!r} is unavailable"
-                error = "tool_server_unavailable"
-                await self._fail(call, "upstream_unavailable", error, UNAVAILABLE, away, request_id)
+                await self._unavailable(call, request_id)
             await self._protocol_error(call, exc, request_id)
         except asyncio.CancelledError:
             call.upstream_ms = (time.perf_counter() - started) * 1000
@@ -439,6 +435,13 @@ class McpService:
         call.upstream_ms = (time.perf_counter() - started) * 1000
         metrics.TOOL_UPSTREAM.labels(a.server.name).observe(call.upstream_ms / 1000)
         return await self._release(call, result, request_id)
+
+    async def _unavailable(self, call: ToolCall, request_id: Any) -> NoReturn:
+        """The tool server could not be had: recorded, and answered with words of the
+        gateway's own (a server's are never relayed unfiltered)."""
+        away = f"tool server {call.server!r} is unavailable"
+        error = "tool_server_unavailable"
+        await self._fail(call, "upstream_unavailable", error, UNAVAILABLE, away, request_id)
 
     async def _protocol_error(
         self, call: ToolCall, exc: ToolServerError, request_id: Any
@@ -565,15 +568,7 @@ class McpService:
             try:
                 return read, await self.catalog.upstream(server), own
             except ToolServerError:
-                away = f"tool server {server_name!r} is unavailable"
-                await self._fail(
-                    read,
-                    "upstream_unavailable",
-                    "tool_server_unavailable",
-                    UNAVAILABLE,
-                    away,
-                    request_id,
-                )
+                await self._unavailable(read, request_id)
         raise JsonRpcError(jsonrpc.INVALID_PARAMS, f"Unknown: {value}", request_id)
 
     async def _read_resource(
@@ -628,15 +623,7 @@ class McpService:
         except ToolServerError as exc:
             read.upstream_ms = (time.perf_counter() - started) * 1000
             if exc.rpc_code is None:
-                away = f"tool server {read.server!r} is unavailable"
-                await self._fail(
-                    read,
-                    "upstream_unavailable",
-                    "tool_server_unavailable",
-                    UNAVAILABLE,
-                    away,
-                    request_id,
-                )
+                await self._unavailable(read, request_id)
             await self._protocol_error(read, exc, request_id)
         read.upstream_ms = (time.perf_counter() - started) * 1000
         read.result_digest = digest(result)
