@@ -7,7 +7,8 @@ exporter reads the rest of its configuration (headers, timeouts, protocol) from 
 same variables. Off, the SDK is never imported and each call holds `NO_SPAN`, whose
 methods do nothing.
 
-One span per call, named `<operation> <model>` (`chat gpt-4o`), with `gen_ai.*`
+One span per call, named `<operation> <model>` (`chat gpt-4o`; an MCP tool call
+`execute_tool <tool>`, the tool as the pack declares it), with `gen_ai.*`
 attributes (operation, system, request and response model, token usage, finish
 reasons) and the record's id (`cordon.record.id`); never prompt or answer content.
 Children: the pack's input rules (`cordon.policy`), the provider call
@@ -118,9 +119,9 @@ class _OtelSpan(CallSpan):
 
     def set(self, attributes: Mapping[str, Any]) -> None:
         clean = {k: v for k, v in attributes.items() if v is not None}
-        model = clean.get("gen_ai.request.model")
-        if model is not None:
-            self._span.update_name(f"{self._operation} {model}")
+        named = clean.get("gen_ai.request.model") or clean.get("gen_ai.tool.name")
+        if named is not None:  # `chat gpt-4o`, `execute_tool lookup`
+            self._span.update_name(f"{self._operation} {named}")
         self._span.set_attributes(clean)
 
     @contextlib.contextmanager

@@ -42,6 +42,7 @@ from gateway.http.dialects import Dialect
 from gateway.http.relay import relay_stream
 from gateway.policy import map_json
 from gateway.runtime import Runtime
+from gateway.telemetry import NO_SPAN
 from gateway.upstream import UpstreamResponse, classifier
 from gateway.upstream.forwarding import Forwarded, forward
 
@@ -291,6 +292,8 @@ def _filter_answer(call: Call, body: bytes) -> bytes:
     if not isinstance(answer, dict):
         raise UpstreamError("the provider's answer was not a JSON object; nothing was released")
     call.facts.prompt_tokens, call.facts.completion_tokens = call.dialect.usage(answer)
+    if call.span is not NO_SPAN:
+        call.span.set({"gen_ai.response.finish_reasons": call.dialect.finish_reasons(answer)})
     apply = policy.output_policy(call.active.pack, call.decision)
     raw_text = call.dialect.answer_text(answer)
     if apply is None:

@@ -258,6 +258,15 @@ class Dialect:
             return usage.get("input_tokens"), usage.get("output_tokens")
         return usage.get("prompt_tokens"), usage.get("completion_tokens")
 
+    def finish_reasons(self, answer: dict[str, Any]) -> list[str]:
+        """Why the model stopped, as the API says it (for the call's trace)."""
+        if self.route == "chat":
+            choices = answer.get("choices")
+            reasons = [c.get("finish_reason") for c in choices or [] if isinstance(c, dict)]
+            return [r for r in reasons if isinstance(r, str)]
+        reason = answer.get("stop_reason" if self.route == "messages" else "status")
+        return [reason] if isinstance(reason, str) else []
+
 
 CHAT = Dialect("chat", "openai", "/chat/completions", True, ("messages",))
 EMBEDDINGS = Dialect("embeddings", "openai", "/embeddings", False, ("input",))

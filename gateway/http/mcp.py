@@ -262,7 +262,7 @@ class McpEndpoint:
             message = f"Unsupported MCP-Protocol-Version {version!r}; served: "
             unserved = JsonRpcError(jsonrpc.INVALID_REQUEST, message + ", ".join(SERVED_VERSIONS))
             return 400, unserved, "unsupported_version"
-        return Exchange(caller.identity, version, caller.server, session)
+        return Exchange(caller.identity, version, caller.server, session, headers=caller.headers)
 
     async def _initialize(self, send: Send, identity: Identity, request: Request) -> None:
         result, session = self.service.initialize(identity, request.params or {})

@@ -23,6 +23,7 @@ from gateway.policy import Decision, Outcome
 from gateway.policy.activation import Active
 from gateway.records.record import RecordKind
 from gateway.runtime import Runtime
+from gateway.telemetry import NO_SPAN, CallSpan
 
 __all__ = ["ToolCall", "digest"]
 
@@ -55,6 +56,7 @@ class ToolCall:
     released: Any = None  # what the agent gets, for `record_content`
     error: str | None = None
     upstream_ms: float = 0.0
+    span: CallSpan = NO_SPAN  # its trace (gateway.telemetry), when tracing is on
 
     @property
     def fail_open(self) -> bool:
@@ -66,14 +68,25 @@ class ToolCall:
     async def commit_intent(self) -> int | None:
         """Commit the intent; `RecordCommitError` if it could not be (nor spooled)."""
         self.intent_id = uuid7()
-        return await self.runtime.commit(self.record("intent"), self.fail_open)
+        with self.span.child("cordon.record.commit"):
+            return await self.runtime.commit(self.record("intent"), self.fail_open)
 
     async def commit(self, outcome: Outcome | None = None, error: str | None = None) -> int | None:
-        """Commit the final record; `RecordCommitError` if it could not be."""
+        """Commit the final record; `RecordCommitError` if it could not be. The call's
+        span (when traced) ends with it, naming the record."""
         if outcome is not None:
             self.decision.outcome = outcome
         self.error = error or self.error
-        seq = await self.runtime.commit(self.record(), self.fail_open)
+        try:
+            with self.span.child("cordon.record.commit"):
+                seq = await self.runtime.commit(self.record(), self.fail_open)
+        finally:
+            attributes = {
+                "cordon.record.id": self.record_id,
+                "cordon.outcome": self.decision.outcome,
+            }
+            self.span.set(attributes)
+            self.span.end(self.error if self.decision.outcome != "allow" else None)
         metrics.TOOL_CALLS.labels(self.labels_server, self.labels_tool, self.decision.outcome).inc()
         metrics.TOOL_LATENCY.labels(self.labels_server).observe(self.added_s)
         return seq

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -66,6 +66,7 @@ class Exchange:
     scope: str | None  # the server of /mcp/<server>; None for the union at /mcp
     session: Session | None = None
     emit: Emit | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # the request's (trace context)
 
     @property
     def endpoint(self) -> str:
@@ -308,6 +309,10 @@ class McpService:
             declared=grant is not None,
         )
         call.arguments_digest = digest(arguments)
+        if self.runtime.tracing.on:
+            call.span = self.runtime.tracing.start("execute_tool", "mcp", ex.headers)
+            tool = {"gen_ai.tool.name": call.labels_tool, "cordon.tool.server": call.labels_server}
+            call.span.set(tool)  # names the pack declares: a trace may leave the region
         if server is None or grant is None or grant.digest is None:
             await self._refuse_unknown(call, name, request_id, "")
         assert server is not None and grant is not None
@@ -357,7 +362,8 @@ class McpService:
         if grant.rate is not None and not self.limits.take(bucket, grant.rate):
             message = f"rate limit of {grant.name!r} reached; try again shortly"
             await self._fail(call, "block", "rate_limited", RATE_LIMITED, message, request_id)
-        outbound, a.meta = self._checked_arguments(call, pack, arguments, a.params.get("_meta"))
+        with call.span.child("cordon.policy"):
+            outbound, a.meta = self._checked_arguments(call, pack, arguments, a.params.get("_meta"))
         if call.decision.blocked_by is not None:
             message = f"blocked by policy rule {call.decision.blocked_by}"
             error = "content_policy_violation"
@@ -414,10 +420,14 @@ class McpService:
         started = time.perf_counter()
         try:
             upstream = await self.catalog.upstream(a.server)
-            async with asyncio.timeout(grant.timeout_s):
-                result = await upstream.request(
-                    "tools/call", forwarded, within_s=grant.timeout_s + 1, on_message=relay.take
-                )
+            with call.span.child("cordon.upstream"):
+                async with asyncio.timeout(grant.timeout_s):
+                    result = await upstream.request(
+                        "tools/call",
+                        forwarded,
+                        within_s=grant.timeout_s + 1,
+                        on_message=relay.take,
+                    )
         except TimeoutError:
             call.upstream_ms = (time.perf_counter() - started) * 1000
             late = f"tool {grant.name!r} did not answer within {grant.timeout_s:g} s"

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from cordon_dev import tool_server
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+from tests.mcp_agent import agent_session, dev_tools_section, pack
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
@@ -83,6 +85,8 @@ async def test_a_call_is_a_genai_span_tree_tied_to_its_record(
     assert tags["gen_ai.operation.name"] == "chat" and tags["gen_ai.system"] == "openai"
     assert tags["gen_ai.request.model"] == "mock-gpt"
     assert tags["gen_ai.usage.input_tokens"] > 0 and tags["gen_ai.usage.output_tokens"] > 0
+    (reasons,) = [a.value for a in root.attributes if a.key == "gen_ai.response.finish_reasons"]
+    assert [v.string_value for v in reasons.array_value.values] == ["stop"]
     assert tags["cordon.record.id"] == record["id"]  # and the trace to the record
     children = {s.name for s in receiver.spans if s.parent_span_id == root.span_id}
     assert children == {"cordon.policy", "cordon.upstream", "cordon.record.commit"}
@@ -102,3 +106,31 @@ async def test_off_by_default_the_callers_trace_context_still_travels(tmp_path: 
         assert gateway.provider.seen_auth["traceparent"] == parent
         (record,) = [r for r in gateway.records() if r["kind"] == "decision"]
         assert record["trace_id"] is None
+
+
+async def test_a_tool_call_is_an_execute_tool_span_tied_to_its_records(
+    traced: tuple[InProcessGateway, Receiver],
+) -> None:
+    gateway, receiver = traced
+    async with serve_in_loop(tool_server.app(), lifespan="on") as tools_url:
+        tools = await dev_tools_section({"url": f"{tools_url}/mcp"})
+        await gateway.activate(pack(tools), 2)
+        async with serve_in_loop(gateway.app) as url:
+            caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", **gateway.auth}
+            async with agent_session(f"{url}/mcp/dev-tools", caller) as agent:
+                await agent.call_tool("echo", {"text": PROMPT})
+    await asyncio.to_thread(gateway.runtime.tracing.flush)
+    (decision,) = [r for r in gateway.records() if r.get("tool") and r["kind"] == "decision"]
+    (root,) = [s for s in receiver.spans if s.name == "execute_tool echo"]
+    assert root.trace_id.hex() == CALLER_TRACE
+    tags = attributes(root)
+    assert (
+        tags["gen_ai.operation.name"] == "execute_tool"
+        and tags["cordon.tool.server"] == "dev-tools"
+    )
+    assert tags["cordon.record.id"] == decision["id"]
+    children = [s.name for s in receiver.spans if s.parent_span_id == root.span_id]
+    assert sorted(children) == sorted(
+        ["cordon.policy", "cordon.upstream", "cordon.record.commit", "cordon.record.commit"]
+    )
+    assert PROMPT not in str(receiver.spans)
