@@ -292,3 +292,74 @@ def test_every_overlay_settings_file_loads_once_its_placeholders_are_filled(
         settings = _loader(LOADERS[file.name])(tmp_path / file.name)
         if file.name == "aggregator.json":  # its witness verifies every region it serves
             assert set(settings.regional_public_keys) == set(json.loads(text)["regions"])
+
+
+COMPONENTS = ROOT / "deploy" / "kubernetes" / "components"
+ESO = "external-secrets.io/"
+
+
+def _build_with_component(overlay: str, component: str, tmp_path: Path) -> list[dict[str, Any]]:
+    """The overlay as docs/deploy.md has a platform team change it: a copy of
+    deploy/kubernetes whose region overlay lists the component, built by kustomize."""
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(ROOT / "deploy" / "kubernetes", tree)
+    kustomization = tree / "overlays" / overlay / "kustomization.yaml"
+    assert "components:" not in kustomization.read_text()
+    with kustomization.open("a") as out:
+        out.write(f"components:\n  - ../../components/{component}\n")
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not on PATH (its built-in kustomize builds the overlays)")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(kustomization.parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("component", ["external-secrets-vault", "external-secrets-aws"])
+def test_an_external_secrets_component_fills_the_secret_the_gateway_mounts_as_its_store(
+    component: str, tmp_path: Path
+) -> None:
+    """Examples kustomize builds, no more (nothing here runs External Secrets Operator):
+    the ExternalSecret writes the Secret mounted at the gateway's secret_store_dir, with
+    the keys its environment reads too, and refreshes it so a rotation reaches the file."""
+    docs = _build_with_component("eu-west", component, tmp_path)
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in docs:
+        if not doc["apiVersion"].startswith(ESO):  # ESO's CRDs are not Kubernetes' schemas
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert not [d for d in docs if d["kind"] == "Secret"]
+
+    eso = [d for d in docs if d["apiVersion"].startswith(ESO)]
+    assert {d["apiVersion"] for d in eso} == {"external-secrets.io/v1"}
+    assert all(d["metadata"]["namespace"] == "cordon-eu-west" for d in eso)
+    (external,) = [d for d in eso if d["kind"] == "ExternalSecret"]
+    (store,) = [d for d in eso if d["kind"] == "SecretStore"]
+    spec = external["spec"]
+    assert spec["secretStoreRef"] == {"name": store["metadata"]["name"], "kind": "SecretStore"}
+    assert re.fullmatch(r"[1-9]\d*[smh]", spec["refreshInterval"])  # "0" would never refresh
+    (auth,) = next(iter(store["spec"]["provider"].values()))["auth"].values()
+    assert auth["serviceAccountRef"] == {"name": "cordon-gateway"}
+
+    (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    store_dir = json.loads(config["data"]["gateway.json"])["secret_store_dir"]
+    (gateway,) = [d for d in _workloads(docs) if d["metadata"]["name"] == "cordon-gateway"]
+    pod = _pod_spec(gateway)
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == store_dir]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert spec["target"]["name"] == volume["secret"]["secretName"]
+    assert not volume["secret"].get("items")  # every key of the Secret is a file of the store
+
+    written = {entry["secretKey"] for entry in spec["data"]}
+    assert {"OPENAI_API_KEY", "AZURE_OPENAI_KEY"} <= written
+    env_keys = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for e in container["env"]
+        if e["valueFrom"]["secretKeyRef"]["name"] == spec["target"]["name"]
+    }
+    assert env_keys <= written
