@@ -14,6 +14,7 @@ whose message repeats the prompt) are providers no rule can read as promised; `h
 answers 20 MiB (or streams one 2 MiB event); `hostile-surrogate`, `hostile-number` and
 `hostile-duplicate` answer (and stream) JSON holding a lone surrogate, a number beyond a
 double, or a key written twice.
+Amazon Bedrock's Converse API is served at `/model/<modelId>/converse` (SigV4-signed).
 Azure OpenAI's wire is served too (`/openai/deployments/<deployment>/chat/completions`
 with `api-version` and an `api-key` header, and the v1 API at `/openai/v1/...`).
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
@@ -530,6 +531,8 @@ class MockProvider:
             await self._serve(scope, receive, send, *ROUTES[scope["path"]])
         elif scope["path"].startswith("/openai/") and scope["method"] == "POST":
             await self._azure(scope, receive, send)
+        elif scope["path"].startswith("/model/") and scope["path"].endswith("/converse"):
+            await self._converse(scope, receive, send)
         else:
             await self._other(scope, receive, send)
 
@@ -622,6 +625,27 @@ class MockProvider:
         azure_build = _with_filters(build, deployment)
         await self._serve(scope, receive, send, "openai", azure_build, stream)
 
+    async def _converse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Amazon Bedrock's Converse API: a SigV4-signed POST to
+        `/model/<modelId>/converse`, answered as Bedrock answers (content blocks, a stop
+        reason, usage); a tool config gets a `toolUse` of its first tool."""
+        headers = dict(scope["headers"])
+        signature = headers.get(b"authorization", b"").decode()
+        self.seen_auth["authorization"] = signature
+        self.seen_auth["x-amz-date"] = headers.get(b"x-amz-date", b"").decode()
+        if not signature.startswith("AWS4-HMAC-SHA256 Credential="):
+            body = json.dumps({"message": "Missing Authentication Token"}).encode()
+            await _respond(
+                send, 403, body, {"x-amzn-errortype": "MissingAuthenticationTokenException"}
+            )
+            return
+        request = json.loads(await _body(receive))
+        self.last_request = request
+        self.stats["bedrock converse"] += 1
+        model = scope["path"].removeprefix("/model/").removesuffix("/converse")
+        self.seen_auth["model"] = model
+        await _respond(send, 200, json.dumps(_converse_answer(request)).encode())
+
     async def _failing(self, send: Send, api: str) -> bool:
         """The `500` and `429` modes, answered before the body is read; True if served."""
         if self.mode == "500":
@@ -659,6 +683,27 @@ class MockProvider:
             self.stats["streams cancelled"] += 1
         finally:
             watcher.cancel()
+
+
+def _converse_answer(request: dict[str, Any]) -> dict[str, Any]:
+    users = [m for m in request.get("messages", []) if m.get("role") == "user"]
+    last: dict[str, Any] = users[-1] if users else {}
+    text = " ".join(str(b.get("text", "")) for b in last.get("content", []) if "text" in b)
+    tools = (request.get("toolConfig") or {}).get("tools") or []
+    if tools and not any("toolResult" in b for b in last.get("content", [])):
+        name = tools[0]["toolSpec"]["name"]
+        use = {"toolUseId": "tooluse_mock_1", "name": name, "input": {"echo": text}}
+        content: list[dict[str, Any]] = [{"toolUse": use}]
+        reason = "tool_use"
+    else:
+        content, reason = [{"text": f"echo: {text}"}], "end_turn"
+    words = len(text.split())
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": reason,
+        "usage": {"inputTokens": words, "outputTokens": words + 1, "totalTokens": 2 * words + 1},
+        "metrics": {"latencyMs": 1},
+    }
 
 
 AZURE_OPERATIONS = ("chat/completions", "embeddings", "responses")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from cordon import jsoncodec
 from cordon.errors import (
     ConnectTimeout,
     HttpClientError,
@@ -20,8 +21,8 @@ from cordon.errors import (
     UpstreamTimeout,
     UpstreamTooLargeError,
 )
-from gateway.upstream import httpclient
-from gateway.upstream.providers import AZURE, Target
+from gateway.upstream import bedrock, httpclient
+from gateway.upstream.providers import AZURE, BEDROCK, Target
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -79,6 +80,30 @@ class UpstreamResponse:
         self._response.release()
 
 
+class TranslatedResponse(UpstreamResponse):
+    """A provider's answer already read and put in the caller's API shape (a dialect
+    the gateway translates, such as Bedrock's): the same surface as `UpstreamResponse`."""
+
+    def __init__(self, status: int, body: bytes) -> None:  # no connection behind it
+        self.status = status
+        self.headers = {"content-type": "application/json"}
+        self._body = body
+
+    async def read(self, limit: int | None = None) -> bytes:
+        if limit is not None and len(self._body) > limit:
+            raise UpstreamTooLargeError(f"provider answer exceeds {limit} bytes")
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    def close(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class Proxies:
     """The process's proxy settings, as HTTPS_PROXY / HTTP_PROXY / NO_PROXY give them."""
@@ -133,6 +158,8 @@ class UpstreamClient:
         passthrough: Mapping[str, str],
         model: str = "",
     ) -> UpstreamResponse:
+        if target.wire == BEDROCK:
+            return await self._bedrock(target, path, body, model)
         timeouts = target.timeouts
         try:
             response = await self._client.post(
@@ -149,3 +176,59 @@ class UpstreamClient:
         except HttpClientError as exc:
             raise UpstreamError(f"{target.id}: {exc}") from exc
         return UpstreamResponse(response)
+
+    async def _bedrock(
+        self, target: Target, path: str, body: bytes, model: str
+    ) -> TranslatedResponse:
+        """A chat completion through Bedrock's Converse API, translated both ways."""
+        if path != "/chat/completions":
+            return _openai_error(400, "Bedrock targets serve chat completions only")
+        try:
+            converse = bedrock.to_converse(jsoncodec.loads(body))
+        except UpstreamError as exc:
+            return _openai_error(400, str(exc))
+        data = jsoncodec.dumps(converse)
+        where = bedrock.url(target.base_url, model)
+        headers = bedrock.sign(where, data, target.api_key, target.region or "")
+        timeouts = target.timeouts
+        try:
+            response = await self._client.post(
+                where,
+                data,
+                headers,
+                connect=timeouts.connect,
+                first_byte=timeouts.first_byte,
+                total=timeouts.total,
+                proxy=target.proxy or self._proxies.for_url(target.base_url),
+            )
+            raw = await response.read(MAX_TRANSLATED)
+        except (ConnectTimeout, ResponseTimeout) as exc:
+            raise UpstreamTimeout(f"{target.id}: {exc}") from exc
+        except HttpClientError as exc:
+            raise UpstreamError(f"{target.id}: {exc}") from exc
+        if response.status != 200:
+            return _openai_error(response.status, _bedrock_message(raw))
+        try:
+            answer = jsoncodec.loads(raw)
+        except ValueError:
+            return _openai_error(502, "Bedrock's answer was not JSON; nothing was released")
+        translated = bedrock.from_converse(answer, model)
+        return TranslatedResponse(200, jsoncodec.dumps(translated))
+
+
+MAX_TRANSLATED = 16 * 1024 * 1024  # a Bedrock answer is read whole before it is translated
+
+
+def _openai_error(status: int, message: str) -> TranslatedResponse:
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    error = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return TranslatedResponse(status, jsoncodec.dumps(error))
+
+
+def _bedrock_message(raw: bytes) -> str:
+    try:
+        found = jsoncodec.loads(raw)
+    except ValueError:
+        return "Bedrock refused the call"
+    message = (found.get("message") or found.get("Message")) if isinstance(found, dict) else None
+    return str(message or "Bedrock refused the call")

@@ -30,6 +30,7 @@ from cordon.secretrefs import Secret, secret_source
 
 APIS = ("openai", "anthropic")
 AZURE = "azure-openai"
+BEDROCK = "bedrock"  # Amazon Bedrock's Converse API behind OpenAI's chat (upstream/bedrock.py)
 AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's GA data-plane version of the deployment API
 AZURE_AUTH = ("api-key", "entra")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -119,7 +120,9 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
     if not isinstance(provider, dict) or not isinstance(provider.get("base_url"), str):
         raise PackError(f"target {target_id}: provider.base_url is required")
     wire = _wire(target_id, provider)
-    api = "openai" if wire == AZURE else wire
+    api = "openai" if wire in (AZURE, BEDROCK) else wire
+    if wire == BEDROCK and not raw.get("region"):
+        raise PackError(f"target {target_id}: a Bedrock target names its AWS region (region:)")
     models = raw.get("models") or ()
     if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in models):
         raise PackError(f"target {target_id}: models must be a list of names")
@@ -152,8 +155,9 @@ def _wire(target_id: str, provider: Mapping[str, Any]) -> str:
     (the seeds' Azure target names neither)."""
     named = provider.get("api")
     if named is not None:
-        if named not in (*APIS, AZURE):
-            raise PackError(f"target {target_id}: provider.api must be one of {(*APIS, AZURE)}")
+        if named not in (*APIS, AZURE, BEDROCK):
+            choices = (*APIS, AZURE, BEDROCK)
+            raise PackError(f"target {target_id}: provider.api must be one of {choices}")
         return str(named)
     if "anthropic" in target_id:
         return "anthropic"
