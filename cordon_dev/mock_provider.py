@@ -14,7 +14,8 @@ whose message repeats the prompt) are providers no rule can read as promised; `h
 answers 20 MiB (or streams one 2 MiB event); `hostile-surrogate`, `hostile-number` and
 `hostile-duplicate` answer (and stream) JSON holding a lone surrogate, a number beyond a
 double, or a key written twice.
-Amazon Bedrock's Converse API is served at `/model/<modelId>/converse` (SigV4-signed).
+Amazon Bedrock's Converse API is served at `/model/<modelId>/converse` (SigV4-signed),
+Google Gemini's at `/v1beta/models/<model>:generateContent` (`x-goog-api-key`).
 Azure OpenAI's wire is served too (`/openai/deployments/<deployment>/chat/completions`
 with `api-version` and an `api-key` header, and the v1 API at `/openai/v1/...`).
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
@@ -533,6 +534,8 @@ class MockProvider:
             await self._azure(scope, receive, send)
         elif scope["path"].startswith("/model/") and scope["path"].endswith("/converse"):
             await self._converse(scope, receive, send)
+        elif scope["path"].endswith(":generateContent") and scope["method"] == "POST":
+            await self._generate(scope, receive, send)
         else:
             await self._other(scope, receive, send)
 
@@ -646,6 +649,22 @@ class MockProvider:
         self.seen_auth["model"] = model
         await _respond(send, 200, json.dumps(_converse_answer(request)).encode())
 
+    async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Google Gemini's `models/<model>:generateContent`, its key in
+        `x-goog-api-key`, answered as Gemini answers (candidates of parts, a finish
+        reason, usage metadata); function declarations get a `functionCall` of the first."""
+        key = dict(scope["headers"]).get(b"x-goog-api-key", b"").decode()
+        self.seen_auth["x-goog-api-key"] = key
+        if not key:
+            error = {"error": {"code": 403, "message": "Method doesn't allow unregistered callers"}}
+            await _respond(send, 403, json.dumps(error).encode())
+            return
+        request = json.loads(await _body(receive))
+        self.last_request = request
+        self.stats["gemini generateContent"] += 1
+        self.seen_auth["model"] = scope["path"].rsplit("/models/", 1)[-1].split(":")[0]
+        await _respond(send, 200, json.dumps(_gemini_answer(request)).encode())
+
     async def _failing(self, send: Send, api: str) -> bool:
         """The `500` and `429` modes, answered before the body is read; True if served."""
         if self.mode == "500":
@@ -703,6 +722,31 @@ def _converse_answer(request: dict[str, Any]) -> dict[str, Any]:
         "stopReason": reason,
         "usage": {"inputTokens": words, "outputTokens": words + 1, "totalTokens": 2 * words + 1},
         "metrics": {"latencyMs": 1},
+    }
+
+
+def _gemini_answer(request: dict[str, Any]) -> dict[str, Any]:
+    users = [c for c in request.get("contents", []) if c.get("role") == "user"]
+    last: dict[str, Any] = users[-1] if users else {}
+    parts = last.get("parts", [])
+    text = " ".join(str(p.get("text", "")) for p in parts if "text" in p)
+    declared = [d for t in request.get("tools") or [] for d in t.get("functionDeclarations", [])]
+    if declared and not any("functionResponse" in p for p in parts):
+        answer: list[dict[str, Any]] = [
+            {"functionCall": {"name": declared[0]["name"], "args": {"echo": text}}}
+        ]
+    else:
+        answer = [{"text": f"echo: {text}"}]
+    words = len(text.split())
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": answer}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": words,
+            "candidatesTokenCount": words + 1,
+            "totalTokenCount": 2 * words + 1,
+        },
     }
 
 

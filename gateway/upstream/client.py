@@ -21,8 +21,8 @@ from cordon.errors import (
     UpstreamTimeout,
     UpstreamTooLargeError,
 )
-from gateway.upstream import bedrock, httpclient
-from gateway.upstream.providers import AZURE, BEDROCK, Target
+from gateway.upstream import bedrock, gemini, httpclient
+from gateway.upstream.providers import AZURE, BEDROCK, GEMINI, Target
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -158,8 +158,8 @@ class UpstreamClient:
         passthrough: Mapping[str, str],
         model: str = "",
     ) -> UpstreamResponse:
-        if target.wire == BEDROCK:
-            return await self._bedrock(target, path, body, model)
+        if target.wire in (BEDROCK, GEMINI):
+            return await self._translated(target, path, body, model)
         timeouts = target.timeouts
         try:
             response = await self._client.post(
@@ -177,19 +177,39 @@ class UpstreamClient:
             raise UpstreamError(f"{target.id}: {exc}") from exc
         return UpstreamResponse(response)
 
-    async def _bedrock(
+    async def _translated(
         self, target: Target, path: str, body: bytes, model: str
     ) -> TranslatedResponse:
-        """A chat completion through Bedrock's Converse API, translated both ways."""
+        """A chat completion through a provider whose wire the gateway translates
+        (Bedrock's Converse, Gemini's generateContent), translated both ways."""
+        name = "Bedrock" if target.wire == BEDROCK else "Gemini"
         if path != "/chat/completions":
-            return _openai_error(400, "Bedrock targets serve chat completions only")
+            return _openai_error(400, f"{name} targets serve chat completions only")
         try:
-            converse = bedrock.to_converse(jsoncodec.loads(body))
+            chat = jsoncodec.loads(body)
+            request = (bedrock.to_converse if target.wire == BEDROCK else gemini.to_gemini)(chat)
         except UpstreamError as exc:
             return _openai_error(400, str(exc))
-        data = jsoncodec.dumps(converse)
-        where = bedrock.url(target.base_url, model)
-        headers = bedrock.sign(where, data, target.api_key, target.region or "")
+        data = jsoncodec.dumps(request)
+        if target.wire == BEDROCK:
+            where = bedrock.url(target.base_url, model)
+            headers = bedrock.sign(where, data, target.api_key, target.region or "")
+        else:
+            where = gemini.url(target.base_url, model)
+            headers = {"content-type": "application/json", "x-goog-api-key": target.api_key}
+        raw, status = await self._post_whole(target, where, data, headers)
+        if status != 200:
+            return _openai_error(status, _provider_message(raw, name))
+        try:
+            answer = jsoncodec.loads(raw)
+        except ValueError:
+            return _openai_error(502, f"{name}'s answer was not JSON; nothing was released")
+        back = bedrock.from_converse if target.wire == BEDROCK else gemini.from_gemini
+        return TranslatedResponse(200, jsoncodec.dumps(back(answer, model)))
+
+    async def _post_whole(
+        self, target: Target, where: str, data: bytes, headers: Mapping[str, str]
+    ) -> tuple[bytes, int]:
         timeouts = target.timeouts
         try:
             response = await self._client.post(
@@ -201,22 +221,14 @@ class UpstreamClient:
                 total=timeouts.total,
                 proxy=target.proxy or self._proxies.for_url(target.base_url),
             )
-            raw = await response.read(MAX_TRANSLATED)
+            return await response.read(MAX_TRANSLATED), response.status
         except (ConnectTimeout, ResponseTimeout) as exc:
             raise UpstreamTimeout(f"{target.id}: {exc}") from exc
         except HttpClientError as exc:
             raise UpstreamError(f"{target.id}: {exc}") from exc
-        if response.status != 200:
-            return _openai_error(response.status, _bedrock_message(raw))
-        try:
-            answer = jsoncodec.loads(raw)
-        except ValueError:
-            return _openai_error(502, "Bedrock's answer was not JSON; nothing was released")
-        translated = bedrock.from_converse(answer, model)
-        return TranslatedResponse(200, jsoncodec.dumps(translated))
 
 
-MAX_TRANSLATED = 16 * 1024 * 1024  # a Bedrock answer is read whole before it is translated
+MAX_TRANSLATED = 16 * 1024 * 1024  # a translated answer is read whole first
 
 
 def _openai_error(status: int, message: str) -> TranslatedResponse:
@@ -225,10 +237,14 @@ def _openai_error(status: int, message: str) -> TranslatedResponse:
     return TranslatedResponse(status, jsoncodec.dumps(error))
 
 
-def _bedrock_message(raw: bytes) -> str:
+def _provider_message(raw: bytes, name: str) -> str:
+    """A translated provider's error message (Bedrock: `message`; Gemini: `error.message`)."""
     try:
         found = jsoncodec.loads(raw)
     except ValueError:
-        return "Bedrock refused the call"
-    message = (found.get("message") or found.get("Message")) if isinstance(found, dict) else None
-    return str(message or "Bedrock refused the call")
+        return f"{name} refused the call"
+    if not isinstance(found, dict):
+        return f"{name} refused the call"
+    error = found.get("error")
+    nested = error.get("message") if isinstance(error, dict) else None
+    return str(found.get("message") or found.get("Message") or nested or f"{name} refused the call")

@@ -31,6 +31,7 @@ from cordon.secretrefs import Secret, secret_source
 APIS = ("openai", "anthropic")
 AZURE = "azure-openai"
 BEDROCK = "bedrock"  # Amazon Bedrock's Converse API behind OpenAI's chat (upstream/bedrock.py)
+GEMINI = "gemini"  # Google Gemini's generateContent behind OpenAI's chat (upstream/gemini.py)
 AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's GA data-plane version of the deployment API
 AZURE_AUTH = ("api-key", "entra")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -120,7 +121,7 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
     if not isinstance(provider, dict) or not isinstance(provider.get("base_url"), str):
         raise PackError(f"target {target_id}: provider.base_url is required")
     wire = _wire(target_id, provider)
-    api = "openai" if wire in (AZURE, BEDROCK) else wire
+    api = "openai" if wire in (AZURE, BEDROCK, GEMINI) else wire
     if wire == BEDROCK and not raw.get("region"):
         raise PackError(f"target {target_id}: a Bedrock target names its AWS region (region:)")
     models = raw.get("models") or ()
@@ -155,8 +156,8 @@ def _wire(target_id: str, provider: Mapping[str, Any]) -> str:
     (the seeds' Azure target names neither)."""
     named = provider.get("api")
     if named is not None:
-        if named not in (*APIS, AZURE, BEDROCK):
-            choices = (*APIS, AZURE, BEDROCK)
+        if named not in (*APIS, AZURE, BEDROCK, GEMINI):
+            choices = (*APIS, AZURE, BEDROCK, GEMINI)
             raise PackError(f"target {target_id}: provider.api must be one of {choices}")
         return str(named)
     if "anthropic" in target_id:
