@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # the test extra's: the schemas of each Kubernetes release
 import pytest
 import yaml
 
@@ -26,11 +27,16 @@ ESTATE = ROOT / "deploy" / "nats" / "estate.yaml"
 
 
 def _build(overlay: str) -> list[dict[str, Any]]:
+    return _kustomize(OVERLAYS / overlay)
+
+
+def _kustomize(directory: Path) -> list[dict[str, Any]]:
+    """What `kubectl kustomize` builds from `directory`, as documents."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not on PATH (its built-in kustomize builds the overlays)")
     result = subprocess.run(
-        [kubectl, "kustomize", str(OVERLAYS / overlay)], capture_output=True, text=True, timeout=60
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -53,7 +59,6 @@ def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
 def test_every_object_validates_against_the_kubernetes_schemas(
     built: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
     _, docs = built
     for doc in docs:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -307,17 +312,7 @@ def _build_with_component(overlay: str, component: str, tmp_path: Path) -> list[
     assert "components:" not in kustomization.read_text()
     with kustomization.open("a") as out:
         out.write(f"components:\n  - ../../components/{component}\n")
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not on PATH (its built-in kustomize builds the overlays)")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(kustomization.parent)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return _kustomize(kustomization.parent)
 
 
 @pytest.mark.parametrize("component", ["external-secrets-vault", "external-secrets-aws"])
@@ -328,7 +323,6 @@ def test_an_external_secrets_component_fills_the_secret_the_gateway_mounts_as_it
     the ExternalSecret writes the Secret mounted at the gateway's secret_store_dir, with
     the keys its environment reads too, and refreshes it so a rotation reaches the file."""
     docs = _build_with_component("eu-west", component, tmp_path)
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for doc in docs:
         if not doc["apiVersion"].startswith(ESO):  # ESO's CRDs are not Kubernetes' schemas
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
