@@ -6,6 +6,9 @@ the provider gets the call's. Off by default: no span, nothing exported."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +137,22 @@ async def test_a_tool_call_is_an_execute_tool_span_tied_to_its_records(
         ["cordon.policy", "cordon.upstream", "cordon.record.commit", "cordon.record.commit"]
     )
     assert PROMPT not in str(receiver.spans)
+
+
+def test_off_the_sdk_is_never_imported() -> None:
+    """Off costs nothing: a replica's tracer without an OTLP endpoint loads no SDK."""
+    probe = (
+        "import os, sys\n"
+        "from gateway.telemetry import Tracing, enabled_by\n"
+        "assert not enabled_by(os.environ)\n"
+        "span = Tracing(enabled_by(os.environ)).start('chat', 'openai', {})\n"
+        "span.set({'gen_ai.request.model': 'm'})\n"
+        "span.end()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
