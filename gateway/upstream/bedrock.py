@@ -13,15 +13,22 @@ are not served yet: such a call is refused with a clear error, never half-transl
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
 from cordon import jsoncodec
 from cordon.errors import PackError, UpstreamError
+from gateway.upstream.translate import arguments, chat_completion, sampling, text_of, tool_call
 
 __all__ = ["FINISH", "from_converse", "sign", "to_converse"]
 
+# OpenAI's sampling settings, by Converse's names (inferenceConfig).
+SAMPLING = {
+    "max_tokens": "maxTokens",
+    "temperature": "temperature",
+    "top_p": "topP",
+    "stop": "stopSequences",
+}
 # Converse stop reasons, as OpenAI's finish reasons.
 FINISH = {
     "end_turn": "stop",
@@ -44,7 +51,7 @@ def to_converse(chat: dict[str, Any]) -> dict[str, Any]:
             "streamed answers through Bedrock are not served yet; ask without stream"
         )
     system = [
-        {"text": _text(m.get("content"))}
+        {"text": text_of(m.get("content"))}
         for m in chat.get("messages", [])
         if m.get("role") in ("system", "developer")
     ]
@@ -62,7 +69,7 @@ def to_converse(chat: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": messages}
     if system:
         body["system"] = system
-    config = _inference(chat)
+    config = sampling(chat, SAMPLING)
     if config:
         body["inferenceConfig"] = config
     tools = [_tool(t) for t in chat.get("tools") or [] if t.get("type") == "function"]
@@ -71,52 +78,22 @@ def to_converse(chat: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
 def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     if message.get("role") == "tool":
         result = {
             "toolUseId": str(message.get("tool_call_id", "")),
-            "content": [{"text": _text(message.get("content"))}],
+            "content": [{"text": text_of(message.get("content"))}],
         }
         return [{"toolResult": result}]
     blocks: list[dict[str, Any]] = []
-    text = _text(message.get("content"))
+    text = text_of(message.get("content"))
     if text:
         blocks.append({"text": text})
     for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        try:
-            arguments = jsoncodec.loads(function.get("arguments") or "{}")
-        except ValueError:
-            arguments = {"arguments": function.get("arguments")}
-        use = {
-            "toolUseId": str(call.get("id", "")),
-            "name": str(function.get("name", "")),
-            "input": arguments,
-        }
+        name, args = arguments(call)
+        use = {"toolUseId": str(call.get("id", "")), "name": name, "input": args}
         blocks.append({"toolUse": use})
     return blocks or [{"text": ""}]
-
-
-def _inference(chat: dict[str, Any]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    tokens = chat.get("max_completion_tokens") or chat.get("max_tokens")
-    if isinstance(tokens, int):
-        config["maxTokens"] = tokens
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP")):
-        if isinstance(chat.get(ours), int | float):
-            config[theirs] = chat[ours]
-    stop = chat.get("stop")
-    if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    return config
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -140,41 +117,12 @@ def from_converse(answer: dict[str, Any], model: str) -> dict[str, Any]:
         elif "toolUse" in block:
             use = block["toolUse"]
             calls.append(
-                {
-                    "id": str(use.get("toolUseId", "")),
-                    "type": "function",
-                    "function": {
-                        "name": str(use.get("name", "")),
-                        "arguments": jsoncodec.dumps(use.get("input") or {}).decode(),
-                    },
-                }
+                tool_call(str(use.get("toolUseId", "")), str(use.get("name", "")), use.get("input"))
             )
-    reply: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(text) if text or not calls else None,
-    }
-    if calls:
-        reply["tool_calls"] = calls
     usage = answer.get("usage") or {}
-    prompt, completion = usage.get("inputTokens"), usage.get("outputTokens")
-    return {
-        "id": f"chatcmpl-bedrock-{int(time.time() * 1000)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": reply,
-                "finish_reason": FINISH.get(str(answer.get("stopReason")), "stop"),
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": usage.get("totalTokens"),
-        },
-    }
+    counted = (usage.get("inputTokens"), usage.get("outputTokens"), usage.get("totalTokens"))
+    finish = FINISH.get(str(answer.get("stopReason")), "stop")
+    return chat_completion(model, text, calls, finish, counted)
 
 
 def sign(target_url: str, body: bytes, secret: str, region: str) -> dict[str, str]:

@@ -11,15 +11,20 @@ yet: a stream is refused with a clear error.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
-from cordon import jsoncodec
 from cordon.errors import UpstreamError
+from gateway.upstream.translate import arguments, chat_completion, sampling, text_of, tool_call
 
 __all__ = ["FINISH", "from_gemini", "to_gemini", "url"]
 
+SAMPLING = {
+    "max_tokens": "maxOutputTokens",
+    "temperature": "temperature",
+    "top_p": "topP",
+    "stop": "stopSequences",
+}
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
 
 
@@ -35,7 +40,9 @@ def to_gemini(chat: dict[str, Any]) -> dict[str, Any]:
         )
     messages = [m for m in chat.get("messages", []) if isinstance(m, dict)]
     names = _call_names(messages)
-    system = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+    system = [
+        text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+    ]
     contents: list[dict[str, Any]] = []
     for message in messages:
         if message.get("role") in ("system", "developer"):
@@ -49,21 +56,13 @@ def to_gemini(chat: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": "\n".join(system)}]}
-    config = _generation(chat)
+    config = sampling(chat, SAMPLING)
     if config:
         body["generationConfig"] = config
     declarations = [_declaration(t) for t in chat.get("tools") or [] if t.get("type") == "function"]
     if declarations:
         body["tools"] = [{"functionDeclarations": declarations}]
     return body
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def _call_names(messages: list[dict[str, Any]]) -> dict[str, str]:
@@ -78,34 +77,16 @@ def _call_names(messages: list[dict[str, Any]]) -> dict[str, str]:
 def _parts(message: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
     if message.get("role") == "tool":
         name = names.get(str(message.get("tool_call_id", "")), "tool")
-        response = {"name": name, "response": {"content": _text(message.get("content"))}}
+        response = {"name": name, "response": {"content": text_of(message.get("content"))}}
         return [{"functionResponse": response}]
     parts: list[dict[str, Any]] = []
-    text = _text(message.get("content"))
+    text = text_of(message.get("content"))
     if text:
         parts.append({"text": text})
     for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        try:
-            args = jsoncodec.loads(function.get("arguments") or "{}")
-        except ValueError:
-            args = {"arguments": function.get("arguments")}
-        parts.append({"functionCall": {"name": str(function.get("name", "")), "args": args}})
+        name, args = arguments(call)
+        parts.append({"functionCall": {"name": name, "args": args}})
     return parts or [{"text": ""}]
-
-
-def _generation(chat: dict[str, Any]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    tokens = chat.get("max_completion_tokens") or chat.get("max_tokens")
-    if isinstance(tokens, int):
-        config["maxOutputTokens"] = tokens
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP")):
-        if isinstance(chat.get(ours), int | float):
-            config[theirs] = chat[ours]
-    stop = chat.get("stop")
-    if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    return config
 
 
 def _declaration(tool: dict[str, Any]) -> dict[str, Any]:
@@ -128,26 +109,14 @@ def from_gemini(answer: dict[str, Any], model: str) -> dict[str, Any]:
             text.append(str(part["text"]))
         elif "functionCall" in part:
             call = part["functionCall"]
-            arguments = jsoncodec.dumps(call.get("args") or {}).decode()
-            function = {"name": str(call.get("name", "")), "arguments": arguments}
-            calls.append({"id": f"call_gemini_{index}", "type": "function", "function": function})
-    reply: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(text) if text or not calls else None,
-    }
-    if calls:
-        reply["tool_calls"] = calls
+            calls.append(
+                tool_call(f"call_gemini_{index}", str(call.get("name", "")), call.get("args"))
+            )
     finish = "tool_calls" if calls else FINISH.get(str(candidate.get("finishReason")), "stop")
     usage = answer.get("usageMetadata") or {}
-    return {
-        "id": f"chatcmpl-gemini-{int(time.time() * 1000)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": reply, "finish_reason": finish}],
-        "usage": {
-            "prompt_tokens": usage.get("promptTokenCount"),
-            "completion_tokens": usage.get("candidatesTokenCount"),
-            "total_tokens": usage.get("totalTokenCount"),
-        },
-    }
+    counted = (
+        usage.get("promptTokenCount"),
+        usage.get("candidatesTokenCount"),
+        usage.get("totalTokenCount"),
+    )
+    return chat_completion(model, text, calls, finish, counted)

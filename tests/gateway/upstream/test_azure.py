@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 import yaml
 
@@ -19,6 +18,7 @@ from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_
 from cordon_dev.mock_provider import MockProvider
 from cordon_dev.procs import free_port
 from gateway.upstream.providers import AZURE_API_VERSION
+from tests.gateway.upstream.translated import sdk
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
@@ -64,11 +64,6 @@ async def seeded(
     ):
         await gateway.activate(document, 2)
         yield gateway, url
-
-
-def sdk(url: str, gateway: InProcessGateway) -> openai.AsyncOpenAI:
-    key = gateway.auth["authorization"].split()[1]
-    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
 
 
 def decisions(gateway: InProcessGateway) -> list[dict[str, Any]]:

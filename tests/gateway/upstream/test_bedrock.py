@@ -16,11 +16,21 @@ import pytest
 
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
 from cordon_dev.mock_provider import MockProvider
+from tests.gateway.upstream.translated import fronting, sdk
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
 EMAIL = "ana.bedrock@example.com"
 KEYS = {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"}
+
+
+def bedrock_target(base_url: str) -> dict[str, Any]:
+    return {
+        "id": "bedrock-eu",
+        "provider": {"api": "bedrock", "base_url": base_url},
+        "secret_key_ref": {"env": "CORDON_PROVIDER_BEDROCK"},
+        "region": "eu-central-1",
+    }
 
 
 @pytest.fixture
@@ -29,34 +39,8 @@ async def gw(
 ) -> AsyncIterator[tuple[InProcessGateway, MockProvider, str]]:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("CORDON_PROVIDER_BEDROCK", json.dumps(KEYS))
-    mock = MockProvider()
-    async with (
-        serve_in_loop(mock) as mock_url,
-        in_process_gateway(tmp_path) as gateway,
-        serve_in_loop(gateway.app) as url,
-    ):
-        target = {
-            "id": "bedrock-eu",
-            "provider": {"api": "bedrock", "base_url": mock_url},
-            "secret_key_ref": {"env": "CORDON_PROVIDER_BEDROCK"},
-            "region": "eu-central-1",
-        }
-        rules = [
-            {"name": "in", "type": "input_filter", "action": "redact", "patterns": ["email"]},
-            {"name": "out", "type": "output_filter", "action": "redact", "patterns": ["email"]},
-        ]
-        document = {
-            "pack": {"name": "default", "version": "1"},
-            "providers": {"targets": [target]},
-            "policies": rules,
-        }
-        await gateway.activate(document, 2)
-        yield gateway, mock, url
-
-
-def sdk(url: str, gateway: InProcessGateway) -> openai.AsyncOpenAI:
-    key = gateway.auth["authorization"].split()[1]
-    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    async with fronting(tmp_path, bedrock_target) as served:
+        yield served
 
 
 def decisions(gateway: InProcessGateway) -> list[dict[str, Any]]:

@@ -14,8 +14,9 @@ import openai
 import pytest
 
 from cordon.packs.lint import check
-from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+from cordon_dev.inprocess import InProcessGateway
 from cordon_dev.mock_provider import MockProvider
+from tests.gateway.upstream.translated import fronting, sdk
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
@@ -36,28 +37,8 @@ async def gw(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[InProcessGateway, MockProvider, str]]:
     monkeypatch.setenv("CORDON_PROVIDER_GEMINI", "gemini-key-1")
-    mock = MockProvider()
-    async with (
-        serve_in_loop(mock) as mock_url,
-        in_process_gateway(tmp_path) as gateway,
-        serve_in_loop(gateway.app) as url,
-    ):
-        rules = [
-            {"name": "in", "type": "input_filter", "action": "redact", "patterns": ["email"]},
-            {"name": "out", "type": "output_filter", "action": "redact", "patterns": ["email"]},
-        ]
-        document = {
-            "pack": {"name": "default", "version": "1"},
-            "providers": {"targets": [target(mock_url)]},
-            "policies": rules,
-        }
-        await gateway.activate(document, 2)
-        yield gateway, mock, url
-
-
-def sdk(url: str, gateway: InProcessGateway) -> openai.AsyncOpenAI:
-    key = gateway.auth["authorization"].split()[1]
-    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    async with fronting(tmp_path, target) as served:
+        yield served
 
 
 async def test_a_chat_and_a_tool_call_go_to_generate_content_and_back(

@@ -1,0 +1,83 @@
+"""What the translated dialects (`bedrock`, `gemini`) share: reading an OpenAI chat
+completion request (its text, its tool calls' arguments, its sampling settings) and
+writing the OpenAI chat completion a provider's answer becomes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cordon import jsoncodec
+
+__all__ = ["arguments", "chat_completion", "sampling", "text_of", "tool_call"]
+
+
+def text_of(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of them."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def arguments(call: Mapping[str, Any]) -> tuple[str, Any]:
+    """A tool call's function name and its arguments as JSON (text that is not JSON is
+    kept as it came, under `arguments`)."""
+    function = call.get("function") or {}
+    raw = function.get("arguments") or "{}"
+    try:
+        parsed = jsoncodec.loads(raw)
+    except ValueError:
+        parsed = {"arguments": raw}
+    return str(function.get("name", "")), parsed
+
+
+def sampling(chat: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The request's sampling settings under the provider's `names` for `max_tokens`,
+    `temperature`, `top_p` and `stop`."""
+    config: dict[str, Any] = {}
+    tokens = chat.get("max_completion_tokens") or chat.get("max_tokens")
+    if isinstance(tokens, int):
+        config[names["max_tokens"]] = tokens
+    for ours in ("temperature", "top_p"):
+        if isinstance(chat.get(ours), int | float):
+            config[names[ours]] = chat[ours]
+    stop = chat.get("stop")
+    if stop:
+        config[names["stop"]] = [stop] if isinstance(stop, str) else list(stop)
+    return config
+
+
+def chat_completion(
+    model: str,
+    text: list[str],
+    calls: list[dict[str, Any]],
+    finish: str,
+    usage: tuple[Any, Any, Any],
+) -> dict[str, Any]:
+    """An OpenAI chat completion of `text` and tool `calls`; `usage` is (prompt,
+    completion, total) tokens as the provider counted them."""
+    reply: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) if text or not calls else None,
+    }
+    if calls:
+        reply["tool_calls"] = calls
+    prompt, completion, total = usage
+    now = time.time()
+    return {
+        "id": f"chatcmpl-{int(now * 1000)}",
+        "object": "chat.completion",
+        "created": int(now),
+        "model": model,
+        "choices": [{"index": 0, "message": reply, "finish_reason": finish}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total},
+    }
+
+
+def tool_call(call_id: str, name: str, args: Any) -> dict[str, Any]:
+    """One OpenAI tool call."""
+    function = {"name": name, "arguments": jsoncodec.dumps(args or {}).decode()}
+    return {"id": call_id, "type": "function", "function": function}

@@ -1,0 +1,45 @@
+"""A gateway in front of one provider target on a mock, with the pack's email rules
+both ways, and the caller's real `openai` SDK: what the dialect tests share."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+from cordon_dev.mock_provider import MockProvider
+
+EMAIL_RULES = [
+    {"name": "in", "type": "input_filter", "action": "redact", "patterns": ["email"]},
+    {"name": "out", "type": "output_filter", "action": "redact", "patterns": ["email"]},
+]
+
+
+@contextlib.asynccontextmanager
+async def fronting(
+    tmp_path: Path, target: Callable[[str], dict[str, Any]]
+) -> AsyncIterator[tuple[InProcessGateway, MockProvider, str]]:
+    """A gateway on loopback whose pack routes to `target(mock_url)` only."""
+    mock = MockProvider()
+    async with (
+        serve_in_loop(mock) as mock_url,
+        in_process_gateway(tmp_path) as gateway,
+        serve_in_loop(gateway.app) as url,
+    ):
+        document = {
+            "pack": {"name": "default", "version": "1"},
+            "providers": {"targets": [target(mock_url)]},
+            "policies": EMAIL_RULES,
+        }
+        await gateway.activate(document, 2)
+        yield gateway, mock, url
+
+
+def sdk(url: str, gateway: InProcessGateway) -> openai.AsyncOpenAI:
+    """The caller: the real `openai` SDK with the gateway's key."""
+    key = gateway.auth["authorization"].split()[1]
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
