@@ -29,7 +29,8 @@ async def classify(
     """Categories scored at or above the threshold; `ClassifierUnavailableError` if no answer."""
     body = jsoncodec.dumps({"text": text, "categories": list(hook.categories)})
     try:
-        response = await client.post(
+        response = await client.request(
+            "POST",
             resolve_url(hook, env),
             body,
             {"content-type": "application/json"},

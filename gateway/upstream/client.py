@@ -162,7 +162,8 @@ class UpstreamClient:
             return await self._translated(target, path, body, model)
         timeouts = target.timeouts
         try:
-            response = await self._client.post(
+            response = await self._client.request(
+                "POST",
                 target.url(path, model),
                 body,
                 auth_headers(target, passthrough),
@@ -212,7 +213,8 @@ class UpstreamClient:
     ) -> tuple[bytes, int]:
         timeouts = target.timeouts
         try:
-            response = await self._client.post(
+            response = await self._client.request(
+                "POST",
                 where,
                 data,
                 headers,

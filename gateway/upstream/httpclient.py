@@ -305,29 +305,6 @@ class HttpClient:
         self._ssl = ssl.create_default_context(cafile=ca_bundle)
         self._guard = guard
 
-    async def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        *,
-        connect: float,
-        first_byte: float,
-        total: float,
-        proxy: str | None = None,
-    ) -> Response:
-        """POST `url`; with `proxy` (an http:// URL), through a CONNECT tunnel."""
-        return await self.request(
-            "POST",
-            url,
-            body,
-            headers,
-            connect=connect,
-            first_byte=first_byte,
-            total=total,
-            proxy=proxy,
-        )
-
     async def request(
         self,
         method: str,
@@ -340,7 +317,8 @@ class HttpClient:
         total: float,
         proxy: str | None = None,
     ) -> Response:
-        """`method` `url` (an MCP server's session stream is a GET, its end a DELETE)."""
+        """`method` `url` (a provider call is a POST; an MCP server's session stream is a
+        GET, its end a DELETE); with `proxy` (an http:// URL), through a CONNECT tunnel."""
         origin, path = split_url(url)
         through = split_url(proxy)[0] if proxy else None
         head = self._request_head(method, origin, path, headers, len(body))

@@ -59,7 +59,8 @@ async def test_a_name_that_resolves_to_a_refused_address_is_not_connected_to(
     port = endpoints["mock_provider"].split(":")[2].split("/")[0]
     guarded = HttpClient(guard=PRODUCTION.check_address)
     with pytest.raises(ConnectError, match="loopback"):
-        await guarded.post(
+        await guarded.request(
+            "POST",
             f"http://localhost:{port}/v1/chat/completions",
             b"{}",
             {},
@@ -68,8 +69,8 @@ async def test_a_name_that_resolves_to_a_refused_address_is_not_connected_to(
             total=2,
         )
     dev = HttpClient(guard=EgressPolicy(allow_loopback=True).check_address)
-    response = await dev.post(
-        f"http://localhost:{port}/healthz", b"", {}, connect=2, first_byte=2, total=2
+    response = await dev.request(
+        "POST", f"http://localhost:{port}/healthz", b"", {}, connect=2, first_byte=2, total=2
     )
     await response.read()
     assert response.status in (200, 404, 405)

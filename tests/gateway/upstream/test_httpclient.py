@@ -35,7 +35,8 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
 
 
 def _post(client: HttpClient, url: str, first_byte: float = 2.0) -> Awaitable[object]:
-    return client.post(
+    return client.request(
+        "POST",
         url,
         b'{"a": 1}',
         {"content-type": "application/json"},
