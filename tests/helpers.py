@@ -96,6 +96,16 @@ def central_summary(
     return None
 
 
+async def asgi_body(receive: Callable[[], Any]) -> bytes:
+    """A request's whole body, as an ASGI app of a test (a stand-in server) reads it."""
+    body = b""
+    while True:
+        event = await receive()
+        body += event.get("body", b"")
+        if not event.get("more_body"):
+            return body
+
+
 def unique_word() -> str:
     """A unique word without digits, for a test to find its call again: a run of digits
     can be a card number the baseline pack redacts, and the echo would not match."""

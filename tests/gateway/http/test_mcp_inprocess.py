@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from cordon.packs.tools import tool_digest
 from cordon_dev import tool_server
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop, wait_for
+from tests.helpers import asgi_body
 from tests.mcp_agent import (
     EMAIL,
     REDACT_IN,
@@ -568,12 +569,7 @@ def hostile_tool_server(result: dict[str, Any]) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+        body = await asgi_body(receive)
         message = json.loads(body)
         results = {
             "initialize": {

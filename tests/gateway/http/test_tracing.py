@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from cordon_dev import tool_server
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+from tests.helpers import asgi_body
 from tests.mcp_agent import agent_session, dev_tools_section, pack
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
@@ -36,12 +37,7 @@ class Receiver:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+        body = await asgi_body(receive)
         request = ExportTraceServiceRequest.FromString(body)
         for resource in request.resource_spans:
             for scoped in resource.scope_spans:

@@ -26,6 +26,7 @@ from gateway.mcp.jsonrpc import Notification, Request
 from gateway.mcp.upstream import connect
 from gateway.upstream.httpclient import HttpClient
 from tests.gateway.mcp.test_stdio import DEV_TOOL_NAMES, cancel_after_first_progress
+from tests.helpers import asgi_body
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
@@ -165,12 +166,7 @@ def scripted_app(answers: dict[str, tuple[int, str, list[bytes]]]) -> ASGI:
     chunks (sent as they are split), and accepts every notification with 202."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+        body = await asgi_body(receive)
         message = json.loads(body)
         status, media, chunks = answers.get(message.get("method"), (202, "text/plain", []))
         if "id" not in message:
