@@ -21,7 +21,7 @@ trace.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["NO_SPAN", "CallSpan", "Tracing", "enabled_by"]
@@ -45,9 +45,8 @@ class CallSpan:
     def set(self, attributes: Mapping[str, Any]) -> None:
         return None
 
-    @contextlib.contextmanager
-    def child(self, name: str) -> Iterator[None]:
-        yield
+    def child(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return _NOTHING  # one shared no-op: off, a call builds nothing per step
 
     def traceparent(self) -> str | None:
         """What the provider gets as `traceparent`: this span, as its parent."""
@@ -57,6 +56,7 @@ class CallSpan:
         return None
 
 
+_NOTHING: contextlib.nullcontext[None] = contextlib.nullcontext()
 NO_SPAN = CallSpan()
 
 
@@ -124,11 +124,9 @@ class _OtelSpan(CallSpan):
             self._span.update_name(f"{self._operation} {named}")
         self._span.set_attributes(clean)
 
-    @contextlib.contextmanager
-    def child(self, name: str) -> Iterator[None]:
+    def child(self, name: str) -> contextlib.AbstractContextManager[None]:
         context = self._trace.set_span_in_context(self._span)
-        with self._tracer.start_as_current_span(name, context=context):
-            yield
+        return self._tracer.start_as_current_span(name, context=context)  # type: ignore[no-any-return]
 
     def traceparent(self) -> str | None:
         context = self._span.get_span_context()

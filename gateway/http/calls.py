@@ -145,7 +145,8 @@ async def serve(
         return
     if pack.expired(now):  # fail-open: served, and the record says so
         call.decision.fired("pack_expired", "flag")
-    call.span.set({"gen_ai.request.model": call.facts.model})
+    if call.span is not NO_SPAN:
+        call.span.set({"gen_ai.request.model": call.facts.model})
     with call.span.child("cordon.policy"):
         outbound = policy.apply_input(pack, dialect, payload, call.identity, call.decision)
     call.prompt = _prompt(dialect, outbound if pack.record_content == "redacted" else payload)
