@@ -94,6 +94,23 @@ def test_an_untouched_export_verifies(
     assert result.stdout.startswith("OK: ") and " 0 problems" in result.stdout
 
 
+def middle_of_its_replica(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A decision record its replica numbered both before and after: removing it must
+    open a gap in that replica's numbering (other tests' replicas write to the same
+    stream, and the last record a replica wrote leaves no gap when removed)."""
+    numbers: dict[str, set[int]] = {}
+    for record in bundle["records"]:
+        payload = envelope.decode(base64.b64decode(record["data"])).payload_dict()
+        if isinstance(payload.get("replica_seq"), int):
+            numbers.setdefault(str(payload.get("replica")), set()).add(payload["replica_seq"])
+    for record in decisions(bundle):
+        payload = envelope.decode(base64.b64decode(record["data"])).payload_dict()
+        mine, n = numbers[str(payload.get("replica"))], payload["replica_seq"]
+        if n - 1 in mine and n + 1 in mine:
+            return record
+    raise AssertionError("no decision record has its replica's numbers on both sides")
+
+
 def test_a_record_altered_by_one_byte(
     exported: dict[str, Any], pinned: str, tmp_path: Path
 ) -> None:
@@ -111,7 +128,7 @@ def test_a_record_removed_from_the_middle(
     exported: dict[str, Any], pinned: str, tmp_path: Path
 ) -> None:
     bundle = copy.deepcopy(exported)
-    removed = decisions(bundle)[3]
+    removed = middle_of_its_replica(bundle)
     bundle["records"].remove(removed)
     result = verify(bundle, tmp_path, "--trust-key", pinned)
     assert result.returncode == 1
