@@ -90,6 +90,8 @@ async def test_a_publish_the_stream_refuses_leaves_a_void(
     bare_nats: NATS, recorder: Recorder
 ) -> None:
     js = bare_nats.jetstream()
+    # at least one message first: on an empty stream max_msgs 0 would mean "no limit"
+    await recorder.commit(_record())
     config = (await js.stream_info(subjects.RECORDS_STREAM)).config
     config.max_msgs = (await js.stream_info(subjects.RECORDS_STREAM)).state.messages
     await js.update_stream(config)  # full, and it discards new messages
