@@ -17,7 +17,7 @@ from pathlib import Path
 import nats
 import pytest
 import yaml
-from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig, StreamSource
+from nats.js.api import AckPolicy, ConsumerConfig, ExternalStream, StreamConfig, StreamSource
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -51,12 +51,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         stop_group(proc, timeout=5)
 
 
+# A JetStream API prefix no server answers: a source over it is never heard from.
+NOWHERE = "$JS.nowhere.API"
+
+
 async def _traffic(url: str) -> None:
-    """ORDERS: 7 messages; ALL sources ORDERS; `reader` took 2 and acknowledged 1."""
+    """ORDERS: 7 messages; ALL sources ORDERS; `reader` took 2 and acknowledged 1;
+    SILENT sources a SUMMARY behind an API no server answers (a region out of reach)."""
     client = await nats.connect(url, connect_timeout=5)
     js = client.jetstream()
     await js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
     await js.add_stream(StreamConfig(name="ALL", sources=[StreamSource(name="ORDERS")]))
+    away = StreamSource(name="SUMMARY", external=ExternalStream(api=NOWHERE))
+    await js.add_stream(StreamConfig(name="SILENT", sources=[away]))
     for i in range(7):
         await js.publish("orders.new", f"order {i}".encode())
     config = ConsumerConfig(durable_name="reader", ack_policy=AckPolicy.EXPLICIT)
@@ -80,16 +87,21 @@ def _wait_until_the_client_is_gone(monitor: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture(scope="module")
-def scraped(server: tuple[str, str]) -> list[Sample]:
+def _scrape(monitor: str) -> list[Sample]:
     """One scrape, as Prometheus gets it (exposition text, parsed)."""
-    asyncio.run(_traffic(server[0]))
-    _wait_until_the_client_is_gone(server[1])
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NatsExporterCollector([parse_server(f"{NAME},{server[1]}")]))
+    registry.register(NatsExporterCollector([parse_server(f"{NAME},{monitor}")]))
     text = generate_latest(registry).decode()
     families = text_string_to_metric_families(text)
     return [(s.name, s.labels, s.value) for f in families for s in f.samples]
+
+
+@pytest.fixture(scope="module")
+def scraped(server: tuple[str, str]) -> list[Sample]:
+    """The scrape just after the traffic."""
+    asyncio.run(_traffic(server[0]))
+    _wait_until_the_client_is_gone(server[1])
+    return _scrape(server[1])
 
 
 def _one(samples: list[Sample], name: str, **labels: str) -> float:
@@ -124,10 +136,27 @@ def test_streams_consumers_and_sources_carry_the_exporters_jsz_names(
     assert _one(scraped, "jetstream_consumer_delivered_stream_seq", **consumer) == 2
     source = {"stream_name": "ALL", "source_name": "ORDERS", "is_stream_leader": "true"}
     assert _one(scraped, "jetstream_stream_source_lag", **source) == 0
-    assert _one(scraped, "jetstream_server_total_streams", server_id=NAME) == 2
+    assert _one(scraped, "jetstream_server_total_streams", server_id=NAME) == 3
     for name, value_labels, _ in scraped:  # each series has exactly the exporter's labels
         if name in JSZ_METRICS:
             assert tuple(sorted(value_labels)) == tuple(sorted(JSZ_METRICS[name][1])), name
+
+
+def test_a_source_reports_how_long_since_it_was_last_heard_from(
+    server: tuple[str, str], scraped: list[Sample]
+) -> None:
+    """`jetstream_stream_source_active_duration_ns` (CordonNatsSourceSilent): the source
+    consumer's idle heartbeats (every second) count, so a source with nothing to send
+    stays near 0; one never reached is -1 (it is never "heard from")."""
+    active = "jetstream_stream_source_active_duration_ns"
+    source = {"stream_name": "ALL", "source_name": "ORDERS", "source_api": ""}
+    assert 0 <= _one(scraped, active, is_stream_leader="true", **source) < 10e9
+    away = {"stream_name": "SILENT", "source_name": "SUMMARY", "source_api": NOWHERE}
+    assert _one(scraped, active, is_stream_leader="true", **away) == -1
+    time.sleep(4)  # nothing is published to ORDERS any more
+    later = _scrape(server[1])
+    assert 0 <= _one(later, active, **source) < 4e9  # a heartbeat came since the last message
+    assert _one(later, active, **away) == -1
 
 
 def test_every_declared_name_is_served_by_a_real_server(scraped: list[Sample]) -> None:
