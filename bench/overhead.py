@@ -12,7 +12,14 @@ The gateway is pinned to CPU 0; load generator, mock and nats-server share CPU 1
 If LiteLLM's proxy is installed in this environment (`pip install 'litellm[proxy]'`)
 it is started against the same mock and measured the same way, side by side.
 
-    .venv/bin/python bench/overhead.py [--requests 3000] [--concurrency 1 10 50]
+With --tracing it measures what OpenTelemetry tracing costs instead: a second replica of
+the same region runs with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT at a local OTLP/HTTP sink
+(bench/otlp_sink.py, a process of its own that counts what it is sent), both replicas on
+the gateway's CPU, and "tracing off" and "tracing on" are driven in alternating blocks
+(direct, off, on, then on, off, direct at each concurrency). A run whose sink received no
+export fails.
+
+    .venv/bin/python bench/overhead.py [--requests 3000] [--concurrency 1 10 50] [--tracing]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +40,10 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import Run, drive, isolate, pin, rss_mb, stop_off_path
+from bench.otlp_sink import OtlpSink
 from cordon_dev.procs import free_port, wait_for_http
 from cordon_dev.stack import DevStack
+from gateway import telemetry
 
 PACK = {
     "pack": {"name": "default", "version": "1.0.0", "enabled": True},
@@ -74,11 +84,13 @@ def publish_pack(stack: DevStack, path: Path) -> int:
     return int(published.stdout.split("revision ")[1].split()[0])
 
 
-def wait_for_pack(stack: DevStack, revision: int, timeout: float = 30.0) -> None:
+def wait_for_pack(
+    stack: DevStack, revision: int, timeout: float = 30.0, gateway: str | None = None
+) -> None:
     import urllib.request
 
     status = urllib.request.Request(
-        stack.endpoints.gateways["eu-west"] + "/v1/cordon/policy",
+        (gateway or stack.endpoints.gateways["eu-west"]) + "/v1/cordon/policy",
         headers={"authorization": f"Bearer {stack.tokens['admin']}"},
     )
     deadline = time.monotonic() + timeout
@@ -124,7 +136,16 @@ def main() -> None:
         action="store_true",
         help="keep sealer, replicator, aggregator and central NATS running on these 2 cores",
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="tracing off vs on: two replicas, one exporting spans to a local OTLP sink, "
+        "driven in alternating blocks (no LiteLLM, no streamed figures)",
+    )
     args = parser.parse_args()
+    if args.tracing:
+        main_tracing(args.requests, args.concurrency, args.full_topology)
+        return
 
     with tempfile.TemporaryDirectory(prefix="cordon-bench-") as root:
         stack = DevStack(Path(root), regions=("eu-west",))
@@ -154,6 +175,140 @@ def main() -> None:
         "full topology running" if args.full_topology else "sealer/central stopped (off the path)"
     )
     report(results, args.requests, topology, idle_rss, peak_rss)
+
+
+TRACED = "gateway-eu-west-gw-traced"
+WARMUP = 200  # calls before each block of the tracing bench (`drive`'s default)
+
+
+def main_tracing(requests: int, levels: list[int], full_topology: bool) -> None:
+    """Tracing off vs on, side by side: the region's gateway as started, and a second
+    replica (same settings, own key) whose environment names the OTLP sink."""
+    if telemetry.enabled_by(os.environ):  # every child inherits it: "off" would trace
+        sys.exit("unset OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT: the 'off' gateway would trace")
+    sink = OtlpSink()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cordon-bench-") as root:
+            stack = DevStack(Path(root), regions=("eu-west",))
+            stack.start()
+            try:
+                traced_url = stack.start_gateway(
+                    "eu-west",
+                    "gw-traced",
+                    stack.endpoints.mock_provider,
+                    env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.url + "/v1/traces"},
+                )
+                wait_for_http(traced_url + "/readyz", 30, stack.processes[TRACED].proc)
+                bench_pack = Path(root) / "bench-pack.json"
+                bench_pack.write_text(json.dumps(PACK))
+                revision = publish_pack(stack, bench_pack)
+                wait_for_pack(stack, revision)
+                wait_for_pack(stack, revision, gateway=traced_url)
+                if not full_topology:
+                    stop_off_path(stack)
+                off_pid, gateway_cpus, rest = isolate(stack)
+                traced = stack.processes[TRACED].proc
+                assert traced is not None
+                pin(traced.pid, gateway_cpus)
+                assert sink.process.pid is not None
+                pin(sink.process.pid, rest)
+                idle = {"off": rss_mb(off_pid), "on": rss_mb(traced.pid)}
+                before = sink.counts()
+                results = asyncio.run(measure_tracing(stack, traced_url, requests, levels))
+                time.sleep(6)  # the batch processor exports what is left every 5 s
+                after = sink.counts()
+                peak = {"off": rss_mb(off_pid, "VmHWM"), "on": rss_mb(traced.pid, "VmHWM")}
+            finally:
+                stack.stop()
+    finally:
+        sink.stop()
+    topology = "full topology running" if full_topology else "sealer/central stopped (off the path)"
+    exported = {k: after[k] - before[k] for k in after}
+    report_tracing(results, requests, topology, idle, peak, exported, before)
+    if exported["exports"] == 0:
+        sys.exit("FAILED: the traced gateway exported nothing to the OTLP sink")
+
+
+async def measure_tracing(
+    stack: DevStack, traced_url: str, requests: int, levels: list[int]
+) -> list[Run]:
+    """At each concurrency, two rounds of blocks of requests/2 calls each: direct, off,
+    on, then on, off, direct; a target's blocks make one row."""
+    gateway = stack.processes["gateway-eu-west"].proc
+    traced = stack.processes[TRACED].proc
+    assert gateway is not None and traced is not None
+    urls = {
+        "direct": (stack.endpoints.mock_provider + "/chat/completions", None),
+        "off": (stack.endpoints.gateways["eu-west"] + "/v1/chat/completions", gateway.pid),
+        "on": (traced_url + "/v1/chat/completions", traced.pid),
+    }
+    headers = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {stack.endpoints.api_key}",
+    }
+    block = max(1, requests // 2)
+    runs: list[Run] = []
+    for concurrency in levels:
+        rows: dict[str, Run] = {}
+        for label in ("direct", "off", "on", "on", "off", "direct"):
+            url, pid = urls[label]
+            run = await drive(
+                url, headers, BODY, block, concurrency, label, cpu_of=pid, warmup=WARMUP
+            )
+            if label in rows:
+                rows[label].extend(run)
+            else:
+                rows[label] = run
+        runs.extend(rows.values())
+    return runs
+
+
+def report_tracing(
+    runs: list[Run],
+    requests: int,
+    topology: str,
+    idle: dict[str, float],
+    peak: dict[str, float],
+    exported: dict[str, int],
+    at_start: dict[str, int],
+) -> None:
+    print(f"\nchat completions, tracing off vs on, {requests} requests per row, {topology}")
+    print("policy (output redaction) on, signed record committed to RECORDS before each answer")
+    print(f"{'target':<10}{'c':>4}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'CPU µs/call':>13}")
+    for run in runs:
+        cpu = f"{run.cpu_us:>13.0f}" if run.cpu_us is not None else ""
+        print(
+            f"{run.label:<10}{run.concurrency:>4}{run.pct(0.5):>10.3f}{run.pct(0.99):>10.3f}"
+            f"{run.rps:>10.0f}{cpu}"
+        )
+    by = {(r.label, r.concurrency): r for r in runs}
+    print("\nadded by the gateway (minus direct), and what tracing adds (on minus off)")
+    header = f"{'c':>4}{'off p50':>10}{'on p50':>10}{'off p99':>10}{'on p99':>10}"
+    print(header + f"{'CPU off µs':>12}{'CPU on µs':>12}{'CPU +µs':>10}")
+    for concurrency in sorted({r.concurrency for r in runs}):
+        base, off, on = (by[(label, concurrency)] for label in ("direct", "off", "on"))
+        assert off.cpu_us is not None and on.cpu_us is not None
+        print(
+            f"{concurrency:>4}"
+            f"{off.pct(0.5) - base.pct(0.5):>10.3f}{on.pct(0.5) - base.pct(0.5):>10.3f}"
+            f"{off.pct(0.99) - base.pct(0.99):>10.3f}{on.pct(0.99) - base.pct(0.99):>10.3f}"
+            f"{off.cpu_us:>12.0f}{on.cpu_us:>12.0f}{on.cpu_us - off.cpu_us:>+10.0f}"
+        )
+    print(
+        f"gateway resident memory: idle off {idle['off']:.1f} MB, on {idle['on']:.1f} MB; "
+        f"peak under load off {peak['off']:.1f} MB, on {peak['on']:.1f} MB"
+    )
+    # each "on" row is two blocks of requests/2 calls, each after its warm-up calls
+    on_rows = [r for r in runs if r.label == "on"]
+    warmup = 2 * min(WARMUP, max(1, requests // 2)) * len(on_rows)
+    traced_calls = sum(len(r.latencies_ms) for r in on_rows) + warmup
+    per_call = exported["spans"] / traced_calls if traced_calls else 0.0
+    print(
+        f"OTLP sink: {exported['exports']} exports, {exported['spans']} spans, "
+        f"{exported['bytes'] / 1e6:.1f} MB during the run (before it: {at_start['exports']} "
+        f"exports, {at_start['spans']} spans); {per_call:.2f} spans per traced call "
+        f"(warm-up calls included)"
+    )
 
 
 async def measure(
