@@ -14,8 +14,8 @@ whose message repeats the prompt) are providers no rule can read as promised; `h
 answers 20 MiB (or streams one 2 MiB event); `hostile-surrogate`, `hostile-number` and
 `hostile-duplicate` answer (and stream) JSON holding a lone surrogate, a number beyond a
 double, or a key written twice.
-Amazon Bedrock's Converse API is served at `/model/<modelId>/converse` (SigV4-signed),
-Google Gemini's at `/v1beta/models/<model>:generateContent` (`x-goog-api-key`).
+Amazon Bedrock's and Google Gemini's (and Vertex AI's) wires are served too, streams and
+embeddings included: see `cordon_dev.mock_clouds`.
 Azure OpenAI's wire is served too (`/openai/deployments/<deployment>/chat/completions`
 with `api-version` and an `api-key` header, and the v1 API at `/openai/v1/...`).
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
@@ -37,14 +37,14 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from cordon_dev import mock_clouds
+from cordon_dev.mock_asgi import Receive, Scope, Send
+from cordon_dev.mock_asgi import body as _body
+from cordon_dev.mock_asgi import respond as _respond
 
 OPENAI_MODELS = ("mock-gpt", "mock-gpt-mini", "mock-embed", "slow-stream", "slow-first-byte")
 ANTHROPIC_MODELS = ("mock-claude", "slow-stream")
@@ -451,25 +451,6 @@ def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
     return head + b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        received = await receive()
-        chunks.append(received.get("body", b""))
-        if not received.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
-) -> None:
-    fields = {"content-type": "application/json", **(headers or {})}
-    fields["content-length"] = str(len(body))
-    raw_headers = [(k.encode(), v.encode()) for k, v in fields.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _error(api: str, status: int, message: str, kind: str = "invalid_request_error") -> bytes:
     if api == "anthropic":
         return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
@@ -524,6 +505,7 @@ class MockProvider:
         self.stats: Counter[str] = Counter()
         self.seen_auth: dict[str, str] = {}
         self.last_request: dict[str, Any] = {}  # the body of the last model call, as it arrived
+        self.issued_tokens: set[str] = set()  # bearer tokens `POST /token` gave (Vertex AI)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -532,10 +514,8 @@ class MockProvider:
             await self._serve(scope, receive, send, *ROUTES[scope["path"]])
         elif scope["path"].startswith("/openai/") and scope["method"] == "POST":
             await self._azure(scope, receive, send)
-        elif scope["path"].startswith("/model/") and scope["path"].endswith("/converse"):
-            await self._converse(scope, receive, send)
-        elif scope["path"].endswith(":generateContent") and scope["method"] == "POST":
-            await self._generate(scope, receive, send)
+        elif (cloud := mock_clouds.serves(scope)) is not None:
+            await cloud(self, scope, receive, send)
         else:
             await self._other(scope, receive, send)
 
@@ -600,7 +580,7 @@ class MockProvider:
         events = stream(request)
         if self.mode == "break-stream":
             events = events[:2]  # then the connection just ends, no terminal event
-        await self._stream(receive, send, events, slow=request.get("model") == "slow-stream")
+        await self.stream(receive, send, events, slow=request.get("model") == "slow-stream")
 
     async def _azure(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Azure OpenAI's wire: `/openai/deployments/<deployment>/<operation>` with an
@@ -628,43 +608,6 @@ class MockProvider:
         azure_build = _with_filters(build, deployment)
         await self._serve(scope, receive, send, "openai", azure_build, stream)
 
-    async def _converse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Amazon Bedrock's Converse API: a SigV4-signed POST to
-        `/model/<modelId>/converse`, answered as Bedrock answers (content blocks, a stop
-        reason, usage); a tool config gets a `toolUse` of its first tool."""
-        headers = dict(scope["headers"])
-        signature = headers.get(b"authorization", b"").decode()
-        self.seen_auth["authorization"] = signature
-        self.seen_auth["x-amz-date"] = headers.get(b"x-amz-date", b"").decode()
-        if not signature.startswith("AWS4-HMAC-SHA256 Credential="):
-            body = json.dumps({"message": "Missing Authentication Token"}).encode()
-            await _respond(
-                send, 403, body, {"x-amzn-errortype": "MissingAuthenticationTokenException"}
-            )
-            return
-        request = json.loads(await _body(receive))
-        self.last_request = request
-        self.stats["bedrock converse"] += 1
-        model = scope["path"].removeprefix("/model/").removesuffix("/converse")
-        self.seen_auth["model"] = model
-        await _respond(send, 200, json.dumps(_converse_answer(request)).encode())
-
-    async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Google Gemini's `models/<model>:generateContent`, its key in
-        `x-goog-api-key`, answered as Gemini answers (candidates of parts, a finish
-        reason, usage metadata); function declarations get a `functionCall` of the first."""
-        key = dict(scope["headers"]).get(b"x-goog-api-key", b"").decode()
-        self.seen_auth["x-goog-api-key"] = key
-        if not key:
-            error = {"error": {"code": 403, "message": "Method doesn't allow unregistered callers"}}
-            await _respond(send, 403, json.dumps(error).encode())
-            return
-        request = json.loads(await _body(receive))
-        self.last_request = request
-        self.stats["gemini generateContent"] += 1
-        self.seen_auth["model"] = scope["path"].rsplit("/models/", 1)[-1].split(":")[0]
-        await _respond(send, 200, json.dumps(_gemini_answer(request)).encode())
-
     async def _failing(self, send: Send, api: str) -> bool:
         """The `500` and `429` modes, answered before the body is read; True if served."""
         if self.mode == "500":
@@ -676,7 +619,15 @@ class MockProvider:
             return False
         return True
 
-    async def _stream(self, receive: Receive, send: Send, events: list[bytes], slow: bool) -> None:
+    async def stream(
+        self,
+        receive: Receive,
+        send: Send,
+        events: list[bytes],
+        content_type: str = "text/event-stream",
+        slow: bool = False,
+    ) -> None:
+        """Send `events` one body part each, until the caller leaves."""
         self.stats["streams started"] += 1
         disconnected = asyncio.Event()
 
@@ -686,7 +637,7 @@ class MockProvider:
             disconnected.set()
 
         watcher = asyncio.create_task(watch())
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-cache")]
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             for event in events:
@@ -702,52 +653,6 @@ class MockProvider:
             self.stats["streams cancelled"] += 1
         finally:
             watcher.cancel()
-
-
-def _converse_answer(request: dict[str, Any]) -> dict[str, Any]:
-    users = [m for m in request.get("messages", []) if m.get("role") == "user"]
-    last: dict[str, Any] = users[-1] if users else {}
-    text = " ".join(str(b.get("text", "")) for b in last.get("content", []) if "text" in b)
-    tools = (request.get("toolConfig") or {}).get("tools") or []
-    if tools and not any("toolResult" in b for b in last.get("content", [])):
-        name = tools[0]["toolSpec"]["name"]
-        use = {"toolUseId": "tooluse_mock_1", "name": name, "input": {"echo": text}}
-        content: list[dict[str, Any]] = [{"toolUse": use}]
-        reason = "tool_use"
-    else:
-        content, reason = [{"text": f"echo: {text}"}], "end_turn"
-    words = len(text.split())
-    return {
-        "output": {"message": {"role": "assistant", "content": content}},
-        "stopReason": reason,
-        "usage": {"inputTokens": words, "outputTokens": words + 1, "totalTokens": 2 * words + 1},
-        "metrics": {"latencyMs": 1},
-    }
-
-
-def _gemini_answer(request: dict[str, Any]) -> dict[str, Any]:
-    users = [c for c in request.get("contents", []) if c.get("role") == "user"]
-    last: dict[str, Any] = users[-1] if users else {}
-    parts = last.get("parts", [])
-    text = " ".join(str(p.get("text", "")) for p in parts if "text" in p)
-    declared = [d for t in request.get("tools") or [] for d in t.get("functionDeclarations", [])]
-    if declared and not any("functionResponse" in p for p in parts):
-        answer: list[dict[str, Any]] = [
-            {"functionCall": {"name": declared[0]["name"], "args": {"echo": text}}}
-        ]
-    else:
-        answer = [{"text": f"echo: {text}"}]
-    words = len(text.split())
-    return {
-        "candidates": [
-            {"content": {"role": "model", "parts": answer}, "finishReason": "STOP", "index": 0}
-        ],
-        "usageMetadata": {
-            "promptTokenCount": words,
-            "candidatesTokenCount": words + 1,
-            "totalTokenCount": 2 * words + 1,
-        },
-    }
 
 
 AZURE_OPERATIONS = ("chat/completions", "embeddings", "responses")

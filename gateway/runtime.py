@@ -110,7 +110,8 @@ class Runtime:
         if pack.classifier is not None:
             # an unset variable or a refused address refuses the pack now
             self.egress.check_url(classifier.resolve_url(pack.classifier, self.pack_env))
-        return Router(targets or self.default_targets, self.breakers)
+        balance = providers.balance_of(pack.document)
+        return Router(targets or self.default_targets, self.breakers, balance)
 
     def _targets(self, document: Mapping[str, Any]) -> tuple[providers.Target, ...]:
         targets = providers.targets_from(document, self.pack_env, self.settings.secret_store_dir)

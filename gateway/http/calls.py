@@ -164,8 +164,8 @@ async def serve(
     named, asked = call.active.router.named(call.facts.model)
     if named is not None:  # `<target>/<model>`: the target is asked for its model
         outbound = {**outbound, "model": asked}
+    planned = call.active.router.serving(dialect.api, call.facts.model)  # once: it may turn
     if call.facts.stream:
-        planned = call.active.router.serving(dialect.api, call.facts.model)
         if planned:
             call.facts.route = planned[0].id
             call.facts.route_region = planned[0].region
@@ -185,6 +185,7 @@ async def serve(
                 dialect.upstream_path,
                 body if outbound is payload else jsoncodec.dumps(outbound),
                 headers,
+                planned,
             )
     except UnknownModelError as exc:
         await refuse_error(call, send, exc)

@@ -16,6 +16,7 @@ from gateway.http.asgi import EVENT_STREAM, Receive, Send
 from gateway.http.call import Call, fail_closed
 from gateway.http.streaming import SSEParser, StreamAdapter, adapter_for, stream_error
 from gateway.policy import StreamFilter
+from gateway.telemetry import NO_SPAN
 from gateway.upstream import UpstreamResponse
 
 __all__ = ["CLIENT_CLOSED", "relay_stream"]
@@ -71,6 +72,8 @@ async def relay_stream(
         adapter.prompt_tokens,
         adapter.completion_tokens,
     )
+    if call.span is not NO_SPAN and adapter.finish_reasons:
+        call.span.set({"gen_ai.response.finish_reasons": adapter.finish_reasons})
     if gone in done or _client_left(pump):
         await _abandon(call, pump, response)
         return

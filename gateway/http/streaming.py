@@ -119,6 +119,7 @@ class StreamAdapter:
         self.text: list[str] = []
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.finish_reasons: list[str] = []  # why the model stopped, as the API says it
 
     @property
     def scanned_chars(self) -> int:
@@ -180,6 +181,7 @@ class ChatStream(StreamAdapter):
             if isinstance(text, str):
                 released = self._feed(key, text, partial(_chat_delta, chunk, key))
             if choice.get("finish_reason") is not None:
+                self.finish_reasons.append(str(choice["finish_reason"]))
                 released = (released or "") + self._flush(key)
                 before += self._flush_tools(key)
             if released is not None and released != text:
@@ -264,6 +266,8 @@ class ResponsesStream(StreamAdapter):
             if isinstance(usage, dict):
                 self.prompt_tokens = usage.get("input_tokens")
                 self.completion_tokens = usage.get("output_tokens")
+            if isinstance(response, dict) and isinstance(response.get("status"), str):
+                self.finish_reasons.append(response["status"])
             return Relay([*self._flush_all(), self._quietly_nested(event, data)], terminal=True)
         return Relay([event.raw])
 
@@ -313,7 +317,13 @@ class MessagesStream(StreamAdapter):
             usage = (data.get("message") or {}).get("usage") or {}
             self.prompt_tokens = usage.get("input_tokens")
         elif kind == "message_delta":
-            self.completion_tokens = (data.get("usage") or {}).get("output_tokens")
+            usage = data.get("usage") or {}
+            self.completion_tokens = usage.get("output_tokens")
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if isinstance(reason, str):
+                self.finish_reasons.append(reason)
+            if usage.get("input_tokens"):  # counted only at the end (a translated stream)
+                self.prompt_tokens = usage["input_tokens"]
         elif kind == "content_block_delta":
             delta = data.get("delta") or {}
             field_name = _BLOCK_DELTAS.get(str(delta.get("type")))

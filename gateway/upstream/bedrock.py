@@ -4,23 +4,37 @@ The caller keeps speaking OpenAI's chat completions; the gateway's rules run on 
 shape before and after, so every field of the translated traffic passes them. Here the
 request becomes a Converse request (`POST /model/<modelId>/converse`: messages of
 content blocks, `system`, `inferenceConfig`, `toolConfig`) and the answer an OpenAI
-chat completion (text, tool calls, usage, finish reason). Requests are signed with
-SigV4 by botocore's own signer, never by hand; the credentials come from the target's
-secret reference naming a JSON key pair (`{"access_key_id", "secret_access_key",
-"session_token"?}`), or else from botocore's standard chain. Streams (ConverseStream)
-are not served yet: such a call is refused with a clear error, never half-translated.
+chat completion (text, tool calls, usage, finish reason). A stream asks
+ConverseStream (`/converse-stream`), whose AWS event-stream frames botocore's own parser
+reads (checksums included) and `steps` turns into the caller's stream event by event.
+Embeddings ask a Titan or Cohere embedding model through `InvokeModel`. Requests are
+signed with SigV4 by botocore's own signer, never by hand; the credentials come from
+the target's secret reference naming a JSON key pair (`{"access_key_id",
+"secret_access_key", "session_token"?}`), or else from botocore's standard chain.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from cordon import jsoncodec
 from cordon.errors import PackError, UpstreamError
+from gateway.upstream.steps import End, Step, Text, ToolArgs, ToolStart
 from gateway.upstream.translate import arguments, chat_completion, sampling, text_of, tool_call
 
-__all__ = ["FINISH", "from_converse", "sign", "to_converse"]
+__all__ = [
+    "FINISH",
+    "embed_request",
+    "embed_url",
+    "embedding_of",
+    "from_converse",
+    "sign",
+    "steps",
+    "to_converse",
+    "url",
+]
 
 # OpenAI's sampling settings, by Converse's names (inferenceConfig).
 SAMPLING = {
@@ -40,16 +54,13 @@ FINISH = {
 }
 
 
-def url(base_url: str, model: str) -> str:
-    return f"{base_url}/model/{quote(model, safe='')}/converse"
+def url(base_url: str, model: str, stream: bool = False) -> str:
+    operation = "converse-stream" if stream else "converse"
+    return f"{base_url}/model/{quote(model, safe='')}/{operation}"
 
 
 def to_converse(chat: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAI chat completion request as a Converse request."""
-    if chat.get("stream"):
-        raise UpstreamError(
-            "streamed answers through Bedrock are not served yet; ask without stream"
-        )
+    """An OpenAI chat completion request as a Converse (or ConverseStream) request."""
     system = [
         {"text": text_of(m.get("content"))}
         for m in chat.get("messages", [])
@@ -123,6 +134,85 @@ def from_converse(answer: dict[str, Any], model: str) -> dict[str, Any]:
     counted = (usage.get("inputTokens"), usage.get("outputTokens"), usage.get("totalTokens"))
     finish = FINISH.get(str(answer.get("stopReason")), "stop")
     return chat_completion(model, text, calls, finish, counted)
+
+
+async def steps(chunks: AsyncIterator[bytes]) -> AsyncIterator[Step]:
+    """A ConverseStream answer's events as steps; no `End` if it stopped without its
+    `messageStop` (the relay then records a broken stream). An exception event, or a
+    frame that fails its checksum, is `UpstreamError`."""
+    from botocore.eventstream import EventStreamBuffer, ParserError
+
+    frames = EventStreamBuffer()
+    tools: dict[Any, int] = {}  # contentBlockIndex -> the call's index among the calls
+    stop: str | None = None
+    usage: tuple[Any, Any, Any] = (None, None, None)
+    async for chunk in chunks:
+        frames.add_data(chunk)
+        try:
+            events = [(m.headers, m.payload) for m in frames]
+        except ParserError as exc:
+            raise UpstreamError(f"Bedrock's stream was unreadable: {exc}") from exc
+        for headers, payload in events:
+            name, data = _event(headers, payload)
+            if name == "contentBlockStart" and "toolUse" in (data.get("start") or {}):
+                use = data["start"]["toolUse"]
+                tools[data.get("contentBlockIndex")] = len(tools)
+                index = tools[data.get("contentBlockIndex")]
+                yield ToolStart(index, str(use.get("toolUseId", "")), str(use.get("name", "")))
+            elif name == "contentBlockDelta":
+                delta = data.get("delta") or {}
+                if "text" in delta:
+                    yield Text(str(delta["text"]))
+                elif "toolUse" in delta and data.get("contentBlockIndex") in tools:
+                    index = tools[data.get("contentBlockIndex")]
+                    yield ToolArgs(index, str(delta["toolUse"].get("input", "")))
+            elif name == "messageStop":
+                stop = str(data.get("stopReason"))
+            elif name == "metadata":
+                counted = data.get("usage") or {}
+                usage = (
+                    counted.get("inputTokens"),
+                    counted.get("outputTokens"),
+                    counted.get("totalTokens"),
+                )
+    if stop is not None:
+        yield End(FINISH.get(stop, "stop"), usage)
+
+
+def _event(headers: dict[str, Any], payload: bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        data = jsoncodec.loads(payload)
+    except ValueError as exc:
+        raise UpstreamError("Bedrock's stream held an event that is not JSON") from exc
+    if not isinstance(data, dict):
+        raise UpstreamError("Bedrock's stream held an event that is not a JSON object")
+    if headers.get(":message-type") != "event":
+        kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
+        message = data.get("message") or data.get("Message") or "no message"
+        raise UpstreamError(f"Bedrock broke off the stream: {kind}: {message}")
+    return str(headers.get(":event-type", "")), data
+
+
+def embed_url(base_url: str, model: str) -> str:
+    return f"{base_url}/model/{quote(model, safe='')}/invoke"
+
+
+def embed_request(model: str, text: str) -> dict[str, Any]:
+    """An InvokeModel body embedding one text: Cohere's models take `texts`, Amazon's
+    Titan models `inputText`."""
+    if model.startswith("cohere."):
+        return {"texts": [text], "input_type": "search_document"}
+    return {"inputText": text}
+
+
+def embedding_of(answer: dict[str, Any]) -> tuple[list[float], int | None]:
+    """One embedding's vector and the tokens counted, from an InvokeModel answer."""
+    if isinstance(answer.get("embeddings"), list) and answer["embeddings"]:  # Cohere
+        return list(answer["embeddings"][0]), None
+    if isinstance(answer.get("embedding"), list):  # Titan
+        counted = answer.get("inputTextTokenCount")
+        return list(answer["embedding"]), counted if isinstance(counted, int) else None
+    raise UpstreamError("Bedrock's embedding answer held no vector")
 
 
 def sign(target_url: str, body: bytes, secret: str, region: str) -> dict[str, str]:

@@ -71,8 +71,11 @@ async def forward(
     path: str,
     body: bytes,
     passthrough: Mapping[str, str],
+    targets: list[Target] | None = None,
 ) -> Forwarded:
-    targets = router.serving(api, model)
+    """Try `targets` (the router's choice for `model` unless given: a call that planned
+    its route already passes it, so a balanced router turns once per call) in order."""
+    targets = router.serving(api, model) if targets is None else targets
     asked = router.named(model)[1]  # the model without the target a caller named
     if not targets:
         raise UnknownModelError(f"model {model!r} is not served by this gateway")

@@ -5,19 +5,31 @@ completions and the pack's rules run on that shape on both sides; here the reque
 becomes `POST <base>/models/<model>:generateContent` (`contents` of role `user` or
 `model` with `parts`, `systemInstruction`, `generationConfig`, `tools` of function
 declarations) with the key in `x-goog-api-key`, and the answer an OpenAI chat
-completion. Streams (`streamGenerateContent`) and service-account tokens are not served
-yet: a stream is refused with a clear error.
+completion. A stream asks `streamGenerateContent?alt=sse`, whose chunks `steps` turns
+into the caller's stream as they come; embeddings ask `batchEmbedContents`.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+from cordon import jsoncodec
 from cordon.errors import UpstreamError
+from gateway.upstream.steps import End, Step, Text, ToolArgs, ToolStart
 from gateway.upstream.translate import arguments, chat_completion, sampling, text_of, tool_call
 
-__all__ = ["FINISH", "from_gemini", "to_gemini", "url"]
+__all__ = [
+    "FINISH",
+    "embed_request",
+    "embed_url",
+    "embeddings_of",
+    "from_gemini",
+    "steps",
+    "to_gemini",
+    "url",
+]
 
 SAMPLING = {
     "max_tokens": "maxOutputTokens",
@@ -28,16 +40,14 @@ SAMPLING = {
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
 
 
-def url(base_url: str, model: str) -> str:
-    return f"{base_url}/models/{quote(model, safe='')}:generateContent"
+def url(base_url: str, model: str, stream: bool = False) -> str:
+    operation = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"{base_url}/models/{quote(model, safe='')}:{operation}"
 
 
 def to_gemini(chat: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAI chat completion request as a `generateContent` request."""
-    if chat.get("stream"):
-        raise UpstreamError(
-            "streamed answers through Gemini are not served yet; ask without stream"
-        )
+    """An OpenAI chat completion request as a `generateContent` request (the same body
+    streams)."""
     messages = [m for m in chat.get("messages", []) if isinstance(m, dict)]
     names = _call_names(messages)
     system = [
@@ -120,3 +130,83 @@ def from_gemini(answer: dict[str, Any], model: str) -> dict[str, Any]:
         usage.get("totalTokenCount"),
     )
     return chat_completion(model, text, calls, finish, counted)
+
+
+async def steps(chunks: AsyncIterator[bytes]) -> AsyncIterator[Step]:
+    """A `streamGenerateContent?alt=sse` answer's chunks as steps; no `End` if it
+    stopped before a chunk gave its finish reason. An `error` chunk is `UpstreamError`."""
+    pending = b""
+    calls = 0
+    finish: str | None = None
+    usage: tuple[Any, Any, Any] = (None, None, None)
+    async for chunk in chunks:
+        pending += chunk.replace(b"\r\n", b"\n")
+        *events, pending = pending.split(b"\n\n")
+        for event in events:
+            answer = _chunk(event)
+            if answer is None:
+                continue
+            candidate = (answer.get("candidates") or [{}])[0]
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                if "text" in part:
+                    yield Text(str(part["text"]))
+                elif "functionCall" in part:
+                    call = part["functionCall"]
+                    yield ToolStart(calls, f"call_gemini_{calls}", str(call.get("name", "")))
+                    yield ToolArgs(calls, jsoncodec.dumps(call.get("args") or {}).decode())
+                    calls += 1
+            if candidate.get("finishReason"):
+                finish = str(candidate["finishReason"])
+            counted = answer.get("usageMetadata") or {}
+            if counted:
+                usage = (
+                    counted.get("promptTokenCount"),
+                    counted.get("candidatesTokenCount"),
+                    counted.get("totalTokenCount"),
+                )
+    if finish is not None:
+        yield End("tool_calls" if calls else FINISH.get(finish, "stop"), usage)
+
+
+def _chunk(event: bytes) -> dict[str, Any] | None:
+    """One SSE event's JSON (its `data:` lines), or None for a comment or keep-alive."""
+    data = b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+    if not data:
+        return None
+    try:
+        answer = jsoncodec.loads(data)
+    except ValueError as exc:
+        raise UpstreamError("Gemini's stream held a chunk that is not JSON") from exc
+    if not isinstance(answer, dict):
+        raise UpstreamError("Gemini's stream held a chunk that is not a JSON object")
+    if isinstance(answer.get("error"), dict):
+        message = answer["error"].get("message") or "no message"
+        raise UpstreamError(f"Gemini broke off the stream: {message}")
+    return answer
+
+
+def embed_url(base_url: str, model: str, vertex: bool) -> str:
+    """Gemini's API embeds with `batchEmbedContents`; Vertex AI's with `predict`."""
+    operation = "predict" if vertex else "batchEmbedContents"
+    return f"{base_url}/models/{quote(model, safe='')}:{operation}"
+
+
+def embed_request(model: str, texts: list[str], vertex: bool) -> dict[str, Any]:
+    """One request per text (`batchEmbedContents`), or one instance per text (`predict`)."""
+    if vertex:
+        return {"instances": [{"content": t} for t in texts]}
+    name = f"models/{model}"
+    return {"requests": [{"model": name, "content": {"parts": [{"text": t}]}} for t in texts]}
+
+
+def embeddings_of(answer: dict[str, Any]) -> tuple[list[list[float]], int | None]:
+    """The vectors in the order asked, and the tokens counted (Vertex AI counts them)."""
+    if isinstance(answer.get("predictions"), list):
+        found = [(p or {}).get("embeddings") or {} for p in answer["predictions"]]
+        counts = [(e.get("statistics") or {}).get("token_count") for e in found]
+        tokens = sum(int(c) for c in counts if isinstance(c, int | float))
+        return [list(e.get("values") or []) for e in found], tokens
+    listed = answer.get("embeddings")
+    if not isinstance(listed, list):
+        raise UpstreamError("Gemini's embedding answer held no embeddings")
+    return [list((e or {}).get("values") or []) for e in listed], None

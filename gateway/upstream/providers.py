@@ -32,8 +32,11 @@ APIS = ("openai", "anthropic")
 AZURE = "azure-openai"
 BEDROCK = "bedrock"  # Amazon Bedrock's Converse API behind OpenAI's chat (upstream/bedrock.py)
 GEMINI = "gemini"  # Google Gemini's generateContent behind OpenAI's chat (upstream/gemini.py)
+TRANSLATED = (BEDROCK, GEMINI)  # wires the gateway translates, for callers of either API
 AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's GA data-plane version of the deployment API
 AZURE_AUTH = ("api-key", "entra")
+SERVICE_ACCOUNT = "service-account"  # gemini: a Vertex AI service account's key file
+ORDERED, ROUND_ROBIN = "ordered", "round-robin"  # providers.balance
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -56,7 +59,7 @@ class Target:
     wire: str = "openai"  # the upstream's own: openai, anthropic or azure-openai
     api_version: str = AZURE_API_VERSION  # azure-openai's deployment API only
     deployments: Mapping[str, str] = field(default_factory=dict)  # model -> deployment
-    auth: str = "api-key"  # azure-openai: api-key header, or an Entra bearer token
+    auth: str = "api-key"  # azure-openai: or an Entra token; gemini: or a service account
     region: str | None = None  # where the provider serves it (westeurope, eu-central-1)
 
     @property
@@ -71,8 +74,12 @@ class Target:
         deployment = quote(self.deployments.get(model, model), safe="")
         return f"{self.base_url}/{deployment}{path}?api-version={quote(self.api_version)}"
 
+    def speaks(self, api: str) -> bool:
+        """Whether a caller of `api` may be sent here: a translated wire takes either."""
+        return api == self.api or (self.wire in TRANSLATED and api in APIS)
+
     def serves(self, api: str, model: str) -> bool:
-        return api == self.api and self.model_id(model) is not None
+        return self.speaks(api) and self.model_id(model) is not None
 
     def model_id(self, model: str) -> str | None:
         """The entry of this target's `models` that `model` matches (a name or a pattern;
@@ -181,8 +188,13 @@ def _deployments(raw: Any, target_id: str) -> dict[str, str]:
 def _auth(raw: Any, wire: str, target_id: str) -> str:
     if raw is None:
         return "api-key"
+    if wire == GEMINI and raw in ("api-key", SERVICE_ACCOUNT):
+        return str(raw)
     if wire != AZURE or raw not in AZURE_AUTH:
-        raise PackError(f"target {target_id}: provider.auth is {' or '.join(AZURE_AUTH)} (Azure)")
+        raise PackError(
+            f"target {target_id}: provider.auth is {' or '.join(AZURE_AUTH)} (Azure), "
+            f"or api-key or {SERVICE_ACCOUNT} (Gemini)"
+        )
     return str(raw)
 
 
@@ -210,6 +222,16 @@ def targets_from(
         raise PackError("providers.targets ids must be unique")
     check_residency(document.get("residency"), targets)
     return targets
+
+
+def balance_of(document: Mapping[str, Any]) -> str:
+    """How the pack spreads calls over the targets serving a model: `ordered` (the
+    pack's order, the rest fallbacks) unless `providers.balance` says `round-robin`."""
+    providers = document.get("providers") or {}
+    balance = providers.get("balance", ORDERED) if isinstance(providers, dict) else ORDERED
+    if balance not in (ORDERED, ROUND_ROBIN):
+        raise PackError(f"providers.balance is {ORDERED} or {ROUND_ROBIN}")
+    return str(balance)
 
 
 def check_residency(raw: Any, targets: tuple[Target, ...]) -> None:

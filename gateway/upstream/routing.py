@@ -8,12 +8,13 @@ Breaker state is per target id and outlives pack swaps.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import metrics
-from gateway.upstream.providers import Target
+from gateway.upstream.providers import ORDERED, ROUND_ROBIN, Target
 
 
 @dataclass
@@ -80,11 +81,18 @@ class Breakers:
 
 
 class Router:
-    """Targets of the active pack, filtered by API and model, in the pack's order."""
+    """Targets of the active pack, filtered by API and model, in the pack's order; or,
+    when the pack balances (`providers.balance: round-robin`), starting one further
+    along that order on each call, the rest of it still the fallbacks. Targets of any
+    wire mix in both: an Azure deployment, Bedrock and Gemini may serve one model."""
 
-    def __init__(self, targets: tuple[Target, ...], breakers: Breakers) -> None:
+    def __init__(
+        self, targets: tuple[Target, ...], breakers: Breakers, balance: str = ORDERED
+    ) -> None:
         self.targets = targets
         self.breakers = breakers
+        self.balance = balance
+        self._turns = itertools.count()
 
     def named(self, model: str) -> tuple[Target | None, str]:
         """A model that names its target, `<target id>/<model>`: that target and the
@@ -103,13 +111,17 @@ class Router:
         target, asked = self.named(model)
         if target is not None:
             return [target] if target.serves(api, asked) else []
-        return [t for t in self.targets if t.serves(api, model)]
+        found = [t for t in self.targets if t.serves(api, model)]
+        if self.balance == ROUND_ROBIN and len(found) > 1:
+            turn = next(self._turns) % len(found)
+            found = found[turn:] + found[:turn]
+        return found
 
     def listed_models(self, api: str) -> list[tuple[str, str]]:
         """(model, target id) for every model a target names explicitly."""
         seen: dict[str, str] = {}
         for target in self.targets:
-            if target.api != api:
+            if not target.speaks(api):
                 continue
             for model in target.models:
                 if not any(ch in model for ch in "*?[") and model not in seen:

@@ -94,6 +94,19 @@ async def test_a_call_is_a_genai_span_tree_tied_to_its_record(
     assert sent == f"00-{CALLER_TRACE}-{root.span_id.hex()}-01"  # the provider's parent
 
 
+async def test_a_streamed_answer_carries_its_finish_reasons(
+    traced: tuple[InProcessGateway, Receiver],
+) -> None:
+    gateway, receiver = traced
+    call = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    answer = await gateway.client.post("/v1/chat/completions", json=call, headers=gateway.auth)
+    assert answer.status_code == 200 and "[DONE]" in answer.text
+    await asyncio.to_thread(gateway.runtime.tracing.flush)
+    (root,) = [s for s in receiver.spans if s.name == "chat mock-gpt"]
+    (reasons,) = [a.value for a in root.attributes if a.key == "gen_ai.response.finish_reasons"]
+    assert [v.string_value for v in reasons.array_value.values] == ["stop"]
+
+
 async def test_off_by_default_the_callers_trace_context_still_travels(tmp_path: Path) -> None:
     async with in_process_gateway(tmp_path) as gateway:
         assert not gateway.runtime.tracing.on

@@ -68,6 +68,9 @@ async def refused(gateway: InProcessGateway, document: dict[str, Any], revision:
 @pytest.fixture
 async def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[InProcessGateway]:
     monkeypatch.setenv("AZURE_OPENAI_KEY", "azure-key")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never a metadata probe
+    keys = '{"access_key_id": "AKIDEXAMPLE", "secret_access_key": "s"}'
+    monkeypatch.setenv("CORDON_PROVIDER_BEDROCK", keys)  # read when the gateway starts
     async with in_process_gateway(tmp_path) as gateway:
         yield gateway
 
@@ -104,3 +107,51 @@ async def test_a_pack_without_residency_routes_anywhere(gw: InProcessGateway, eu
 def test_lint_takes_residency_and_regions() -> None:
     document = pack(["eu-*"], azure("https://x.openai.azure.com", "eu-central"))
     assert check(document, "pack.yaml") == []
+
+
+def bedrock(url: str) -> dict[str, Any]:
+    return {
+        "id": "bedrock-eu",
+        "provider": {"api": "bedrock", "base_url": url},
+        "secret_key_ref": {"env": "CORDON_PROVIDER_BEDROCK"},
+        "region": "eu-central-1",
+    }
+
+
+async def _routes(gw: InProcessGateway, calls: int) -> list[str]:
+    call = {"model": "gpt-4o", "messages": [{"role": "user", "content": "which"}]}
+    for _ in range(calls):
+        answer = await gw.client.post("/v1/chat/completions", json=call, headers=gw.auth)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "echo: which"
+    return [r["route"] for r in gw.records() if r["kind"] == "decision"]
+
+
+async def test_an_azure_deployment_falls_back_to_bedrock_in_the_same_region(
+    gw: InProcessGateway,
+) -> None:
+    failing, healthy = MockProvider(behaviour="500"), MockProvider()
+    async with serve_in_loop(failing) as down, serve_in_loop(healthy) as up:
+        document = pack(["eu-*", "westeurope"], azure(down, "westeurope"), bedrock(up))
+        await gw.activate(document, 2)
+        assert await _routes(gw, 1) == ["bedrock-eu"]
+    (record,) = [r for r in gw.records() if r["kind"] == "decision"]
+    assert record["attempts"] == ["azure-eu:500"] and record["route_region"] == "eu-central-1"
+    assert healthy.stats["bedrock converse"] == 1
+
+
+async def test_round_robin_balances_across_dialects(gw: InProcessGateway, eu_mock: str) -> None:
+    document = pack(["eu-*", "westeurope"], azure(eu_mock, "westeurope"), bedrock(eu_mock))
+    document["providers"]["balance"] = "round-robin"
+    await gw.activate(document, 2)
+    routes = await _routes(gw, 4)
+    assert sorted(routes) == ["azure-eu", "azure-eu", "bedrock-eu", "bedrock-eu"]
+    assert routes[0] != routes[1]  # each call starts one further along
+
+
+def test_lint_takes_a_balance_and_refuses_an_unknown_one() -> None:
+    document = pack(None, azure("https://x.openai.azure.com", None))
+    document["providers"]["balance"] = "round-robin"
+    assert check(document, "pack.yaml") == []
+    document["providers"]["balance"] = "random"
+    assert check(document, "pack.yaml") != []

@@ -1,0 +1,121 @@
+"""Anthropic's Messages API in front of a translated provider: a caller speaking the
+`anthropic` SDK to a Bedrock or Gemini target. Its request becomes an OpenAI chat
+completion request (which `bedrock` and `gemini` translate on), and the chat completion
+they give back becomes an Anthropic message. The pack's rules ran on the Anthropic
+shape before this, and run on it again after, so nothing here decides anything.
+
+Content the chat shape cannot carry (images, documents) is refused with a clear error,
+never dropped: a translation must not change what was asked.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cordon import jsoncodec
+from cordon.errors import UpstreamError
+from gateway.upstream.steps import anthropic_stop
+
+__all__ = ["from_completion", "to_chat"]
+
+SAMPLING = ("max_tokens", "temperature", "top_p")
+
+
+def to_chat(request: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic Messages request as an OpenAI chat completion request."""
+    messages: list[dict[str, Any]] = []
+    system = request.get("system")
+    if system:
+        messages.append({"role": "system", "content": _text(system)})
+    for message in request.get("messages") or []:
+        messages.extend(_turn(message))
+    chat: dict[str, Any] = {"model": request.get("model"), "messages": messages}
+    chat.update({k: request[k] for k in SAMPLING if k in request})
+    if request.get("stop_sequences"):
+        chat["stop"] = list(request["stop_sequences"])
+    tools = [_tool(t) for t in request.get("tools") or [] if isinstance(t, dict)]
+    if tools:
+        chat["tools"] = tools
+    if request.get("stream"):
+        chat["stream"] = True
+    return chat
+
+
+def _text(content: Any) -> str:
+    """A system prompt or a message's content as text: a string, or its text blocks."""
+    if isinstance(content, str):
+        return content
+    blocks = content if isinstance(content, list) else []
+    return "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+
+
+def _turn(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """One Anthropic message as chat messages: tool results become `tool` messages,
+    tool uses the assistant's `tool_calls`."""
+    role, content = message.get("role"), message.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for block in content if isinstance(content, list) else []:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "tool_use":
+            arguments = jsoncodec.dumps(block.get("input") or {}).decode()
+            function = {"name": block.get("name"), "arguments": arguments}
+            calls.append({"id": block.get("id"), "type": "function", "function": function})
+        elif kind == "tool_result":
+            answered = {"role": "tool", "tool_call_id": block.get("tool_use_id")}
+            results.append(answered | {"content": _text(block.get("content"))})
+        else:
+            raise UpstreamError(f"content of type {kind} is not translated for this provider")
+    turn: list[dict[str, Any]] = list(results)
+    if texts or calls:
+        said: dict[str, Any] = {"role": role, "content": "".join(texts) if texts else None}
+        if calls:
+            said["tool_calls"] = calls
+        turn.append(said)
+    return turn
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.get("name")}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    function["parameters"] = tool.get("input_schema") or {"type": "object"}
+    return {"type": "function", "function": function}
+
+
+def from_completion(completion: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat completion (as `bedrock` and `gemini` write it) as an Anthropic
+    message."""
+    choice = (completion.get("choices") or [{}])[0]
+    reply = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if reply.get("content"):
+        content.append({"type": "text", "text": reply["content"]})
+    for call in reply.get("tool_calls") or []:
+        function = call.get("function") or {}
+        try:
+            given = jsoncodec.loads(function.get("arguments") or "{}")
+        except ValueError:
+            given = {"arguments": function.get("arguments")}
+        use = {"type": "tool_use", "id": call.get("id"), "name": function.get("name")}
+        content.append(use | {"input": given})
+    usage = completion.get("usage") or {}
+    return {
+        "id": f"msg_{int(time.time() * 1000)}",
+        "type": "message",
+        "role": "assistant",
+        "model": completion.get("model"),
+        "content": content,
+        "stop_reason": anthropic_stop(str(choice.get("finish_reason") or "stop")),
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": usage.get("prompt_tokens") or 0,
+            "output_tokens": usage.get("completion_tokens") or 0,
+        },
+    }

@@ -1,0 +1,268 @@
+"""Calls to providers whose wire the gateway translates (Bedrock's Converse, Gemini's
+generateContent), for callers of either API: an OpenAI chat completion or embedding
+request, or an Anthropic message, goes out in the provider's shape, and its answer,
+stream or error comes back in the caller's. The pack's rules run on the caller's
+shape on both sides (`gateway.http.calls`), so every field of the translated traffic
+passes them; nothing here decides anything.
+
+A stream is translated event by event (`gateway.upstream.steps`), never gathered
+first; a whole answer is read (up to MAX_TRANSLATED) and written back at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cordon import jsoncodec
+from cordon.errors import (
+    HttpClientError,
+    ResponseTooLargeError,
+    UpstreamError,
+    UpstreamTooLargeError,
+)
+from gateway.upstream import bedrock, gemini, httpclient, messages
+from gateway.upstream.providers import BEDROCK, GEMINI, SERVICE_ACCOUNT, Target
+from gateway.upstream.response import UpstreamResponse
+from gateway.upstream.steps import ChatChunks, MessageEvents, Step, Writer
+
+if TYPE_CHECKING:  # loaded on a service account's first call: most replicas use none
+    from gateway.upstream.google_auth import ServiceAccountTokens
+
+__all__ = ["MAX_TRANSLATED", "Streamed", "Translator", "Whole"]
+
+MAX_TRANSLATED = 16 * 1024 * 1024  # a translated answer is read whole first
+
+Post = Callable[[Target, str, bytes, Mapping[str, str]], Awaitable[httpclient.Response]]
+
+
+class Whole(UpstreamResponse):
+    """A provider's answer already read and put in the caller's API shape: the same
+    surface as `UpstreamResponse`."""
+
+    def __init__(self, status: int, body: bytes) -> None:  # no connection behind it
+        self.status = status
+        self.headers = {"content-type": "application/json"}
+        self._body = body
+
+    async def read(self, limit: int | None = None) -> bytes:
+        if limit is not None and len(self._body) > limit:
+            raise UpstreamTooLargeError(f"provider answer exceeds {limit} bytes")
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    def close(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
+class Streamed(UpstreamResponse):
+    """A provider's stream, written in the caller's stream shape step by step."""
+
+    def __init__(
+        self,
+        response: httpclient.Response,
+        read: Callable[[AsyncIterator[bytes]], AsyncIterator[Step]],
+        writer: Writer,
+    ) -> None:
+        super().__init__(response)
+        self.headers = {"content-type": "text/event-stream"}
+        self._read, self._writer = read, writer
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for step in self._read(super().chunks()):
+            yield self._writer.write(step)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """How the caller speaks: its request as a chat request, a chat completion in its
+    shape, its stream writer, and its error body."""
+
+    chat: Callable[[dict[str, Any]], dict[str, Any]]
+    answer: Callable[[dict[str, Any]], dict[str, Any]]
+    writer: Callable[[str], Writer]
+    error: Callable[[int, str], bytes]
+
+
+def openai_error(status: int, message: str) -> bytes:
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    return jsoncodec.dumps(
+        {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    )
+
+
+def anthropic_error(status: int, message: str) -> bytes:
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    return jsoncodec.dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
+CALLERS = {
+    "/chat/completions": Caller(lambda chat: chat, lambda done: done, ChatChunks, openai_error),
+    "/messages": Caller(messages.to_chat, messages.from_completion, MessageEvents, anthropic_error),
+}
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A translated provider: its name, its request and answer translations, where a
+    call goes, and how its stream reads as steps."""
+
+    name: str
+    request: Callable[[dict[str, Any]], dict[str, Any]]
+    answer: Callable[[dict[str, Any], str], dict[str, Any]]
+    url: Callable[[str, str, bool], str]
+    steps: Callable[[AsyncIterator[bytes]], AsyncIterator[Step]]
+
+
+WIRES = {
+    BEDROCK: Wire(
+        "Bedrock", bedrock.to_converse, bedrock.from_converse, bedrock.url, bedrock.steps
+    ),
+    GEMINI: Wire("Gemini", gemini.to_gemini, gemini.from_gemini, gemini.url, gemini.steps),
+}
+
+
+class Translator:
+    def __init__(self, post: Post, http: httpclient.HttpClient) -> None:
+        self._post, self._http = post, http
+        self._tokens: ServiceAccountTokens | None = None
+
+    async def open(self, target: Target, path: str, body: bytes, model: str) -> UpstreamResponse:
+        wire = WIRES[target.wire]
+        if path == "/embeddings":
+            return await self._embed(target, wire, body, model)
+        caller = CALLERS.get(path)
+        if caller is None:
+            served = "chat completions, Anthropic messages and embeddings"
+            return Whole(400, openai_error(400, f"{wire.name} targets serve {served} only"))
+        try:
+            chat = caller.chat(jsoncodec.loads(body))
+            data = jsoncodec.dumps(wire.request(chat))
+        except UpstreamError as exc:
+            return Whole(400, caller.error(400, str(exc)))
+        except (AttributeError, KeyError, TypeError, ValueError):  # a shape the API's own
+            message = f"the request could not be translated for {wire.name}"  # check let by
+            return Whole(400, caller.error(400, message))
+        stream = bool(chat.get("stream"))
+        where = wire.url(target.base_url, model, stream)
+        response = await self._post(target, where, data, await self._headers(target, where, data))
+        if response.status != 200:
+            raw = await _read(response)
+            return Whole(response.status, caller.error(response.status, _message(raw, wire.name)))
+        if stream:
+            return Streamed(response, wire.steps, caller.writer(model))
+        try:
+            answer = jsoncodec.loads(await _read(response))
+        except ValueError:
+            message = f"{wire.name}'s answer was not JSON; nothing was released"
+            return Whole(502, caller.error(502, message))
+        return Whole(200, jsoncodec.dumps(caller.answer(wire.answer(answer, model))))
+
+    async def _headers(self, target: Target, where: str, data: bytes) -> dict[str, str]:
+        """The provider's credentials: a SigV4 signature (Bedrock), a service account's
+        token or an API key (Gemini)."""
+        if target.wire == BEDROCK:
+            return bedrock.sign(where, data, target.api_key, target.region or "")
+        headers = {"content-type": "application/json"}
+        if target.auth == SERVICE_ACCOUNT:
+            headers["authorization"] = f"Bearer {await self._token(target)}"
+        else:
+            headers["x-goog-api-key"] = target.api_key
+        return headers
+
+    async def _token(self, target: Target) -> str:
+        if self._tokens is None:
+            from gateway.upstream.google_auth import ServiceAccountTokens
+
+            self._tokens = ServiceAccountTokens(self._http)
+        return await self._tokens.token(target.api_key)
+
+    async def _embed(self, target: Target, wire: Wire, body: bytes, model: str) -> Whole:
+        """An OpenAI embeddings request through Bedrock's InvokeModel (one call per
+        text) or Gemini's `batchEmbedContents` (one call)."""
+        request = jsoncodec.loads(body)
+        given = request.get("input")
+        texts = [given] if isinstance(given, str) else given
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            message = f"{wire.name} embeddings take text input (a string or a list of them)"
+            return Whole(400, openai_error(400, message))
+        vectors: list[list[float]] = []
+        tokens = 0
+        if target.wire == BEDROCK:
+            where = bedrock.embed_url(target.base_url, model)
+            for text in texts:
+                answer = await self._call(target, wire, where, bedrock.embed_request(model, text))
+                if isinstance(answer, Whole):
+                    return answer
+                vector, counted = bedrock.embedding_of(answer)
+                vectors.append(vector)
+                tokens += counted or 0
+        else:
+            vertex = target.auth == SERVICE_ACCOUNT
+            where = gemini.embed_url(target.base_url, model, vertex)
+            asked = gemini.embed_request(model, texts, vertex)
+            answer = await self._call(target, wire, where, asked)
+            if isinstance(answer, Whole):
+                return answer
+            vectors, counted = gemini.embeddings_of(answer)
+            tokens = counted or 0
+        encode = _base64 if request.get("encoding_format") == "base64" else (lambda v: v)
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(vectors)
+        ]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        listed = {"object": "list", "data": data, "model": model, "usage": usage}
+        return Whole(200, jsoncodec.dumps(listed))
+
+    async def _call(
+        self, target: Target, wire: Wire, where: str, request: dict[str, Any]
+    ) -> dict[str, Any] | Whole:
+        """One whole call: the provider's JSON answer, or the caller's error answer."""
+        data = jsoncodec.dumps(request)
+        response = await self._post(target, where, data, await self._headers(target, where, data))
+        raw = await _read(response)
+        if response.status != 200:
+            return Whole(response.status, openai_error(response.status, _message(raw, wire.name)))
+        try:
+            answer = jsoncodec.loads(raw)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            return Whole(502, openai_error(502, f"{wire.name}'s answer was not a JSON object"))
+        return answer
+
+
+def _base64(vector: list[float]) -> str:
+    """A vector as OpenAI's `encoding_format: base64` gives it: little-endian float32."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+async def _read(response: httpclient.Response) -> bytes:
+    try:
+        return await response.read(MAX_TRANSLATED)
+    except ResponseTooLargeError as exc:
+        raise UpstreamTooLargeError(str(exc)) from exc
+    except HttpClientError as exc:
+        raise UpstreamError(f"provider broke off its answer: {exc}") from exc
+
+
+def _message(raw: bytes, name: str) -> str:
+    """A translated provider's error message (Bedrock: `message`; Gemini: `error.message`)."""
+    try:
+        found = jsoncodec.loads(raw)
+    except ValueError:
+        return f"{name} refused the call"
+    if not isinstance(found, dict):
+        return f"{name} refused the call"
+    error = found.get("error")
+    nested = error.get("message") if isinstance(error, dict) else None
+    return str(found.get("message") or found.get("Message") or nested or f"{name} refused the call")

@@ -1,0 +1,290 @@
+"""Every translated dialect (Bedrock's Converse and ConverseStream, Gemini's
+generateContent and streamGenerateContent, Vertex AI with a service account's token),
+through the real `openai` and `anthropic` SDKs: a chat, a stream, a tool call and an
+embedding, with an email redacted in the translated request and in the translated
+answer, and the records naming the target and its region. The mocks speak each
+provider's wire (`cordon_dev.mock_clouds`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cordon_dev.inprocess import InProcessGateway
+from cordon_dev.mock_provider import MockProvider
+from tests.gateway.upstream.translated import EMAIL_RULES, anthropic_sdk, fronting, sdk
+
+pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
+
+EMAIL = "ana.translated@example.com"
+KEYS = {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"}
+OUTPUT_ONLY = [EMAIL_RULES[1]]  # the email reaches the provider, and is redacted coming back
+TOOL = {
+    "type": "function",
+    "function": {"name": "lookup", "parameters": {"type": "object"}},
+}
+Served = tuple[InProcessGateway, MockProvider, str]
+Target = Callable[[str], dict[str, Any]]
+
+
+def _service_account(token_uri: str) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "cordon-test",
+            "private_key_id": "k1",
+            "private_key": pem,
+            "client_email": "gateway@cordon-test.iam.gserviceaccount.com",
+            "token_uri": token_uri,
+        }
+    )
+
+
+def _targets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Target]:
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("CORDON_PROVIDER_BEDROCK", json.dumps(KEYS))
+    monkeypatch.setenv("CORDON_PROVIDER_GEMINI", "gemini-key-1")
+
+    def bedrock(base: str) -> dict[str, Any]:
+        provider = {"api": "bedrock", "base_url": base}
+        secret = {"env": "CORDON_PROVIDER_BEDROCK"}
+        return {"id": "bedrock-eu", "provider": provider, "secret_key_ref": secret} | {
+            "region": "eu-central-1"
+        }
+
+    def gemini(base: str) -> dict[str, Any]:
+        provider = {"api": "gemini", "base_url": f"{base}/v1beta"}
+        secret = {"env": "CORDON_PROVIDER_GEMINI"}
+        return {"id": "gemini-eu", "provider": provider, "secret_key_ref": secret} | {
+            "region": "europe-west4"
+        }
+
+    def vertex(base: str) -> dict[str, Any]:
+        monkeypatch.setenv("CORDON_PROVIDER_VERTEX", _service_account(f"{base}/token"))
+        where = "v1/projects/cordon-test/locations/europe-west4/publishers/google"
+        provider = {"api": "gemini", "base_url": f"{base}/{where}", "auth": "service-account"}
+        secret = {"env": "CORDON_PROVIDER_VERTEX"}
+        return {"id": "vertex-eu", "provider": provider, "secret_key_ref": secret} | {
+            "region": "europe-west4"
+        }
+
+    return {"bedrock": bedrock, "gemini": gemini, "vertex": vertex}
+
+
+DIALECTS = ["bedrock", "gemini", "vertex"]
+REGIONS = {"bedrock": "eu-central-1", "gemini": "europe-west4", "vertex": "europe-west4"}
+MODELS = {"bedrock": "anthropic.claude-3-haiku", "gemini": "gemini-2.0-flash"}
+MODELS["vertex"] = MODELS["gemini"]
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def both_ways(
+    dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Served]:
+    """The email rules on input and output."""
+    async with fronting(tmp_path, _targets(monkeypatch)[dialect]) as served:
+        yield served
+
+
+@pytest.fixture
+async def answers_only(
+    dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Served]:
+    """The email rule on output only: the provider echoes the email, the caller must
+    not see it."""
+    async with fronting(tmp_path, _targets(monkeypatch)[dialect], OUTPUT_ONLY) as served:
+        yield served
+
+
+def _decisions(gateway: InProcessGateway) -> list[dict[str, Any]]:
+    return [r for r in gateway.records() if r["kind"] == "decision"]
+
+
+def _routed(gateway: InProcessGateway, dialect: str) -> None:
+    """Every call's record names the target and the region it serves from."""
+    routes = {(r["route"], r["route_region"]) for r in _decisions(gateway)}
+    assert routes == {(f"{dialect}-eu", REGIONS[dialect])}
+
+
+async def test_openai_chat_redacts_the_request_and_names_the_route(
+    dialect: str, both_ways: Served
+) -> None:
+    gateway, mock, url = both_ways
+    answer = await sdk(url, gateway).chat.completions.create(
+        model=MODELS[dialect], messages=[{"role": "user", "content": f"mail {EMAIL}"}]
+    )
+    assert answer.choices[0].message.content == "echo: mail [EMAIL]"
+    assert answer.usage is not None and answer.usage.completion_tokens
+    assert EMAIL not in json.dumps(mock.last_request) and mock.seen_auth["model"] == MODELS[dialect]
+    _routed(gateway, dialect)
+
+
+async def test_openai_stream_is_translated_and_its_answer_redacted(
+    dialect: str, answers_only: Served
+) -> None:
+    gateway, mock, url = answers_only
+    stream = await sdk(url, gateway).chat.completions.create(
+        model=MODELS[dialect],
+        messages=[{"role": "user", "content": f"mail {EMAIL} now"}],
+        stream=True,
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: mail [EMAIL] now"
+    assert len(chunks) > 3  # released as it came, not gathered into one
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert EMAIL in json.dumps(mock.last_request)  # no input rule here: it reached the mock
+    (record,) = _decisions(gateway)
+    assert record["stream"] is True and record["outcome"] == "redact"
+    _routed(gateway, dialect)
+
+
+async def test_openai_tool_call_whole_and_streamed(dialect: str, both_ways: Served) -> None:
+    gateway, mock, url = both_ways
+    client = sdk(url, gateway)
+    asked = [{"role": "user", "content": f"who is {EMAIL}"}]
+    called = await client.chat.completions.create(
+        model=MODELS[dialect], messages=asked, tools=[TOOL]
+    )
+    call = called.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "lookup"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"echo": "echo: who is [EMAIL]"}  # type: ignore[union-attr]
+    stream = await client.chat.completions.create(
+        model=MODELS[dialect], messages=asked, tools=[TOOL], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    pieces = [
+        t.function.arguments or ""
+        for c in chunks
+        if c.choices
+        for t in c.choices[0].delta.tool_calls or []
+        if t.function is not None
+    ]
+    assert json.loads("".join(pieces)) == {"echo": "echo: who is [EMAIL]"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert EMAIL not in json.dumps(mock.last_request)
+    _routed(gateway, dialect)
+
+
+async def test_anthropic_messages_chat_stream_and_tool_use(dialect: str, both_ways: Served) -> None:
+    gateway, mock, url = both_ways
+    client = anthropic_sdk(url, gateway)
+    said = await client.messages.create(
+        model=MODELS[dialect],
+        max_tokens=50,
+        system="be brief",
+        messages=[{"role": "user", "content": f"mail {EMAIL}"}],
+    )
+    assert said.content[0].type == "text" and said.content[0].text == "echo: mail [EMAIL]"
+    assert said.stop_reason == "end_turn" and said.usage.output_tokens > 0
+    assert EMAIL not in json.dumps(mock.last_request)
+    async with client.messages.stream(
+        model=MODELS[dialect], max_tokens=50, messages=[{"role": "user", "content": "hi there"}]
+    ) as stream:
+        streamed = "".join([text async for text in stream.text_stream])
+        final = await stream.get_final_message()
+    assert streamed == "echo: hi there" and final.stop_reason == "end_turn"
+    tool = {"name": "lookup", "input_schema": {"type": "object"}}
+    asked = [{"role": "user", "content": f"who is {EMAIL}"}]
+    used = await client.messages.create(
+        model=MODELS[dialect],
+        max_tokens=50,
+        messages=asked,
+        tools=[tool],  # type: ignore[list-item]
+    )
+    assert used.stop_reason == "tool_use"
+    block = used.content[0]
+    assert block.type == "tool_use" and block.input == {"echo": "echo: who is [EMAIL]"}
+    result = {"type": "tool_result", "tool_use_id": block.id, "content": f"{EMAIL} is the CFO"}
+    followed = [
+        *asked,
+        {"role": "assistant", "content": used.content},
+        {"role": "user", "content": [result]},
+    ]
+    after = await client.messages.create(
+        model=MODELS[dialect],
+        max_tokens=50,
+        messages=followed,
+        tools=[tool],  # type: ignore[arg-type, list-item]
+    )
+    assert after.content[0].text == "tool said: [EMAIL] is the CFO"  # type: ignore[union-attr]
+    assert EMAIL not in json.dumps(mock.last_request)
+    _routed(gateway, dialect)
+
+
+async def test_anthropic_stream_answer_is_redacted(dialect: str, answers_only: Served) -> None:
+    gateway, _, url = answers_only
+    async with anthropic_sdk(url, gateway).messages.stream(
+        model=MODELS[dialect], max_tokens=50, messages=[{"role": "user", "content": f"to {EMAIL}"}]
+    ) as stream:
+        streamed = "".join([text async for text in stream.text_stream])
+    assert streamed == "echo: to [EMAIL]"
+    _routed(gateway, dialect)
+
+
+EMBEDDERS = {"bedrock": "amazon.titan-embed-text-v2:0", "gemini": "text-embedding-004"}
+EMBEDDERS["vertex"] = EMBEDDERS["gemini"]
+
+
+async def test_openai_embeddings(dialect: str, both_ways: Served) -> None:
+    """Bedrock: Titan through InvokeModel, a call per text; Gemini: batchEmbedContents;
+    Vertex AI: predict."""
+    gateway, mock, url = both_ways
+    answer = await sdk(url, gateway).embeddings.create(
+        model=EMBEDDERS[dialect], input=[f"mail {EMAIL}", "second"]
+    )
+    assert [len(d.embedding) for d in answer.data] == [3, 3]
+    assert [d.index for d in answer.data] == [0, 1]
+    assert EMAIL not in json.dumps(mock.last_request)
+    _routed(gateway, dialect)
+
+
+async def test_a_broken_stream_is_an_error_the_caller_sees_and_the_record_keeps(
+    dialect: str, both_ways: Served
+) -> None:
+    gateway, mock, url = both_ways
+    mock.mode = "break-stream"
+    stream = await sdk(url, gateway).chat.completions.create(
+        model=MODELS[dialect], messages=[{"role": "user", "content": "a b c d e"}], stream=True
+    )
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
+    (record,) = _decisions(gateway)
+    assert record["outcome"] == "error"
+
+
+async def test_a_provider_error_comes_back_in_the_callers_shape(
+    dialect: str, both_ways: Served
+) -> None:
+    gateway, mock, url = both_ways
+    mock.mode = "500"
+    with pytest.raises(openai.InternalServerError):
+        await sdk(url, gateway).chat.completions.create(
+            model=MODELS[dialect], messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        await anthropic_sdk(url, gateway).messages.create(
+            model=MODELS[dialect], max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert failed.value.status_code >= 500
