@@ -15,8 +15,8 @@ account's JWT grant, as Vertex AI takes it; the same paths under
 
 Replies follow the OpenAI mock's: `echo: <last user text>`, a call of the first tool
 with `{"echo": <text>}` when tools are offered, `tool said: <result>` after one. The
-`500` mode answers in the provider's error shape; `break-stream` ends a stream after its
-first two events, without its last.
+`500` mode answers in the provider's error shape; `break-stream`, `garbage-stream` and
+`error-stream` spoil a stream after its first two events (see `_misbehaving`).
 """
 
 from __future__ import annotations
@@ -100,14 +100,36 @@ async def _bedrock(cloud: Cloud, scope: Scope, receive: Receive, send: Send) -> 
     elif operation == "converse":
         await respond(send, 200, json.dumps(converse_answer(request)).encode())
     elif operation == "converse-stream":
-        frames = converse_events(request)
-        if cloud.mode == "break-stream":
-            frames = frames[:2]
+        frames = _misbehaving(cloud.mode, converse_events(request), _converse_reply(request)[0])
         await cloud.stream(receive, send, frames, "application/vnd.amazon.eventstream")
     elif operation == "invoke":
         await respond(send, 200, json.dumps(_invoke_embedding(model, request)).encode())
     else:
         await respond(send, 404, _aws_error(f"unknown operation {operation}"))
+
+
+def _misbehaving(mode: str, events: list[bytes], text: str) -> list[bytes]:
+    """A stream as `mode` spoils it after its first two events: `break-stream` ends it,
+    `garbage-stream` sends an unreadable event (a frame failing its checksum, a chunk
+    that is not JSON), `error-stream` the provider's error, its message holding the
+    prompt's text (which no rule has seen)."""
+    if mode == "break-stream":
+        return events[:2]
+    bedrock = not events[0].startswith(b"data:")
+    if mode == "garbage-stream":
+        spoiled = (
+            events[2][:-1] + bytes([events[2][-1] ^ 0xFF]) if bedrock else b"data: {nope\r\n\r\n"
+        )
+        return [*events[:2], spoiled]
+    if mode == "error-stream":
+        message = {"message": f"throttled while writing: {text}"}
+        error = (
+            event_frame("throttlingException", message, "exception")
+            if bedrock
+            else b"data: " + json.dumps({"error": {"code": 429, **message}}).encode() + b"\r\n\r\n"
+        )
+        return [*events[:2], error]
+    return events
 
 
 def _aws_error(message: str) -> bytes:
@@ -255,9 +277,7 @@ async def _gemini(cloud: Cloud, scope: Scope, receive: Receive, send: Send) -> N
         if "alt=sse" not in query:  # without it Gemini streams one JSON array
             await respond(send, 400, _google_error(400, "this mock streams with alt=sse only"))
             return
-        chunks = gemini_events(request)
-        if cloud.mode == "break-stream":
-            chunks = chunks[:2]
+        chunks = _misbehaving(cloud.mode, gemini_events(request), _gemini_reply(request)[0])
         await cloud.stream(receive, send, chunks, "text/event-stream")
     elif operation == "predict":  # Vertex AI's text embedding models
         found = [

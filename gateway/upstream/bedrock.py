@@ -187,9 +187,10 @@ def _event(headers: dict[str, Any], payload: bytes) -> tuple[str, dict[str, Any]
     if not isinstance(data, dict):
         raise UpstreamError("Bedrock's stream held an event that is not a JSON object")
     if headers.get(":message-type") != "event":
+        # the exception's type only: its message may quote the prompt, and this text
+        # reaches the caller's stream and the record, where no rule runs on it
         kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
-        message = data.get("message") or data.get("Message") or "no message"
-        raise UpstreamError(f"Bedrock broke off the stream: {kind}: {message}")
+        raise UpstreamError(f"Bedrock broke off the stream: {str(kind)[:100]}")
     return str(headers.get(":event-type", "")), data
 
 

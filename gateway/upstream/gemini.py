@@ -37,6 +37,7 @@ SAMPLING = {
     "top_p": "topP",
     "stop": "stopSequences",
 }
+MAX_CHUNK = 8 * 1024 * 1024  # one streamed chunk, read whole before it is translated
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
 
 
@@ -142,6 +143,8 @@ async def steps(chunks: AsyncIterator[bytes]) -> AsyncIterator[Step]:
     async for chunk in chunks:
         pending += chunk.replace(b"\r\n", b"\n")
         *events, pending = pending.split(b"\n\n")
+        if len(pending) > MAX_CHUNK:
+            raise UpstreamError(f"Gemini's stream sent a chunk over {MAX_CHUNK} bytes")
         for event in events:
             answer = _chunk(event)
             if answer is None:
@@ -180,8 +183,10 @@ def _chunk(event: bytes) -> dict[str, Any] | None:
     if not isinstance(answer, dict):
         raise UpstreamError("Gemini's stream held a chunk that is not a JSON object")
     if isinstance(answer.get("error"), dict):
-        message = answer["error"].get("message") or "no message"
-        raise UpstreamError(f"Gemini broke off the stream: {message}")
+        # its code only: the message may quote the prompt, and this text reaches the
+        # caller's stream and the record, where no rule runs on it
+        code = str(answer["error"].get("status") or answer["error"].get("code") or "error")
+        raise UpstreamError(f"Gemini broke off the stream: {code[:100]}")
     return answer
 
 

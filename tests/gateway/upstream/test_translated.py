@@ -288,3 +288,23 @@ async def test_a_provider_error_comes_back_in_the_callers_shape(
             model=MODELS[dialect], max_tokens=5, messages=[{"role": "user", "content": "hi"}]
         )
     assert failed.value.status_code >= 500
+
+
+@pytest.mark.parametrize("mode", ["garbage-stream", "error-stream"])
+async def test_a_hostile_stream_ends_in_an_error_that_quotes_nothing_unfiltered(
+    dialect: str, answers_only: Served, mode: str
+) -> None:
+    """A frame failing its checksum, a chunk that is not JSON, or the provider's error
+    whose message quotes the prompt: the caller's stream ends in an error, the record
+    says `error`, and the provider's message is neither in the stream nor the record."""
+    gateway, mock, url = answers_only
+    mock.mode = mode
+    stream = await sdk(url, gateway).chat.completions.create(
+        model=MODELS[dialect], messages=[{"role": "user", "content": f"to {EMAIL}"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as broke:
+        async for _ in stream:
+            pass
+    assert EMAIL not in str(broke.value) and "throttled" not in str(broke.value)
+    (record,) = _decisions(gateway)
+    assert record["outcome"] == "error" and "throttled" not in json.dumps(record)
