@@ -85,7 +85,7 @@ class UpstreamClient:
     ) -> None:
         self._client = httpclient.HttpClient(guard=guard, ca_bundle=ca_bundle)
         self._proxies = proxies or Proxies()
-        self._translator = Translator(self.post, self._client)
+        self._translator = Translator(self.post, self._client, auth_headers)
 
     @property
     def http(self) -> httpclient.HttpClient:
@@ -105,8 +105,8 @@ class UpstreamClient:
         passthrough: Mapping[str, str],
         model: str = "",
     ) -> UpstreamResponse:
-        if target.wire in TRANSLATED:
-            return await self._translator.open(target, path, body, model)
+        if target.wire in TRANSLATED or (path == "/messages" and target.api != "anthropic"):
+            return await self._translator.open(target, path, body, model, passthrough)
         where = target.url(path, model)
         return UpstreamResponse(
             await self.post(target, where, body, auth_headers(target, passthrough))

@@ -18,7 +18,14 @@ from urllib.parse import quote
 from cordon import jsoncodec
 from cordon.errors import UpstreamError
 from gateway.upstream.steps import End, Step, Text, ToolArgs, ToolStart
-from gateway.upstream.translate import arguments, chat_completion, sampling, text_of, tool_call
+from gateway.upstream.translate import (
+    arguments,
+    chat_completion,
+    sampling,
+    sse_json,
+    text_of,
+    tool_call,
+)
 
 __all__ = [
     "FINISH",
@@ -37,7 +44,6 @@ SAMPLING = {
     "top_p": "topP",
     "stop": "stopSequences",
 }
-MAX_CHUNK = 8 * 1024 * 1024  # one streamed chunk, read whole before it is translated
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
 
 
@@ -136,58 +142,30 @@ def from_gemini(answer: dict[str, Any], model: str) -> dict[str, Any]:
 async def steps(chunks: AsyncIterator[bytes]) -> AsyncIterator[Step]:
     """A `streamGenerateContent?alt=sse` answer's chunks as steps; no `End` if it
     stopped before a chunk gave its finish reason. An `error` chunk is `UpstreamError`."""
-    pending = b""
     calls = 0
     finish: str | None = None
     usage: tuple[Any, Any, Any] = (None, None, None)
-    async for chunk in chunks:
-        pending += chunk.replace(b"\r\n", b"\n")
-        *events, pending = pending.split(b"\n\n")
-        if len(pending) > MAX_CHUNK:
-            raise UpstreamError(f"Gemini's stream sent a chunk over {MAX_CHUNK} bytes")
-        for event in events:
-            answer = _chunk(event)
-            if answer is None:
-                continue
-            candidate = (answer.get("candidates") or [{}])[0]
-            for part in (candidate.get("content") or {}).get("parts") or []:
-                if "text" in part:
-                    yield Text(str(part["text"]))
-                elif "functionCall" in part:
-                    call = part["functionCall"]
-                    yield ToolStart(calls, f"call_gemini_{calls}", str(call.get("name", "")))
-                    yield ToolArgs(calls, jsoncodec.dumps(call.get("args") or {}).decode())
-                    calls += 1
-            if candidate.get("finishReason"):
-                finish = str(candidate["finishReason"])
-            counted = answer.get("usageMetadata") or {}
-            if counted:
-                usage = (
-                    counted.get("promptTokenCount"),
-                    counted.get("candidatesTokenCount"),
-                    counted.get("totalTokenCount"),
-                )
+    async for answer in sse_json(chunks, "Gemini"):
+        candidate = (answer.get("candidates") or [{}])[0]
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            if "text" in part:
+                yield Text(str(part["text"]))
+            elif "functionCall" in part:
+                call = part["functionCall"]
+                yield ToolStart(calls, f"call_gemini_{calls}", str(call.get("name", "")))
+                yield ToolArgs(calls, jsoncodec.dumps(call.get("args") or {}).decode())
+                calls += 1
+        if candidate.get("finishReason"):
+            finish = str(candidate["finishReason"])
+        counted = answer.get("usageMetadata") or {}
+        if counted:
+            usage = (
+                counted.get("promptTokenCount"),
+                counted.get("candidatesTokenCount"),
+                counted.get("totalTokenCount"),
+            )
     if finish is not None:
         yield End("tool_calls" if calls else FINISH.get(finish, "stop"), usage)
-
-
-def _chunk(event: bytes) -> dict[str, Any] | None:
-    """One SSE event's JSON (its `data:` lines), or None for a comment or keep-alive."""
-    data = b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
-    if not data:
-        return None
-    try:
-        answer = jsoncodec.loads(data)
-    except ValueError as exc:
-        raise UpstreamError("Gemini's stream held a chunk that is not JSON") from exc
-    if not isinstance(answer, dict):
-        raise UpstreamError("Gemini's stream held a chunk that is not a JSON object")
-    if isinstance(answer.get("error"), dict):
-        # its code only: the message may quote the prompt, and this text reaches the
-        # caller's stream and the record, where no rule runs on it
-        code = str(answer["error"].get("status") or answer["error"].get("code") or "error")
-        raise UpstreamError(f"Gemini broke off the stream: {code[:100]}")
-    return answer
 
 
 def embed_url(base_url: str, model: str, vertex: bool) -> str:

@@ -75,8 +75,9 @@ class Target:
         return f"{self.base_url}/{deployment}{path}?api-version={quote(self.api_version)}"
 
     def speaks(self, api: str) -> bool:
-        """Whether a caller of `api` may be sent here: a translated wire takes either."""
-        return api == self.api or (self.wire in TRANSLATED and api in APIS)
+        """Whether a caller of `api` may be sent here: Bedrock, Gemini and Azure OpenAI
+        take either API's callers, translated (`gateway.upstream.translated`)."""
+        return api == self.api or (api in APIS and self.wire in (*TRANSLATED, AZURE))
 
     def serves(self, api: str, model: str) -> bool:
         return self.speaks(api) and self.model_id(model) is not None

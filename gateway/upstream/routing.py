@@ -81,7 +81,8 @@ class Breakers:
 
 
 class Router:
-    """Targets of the active pack, filtered by API and model, in the pack's order; or,
+    """Targets of the active pack, filtered by API and model, in the pack's order (those
+    of the caller's own API ahead of those that translate it); or,
     when the pack balances (`providers.balance: round-robin`), starting one further
     along that order on each call, the rest of it still the fallbacks. Targets of any
     wire mix in both: an Azure deployment, Bedrock and Gemini may serve one model."""
@@ -111,7 +112,9 @@ class Router:
         target, asked = self.named(model)
         if target is not None:
             return [target] if target.serves(api, asked) else []
-        found = [t for t in self.targets if t.serves(api, model)]
+        serving = [t for t in self.targets if t.serves(api, model)]
+        # the caller's own API first, then those that take it translated
+        found = [t for t in serving if t.api == api] + [t for t in serving if t.api != api]
         if self.balance == ROUND_ROBIN and len(found) > 1:
             turn = next(self._turns) % len(found)
             found = found[turn:] + found[:turn]

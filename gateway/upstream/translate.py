@@ -5,12 +5,23 @@ writing the OpenAI chat completion a provider's answer becomes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from cordon import jsoncodec
+from cordon.errors import UpstreamError
 
-__all__ = ["arguments", "chat_completion", "sampling", "text_of", "tool_call"]
+__all__ = [
+    "MAX_EVENT",
+    "arguments",
+    "chat_completion",
+    "sampling",
+    "sse_json",
+    "text_of",
+    "tool_call",
+]
+
+MAX_EVENT = 8 * 1024 * 1024  # one streamed event, read whole before it is translated
 
 
 def text_of(content: Any) -> str:
@@ -81,3 +92,37 @@ def tool_call(call_id: str, name: str, args: Any) -> dict[str, Any]:
     """One OpenAI tool call."""
     function = {"name": name, "arguments": jsoncodec.dumps(args or {}).decode()}
     return {"id": call_id, "type": "function", "function": function}
+
+
+async def sse_json(chunks: AsyncIterator[bytes], name: str) -> AsyncIterator[dict[str, Any]]:
+    """A provider's server-sent events as JSON objects (their `data:` lines joined;
+    comments, keep-alives and OpenAI's `[DONE]` left out). An event that is not a JSON
+    object, one over MAX_EVENT bytes, or an `error` event is `UpstreamError`: naming
+    the error's code only, since its message may quote the prompt and this text
+    reaches the caller's stream and the record, where no rule runs on it."""
+    pending = b""
+    async for chunk in chunks:
+        pending = (pending + chunk).replace(b"\r\n", b"\n")
+        *events, pending = pending.split(b"\n\n")
+        if len(pending) > MAX_EVENT:
+            raise UpstreamError(f"{name}'s stream sent an event over {MAX_EVENT} bytes")
+        for event in events:
+            data = b"\n".join(
+                line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")
+            )
+            if data and data != b"[DONE]":
+                yield _object(data, name)
+
+
+def _object(data: bytes, name: str) -> dict[str, Any]:
+    try:
+        found = jsoncodec.loads(data)
+    except ValueError as exc:
+        raise UpstreamError(f"{name}'s stream held an event that is not JSON") from exc
+    if not isinstance(found, dict):
+        raise UpstreamError(f"{name}'s stream held an event that is not a JSON object")
+    error = found.get("error")
+    if isinstance(error, dict):
+        code = error.get("status") or error.get("code") or error.get("type") or "error"
+        raise UpstreamError(f"{name} broke off the stream: {str(code)[:100]}")
+    return found

@@ -1,7 +1,8 @@
 """Calls to providers whose wire the gateway translates (Bedrock's Converse, Gemini's
-generateContent), for callers of either API: an OpenAI chat completion or embedding
-request, or an Anthropic message, goes out in the provider's shape, and its answer,
-stream or error comes back in the caller's. The pack's rules run on the caller's
+generateContent; Azure OpenAI's chat completions for a caller of Anthropic's API), for
+callers of either API: an OpenAI chat completion or embedding request, or an Anthropic
+message, goes out in the provider's shape, and its answer, stream or error comes back
+in the caller's. The pack's rules run on the caller's
 shape on both sides (`gateway.http.calls`), so every field of the translated traffic
 passes them; nothing here decides anything.
 
@@ -24,8 +25,8 @@ from cordon.errors import (
     UpstreamError,
     UpstreamTooLargeError,
 )
-from gateway.upstream import bedrock, gemini, httpclient, messages
-from gateway.upstream.providers import BEDROCK, GEMINI, SERVICE_ACCOUNT, Target
+from gateway.upstream import bedrock, gemini, httpclient, messages, openai_chat
+from gateway.upstream.providers import AZURE, BEDROCK, GEMINI, SERVICE_ACCOUNT, Target
 from gateway.upstream.response import UpstreamResponse
 from gateway.upstream.steps import ChatChunks, MessageEvents, Step, Writer
 
@@ -37,6 +38,8 @@ __all__ = ["MAX_TRANSLATED", "Streamed", "Translator", "Whole"]
 MAX_TRANSLATED = 16 * 1024 * 1024  # a translated answer is read whole first
 
 Post = Callable[[Target, str, bytes, Mapping[str, str]], Awaitable[httpclient.Response]]
+Auth = Callable[[Target, Mapping[str, str]], dict[str, str]]  # an OpenAI-wire target's headers
+TRACE_HEADERS = ("traceparent", "tracestate")  # W3C trace context travels on
 
 
 class Whole(UpstreamResponse):
@@ -118,25 +121,50 @@ class Wire:
     name: str
     request: Callable[[dict[str, Any]], dict[str, Any]]
     answer: Callable[[dict[str, Any], str], dict[str, Any]]
-    url: Callable[[str, str, bool], str]
+    url: Callable[[Target, str, bool], str]
     steps: Callable[[AsyncIterator[bytes]], AsyncIterator[Step]]
 
 
 WIRES = {
     BEDROCK: Wire(
-        "Bedrock", bedrock.to_converse, bedrock.from_converse, bedrock.url, bedrock.steps
+        "Bedrock",
+        bedrock.to_converse,
+        bedrock.from_converse,
+        lambda target, model, stream: bedrock.url(target.base_url, model, stream),
+        bedrock.steps,
     ),
-    GEMINI: Wire("Gemini", gemini.to_gemini, gemini.from_gemini, gemini.url, gemini.steps),
+    GEMINI: Wire(
+        "Gemini",
+        gemini.to_gemini,
+        gemini.from_gemini,
+        lambda target, model, stream: gemini.url(target.base_url, model, stream),
+        gemini.steps,
+    ),
+    AZURE: Wire(
+        "Azure OpenAI",
+        openai_chat.request,
+        openai_chat.answer,
+        lambda target, model, stream: target.url("/chat/completions", model),
+        openai_chat.steps,
+    ),
 }
 
 
 class Translator:
-    def __init__(self, post: Post, http: httpclient.HttpClient) -> None:
-        self._post, self._http = post, http
+    def __init__(self, post: Post, http: httpclient.HttpClient, auth: Auth) -> None:
+        self._post, self._http, self._auth = post, http, auth
         self._tokens: ServiceAccountTokens | None = None
 
-    async def open(self, target: Target, path: str, body: bytes, model: str) -> UpstreamResponse:
+    async def open(
+        self,
+        target: Target,
+        path: str,
+        body: bytes,
+        model: str,
+        passthrough: Mapping[str, str],
+    ) -> UpstreamResponse:
         wire = WIRES[target.wire]
+        trace = {k: passthrough[k] for k in TRACE_HEADERS if k in passthrough}
         if path == "/embeddings":
             return await self._embed(target, wire, body, model)
         caller = CALLERS.get(path)
@@ -152,8 +180,9 @@ class Translator:
             message = f"the request could not be translated for {wire.name}"  # check let by
             return Whole(400, caller.error(400, message))
         stream = bool(chat.get("stream"))
-        where = wire.url(target.base_url, model, stream)
-        response = await self._post(target, where, data, await self._headers(target, where, data))
+        where = wire.url(target, model, stream)
+        headers = await self._headers(target, where, data)
+        response = await self._post(target, where, data, headers | trace)
         if response.status != 200:
             raw = await _read(response)
             return Whole(response.status, caller.error(response.status, _message(raw, wire.name)))
@@ -168,9 +197,11 @@ class Translator:
 
     async def _headers(self, target: Target, where: str, data: bytes) -> dict[str, str]:
         """The provider's credentials: a SigV4 signature (Bedrock), a service account's
-        token or an API key (Gemini)."""
+        token or an API key (Gemini), Azure's own."""
         if target.wire == BEDROCK:
             return bedrock.sign(where, data, target.api_key, target.region or "")
+        if target.wire == AZURE:
+            return self._auth(target, {})
         headers = {"content-type": "application/json"}
         if target.auth == SERVICE_ACCOUNT:
             headers["authorization"] = f"Bearer {await self._token(target)}"

@@ -18,7 +18,7 @@ from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_
 from cordon_dev.mock_provider import MockProvider
 from cordon_dev.procs import free_port
 from gateway.upstream.providers import AZURE_API_VERSION
-from tests.gateway.upstream.translated import sdk
+from tests.gateway.upstream.translated import anthropic_sdk, sdk
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
@@ -98,6 +98,7 @@ def governed(azure_url: str, **provider: Any) -> dict[str, Any]:
         },
         "secret_key_ref": {"env": "AZURE_OPENAI_KEY"},
         "deployments": {"gpt-4o": "prod-gpt4o"},
+        "region": "westeurope",
     }
     rules = [
         {"name": "email-in", "type": "input_filter", "action": "redact", "patterns": ["email"]},
@@ -156,6 +157,40 @@ async def test_chat_stream_tools_and_embeddings_pass_the_rules_through_azure(
     assert all(r["redactions"].get("email") for r in decisions(gateway))
 
 
+async def test_an_anthropic_caller_reaches_azure_translated_both_ways(
+    governed_gw: tuple[InProcessGateway, str], azure: tuple[MockProvider, str]
+) -> None:
+    """The `anthropic` SDK to an Azure deployment: a message, a stream and a tool use
+    go out as chat completions on Azure's wire and come back as Anthropic's, the rules
+    run on both sides, and the records name the target and its region."""
+    gateway, url = governed_gw
+    mock, _ = azure
+    client = anthropic_sdk(url, gateway)
+    said = [{"role": "user", "content": f"write to {EMAIL}"}]
+    answer = await client.messages.create(model="gpt-4o", max_tokens=50, messages=said)  # type: ignore[arg-type]
+    assert answer.content[0].text == "echo: write to [EMAIL]"  # type: ignore[union-attr]
+    assert answer.stop_reason == "end_turn" and answer.usage.output_tokens > 0
+    assert EMAIL not in str(mock.last_request) and mock.seen_auth["deployment"] == "prod-gpt4o"
+    async with client.messages.stream(model="gpt-4o", max_tokens=50, messages=said) as stream:  # type: ignore[arg-type]
+        streamed = "".join([text async for text in stream.text_stream])
+        final = await stream.get_final_message()
+    assert streamed == "echo: write to [EMAIL]" and final.usage.output_tokens > 0
+    assert mock.last_request["stream_options"] == {"include_usage": True}
+    tool = {"name": "lookup", "input_schema": {"type": "object"}}
+    used = await client.messages.create(
+        model="gpt-4o",
+        max_tokens=50,
+        messages=said,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+    )
+    block = used.content[0]
+    assert used.stop_reason == "tool_use" and block.type == "tool_use"
+    assert block.input == {"echo": "echo: write to [EMAIL]"}
+    assert {(r["route"], r["route_region"]) for r in decisions(gateway)} == {
+        ("azure-eu", "westeurope")
+    }
+
+
 async def test_an_entra_token_is_sent_as_a_bearer_and_v1_keeps_the_model_in_the_body(
     tmp_path: Path, azure: tuple[MockProvider, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,8 +230,9 @@ async def test_a_call_naming_the_azure_target_goes_straight_to_it(
     anthropic_call["messages"] = [{"role": "user", "content": "hi"}]
     async with httpx.AsyncClient(base_url=url, headers=gateway.auth) as http:
         other_api = await http.post("/v1/messages", json=anthropic_call)
-    assert other_api.status_code == 404  # the named target does not speak Anthropic's API
-    assert other_api.json()["error"]["type"] == "not_found_error"
+    # a caller of Anthropic's API naming it is served too, translated to Azure's wire
+    assert other_api.status_code == 200 and other_api.json()["type"] == "message"
+    assert mock.seen_auth["deployment"] == "gpt-4o"
 
 
 def test_cordon_policy_lint_takes_azure_targets_as_written() -> None:
