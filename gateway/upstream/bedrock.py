@@ -84,8 +84,14 @@ def to_converse(chat: dict[str, Any]) -> dict[str, Any]:
     if config:
         body["inferenceConfig"] = config
     tools = [_tool(t) for t in chat.get("tools") or [] if t.get("type") == "function"]
-    if tools:
+    choice = chat.get("tool_choice")
+    if tools and choice != "none":  # Converse has no "none": the tools are left out
         body["toolConfig"] = {"tools": tools}
+        if choice == "required":
+            body["toolConfig"]["toolChoice"] = {"any": {}}
+        elif isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            body["toolConfig"]["toolChoice"] = {"tool": {"name": name}}
     return body
 
 

@@ -79,7 +79,19 @@ def to_gemini(chat: dict[str, Any]) -> dict[str, Any]:
     declarations = [_declaration(t) for t in chat.get("tools") or [] if t.get("type") == "function"]
     if declarations:
         body["tools"] = [{"functionDeclarations": declarations}]
+        mode = _calling_mode(chat.get("tool_choice"))
+        if mode is not None:
+            body["toolConfig"] = {"functionCallingConfig": mode}
     return body
+
+
+def _calling_mode(choice: Any) -> dict[str, Any] | None:
+    """OpenAI's `tool_choice` as Gemini's function calling mode."""
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return {"mode": "ANY", "allowedFunctionNames": [name]}
+    modes = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+    return {"mode": modes[choice]} if choice in modes else None
 
 
 def _call_names(messages: list[dict[str, Any]]) -> dict[str, str]:

@@ -37,6 +37,9 @@ def to_chat(request: dict[str, Any]) -> dict[str, Any]:
     tools = [_tool(t) for t in request.get("tools") or [] if isinstance(t, dict)]
     if tools:
         chat["tools"] = tools
+    choice = _tool_choice(request.get("tool_choice"))
+    if choice is not None:
+        chat["tool_choice"] = choice
     if request.get("stream"):
         chat["stream"] = True
     return chat
@@ -79,6 +82,16 @@ def _turn(message: dict[str, Any]) -> list[dict[str, Any]]:
             said["tool_calls"] = calls
         turn.append(said)
     return turn
+
+
+def _tool_choice(choice: Any) -> Any:
+    """Anthropic's `tool_choice` as OpenAI's: auto, any (required), none, or one tool."""
+    if not isinstance(choice, dict):
+        return None
+    kind = choice.get("type")
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    return {"auto": "auto", "any": "required", "none": "none"}.get(str(kind))
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:

@@ -308,3 +308,33 @@ async def test_a_hostile_stream_ends_in_an_error_that_quotes_nothing_unfiltered(
     assert EMAIL not in str(broke.value) and "throttled" not in str(broke.value)
     (record,) = _decisions(gateway)
     assert record["outcome"] == "error" and "throttled" not in json.dumps(record)
+
+
+async def test_tool_choice_is_translated(dialect: str, both_ways: Served) -> None:
+    """`tool_choice` required or naming a tool reaches the provider as its own setting."""
+    gateway, mock, url = both_ways
+    named = {"type": "function", "function": {"name": "lookup"}}
+    await sdk(url, gateway).chat.completions.create(
+        model=MODELS[dialect],
+        messages=[{"role": "user", "content": "hi"}],
+        tools=[TOOL],
+        tool_choice=named,  # type: ignore[arg-type]
+    )
+    sent = mock.last_request
+    if dialect == "bedrock":
+        assert sent["toolConfig"]["toolChoice"] == {"tool": {"name": "lookup"}}
+    else:
+        calling = {"mode": "ANY", "allowedFunctionNames": ["lookup"]}
+        assert sent["toolConfig"] == {"functionCallingConfig": calling}
+    await anthropic_sdk(url, gateway).messages.create(
+        model=MODELS[dialect],
+        max_tokens=20,
+        messages=[{"role": "user", "content": "hi"}],
+        tools=[{"name": "lookup", "input_schema": {"type": "object"}}],
+        tool_choice={"type": "any"},
+    )
+    sent = mock.last_request
+    if dialect == "bedrock":
+        assert sent["toolConfig"]["toolChoice"] == {"any": {}}
+    else:
+        assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
