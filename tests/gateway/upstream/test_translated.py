@@ -338,3 +338,25 @@ async def test_tool_choice_is_translated(dialect: str, both_ways: Served) -> Non
         assert sent["toolConfig"]["toolChoice"] == {"any": {}}
     else:
         assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+
+
+async def test_content_the_translation_cannot_carry_is_refused_not_dropped(
+    dialect: str, both_ways: Served
+) -> None:
+    """An image block cannot become a chat message for these providers: a 400 in
+    Anthropic's shape saying so, a record, and no provider call."""
+    gateway, mock, url = both_ways
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"},
+    }
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await anthropic_sdk(url, gateway).messages.create(
+            model=MODELS[dialect],
+            max_tokens=20,
+            messages=[{"role": "user", "content": [image, {"type": "text", "text": "what is it"}]}],  # type: ignore[list-item]
+        )
+    assert "content of type image is not translated" in refused.value.message
+    assert not mock.last_request
+    (record,) = _decisions(gateway)
+    assert record["status"] == 400
