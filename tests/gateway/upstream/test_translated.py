@@ -135,6 +135,10 @@ async def test_openai_chat_redacts_the_request_and_names_the_route(
     assert answer.choices[0].message.content == "echo: mail [EMAIL]"
     assert answer.usage is not None and answer.usage.completion_tokens
     assert EMAIL not in json.dumps(mock.last_request) and mock.seen_auth["model"] == MODELS[dialect]
+    if dialect == "vertex":  # the service account's token, fetched once from the mock's endpoint
+        assert mock.seen_auth["authorization"] in mock.issued_tokens
+        assert mock.stats["google token"] == 1 and not mock.seen_auth["x-goog-api-key"]
+        assert mock.seen_auth["path"].startswith("/v1/projects/cordon-test/locations/europe-west4/")
     _routed(gateway, dialect)
 
 
