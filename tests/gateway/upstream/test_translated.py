@@ -1,6 +1,6 @@
-"""Every translated dialect (Bedrock's Converse and ConverseStream, Gemini's
-generateContent and streamGenerateContent, Vertex AI with a service account's token),
-through the real `openai` and `anthropic` SDKs: a chat, a stream, a tool call and an
+"""Every new dialect (Bedrock's Converse and ConverseStream, Gemini's generateContent and
+streamGenerateContent, Vertex AI with a service account's token, and Azure OpenAI, which
+an Anthropic caller reaches translated), through the real `openai` and `anthropic` SDKs: a chat, a stream, a tool call and an
 embedding, with an email redacted in the translated request and in the translated
 answer, and the records naming the target and its region. The mocks speak each
 provider's wire (`cordon_dev.mock_clouds`)."""
@@ -58,6 +58,7 @@ def _targets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Target]:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("CORDON_PROVIDER_BEDROCK", json.dumps(KEYS))
     monkeypatch.setenv("CORDON_PROVIDER_GEMINI", "gemini-key-1")
+    monkeypatch.setenv("CORDON_PROVIDER_AZURE", "azure-key-1")
 
     def bedrock(base: str) -> dict[str, Any]:
         provider = {"api": "bedrock", "base_url": base}
@@ -82,13 +83,22 @@ def _targets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Target]:
             "region": "europe-west4"
         }
 
-    return {"bedrock": bedrock, "gemini": gemini, "vertex": vertex}
+    def azure(base: str) -> dict[str, Any]:
+        provider = {"api": "azure-openai", "base_url": f"{base}/openai/deployments"}
+        secret = {"env": "CORDON_PROVIDER_AZURE"}
+        return {"id": "azure-eu", "provider": provider, "secret_key_ref": secret} | {
+            "region": "westeurope"
+        }
+
+    return {"bedrock": bedrock, "gemini": gemini, "vertex": vertex, "azure": azure}
 
 
-DIALECTS = ["bedrock", "gemini", "vertex"]
+TRANSLATED = ["bedrock", "gemini", "vertex"]  # for callers of either API
+DIALECTS = [*TRANSLATED, "azure"]  # Azure: OpenAI's wire, translated for Anthropic callers
 REGIONS = {"bedrock": "eu-central-1", "gemini": "europe-west4", "vertex": "europe-west4"}
+REGIONS["azure"] = "westeurope"
 MODELS = {"bedrock": "anthropic.claude-3-haiku", "gemini": "gemini-2.0-flash"}
-MODELS["vertex"] = MODELS["gemini"]
+MODELS |= {"vertex": MODELS["gemini"], "azure": "gpt-4o"}
 
 
 @pytest.fixture(params=DIALECTS)
@@ -134,7 +144,9 @@ async def test_openai_chat_redacts_the_request_and_names_the_route(
     )
     assert answer.choices[0].message.content == "echo: mail [EMAIL]"
     assert answer.usage is not None and answer.usage.completion_tokens
-    assert EMAIL not in json.dumps(mock.last_request) and mock.seen_auth["model"] == MODELS[dialect]
+    assert EMAIL not in json.dumps(mock.last_request)
+    asked = mock.seen_auth["deployment" if dialect == "azure" else "model"]
+    assert asked == MODELS[dialect]
     if dialect == "vertex":  # the service account's token, fetched once from the mock's endpoint
         assert mock.seen_auth["authorization"] in mock.issued_tokens
         assert mock.stats["google token"] == 1 and not mock.seen_auth["x-goog-api-key"]
@@ -247,12 +259,12 @@ async def test_anthropic_stream_answer_is_redacted(dialect: str, answers_only: S
 
 
 EMBEDDERS = {"bedrock": "amazon.titan-embed-text-v2:0", "gemini": "text-embedding-004"}
-EMBEDDERS["vertex"] = EMBEDDERS["gemini"]
+EMBEDDERS |= {"vertex": EMBEDDERS["gemini"], "azure": "text-embedding-3-small"}
 
 
 async def test_openai_embeddings(dialect: str, both_ways: Served) -> None:
     """Bedrock: Titan through InvokeModel, a call per text; Gemini: batchEmbedContents;
-    Vertex AI: predict."""
+    Vertex AI: predict; Azure: its deployment's embeddings."""
     gateway, mock, url = both_ways
     answer = await sdk(url, gateway).embeddings.create(
         model=EMBEDDERS[dialect], input=[f"mail {EMAIL}", "second"]
@@ -294,6 +306,7 @@ async def test_a_provider_error_comes_back_in_the_callers_shape(
     assert failed.value.status_code >= 500
 
 
+@pytest.mark.parametrize("dialect", TRANSLATED)
 @pytest.mark.parametrize("mode", ["garbage-stream", "error-stream"])
 async def test_a_hostile_stream_ends_in_an_error_that_quotes_nothing_unfiltered(
     dialect: str, answers_only: Served, mode: str
@@ -314,6 +327,7 @@ async def test_a_hostile_stream_ends_in_an_error_that_quotes_nothing_unfiltered(
     assert record["outcome"] == "error" and "throttled" not in json.dumps(record)
 
 
+@pytest.mark.parametrize("dialect", ["bedrock", "gemini"])
 async def test_tool_choice_is_translated(dialect: str, both_ways: Served) -> None:
     """`tool_choice` required or naming a tool reaches the provider as its own setting."""
     gateway, mock, url = both_ways
