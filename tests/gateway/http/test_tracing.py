@@ -107,6 +107,27 @@ async def test_a_streamed_answer_carries_its_finish_reasons(
     assert [v.string_value for v in reasons.array_value.values] == ["stop"]
 
 
+async def test_the_standard_sampler_variable_is_honoured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`OTEL_TRACES_SAMPLER` (here `always_off`) is the SDK's: a call not sampled is
+    served and recorded, and no span is exported."""
+    receiver = Receiver()
+    async with serve_in_loop(receiver) as url:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+        async with in_process_gateway(tmp_path) as gateway:
+            call = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+            answer = await gateway.client.post(
+                "/v1/chat/completions", json=call, headers=gateway.auth
+            )
+            assert answer.status_code == 200 and gateway.runtime.tracing.on
+            await asyncio.to_thread(gateway.runtime.tracing.flush)
+            assert [r["kind"] for r in gateway.records()] == ["decision"]
+            sent = gateway.provider.seen_auth["traceparent"]
+    assert receiver.spans == [] and int(sent[-2:], 16) & 1 == 0  # not sampled, and says so
+
+
 async def test_off_by_default_the_callers_trace_context_still_travels(tmp_path: Path) -> None:
     async with in_process_gateway(tmp_path) as gateway:
         assert not gateway.runtime.tracing.on
