@@ -117,6 +117,10 @@ class Runtime:
         targets = providers.targets_from(document, self.pack_env, self.settings.secret_store_dir)
         for target in targets:
             self.egress.check_url(target.base_url)
+            if target.auth == providers.SERVICE_ACCOUNT:  # its tokens come from elsewhere
+                from gateway.upstream import google_auth
+
+                self.egress.check_url(google_auth.token_uri(target.api_key))
         return targets
 
     def _pack_age(self) -> float:
@@ -256,8 +260,11 @@ class Runtime:
         while its pack watch is live (a dead watch must show as stale), at once after
         a change or a (re)started watch, and again shortly after a report that failed."""
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+            # lands as the report falls due, and `stop()` then waited on this forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._report_due.wait(), REPORT_EVERY_S)
+                async with asyncio.timeout(REPORT_EVERY_S):
+                    await self._report_due.wait()
             self._report_due.clear()
             if self.backplane.watching and not await self._report_applied():
                 await asyncio.sleep(0.5)

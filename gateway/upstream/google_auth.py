@@ -48,6 +48,7 @@ __all__ = [
     "SCOPE",
     "ServiceAccountTokens",
     "is_service_account",
+    "token_uri",
 ]
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -81,6 +82,12 @@ def is_service_account(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(document, dict) and document.get("type") == "service_account"
+
+
+def token_uri(key_json: str) -> str:
+    """Where the key's tokens come from (checked against the egress policy when a pack
+    is activated); `PackError` if the text is not a usable service-account key."""
+    return _account(key_json).token_uri
 
 
 @dataclass(frozen=True, repr=False)

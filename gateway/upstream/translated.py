@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cordon import jsoncodec
 from cordon.errors import (
     HttpClientError,
+    PackError,
     ResponseTooLargeError,
     UpstreamError,
     UpstreamTooLargeError,
@@ -214,7 +215,10 @@ class Translator:
             from gateway.upstream.google_auth import ServiceAccountTokens
 
             self._tokens = ServiceAccountTokens(self._http)
-        return await self._tokens.token(target.api_key)
+        try:
+            return await self._tokens.token(target.api_key)
+        except PackError as exc:  # a key rotated into one that cannot be used
+            raise UpstreamError(f"{target.id}: {exc}") from exc
 
     async def _embed(self, target: Target, wire: Wire, body: bytes, model: str) -> Whole:
         """An OpenAI embeddings request through Bedrock's InvokeModel (one call per

@@ -1,9 +1,9 @@
 """Every new dialect (Bedrock's Converse and ConverseStream, Gemini's generateContent and
 streamGenerateContent, Vertex AI with a service account's token, and Azure OpenAI, which
-an Anthropic caller reaches translated), through the real `openai` and `anthropic` SDKs: a chat, a stream, a tool call and an
-embedding, with an email redacted in the translated request and in the translated
-answer, and the records naming the target and its region. The mocks speak each
-provider's wire (`cordon_dev.mock_clouds`)."""
+an Anthropic caller reaches translated), through the real `openai` and `anthropic` SDKs:
+a chat, a stream, a tool call and an embedding, with an email redacted in the translated
+request and in the translated answer, and the records naming the target and its region.
+The mocks speak each provider's wire (`cordon_dev.mock_clouds`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cordon_dev.inprocess import InProcessGateway
+from cordon_dev.inprocess import (
+    InProcessGateway,
+    in_process_gateway,
+    serve_in_loop,
+    signed_pack,
+    wait_for,
+)
 from cordon_dev.mock_provider import MockProvider
 from tests.gateway.upstream.translated import EMAIL_RULES, anthropic_sdk, fronting, sdk
 
@@ -378,3 +384,29 @@ async def test_content_the_translation_cannot_carry_is_refused_not_dropped(
     assert not mock.last_request
     (record,) = _decisions(gateway)
     assert record["status"] == 400
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (_service_account("http://169.254.169.254/token"), "link-local"),
+        ("AIza-not-a-key-file", "not JSON"),
+    ],
+    ids=["token-uri-at-a-metadata-address", "an-api-key"],
+)
+async def test_a_service_account_whose_token_uri_egress_refuses_refuses_the_pack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str, reason: str
+) -> None:
+    """The key's `token_uri` is where the gateway will send a signed grant: it passes
+    the egress policy at activation like any provider URL, and a secret that is no
+    service-account key refuses the pack then, never a call."""
+    monkeypatch.setenv("CORDON_PROVIDER_VERTEX", secret)
+    async with serve_in_loop(MockProvider()) as base, in_process_gateway(tmp_path) as gateway:
+        target = _targets(monkeypatch)["vertex"](base)
+        monkeypatch.setenv("CORDON_PROVIDER_VERTEX", secret)  # what the target set is replaced
+        document = {"pack": {"name": "default"}, "providers": {"targets": [target]}}
+        gateway.backplane.offer(signed_pack(document, gateway.owner, 2))
+        await wait_for(lambda: gateway.runtime.packs.last_rejection is not None)
+        rejection = gateway.runtime.packs.last_rejection
+    assert rejection is not None and reason in rejection.reason
+    assert "PRIVATE KEY" not in rejection.reason and "AIza" not in rejection.reason
