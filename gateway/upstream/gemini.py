@@ -11,6 +11,7 @@ into the caller's stream as they come; embeddings ask `batchEmbedContents`.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -44,7 +45,13 @@ SAMPLING = {
     "top_p": "topP",
     "stop": "stopSequences",
 }
-FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
+FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    **dict.fromkeys(
+        ("SAFETY", "RECITATION", "PROHIBITED_CONTENT", "SPII", "BLOCKLIST"), "content_filter"
+    ),
+}
 
 
 def url(base_url: str, model: str, stream: bool = False) -> str:
@@ -94,6 +101,12 @@ def _calling_mode(choice: Any) -> dict[str, Any] | None:
     return {"mode": modes[choice]} if choice in modes else None
 
 
+def _call_id() -> str:
+    """A new id for a call Gemini asked for: Gemini gives none, and one reused across
+    turns would answer a later call with an earlier call's result."""
+    return f"call_gemini_{secrets.token_hex(8)}"
+
+
 def _call_names(messages: list[dict[str, Any]]) -> dict[str, str]:
     """Each tool call's id -> its function's name (Gemini answers a call by name)."""
     names: dict[str, str] = {}
@@ -133,14 +146,12 @@ def from_gemini(answer: dict[str, Any], model: str) -> dict[str, Any]:
     candidates = answer.get("candidates") or [{}]
     candidate = candidates[0] if isinstance(candidates[0], dict) else {}
     text, calls = [], []
-    for index, part in enumerate((candidate.get("content") or {}).get("parts") or []):
+    for part in (candidate.get("content") or {}).get("parts") or []:
         if "text" in part:
             text.append(str(part["text"]))
         elif "functionCall" in part:
             call = part["functionCall"]
-            calls.append(
-                tool_call(f"call_gemini_{index}", str(call.get("name", "")), call.get("args"))
-            )
+            calls.append(tool_call(_call_id(), str(call.get("name", "")), call.get("args")))
     finish = "tool_calls" if calls else FINISH.get(str(candidate.get("finishReason")), "stop")
     usage = answer.get("usageMetadata") or {}
     counted = (
@@ -164,7 +175,7 @@ async def steps(chunks: AsyncIterator[bytes]) -> AsyncIterator[Step]:
                 yield Text(str(part["text"]))
             elif "functionCall" in part:
                 call = part["functionCall"]
-                yield ToolStart(calls, f"call_gemini_{calls}", str(call.get("name", "")))
+                yield ToolStart(calls, _call_id(), str(call.get("name", "")))
                 yield ToolArgs(calls, jsoncodec.dumps(call.get("args") or {}).decode())
                 calls += 1
         if candidate.get("finishReason"):

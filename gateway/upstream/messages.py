@@ -16,6 +16,7 @@ from typing import Any
 from cordon import jsoncodec
 from cordon.errors import UpstreamError
 from gateway.upstream.steps import anthropic_stop
+from gateway.upstream.translate import count, text_of
 
 __all__ = ["from_completion", "to_chat"]
 
@@ -32,8 +33,11 @@ def to_chat(request: dict[str, Any]) -> dict[str, Any]:
         messages.extend(_turn(message))
     chat: dict[str, Any] = {"model": request.get("model"), "messages": messages}
     chat.update({k: request[k] for k in SAMPLING if k in request})
-    if request.get("stop_sequences"):
-        chat["stop"] = list(request["stop_sequences"])
+    stops = request.get("stop_sequences")
+    if stops:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise UpstreamError("stop_sequences is a list of strings")
+        chat["stop"] = stops
     tools = [_tool(t) for t in request.get("tools") or [] if isinstance(t, dict)]
     if tools:
         chat["tools"] = tools
@@ -46,11 +50,9 @@ def to_chat(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _text(content: Any) -> str:
-    """A system prompt or a message's content as text: a string, or its text blocks."""
-    if isinstance(content, str):
-        return content
-    blocks = content if isinstance(content, list) else []
-    return "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+    """A system prompt or a tool result as text: a string, or its text blocks (any other
+    block, or a text that is not a string, is refused: see `translate.text_of`)."""
+    return text_of(content)
 
 
 def _turn(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,11 +64,13 @@ def _turn(message: dict[str, Any]) -> list[dict[str, Any]]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
-    for block in content if isinstance(content, list) else []:
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(str(block.get("text", "")))
-        elif kind == "tool_use":
+    if not isinstance(content, list):
+        raise UpstreamError("a message's content is a string or a list of blocks")
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_use" and isinstance(block.get("input", {}), dict):
             arguments = jsoncodec.dumps(block.get("input") or {}).decode()
             function = {"name": block.get("name"), "arguments": arguments}
             calls.append({"id": block.get("id"), "type": "function", "function": function})
@@ -107,15 +111,21 @@ def from_completion(completion: dict[str, Any]) -> dict[str, Any]:
     message."""
     choice = (completion.get("choices") or [{}])[0]
     reply = choice.get("message") or {}
+    said = reply.get("content")
+    if said is not None and not isinstance(said, str):  # nothing the rules would read
+        raise UpstreamError("the provider's answer held content that is not text")
     content: list[dict[str, Any]] = []
-    if reply.get("content"):
-        content.append({"type": "text", "text": reply["content"]})
+    if said:
+        content.append({"type": "text", "text": said})
     for call in reply.get("tool_calls") or []:
         function = call.get("function") or {}
+        raw = function.get("arguments") or "{}"
         try:
-            given = jsoncodec.loads(function.get("arguments") or "{}")
+            given = jsoncodec.loads(raw) if isinstance(raw, str) else raw
         except ValueError:
-            given = {"arguments": function.get("arguments")}
+            given = raw
+        if not isinstance(given, dict):  # the rules read an object's strings
+            given = {"arguments": given}
         use = {"type": "tool_use", "id": call.get("id"), "name": function.get("name")}
         content.append(use | {"input": given})
     usage = completion.get("usage") or {}
@@ -128,7 +138,7 @@ def from_completion(completion: dict[str, Any]) -> dict[str, Any]:
         "stop_reason": anthropic_stop(str(choice.get("finish_reason") or "stop")),
         "stop_sequence": None,
         "usage": {
-            "input_tokens": usage.get("prompt_tokens") or 0,
-            "output_tokens": usage.get("completion_tokens") or 0,
+            "input_tokens": count(usage.get("prompt_tokens")) or 0,
+            "output_tokens": count(usage.get("completion_tokens")) or 0,
         },
     }

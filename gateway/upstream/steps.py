@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cordon import jsoncodec
+from gateway.upstream.translate import count
 
 __all__ = [
     "ChatChunks",
@@ -80,7 +81,7 @@ class ChatChunks:
 
     def write(self, step: Step) -> bytes:
         if isinstance(step, End):
-            prompt, completion, total = step.usage
+            prompt, completion, total = (count(n) for n in step.usage)
             usage = {"prompt_tokens": prompt, "completion_tokens": completion}
             final = self._chunk({}, step.finish) | {"usage": usage | {"total_tokens": total}}
             return _sse(final) + b"data: [DONE]\n\n"
@@ -123,6 +124,7 @@ class MessageEvents:
         self._model = model
         self._block = -1  # the open content block's index; -1 before the first
         self._open: str | None = None  # "text", "tool" or None (closed)
+        self._tools: dict[int, int] = {}  # a tool call's index -> its content block
         self._started = False
 
     def write(self, step: Step) -> bytes:
@@ -135,8 +137,12 @@ class MessageEvents:
         elif isinstance(step, ToolStart):
             block = {"type": "tool_use", "id": step.id, "name": step.name, "input": {}}
             out += self._open_block(block, "tool")
+            self._tools[step.index] = self._block
         elif isinstance(step, ToolArgs):
-            out += self._delta({"type": "input_json_delta", "partial_json": step.json})
+            # arguments go to their call's block while it is the open one (Anthropic's
+            # blocks do not interleave); those of a call never started are dropped
+            if self._open == "tool" and self._tools.get(step.index) == self._block:
+                out += self._delta({"type": "input_json_delta", "partial_json": step.json})
         else:
             out += self._close() + self._finish(step)
         return out
@@ -173,7 +179,7 @@ class MessageEvents:
         return _sse({"type": "content_block_stop", "index": self._block}, "content_block_stop")
 
     def _finish(self, end: End) -> bytes:
-        prompt, completion, _ = end.usage
+        prompt, completion, _ = (count(n) for n in end.usage)
         delta = {"stop_reason": anthropic_stop(end.finish), "stop_sequence": None}
         usage = {"input_tokens": prompt or 0, "output_tokens": completion or 0}
         message_delta = {"type": "message_delta", "delta": delta, "usage": usage}

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_EVENT",
     "arguments",
     "chat_completion",
+    "count",
     "sampling",
     "sse_json",
     "text_of",
@@ -25,24 +26,43 @@ MAX_EVENT = 8 * 1024 * 1024  # one streamed event, read whole before it is trans
 
 
 def text_of(content: Any) -> str:
-    """A message's text: a string, or the text parts of a list of them."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+    """A caller's message text: a string, or the text parts of a list of them. Only
+    what the pack's rules read as text is taken: a part of another type (an image), or
+    a `text` that is not a string, is `UpstreamError` (refused, never dropped or
+    turned into text the rules did not see)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise UpstreamError("message content is a string or a list of text parts")
+    texts = []
+    for part in content:
+        kind = part.get("type", "text") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise UpstreamError(f"content of type {kind} is not translated for this provider")
+        texts.append(part["text"])
+    return "".join(texts)
 
 
-def arguments(call: Mapping[str, Any]) -> tuple[str, Any]:
-    """A tool call's function name and its arguments as JSON (text that is not JSON is
-    kept as it came, under `arguments`)."""
+def arguments(call: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A caller's tool call: its function's name and its arguments as an object
+    (arguments that are JSON but no object, or no JSON, are kept under `arguments`).
+    Arguments that are not a string, as the rules read them, are `UpstreamError`."""
     function = call.get("function") or {}
     raw = function.get("arguments") or "{}"
+    if not isinstance(raw, str):
+        raise UpstreamError("a tool call's arguments are a string of JSON")
     try:
         parsed = jsoncodec.loads(raw)
     except ValueError:
-        parsed = {"arguments": raw}
-    return str(function.get("name", "")), parsed
+        parsed = raw
+    return str(function.get("name", "")), parsed if isinstance(parsed, dict) else {
+        "arguments": parsed
+    }
+
+
+def count(value: Any) -> int | None:
+    """A provider's token count, if it is one (a string or a float is not)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def sampling(chat: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
@@ -76,7 +96,7 @@ def chat_completion(
     }
     if calls:
         reply["tool_calls"] = calls
-    prompt, completion, total = usage
+    prompt, completion, total = (count(n) for n in usage)
     now = time.time()
     return {
         "id": f"chatcmpl-{int(now * 1000)}",

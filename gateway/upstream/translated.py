@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # loaded on a service account's first call: most replicas use
 __all__ = ["MAX_TRANSLATED", "Streamed", "Translator", "Whole"]
 
 MAX_TRANSLATED = 16 * 1024 * 1024  # a translated answer is read whole first
+MAX_TEXTS = 2048  # texts in one embeddings call, as OpenAI's own API allows
 
 Post = Callable[[Target, str, bytes, Mapping[str, str]], Awaitable[httpclient.Response]]
 Auth = Callable[[Target, Mapping[str, str]], dict[str, str]]  # an OpenAI-wire target's headers
@@ -47,9 +48,11 @@ class Whole(UpstreamResponse):
     """A provider's answer already read and put in the caller's API shape: the same
     surface as `UpstreamResponse`."""
 
-    def __init__(self, status: int, body: bytes) -> None:  # no connection behind it
-        self.status = status
+    def __init__(self, status: int, body: bytes, retry_after: str | None = None) -> None:
+        self.status = status  # no connection behind it
         self.headers = {"content-type": "application/json"}
+        if retry_after is not None:  # the provider's, for the caller and the breaker's rest
+            self.headers["retry-after"] = retry_after
         self._body = body
 
     async def read(self, limit: int | None = None) -> bytes:
@@ -167,7 +170,11 @@ class Translator:
         wire = WIRES[target.wire]
         trace = {k: passthrough[k] for k in TRACE_HEADERS if k in passthrough}
         if path == "/embeddings":
-            return await self._embed(target, wire, body, model)
+            try:
+                return await self._embed(target, wire, body, model)
+            except (AttributeError, KeyError, TypeError, ValueError, struct.error):
+                message = f"{wire.name}'s embedding answer could not be read"
+                return Whole(502, openai_error(502, message))
         caller = CALLERS.get(path)
         if caller is None:
             served = "chat completions, Anthropic messages and embeddings"
@@ -185,16 +192,16 @@ class Translator:
         headers = await self._headers(target, where, data)
         response = await self._post(target, where, data, headers | trace)
         if response.status != 200:
-            raw = await _read(response)
-            return Whole(response.status, caller.error(response.status, _message(raw, wire.name)))
+            return await _refused(response, wire, caller.error)
         if stream:
             return Streamed(response, wire.steps, caller.writer(model))
         try:
             answer = jsoncodec.loads(await _read(response))
-        except ValueError:
-            message = f"{wire.name}'s answer was not JSON; nothing was released"
+            return Whole(200, jsoncodec.dumps(caller.answer(wire.answer(answer, model))))
+        except (AttributeError, KeyError, TypeError, ValueError, UpstreamError):
+            # not JSON, or not the shape the provider documents: nothing is released
+            message = f"{wire.name}'s answer could not be read; nothing was released"
             return Whole(502, caller.error(502, message))
-        return Whole(200, jsoncodec.dumps(caller.answer(wire.answer(answer, model))))
 
     async def _headers(self, target: Target, where: str, data: bytes) -> dict[str, str]:
         """The provider's credentials: a SigV4 signature (Bedrock), a service account's
@@ -229,6 +236,9 @@ class Translator:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             message = f"{wire.name} embeddings take text input (a string or a list of them)"
             return Whole(400, openai_error(400, message))
+        if len(texts) > MAX_TEXTS:
+            message = f"{wire.name} embeddings take at most {MAX_TEXTS} texts a call"
+            return Whole(400, openai_error(400, message))
         vectors: list[list[float]] = []
         tokens = 0
         if target.wire == BEDROCK:
@@ -249,11 +259,14 @@ class Translator:
                 return answer
             vectors, counted = gemini.embeddings_of(answer)
             tokens = counted or 0
-        encode = _base64 if request.get("encoding_format") == "base64" else (lambda v: v)
-        data = [
-            {"object": "embedding", "index": i, "embedding": encode(v)}
-            for i, v in enumerate(vectors)
-        ]
+        try:
+            data = [
+                {"object": "embedding", "index": i, "embedding": _vector(v, request)}
+                for i, v in enumerate(vectors)
+            ]
+        except (TypeError, ValueError, struct.error):
+            message = f"{wire.name}'s embedding was not a list of numbers"
+            return Whole(502, openai_error(502, message))
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         listed = {"object": "list", "data": data, "model": model, "usage": usage}
         return Whole(200, jsoncodec.dumps(listed))
@@ -264,9 +277,9 @@ class Translator:
         """One whole call: the provider's JSON answer, or the caller's error answer."""
         data = jsoncodec.dumps(request)
         response = await self._post(target, where, data, await self._headers(target, where, data))
-        raw = await _read(response)
         if response.status != 200:
-            return Whole(response.status, openai_error(response.status, _message(raw, wire.name)))
+            return await _refused(response, wire, openai_error)
+        raw = await _read(response)
         try:
             answer = jsoncodec.loads(raw)
         except ValueError:
@@ -276,9 +289,23 @@ class Translator:
         return answer
 
 
-def _base64(vector: list[float]) -> str:
-    """A vector as OpenAI's `encoding_format: base64` gives it: little-endian float32."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+def _vector(vector: list[Any], request: dict[str, Any]) -> list[float] | str:
+    """A vector as the caller asked: floats, or OpenAI's `encoding_format: base64`
+    (little-endian float32). A value that is no number is `TypeError`."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vector):
+        raise TypeError("not a number")
+    if request.get("encoding_format") == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return [float(v) for v in vector]
+
+
+async def _refused(
+    response: httpclient.Response, wire: Wire, error: Callable[[int, str], bytes]
+) -> Whole:
+    """A provider's error answer in the caller's shape, its `retry-after` kept."""
+    raw = await _read(response)
+    retry = response.headers.get("retry-after")
+    return Whole(response.status, error(response.status, _message(raw, wire.name)), retry)
 
 
 async def _read(response: httpclient.Response) -> bytes:
