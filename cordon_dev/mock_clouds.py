@@ -16,7 +16,8 @@ account's JWT grant, as Vertex AI takes it; the same paths under
 Replies follow the OpenAI mock's: `echo: <last user text>`, a call of the first tool
 with `{"echo": <text>}` when tools are offered, `tool said: <result>` after one. The
 `500` mode answers in the provider's error shape; `break-stream`, `garbage-stream` and
-`error-stream` spoil a stream after its first two events (see `_misbehaving`).
+`error-stream` and `oversize-stream` spoil a stream after its first two events (see
+`_misbehaving`).
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ def _misbehaving(mode: str, events: list[bytes], text: str) -> list[bytes]:
             events[2][:-1] + bytes([events[2][-1] ^ 0xFF]) if bedrock else b"data: {nope\r\n\r\n"
         )
         return [*events[:2], spoiled]
+    if mode == "oversize-stream":  # an event that never ends, or a frame declaring 20 MiB
+        huge = 20 * 1024 * 1024
+        if bedrock:
+            return [*events[:2], struct.pack(">II", huge, 0) + b"\0" * 65536]
+        return [*events[:2], b"data: " + b"x" * (9 * 1024 * 1024)]
     if mode == "error-stream":
         message = {"message": f"throttled while writing: {text}"}
         error = (

@@ -22,7 +22,14 @@ from urllib.parse import quote
 from cordon import jsoncodec
 from cordon.errors import PackError, UpstreamError
 from gateway.upstream.steps import End, Step, Text, ToolArgs, ToolStart
-from gateway.upstream.translate import arguments, chat_completion, sampling, text_of, tool_call
+from gateway.upstream.translate import (
+    MAX_EVENT,
+    arguments,
+    chat_completion,
+    sampling,
+    text_of,
+    tool_call,
+)
 
 __all__ = [
     "FINISH",
@@ -145,44 +152,61 @@ def from_converse(answer: dict[str, Any], model: str) -> dict[str, Any]:
 async def steps(chunks: AsyncIterator[bytes]) -> AsyncIterator[Step]:
     """A ConverseStream answer's events as steps; no `End` if it stopped without its
     `messageStop` (the relay then records a broken stream). An exception event, or a
-    frame that fails its checksum, is `UpstreamError`."""
-    from botocore.eventstream import EventStreamBuffer, ParserError
-
-    frames = EventStreamBuffer()
+    frame that fails its checksum or declares more than MAX_EVENT bytes, is
+    `UpstreamError`."""
     tools: dict[Any, int] = {}  # contentBlockIndex -> the call's index among the calls
     stop: str | None = None
     usage: tuple[Any, Any, Any] = (None, None, None)
-    async for chunk in chunks:
-        frames.add_data(chunk)
-        try:
-            events = [(m.headers, m.payload) for m in frames]
-        except ParserError as exc:
-            raise UpstreamError(f"Bedrock's stream was unreadable: {exc}") from exc
-        for headers, payload in events:
-            name, data = _event(headers, payload)
-            if name == "contentBlockStart" and "toolUse" in (data.get("start") or {}):
-                use = data["start"]["toolUse"]
-                tools[data.get("contentBlockIndex")] = len(tools)
+    async for headers, payload in _frames(chunks):
+        name, data = _event(headers, payload)
+        if name == "contentBlockStart" and "toolUse" in (data.get("start") or {}):
+            use = data["start"]["toolUse"]
+            tools[data.get("contentBlockIndex")] = len(tools)
+            index = tools[data.get("contentBlockIndex")]
+            yield ToolStart(index, str(use.get("toolUseId", "")), str(use.get("name", "")))
+        elif name == "contentBlockDelta":
+            delta = data.get("delta") or {}
+            if "text" in delta:
+                yield Text(str(delta["text"]))
+            elif "toolUse" in delta and data.get("contentBlockIndex") in tools:
                 index = tools[data.get("contentBlockIndex")]
-                yield ToolStart(index, str(use.get("toolUseId", "")), str(use.get("name", "")))
-            elif name == "contentBlockDelta":
-                delta = data.get("delta") or {}
-                if "text" in delta:
-                    yield Text(str(delta["text"]))
-                elif "toolUse" in delta and data.get("contentBlockIndex") in tools:
-                    index = tools[data.get("contentBlockIndex")]
-                    yield ToolArgs(index, str(delta["toolUse"].get("input", "")))
-            elif name == "messageStop":
-                stop = str(data.get("stopReason"))
-            elif name == "metadata":
-                counted = data.get("usage") or {}
-                usage = (
-                    counted.get("inputTokens"),
-                    counted.get("outputTokens"),
-                    counted.get("totalTokens"),
-                )
+                yield ToolArgs(index, str(delta["toolUse"].get("input", "")))
+        elif name == "messageStop":
+            stop = str(data.get("stopReason"))
+        elif name == "metadata":
+            counted = data.get("usage") or {}
+            usage = (
+                counted.get("inputTokens"),
+                counted.get("outputTokens"),
+                counted.get("totalTokens"),
+            )
     if stop is not None:
         yield End(FINISH.get(stop, "stop"), usage)
+
+
+async def _frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+    """AWS event-stream messages: cut here by the length each prelude declares (capped,
+    so a frame is buffered once and never beyond MAX_EVENT), then checked and parsed by
+    botocore's own parser (prelude and message CRC32s, typed headers)."""
+    from botocore.eventstream import EventStreamBuffer, ParserError
+
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        while len(pending) >= 4:
+            size = int.from_bytes(pending[:4], "big")
+            if size > MAX_EVENT or size < 16:
+                raise UpstreamError(f"Bedrock's stream declared a frame of {size} bytes")
+            if len(pending) < size:
+                break
+            frame = EventStreamBuffer()
+            frame.add_data(bytes(pending[:size]))
+            del pending[:size]
+            try:
+                (message,) = list(frame)
+            except (ParserError, ValueError) as exc:
+                raise UpstreamError(f"Bedrock's stream was unreadable: {exc}") from exc
+            yield message.headers, message.payload
 
 
 def _event(headers: dict[str, Any], payload: bytes) -> tuple[str, dict[str, Any]]:

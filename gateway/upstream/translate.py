@@ -119,19 +119,26 @@ async def sse_json(chunks: AsyncIterator[bytes], name: str) -> AsyncIterator[dic
     comments, keep-alives and OpenAI's `[DONE]` left out). An event that is not a JSON
     object, one over MAX_EVENT bytes, or an `error` event is `UpstreamError`: naming
     the error's code only, since its message may quote the prompt and this text
-    reaches the caller's stream and the record, where no rule runs on it."""
-    pending = b""
+    reaches the caller's stream and the record, where no rule runs on it.
+
+    Each byte is scanned once (a stream that never ends an event costs what it sends,
+    not its square): carriage returns go (JSON keeps none outside strings, where they
+    are escaped), and an event ends at a blank line."""
+    pending = bytearray()
     async for chunk in chunks:
-        pending = (pending + chunk).replace(b"\r\n", b"\n")
-        *events, pending = pending.split(b"\n\n")
-        if len(pending) > MAX_EVENT:
-            raise UpstreamError(f"{name}'s stream sent an event over {MAX_EVENT} bytes")
-        for event in events:
+        scanned = max(0, len(pending) - 1)
+        pending += chunk.replace(b"\r", b"")
+        while (end := pending.find(b"\n\n", scanned)) >= 0:
+            event = bytes(pending[:end])
+            del pending[: end + 2]
+            scanned = 0
             data = b"\n".join(
                 line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")
             )
             if data and data != b"[DONE]":
                 yield _object(data, name)
+        if len(pending) > MAX_EVENT:
+            raise UpstreamError(f"{name}'s stream sent an event over {MAX_EVENT} bytes")
 
 
 def _object(data: bytes, name: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # loaded on a service account's first call: most replicas use
 __all__ = ["MAX_TRANSLATED", "Streamed", "Translator", "Whole"]
 
 MAX_TRANSLATED = 16 * 1024 * 1024  # a translated answer is read whole first
+MAX_STREAMED = 64 * 1024 * 1024  # a translated stream, as the provider sends it
 MAX_TEXTS = 2048  # texts in one embeddings call, as OpenAI's own API allows
 
 Post = Callable[[Target, str, bytes, Mapping[str, str]], Awaitable[httpclient.Response]]
@@ -84,8 +85,18 @@ class Streamed(UpstreamResponse):
         self._read, self._writer = read, writer
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        async for step in self._read(super().chunks()):
+        async for step in self._read(self._received()):
             yield self._writer.write(step)
+
+    async def _received(self) -> AsyncIterator[bytes]:
+        """The provider's bytes, capped: events the translation passes over write
+        nothing, so the caller's stream limit alone would never stop them."""
+        total = 0
+        async for chunk in super().chunks():
+            total += len(chunk)
+            if total > MAX_STREAMED:
+                raise UpstreamError(f"the provider's stream exceeded {MAX_STREAMED} bytes")
+            yield chunk
 
 
 @dataclass(frozen=True)

@@ -313,13 +313,14 @@ async def test_a_provider_error_comes_back_in_the_callers_shape(
 
 
 @pytest.mark.parametrize("dialect", TRANSLATED)
-@pytest.mark.parametrize("mode", ["garbage-stream", "error-stream"])
+@pytest.mark.parametrize("mode", ["garbage-stream", "error-stream", "oversize-stream"])
 async def test_a_hostile_stream_ends_in_an_error_that_quotes_nothing_unfiltered(
     dialect: str, answers_only: Served, mode: str
 ) -> None:
-    """A frame failing its checksum, a chunk that is not JSON, or the provider's error
-    whose message quotes the prompt: the caller's stream ends in an error, the record
-    says `error`, and the provider's message is neither in the stream nor the record."""
+    """A frame failing its checksum, a chunk that is not JSON, the provider's error
+    whose message quotes the prompt, an event that never ends or a frame declaring
+    20 MiB: the caller's stream ends in an error, the record says `error`, and the
+    provider's message is neither in the stream nor the record."""
     gateway, mock, url = answers_only
     mock.mode = mode
     stream = await sdk(url, gateway).chat.completions.create(
