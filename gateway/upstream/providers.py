@@ -74,13 +74,17 @@ class Target:
         deployment = quote(self.deployments.get(model, model), safe="")
         return f"{self.base_url}/{deployment}{path}?api-version={quote(self.api_version)}"
 
-    def speaks(self, api: str) -> bool:
-        """Whether a caller of `api` may be sent here: Bedrock, Gemini and Azure OpenAI
-        take either API's callers, translated (`gateway.upstream.translated`)."""
-        return api == self.api or (api in APIS and self.wire in (*TRANSLATED, AZURE))
+    def speaks(self, api: str, named: bool = False) -> bool:
+        """Whether a caller of `api` may be sent here. Bedrock and Gemini take either
+        API's callers; Azure OpenAI takes Anthropic's, translated, only where the pack
+        says so: a caller naming it (`named`), or its `models` listing the model (a
+        target for any model is not made a fallback for Anthropic's callers)."""
+        if api == self.api or (api in APIS and self.wire in TRANSLATED):
+            return True
+        return api in APIS and self.wire == AZURE and (named or bool(self.models))
 
-    def serves(self, api: str, model: str) -> bool:
-        return self.speaks(api) and self.model_id(model) is not None
+    def serves(self, api: str, model: str, named: bool = False) -> bool:
+        return self.speaks(api, named) and self.model_id(model) is not None
 
     def model_id(self, model: str) -> str | None:
         """The entry of this target's `models` that `model` matches (a name or a pattern;

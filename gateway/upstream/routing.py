@@ -80,6 +80,9 @@ class Breakers:
         circuit.resting_until = max(circuit.resting_until, self._clock() + seconds)
 
 
+MAX_TURNS = 4096  # models whose round-robin turn a router remembers
+
+
 class Router:
     """Targets of the active pack, filtered by API and model, in the pack's order (those
     of the caller's own API ahead of those that translate it); or,
@@ -93,7 +96,7 @@ class Router:
         self.targets = targets
         self.breakers = breakers
         self.balance = balance
-        self._turns = itertools.count()
+        self._turns: dict[tuple[str, str], itertools.count[int]] = {}
 
     def named(self, model: str) -> tuple[Target | None, str]:
         """A model that names its target, `<target id>/<model>`: that target and the
@@ -111,14 +114,17 @@ class Router:
         one a model names, when it names one."""
         target, asked = self.named(model)
         if target is not None:
-            return [target] if target.serves(api, asked) else []
+            return [target] if target.serves(api, asked, named=True) else []
         serving = [t for t in self.targets if t.serves(api, model)]
-        # the caller's own API first, then those that take it translated
-        found = [t for t in serving if t.api == api] + [t for t in serving if t.api != api]
-        if self.balance == ROUND_ROBIN and len(found) > 1:
-            turn = next(self._turns) % len(found)
-            found = found[turn:] + found[:turn]
-        return found
+        own = [t for t in serving if t.api == api]  # the caller's own API first,
+        translated = [t for t in serving if t.api != api]  # then those that translate it
+        if self.balance == ROUND_ROBIN and len(own) > 1:  # each model takes its own turns
+            if len(self._turns) >= MAX_TURNS:  # model names come from callers: bounded
+                self._turns.clear()
+            turns = self._turns.setdefault((api, model), itertools.count())
+            turn = next(turns) % len(own)
+            own = own[turn:] + own[:turn]
+        return own + translated
 
     def listed_models(self, api: str) -> list[tuple[str, str]]:
         """(model, target id) for every model a target names explicitly."""

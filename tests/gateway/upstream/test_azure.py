@@ -98,6 +98,7 @@ def governed(azure_url: str, **provider: Any) -> dict[str, Any]:
         },
         "secret_key_ref": {"env": "AZURE_OPENAI_KEY"},
         "deployments": {"gpt-4o": "prod-gpt4o"},
+        "models": ["gpt-4o"],  # listed, so Anthropic's callers are served too
         "region": "westeurope",
     }
     rules = [

@@ -155,3 +155,34 @@ def test_lint_takes_a_balance_and_refuses_an_unknown_one() -> None:
     assert check(document, "pack.yaml") == []
     document["providers"]["balance"] = "random"
     assert check(document, "pack.yaml") != []
+
+
+def test_round_robin_turns_per_model_and_keeps_the_callers_api_first() -> None:
+    """Two models interleaved each alternate; an Anthropic caller's own target comes
+    first on every call; Azure is a fallback for Anthropic's callers only when its
+    `models` lists the model."""
+    from gateway.upstream.providers import parse_target
+    from gateway.upstream.routing import Breakers, Router
+
+    def target(raw: dict[str, Any]) -> Any:
+        return parse_target(raw, {"K": "k"}, None)
+
+    a1 = target({"id": "a1", "provider": {"base_url": "https://a1"}})
+    a2 = target({"id": "a2", "provider": {"base_url": "https://a2"}})
+    claude = target({"id": "claude", "provider": {"api": "anthropic", "base_url": "https://c"}})
+    azure_any = target({"id": "az", "provider": {"api": "azure-openai", "base_url": "https://z"}})
+    router = Router((a1, a2, claude, azure_any), Breakers(), "round-robin")
+    firsts = [router.serving("openai", m)[0].id for m in ("x", "y", "x", "y", "x", "y")]
+    assert firsts == ["a1", "a1", "a2", "a2", "az", "az"]  # Azure is an OpenAI target too
+    assert [t.id for t in router.serving("anthropic", "claude-3")] == ["claude"]
+    listed = target(
+        {"id": "az2", "provider": {"api": "azure-openai", "base_url": "https://z"}}
+        | {"models": ["claude-3"]}
+    )
+    router = Router((claude, listed), Breakers(), "round-robin")
+    assert [[t.id for t in router.serving("anthropic", "claude-3")] for _ in range(2)] == [
+        ["claude", "az2"],
+        ["claude", "az2"],
+    ]
+    router = Router((claude, azure_any), Breakers())
+    assert [t.id for t in router.serving("anthropic", "az/gpt-4o")] == ["az"]  # named

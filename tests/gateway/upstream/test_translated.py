@@ -92,8 +92,10 @@ def _targets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Target]:
     def azure(base: str) -> dict[str, Any]:
         provider = {"api": "azure-openai", "base_url": f"{base}/openai/deployments"}
         secret = {"env": "CORDON_PROVIDER_AZURE"}
+        models = ["gpt-4o", "text-embedding-3-small"]  # listed: Anthropic's callers too
         return {"id": "azure-eu", "provider": provider, "secret_key_ref": secret} | {
-            "region": "westeurope"
+            "region": "westeurope",
+            "models": models,
         }
 
     return {"bedrock": bedrock, "gemini": gemini, "vertex": vertex, "azure": azure}
