@@ -117,10 +117,7 @@ class Runtime:
         targets = providers.targets_from(document, self.pack_env, self.settings.secret_store_dir)
         for target in targets:
             self.egress.check_url(target.base_url)
-            if target.auth == providers.SERVICE_ACCOUNT:  # its tokens come from elsewhere
-                from gateway.upstream import google_auth
-
-                self.egress.check_url(google_auth.token_uri(target.api_key))
+            _check_credentials(target, self.egress)
         return targets
 
     def _pack_age(self) -> float:
@@ -322,3 +319,24 @@ class Runtime:
             log.warning("applied report not sent (trying again shortly): %s", exc)
             return False
         return True
+
+
+def _check_credentials(target: providers.Target, egress: EgressPolicy) -> None:
+    """A translated target's secret, checked when its pack is activated (a pack that
+    cannot be used is refused then, never a call): Bedrock's key pair; a Vertex AI
+    service account's key, whose `token_uri` passes the egress policy like any
+    provider URL; and never a key file sent as Gemini's API key (a header)."""
+    if target.wire == providers.BEDROCK and target.api_key:
+        from gateway.upstream import bedrock
+
+        bedrock.key_pair(target.api_key)
+    elif target.wire == providers.GEMINI:
+        from gateway.upstream import google_auth
+
+        if target.auth == providers.SERVICE_ACCOUNT:
+            egress.check_url(google_auth.token_uri(target.api_key))
+        elif google_auth.is_service_account(target.api_key):
+            raise PackError(
+                f"target {target.id}: its secret is a service-account key: "
+                f"set provider.auth: {providers.SERVICE_ACCOUNT}"
+            )

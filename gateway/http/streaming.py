@@ -121,6 +121,12 @@ class StreamAdapter:
         self.completion_tokens: int | None = None
         self.finish_reasons: list[str] = []  # why the model stopped, as the API says it
 
+    def _finished(self, reason: Any) -> None:
+        """Note why the model stopped (for the call's span): a provider's word, so a
+        short string, and a few at most however many a stream sends."""
+        if isinstance(reason, str) and len(self.finish_reasons) < 8:
+            self.finish_reasons.append(reason[:40])
+
     @property
     def scanned_chars(self) -> int:
         return sum(f.scanned_chars for f in self._filters.values())
@@ -181,7 +187,7 @@ class ChatStream(StreamAdapter):
             if isinstance(text, str):
                 released = self._feed(key, text, partial(_chat_delta, chunk, key))
             if choice.get("finish_reason") is not None:
-                self.finish_reasons.append(str(choice["finish_reason"]))
+                self._finished(choice["finish_reason"])
                 released = (released or "") + self._flush(key)
                 before += self._flush_tools(key)
             if released is not None and released != text:
@@ -266,8 +272,8 @@ class ResponsesStream(StreamAdapter):
             if isinstance(usage, dict):
                 self.prompt_tokens = usage.get("input_tokens")
                 self.completion_tokens = usage.get("output_tokens")
-            if isinstance(response, dict) and isinstance(response.get("status"), str):
-                self.finish_reasons.append(response["status"])
+            if isinstance(response, dict):
+                self._finished(response.get("status"))
             return Relay([*self._flush_all(), self._quietly_nested(event, data)], terminal=True)
         return Relay([event.raw])
 
@@ -319,9 +325,7 @@ class MessagesStream(StreamAdapter):
         elif kind == "message_delta":
             usage = data.get("usage") or {}
             self.completion_tokens = usage.get("output_tokens")
-            reason = (data.get("delta") or {}).get("stop_reason")
-            if isinstance(reason, str):
-                self.finish_reasons.append(reason)
+            self._finished((data.get("delta") or {}).get("stop_reason"))
             if usage.get("input_tokens"):  # counted only at the end (a translated stream)
                 self.prompt_tokens = usage["input_tokens"]
         elif kind == "content_block_delta":

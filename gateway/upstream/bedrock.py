@@ -37,6 +37,7 @@ __all__ = [
     "embed_url",
     "embedding_of",
     "from_converse",
+    "key_pair",
     "sign",
     "steps",
     "to_converse",
@@ -258,16 +259,27 @@ def sign(target_url: str, body: bytes, secret: str, region: str) -> dict[str, st
     return {k.lower(): v for k, v in request.headers.items()}
 
 
+_CHAIN: list[Any] = []  # botocore's chain, resolved once: it refreshes what it found
+
+
 def _credentials(secret: str) -> Any:
+    if not secret:  # botocore's chain: environment, profile, container or instance role
+        if not _CHAIN:
+            from botocore.session import get_session
+
+            found = get_session().get_credentials()
+            if found is None:
+                raise UpstreamError("no AWS credentials: name a key pair in secret_key_ref")
+            _CHAIN.append(found)
+        return _CHAIN[0]
+    return key_pair(secret)
+
+
+def key_pair(secret: str) -> Any:
+    """The credentials a target's secret names (checked when the pack is activated);
+    `PackError` if it is not the JSON key pair."""
     from botocore.credentials import Credentials
 
-    if not secret:  # botocore's chain: environment, profile, container or instance role
-        from botocore.session import get_session
-
-        found = get_session().get_credentials()
-        if found is None:
-            raise UpstreamError("no AWS credentials: name a key pair in secret_key_ref")
-        return found
     try:
         pair = jsoncodec.loads(secret)
         return Credentials(

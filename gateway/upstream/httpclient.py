@@ -353,7 +353,11 @@ class HttpClient:
             f"host: {origin.host_header}",
             f"content-length: {length}",
         ]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                # a secret or a token holding a line break would add header lines
+                raise HttpClientError(f"header {name.splitlines()[0][:40]!r} holds a line break")
+            lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     async def _connection(

@@ -218,7 +218,10 @@ class Translator:
         """The provider's credentials: a SigV4 signature (Bedrock), a service account's
         token or an API key (Gemini), Azure's own."""
         if target.wire == BEDROCK:
-            return bedrock.sign(where, data, target.api_key, target.region or "")
+            try:
+                return bedrock.sign(where, data, target.api_key, target.region or "")
+            except PackError as exc:  # a key pair rotated into one that cannot be used
+                raise UpstreamError(f"{target.id}: {exc}") from exc
         if target.wire == AZURE:
             return self._auth(target, {})
         headers = {"content-type": "application/json"}

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from cordon.errors import ConnectError, RemoteProtocolError, ResponseTimeout
+from cordon.errors import ConnectError, HttpClientError, RemoteProtocolError, ResponseTimeout
 from cordon_dev.procs import free_port
 from gateway.upstream.httpclient import HttpClient
 
@@ -157,3 +157,21 @@ async def test_closing_a_response_drops_the_connection(
     response = await _post(client, await serve(endless))
     response.close()  # type: ignore[attr-defined]
     await asyncio.wait_for(dropped.wait(), 2)
+
+
+async def test_a_header_holding_a_line_break_is_never_sent(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """A secret with a line break in it (a key file set as an API key) would add header
+    lines of its own: the request is refused before a byte is sent."""
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await _read_request(reader))
+        writer.close()
+
+    url = await serve(record)
+    hostile = {"x-goog-api-key": "k\r\nx-injected: yes"}
+    with pytest.raises(HttpClientError, match="line break"):
+        await HttpClient().request("POST", url, b"{}", hostile, connect=1, first_byte=1, total=2)
+    assert seen == []

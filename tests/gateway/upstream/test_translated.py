@@ -413,3 +413,29 @@ async def test_a_service_account_whose_token_uri_egress_refuses_refuses_the_pack
         rejection = gateway.runtime.packs.last_rejection
     assert rejection is not None and reason in rejection.reason
     assert "PRIVATE KEY" not in rejection.reason and "AIza" not in rejection.reason
+
+
+@pytest.mark.parametrize(
+    ("dialect", "secret", "reason"),
+    [
+        ("bedrock", "AKIDEXAMPLE:not-json", "a Bedrock secret is JSON"),
+        ("gemini", _service_account("https://oauth2.example/token"), "service-account key"),
+    ],
+    ids=["bedrock-secret-no-key-pair", "gemini-key-file-as-api-key"],
+)
+async def test_a_translated_targets_unusable_secret_refuses_the_pack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dialect: str, secret: str, reason: str
+) -> None:
+    """A Bedrock secret that is no key pair, or a service account's key file given as
+    Gemini's API key (it would travel as a header, private key and all): the pack is
+    refused at activation, quoting neither, and no call is ever tried with it."""
+    targets = _targets(monkeypatch)
+    name = "CORDON_PROVIDER_" + dialect.upper()
+    monkeypatch.setenv(name, secret)
+    async with serve_in_loop(MockProvider()) as base, in_process_gateway(tmp_path) as gateway:
+        document = {"pack": {"name": "default"}, "providers": {"targets": [targets[dialect](base)]}}
+        gateway.backplane.offer(signed_pack(document, gateway.owner, 2))
+        await wait_for(lambda: gateway.runtime.packs.last_rejection is not None)
+        rejection = gateway.runtime.packs.last_rejection
+    assert rejection is not None and reason in rejection.reason
+    assert "PRIVATE KEY" not in rejection.reason and "not-json" not in rejection.reason
