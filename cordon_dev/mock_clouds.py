@@ -17,7 +17,7 @@ Replies follow the OpenAI mock's: `echo: <last user text>`, a call of the first 
 with `{"echo": <text>}` when tools are offered, `tool said: <result>` after one. The
 `500` mode answers in the provider's error shape; `break-stream`, `garbage-stream` and
 `error-stream` and `oversize-stream` spoil a stream after its first two events (see
-`_misbehaving`).
+`_misbehaving`); `string-tool-input` answers a tool call whose input is a bare string.
 """
 
 from __future__ import annotations
@@ -99,7 +99,12 @@ async def _bedrock(cloud: Cloud, scope: Scope, receive: Receive, send: Send) -> 
     if cloud.mode == "500":
         await respond(send, 500, _aws_error("mock is failing on purpose"))
     elif operation == "converse":
-        await respond(send, 200, json.dumps(converse_answer(request)).encode())
+        answer = converse_answer(request)
+        if cloud.mode == "string-tool-input":  # a tool input that is no object
+            for block in answer["output"]["message"]["content"]:
+                if "toolUse" in block:
+                    block["toolUse"]["input"] = block["toolUse"]["input"]["echo"]
+        await respond(send, 200, json.dumps(answer).encode())
     elif operation == "converse-stream":
         frames = _misbehaving(cloud.mode, converse_events(request), _converse_reply(request)[0])
         await cloud.stream(receive, send, frames, "application/vnd.amazon.eventstream")
@@ -277,7 +282,12 @@ async def _gemini(cloud: Cloud, scope: Scope, receive: Receive, send: Send) -> N
     if cloud.mode == "500":
         await respond(send, 500, _google_error(500, "mock is failing on purpose"))
     elif operation == "generateContent":
-        await respond(send, 200, json.dumps(gemini_answer(request)).encode())
+        answer = gemini_answer(request)
+        if cloud.mode == "string-tool-input":  # function call args that are no object
+            for part in answer["candidates"][0]["content"]["parts"]:
+                if "functionCall" in part:
+                    part["functionCall"]["args"] = part["functionCall"]["args"]["echo"]
+        await respond(send, 200, json.dumps(answer).encode())
     elif operation == "streamGenerateContent":
         query = scope.get("query_string", b"").decode()
         if "alt=sse" not in query:  # without it Gemini streams one JSON array

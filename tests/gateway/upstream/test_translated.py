@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -439,3 +440,70 @@ async def test_a_translated_targets_unusable_secret_refuses_the_pack(
         rejection = gateway.runtime.packs.last_rejection
     assert rejection is not None and reason in rejection.reason
     assert "PRIVATE KEY" not in rejection.reason and "not-json" not in rejection.reason
+
+
+HIDDEN = [
+    ("anthropic", {"role": "user", "content": [{"type": "text", "text": [f"mail {EMAIL}"]}]}),
+    ("anthropic", {"role": "user", "content": [{"type": "text", "text": {"t": EMAIL}}]}),
+    (
+        "anthropic",
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": EMAIL}],
+        },
+    ),
+    ("openai", {"role": "user", "content": [{"type": "text", "text": {"t": EMAIL}}]}),
+    (
+        "openai",
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": {"to": EMAIL}},
+                }
+            ],
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("dialect", TRANSLATED)
+@pytest.mark.parametrize(
+    ("api", "message"), HIDDEN, ids=[f"{a}-{i}" for i, (a, _) in enumerate(HIDDEN)]
+)
+async def test_text_the_rules_cannot_read_is_refused_not_sent(
+    dialect: str, both_ways: Served, api: str, message: dict[str, Any]
+) -> None:
+    """Text where the rules read none (a text part that is a list or an object, a tool
+    input that is a bare string, tool arguments that are an object): translating it
+    would send it unscanned, so the call is refused and the provider sees nothing."""
+    gateway, mock, url = both_ways
+    path = "/v1/messages" if api == "anthropic" else "/v1/chat/completions"
+    body: dict[str, Any] = {"model": MODELS[dialect], "max_tokens": 20, "messages": [message]}
+    if message["role"] == "assistant":
+        body["messages"] = [{"role": "user", "content": "hi"}, message]
+    async with httpx.AsyncClient(base_url=url, headers=gateway.auth) as http:
+        answer = await http.post(path, json=body)
+    assert answer.status_code == 400, answer.text
+    assert EMAIL not in answer.text and not mock.last_request
+
+
+@pytest.mark.parametrize("dialect", ["bedrock", "gemini"])
+async def test_a_tool_input_that_is_no_object_still_passes_the_output_rules(
+    dialect: str, answers_only: Served
+) -> None:
+    """The provider answers a tool call whose input is a bare string: it reaches an
+    Anthropic caller wrapped in an object the rules read, redacted."""
+    gateway, mock, url = answers_only
+    mock.mode = "string-tool-input"
+    used = await anthropic_sdk(url, gateway).messages.create(
+        model=MODELS[dialect],
+        max_tokens=50,
+        messages=[{"role": "user", "content": f"who is {EMAIL}"}],
+        tools=[{"name": "lookup", "input_schema": {"type": "object"}}],
+    )
+    block = used.content[0]
+    assert block.type == "tool_use" and block.input == {"arguments": "echo: who is [EMAIL]"}
