@@ -150,7 +150,7 @@ async def serve_in_loop(
     of their own, such as an MCP server's session manager.)"""
     port = free_port(host)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan=lifespan)
-    server = uvicorn.Server(config)
+    server = _PromptServer(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -160,7 +160,21 @@ async def serve_in_loop(
         yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
+        server.stopping.set()
         await task
+
+
+class _PromptServer(uvicorn.Server):
+    """uvicorn's server, stopping as soon as asked rather than at its next 0.1 s tick
+    (tests start and stop hundreds of these)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stopping = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers (server, date) are set here
+        await self.stopping.wait()
 
 
 @dataclass

@@ -315,7 +315,7 @@ async def test_a_provider_error_comes_back_in_the_callers_shape(
     assert failed.value.status_code >= 500
 
 
-@pytest.mark.parametrize("dialect", TRANSLATED)
+@pytest.mark.parametrize("dialect", ["bedrock", "gemini"])  # Vertex streams as Gemini does
 @pytest.mark.parametrize("mode", ["garbage-stream", "error-stream", "oversize-stream"])
 async def test_a_hostile_stream_ends_in_an_error_that_quotes_nothing_unfiltered(
     dialect: str, answers_only: Served, mode: str
