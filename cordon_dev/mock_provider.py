@@ -8,7 +8,8 @@ Model names steer it: `slow-stream` streams one word every 50 ms (for disconnect
 tests), `slow-first-byte` waits 2 s before answering. `--behaviour` (or `POST
 /mock/behaviour {"mode": ...}`) makes a whole instance misbehave: `500`, `429`,
 `slow` (2 s before answering) or `break-stream` (streams end early, unterminated),
-so failover can be tested against real sockets; `garbage` (a 200 in HTML, streams
+so failover can be tested against real sockets; `held-stream` sends a stream's first
+three events and the rest only once `released` is set; `garbage` (a 200 in HTML, streams
 included), `garbage-stream` (stream events that are not JSON) and `echo-error` (a 400
 whose message repeats the prompt) are providers no rule can read as promised; `huge`
 answers 20 MiB (or streams one 2 MiB event); `hostile-surrogate`, `hostile-number` and
@@ -506,6 +507,7 @@ class MockProvider:
         self.seen_auth: dict[str, str] = {}
         self.last_request: dict[str, Any] = {}  # the body of the last model call, as it arrived
         self.issued_tokens: set[str] = set()  # bearer tokens `POST /token` gave (Vertex AI)
+        self.released = asyncio.Event()  # `held-stream`: a stream's rest waits for this
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -640,9 +642,11 @@ class MockProvider:
         headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-cache")]
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            for event in events:
+            for sent, event in enumerate(events):
                 if slow:
                     await asyncio.sleep(0.05)
+                if sent == 3 and self.mode == "held-stream":  # the rest once a test says so
+                    await self.released.wait()
                 if disconnected.is_set():
                     self.stats["streams cancelled"] += 1
                     return

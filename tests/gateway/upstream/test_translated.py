@@ -7,6 +7,7 @@ The mocks speak each provider's wire (`cordon_dev.mock_clouds`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -507,3 +508,27 @@ async def test_a_tool_input_that_is_no_object_still_passes_the_output_rules(
     )
     block = used.content[0]
     assert block.type == "tool_use" and block.input == {"arguments": "echo: who is [EMAIL]"}
+
+
+@pytest.mark.parametrize("dialect", ["bedrock", "gemini"])
+async def test_a_translated_stream_is_released_before_the_provider_has_finished(
+    dialect: str, both_ways: Served
+) -> None:
+    """The provider holds its stream after three events; the caller already has the
+    first words (each translated as it came, never gathered), and the rest once the
+    provider goes on."""
+    gateway, mock, url = both_ways
+    mock.mode = "held-stream"
+    stream = await sdk(url, gateway).chat.completions.create(
+        model=MODELS[dialect],
+        messages=[{"role": "user", "content": "one two three four five"}],
+        stream=True,
+    )
+    chunks = stream.__aiter__()
+    first = await asyncio.wait_for(chunks.__anext__(), 10)  # a deadline, not a timing goal
+    assert first.choices[0].delta.content == "echo:"
+    assert not _decisions(gateway)  # the call is still going: no decision record yet
+    mock.released.set()
+    rest = [chunk async for chunk in chunks]
+    text = "echo:" + "".join(c.choices[0].delta.content or "" for c in rest if c.choices)
+    assert text == "echo: one two three four five"
