@@ -19,9 +19,36 @@ import jwt
 
 from cordon_dev.mock_asgi import Receive, Send, body, respond
 
-__all__ = ["GRANT_TYPE", "serve_token"]
+__all__ = ["GRANT_TYPE", "serve_token", "service_account_key"]
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def service_account_key(
+    token_uri: str, key_id: str = "k1", email: str = "gateway@cordon-test.iam.gserviceaccount.com"
+) -> tuple[str, Any]:
+    """A service-account key file's text, as Google issues it, with a fresh RSA key
+    whose tokens come from `token_uri`; and its public key (to verify assertions)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    document = {
+        "type": "service_account",
+        "project_id": "cordon-test",
+        "private_key_id": key_id,
+        "private_key": pem,
+        "client_email": email,
+        "client_id": "1234567890",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+    }
+    return json.dumps(document), private.public_key()
 
 
 async def serve_token(receive: Receive, send: Send, issued: set[str]) -> None:

@@ -26,6 +26,7 @@ from gateway.upstream.translate import (
     MAX_EVENT,
     arguments,
     chat_completion,
+    json_object,
     sampling,
     text_of,
     tool_call,
@@ -211,18 +212,12 @@ async def _frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[dict[str,
 
 
 def _event(headers: dict[str, Any], payload: bytes) -> tuple[str, dict[str, Any]]:
-    try:
-        data = jsoncodec.loads(payload)
-    except ValueError as exc:
-        raise UpstreamError("Bedrock's stream held an event that is not JSON") from exc
-    if not isinstance(data, dict):
-        raise UpstreamError("Bedrock's stream held an event that is not a JSON object")
     if headers.get(":message-type") != "event":
         # the exception's type only: its message may quote the prompt, and this text
         # reaches the caller's stream and the record, where no rule runs on it
         kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
         raise UpstreamError(f"Bedrock broke off the stream: {str(kind)[:100]}")
-    return str(headers.get(":event-type", "")), data
+    return str(headers.get(":event-type", "")), json_object(payload, "Bedrock")
 
 
 def embed_url(base_url: str, model: str) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "arguments",
     "chat_completion",
     "count",
+    "json_object",
     "sampling",
     "sse_json",
     "text_of",
@@ -136,12 +137,14 @@ async def sse_json(chunks: AsyncIterator[bytes], name: str) -> AsyncIterator[dic
                 line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")
             )
             if data and data != b"[DONE]":
-                yield _object(data, name)
+                yield json_object(data, name)
         if len(pending) > MAX_EVENT:
             raise UpstreamError(f"{name}'s stream sent an event over {MAX_EVENT} bytes")
 
 
-def _object(data: bytes, name: str) -> dict[str, Any]:
+def json_object(data: bytes, name: str) -> dict[str, Any]:
+    """One streamed event's JSON object; `UpstreamError` if it is none, or if it is an
+    `error` event (named by its code only)."""
     try:
         found = jsoncodec.loads(data)
     except ValueError as exc:

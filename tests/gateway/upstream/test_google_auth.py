@@ -14,11 +14,10 @@ from urllib.parse import parse_qs, urlencode
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cordon.errors import PackError, UpstreamError
-from cordon_dev.google_token import serve_token
+from cordon_dev.google_token import serve_token, service_account_key
 from cordon_dev.inprocess import serve_in_loop
 from cordon_dev.mock_asgi import Message, Receive, Scope, Send, body, respond
 from cordon_dev.procs import free_port
@@ -36,23 +35,9 @@ START = 1_900_000_000.0
 
 def make_key(key_id: str, token_uri: str) -> tuple[str, rsa.RSAPublicKey]:
     """A service-account key file's text, as Google issues it, and its public key."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    document = {
-        "type": "service_account",
-        "project_id": "project-1",
-        "private_key_id": key_id,
-        "private_key": pem,
-        "client_email": EMAIL,
-        "client_id": "1234567890",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
-    }
-    return json.dumps(document), private.public_key()
+    text, public = service_account_key(token_uri, key_id, EMAIL)
+    assert isinstance(public, rsa.RSAPublicKey)
+    return text, public
 
 
 @dataclass

@@ -17,9 +17,8 @@ import anthropic
 import httpx
 import openai
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cordon_dev.google_token import service_account_key
 from cordon_dev.inprocess import (
     InProcessGateway,
     in_process_gateway,
@@ -44,22 +43,7 @@ Target = Callable[[str], dict[str, Any]]
 
 
 def _service_account(token_uri: str) -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return json.dumps(
-        {
-            "type": "service_account",
-            "project_id": "cordon-test",
-            "private_key_id": "k1",
-            "private_key": pem,
-            "client_email": "gateway@cordon-test.iam.gserviceaccount.com",
-            "token_uri": token_uri,
-        }
-    )
+    return service_account_key(token_uri)[0]
 
 
 def _targets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Target]:
