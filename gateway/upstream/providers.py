@@ -143,7 +143,7 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
         id=target_id,
         api=api,
         base_url=interpolate(provider["base_url"], env).rstrip("/"),
-        secret=secret_source(raw.get("secret_key_ref"), env, store, target_id),
+        secret=secret_source(_secret_ref(raw, provider, target_id), env, store, target_id),
         models=tuple(models),
         timeouts=_timeouts(raw.get("timeouts"), target_id),
         proxy=_proxy(provider.get("proxy"), env, target_id),
@@ -153,6 +153,17 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
         auth=_auth(provider.get("auth"), wire, target_id),
         region=_region(raw.get("region"), target_id),
     )
+
+
+def _secret_ref(raw: Mapping[str, Any], provider: Mapping[str, Any], target_id: str) -> Any:
+    """`secret_key_ref` beside `provider:` or inside it: the seeds' printed text allows
+    both nestings. Both at once is refused (which would win is not for us to guess)."""
+    beside, inside = raw.get("secret_key_ref"), provider.get("secret_key_ref")
+    if beside is not None and inside is not None:
+        raise PackError(
+            f"target {target_id}: secret_key_ref is given twice (beside and in provider)"
+        )
+    return beside if beside is not None else inside
 
 
 def _region(raw: Any, target_id: str) -> str | None:

@@ -69,3 +69,32 @@ async def test_a_rotated_key_file_is_used_by_the_next_call(
     assert mock.seen_auth["authorization"] == "Bearer sk-second"
     assert gw.runtime.packs.active.revision == 2  # no new pack, no restart
     assert "sk-" not in repr(gw.runtime.packs.current.router.targets)
+
+
+def test_secret_key_ref_may_sit_beside_provider_or_inside_it(tmp_path: Path) -> None:
+    """The seeds' printed text allows both nestings: either is the target's key, the
+    policy owner's lint takes both, and both at once is refused by name."""
+    from cordon.errors import PackError
+    from cordon.packs.lint import check
+    from gateway.upstream.providers import parse_target
+
+    (tmp_path / "OPENAI_API_KEY").write_text("sk-store\n")
+    beside = {
+        "id": "openai",
+        "provider": {"base_url": "https://api.openai.com/v1"},
+        "secret_key_ref": {"store": "OPENAI_API_KEY"},
+    }
+    inside = {
+        "id": "openai",
+        "provider": {
+            "base_url": "https://api.openai.com/v1",
+            "secret_key_ref": {"store": "OPENAI_API_KEY"},
+        },
+    }
+    for raw in (beside, inside):
+        assert parse_target(raw, {}, tmp_path).api_key == "sk-store"
+        document = {"pack": {"name": "default"}, "providers": {"targets": [raw]}}
+        assert check(document, "pack.yaml") == []
+    both = {**beside, "provider": inside["provider"]}
+    with pytest.raises(PackError, match="secret_key_ref is given twice"):
+        parse_target(both, {}, tmp_path)
