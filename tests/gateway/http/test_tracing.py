@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from cordon_dev import tool_server
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
+from cordon_dev.procs import free_port
 from tests.helpers import asgi_body
 from tests.mcp_agent import agent_session, dev_tools_section, pack
 
@@ -105,6 +106,29 @@ async def test_a_streamed_answer_carries_its_finish_reasons(
     (root,) = [s for s in receiver.spans if s.name == "chat mock-gpt"]
     (reasons,) = [a.value for a in root.attributes if a.key == "gen_ai.response.finish_reasons"]
     assert [v.string_value for v in reasons.array_value.values] == ["stop"]
+
+
+async def test_a_step_that_fails_is_an_error_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No provider can be reached: the `cordon.upstream` child says so (status error),
+    and the call is still recorded under its trace id."""
+    receiver = Receiver()
+    down = f"http://127.0.0.1:{free_port('127.0.0.1')}/v1"
+    target = {"id": "down", "provider": {"api": "openai", "base_url": down}}
+    async with serve_in_loop(receiver) as url:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+        async with in_process_gateway(tmp_path, settings={"targets": [target]}) as gateway:
+            call = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+            answer = await gateway.client.post(
+                "/v1/chat/completions", json=call, headers=gateway.auth
+            )
+            assert answer.status_code >= 500
+            await asyncio.to_thread(gateway.runtime.tracing.flush)
+            (record,) = [r for r in gateway.records() if r["kind"] == "decision"]
+    (upstream,) = [s for s in receiver.spans if s.name == "cordon.upstream"]
+    assert upstream.status.code == 2  # STATUS_CODE_ERROR
+    assert upstream.trace_id.hex() == record["trace_id"]
 
 
 async def test_the_standard_sampler_variable_is_honoured(
