@@ -30,6 +30,7 @@ from gateway.upstream.translate import (
     sampling,
     text_of,
     tool_call,
+    turns,
 )
 
 __all__ = [
@@ -70,22 +71,8 @@ def url(base_url: str, model: str, stream: bool = False) -> str:
 
 def to_converse(chat: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat completion request as a Converse (or ConverseStream) request."""
-    system = [
-        {"text": text_of(m.get("content"))}
-        for m in chat.get("messages", [])
-        if m.get("role") in ("system", "developer")
-    ]
-    messages: list[dict[str, Any]] = []
-    for message in chat.get("messages", []):
-        role = message.get("role")
-        if role in ("system", "developer"):
-            continue
-        blocks = _blocks(message)
-        turn = "assistant" if role == "assistant" else "user"
-        if messages and messages[-1]["role"] == turn:  # Converse alternates roles
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": turn, "content": blocks})
+    texts, messages = turns(chat, "assistant", "content", _blocks)
+    system = [{"text": text} for text in texts]
     body: dict[str, Any] = {"messages": messages}
     if system:
         body["system"] = system

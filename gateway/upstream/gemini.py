@@ -26,6 +26,7 @@ from gateway.upstream.translate import (
     sse_json,
     text_of,
     tool_call,
+    turns,
 )
 
 __all__ = [
@@ -62,21 +63,8 @@ def url(base_url: str, model: str, stream: bool = False) -> str:
 def to_gemini(chat: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat completion request as a `generateContent` request (the same body
     streams)."""
-    messages = [m for m in chat.get("messages", []) if isinstance(m, dict)]
-    names = _call_names(messages)
-    system = [
-        text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
-    ]
-    contents: list[dict[str, Any]] = []
-    for message in messages:
-        if message.get("role") in ("system", "developer"):
-            continue
-        role = "model" if message.get("role") == "assistant" else "user"
-        parts = _parts(message, names)
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+    names = _call_names(chat.get("messages") or [])
+    system, contents = turns(chat, "model", "parts", lambda message: _parts(message, names))
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": "\n".join(system)}]}

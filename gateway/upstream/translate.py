@@ -5,7 +5,7 @@ writing the OpenAI chat completion a provider's answer becomes."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from cordon import jsoncodec
@@ -21,6 +21,7 @@ __all__ = [
     "sse_json",
     "text_of",
     "tool_call",
+    "turns",
 ]
 
 MAX_EVENT = 8 * 1024 * 1024  # one streamed event, read whole before it is translated
@@ -42,6 +43,31 @@ def text_of(content: Any) -> str:
             raise UpstreamError(f"content of type {kind} is not translated for this provider")
         texts.append(part["text"])
     return "".join(texts)
+
+
+def turns(
+    chat: Mapping[str, Any],
+    assistant: str,
+    key: str,
+    parts_of: Callable[[dict[str, Any]], list[dict[str, Any]]],
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """A chat request's system (and developer) texts, and its other messages as the
+    alternating turns Converse and Gemini take: `{"role": "user" | assistant, key:
+    parts}`, a run of one role's messages joined into one turn."""
+    system: list[str] = []
+    joined: list[dict[str, Any]] = []
+    for message in chat.get("messages") or []:
+        if not isinstance(message, dict):
+            raise UpstreamError("every message is an object")
+        if message.get("role") in ("system", "developer"):
+            system.append(text_of(message.get("content")))
+            continue
+        role = assistant if message.get("role") == "assistant" else "user"
+        if joined and joined[-1]["role"] == role:  # the providers alternate roles
+            joined[-1][key].extend(parts_of(message))
+        else:
+            joined.append({"role": role, key: parts_of(message)})
+    return system, joined
 
 
 def arguments(call: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
