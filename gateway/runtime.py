@@ -29,7 +29,7 @@ from gateway.records.recorder import Recorder
 from gateway.records.spool import Spool
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Tracing
-from gateway.upstream import UpstreamClient, classifier, providers
+from gateway.upstream import UpstreamClient, classifier, providers, translated
 from gateway.upstream.client import Proxies
 from gateway.upstream.egress import EgressPolicy
 from gateway.upstream.routing import Breakers, Router
@@ -115,9 +115,9 @@ class Runtime:
 
     def _targets(self, document: Mapping[str, Any]) -> tuple[providers.Target, ...]:
         targets = providers.targets_from(document, self.pack_env, self.settings.secret_store_dir)
-        for target in targets:
-            self.egress.check_url(target.base_url)
-            _check_credentials(target, self.egress)
+        for target in targets:  # a secret that cannot be used refuses the pack here
+            for url in (target.base_url, *translated.credential_urls(target)):
+                self.egress.check_url(url)
         return targets
 
     def _pack_age(self) -> float:
@@ -319,24 +319,3 @@ class Runtime:
             log.warning("applied report not sent (trying again shortly): %s", exc)
             return False
         return True
-
-
-def _check_credentials(target: providers.Target, egress: EgressPolicy) -> None:
-    """A translated target's secret, checked when its pack is activated (a pack that
-    cannot be used is refused then, never a call): Bedrock's key pair; a Vertex AI
-    service account's key, whose `token_uri` passes the egress policy like any
-    provider URL; and never a key file sent as Gemini's API key (a header)."""
-    if target.wire == providers.BEDROCK and target.api_key:
-        from gateway.upstream import bedrock
-
-        bedrock.key_pair(target.api_key)
-    elif target.wire == providers.GEMINI:
-        from gateway.upstream import google_auth
-
-        if target.auth == providers.SERVICE_ACCOUNT:
-            egress.check_url(google_auth.token_uri(target.api_key))
-        elif google_auth.is_service_account(target.api_key):
-            raise PackError(
-                f"target {target.id}: its secret is a service-account key: "
-                f"set provider.auth: {providers.SERVICE_ACCOUNT}"
-            )

@@ -34,7 +34,7 @@ from gateway.upstream.steps import ChatChunks, MessageEvents, Step, Writer
 if TYPE_CHECKING:  # loaded on a service account's first call: most replicas use none
     from gateway.upstream.google_auth import ServiceAccountTokens
 
-__all__ = ["MAX_TRANSLATED", "Streamed", "Translator", "Whole"]
+__all__ = ["MAX_TRANSLATED", "Streamed", "Translator", "Whole", "credential_urls"]
 
 MAX_TRANSLATED = 16 * 1024 * 1024  # a translated answer is read whole first
 MAX_STREAMED = 64 * 1024 * 1024  # a translated stream, as the provider sends it
@@ -301,6 +301,27 @@ class Translator:
         if not isinstance(answer, dict):
             return Whole(502, openai_error(502, f"{wire.name}'s answer was not a JSON object"))
         return answer
+
+
+def credential_urls(target: Target) -> tuple[str, ...]:
+    """Where a target's credentials send the gateway besides its base URL (a Vertex AI
+    service account's `token_uri`, for the egress policy to check), its secret checked
+    on the way when its pack is activated: `PackError` for a Bedrock secret that is no
+    key pair, or a service-account key given as Gemini's API key (it would travel as a
+    header, private key and all)."""
+    if target.wire == BEDROCK and target.api_key:
+        bedrock.key_pair(target.api_key)
+    elif target.wire == GEMINI:
+        from gateway.upstream import google_auth
+
+        if target.auth == SERVICE_ACCOUNT:
+            return (google_auth.token_uri(target.api_key),)
+        if google_auth.is_service_account(target.api_key):
+            raise PackError(
+                f"target {target.id}: its secret is a service-account key: "
+                f"set provider.auth: {SERVICE_ACCOUNT}"
+            )
+    return ()
 
 
 def _vector(vector: list[Any], request: dict[str, Any]) -> list[float] | str:
