@@ -15,21 +15,12 @@ import pytest
 
 from cordon_dev.inprocess import InProcessGateway, in_process_gateway, serve_in_loop
 from cordon_dev.mock_provider import MockProvider
-from tests.gateway.upstream.translated import fronting, sdk
+from tests.gateway.upstream.translated import bedrock_target, fronting, sdk
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
 EMAIL = "ana.bedrock@example.com"
 KEYS = {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"}
-
-
-def bedrock_target(base_url: str) -> dict[str, Any]:
-    return {
-        "id": "bedrock-eu",
-        "provider": {"api": "bedrock", "base_url": base_url},
-        "secret_key_ref": {"env": "CORDON_PROVIDER_BEDROCK"},
-        "region": "eu-central-1",
-    }
 
 
 @pytest.fixture

@@ -8,27 +8,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cordon.packs.lint import check
 from cordon_dev.inprocess import InProcessGateway
 from cordon_dev.mock_provider import MockProvider
-from tests.gateway.upstream.translated import fronting, sdk
+from tests.gateway.upstream.translated import fronting, gemini_target, sdk
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
 EMAIL = "eva.gemini@example.com"
-
-
-def target(base_url: str) -> dict[str, Any]:
-    return {
-        "id": "gemini-eu",
-        "provider": {"api": "gemini", "base_url": f"{base_url}/v1beta"},
-        "secret_key_ref": {"env": "CORDON_PROVIDER_GEMINI"},
-        "region": "europe-west4",
-    }
 
 
 @pytest.fixture
@@ -36,7 +26,7 @@ async def gw(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[InProcessGateway, MockProvider, str]]:
     monkeypatch.setenv("CORDON_PROVIDER_GEMINI", "gemini-key-1")
-    async with fronting(tmp_path, target) as served:
+    async with fronting(tmp_path, gemini_target) as served:
         yield served
 
 
@@ -82,6 +72,6 @@ async def test_a_chat_and_a_tool_call_go_to_generate_content_and_back(
 def test_lint_takes_a_gemini_target() -> None:
     document = {
         "pack": {"name": "default"},
-        "providers": {"targets": [target("https://g.example")]},
+        "providers": {"targets": [gemini_target("https://g.example")]},
     }
     assert check(document, "pack.yaml") == []

@@ -20,6 +20,7 @@ from cordon_dev.inprocess import (
     wait_for,
 )
 from cordon_dev.mock_provider import MockProvider
+from tests.gateway.upstream.translated import bedrock_target
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
@@ -109,15 +110,6 @@ def test_lint_takes_residency_and_regions() -> None:
     assert check(document, "pack.yaml") == []
 
 
-def bedrock(url: str) -> dict[str, Any]:
-    return {
-        "id": "bedrock-eu",
-        "provider": {"api": "bedrock", "base_url": url},
-        "secret_key_ref": {"env": "CORDON_PROVIDER_BEDROCK"},
-        "region": "eu-central-1",
-    }
-
-
 async def _routes(gw: InProcessGateway, calls: int) -> list[str]:
     call = {"model": "gpt-4o", "messages": [{"role": "user", "content": "which"}]}
     for _ in range(calls):
@@ -132,7 +124,7 @@ async def test_an_azure_deployment_falls_back_to_bedrock_in_the_same_region(
 ) -> None:
     failing, healthy = MockProvider(behaviour="500"), MockProvider()
     async with serve_in_loop(failing) as down, serve_in_loop(healthy) as up:
-        document = pack(["eu-*", "westeurope"], azure(down, "westeurope"), bedrock(up))
+        document = pack(["eu-*", "westeurope"], azure(down, "westeurope"), bedrock_target(up))
         await gw.activate(document, 2)
         assert await _routes(gw, 1) == ["bedrock-eu"]
     (record,) = [r for r in gw.records() if r["kind"] == "decision"]
@@ -141,7 +133,7 @@ async def test_an_azure_deployment_falls_back_to_bedrock_in_the_same_region(
 
 
 async def test_round_robin_balances_across_dialects(gw: InProcessGateway, eu_mock: str) -> None:
-    document = pack(["eu-*", "westeurope"], azure(eu_mock, "westeurope"), bedrock(eu_mock))
+    document = pack(["eu-*", "westeurope"], azure(eu_mock, "westeurope"), bedrock_target(eu_mock))
     document["providers"]["balance"] = "round-robin"
     await gw.activate(document, 2)
     routes = await _routes(gw, 4)

@@ -27,7 +27,14 @@ from cordon_dev.inprocess import (
     wait_for,
 )
 from cordon_dev.mock_provider import MockProvider
-from tests.gateway.upstream.translated import EMAIL_RULES, anthropic_sdk, fronting, sdk
+from tests.gateway.upstream.translated import (
+    EMAIL_RULES,
+    anthropic_sdk,
+    bedrock_target,
+    fronting,
+    gemini_target,
+    sdk,
+)
 
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]
 
@@ -52,20 +59,6 @@ def _targets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Target]:
     monkeypatch.setenv("CORDON_PROVIDER_GEMINI", "gemini-key-1")
     monkeypatch.setenv("CORDON_PROVIDER_AZURE", "azure-key-1")
 
-    def bedrock(base: str) -> dict[str, Any]:
-        provider = {"api": "bedrock", "base_url": base}
-        secret = {"env": "CORDON_PROVIDER_BEDROCK"}
-        return {"id": "bedrock-eu", "provider": provider, "secret_key_ref": secret} | {
-            "region": "eu-central-1"
-        }
-
-    def gemini(base: str) -> dict[str, Any]:
-        provider = {"api": "gemini", "base_url": f"{base}/v1beta"}
-        secret = {"env": "CORDON_PROVIDER_GEMINI"}
-        return {"id": "gemini-eu", "provider": provider, "secret_key_ref": secret} | {
-            "region": "europe-west4"
-        }
-
     def vertex(base: str) -> dict[str, Any]:
         monkeypatch.setenv("CORDON_PROVIDER_VERTEX", _service_account(f"{base}/token"))
         where = "v1/projects/cordon-test/locations/europe-west4/publishers/google"
@@ -84,7 +77,7 @@ def _targets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Target]:
             "models": models,
         }
 
-    return {"bedrock": bedrock, "gemini": gemini, "vertex": vertex, "azure": azure}
+    return {"bedrock": bedrock_target, "gemini": gemini_target, "vertex": vertex, "azure": azure}
 
 
 TRANSLATED = ["bedrock", "gemini", "vertex"]  # for callers of either API

@@ -51,3 +51,23 @@ def anthropic_sdk(url: str, gateway: InProcessGateway) -> anthropic.AsyncAnthrop
     """The caller: the real `anthropic` SDK with the gateway's key."""
     key = gateway.auth["authorization"].split()[1]
     return anthropic.AsyncAnthropic(base_url=url, api_key=key, max_retries=0)
+
+
+def bedrock_target(base_url: str) -> dict[str, Any]:
+    """Bedrock in eu-central-1 at `base_url`, its key pair in CORDON_PROVIDER_BEDROCK."""
+    return {
+        "id": "bedrock-eu",
+        "provider": {"api": "bedrock", "base_url": base_url},
+        "secret_key_ref": {"env": "CORDON_PROVIDER_BEDROCK"},
+        "region": "eu-central-1",
+    }
+
+
+def gemini_target(base_url: str) -> dict[str, Any]:
+    """Gemini in europe-west4 at `base_url`/v1beta, its key in CORDON_PROVIDER_GEMINI."""
+    return {
+        "id": "gemini-eu",
+        "provider": {"api": "gemini", "base_url": f"{base_url}/v1beta"},
+        "secret_key_ref": {"env": "CORDON_PROVIDER_GEMINI"},
+        "region": "europe-west4",
+    }
