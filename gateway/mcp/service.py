@@ -472,24 +472,8 @@ class McpService:
         self, call: ToolCall, result: dict[str, Any], request_id: Any
     ) -> dict[str, Any]:
         """The result through the output rules, recorded, then released."""
-        call.result_digest = digest(result)
-        released = result
-        apply = policy.output_policy(call.active.pack, call.decision)
-        if apply is not None:
-            try:
-                released = content.map_released(result, apply)
-            except OutputBlockedError as exc:
-                call.decision.fired(exc.rule_id, "block")
-                await self._fail(
-                    call,
-                    "block",
-                    "content_policy_violation",
-                    BLOCKED,
-                    f"the tool's result was withheld: blocked by policy rule {exc.rule_id}",
-                    request_id,
-                )
+        released = await self._filtered(call, result, request_id, "the tool's result")
         outcome: Outcome | None = "tool_error" if result.get("isError") is True else None
-        call.released = released if call.active.pack.record_content == "redacted" else result
         meta = released.get("_meta") if isinstance(released, dict) else None
         answer = {**released, "_meta": meta if isinstance(meta, dict) else {}}
         try:
@@ -622,6 +606,24 @@ class McpService:
         read.arguments_digest = digest(checked)
         return checked if isinstance(checked, dict) else {}
 
+    async def _filtered(self, call: ToolCall, result: Any, request_id: Any, what: str) -> Any:
+        """A server's `result` through the pack's output rules, its digest and what the
+        record keeps noted; a block fails the call (recorded), saying `what` was withheld."""
+        call.result_digest = digest(result)
+        released = result
+        apply = policy.output_policy(call.active.pack, call.decision)
+        if apply is not None:
+            try:
+                released = content.map_released(result, apply)
+            except OutputBlockedError as exc:
+                call.decision.fired(exc.rule_id, "block")
+                withheld = f"{what} was withheld: blocked by policy rule {exc.rule_id}"
+                await self._fail(
+                    call, "block", "content_policy_violation", BLOCKED, withheld, request_id
+                )
+        call.released = released if call.active.pack.record_content == "redacted" else result
+        return released
+
     async def _relayed(
         self, read: ToolCall, upstream: Upstream, params: dict[str, Any], request_id: Any
     ) -> dict[str, Any]:
@@ -636,19 +638,7 @@ class McpService:
                 await self._unavailable(read, request_id)
             await self._protocol_error(read, exc, request_id)
         read.upstream_ms = (time.perf_counter() - started) * 1000
-        read.result_digest = digest(result)
-        released: Any = result
-        apply = policy.output_policy(read.active.pack, read.decision)
-        if apply is not None:
-            try:
-                released = content.map_released(result, apply)
-            except OutputBlockedError as exc:
-                read.decision.fired(exc.rule_id, "block")
-                withheld = f"withheld: blocked by policy rule {exc.rule_id}"
-                await self._fail(
-                    read, "block", "content_policy_violation", BLOCKED, withheld, request_id
-                )
-        read.released = released if read.active.pack.record_content == "redacted" else result
+        released = await self._filtered(read, result, request_id, "the answer")
         try:
             await committed(read.commit())
         except RecordCommitError:
