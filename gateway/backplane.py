@@ -37,6 +37,10 @@ class PackUpdate:
 
     value: bytes | None
     replayed: bool = False  # kept history, delivered before anything new
+    # A sidecar's pack read from a file or a git commit: where it came from (the record
+    # carries it), or why what was found there was refused before it could be offered.
+    origin: dict[str, str] | None = None
+    refused: str | None = None
 
 
 class Backplane(Protocol):

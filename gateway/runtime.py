@@ -239,10 +239,14 @@ class Runtime:
         """Offer every revision of the replica's pack as it comes; report what is
         enforced whenever the watch (re)starts and after each change."""
         async for update in self.backplane.pack_updates(self.packs.pack_name):
-            if update.value is None:  # a (re)started watch
+            if update.refused is not None:  # unreadable before it could be offered
+                self.packs.refuse(update.refused, update.origin or {})
+                outcome: str = "rejected"
+            elif update.value is None:  # a (re)started watch
                 self._report_due.set()
                 continue
-            outcome = self.packs.offer(update.value, replayed=update.replayed)
+            else:
+                outcome = self.packs.offer(update.value, update.replayed, update.origin)
             if outcome == "activated":
                 metrics.PACK_REVISION.set(self.packs.active.revision)
                 self._report_due.set()

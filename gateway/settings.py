@@ -80,6 +80,8 @@ class GatewaySettings:
     spool_max_bytes: int = 256 * 1024 * 1024
     # Who may read the admin surface (/v1/cordon/policy): tokens with role `admin`.
     admin_tokens: Tokens = field(default_factory=lambda: Tokens({}))
+    # Where the pack is enforced, as every record names it: gateway, sidecar or sdk.
+    place: str = "gateway"
 
 
 def _require(raw: dict[str, Any], name: str) -> Any:
@@ -163,6 +165,7 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             breaker_cooldown_s=float(raw.get("breaker_cooldown_s", 10.0)),
             spool_max_bytes=int(raw.get("spool_max_bytes", 256 * 1024 * 1024)),
             admin_tokens=Tokens.from_settings(raw.get("admin_tokens", [])),
+            place=str(raw.get("place", "gateway")),
         )
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ConfigError(f"invalid gateway settings: {exc}") from exc

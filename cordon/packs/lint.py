@@ -18,6 +18,7 @@ import yaml
 
 from cordon import packs
 from cordon.errors import DocumentError, PackError, UnreadablePackError
+from cordon.packs import config_file
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,23 @@ def _dotted(path: list[str | int]) -> str:
 
 
 def check(document: Any, file: str, tree: yaml.Node | None = None) -> list[Problem]:
-    """Schema problems first; if there are none, what the gateway itself would refuse."""
+    """Schema problems first; if there are none, what the gateway itself would refuse.
+
+    A configuration file (a `gateway:` block, or a pack without `pack:`, as the seeds
+    print them) has its block checked as the sidecar checks it at start-up, and its
+    pack named after the file; a file holding only a block is a fragment."""
+    if isinstance(document, dict) and ("gateway" in document or "pack" not in document):
+        try:
+            gateway, document = config_file.split(document, file)
+            config_file.check_gateway(gateway)
+        except DocumentError as exc:
+            return [Problem(file, _line(tree, list(exc.path)), _dotted(list(exc.path)), str(exc))]
+        if not document:
+            return []  # a fragment: only settings, merged into a configuration file
+    return _check_pack(document, file, tree)
+
+
+def _check_pack(document: Any, file: str, tree: yaml.Node | None) -> list[Problem]:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())

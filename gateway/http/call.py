@@ -60,6 +60,7 @@ class Call:
             intent=None if intent else self.intent_id,
             region=self.runtime.settings.region,
             replica=self.runtime.settings.replica,
+            enforced_by=self.runtime.settings.place,
             identity=self.identity,
             pack=self.active.pack,
             decision=self.decision,

@@ -13,6 +13,7 @@ still refuses every older revision.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -69,6 +70,7 @@ class PackState:
         self.last_rejection: Rejection | None = None
         self._path = state_dir / f"last-good-pack.{pack_name}.json"
         self._floor_path = state_dir / f"revision-floor.{pack_name}.json"
+        self._origin_path = state_dir / f"last-good-pack.{pack_name}.origin.json"
         self.floor = self._read_floor()  # the highest revision ever accepted here
         # Calls answered under the active revision, and how many of them failed: what a
         # staged rollout judges a wave by (replicator.rollout). Reset on activation.
@@ -99,7 +101,7 @@ class PackState:
         except FileNotFoundError:
             return
         try:
-            pack = signing.decode(data, self._trusted)
+            pack = dataclasses.replace(signing.decode(data, self._trusted), origin=self._origin())
             self._check_scope(pack)
             self.current = Active(pack, self._route(pack))
         except PackError as exc:
@@ -111,14 +113,31 @@ class PackState:
             # arrives, open serves and flags; the status endpoint and a metric say so.
             log.warning("the persisted pack %s r%s has expired", pack.name, pack.revision)
 
-    def offer(self, data: bytes, replayed: bool = False) -> Offer:
+    def refuse(self, reason: str, claimed: dict[str, Any]) -> None:
+        """Keep the active pack: what was offered could not even be read (a sidecar's
+        file that is not valid YAML, say). Said like any refusal (status, log)."""
+        self.last_rejection = Rejection(reason, claimed, time.time())
+        log.warning("policy refused, keeping revision %s: %s", self.active.revision, reason)
+
+    def _origin(self) -> dict[str, str] | None:
+        try:
+            origin = json.loads(self._origin_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return origin if isinstance(origin, dict) else None
+
+    def offer(
+        self, data: bytes, replayed: bool = False, origin: dict[str, str] | None = None
+    ) -> Offer:
         """Activate the signed pack in `data` if it may be; say why not otherwise.
 
         `replayed`: the entry is part of the bucket's kept history, delivered when a
         watch starts; one older than the active pack, or expired since, is "stale", not
-        an event."""
+        an event. `origin`: where a sidecar read it (file digest, git commit)."""
         try:
             pack = signing.decode(data, self._trusted)
+            if origin:
+                pack = dataclasses.replace(pack, origin=origin)
             if pack.revision == self.active.revision and pack.hash == self.active.hash:
                 return "unchanged"  # the watch re-delivering what is already active
             self._check_scope(pack)
@@ -133,10 +152,10 @@ class PackState:
                 raise PackError(f"pack expired at {_iso(pack.expires_at)}")
             router = self._route(pack)  # resolves providers: a missing secret refuses the pack
         except PackError as exc:
-            self.last_rejection = Rejection(str(exc), signing.claimed(data), time.time())
-            log.warning("policy pack rejected, keeping revision %s: %s", self.active.revision, exc)
+            self.refuse(str(exc), {**signing.claimed(data), **(origin or {})})
             return "rejected"
         self._persist(self._path, data)
+        self._persist(self._origin_path, json.dumps(origin).encode())
         self._persist(self._floor_path, json.dumps({"revision": pack.revision}).encode())
         self.floor = pack.revision
         self.current = Active(pack, router)
@@ -174,6 +193,7 @@ class PackState:
             "enabled": pack.enabled,
             "revision_floor": self.floor,
             "signed_by": list(pack.signed_by),
+            "origin": pack.origin,
             "last_rejection": rejection.reason if rejection else None,
             "last_rejection_at": rejection.at if rejection else None,
             "last_rejected_pack": rejection.claimed if rejection else None,

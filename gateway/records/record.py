@@ -64,6 +64,7 @@ def build(
     kind: RecordKind = "decision",
     intent: str | None = None,
     tool: dict[str, Any] | None = None,
+    enforced_by: str = "gateway",
 ) -> dict[str, Any]:
     """The record payload, minus `replica_seq` (the recorder assigns it at commit).
 
@@ -80,13 +81,14 @@ def build(
         "ts": rfc3339_now(),
         "region": region,
         "replica": replica,
+        "enforced_by": enforced_by,  # gateway, sidecar or sdk: where the pack was enforced
         # the eight fields
         "person": identity.person,
         "agent": identity.agent,
         "roles": list(identity.roles),
         "scopes": list(identity.scopes),
         "classification": classification,
-        "pack": {"name": pack.name, "revision": pack.revision, "hash": pack.hash},
+        "pack": _pack(pack),
         "model": facts.model,
         "model_id": facts.model_id,
         "route": facts.route,
@@ -129,5 +131,13 @@ def pack_rejection(
         "replica": replica,
         "rejected": claimed,
         "reason": reason,
-        "pack": {"name": active.name, "revision": active.revision, "hash": active.hash},
+        "pack": _pack(active),
     }
+
+
+def _pack(pack: Pack) -> dict[str, Any]:
+    """The policy version: name, revision, content hash, and where a sidecar read it."""
+    version: dict[str, Any] = {"name": pack.name, "revision": pack.revision, "hash": pack.hash}
+    if pack.origin:
+        version["origin"] = pack.origin
+    return version
