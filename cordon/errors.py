@@ -16,6 +16,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
     ├── PackError ................... a policy pack is malformed or may not be activated
     │   ├── DocumentError ........... ... at a path inside the document
     │   └── UnreadablePackError ..... ... the file is unreadable or not YAML
+    ├── PolicySourceError ........... a policy file or git repository could not be read
     ├── AuthError ................... no credential, or one we refuse ... 401 invalid_api_key
     │   └── ForbiddenError .......... known, without the right .. 403 permission_denied
     ├── QueryError .................. a read API's query contradicts itself . 400 bad_query
@@ -86,6 +87,7 @@ __all__ = [
     "NotYetError",
     "OutputBlockedError",
     "PackError",
+    "PolicySourceError",
     "ProcessStartError",
     "ProofError",
     "PublishError",
@@ -185,6 +187,11 @@ class UnreadablePackError(PackError):
     def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+
+
+class PolicySourceError(CordonError):
+    """A sidecar's policy source (a file, a git repository) could not be read: the
+    runtime keeps enforcing the policy it has and says why on its status endpoint."""
 
 
 class QueryError(CordonError):
