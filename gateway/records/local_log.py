@@ -1,0 +1,688 @@
+"""The embedded record log of a sidecar in local mode: what the `RECORDS` stream is to
+a replica, on the sidecar's own disk, with no NATS client loaded.
+
+A record is acknowledged only once its frame is on disk and fsynced, so a SIGKILL or a
+power cut loses nothing that was acknowledged. Appends that arrive together share one
+write and one fsync (group commit: one batch at a time, the next one gathering while
+the disk works), which is what makes per-record durability affordable.
+
+Layout: a directory (0700) of segment files named by their first sequence
+(`00000000000000000001.log`, 0600), rolled at `segment_bytes`. A frame is
+`[magic "CLL\\x01"][u32 body length][u32 CRC-32 of the body]` then the body
+`[u64 seq][u64 unix ms][u16 subject length][u16 id length][subject][id][data]`.
+Sequences are gap-free and never restart, across rolls, reopenings and retention.
+
+Opening checks every frame of the newest segment and cuts a torn or garbled tail back to
+the last whole frame (a write that never completed was never acknowledged); the older
+segments were sealed whole, so damage there refuses to open instead of being cut. A
+read-only opening (an export beside the running sidecar) cuts, creates and removes
+nothing: a partial last frame there is the writer's batch in flight.
+
+Memory stays flat however large the log grows: per segment its first sequence and the
+offset of every 64th frame, per subject its last sequence, and the id-deduplication
+window as a fixed-size hash table of recent ids. Reads scan at most 63 frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import errno
+import logging
+import os
+import struct
+import time
+import zlib
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+from cordon.errors import RecordCommitError
+
+__all__ = ["MAX_FRAME", "Entry", "LocalLog", "LocalSink"]
+
+log = logging.getLogger("cordon.gateway.local_log")
+
+MAGIC = b"CLL\x01"  # the format's name and version: a reader refuses anything else
+HEADER = struct.Struct(">4sII")  # magic, body length, CRC-32 of the body
+BODY = struct.Struct(">QQHH")  # seq, unix ms, subject length, id length
+MAX_FRAME = 64 * 1024 * 1024  # one record this large is a bug upstream, not a record
+HEADROOM = 8 * 1024  # the frame's own fields, subject and id, within MAX_FRAME
+INDEX_EVERY = 64  # frames between two remembered offsets: a read scans fewer
+SUFFIX = ".log"
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class Entry(NamedTuple):
+    seq: int
+    subject: str
+    msg_id: str
+    data: bytes
+    written_ms: int
+
+
+class _Frame(NamedTuple):
+    entry: Entry
+    start: int  # file offsets of the frame
+    end: int
+
+
+@dataclass
+class _Segment:
+    first: int  # the sequence the file is named by
+    path: Path
+    count: int = 0
+    size: int = 0
+    last_ms: int = 0
+    offsets: array[int] = field(default_factory=lambda: array("Q"))  # every 64th frame
+    subjects: dict[str, tuple[int, int]] = field(default_factory=dict)  # first, last seq
+
+    @property
+    def last(self) -> int:
+        return self.first + self.count - 1
+
+    def add(self, seq: int, subject: str, offset: int, end: int, written_ms: int) -> None:
+        if self.count % INDEX_EVERY == 0:
+            self.offsets.append(offset)
+        self.count += 1
+        self.size = end
+        self.last_ms = written_ms
+        first, _ = self.subjects.get(subject, (seq, seq))
+        self.subjects[subject] = (first, seq)
+
+
+class _Pending(NamedTuple):
+    subject: str
+    data: bytes
+    msg_id: str
+    done: asyncio.Future[int]
+
+
+@dataclass
+class _Chunk:
+    """The frames of one batch that go to one segment file."""
+
+    segment: _Segment
+    new: bool  # the batch creates the file (a roll)
+    start: int  # the file's size before the batch
+    frames: list[tuple[int, str, bytes]] = field(default_factory=list)  # seq, subject, frame
+    filled: int = 0  # the file's size with the frames written
+
+    def __post_init__(self) -> None:
+        self.filled = self.start
+
+    def add(self, seq: int, subject: str, frame: bytes) -> None:
+        self.frames.append((seq, subject, frame))
+        self.filled += len(frame)
+
+
+class LocalLog:
+    """An append-only, gap-free, deduplicating record log in one directory."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int | None = None,
+        max_age_s: float | None = None,
+        dedupe_window: int = 100_000,
+        read_only: bool = False,
+    ) -> None:
+        self.directory = directory
+        # A reader beside a live writer (an export): it changes nothing on disk, and a
+        # partial last frame is the writer's batch in flight, not a tail to cut.
+        self.read_only = read_only
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.torn = 0  # torn or garbled tails cut off when this log was opened
+        self._segments: list[_Segment] = []
+        self._subject_last: dict[str, int] = {}
+        self._recent = _RecentIds(dedupe_window)
+        self._queue: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._fd: int | None = None  # the newest segment, written only by the batch thread
+        self._broken: str | None = None  # a failure that left the disk in doubt
+        self._closed = False
+        if not read_only:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.is_dir():
+            self._recover()
+
+    # --- opening -----------------------------------------------------------------
+
+    def _recover(self) -> None:
+        names = sorted(
+            p for p in self.directory.iterdir() if p.suffix == SUFFIX and p.stem.isdigit()
+        )
+        for path in names:
+            self._load(_Segment(int(path.stem), path), sealed=path != names[-1])
+        if self._segments and not self.read_only:
+            self._open_active()
+
+    def _load(self, segment: _Segment, sealed: bool) -> None:
+        previous = self._segments[-1] if self._segments else None
+        if previous and previous.last + 1 != segment.first:
+            raise RecordCommitError(
+                f"local record log {self.directory}: segment {segment.path.name} does not "
+                f"follow sequence {previous.last} (a segment file is missing)"
+            )
+        with segment.path.open("rb") as handle:
+            for frame in _frames(handle, segment.first, check=not sealed):
+                self._index(segment, frame)
+            size = handle.seek(0, os.SEEK_END)
+        if segment.size < size:
+            if sealed:
+                raise RecordCommitError(
+                    f"local record log {self.directory}: sealed segment {segment.path.name} "
+                    f"is damaged at byte {segment.size} of {size}"
+                )
+            if not self.read_only:
+                self._cut(segment, size)
+        self._segments.append(segment)
+
+    def _index(self, segment: _Segment, frame: _Frame) -> None:
+        entry = frame.entry
+        segment.add(entry.seq, entry.subject, frame.start, frame.end, entry.written_ms)
+        self._subject_last[entry.subject] = entry.seq
+        self._recent.add(entry.msg_id, entry.seq)
+
+    def _cut(self, segment: _Segment, size: int) -> None:
+        """A crash in the middle of a write (or garbage after it): never acknowledged,
+        so cut back to the last whole frame before anything is appended after it."""
+        log.error(
+            "local record log %s: torn tail of %s cut at byte %d (%d bytes)",
+            self.directory,
+            segment.path.name,
+            segment.size,
+            size - segment.size,
+        )
+        self.torn += 1
+        fd = os.open(segment.path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, segment.size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _open_active(self) -> None:
+        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+
+    # --- positions ---------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence the next stored record takes."""
+        return self._segments[-1].first + self._segments[-1].count if self._segments else 1
+
+    @property
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest kept record; `last_seq + 1` once everything kept was cut away, 0
+        while nothing was ever stored (as a stream reports it)."""
+        if self.next_seq == 1:
+            return 0
+        return next((s.first for s in self._segments if s.count), self.next_seq)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    # --- appending ---------------------------------------------------------------
+
+    async def append(self, subject: str, data: bytes, msg_id: str) -> int:
+        """Store `data` once on `subject`; its sequence once the frame is fsynced. An id
+        seen within the dedupe window stores nothing and answers the earlier sequence."""
+        if self._closed or self.read_only:
+            state = "closed" if self._closed else "open read-only"
+            raise RecordCommitError(f"local record log {self.directory} is {state}")
+        _check_sizes(subject, msg_id, data)
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(subject, data, msg_id, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        # Shielded: a caller that gives up does not stop the batch its frame is in; the
+        # frame may still land, and a retry with the same id finds it.
+        return await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        """Write batches until the queue is empty: whatever arrives during one batch's
+        write and fsync goes in the next."""
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # never leave an append waiting forever
+                error = exc if isinstance(exc, Exception) else RecordCommitError(str(exc))
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(error)
+                raise
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        chunks, waiting = self._plan(batch)
+        if not chunks:
+            return
+        try:
+            if self._broken:
+                raise RecordCommitError(self._broken)
+            await asyncio.to_thread(self._write, chunks)
+        except asyncio.CancelledError:
+            # The thread may still finish the write that memory will not account for:
+            # numbering on from here would store a sequence twice.
+            self._broken = f"local record log {self.directory}: a write was interrupted"
+            raise
+        except RecordCommitError as exc:
+            for pending, _ in waiting:
+                if not pending.done.done():
+                    pending.done.set_exception(exc)
+            return
+        rolled = self._apply(chunks)
+        for pending, seq in waiting:
+            if not pending.done.done():
+                pending.done.set_result(seq)
+        if rolled and (self.max_bytes is not None or self.max_age_s is not None):
+            self.enforce_retention()
+
+    def _plan(self, batch: list[_Pending]) -> tuple[list[_Chunk], list[tuple[_Pending, int]]]:
+        """Number the batch's new records and place them in segments; answer the repeats
+        of an id at once. Nothing is changed until the frames are on disk."""
+        seq = self.next_seq
+        now_ms = int(time.time() * 1000)
+        chunks: list[_Chunk] = []
+        waiting: list[tuple[_Pending, int]] = []
+        in_batch: dict[str, int] = {}
+        for pending in batch:
+            if pending.done.done():
+                continue  # cancelled before its turn: never stored
+            if (same := in_batch.get(pending.msg_id)) is not None:
+                waiting.append((pending, same))  # stored with its twin, or failed with it
+                continue
+            if (earlier := self._stored(pending.msg_id)) is not None:
+                pending.done.set_result(earlier)
+                continue
+            frame = _encode(seq, now_ms, pending.subject, pending.msg_id, pending.data)
+            self._place(chunks, seq, pending.subject, frame)
+            in_batch[pending.msg_id] = seq
+            waiting.append((pending, seq))
+            seq += 1
+        return chunks, waiting
+
+    def _stored(self, msg_id: str) -> int | None:
+        seq = self._recent.get(msg_id)
+        if seq is None:
+            return None
+        # The window keeps a 64-bit digest of each id: a match is confirmed on disk,
+        # unless retention already took the record (a digest collision is then 2^-64).
+        entry = self.entry(seq)
+        return seq if entry is None or entry.msg_id == msg_id else None
+
+    def _place(self, chunks: list[_Chunk], seq: int, subject: str, frame: bytes) -> None:
+        chunk = chunks[-1] if chunks else None
+        if chunk is None:
+            active = self._segments[-1] if self._segments else None
+            if active is None:
+                chunk = _Chunk(_Segment(seq, self._path(seq)), new=True, start=0)
+            else:
+                chunk = _Chunk(active, new=False, start=active.size)
+            chunks.append(chunk)
+        if chunk.filled and chunk.filled + len(frame) > self.segment_bytes:
+            chunk = _Chunk(_Segment(seq, self._path(seq)), new=True, start=0)
+            chunks.append(chunk)
+        chunk.add(seq, subject, frame)
+
+    def _path(self, first: int) -> Path:
+        return self.directory / f"{first:020d}{SUFFIX}"
+
+    def _write(self, chunks: list[_Chunk]) -> None:
+        """The batch thread: every chunk written and fsynced (the directory too, for a
+        new file's name) before any append is answered. On failure nothing of the batch
+        stays: new files are removed, the active one is cut back."""
+        opened: list[int] = []
+        try:
+            for chunk in chunks:
+                fd = self._fd if not chunk.new else self._create(chunk.segment.path, opened)
+                assert fd is not None
+                _write_all(fd, b"".join(frame for _, _, frame in chunk.frames))
+                os.fsync(fd)
+                if chunk.new:
+                    _fsync_directory(self.directory)
+        except OSError as exc:
+            self._undo(chunks, opened)
+            raise RecordCommitError(self._describe(exc)) from exc
+        if opened:
+            if self._fd is not None:
+                os.close(self._fd)
+            for fd in opened[:-1]:
+                os.close(fd)
+            self._fd = opened[-1]
+
+    def _create(self, path: Path, opened: list[int]) -> int:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        opened.append(fd)
+        return fd
+
+    def _undo(self, chunks: list[_Chunk], opened: list[int]) -> None:
+        try:
+            for fd in opened:
+                os.close(fd)
+            for chunk in chunks:
+                if chunk.new:
+                    chunk.segment.path.unlink(missing_ok=True)
+            if opened:
+                _fsync_directory(self.directory)
+            if self._fd is not None and not chunks[0].new:
+                os.ftruncate(self._fd, chunks[0].start)
+                os.fsync(self._fd)
+        except OSError as exc:
+            # A partial frame may stay on disk: appending after it would hide every later
+            # frame from the next opening, so nothing more is taken until then.
+            self._broken = (
+                f"local record log {self.directory}: a failed write could not be undone "
+                f"({exc}); reopen the log"
+            )
+            log.error("%s", self._broken)
+
+    def _describe(self, exc: OSError) -> str:
+        if exc.errno in DISK_FULL:
+            return f"local record log {self.directory}: disk full ({exc.strerror})"
+        return f"local record log {self.directory}: write failed ({exc})"
+
+    def _apply(self, chunks: list[_Chunk]) -> bool:
+        """The batch is on disk: account for it in memory. Whether a segment rolled."""
+        for chunk in chunks:
+            if chunk.new:
+                self._segments.append(chunk.segment)
+            offset = chunk.start
+            for seq, subject, frame in chunk.frames:
+                end = offset + len(frame)
+                written_ms = BODY.unpack_from(frame, HEADER.size)[1]
+                chunk.segment.add(seq, subject, offset, end, written_ms)
+                self._subject_last[subject] = seq
+                self._recent.add(_msg_id(frame), seq)
+                offset = end
+        return any(chunk.new for chunk in chunks)
+
+    # --- reading -----------------------------------------------------------------
+
+    def get(self, seq: int) -> tuple[str, bytes] | None:
+        """(subject, data) of a record; None if never stored or taken by retention."""
+        entry = self.entry(seq)
+        return (entry.subject, entry.data) if entry else None
+
+    def written_at_ms(self, seq: int) -> int | None:
+        entry = self.entry(seq)
+        return entry.written_ms if entry else None
+
+    def entry(self, seq: int) -> Entry | None:
+        return next(self.entries(seq, stop=seq), None) if self._holds(seq) else None
+
+    def last_on(self, subject: str) -> tuple[int, bytes] | None:
+        seq = self._subject_last.get(subject)
+        found = self.get(seq) if seq is not None else None
+        return (seq, found[1]) if seq is not None and found else None
+
+    def next_on(self, subject: str, seq: int) -> tuple[int, bytes] | None:
+        """The first record on `subject` at or after `seq`; segments without the subject
+        are skipped unread."""
+        for segment in list(self._segments):
+            span = segment.subjects.get(subject)
+            if span is None or span[1] < seq:
+                continue
+            for entry in self.entries(max(seq, span[0]), stop=span[1]):
+                if entry.subject == subject:
+                    return entry.seq, entry.data
+        return None
+
+    def read_from(self, seq: int) -> Iterator[tuple[int, str, bytes]]:
+        """Every kept record from `seq` (or the oldest kept) to the end, in order."""
+        for entry in self.entries(seq):
+            yield entry.seq, entry.subject, entry.data
+
+    def entries(self, seq: int, stop: int | None = None) -> Iterator[Entry]:
+        """Records from `seq` to `stop` (or the end), with their ids and write times."""
+        seq = max(seq, self.first_seq, 1)
+        while seq <= min(self.last_seq, stop if stop is not None else self.last_seq):
+            segment = self._segment_of(seq)
+            if segment is None:
+                return
+            for entry in self._scan(segment, seq):
+                if stop is not None and entry.seq > stop:
+                    return
+                yield entry
+                seq = entry.seq + 1
+            if seq <= segment.last and segment.path.exists():
+                raise RecordCommitError(
+                    f"local record log {self.directory}: {segment.path.name} is damaged "
+                    f"at sequence {seq}"
+                )
+            seq = max(seq, segment.last + 1)
+
+    def _holds(self, seq: int) -> bool:
+        return self.first_seq <= seq <= self.last_seq and seq >= 1
+
+    def _segment_of(self, seq: int) -> _Segment | None:
+        firsts = [s.first for s in self._segments]
+        at = bisect.bisect_right(firsts, seq) - 1
+        return self._segments[at] if at >= 0 and self._segments[at].count else None
+
+    def _scan(self, segment: _Segment, seq: int) -> Iterator[Entry]:
+        """The segment's records from `seq` on, starting at the nearest indexed offset."""
+        slot = (seq - segment.first) // INDEX_EVERY
+        last, size = segment.last, segment.size  # what was whole when the read began
+        try:
+            handle = segment.path.open("rb")
+        except FileNotFoundError:
+            return  # retention took it
+        with handle:
+            handle.seek(segment.offsets[slot])
+            for frame in _frames(handle, segment.first + slot * INDEX_EVERY, check=True):
+                if frame.entry.seq > last or frame.end > size:
+                    return
+                if frame.entry.seq >= seq:
+                    yield frame.entry
+
+    # --- retention and closing ---------------------------------------------------
+
+    def enforce_retention(self, now: float | None = None) -> int:
+        """Drop whole oldest segments whose newest record is older than `max_age_s`, or
+        while the log is larger than `max_bytes`; never the newest segment. Returns how
+        many records went. Sequences continue where they were."""
+        now_ms = (time.time() if now is None else now) * 1000
+        removed = 0
+        while len(self._segments) > 1 and not self.read_only:
+            oldest = self._segments[0]
+            too_old = self.max_age_s is not None and oldest.last_ms < now_ms - self.max_age_s * 1000
+            too_big = self.max_bytes is not None and self.size_bytes > self.max_bytes
+            if not (too_old or too_big):
+                break
+            oldest.path.unlink(missing_ok=True)
+            self._segments.pop(0)
+            removed += oldest.count
+        if removed:
+            _fsync_directory(self.directory)
+            self._subject_last = {
+                s: seq for s, seq in self._subject_last.items() if seq >= self.first_seq
+            }
+            log.info("local record log %s: retention removed %d records", self.directory, removed)
+        return removed
+
+    async def close(self) -> None:
+        """Wait for the batch in flight, then close; later appends are refused."""
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class LocalSink:
+    """A `RecordSink` (gateway.records.sink) over one subject of a `LocalLog`: the
+    sidecar's recorder commits to its own disk exactly as a replica commits to NATS."""
+
+    def __init__(self, log: LocalLog, subject: str) -> None:
+        self.log = log
+        self.subject = subject
+
+    @property
+    def connected(self) -> bool:
+        return not self.log.closed
+
+    @property
+    def capacity(self) -> int:
+        return MAX_FRAME - HEADROOM
+
+    async def publish(self, data: bytes, msg_id: str) -> int:
+        return await self.log.append(self.subject, data, msg_id)
+
+    async def last(self) -> bytes | None:
+        found = self.log.last_on(self.subject)
+        return found[1] if found else None
+
+
+class _RecentIds:
+    """The ids of the last `size` sequences, for deduplication, in fixed memory: a
+    linear-probing table of 64-bit id digests and their sequences (two flat arrays, no
+    object per id), and a ring of digests by sequence to forget the oldest."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        capacity = 1 << max(4, (2 * size).bit_length())  # at most half full
+        self._mask = capacity - 1
+        self._keys = array("Q", bytes(8 * capacity)) if size else array("Q")
+        self._seqs = array("Q", bytes(8 * capacity)) if size else array("Q")
+        self._ring = array("Q", bytes(8 * size))
+
+    def get(self, msg_id: str) -> int | None:
+        if not self.size:
+            return None
+        key = _digest(msg_id)
+        at = key & self._mask
+        while self._keys[at]:
+            if self._keys[at] == key:
+                return self._seqs[at]
+            at = (at + 1) & self._mask
+        return None
+
+    def add(self, msg_id: str, seq: int) -> None:
+        if not self.size:
+            return
+        slot = seq % self.size
+        if seq > self.size and self._ring[slot]:
+            self._forget(self._ring[slot], seq - self.size)
+        key = _digest(msg_id)
+        self._ring[slot] = key
+        at = key & self._mask
+        while self._keys[at] and self._keys[at] != key:
+            at = (at + 1) & self._mask
+        self._keys[at], self._seqs[at] = key, seq  # a repeat of an id moves it forward
+
+    def _forget(self, key: int, seq: int) -> None:
+        at = key & self._mask
+        while self._keys[at]:
+            if self._keys[at] == key and self._seqs[at] == seq:
+                self._remove(at)
+                return
+            at = (at + 1) & self._mask
+
+    def _remove(self, hole: int) -> None:
+        """Backward-shift deletion: later entries of the probe run move into the hole,
+        so a lookup never stops early and no tombstones pile up."""
+        at = hole
+        while True:
+            at = (at + 1) & self._mask
+            key = self._keys[at]
+            if not key:
+                break
+            home = key & self._mask
+            if (at - home) & self._mask >= (at - hole) & self._mask:
+                self._keys[hole], self._seqs[hole] = key, self._seqs[at]
+                hole = at
+        self._keys[hole] = 0
+        self._seqs[hole] = 0
+
+
+def _digest(msg_id: str) -> int:
+    # The process's string hash: the table is rebuilt at each opening, so the per-process
+    # salt does not matter; 0 marks an empty slot.
+    return (hash(msg_id) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+
+
+def _check_sizes(subject: str, msg_id: str, data: bytes) -> None:
+    subject_len, id_len = len(subject.encode()), len(msg_id.encode())
+    if subject_len > 0xFFFF or id_len > 0xFFFF:
+        raise RecordCommitError("local record log: subject or record id longer than 65535 bytes")
+    if HEADER.size + BODY.size + subject_len + id_len + len(data) > MAX_FRAME:
+        raise RecordCommitError(
+            f"local record log: a record of {len(data)} bytes exceeds the {MAX_FRAME}-byte cap"
+        )
+
+
+def _encode(seq: int, written_ms: int, subject: str, msg_id: str, data: bytes) -> bytes:
+    subject_b, id_b = subject.encode(), msg_id.encode()
+    body = BODY.pack(seq, written_ms, len(subject_b), len(id_b)) + subject_b + id_b + data
+    return HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def _msg_id(frame: bytes) -> str:
+    _, _, subject_len, id_len = BODY.unpack_from(frame, HEADER.size)
+    start = HEADER.size + BODY.size + subject_len
+    return frame[start : start + id_len].decode()
+
+
+def _frames(handle: BinaryIO, seq: int, *, check: bool) -> Iterator[_Frame]:
+    """Whole frames from the handle's position, numbered from `seq`; stops at the first
+    torn, garbled or misnumbered one. Without `check` the CRC is not computed (a sealed
+    segment at opening: its frames were fsynced whole before the next file existed)."""
+    start = handle.tell()
+    while len(header := handle.read(HEADER.size)) == HEADER.size:
+        magic, length, crc = HEADER.unpack(header)
+        if magic != MAGIC or length < BODY.size or length > MAX_FRAME:
+            return
+        body = handle.read(length)
+        if len(body) < length or (check and zlib.crc32(body) != crc):
+            return
+        entry = _decode(body)
+        if entry is None or entry.seq != seq:
+            return
+        end = handle.tell()
+        yield _Frame(entry, start, end)
+        start, seq = end, seq + 1
+
+
+def _decode(body: bytes) -> Entry | None:
+    seq, written_ms, subject_len, id_len = BODY.unpack_from(body)
+    start = BODY.size
+    if start + subject_len + id_len > len(body):
+        return None
+    try:
+        subject = body[start : start + subject_len].decode()
+        msg_id = body[start + subject_len : start + subject_len + id_len].decode()
+    except UnicodeDecodeError:
+        return None
+    return Entry(seq, subject, msg_id, body[start + subject_len + id_len :], written_ms)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
