@@ -1,6 +1,6 @@
-"""The `cordon` command line: `gateway`, `replicator`, `aggregator`, `policy`, `audit`,
-`nats`, `keys`, `token` and `tools` subcommands. (The local topology is not the product's:
-`python -m cordon_dev up`, from a source checkout.)
+"""The `cordon` command line: `gateway`, `sidecar`, `replicator`, `aggregator`, `policy`,
+`audit`, `nats`, `keys`, `token` and `tools` subcommands. (The local topology is not
+the product's: `python -m cordon_dev up`, from a source checkout.)
 
 Subcommands import their package only when they run, so a gateway process never
 loads the replicator, the aggregator or FastAPI.
@@ -37,7 +37,11 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    if args.action == "run":
+    if args.action == "run" and _is_config_file(args.config):
+        from gateway.sidecar.server import run as run_sidecar
+
+        run_sidecar([args.config])  # the seeds' files: a sidecar enforcing them
+    elif args.action == "run":
         from gateway.http.server import run
 
         run(args.config)
@@ -50,6 +54,18 @@ def _gateway(args: argparse.Namespace) -> int:
 
         audit_api(args.config)
     return 0
+
+
+def _is_config_file(path: Path) -> bool:
+    """A configuration file as the seeds print them, rather than a replica's settings."""
+    import yaml
+
+    from cordon.packs.config_file import is_config_file
+
+    try:
+        return is_config_file(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError):
+        return False  # the replica's own loader says what is wrong with it
 
 
 def _replicator(args: argparse.Namespace) -> int:
@@ -95,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(a_actions.add_parser("run", help="consume summaries and serve the view API"))
     aggregator.set_defaults(func=_aggregator)
 
-    from cordon_cli import audit, keys, policy, provision, token, tools
+    from cordon_cli import audit, keys, policy, provision, sidecar, token, tools
 
     policy.add_parser(commands)
     audit.add_parser(commands)
@@ -103,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_parser(commands)
     keys.add_parser(commands)
     tools.add_parser(commands)
+    sidecar.add_parser(commands)
 
     return parser
 

@@ -144,13 +144,25 @@ def signed_pack(
 
 @contextlib.asynccontextmanager
 async def serve_in_loop(
-    app: Any, host: str = "127.0.0.1", lifespan: Literal["on", "off"] = "off"
+    app: Any,
+    host: str = "127.0.0.1",
+    lifespan: Literal["on", "off"] = "off",
+    tls: tuple[str, str] | None = None,
 ) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port, in this event loop; its
     base URL. Real HTTP, no child process. (`lifespan="on"` for apps that start work
-    of their own, such as an MCP server's session manager.)"""
+    of their own, such as an MCP server's session manager; `tls`: (certificate file,
+    key file) to serve HTTPS.)"""
     port = free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan=lifespan)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+    )
     server = _PromptServer(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -158,7 +170,7 @@ async def serve_in_loop(
             if task.done():
                 task.result()  # raises what stopped it
             await asyncio.sleep(0.01)
-        yield f"http://{host}:{port}"
+        yield f"{'https' if tls else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         server.stopping.set()

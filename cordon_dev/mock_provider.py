@@ -19,6 +19,8 @@ Amazon Bedrock's and Google Gemini's (and Vertex AI's) wires are served too, str
 embeddings included: see `cordon_dev.mock_clouds`.
 Azure OpenAI's wire is served too (`/openai/deployments/<deployment>/chat/completions`
 with `api-version` and an `api-key` header, and the v1 API at `/openai/v1/...`).
+A prompt `say-base64: <base64>` is answered with the decoded text, so a test can get an
+answer a rule blocks from a prompt the same rule lets through.
 `GET /mock/stats` says what it saw, `GET /mock/last` the last call's body as it arrived.
 A request with `tools` is answered with a call of the first tool, `{"echo": <reply>}`,
 or `{<param>: <reply>}` when the tool's schema requires exactly one string parameter
@@ -102,7 +104,25 @@ def _reply(request: dict[str, Any]) -> str:
     result = _tool_result(request)
     if result is not None:
         return "tool said: " + result
-    return "echo: " + _last_user_text(request)
+    asked = _last_user_text(request)
+    if asked.startswith(SAY_PREFIX):
+        return _decoded(asked[len(SAY_PREFIX) :])
+    return "echo: " + asked
+
+
+SAY_PREFIX = "say-base64: "  # the answer a test wants, which its prompt must not hold
+
+
+def _decoded(encoded: str) -> str:
+    """What `say-base64: <text>` asks the mock to answer: an answer a rule blocks,
+    from a prompt the same rule lets through."""
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return "echo: " + SAY_PREFIX + encoded
 
 
 def _calls_tool(request: dict[str, Any]) -> bool:

@@ -7,4 +7,4 @@ auditors, routes over an `audit_state.AuditState` (its record source, `access` l
 checkpoints). Each process imports only its own module, so none loads the others.
 """
 
-__all__ = ["access", "audit_api", "audit_index", "audit_state", "sealer", "summaries"]
+__all__ = ["access", "audit_api", "audit_index", "audit_state", "bundles", "sealer", "summaries"]

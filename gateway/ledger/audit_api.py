@@ -33,12 +33,12 @@ from cordon.errors import (
     RecordCommitError,
     UnavailableError,
 )
-from cordon.log import bundle, checkpoints, merkle
+from cordon.log import checkpoints, merkle
 from cordon.log.enrolment import load_signer
 from cordon.nats import Endpoint, connect, streams
 from cordon.settings import load_json
 from cordon.tokens import Grant, Tokens
-from gateway.ledger import audit_index
+from gateway.ledger import audit_index, bundles
 from gateway.ledger.access import AccessLog
 from gateway.ledger.audit_state import (
     AuditState,
@@ -369,31 +369,13 @@ def _proof_or_not_yet(make: Callable[[], list[bytes]]) -> list[bytes]:
 
 
 async def export_bundle(state: AuditState, first: int, last: int) -> dict[str, Any]:
-    """The bundle for `first`..`last` against the first checkpoint covering `last`, so
-    consecutive pages chain. Proofs come from the index's tree, so only the exported
-    records and the enrolments are read from the stream.
-    """
-    index = state.index
-    final = index.first_checkpoint_covering(last)
-    if final is None:
-        raise LookupError(f"no checkpoint covers seq {last} yet; try again in a second")
-    size = checkpoints.unverified(final).size
-    if index.size() < size:
-        raise LookupError("the audit index is still catching up; try again shortly")
-    enrolment_seqs = index.seqs_of_kind("enrolment", size)
-    enrolments = {seq: await _read(state.records, seq) for seq in enrolment_seqs}
-    wanted = (seq for seq in range(first, last + 1) if seq not in enrolments)
-    records = {seq: await _read(state.records, seq) for seq in wanted}
-    return bundle.build(
-        region=state.region,
-        regional_public_key=state.regional_public_key,
-        nodes=index,
-        checkpoint=final,
-        older=index.checkpoints_below(size, 3),
-        enrolments=enrolments,
-        records=records,
-        first=first,
-        last=last,
+    """The bundle for `first`..`last` (gateway.ledger.bundles), read from RECORDS."""
+
+    async def read(seq: int) -> bytes:
+        return await _read(state.records, seq)
+
+    return await bundles.build_bundle(
+        state.index, read, state.region, state.regional_public_key, first, last
     )
 
 

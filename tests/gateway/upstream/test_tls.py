@@ -3,15 +3,13 @@ host named (SNI) and checked, through the real SDK, streamed and not."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
+from cordon_dev.egress_proxy import ConnectProxy
 from cordon_dev.procs import wait_for_http
 from cordon_dev.stack import DevStack
 from tests.helpers import find_record, gateway_sdk
@@ -73,51 +71,6 @@ async def test_a_certificate_for_another_host_is_refused(
     record = await find_record(endpoints, "eu-west", record_id)
     assert record is not None and record["status"] == 502
     assert record["attempts"] == ["wrong-host:connect"]  # the handshake failed, not the call
-
-
-class ConnectProxy:
-    """A small HTTP CONNECT proxy on loopback, in a thread of its own: what a corporate
-    egress proxy does, and it counts the tunnels it opened and to where."""
-
-    def __init__(self) -> None:
-        self.tunnels: list[str] = []
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        method, where, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-        if method != "CONNECT":
-            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-            writer.close()
-            return
-        host, port = where.rsplit(":", 1)
-        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
-        self.tunnels.append(where)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 @pytest.fixture(scope="module")

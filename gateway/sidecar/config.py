@@ -1,0 +1,198 @@
+"""A sidecar's configuration: the files our users already have (a pack with a
+`gateway:` block, fragments merged in order), checked as `cordon policy lint` checks
+them, and turned into the gateway settings of one local replica.
+
+Anything in the files that Cordon cannot honour is a start-up error naming the file,
+the line and the key (`ConfigError`), never a setting silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cordon.errors import ConfigError, DocumentError
+from cordon.packs import config_file, lint
+from gateway import settings as gateway_settings
+from gateway.settings import GatewaySettings
+
+__all__ = ["GitSpec", "SidecarConfig", "read_fragments"]
+
+# A local sidecar dials no NATS; the settings type still names the region's endpoints.
+UNUSED_NATS = {"url": "nats://unused.invalid:4222"}
+DEFAULT_PORT = 41002  # the seeds' `listen_port`
+DEFAULT_LOG_MAX_BYTES = 1024**3
+CALLER_KEY_FILE = "caller.key"  # in state_dir: the key callers send when none is configured
+LOCAL_AGENT = "local-app"
+# Settings a `gateway:` block passes to the replica as they are (gateway.settings).
+PASSED_THROUGH = (
+    "host",
+    "replica",
+    "api_keys",
+    "delegation_issuers",
+    "workload_issuers",
+    "admin_tokens",
+    "secret_store_dir",
+    "allowed_upstreams",
+    "allow_loopback_upstreams",
+    "allowed_env",
+    "ca_bundle",
+    "commit_timeout_s",
+    "max_body_bytes",
+    "max_response_bytes",
+    "max_stream_bytes",
+    "max_event_bytes",
+    "max_record_bytes",
+    "max_concurrent_calls",
+    "breaker_threshold",
+    "breaker_cooldown_s",
+    "public_url",
+)
+
+
+@dataclass(frozen=True)
+class GitSpec:
+    """The repository a sidecar follows: where, which branch or tag, which file in it."""
+
+    source: str
+    ref: str
+    path: str
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    files: tuple[Path, ...]
+    fragments: tuple[dict[str, Any], ...]  # each file as read
+    texts: tuple[bytes, ...]  # each file's bytes (their digest is the policy's origin)
+    gateway: dict[str, Any]  # the merged `gateway:` block
+    pack: dict[str, Any]  # the pack document (everything else)
+    settings: GatewaySettings
+    mode: str
+    reload: bool
+    watch_interval_s: float
+    poll_interval_s: float | None
+    git: GitSpec | None
+    unix_socket: Path | None
+    log_max_bytes: int
+    log_segment_bytes: int
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    @classmethod
+    def load(cls, files: Sequence[Path], config_source: str | None = None) -> SidecarConfig:
+        fragments, texts = read_fragments(files)
+        gateway, pack = config_file.split(config_file.merge(fragments), str(files[0]))
+        if config_source:
+            gateway["config_source"] = config_source
+        if not pack:
+            raise ConfigError(
+                f"{', '.join(map(str, files))}: no policy: these files hold only gateway settings"
+            )
+        try:
+            config_file.check_gateway(gateway)
+        except DocumentError as exc:
+            raise ConfigError(f"{files[0]}: {'.'.join(map(str, exc.path))}: {exc}") from exc
+        return cls._build(tuple(files), (tuple(fragments), tuple(texts)), gateway, pack)
+
+    @classmethod
+    def _build(
+        cls,
+        files: tuple[Path, ...],
+        read: tuple[tuple[dict[str, Any], ...], tuple[bytes, ...]],
+        gateway: dict[str, Any],
+        pack: dict[str, Any],
+    ) -> SidecarConfig:
+        base = files[0].parent
+        poll = gateway.get("config_poll_interval")
+        return cls(
+            files=files,
+            fragments=read[0],
+            texts=read[1],
+            gateway=gateway,
+            pack=pack,
+            settings=_settings(gateway, pack, base),
+            mode=str(gateway.get("mode", "local")),
+            reload=bool(gateway.get("config_reload", False)),
+            watch_interval_s=_interval(gateway, "config_watch_interval", 1.0),
+            poll_interval_s=_interval(gateway, "config_poll_interval", 0) if poll else None,
+            git=_git(gateway, files[0], base) if poll else None,
+            unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
+            log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
+            log_segment_bytes=int(gateway.get("log_segment_bytes", 64 * 1024 * 1024)),
+        )
+
+
+def read_fragments(files: Sequence[Path]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Each file read and checked on its own, so a problem names its own file and line;
+    the documents and the bytes they were read from."""
+    if not files:
+        raise ConfigError("no configuration file given")
+    fragments: list[dict[str, Any]] = []
+    texts: list[bytes] = []
+    for path in files:
+        document, problems = lint.check_file(path)
+        if problems:
+            raise ConfigError("\n".join(str(problem) for problem in problems))
+        if not isinstance(document, dict):
+            raise ConfigError(f"{path}: a configuration file is a map")
+        fragments.append(document)
+        texts.append(path.read_bytes())
+    return fragments, texts
+
+
+def _interval(gateway: Mapping[str, Any], key: str, default: float) -> float:
+    if key not in gateway:
+        return default
+    return config_file.parse_interval(gateway[key], key)
+
+
+def _git(gateway: Mapping[str, Any], first: Path, base: Path) -> GitSpec:
+    raw = gateway.get("config_source")
+    if not raw:
+        raise ConfigError(
+            f"{first}: gateway.config_poll_interval polls a git repository: name it with "
+            "gateway.config_source (or --config-source)"
+        )
+    spec = raw if isinstance(raw, dict) else {"url": raw}
+    source = str(spec["url"])
+    if "://" not in source and not source.startswith("git@"):
+        source = str(base / source)  # a local repository, relative to the file
+    return GitSpec(source, str(spec.get("ref", "main")), str(spec.get("path", first.name)))
+
+
+def _settings(gateway: Mapping[str, Any], pack: Mapping[str, Any], base: Path) -> GatewaySettings:
+    state = str(gateway.get("state_dir", ".cordon"))
+    raw: dict[str, Any] = {
+        "region": str(gateway.get("region", "local")),
+        "replica": "sidecar-{hostname}",
+        "audit_nats": UNUSED_NATS,
+        "xr_nats": UNUSED_NATS,
+        "signing_key_file": f"{state}/keys/sidecar.key",
+        "enrolment_file": f"{state}/keys/sidecar.enrolment",
+        "state_dir": state,
+        "port": int(gateway.get("listen_port", DEFAULT_PORT)),
+        "pack_name": str(pack["pack"]["name"]),
+        "pack_trust": list(gateway.get("pack_trust", ())),
+        "place": "sidecar",
+    }
+    raw.update({key: gateway[key] for key in PASSED_THROUGH if key in gateway})
+    if not any(gateway.get(k) for k in ("api_keys", "workload_issuers", "delegation_issuers")):
+        # No caller credential configured: one key, made on the first start, for the
+        # application beside the sidecar (it reads the file; nobody else can).
+        raw["api_keys"] = {_caller_key(base / state): {"agent": LOCAL_AGENT}}
+    return gateway_settings.from_mapping(raw, base)
+
+
+def _caller_key(state_dir: Path) -> str:
+    path = state_dir / CALLER_KEY_FILE
+    if not path.exists():
+        import secrets
+
+        from cordon.files import write_private
+
+        write_private(path, f"sk-sidecar-{secrets.token_urlsafe(32)}\n")
+    return path.read_text().strip()

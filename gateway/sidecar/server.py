@@ -1,0 +1,194 @@
+"""`cordon sidecar --config FILE`: one small process that enforces the configuration
+our users already have, with nothing else running.
+
+`Sidecar` assembles a replica's runtime over the local backplane (records in the
+embedded log, sealed into checkpoints beside it), activates the file's pack before it
+serves, and follows the file (on change and SIGHUP) or the repository. `SidecarApp` is
+the gateway's ASGI app with the sidecar's start and stop around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cordon.errors import ConfigError
+from gateway.http.app import GatewayApp, create_app
+from gateway.http.asgi import Receive, Scope, Send
+from gateway.records.local_log import LocalLog
+from gateway.runtime import Runtime
+from gateway.sidecar.backplane import LocalBackplane
+from gateway.sidecar.config import SidecarConfig
+from gateway.sidecar.keys import LocalKeys
+from gateway.sidecar.policy import Candidates, file_origin
+from gateway.sidecar.sealer import LocalSealer
+
+__all__ = ["Sidecar", "SidecarApp", "run"]
+
+log = logging.getLogger("cordon.sidecar")
+RETENTION_EVERY_S = 60.0
+
+
+class Sidecar:
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        settings = config.settings
+        state = config.state_dir
+        self.keys = LocalKeys.load_or_create(state / "keys", settings.region, settings.replica)
+        self.records = LocalLog(
+            state / "records",
+            segment_bytes=config.log_segment_bytes,
+            max_bytes=config.log_max_bytes,
+        )
+        self.sealed = LocalLog(state / "checkpoints")
+        self.backplane = LocalBackplane(self.records, settings.region, settings.replica)
+        trust = settings.pack_trust
+        if not trust:  # the sidecar vouches for what it reads itself
+            from dataclasses import replace
+
+            settings = replace(settings, pack_trust=(self.keys.policy_public_hex,))
+        self.runtime = Runtime(settings, self.backplane, self.keys.signer, self.keys.enrolment)
+        policy_key = None if trust else self.keys.policy
+        self.candidates = Candidates(self.runtime.packs, policy_key, config.fragments[1:])
+        self.sealer = LocalSealer(self.records, self.sealed, settings.region, self.keys.signer)
+        self._stop = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []  # stop when `_stop` is set
+        self._followers: list[asyncio.Task[None]] = []  # cancelled
+        self._sources: list[object] = []
+
+    def activate_initial(self) -> None:
+        """The file's pack, enforced before the first call is taken."""
+        names = [str(path) for path in self.config.files]
+        update = self.candidates.of_document(
+            self.config.pack, file_origin(names, self.config.texts)
+        )
+        if update is None or update.value is None:
+            return
+        if self.runtime.packs.offer(update.value, origin=update.origin) == "rejected":
+            reason = self.runtime.packs.last_rejection
+            raise ConfigError(f"{names[0]}: {reason.reason if reason else 'refused'}")
+
+    async def start(self) -> None:
+        self.activate_initial()
+        await self.runtime.start()
+        self._loops.append(asyncio.create_task(self.sealer.run(self._stop)))
+        self._loops.append(asyncio.create_task(self._keep_retention()))
+        self._follow_sources()
+
+    def _follow_sources(self) -> None:
+        config = self.config
+        if config.reload:
+            from gateway.policy.sources import FileSource
+
+            source = FileSource(config.files[0], config.watch_interval_s)
+            self._sources.append(source)
+            self._followers.append(asyncio.create_task(self._follow(source, skip_first=True)))
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, source.reload_now)
+        if config.git is not None and config.poll_interval_s is not None:
+            from gateway.policy.sources import GitSource
+
+            git = config.git
+            repo = GitSource(
+                git.source, git.ref, git.path, config.state_dir / "git", config.poll_interval_s
+            )
+            self._sources.append(repo)
+            self._followers.append(asyncio.create_task(self._follow(repo, skip_first=False)))
+
+    async def _follow(self, source: object, skip_first: bool) -> None:
+        first = skip_first
+        async for found in source.updates():  # type: ignore[attr-defined]
+            if first:  # the file as read at start-up: already active
+                first = False
+                continue
+            update = self.candidates.of(
+                found.origin.get("file", "config"), found.data, found.origin
+            )
+            if update is not None:
+                self.backplane.offer(update)
+
+    async def _keep_retention(self) -> None:
+        while not self._stop.is_set():
+            days = self.runtime.packs.active.retention_days
+            self.records.max_age_s = days * 86400 if days else None
+            removed = self.records.enforce_retention()
+            if removed:
+                log.info("retention removed %d records from the local log", removed)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETENTION_EVERY_S):
+                    await self._stop.wait()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._followers:
+            task.cancel()
+        for task in self._followers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*self._loops)  # the sealer seals what was appended
+        await self.runtime.stop()
+        await self.records.close()
+        await self.sealed.close()
+
+
+class SidecarApp:
+    """The gateway's app, with the sidecar started and stopped around it."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.gateway: GatewayApp = create_app(sidecar.runtime)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.gateway(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.sidecar.start()
+                except Exception as exc:
+                    log.exception("sidecar failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gateway.mcp.close()
+                await self.sidecar.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def run(files: Sequence[Path], config_source: str | None = None) -> None:
+    # nats-py is never used here; refusing aiohttp keeps its import out, as for replicas
+    sys.modules.setdefault("aiohttp", None)  # type: ignore[arg-type]
+    import uvicorn
+
+    from gateway.http.connections import guarded_protocol
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = SidecarConfig.load(files, config_source)
+    settings = config.settings
+    app = SidecarApp(Sidecar(config))
+    where = (
+        f"unix:{config.unix_socket}" if config.unix_socket else f"{settings.host}:{settings.port}"
+    )
+    log.info("sidecar enforcing %s on %s", settings.pack_name, where)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        uds=str(config.unix_socket) if config.unix_socket else None,
+        access_log=False,
+        log_level="warning",
+        http=guarded_protocol(settings.connections),
+        ws="none",
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+    )
