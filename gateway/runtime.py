@@ -24,6 +24,7 @@ from gateway import metrics, records, telemetry
 from gateway.backplane import Backplane, NatsBackplane
 from gateway.identity import Authenticator
 from gateway.identity.delegation import DelegationVerifier
+from gateway.identity.workload import verifier_for
 from gateway.policy.activation import REPORT_EVERY_S, PackState, applied_report
 from gateway.records.recorder import Recorder
 from gateway.records.spool import Spool
@@ -73,7 +74,10 @@ class Runtime:
         verifier = (
             DelegationVerifier(settings.delegation_issuers) if settings.delegation_issuers else None
         )
-        self.auth = Authenticator(settings.api_keys, verifier)
+        self.workloads = verifier_for(
+            settings.workload_issuers, lambda: self.packs.active.workloads
+        )
+        self.auth = Authenticator(settings.api_keys, verifier, self.workloads)
         self.breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
         self.egress = EgressPolicy(
             settings.allowed_upstreams, settings.allow_loopback_upstreams, settings.allowed_env
@@ -136,6 +140,8 @@ class Runtime:
         metrics.PACK_DISABLED.set_function(lambda: float(not self.packs.active.enabled))
         await self.upstream.start()
         self._tasks.append(asyncio.create_task(self._connect_then_watch()))
+        if self.workloads is not None:  # keeps the workload issuers' JWKS URLs fresh
+            self._tasks.append(asyncio.create_task(self.workloads.run()))
 
     async def _connect_then_watch(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from cordon.nats import Endpoint
 from cordon.tokens import Tokens
 from gateway.identity import Identity
 from gateway.identity.delegation import Issuer, IssuerKey
+from gateway.identity.workload import WorkloadIssuer
 from gateway.upstream.egress import DEFAULT_ALLOWED_ENV, DEFAULT_ALLOWED_UPSTREAMS
 
 
@@ -47,6 +48,8 @@ class GatewaySettings:
     secret_store_dir: Path | None = None
     api_keys: dict[str, Identity] = field(default_factory=dict)
     delegation_issuers: tuple[Issuer, ...] = ()
+    # Kubernetes and SPIFFE issuers whose workload tokens are verified against a JWKS.
+    workload_issuers: tuple[WorkloadIssuer, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
     commit_timeout_s: float = 2.0
@@ -109,6 +112,19 @@ def _issuer(raw: dict[str, Any], base: Path) -> Issuer:
     return Issuer(issuer=str(raw["issuer"]), audience=str(raw["audience"]), keys=tuple(keys))
 
 
+def _workload_issuer(raw: dict[str, Any], base: Path) -> WorkloadIssuer:
+    jwks_file, issuer, domain = raw.get("jwks_file"), raw.get("issuer"), raw.get("trust_domain")
+    return WorkloadIssuer(
+        issuer=str(issuer) if issuer else None,
+        audience=str(raw["audience"]),
+        jwks_file=base / jwks_file if jwks_file else None,
+        jwks_url=str(raw["jwks_url"]) if raw.get("jwks_url") else None,
+        trust_domain=str(domain) if domain else None,
+        kind=raw["kind"],
+        refresh_s=float(raw.get("refresh_s", 300.0)),
+    )
+
+
 def _connection_limits(raw: dict[str, Any]) -> ConnectionLimits:
     """The limits the file sets (each greater than 0); the rest keep their defaults."""
     defaults = ConnectionLimits()
@@ -142,6 +158,9 @@ def from_mapping(raw: dict[str, Any], base: Path = Path()) -> GatewaySettings:
             secret_store_dir=base / store if store else None,
             api_keys={key: _identity(v) for key, v in raw.get("api_keys", {}).items()},
             delegation_issuers=tuple(_issuer(i, base) for i in raw.get("delegation_issuers", ())),
+            workload_issuers=tuple(
+                _workload_issuer(i, base) for i in raw.get("workload_issuers", ())
+            ),
             host=str(raw.get("host", "127.0.0.1")),
             port=int(raw.get("port", 8080)),
             commit_timeout_s=float(raw.get("commit_timeout_s", 2.0)),

@@ -28,6 +28,8 @@ from cordon.packs.classifier import ClassifierHook
 from cordon.packs.detectors import DEFAULT_SET, DetectorSet, compile_custom
 from cordon.packs.lexicon import Lexicon
 from cordon.packs.tools import NO_TOOLS, ToolPolicy
+from cordon.packs.workloads import NO_WORKLOADS, WorkloadMap
+from cordon.packs.workloads import parse as parse_workloads
 
 RECORD_CONTENT_MODES = ("none", "redacted", "full")
 FAIL_MODES = ("closed", "open")
@@ -93,6 +95,7 @@ class Rules:
     default_classification: str = "internal"
     classifier: ClassifierHook | None = None
     tools: ToolPolicy = NO_TOOLS  # the tool servers fronted, and who may call what
+    workloads: WorkloadMap = NO_WORKLOADS  # which workload identity acts as which agent
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class Pack:
     default_classification: str = "internal"
     classifier: ClassifierHook | None = field(default=None, compare=False)
     tools: ToolPolicy = field(default=NO_TOOLS, compare=False)
+    workloads: WorkloadMap = field(default=NO_WORKLOADS, compare=False)
     signed_at: float | None = None
     expires_at: float | None = None
     regions: tuple[str, ...] = ("*",)
@@ -270,6 +274,7 @@ def parse_document(document: Any) -> Rules:
         default_level,
         hook,
         tools.parse(document.get("tools")),
+        parse_workloads(document.get("workloads")),
     )
     policies = document.get("policies") or []
     if isinstance(policies, dict):  # the `chain:` + `policy:` form carries no filters
@@ -277,7 +282,15 @@ def parse_document(document: Any) -> Rules:
     if not isinstance(policies, list):
         raise DocumentError("policies must be a list of rules or a chain map", ["policies"])
     rules = tuple(_parse_rule(i, raw, base) for i, raw in enumerate(policies))
-    return Rules(rules, base.detectors, base.lexicon, base.default_classification, hook, base.tools)
+    return Rules(
+        rules,
+        base.detectors,
+        base.lexicon,
+        base.default_classification,
+        hook,
+        base.tools,
+        base.workloads,
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -311,6 +324,7 @@ def parse_statement(statement: dict[str, Any], signed_by: tuple[str, ...] = ()) 
         default_classification=rules.default_classification,
         classifier=rules.classifier,
         tools=rules.tools,
+        workloads=rules.workloads,
         signed_at=_number(statement.get("signed_at")),
         expires_at=_number(statement.get("expires_at")),
         regions=tuple(regions),

@@ -101,7 +101,11 @@ class GatewayApp:
         anthropic = "anthropic-version" in headers
         dialect = dialects.MESSAGES if anthropic else dialects.CHAT
         try:
-            self.runtime.auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
+            self.runtime.auth.authenticate(
+                headers.get("authorization"),
+                headers.get("x-api-key"),
+                headers.get("x-cordon-delegation"),
+            )
         except AuthError as exc:
             await respond(send, exc.status, dialect.error_of(exc))
             return

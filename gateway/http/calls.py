@@ -55,7 +55,11 @@ async def handle(
     started = time.perf_counter()
     headers = request_headers(scope)
     try:
-        identity = runtime.auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
+        identity = runtime.auth.authenticate(
+            headers.get("authorization"),
+            headers.get("x-api-key"),
+            headers.get("x-cordon-delegation"),
+        )
     except AuthError as exc:
         # Unauthenticated traffic writes nothing to the compliance log: it is counted only.
         metrics.REQUESTS.labels(dialect.route, "unauthenticated").inc()

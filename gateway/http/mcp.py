@@ -111,7 +111,9 @@ class McpEndpoint:
             return
         try:
             identity = self.runtime.auth.authenticate(
-                headers.get("authorization"), headers.get("x-api-key")
+                headers.get("authorization"),
+                headers.get("x-api-key"),
+                headers.get("x-cordon-delegation"),
             )
         except AuthError as exc:
             metrics.REQUESTS.labels(ROUTE, "unauthenticated").inc()
