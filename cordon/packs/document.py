@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cordon.errors import DocumentError, PackError
-from cordon.packs import classifier, lexicon, rollout, tools
+from cordon.packs import chain, classifier, lexicon, rollout, tools
 from cordon.packs.classifier import ClassifierHook
 from cordon.packs.detectors import DEFAULT_SET, DetectorSet, compile_custom
 from cordon.packs.lexicon import Lexicon
@@ -120,6 +120,9 @@ class Pack:
     # `pack.enabled: false`: the owner's kill switch. The revision supersedes the ones
     # before it like any other, and every call under it is refused (503 pack_disabled).
     enabled: bool = True
+    # Where a sidecar's pack came from: its file's digest, and the git commit and ref it
+    # was read at (gateway.sidecar); None for a pack the replicator carried.
+    origin: dict[str, str] | None = field(default=None, compare=False)
 
     def covers(self, region: str) -> bool:
         return "*" in self.regions or region in self.regions
@@ -242,6 +245,7 @@ def parse_document(document: Any) -> Rules:
     if not isinstance(document, dict):
         raise DocumentError("a pack must be a map")
     pack_name(document)
+    chain.audit_logger(document)  # named policies: each key honoured or the pack refused
     rollout.parse_rollout(document)  # the replicator stages by it; a broken one is refused
     for key, allowed in (("record_content", RECORD_CONTENT_MODES), ("fail_mode", FAIL_MODES)):
         if key in document and document[key] not in allowed:
