@@ -68,8 +68,10 @@ class Candidates:
         """The update for a pack document already read and checked (at start-up)."""
         if self._key is None:
             return None  # only an owner's signed pack, from the repository
-        if document_hash(pack) == self._packs.active.hash:
-            return None
+        active = self._packs.active
+        same_commit = (active.origin or {}).get("commit") == origin.get("commit")
+        if document_hash(pack) == active.hash and same_commit:
+            return None  # a touch, or a file read again: nothing to say differently
         revision = max(self._packs.active.revision, self._packs.floor) + 1
         return PackUpdate(self._sign(pack, revision), origin=origin)
 

@@ -60,6 +60,7 @@ class Sidecar:
         self._loops: list[asyncio.Task[None]] = []  # stop when `_stop` is set
         self._followers: list[asyncio.Task[None]] = []  # cancelled
         self._sources: list[object] = []
+        self._sighup = False  # a SIGHUP handler is installed (and removed at stop)
 
     def activate_initial(self) -> None:
         """The file's pack, enforced before the first call is taken."""
@@ -90,6 +91,7 @@ class Sidecar:
             self._followers.append(asyncio.create_task(self._follow(source, skip_first=True)))
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, source.reload_now)
+                self._sighup = True
         if config.git is not None and config.poll_interval_s is not None:
             from gateway.policy.sources import GitSource
 
@@ -125,6 +127,8 @@ class Sidecar:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         for task in self._followers:
             task.cancel()
         for task in self._followers:

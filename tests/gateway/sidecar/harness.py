@@ -81,20 +81,17 @@ class RunningSidecar:
     sidecar: Sidecar
     app: SidecarApp
     client: httpx.AsyncClient
+    url: str
 
     @property
     def caller_key(self) -> str:
         return (self.sidecar.config.state_dir / CALLER_KEY_FILE).read_text().strip()
 
     def openai(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            base_url="http://sidecar/v1", api_key=self.caller_key, http_client=self.client
-        )
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=self.caller_key)
 
     def anthropic(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
-            base_url="http://sidecar", api_key=self.caller_key, http_client=self.client
-        )
+        return anthropic.AsyncAnthropic(base_url=self.url, api_key=self.caller_key)
 
     def records(self) -> list[dict[str, Any]]:
         """Every decision and intent record in the local log, opened."""
@@ -111,14 +108,17 @@ class RunningSidecar:
 async def in_process_sidecar(
     files: Sequence[Path], config_source: str | None = None
 ) -> AsyncIterator[RunningSidecar]:
-    """A started sidecar over `files`, its app reached through httpx's ASGI transport."""
+    """A started sidecar over `files`, served over real loopback HTTP in this loop (a
+    stream arrives as it is sent, which httpx's ASGI transport would gather first)."""
     sidecar = Sidecar(SidecarConfig.load(list(files), config_source))
     app = SidecarApp(sidecar)
-    await sidecar.start()  # what the ASGI lifespan does; httpx's transport sends none
+    await sidecar.start()  # what the ASGI lifespan does (served here without one)
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
-            yield RunningSidecar(sidecar, app, client)
+        async with (
+            serve_in_loop(app) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
+            yield RunningSidecar(sidecar, app, client, url)
     finally:
         await app.gateway.mcp.close()
         await sidecar.stop()
