@@ -1,33 +1,24 @@
 """A replica's region: where its records go, where its packs come from, and what it
 tells the replicator. The seam between the runtime and the regional NATS.
 
-`NatsBackplane` is the region's two NATS accounts (production): records and the
-key's enrolment in AUDIT, the policy and applied buckets in XR. Other places Cordon
-runs (a sidecar with a local log, an in-process SDK) and the fast test lane
+`NatsBackplane` (`gateway.nats_backplane`, kept apart so that this seam loads no NATS
+client) is the region's two NATS accounts (production): records and the key's
+enrolment in AUDIT, the policy and applied buckets in XR. Other places Cordon runs (a
+sidecar with a local log, an in-process SDK) and the fast test lane
 (`cordon_dev.inprocess`) plug in their own; every claim about NATS is tested on real
 servers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
+if TYPE_CHECKING:
+    from gateway.records.sink import RecordSink
 
-from cordon.errors import RegionUnreachableError
-from cordon.nats import Endpoint, connect, streams, subjects
-from gateway.records import NatsSink, RecordSink
-
-__all__ = ["Backplane", "NatsBackplane", "PackUpdate"]
-
-log = logging.getLogger("cordon.gateway")
+__all__ = ["Backplane", "PackUpdate"]
 
 
 @dataclass(frozen=True)
@@ -79,103 +70,3 @@ class Backplane(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class NatsBackplane:
-    def __init__(
-        self, audit: Endpoint, xr: Endpoint, region: str, replica: str, commit_timeout_s: float
-    ) -> None:
-        self._audit, self._xr = audit, xr
-        self._region, self._replica = region, replica
-        self._timeout = commit_timeout_s
-        self._xr_reconnected = asyncio.Event()
-        self._watching = False
-        self.audit_nc: NATS | None = None
-        self.xr_nc: NATS | None = None
-
-    @property
-    def ready(self) -> bool:
-        return all(nc is not None and nc.is_connected for nc in (self.audit_nc, self.xr_nc))
-
-    @property
-    def watching(self) -> bool:
-        return self._watching
-
-    async def connect(self) -> RecordSink:
-        name = f"gateway-{self._region}-{self._replica}"
-        try:
-            self.audit_nc = await connect(self._audit, f"{name}-audit")
-            self.xr_nc = await connect(self._xr, f"{name}-xr", self._xr_reconnected)
-        except (TimeoutError, OSError, NatsError) as exc:
-            await self.close()
-            raise RegionUnreachableError(f"regional NATS not reachable: {exc}") from exc
-        return NatsSink(self.audit_nc, self._region, self._replica, self._timeout)
-
-    async def pack_updates(self, pack_name: str) -> AsyncIterator[PackUpdate]:
-        """A watch is an ephemeral consumer, which a restarted server forgets; a fresh
-        watch delivers the current value again (stale revisions are refused above)."""
-        while True:
-            try:
-                async for update in self._watch_once(pack_name):
-                    yield update
-            except (TimeoutError, NatsError) as exc:
-                log.warning("policy watch interrupted: %s", exc)
-                await asyncio.sleep(0.5)
-
-    async def _watch_once(self, pack_name: str) -> AsyncIterator[PackUpdate]:
-        assert self.xr_nc is not None
-        self._xr_reconnected.clear()
-        kv = await self.xr_nc.jetstream().key_value(subjects.POLICY_BUCKET)
-        # With history: a fresh replica takes the newest valid revision the bucket holds,
-        # not whatever was written last.
-        watcher = await kv.watch(subjects.pack_key(pack_name), include_history=True)
-        history = True  # the bucket's kept revisions come first, then a None marker
-        self._watching = True
-        try:
-            yield PackUpdate(None)
-            while not self._xr_reconnected.is_set():
-                try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                except NatsTimeoutError:  # nothing new this second
-                    continue
-                if entry is None:
-                    history = False
-                elif entry.value is not None:
-                    yield PackUpdate(entry.value, replayed=history)
-        finally:
-            self._watching = False
-            with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    async def enrol(self, key_id: str, enrolment: bytes) -> None:
-        assert self.audit_nc is not None
-        try:
-            await streams.publish_enrolment(
-                self.audit_nc.jetstream(), self._region, key_id, enrolment
-            )
-        except (TimeoutError, NatsError) as exc:
-            raise RegionUnreachableError(f"enrolment not published: {exc}") from exc
-
-    async def report_applied(self, replica: str, report: bytes) -> None:
-        """Over XR alone: a replica whose records side is away still says what it
-        enforces."""
-        xr = self.xr_nc
-        if xr is None or not xr.is_connected:
-            raise RegionUnreachableError("the region's XR side is not connected")
-        try:
-            applied = await xr.jetstream().key_value(subjects.APPLIED_BUCKET)
-            await applied.put(replica, report)
-        except (TimeoutError, NatsError) as exc:
-            raise RegionUnreachableError(f"applied report not stored: {exc}") from exc
-
-    async def records_retention_days(self) -> float | None:
-        assert self.audit_nc is not None
-        return await streams.records_retention_days(self.audit_nc.jetstream())
-
-    async def close(self) -> None:
-        for nc in (self.audit_nc, self.xr_nc):
-            if nc is not None:
-                # close, not drain: with NATS gone a drain would wait forever.
-                with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                    await asyncio.wait_for(nc.close(), 2.0)
-        self.audit_nc = self.xr_nc = None

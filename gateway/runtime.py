@@ -21,7 +21,7 @@ from cordon.log.enrolment import load_signer
 from cordon.log.keys import SigningKey
 from cordon.packs import Pack, signing
 from gateway import metrics, records, telemetry
-from gateway.backplane import Backplane, NatsBackplane
+from gateway.backplane import Backplane
 from gateway.identity import Authenticator
 from gateway.identity.delegation import DelegationVerifier
 from gateway.identity.workload import verifier_for
@@ -43,6 +43,8 @@ Clock = Callable[[], float]  # seconds since the epoch (pack expiry, ages)
 
 def build_runtime(settings: GatewaySettings) -> Runtime:
     """The production replica: the region's NATS, the provider client, the enrolled key."""
+    from gateway.nats_backplane import NatsBackplane  # only replicas load the NATS client
+
     key, enrolment = load_signer(settings.signing_key_file, settings.enrolment_file)
     backplane = NatsBackplane(
         settings.audit_nats,

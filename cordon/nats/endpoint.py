@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nats
-from nats.aio.client import Client as NATS
+if TYPE_CHECKING:  # settings name endpoints in processes that never dial NATS (a sidecar)
+    from nats.aio.client import Client as NATS
 
 __all__ = ["Endpoint"]
 
@@ -63,4 +63,6 @@ class Endpoint:
 
     async def connect(self, **options: Any) -> NATS:
         """A plain connection (for commands and setup; processes use `cordon.nats.connect`)."""
+        import nats
+
         return await nats.connect(**self.options(), **options)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -19,8 +19,10 @@ from cordon.ids import uuid7
 from cordon.log import envelope
 from cordon.log.keys import SigningKey
 from gateway.records.record import rfc3339_now
-from gateway.records.sink import RecordSink
 from gateway.records.spool import Spool
+
+if TYPE_CHECKING:  # the sink module loads the NATS client (a sidecar's sink is local)
+    from gateway.records.sink import RecordSink
 
 __all__ = ["Recorder", "content_hashed"]
 

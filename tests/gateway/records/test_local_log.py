@@ -399,10 +399,5 @@ def test_the_local_log_module_loads_no_nats_client() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/records/__init__.py imports sink.py, which imports nats: the package "
-    "must load its NATS parts lazily before local mode can import the log without them",
-)
 def test_importing_the_local_log_loads_no_nats_client() -> None:
     assert not _loads_nats("import gateway.records.local_log")
