@@ -29,6 +29,7 @@ import asyncio
 import bisect
 import errno
 import logging
+import mmap
 import os
 import struct
 import time
@@ -560,9 +561,9 @@ class _RecentIds:
         self.size = size
         capacity = 1 << max(4, (2 * size).bit_length())  # at most half full
         self._mask = capacity - 1
-        self._keys = array("Q", bytes(8 * capacity)) if size else array("Q")
-        self._seqs = array("Q", bytes(8 * capacity)) if size else array("Q")
-        self._ring = array("Q", bytes(8 * size))
+        self._keys = _zeros(capacity if size else 0)
+        self._seqs = _zeros(capacity if size else 0)
+        self._ring = _zeros(size)
 
     def get(self, msg_id: str) -> int | None:
         if not self.size:
@@ -611,6 +612,15 @@ class _RecentIds:
                 hole = at
         self._keys[hole] = 0
         self._seqs[hole] = 0
+
+
+def _zeros(count: int) -> memoryview:
+    """`count` zeroed 64-bit slots in pages the kernel provides on first write: the table
+    is sized for the whole window (about 5 MB for 100,000 ids), yet costs memory only as
+    ids arrive (a sidecar starting on a small log, and its checkpoint log, stay small)."""
+    if not count:
+        return memoryview(b"").cast("Q")
+    return memoryview(mmap.mmap(-1, 8 * count, flags=mmap.MAP_PRIVATE)).cast("Q")
 
 
 def _digest(msg_id: str) -> int:
