@@ -124,6 +124,7 @@ GATEWAY_KEYS: dict[str, tuple[Check, str]] = {
     "delegation_issuers": (_is_list, "a list of issuers"),
     "workload_issuers": (_is_list, "a list of issuers"),
     "admin_tokens": (_is_list, "a list of tokens"),
+    "audit_tokens": (_is_list, "a list of auditor tokens"),
     "secret_store_dir": (_is_str, "a directory"),
     "allowed_upstreams": (_is_names, "a list of origins"),
     "allow_loopback_upstreams": (_is_bool, "true or false"),

@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cordon.errors import ConfigError
+from cordon.tokens import Tokens
 from gateway.http.app import GatewayApp, create_app
 from gateway.http.asgi import Receive, Scope, Send
 from gateway.records.local_log import LocalLog
 from gateway.runtime import Runtime
+from gateway.sidecar import audit
 from gateway.sidecar.backplane import LocalBackplane
 from gateway.sidecar.config import SidecarConfig
 from gateway.sidecar.keys import LocalKeys
@@ -146,11 +148,25 @@ class SidecarApp:
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
         self.gateway: GatewayApp = create_app(sidecar.runtime)
+        config = sidecar.config
+        self.audit = audit.LazyAuditApp(
+            sidecar.keys,
+            config.settings.region,
+            sidecar.records,
+            sidecar.sealed,
+            config.state_dir,
+            Tokens.from_settings(config.gateway.get("audit_tokens", [])),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
+        if scope["type"] == "http" and audit.serves(scope["path"]):
+            await self.audit(scope, receive, send)
+        elif scope["type"] != "lifespan":
             await self.gateway(scope, receive, send)
-            return
+        else:
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -162,10 +178,14 @@ class SidecarApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.gateway.mcp.close()
-                await self.sidecar.stop()
+                await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def close(self) -> None:
+        await self.gateway.mcp.close()
+        self.audit.close()
+        await self.sidecar.stop()
 
 
 def run(files: Sequence[Path], config_source: str | None = None) -> None:

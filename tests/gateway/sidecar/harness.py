@@ -120,8 +120,7 @@ async def in_process_sidecar(
         ):
             yield RunningSidecar(sidecar, app, client, url)
     finally:
-        await app.gateway.mcp.close()
-        await sidecar.stop()
+        await app.close()
 
 
 @contextlib.contextmanager
