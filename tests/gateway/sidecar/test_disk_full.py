@@ -1,0 +1,79 @@
+"""A full disk fails closed: the caller gets a clear 503 in its API's shape and no
+model output, nothing torn is left in the log, and once there is room again the next
+call is answered and the numbering stays gap-free (the spent number is voided)."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from cordon_dev.inprocess import serve_in_loop
+from cordon_dev.mock_provider import MockProvider
+from gateway.records import local_log
+from gateway.records.local_log import LocalLog
+from tests.gateway.sidecar.harness import RunningSidecar, fragment, in_process_sidecar
+
+PACK = """\
+pack: {name: full}
+providers:
+  targets:
+    - id: openai
+      provider: {base_url: "${OPENAI_BASE_URL}"}
+      secret_key_ref: {env: OPENAI_API_KEY}
+policies: []
+"""
+
+
+@pytest.fixture
+async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningSidecar]:
+    config = tmp_path / "cordon.yaml"
+    config.write_text(PACK)
+    local = fragment(
+        tmp_path,
+        "local.yaml",
+        "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n",
+    )
+    async with serve_in_loop(MockProvider()) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
+        async with in_process_sidecar([config, local]) as sidecar:
+            yield sidecar
+
+
+async def test_a_full_disk_fails_closed_and_leaves_nothing_torn(
+    running: RunningSidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk = running.openai()
+    messages: list[dict[str, str]] = [{"role": "user", "content": "the secret answer"}]
+    await sdk.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as disk:
+        disk.setattr(local_log, "_write_all", full)
+        with pytest.raises(openai.APIStatusError) as refused:
+            await sdk.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+    assert refused.value.status_code == 503
+    assert "echo:" not in refused.value.response.text  # no model output released
+    assert refused.value.response.json()["error"]["message"]
+    answer = await sdk.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "echo: the secret answer"
+    reopened = LocalLog(running.sidecar.config.state_dir / "records", read_only=True)
+    assert reopened.torn == 0
+    seqs = [p["replica_seq"] for p in running.records()]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_second_sidecar_on_the_same_state_directory_is_refused(
+    running: RunningSidecar,
+) -> None:
+    from cordon.errors import ConfigError
+    from gateway.sidecar.server import Sidecar
+
+    with pytest.raises(ConfigError, match="in use by another sidecar"):
+        Sidecar(running.sidecar.config)
