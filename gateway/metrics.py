@@ -43,6 +43,10 @@ PACK_DISABLED = Gauge(
 PACK_REJECTIONS = Counter(
     "cordon_gateway_pack_rejections_total", "Policy packs offered but not activated."
 )
+POLICY_SOURCE_FAILING = Gauge(
+    "cordon_sidecar_policy_source_failing",
+    "1 while a sidecar's policy file or repository cannot be read (the active pack stays).",
+)
 CIRCUIT_OPEN = Gauge(
     "cordon_gateway_circuit_open", "1 while a provider target's circuit is open.", ["target"]
 )

@@ -103,6 +103,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._report_due = asyncio.Event()  # an applied report should go out now
         self.recorder: Recorder | None = None
+        # Where a sidecar reads its policy and whether that works (the status endpoint).
+        self.source_status: Callable[[], dict[str, Any]] | None = None
 
     def _upstream_client(self) -> UpstreamClient:
         ca_bundle = str(self.settings.ca_bundle) if self.settings.ca_bundle else None

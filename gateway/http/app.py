@@ -163,6 +163,7 @@ class GatewayApp:
             json.dumps(
                 {
                     **self.runtime.packs.status(),
+                    "source": self.runtime.source_status() if self.runtime.source_status else None,
                     "records_retention_shortfall": shortfall,
                     "targets": targets,
                 }

@@ -17,9 +17,11 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cordon.errors import ConfigError
 from cordon.tokens import Tokens
+from gateway import metrics
 from gateway.http.app import GatewayApp, create_app
 from gateway.http.asgi import Receive, Scope, Send
 from gateway.records.local_log import LocalLog
@@ -84,6 +86,32 @@ class Sidecar:
         self._loops.append(asyncio.create_task(self.sealer.run(self._stop)))
         self._loops.append(asyncio.create_task(self._keep_retention()))
         self._follow_sources()
+        self.runtime.source_status = self.source_status
+        metrics.POLICY_SOURCE_FAILING.set_function(
+            lambda: float(any(getattr(s, "last_error", None) for s in self._sources))
+        )
+
+    def source_status(self) -> dict[str, Any]:
+        """Where the policy is read from, and the last error reading it, if any."""
+        config = self.config
+        sources = []
+        for source in self._sources:
+            sources.append(
+                {
+                    "kind": "git" if hasattr(source, "commit") else "file",
+                    "commit": getattr(source, "commit", None),
+                    "last_error": getattr(source, "last_error", None),
+                    "last_error_at": getattr(source, "last_error_at", None),
+                }
+            )
+        files = [str(path) for path in config.files]
+        git = config.git
+        return {
+            "files": files,
+            "reload": config.reload,
+            "git": {"source": git.source, "ref": git.ref, "path": git.path} if git else None,
+            "readers": sources,
+        }
 
     def _follow_sources(self) -> None:
         config = self.config

@@ -165,3 +165,31 @@ async def test_a_pushed_commit_is_enforced_and_a_broken_one_is_not(
         await wait_for(lambda: active(running)["last_rejection"] is not None, 5)
         assert active(running)["active_revision"] == revision
         assert await answer(running) == f"echo: mail {EMAIL}"
+
+
+async def test_an_unreachable_repository_keeps_the_file_pack_and_says_so(
+    tmp_path: Path, provider: MockProvider
+) -> None:
+    from cordon.tokens import grant_settings, new_token
+
+    admin = new_token()
+    config = tmp_path / "cordon.yaml"
+    config.write_text(pack("email"))
+    polling = local(
+        tmp_path,
+        "  config_poll_interval: 0.1s\n"
+        f"  config_source: {tmp_path / 'no-such-repo'}\n"
+        f"  admin_tokens: {[grant_settings('ops', admin, ['admin'], ['*'])]}\n",
+    )
+    async with in_process_sidecar([config, polling]) as running:
+        source = running.sidecar._sources[0]
+        await wait_for(lambda: getattr(source, "last_error", None) is not None, 5)
+        status = await running.client.get(
+            "/v1/cordon/policy", headers={"authorization": f"Bearer {admin}"}
+        )
+        assert await answer(running) == "echo: mail [EMAIL]"  # the file's pack, still
+        exported = (await running.client.get("/metrics")).text
+    assert "cordon_sidecar_policy_source_failing 1.0" in exported
+    body = status.json()
+    assert body["source"]["git"]["ref"] == "main"
+    assert body["source"]["readers"][0]["last_error"]
