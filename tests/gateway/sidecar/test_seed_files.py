@@ -138,3 +138,40 @@ def test_a_pack_the_sidecar_cannot_enforce_stops_its_start(
     with pytest.raises(ConfigError) as refused:
         Sidecar(SidecarConfig.load([config])).activate_initial()
     assert "'http://127.0.0.1:9/v1' is a loopback address" in str(refused.value)
+
+
+async def test_the_git_synced_fragment_turns_on_polling_of_the_configured_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sidecar.yaml and git-synced.yaml as written, merged; the repository named on the
+    command line (`--config-source`), and a poll interval short enough for a test."""
+    from dulwich import porcelain
+
+    from cordon_dev.inprocess import wait_for
+
+    config = copy_seed("sidecar.yaml", tmp_path)
+    synced = copy_seed("git-synced.yaml", tmp_path)
+    quick = fragment(
+        tmp_path,
+        "quick.yaml",
+        "gateway:\n  config_poll_interval: 0.2s\n  allow_loopback_upstreams: true\n",
+    )
+    repo_dir = tmp_path / "policy-repo"
+    repo = porcelain.init(str(repo_dir))
+    repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+    phone_only = config.read_text().replace("      - email\n", "")
+    (repo_dir / "sidecar.yaml").write_text(phone_only)
+    porcelain.add(repo, [str(repo_dir / "sidecar.yaml")])
+    who = b"t <t@example.com>"
+    commit = porcelain.commit(repo, b"no email rule", author=who, committer=who).decode()
+    async with (
+        real_provider_names(tmp_path, monkeypatch),
+        in_process_sidecar([config, synced, quick], str(repo_dir)) as running,
+    ):
+        packs = running.sidecar.runtime.packs
+        await wait_for(lambda: (packs.active.origin or {}).get("commit") == commit, 5)
+        sdk = running.openai()
+        messages: list[dict[str, str]] = [{"role": "user", "content": f"mail {EMAIL}"}]
+        answer = await sdk.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == f"echo: mail {EMAIL}"  # the commit's pack
+    assert running.sidecar.config.reload  # git-synced.yaml's config_reload: true
