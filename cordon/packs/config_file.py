@@ -12,6 +12,7 @@ same problems it would refuse at start-up.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePath
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 MODES = ("local", "region")
-_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -45,8 +46,8 @@ def parse_interval(value: Any, name: str = "interval") -> float:
         if found is None:
             raise DocumentError(f"{name} must be a duration such as 60s, not {value!r}", [name])
         seconds = float(found.group(1)) * _UNIT_S[found.group(2)]
-    if not seconds > 0:
-        raise DocumentError(f"{name} must be longer than 0, not {value!r}", [name])
+    if not (math.isfinite(seconds) and seconds > 0):  # zero would spin; inf never polls
+        raise DocumentError(f"{name} must be longer than 0 and finite, not {value!r}", [name])
     return seconds
 
 

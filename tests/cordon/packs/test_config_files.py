@@ -110,13 +110,27 @@ def test_fragments_merge_gateway_keys_in_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("60s", 60.0), ("5m", 300.0), ("500ms", 0.5), (2, 2.0)]
+    ("text", "seconds"),
+    [
+        ("60s", 60.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("500ms", 0.5),
+        ("1.5s", 1.5),
+        (" 10 s ", 10.0),
+        ("90", 90.0),
+        (".5s", 0.5),
+        (2, 2.0),
+        (0.25, 0.25),
+    ],
 )
 def test_intervals(text: object, seconds: float) -> None:
     assert config_file.parse_interval(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["0s", "-1", "soon", True])
+@pytest.mark.parametrize(
+    "text", ["0s", "0", 0, -5, "-5s", "soon", "5 minutes", "", "nan", float("inf"), True]
+)
 def test_intervals_refused(text: object) -> None:
     with pytest.raises(DocumentError):
         config_file.parse_interval(text)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -20,13 +19,12 @@ import pytest
 from dulwich import porcelain
 from dulwich.repo import Repo
 
-from cordon.errors import ConfigError, PolicySourceError
+from cordon.errors import PolicySourceError
 from gateway.policy.sources import (
     MAX_SOURCE_BYTES,
     FileSource,
     GitSource,
     SourceUpdate,
-    parse_interval,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -346,31 +344,3 @@ def test_the_sources_load_neither_dulwich_nor_nats() -> None:
 
 
 # -- intervals -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        ("60s", 60.0),
-        ("5m", 300.0),
-        ("1h", 3600.0),
-        ("500ms", 0.5),
-        ("1.5s", 1.5),
-        (" 10 s ", 10.0),
-        ("90", 90.0),
-        (60, 60.0),
-        (0.25, 0.25),
-    ],
-)
-def test_an_interval_is_read_in_seconds(value: str | int | float, seconds: float) -> None:
-    assert parse_interval(value) == seconds
-
-
-@pytest.mark.parametrize(
-    "value", ["0s", "0", 0, -5, "-5s", "soon", "5 minutes", "1d", "", "nan", float("inf"), True]
-)
-def test_an_interval_that_is_not_a_positive_duration_is_refused(
-    value: str | int | float,
-) -> None:
-    with pytest.raises(ConfigError, match=re.escape(repr(value))):
-        parse_interval(value)
