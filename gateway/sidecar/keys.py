@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cordon.errors import CordonError
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey, public_bytes
 
@@ -36,7 +37,9 @@ class LocalKeys:
         root = SigningKey.load_or_create(directory / "log-root.key")
         signer = SigningKey.load_or_create(directory / "sidecar.key")
         enrolment_file = directory / "sidecar.enrolment"
-        if not enrolment_file.exists():
+        if _enrolled_as(enrolment_file) != (region, replica):
+            # First start, or a new name for this state (a pod's hostname): the root
+            # enrols the same key under the name the records will carry.
             from cordon.files import write_private
 
             write_private(enrolment_file, enrol(root, region, replica, signer))
@@ -52,3 +55,14 @@ class LocalKeys:
     def policy_public_hex(self) -> str:
         """The key a sidecar trusts for the packs it signs of its own files."""
         return public_bytes(self.policy.public_key).hex()
+
+
+def _enrolled_as(path: Path) -> tuple[str, str] | None:
+    """The (region, replica) an enrolment file names; None if there is none to read."""
+    from cordon.log import envelope
+
+    try:
+        statement = envelope.decode(path.read_bytes()).payload_dict()
+    except (OSError, ValueError, CordonError):
+        return None
+    return str(statement.get("region")), str(statement.get("replica"))

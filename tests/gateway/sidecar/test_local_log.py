@@ -129,3 +129,41 @@ def test_a_sidecar_killed_mid_load_restarts_with_no_record_lost_or_doubled(
     seqs = [p["replica_seq"] for p in records]
     assert seqs == list(range(1, len(seqs) + 1))  # gap-free across the crash
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+def test_the_gateway_command_takes_a_users_file_and_runs_it_as_a_sidecar(
+    tmp_path: Path,
+) -> None:
+    """`cordon gateway run --config <a seed-style file>`: the same file works wherever
+    the gateway takes a configuration."""
+    from cordon_dev.procs import ManagedProcess, free_port, wait_for_http
+
+    port = free_port()
+    config = tmp_path / "cordon.yaml"
+    config.write_text(
+        f"gateway:\n  listen_port: {port}\n  allow_loopback_upstreams: true\n"
+        "  allowed_upstreams: ['http://127.0.0.1:*']\n"
+        "providers:\n  targets:\n    - id: openai\n"
+        '      provider: {base_url: "${OPENAI_BASE_URL}"}\n'
+        "      secret_key_ref: {env: OPENAI_API_KEY}\n"
+        "policies:\n  - {name: pii, type: output_filter, action: redact, patterns: [email]}\n"
+    )
+    with mock_provider(tmp_path) as provider:
+        env = {"OPENAI_BASE_URL": provider, "OPENAI_API_KEY": "sk-provider"}
+        process = ManagedProcess(
+            "gateway", [*CLI, "gateway", "run", "--config", str(config)], tmp_path / "gw.log", env
+        )
+        process.start()
+        try:
+            assert process.proc is not None
+            wait_for_http(f"http://127.0.0.1:{port}/readyz", 15, process.proc)
+            key = (tmp_path / ".cordon" / "caller.key").read_text().strip()
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
+            answer = client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "a@example.com"}]
+            )
+        finally:
+            process.stop()
+    assert answer.choices[0].message.content == "echo: [EMAIL]"
+    (decision,) = [p for _, _, p in stored(tmp_path / ".cordon") if p.get("kind") == "decision"]
+    assert decision["enforced_by"] == "sidecar" and decision["pack"]["name"] == "cordon"
