@@ -167,3 +167,44 @@ def test_the_gateway_command_takes_a_users_file_and_runs_it_as_a_sidecar(
     assert answer.choices[0].message.content == "echo: [EMAIL]"
     (decision,) = [p for _, _, p in stored(tmp_path / ".cordon") if p.get("kind") == "decision"]
     assert decision["enforced_by"] == "sidecar" and decision["pack"]["name"] == "cordon"
+
+
+def test_a_sidecar_listens_on_a_unix_socket(tmp_path: Path) -> None:
+    import httpx
+
+    from cordon_dev.procs import ManagedProcess
+
+    socket_path = tmp_path / "run" / "cordon.sock"
+    socket_path.parent.mkdir(mode=0o700)
+    config = tmp_path / "cordon.yaml"
+    config.write_text(
+        f"gateway:\n  unix_socket: {socket_path}\n  allow_loopback_upstreams: true\n"
+        "  allowed_upstreams: ['http://127.0.0.1:*']\n"
+        "providers:\n  targets:\n    - id: openai\n"
+        '      provider: {base_url: "${OPENAI_BASE_URL}"}\n'
+        "      secret_key_ref: {env: OPENAI_API_KEY}\n"
+        "policies: []\n"
+    )
+    with mock_provider(tmp_path) as provider:
+        env = {"OPENAI_BASE_URL": provider, "OPENAI_API_KEY": "sk-provider"}
+        argv = [*CLI, "sidecar", "--config", str(config)]
+        process = ManagedProcess("sidecar", argv, tmp_path / "sidecar.log", env)
+        process.start()
+        try:
+            transport = httpx.HTTPTransport(uds=str(socket_path))
+            with httpx.Client(transport=transport, base_url="http://sidecar") as http:
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    try:
+                        if http.get("/readyz").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                key = (tmp_path / ".cordon" / "caller.key").read_text().strip()
+                client = openai.OpenAI(base_url="http://sidecar/v1", api_key=key, http_client=http)
+                answer = client.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "over a socket"}]
+                )
+        finally:
+            process.stop()
+    assert answer.choices[0].message.content == "echo: over a socket"
