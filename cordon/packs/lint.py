@@ -4,11 +4,17 @@ Every problem is reported as `file:line: path: message`, never as a traceback, s
 policy owner can fix a pack from the message alone. Used by `cordon policy lint`,
 `sign` and `publish`; the gateway itself re-checks what it enforces when it
 activates a pack, without loading jsonschema.
+
+A long-running process that checks files (a sidecar, at start and on each reload)
+calls `check_apart()`: the schema is then checked in a forked child, so jsonschema and
+what it builds (about 4 MB resident) never stay in the server.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,6 +25,9 @@ import yaml
 from cordon import packs
 from cordon.errors import DocumentError, PackError, UnreadablePackError
 from cordon.packs import config_file
+
+_apart = False  # check the schema in a child process (check_apart)
+SchemaErrors = list[tuple[list[str | int], str]]  # (path in the document, message)
 
 
 @dataclass(frozen=True)
@@ -96,15 +105,10 @@ def check(document: Any, file: str, tree: yaml.Node | None = None) -> list[Probl
 
 
 def _check_pack(document: Any, file: str, tree: yaml.Node | None) -> list[Problem]:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = [_deepest(e) for e in validator.iter_errors(document)]
+    errors = _schema_errors(document)
     problems = [
-        Problem(
-            file, _line(tree, list(e.absolute_path)), _dotted(list(e.absolute_path)), _message(e)
-        )
-        for e in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))
+        Problem(file, _line(tree, path), _dotted(path), message)
+        for path, message in sorted(errors, key=lambda e: list(map(str, e[0])))
     ]
     if problems:
         return problems
@@ -114,6 +118,52 @@ def _check_pack(document: Any, file: str, tree: yaml.Node | None) -> list[Proble
         path = list(exc.path) if isinstance(exc, DocumentError) else []
         return [Problem(file, _line(tree, path), _dotted(path), str(exc))]
     return []
+
+
+def check_apart() -> None:
+    """From now on, check the schema in a forked child while jsonschema is not loaded
+    here (a server process calls this before it checks its first file)."""
+    global _apart
+    _apart = True
+
+
+def _schema_errors(document: Any) -> SchemaErrors:
+    if _apart and "jsonschema" not in sys.modules and hasattr(os, "fork"):
+        found = _schema_errors_in_child(document)
+        if found is not None:
+            return found
+    return _schema_errors_here(document)
+
+
+def _schema_errors_here(document: Any) -> SchemaErrors:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = [_deepest(e) for e in validator.iter_errors(document)]
+    return [(list(e.absolute_path), _message(e)) for e in errors]
+
+
+def _schema_errors_in_child(document: Any) -> SchemaErrors | None:
+    """The schema errors as a forked child finds them; None if it could not say (the
+    caller then checks here)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer on the pipe, then leave without running any cleanup
+        code = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as out:
+                out.write(json.dumps(_schema_errors_here(document)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        data = answer.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return None
+    return [(list(path), str(message)) for path, message in json.loads(data)]
 
 
 def _deepest(error: Any) -> Any:

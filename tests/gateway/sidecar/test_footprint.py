@@ -1,6 +1,7 @@
 """A local sidecar imports only what local mode uses: built and started from a seed
-file in a fresh interpreter, it has loaded no NATS client, no FastAPI or pydantic and
-no git library (bench/sidecar.py measures what that is worth in memory and start-up)."""
+file in a fresh interpreter, it has loaded no NATS client, no FastAPI or pydantic, no
+git library, and jsonschema only in the child that checked the files
+(bench/sidecar.py measures what that is worth in memory and start-up)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from pathlib import Path
 from tests.gateway.sidecar.harness import copy_seed, fragment
 
 ROOT = Path(__file__).resolve().parents[3]
-NOT_IN_LOCAL_MODE = ("nats", "aiohttp", "fastapi", "pydantic", "starlette", "dulwich")
+NOT_IN_LOCAL_MODE = (
+    "nats",
+    "aiohttp",
+    "fastapi",
+    "pydantic",
+    "starlette",
+    "dulwich",
+    "jsonschema",
+)
 
 # What `cordon sidecar` does before it serves: the server stack, the files read and
 # checked, the sidecar assembled and started (its pack enforced), then stopped.
@@ -25,9 +34,12 @@ PROBE = textwrap.dedent(
 
     import uvicorn  # noqa: F401  (what `run` serves with)
 
+    from cordon.packs import lint
     from gateway.http.connections import guarded_protocol  # noqa: F401
     from gateway.sidecar.config import SidecarConfig
     from gateway.sidecar.server import Sidecar, SidecarApp
+
+    lint.check_apart()  # as `run` does
 
     async def main() -> None:
         app = SidecarApp(Sidecar(SidecarConfig.load([Path(p) for p in sys.argv[1:]])))
@@ -56,3 +68,46 @@ def test_a_local_sidecar_loads_only_what_local_mode_uses(tmp_path: Path) -> None
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert loaded.isdisjoint(NOT_IN_LOCAL_MODE), sorted(loaded & set(NOT_IN_LOCAL_MODE))
     assert "gateway" in loaded  # the probe did build the sidecar
+
+
+# A file with schema problems, checked in a fresh interpreter with and without the
+# child process: the same problems, word for word, with their lines.
+LINT_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+
+    from cordon.packs import lint
+
+    if sys.argv[2] == "apart":
+        lint.check_apart()
+    _, problems = lint.check_file(Path(sys.argv[1]))
+    print(json.dumps([str(p) for p in problems]))
+    print("jsonschema" in sys.modules)
+    """
+)
+
+
+def test_the_schema_checked_in_a_child_reads_as_checked_here(tmp_path: Path) -> None:
+    bad = fragment(
+        tmp_path,
+        "bad.yaml",
+        "pack: {name: p, version: 1.0.0, enabled: true}\n"
+        "policies:\n  - name: pii\n    type: output_filter\n    action: shout\n"
+        "    patterns: [email]\n    colour: blue\n",
+    )
+    answers = {}
+    for mode in ("here", "apart"):
+        result = subprocess.run(
+            [sys.executable, "-c", LINT_PROBE, str(bad), mode],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        problems, loaded = result.stdout.strip().splitlines()[-2:]
+        answers[mode] = (json.loads(problems), loaded)
+    assert answers["here"][0], "the probe file should have problems"
+    assert answers["apart"][0] == answers["here"][0]
+    assert answers == {"here": (answers["here"][0], "True"), "apart": (answers["here"][0], "False")}
