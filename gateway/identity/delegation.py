@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 from cordon.errors import AuthError, ConfigError
 from gateway.identity.callers import Identity, TokenVerifier
 
@@ -46,6 +44,8 @@ class DelegationVerifier(TokenVerifier):
                     raise ConfigError(f"issuer {issuer.issuer}: unreadable public key") from exc
 
     def verify(self, token: str) -> Identity:
+        import jwt  # on first use: a replica or sidecar without delegation issuers never loads it
+
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})

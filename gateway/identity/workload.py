@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import jwt
-
 from cordon.errors import AuthError, ConfigError
 from cordon.packs.workloads import WorkloadMap
 from gateway.identity.callers import Identity
@@ -159,6 +157,8 @@ def parse_jwks(body: bytes) -> _Keys:
 
 def _key(raw: Any) -> _Key | None:
     """One JWK as a verifying key, or None if it cannot verify a token here."""
+    import jwt  # on first use: only workload issuers need it (2.6 MB resident)
+
     if not isinstance(raw, dict) or raw.get("use", "sig") != "sig":
         return None
     kind = f"EC/{raw.get('crv')}" if raw.get("kty") == "EC" else str(raw.get("kty"))
@@ -369,6 +369,8 @@ def _source(issuer: WorkloadIssuer, clock: Callable[[], float]) -> _Source:
 
 
 def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    import jwt
+
     try:
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
@@ -383,6 +385,8 @@ def _trust_domain(subject: Any) -> str | None:
 
 
 def _decode(token: str, key: _Key, alg: str, issuer: WorkloadIssuer) -> dict[str, Any]:
+    import jwt
+
     required = ["exp", "sub", "aud", *(["iss"] if issuer.issuer else [])]
     try:
         claims: dict[str, Any] = jwt.decode(
