@@ -132,6 +132,7 @@ GATEWAY_KEYS: dict[str, tuple[Check, str]] = {
     "allowed_env": (_is_names, "a list of variable names or patterns"),
     "ca_bundle": (_is_str, "a file of CA certificates"),
     "pack_trust": (_is_names, "a list of hex public keys"),
+    "pack_name": (_is_str, "the name of the pack to enforce"),
     "log_max_bytes": (_is_count, "a number of bytes"),
     "log_segment_bytes": (_is_count, "a number of bytes"),
     "commit_timeout_s": (_is_number, "seconds"),

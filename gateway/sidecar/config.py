@@ -88,7 +88,8 @@ class SidecarConfig:
         gateway, pack = config_file.split(config_file.merge(fragments), str(files[0]))
         if config_source:
             gateway["config_source"] = config_source
-        if not pack:
+        signed_from_repository = gateway.get("pack_trust") and gateway.get("config_poll_interval")
+        if not pack and not signed_from_repository:
             raise ConfigError(
                 f"{', '.join(map(str, files))}: no policy: these files hold only gateway settings"
             )
@@ -175,7 +176,7 @@ def _settings(gateway: Mapping[str, Any], pack: Mapping[str, Any], base: Path) -
         "enrolment_file": f"{state}/keys/sidecar.enrolment",
         "state_dir": state,
         "port": int(gateway.get("listen_port", DEFAULT_PORT)),
-        "pack_name": str(pack["pack"]["name"]),
+        "pack_name": str(pack["pack"]["name"]) if pack else _pack_name(gateway),
         "pack_trust": list(gateway.get("pack_trust", ())),
         "place": "sidecar",
     }
@@ -196,3 +197,13 @@ def _caller_key(state_dir: Path) -> str:
 
         write_private(path, f"sk-sidecar-{secrets.token_urlsafe(32)}\n")
     return path.read_text().strip()
+
+
+def _pack_name(gateway: Mapping[str, Any]) -> str:
+    """The pack a sidecar whose files hold none enforces (signed packs from its
+    repository, or the region's): `pack_name`, else the repository file's name."""
+    if gateway.get("pack_name"):
+        return str(gateway["pack_name"])
+    source = gateway.get("config_source")
+    path = source.get("path") if isinstance(source, dict) else None
+    return config_file.default_name(str(path or "default"))

@@ -54,6 +54,11 @@ class Candidates:
         self._fragments = list(fragments)  # local fragments merged after the pack's file
         self._clock = clock
 
+    @property
+    def owners_only(self) -> bool:
+        """Only packs the trusted owners signed are offered (`pack_trust` is set)."""
+        return self._key is None
+
     def of(self, name: str, data: bytes, origin: dict[str, str]) -> PackUpdate | None:
         """The update for `data` read from `name`; None if it changes nothing."""
         if self._key is None:

@@ -54,6 +54,10 @@ class Sidecar:
         )
         self.sealed = LocalLog(state / "checkpoints")
         self.backplane = LocalBackplane(self.records, settings.region, settings.replica)
+        if config.mode == "region":  # a replica of the region: gateway.sidecar.region
+            from gateway.sidecar.region import assemble
+
+            self.keys, self.backplane = assemble(self.keys, self.records, config)
         trust = settings.pack_trust
         if not trust:  # the sidecar vouches for what it reads itself
             from dataclasses import replace
@@ -68,6 +72,7 @@ class Sidecar:
         self._followers: list[asyncio.Task[None]] = []  # cancelled
         self._sources: list[object] = []
         self._sighup = False  # a SIGHUP handler is installed (and removed at stop)
+        self._repo: Any = None  # the repository followed (`_git_source`)
 
     def activate_initial(self) -> None:
         """The file's pack, enforced before the first call is taken."""
@@ -83,6 +88,8 @@ class Sidecar:
 
     async def start(self) -> None:
         self.activate_initial()
+        if self.candidates.owners_only and self.config.mode != "region":
+            await self._first_signed_pack()
         await self.runtime.start()
         self._loops.append(asyncio.create_task(self.sealer.run(self._stop)))
         self._loops.append(asyncio.create_task(self._keep_retention()))
@@ -91,6 +98,44 @@ class Sidecar:
         metrics.POLICY_SOURCE_FAILING.set_function(
             lambda: float(any(getattr(s, "last_error", None) for s in self._sources))
         )
+
+    async def _first_signed_pack(self) -> None:
+        """With `pack_trust`, only an owner's signed pack is enforced: the one kept from
+        an earlier run, else the repository's, read now; without either the sidecar
+        does not start (it never serves under no pack at all)."""
+        packs = self.runtime.packs
+        packs.load_last_good()
+        repo = self._git_source()
+        if repo is not None:
+            from cordon.errors import PolicySourceError
+
+            try:
+                found = await repo.poll_once()
+            except PolicySourceError as exc:
+                log.error("no signed pack read from the repository yet: %s", exc)
+            else:
+                if found is not None:
+                    packs.offer(found.data, origin=found.origin)
+        if packs.active.revision == 0:
+            why = packs.last_rejection.reason if packs.last_rejection else "none was found"
+            raise ConfigError(
+                "pack_trust is set, so only a pack signed by a trusted owner is enforced, "
+                f"and none is available (from config_source, or kept from an earlier run): {why}"
+            )
+
+    def _git_source(self) -> Any:
+        """The repository this sidecar follows (one reader, made once), or None."""
+        config = self.config
+        if config.git is None or config.poll_interval_s is None:
+            return None
+        if self._repo is None:
+            from gateway.policy.sources import GitSource
+
+            git = config.git
+            self._repo = GitSource(
+                git.source, git.ref, git.path, config.state_dir / "git", config.poll_interval_s
+            )
+        return self._repo
 
     def source_status(self) -> dict[str, Any]:
         """Where the policy is read from, and the last error reading it, if any."""
@@ -107,11 +152,13 @@ class Sidecar:
             )
         files = [str(path) for path in config.files]
         git = config.git
+        shipping = getattr(self.backplane, "status", None)  # region mode's shipper
         return {
             "files": files,
             "reload": config.reload,
             "git": {"source": git.source, "ref": git.ref, "path": git.path} if git else None,
             "readers": sources,
+            "shipping": shipping() if shipping else None,
         }
 
     def _follow_sources(self) -> None:
@@ -125,13 +172,8 @@ class Sidecar:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, source.reload_now)
                 self._sighup = True
-        if config.git is not None and config.poll_interval_s is not None:
-            from gateway.policy.sources import GitSource
-
-            git = config.git
-            repo = GitSource(
-                git.source, git.ref, git.path, config.state_dir / "git", config.poll_interval_s
-            )
+        repo = self._git_source()
+        if repo is not None:
             self._sources.append(repo)
             self._followers.append(asyncio.create_task(self._follow(repo, skip_first=False)))
 

@@ -193,3 +193,69 @@ async def test_an_unreachable_repository_keeps_the_file_pack_and_says_so(
     body = status.json()
     assert body["source"]["git"]["ref"] == "main"
     assert body["source"]["readers"][0]["last_error"]
+
+
+async def test_with_pack_trust_only_an_owners_signed_commit_is_enforced(
+    tmp_path: Path, provider: MockProvider
+) -> None:
+    """`pack_trust`: the repository's file must be a pack its owner signed (`cordon
+    policy sign`); an unsigned or foreign-signed commit is refused, the signed one kept."""
+    import yaml
+    from dulwich import porcelain
+
+    from cordon.log.keys import SigningKey, public_bytes
+    from cordon_dev.inprocess import signed_pack
+
+    owner, stranger = SigningKey.generate(), SigningKey.generate()
+    repo_dir = tmp_path / "policy-repo"
+    repo = porcelain.init(str(repo_dir))
+    repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+
+    def commit(data: bytes) -> str:
+        (repo_dir / "team.json").write_bytes(data)
+        porcelain.add(repo, [str(repo_dir / "team.json")])
+        who = b"t <t@example.com>"
+        return porcelain.commit(repo, b"pack", author=who, committer=who).decode()
+
+    def signed(patterns: str, revision: int, key: SigningKey = owner) -> bytes:
+        return signed_pack(yaml.safe_load(pack(patterns)), key, revision, regions=["*"])
+
+    commit(signed("email", 1))
+    config = tmp_path / "sidecar.yaml"
+    trusted = public_bytes(owner.public_key).hex()
+    config.write_text(
+        "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n"
+        f"  pack_trust: [{trusted}]\n  config_poll_interval: 0.2s\n"
+        f"  config_source: {{url: {repo_dir}, ref: main, path: team.json}}\n"
+    )
+    async with in_process_sidecar([config]) as running:
+        assert await answer(running) == "echo: mail [EMAIL]"  # enforced before serving
+        commit(pack("phone").encode())  # not signed
+        await wait_for(lambda: active(running)["last_rejection"] is not None, 5)
+        commit(signed("phone", 2, stranger))
+        await wait_for(lambda: "2" in str(active(running)["last_rejected_pack"]), 5)
+        assert active(running)["active_revision"] == 1
+        third = commit(signed("phone", 3))
+        await wait_for(lambda: (active(running)["origin"] or {}).get("commit") == third, 5)
+        assert await answer(running) == f"echo: mail {EMAIL}"
+
+
+def test_with_pack_trust_and_no_signed_pack_the_sidecar_does_not_start(tmp_path: Path) -> None:
+    from cordon.errors import ConfigError
+    from gateway.sidecar.config import SidecarConfig
+
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(f"gateway:\n  pack_trust: [{'ab' * 32}]\n" + pack("email"))
+    sidecar_config = SidecarConfig.load([config])
+
+    async def start() -> None:
+        from gateway.sidecar.server import Sidecar
+
+        sidecar = Sidecar(sidecar_config)
+        try:
+            await sidecar.start()
+        finally:
+            await sidecar.stop()
+
+    with pytest.raises(ConfigError, match="only a pack signed by a trusted owner"):
+        asyncio.run(start())
