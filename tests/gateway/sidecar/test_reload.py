@@ -160,6 +160,9 @@ async def test_a_pushed_commit_is_enforced_and_a_broken_one_is_not(
         second = commit(pack("phone"), "phone only")
         await wait_for(lambda: (active(running)["origin"] or {}).get("commit") == second, 5)
         assert await answer(running) == f"echo: mail {EMAIL}"
+        last = [r for r in running.records() if r["kind"] == "decision"][-1]
+        assert last["pack"]["origin"]["commit"] == second  # the record names the commit
+        assert last["pack"]["origin"]["ref"] == "main"
         revision = active(running)["active_revision"]
         commit("policies: [unclosed\n", "broken")
         await wait_for(lambda: active(running)["last_rejection"] is not None, 5)
