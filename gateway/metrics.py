@@ -47,6 +47,10 @@ POLICY_SOURCE_FAILING = Gauge(
     "cordon_sidecar_policy_source_failing",
     "1 while a sidecar's policy file or repository cannot be read (the active pack stays).",
 )
+SHIP_BACKLOG = Gauge(
+    "cordon_sidecar_ship_backlog",
+    "Records in a region-mode sidecar's local log not yet shipped to the region's RECORDS.",
+)
 CIRCUIT_OPEN = Gauge(
     "cordon_gateway_circuit_open", "1 while a provider target's circuit is open.", ["target"]
 )

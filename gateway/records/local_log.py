@@ -139,6 +139,9 @@ class LocalLog:
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        # Retention never removes a segment holding this sequence or a later one: a
+        # region-mode sidecar keeps what it has not shipped yet (None: no such floor).
+        self.keep_from: int | None = None
         self.torn = 0  # torn or garbled tails cut off when this log was opened
         self._segments: list[_Segment] = []
         self._subject_last: dict[str, int] = {}
@@ -314,6 +317,10 @@ class LocalLog:
             waiting.append((pending, seq))
             seq += 1
         return chunks, waiting
+
+    def seq_of(self, msg_id: str) -> int | None:
+        """Where `msg_id` was stored, if it is within the dedupe window; else None."""
+        return self._stored(msg_id)
 
     def _stored(self, msg_id: str) -> int | None:
         seq = self._recent.get(msg_id)
@@ -494,14 +501,17 @@ class LocalLog:
     def enforce_retention(self, now: float | None = None) -> int:
         """Drop whole oldest segments whose newest record is older than `max_age_s`, or
         while the log is larger than `max_bytes`; never the newest segment. Returns how
-        many records went. Sequences continue where they were."""
+        many records went, nor one holding `keep_from` or later. Sequences continue
+        where they were."""
         now_ms = (time.time() if now is None else now) * 1000
         removed = 0
         while len(self._segments) > 1 and not self.read_only:
             oldest = self._segments[0]
             too_old = self.max_age_s is not None and oldest.last_ms < now_ms - self.max_age_s * 1000
             too_big = self.max_bytes is not None and self.size_bytes > self.max_bytes
-            if not (too_old or too_big):
+            if not (too_old or too_big) or (
+                self.keep_from is not None and oldest.last >= self.keep_from
+            ):
                 break
             oldest.path.unlink(missing_ok=True)
             self._segments.pop(0)
