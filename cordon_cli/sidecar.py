@@ -4,6 +4,7 @@ the configuration file our users already have, with its own signed log.
     cordon sidecar --config sidecar.yaml [--config git-synced.yaml] [--config-source URL]
     cordon sidecar key --config sidecar.yaml      # the log's root key, for auditors to pin
     cordon sidecar export --config sidecar.yaml --out bundle.json [--from N] [--to M]
+        [--regional-key HEX]   # region mode: the region's public key, which auditors pin
 
 The files are merged in order (a fragment's `gateway:` keys join the first file's).
 """
@@ -38,6 +39,9 @@ def key(args: argparse.Namespace) -> int:
 
     config = _config(args)
     settings = config.settings
+    if config.mode == "region":  # its key is enrolled by the region's, not a local root
+        print("cordon sidecar key: region mode: auditors pin the region's key", file=sys.stderr)
+        return 2
     keys = LocalKeys.load_or_create(config.state_dir / "keys", settings.region, settings.replica)
     print(json.dumps({"region": settings.region, "log_root_public_key": keys.root_public_hex}))
     return 0
@@ -49,8 +53,16 @@ def export(args: argparse.Namespace) -> int:
 
     config = _config(args)
     settings = config.settings
-    keys = LocalKeys.load_or_create(config.state_dir / "keys", settings.region, settings.replica)
-    root = bytes.fromhex(keys.root_public_hex)
+    if config.mode == "region":  # the log's enrolment is the region's: its key is the root
+        if not args.regional_key:
+            print("cordon sidecar export: region mode needs --regional-key", file=sys.stderr)
+            return 2
+        root = bytes.fromhex(args.regional_key)
+    else:
+        keys = LocalKeys.load_or_create(
+            config.state_dir / "keys", settings.region, settings.replica
+        )
+        root = bytes.fromhex(keys.root_public_hex)
     try:
         bundle = asyncio.run(
             export_bundle(config.state_dir, settings.region, root, args.from_seq, args.to_seq)
@@ -88,4 +100,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--out", type=Path, help="export: where to write the bundle")
     p.add_argument("--from", dest="from_seq", type=int, default=1, help="export: first sequence")
     p.add_argument("--to", dest="to_seq", type=int, help="export: last (default: newest sealed)")
+    p.add_argument(
+        "--regional-key", help="export in region mode: the region's public key (hex), as pinned"
+    )
     p.set_defaults(func=_dispatch)

@@ -4,21 +4,30 @@ them, and turned into the gateway settings of one local replica.
 
 Anything in the files that Cordon cannot honour is a start-up error naming the file,
 the line and the key (`ConfigError`), never a setting silently dropped.
+
+In region mode (`mode: region`) the sidecar is a replica of a region: its gateway
+settings are that replica's settings file (`region_settings`), its packs come from the
+region's policy KV, and the `gateway:` block keeps only what is the sidecar's own
+(where it listens, its local log, how it ships).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cordon.errors import ConfigError, DocumentError
 from cordon.packs import config_file, lint
 from gateway import settings as gateway_settings
+from gateway.identity import Identity
 from gateway.settings import GatewaySettings
 
-__all__ = ["GitSpec", "SidecarConfig", "read_fragments"]
+__all__ = ["REGION_MODE_KEYS", "GitSpec", "SidecarConfig", "read_fragments"]
+
+log = logging.getLogger("cordon.sidecar")
 
 # A local sidecar dials no NATS; the settings type still names the region's endpoints.
 UNUSED_NATS = {"url": "nats://unused.invalid:4222"}
@@ -50,6 +59,32 @@ PASSED_THROUGH = (
     "breaker_cooldown_s",
     "public_url",
 )
+# The `gateway:` keys a region-mode sidecar honours: its own listener, local log and
+# shipping. Gateway settings belong in the region settings file (refused here, so the
+# two never disagree); the keys about the file's own pack are not used (logged).
+REGION_MODE_KEYS = frozenset(
+    {
+        "mode",
+        "region_settings",
+        "listen_port",
+        "host",
+        "unix_socket",
+        "state_dir",
+        "ship_retry_interval",
+        "log_max_bytes",
+        "log_segment_bytes",
+        "audit_tokens",
+    }
+)
+FILE_PACK_KEYS = frozenset(
+    {
+        "config_reload",
+        "config_watch_interval",
+        "config_poll_interval",
+        "config_source",
+        "pack_trust",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,8 @@ class SidecarConfig:
     unix_socket: Path | None
     log_max_bytes: int
     log_segment_bytes: int
+    # Region mode: how long the shipper waits before dialling the region again.
+    ship_retry_interval_s: float = 1.0
 
     @property
     def state_dir(self) -> Path:
@@ -89,7 +126,7 @@ class SidecarConfig:
         if config_source:
             gateway["config_source"] = config_source
         signed_from_repository = gateway.get("pack_trust") and gateway.get("config_poll_interval")
-        if not pack and not signed_from_repository:
+        if not pack and gateway.get("mode") != "region" and not signed_from_repository:
             raise ConfigError(
                 f"{', '.join(map(str, files))}: no policy: these files hold only gateway settings"
             )
@@ -108,6 +145,8 @@ class SidecarConfig:
         pack: dict[str, Any],
     ) -> SidecarConfig:
         base = files[0].parent
+        if gateway.get("mode") == "region":
+            return cls._build_region(files, read, gateway, pack)
         poll = gateway.get("config_poll_interval")
         return cls(
             files=files,
@@ -125,6 +164,74 @@ class SidecarConfig:
             log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
             log_segment_bytes=int(gateway.get("log_segment_bytes", 64 * 1024 * 1024)),
         )
+
+    @classmethod
+    def _build_region(
+        cls,
+        files: tuple[Path, ...],
+        read: tuple[tuple[dict[str, Any], ...], tuple[bytes, ...]],
+        gateway: dict[str, Any],
+        pack: dict[str, Any],
+    ) -> SidecarConfig:
+        """A replica of the region: its settings file, its packs from the region's KV."""
+        base = files[0].parent
+        _refuse_gateway_settings(gateway, files[0])
+        unused = sorted(FILE_PACK_KEYS & gateway.keys()) + (["the pack"] if pack else [])
+        if unused:
+            log.warning(
+                "%s: region mode enforces the region's policy KV; %s of this file not used",
+                files[0],
+                ", ".join(unused),
+            )
+        return cls(
+            files=files,
+            fragments=read[0],
+            texts=read[1],
+            gateway=gateway,
+            pack=pack,
+            settings=_region_settings(gateway, base),
+            mode="region",
+            reload=False,
+            watch_interval_s=1.0,
+            poll_interval_s=None,
+            git=None,
+            unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
+            log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
+            log_segment_bytes=int(gateway.get("log_segment_bytes", 64 * 1024 * 1024)),
+            ship_retry_interval_s=_interval(gateway, "ship_retry_interval", 1.0),
+        )
+
+
+def _refuse_gateway_settings(gateway: Mapping[str, Any], first: Path) -> None:
+    misplaced = sorted(gateway.keys() - REGION_MODE_KEYS - FILE_PACK_KEYS)
+    if misplaced:
+        raise ConfigError(
+            f"{first}: gateway.{misplaced[0]}: in region mode the gateway settings are the "
+            f"region settings file's ({gateway['region_settings']}); set "
+            f"{', '.join(misplaced)} there"
+        )
+
+
+def _region_settings(gateway: Mapping[str, Any], base: Path) -> GatewaySettings:
+    """The region's replica settings, listening and keeping state where the block says."""
+    path = base / str(gateway["region_settings"])
+    settings = gateway_settings.load(path)
+    if not settings.pack_trust:
+        raise ConfigError(
+            f"{path}: a region-mode sidecar enforces the region's packs: name their "
+            "owners' keys in pack_trust"
+        )
+    changes: dict[str, Any] = {"place": "sidecar"}
+    if "listen_port" in gateway:
+        changes["port"] = int(gateway["listen_port"])
+    if "host" in gateway:
+        changes["host"] = str(gateway["host"])
+    if "state_dir" in gateway:
+        changes["state_dir"] = base / str(gateway["state_dir"])
+    if not (settings.api_keys or settings.workload_issuers or settings.delegation_issuers):
+        state = Path(changes.get("state_dir", settings.state_dir))
+        changes["api_keys"] = {_caller_key(state): Identity(agent=LOCAL_AGENT)}
+    return replace(settings, **changes)
 
 
 def read_fragments(files: Sequence[Path]) -> tuple[list[dict[str, Any]], list[bytes]]:
