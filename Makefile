@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tools.py
 	$(BIN)/python bench/propagation.py
 	$(BIN)/python bench/aggregator.py
+	$(BIN)/python bench/sidecar.py
 
 bench-records: $(STAMP)
 	$(BIN)/python bench/records.py
