@@ -297,6 +297,7 @@ def _settings(gateway: Mapping[str, Any], pack: Mapping[str, Any], base: Path) -
 
 def _caller_key(state_dir: Path) -> str:
     path = state_dir / CALLER_KEY_FILE
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the log and keys live here
     if not path.exists():
         import secrets
 

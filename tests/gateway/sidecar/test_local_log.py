@@ -84,6 +84,9 @@ def test_a_local_sidecar_answers_records_seals_and_verifies_with_a_pinned_key(
     assert forged.returncode == 1  # another key pinned: nothing verifies
     decisions = [p for _, s, p in stored(sidecar.state_dir) if p.get("kind") == "decision"]
     assert [p["id"] for p in decisions] == ids
+    assert sidecar.state_dir.stat().st_mode & 0o777 == 0o700  # its keys and log: owner only
+    for secret in ("caller.key", "keys/log-root.key", "keys/sidecar.key", "keys/policy.key"):
+        assert (sidecar.state_dir / secret).stat().st_mode & 0o777 == 0o600
     assert {p["enforced_by"] for p in decisions} == {"sidecar"}
 
 
