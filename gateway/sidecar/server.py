@@ -51,8 +51,11 @@ class Sidecar:
             state / "records",
             segment_bytes=config.log_segment_bytes,
             max_bytes=config.log_max_bytes,
+            dedupe_window=_records_window(settings.connections.max_connections),
         )
-        self.sealed = LocalLog(state / "checkpoints")
+        # Checkpoint ids are `ckpt-<tree size>`, and the sealer appends only a larger
+        # tree than the last checkpoint it reads back: no id ever repeats here.
+        self.sealed = LocalLog(state / "checkpoints", dedupe_window=0)
         self.backplane = LocalBackplane(self.records, settings.region, settings.replica)
         if config.mode == "region":  # a replica of the region: gateway.sidecar.region
             from gateway.sidecar.region import assemble
@@ -214,6 +217,17 @@ class Sidecar:
         await self.records.close()
         await self.sealed.close()
         os.close(self._lock)  # the next sidecar may take the state directory now
+
+
+def _records_window(max_connections: int) -> int:
+    """The record ids the local log remembers, to drop a repeat: far fewer than a
+    replica's stream needs (100,000 ids, 5 MB once filled under load). Here the recorder
+    assigns each id once and the local sink never retries; an id comes back only from
+    the fail-open spool, for a record of a batch whose append failed, and nothing is
+    appended between that batch and the spool's shipping but the batches in flight
+    with it, each at most one record per open connection. (In region mode the region's
+    stream drops what the shipper repeats, by its Nats-Msg-Id.)"""
+    return max(1_000, 2 * max_connections)
 
 
 def _lock(state_dir: Path) -> int:
