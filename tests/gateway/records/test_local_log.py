@@ -12,11 +12,13 @@ import stat
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 
 from cordon.errors import RecordCommitError
+from gateway.records import local_log
 from gateway.records.local_log import MAX_FRAME, LocalLog, LocalSink
 from gateway.records.sink import RecordSink
 
@@ -108,11 +110,14 @@ async def test_group_commit_shares_fsyncs_and_answers_after_its_own(
 
     results = await asyncio.gather(*(one(i) for i in range(200)))
     assert sorted(seq for seq, _, _ in results) == list(range(1, 201))
-    assert 1 < len(synced) < 50, f"{len(synced)} fsyncs for 200 appends"
+    # A roll's summary is one file and one directory fsync, once per segment, not per batch.
+    batches = len(synced) - 2 * sum(path.endswith(".idx.tmp") for path, _ in synced)
+    assert 1 < batches < 50, f"{batches} fsyncs for 200 appends"
     for seq, payload, seen in results:
-        assert any(path and payload in Path(path).read_bytes()[:size] for path, size in seen), (
-            f"append {seq} returned before its frame was fsynced"
-        )
+        assert any(
+            path.endswith(".log") and payload in Path(path).read_bytes()[:size]
+            for path, size in seen  # a segment's (a summary is renamed once synced)
+        ), f"append {seq} returned before its frame was fsynced"
     await log.close()
 
 
@@ -401,3 +406,167 @@ def test_the_local_log_module_loads_no_nats_client() -> None:
 
 def test_importing_the_local_log_loads_no_nats_client() -> None:
     assert not _loads_nats("import gateway.records.local_log")
+
+
+def _answers(log: LocalLog) -> object:
+    """Everything the log answers about what it holds, to compare two openings."""
+    seqs = range(0, log.last_seq + 3)
+    subjects = ["rec.0", "rec.1", "rec.2", "s", "none"]
+    return (
+        (log.first_seq, log.last_seq, log.size_bytes),
+        [log.get(s) for s in seqs],
+        [log.written_at_ms(s) for s in seqs],
+        [log.next_on(subject, s) for subject in subjects for s in seqs],
+        [log.last_on(subject) for subject in subjects],
+        list(log.read_from(0)),
+        [e.msg_id for e in log.entries(0)],
+    )
+
+
+def _surveyed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the segments opening scans from now on."""
+    scanned: list[str] = []
+    real = local_log._survey
+
+    def counting(segment: local_log._Segment, *, check: bool) -> int:
+        scanned.append(segment.path.name)
+        return real(segment, check=check)
+
+    monkeypatch.setattr(local_log, "_survey", counting)
+    return scanned
+
+
+def _without_summaries(directory: Path, into: Path) -> Path:
+    into.mkdir()
+    for path in _segments(directory):
+        (into / path.name).write_bytes(path.read_bytes())
+    return into
+
+
+def _summaries(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.idx"))
+
+
+async def test_reopening_reads_summaries_and_scans_only_the_newest_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LocalLog(tmp_path / "log", segment_bytes=512)
+    await _fill(log, 60)
+    expected = _answers(log)
+    await log.close()
+    names = [p.name for p in _segments(tmp_path / "log")]
+    assert [p.stem for p in _summaries(tmp_path / "log")] == [n[:-4] for n in names[:-1]]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in _summaries(tmp_path / "log"))
+
+    scanned = _surveyed(monkeypatch)
+    again = LocalLog(tmp_path / "log", segment_bytes=512)
+    assert scanned == [names[-1]]
+    assert _answers(again) == expected
+    plain = LocalLog(_without_summaries(tmp_path / "log", tmp_path / "plain"), read_only=True)
+    assert scanned[1:] == names  # no summaries: every segment scanned, same answers
+    assert _answers(plain) == expected
+    assert await _fill(again, 30, start=60) == list(range(61, 91))  # rolls write summaries
+    await again.close()
+    scanned.clear()
+    third = LocalLog(tmp_path / "log", segment_bytes=512)
+    assert scanned == [_segments(tmp_path / "log")[-1].name]
+    assert third.last_seq == 90 and third.get(75) == ("rec.2", b"data-74")
+    await third.close()
+
+
+def _meta(path: Path) -> dict[str, int]:
+    raw = path.read_bytes()
+    meta: dict[str, int] = json.loads(raw[12 : 12 + int.from_bytes(raw[4:8], "big")])
+    return meta
+
+
+def _rewrite_summary(path: Path, change: dict[str, object]) -> None:
+    """A summary whose own checksum holds, saying what `change` says."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[4:8], "big")
+    meta = {**_meta(path), **change}
+    body = json.dumps(meta).encode()
+    head = b"CLS\x01" + len(body).to_bytes(4, "big") + zlib.crc32(body).to_bytes(4, "big")
+    path.write_bytes(head + body + raw[12 + length :])
+
+
+async def test_a_summary_that_does_not_match_its_segment_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LocalLog(tmp_path / "log", segment_bytes=512)
+    await _fill(log, 60)
+    await log.close()
+    # Another log numbered alike, same sizes, other data: its first segment swapped in.
+    other = LocalLog(tmp_path / "other", segment_bytes=512)
+    for i in range(60):
+        await other.append(f"rec.{i % 3}", f"DATA-{i}".encode(), f"id-{i}")
+    await other.close()
+    second = _summaries(tmp_path / "log")[1]
+    count = _meta(second)["count"]
+    _rewrite_summary(second, {"count": count - 1})  # lies about its count
+    swapped = _segments(tmp_path / "log")[0]
+    swapped.write_bytes((tmp_path / "other" / swapped.name).read_bytes())
+    third = _summaries(tmp_path / "log")[2]
+    third.write_bytes(third.read_bytes()[:-3] + b"xyz")  # its digests garbled
+    fourth = _summaries(tmp_path / "log")[3]
+    fourth.write_bytes(fourth.read_bytes().replace(b'"count"', b'"cOunt"'))  # its checksum
+
+    expected = _answers(LocalLog(_without_summaries(tmp_path / "log", tmp_path / "plain")))
+    scanned = _surveyed(monkeypatch)
+    again = LocalLog(tmp_path / "log", segment_bytes=512)
+    names = [p.name for p in _segments(tmp_path / "log")]
+    assert sorted(scanned) == sorted([names[0], names[1], names[2], names[3], names[-1]])
+    assert again.get(1) == ("rec.0", b"DATA-0")  # the segment now there, not the summary's
+    assert _answers(again) == expected
+    assert await again.append("s", b"again", "id-20") == 21  # the window, from a rescan
+    await again.close()
+    scanned.clear()
+    LocalLog(tmp_path / "log", segment_bytes=512, read_only=True)
+    assert scanned == [names[-1]]  # the writer's opening rewrote the four summaries
+
+
+async def test_the_dedupe_window_covers_summarized_segments_after_a_reopen(
+    tmp_path: Path,
+) -> None:
+    log = LocalLog(tmp_path, segment_bytes=256)
+    await _fill(log, 40)
+    await log.close()
+    assert len(_summaries(tmp_path)) > 5
+    again = LocalLog(tmp_path, segment_bytes=256)
+    assert [await again.append("s", b"x", f"id-{i}") for i in range(40)] == list(range(1, 41))
+    assert again.last_seq == 40
+    await again.close()
+    bounded = LocalLog(tmp_path, segment_bytes=256, dedupe_window=15)
+    assert await bounded.append("s", b"x", "id-25") == 26  # within the last 15
+    assert await bounded.append("s", b"x", "id-24") == 41  # not: stored anew
+    await bounded.close()
+
+
+async def test_read_only_openings_use_summaries_and_write_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LocalLog(tmp_path, segment_bytes=512)
+    await _fill(log, 40)
+    await log.close()
+    summaries = _summaries(tmp_path)
+    summaries[0].unlink()
+    scanned = _surveyed(monkeypatch)
+    reader = LocalLog(tmp_path, segment_bytes=512, read_only=True)
+    names = [p.name for p in _segments(tmp_path)]
+    assert scanned == [names[0], names[-1]]
+    assert _summaries(tmp_path) == summaries[1:]  # the missing one not written
+    assert reader.last_seq == 40 and reader.get(1) == ("rec.0", b"data-0")
+    await reader.close()
+
+
+async def test_retention_removes_a_segments_summary_with_it(tmp_path: Path) -> None:
+    log = LocalLog(tmp_path, segment_bytes=512, max_bytes=2000)
+    await _fill(log, 60)
+    await log.close()
+    logs = {p.stem for p in _segments(tmp_path)}
+    assert {p.stem for p in _summaries(tmp_path)} == logs - {max(logs)}
+    (tmp_path / "00000000000000000001.idx").write_bytes(b"left by a crash")
+    (tmp_path / f"{max(logs)}.idx.tmp").write_bytes(b"half written")
+    LocalLog(tmp_path, segment_bytes=512, max_bytes=2000)  # the writer's opening tidies
+    assert {p.stem for p in _summaries(tmp_path)} == logs - {max(logs)}
+    assert not list(tmp_path.glob("*.tmp"))
