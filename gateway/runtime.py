@@ -30,7 +30,7 @@ from gateway.records.recorder import Recorder
 from gateway.records.spool import Spool
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Tracing
-from gateway.upstream import UpstreamClient, classifier, providers, translated
+from gateway.upstream import UpstreamClient, classifier, providers
 from gateway.upstream.client import Proxies
 from gateway.upstream.egress import EgressPolicy
 from gateway.upstream.routing import Breakers, Router
@@ -124,7 +124,7 @@ class Runtime:
     def _targets(self, document: Mapping[str, Any]) -> tuple[providers.Target, ...]:
         targets = providers.targets_from(document, self.pack_env, self.settings.secret_store_dir)
         for target in targets:  # a secret that cannot be used refuses the pack here
-            for url in (target.base_url, *translated.credential_urls(target)):
+            for url in (target.base_url, *_credential_urls(target)):
                 self.egress.check_url(url)
         return targets
 
@@ -333,3 +333,13 @@ class Runtime:
             log.warning("applied report not sent (trying again shortly): %s", exc)
             return False
         return True
+
+
+def _credential_urls(target: providers.Target) -> tuple[str, ...]:
+    """`translated.credential_urls`, loaded only for a target whose wire is translated
+    (the others have no credentials that send the gateway elsewhere)."""
+    if target.wire not in providers.TRANSLATED:
+        return ()
+    from gateway.upstream import translated
+
+    return translated.credential_urls(target)

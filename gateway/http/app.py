@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,17 +17,21 @@ from cordon.errors import AuthError
 from gateway import metrics
 from gateway.http import calls, dialects
 from gateway.http.asgi import Receive, Scope, Send, request_headers, respond, respond_json
-from gateway.http.mcp import McpEndpoint
 from gateway.runtime import Runtime
+
+if TYPE_CHECKING:  # loaded with the first call to it (`GatewayApp.mcp`)
+    from gateway.http.mcp import McpEndpoint
 
 log = logging.getLogger("cordon.gateway")
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# What the MCP endpoint serves (as `McpEndpoint.serves` says), known without loading it.
+MCP_PATHS = ("/mcp/", "/.well-known/oauth-protected-resource")
 
 
 class GatewayApp:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.mcp = McpEndpoint(runtime)
+        self._mcp: McpEndpoint | None = None
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._call(dialects.CHAT),
             ("POST", "/v1/embeddings"): self._call(dialects.EMBEDDINGS),
@@ -38,6 +43,21 @@ class GatewayApp:
             ("GET", "/metrics"): self.metrics,
             ("GET", "/v1/cordon/policy"): self.policy_status,
         }
+
+    @property
+    def mcp(self) -> McpEndpoint:
+        """The MCP endpoint, made on first use: it and `gateway.mcp` are about 0.8 MB
+        resident, and most gateways (a sidecar above all) never get a tool call."""
+        if self._mcp is None:
+            from gateway.http.mcp import McpEndpoint
+
+            self._mcp = McpEndpoint(self.runtime)
+        return self._mcp
+
+    async def close_mcp(self) -> None:
+        """Stop the tool servers this gateway started, if it ever served MCP."""
+        if self._mcp is not None:
+            await self._mcp.close()
 
     def _call(self, dialect: dialects.Dialect) -> Handler:
         async def handler(scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,7 +72,8 @@ class GatewayApp:
         if scope["type"] != "http":
             return
         handler = self.routes.get((scope["method"], scope["path"]))
-        if handler is None and self.mcp.serves(scope["path"]):
+        path = scope["path"]
+        if handler is None and (path == "/mcp" or path.startswith(MCP_PATHS)):
             handler = self.mcp
         if handler is None:
             await self._not_found(scope, send)
@@ -80,7 +101,7 @@ class GatewayApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.mcp.close()  # tool servers the replica started stop with it
+                await self.close_mcp()  # tool servers the replica started stop with it
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

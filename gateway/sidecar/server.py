@@ -286,7 +286,7 @@ class SidecarApp:
                 return
 
     async def close(self) -> None:
-        await self.gateway.mcp.close()
+        await self.gateway.close_mcp()
         self.audit.close()
         await self.sidecar.stop()
 

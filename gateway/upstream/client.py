@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cordon.errors import (
@@ -21,7 +22,9 @@ from cordon.errors import (
 from gateway.upstream import httpclient
 from gateway.upstream.providers import AZURE, TRANSLATED, Target
 from gateway.upstream.response import UpstreamResponse
-from gateway.upstream.translated import Translator
+
+if TYPE_CHECKING:  # loaded with the first translated call (`UpstreamClient._translated`)
+    from gateway.upstream.translated import Translator
 
 __all__ = ["Proxies", "UpstreamClient", "UpstreamResponse", "auth_headers"]
 
@@ -85,7 +88,7 @@ class UpstreamClient:
     ) -> None:
         self._client = httpclient.HttpClient(guard=guard, ca_bundle=ca_bundle)
         self._proxies = proxies or Proxies()
-        self._translator = Translator(self.post, self._client, auth_headers)
+        self._translator: Translator | None = None
 
     @property
     def http(self) -> httpclient.HttpClient:
@@ -106,11 +109,20 @@ class UpstreamClient:
         model: str = "",
     ) -> UpstreamResponse:
         if target.wire in TRANSLATED or (path == "/messages" and target.api != "anthropic"):
-            return await self._translator.open(target, path, body, model, passthrough)
+            return await self._translated().open(target, path, body, model, passthrough)
         where = target.url(path, model)
         return UpstreamResponse(
             await self.post(target, where, body, auth_headers(target, passthrough))
         )
+
+    def _translated(self) -> Translator:
+        """The translator of Bedrock's, Gemini's and Anthropic's wires, made on first use:
+        its dialects are modules that only a pack naming such a provider needs."""
+        if self._translator is None:
+            from gateway.upstream.translated import Translator
+
+            self._translator = Translator(self.post, self._client, auth_headers)
+        return self._translator
 
     async def post(
         self, target: Target, where: str, body: bytes, headers: Mapping[str, str]
