@@ -175,6 +175,10 @@ class LocalLog:
         # Retention never removes a segment holding this sequence or a later one: a
         # region-mode sidecar keeps what it has not shipped yet (None: no such floor).
         self.keep_from: int | None = None
+        # The size cap removes nothing younger than this (records a pack says to keep);
+        # and an append that would take the log past `full_at` is refused instead.
+        self.min_age_s: float | None = None
+        self.full_at: int | None = None
         self.torn = 0  # torn or garbled tails cut off when this log was opened
         self._segments: list[_Segment] = []
         self._subject_last: dict[str, int] = {}
@@ -341,6 +345,7 @@ class LocalLog:
             state = "closed" if self._closed else "open read-only"
             raise RecordCommitError(f"local record log {self.directory} is {state}")
         _check_sizes(subject, msg_id, data)
+        self._check_room(len(data))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(subject, data, msg_id, done))
         if self._flusher is None or self._flusher.done():
@@ -614,6 +619,19 @@ class LocalLog:
 
     # --- retention and closing ---------------------------------------------------
 
+    def _check_room(self, size: int) -> None:
+        """Below `full_at` (a hard cap): whatever retention may remove first, then
+        `RecordCommitError`, so the caller fails closed rather than the log dropping
+        records it must keep (`min_age_s`)."""
+        if self.full_at is None or self.size_bytes + size <= self.full_at:
+            return
+        self.enforce_retention()
+        if self.size_bytes + size > self.full_at:
+            raise RecordCommitError(
+                f"local record log {self.directory} is full ({self.size_bytes} of "
+                f"{self.full_at} bytes) and holds nothing old enough to remove"
+            )
+
     def enforce_retention(self, now: float | None = None) -> int:
         """Drop whole oldest segments whose newest record is older than `max_age_s`, or
         while the log is larger than `max_bytes`; never the newest segment. Returns how
@@ -625,6 +643,8 @@ class LocalLog:
             oldest = self._segments[0]
             too_old = self.max_age_s is not None and oldest.last_ms < now_ms - self.max_age_s * 1000
             too_big = self.max_bytes is not None and self.size_bytes > self.max_bytes
+            if too_big and not too_old and self.min_age_s is not None:
+                too_big = oldest.last_ms < now_ms - self.min_age_s * 1000  # old enough to go
             if not (too_old or too_big) or (
                 self.keep_from is not None and oldest.last >= self.keep_from
             ):

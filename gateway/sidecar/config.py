@@ -33,6 +33,9 @@ log = logging.getLogger("cordon.sidecar")
 UNUSED_NATS = {"url": "nats://unused.invalid:4222"}
 DEFAULT_PORT = 41002  # the seeds' `listen_port`
 DEFAULT_LOG_MAX_BYTES = 1024**3
+# The newest segment is scanned whole when the log opens: 16 MiB keeps that within the
+# sidecar's 1 s to ready (docs/performance.md, "Local log").
+DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 CALLER_KEY_FILE = "caller.key"  # in state_dir: the key callers send when none is configured
 LOCAL_AGENT = "local-app"
 # Settings a `gateway:` block passes to the replica as they are (gateway.settings).
@@ -162,7 +165,7 @@ class SidecarConfig:
             git=_git(gateway, files[0], base) if poll else None,
             unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
             log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
-            log_segment_bytes=int(gateway.get("log_segment_bytes", 64 * 1024 * 1024)),
+            log_segment_bytes=int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
         )
 
     @classmethod
@@ -197,7 +200,7 @@ class SidecarConfig:
             git=None,
             unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
             log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
-            log_segment_bytes=int(gateway.get("log_segment_bytes", 64 * 1024 * 1024)),
+            log_segment_bytes=int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
             ship_retry_interval_s=_interval(gateway, "ship_retry_interval", 1.0),
         )
 

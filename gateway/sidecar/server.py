@@ -38,6 +38,7 @@ __all__ = ["Sidecar", "SidecarApp", "run"]
 
 log = logging.getLogger("cordon.sidecar")
 RETENTION_EVERY_S = 60.0
+CHECKPOINTS_MAX_BYTES = 64 * 1024 * 1024  # a day and more of a checkpoint a second
 
 
 class Sidecar:
@@ -192,11 +193,24 @@ class Sidecar:
             if update is not None:
                 self.backplane.offer(update)
 
+    def _retention(self) -> None:
+        """The log's retention as the active pack asks. With `audit-logger.retention_days`
+        records go once older than that, and never sooner: when `log_max_bytes` is
+        reached with nothing old enough to remove, appends are refused (calls fail
+        closed) rather than records dropped. Without it, the size cap removes the oldest.
+        Old checkpoints may always go: the newest covers every record kept."""
+        days = self.runtime.packs.active.retention_days
+        keep_s = days * 86400 if days else None
+        records = self.records
+        records.max_age_s = records.min_age_s = keep_s
+        records.max_bytes = self.config.log_max_bytes
+        records.full_at = self.config.log_max_bytes if keep_s else None
+        self.sealed.max_bytes = CHECKPOINTS_MAX_BYTES
+
     async def _keep_retention(self) -> None:
         while not self._stop.is_set():
-            days = self.runtime.packs.active.retention_days
-            self.records.max_age_s = days * 86400 if days else None
-            removed = self.records.enforce_retention()
+            self._retention()
+            removed = self.records.enforce_retention() + self.sealed.enforce_retention()
             if removed:
                 log.info("retention removed %d records from the local log", removed)
             with contextlib.suppress(TimeoutError):

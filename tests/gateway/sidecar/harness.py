@@ -88,10 +88,10 @@ class RunningSidecar:
         return (self.sidecar.config.state_dir / CALLER_KEY_FILE).read_text().strip()
 
     def openai(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=self.caller_key)
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=self.caller_key, max_retries=0)
 
     def anthropic(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(base_url=self.url, api_key=self.caller_key)
+        return anthropic.AsyncAnthropic(base_url=self.url, api_key=self.caller_key, max_retries=0)
 
     def records(self) -> list[dict[str, Any]]:
         """Every decision and intent record in the local log, opened."""

@@ -77,3 +77,54 @@ async def test_a_second_sidecar_on_the_same_state_directory_is_refused(
 
     with pytest.raises(ConfigError, match="in use by another sidecar"):
         Sidecar(running.sidecar.config)
+
+
+def _pack_with_retention(days: int | None) -> str:
+    chain = ""
+    if days is not None:
+        chain = (
+            "  chain: [audit-logger]\n  policy:\n    audit-logger:\n"
+            f"      immutable: true\n      retention_days: {days}\n"
+        )
+    base = PACK.replace("policies: []\n", "")
+    return base + ("policies:\n" + chain if chain else "policies: []\n")
+
+
+@pytest.mark.parametrize("days", [None, 365])
+async def test_the_size_cap_removes_old_records_unless_the_pack_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, days: int | None
+) -> None:
+    """Without `retention_days` the cap drops the oldest segments and calls go on; with
+    it, records younger than that are kept and a full log fails closed instead."""
+    config = tmp_path / "cordon.yaml"
+    config.write_text(_pack_with_retention(days))
+    local = fragment(
+        tmp_path,
+        "local.yaml",
+        "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n"
+        "  log_max_bytes: 40000\n  log_segment_bytes: 8000\n",
+    )
+    async with serve_in_loop(MockProvider()) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
+        async with in_process_sidecar([config, local]) as running:
+            running.sidecar._retention()  # what the loop applies each minute
+            sdk = running.openai()
+            statuses = []
+            for n in range(60):
+                try:
+                    await sdk.chat.completions.create(
+                        model="gpt-4o", messages=[{"role": "user", "content": f"call {n}"}]
+                    )
+                    statuses.append(200)
+                except openai.APIStatusError as exc:
+                    statuses.append(exc.status_code)
+            records = running.sidecar.records
+            first, size = records.first_seq, records.size_bytes
+    if days is None:
+        assert set(statuses) == {200}
+        assert first > 1  # the oldest went
+        assert size <= 40000 + 8000
+    else:
+        assert statuses[0] == 200 and statuses[-1] == 503  # full: fails closed
+        assert first == 1  # nothing the pack keeps was removed
