@@ -3,20 +3,127 @@
 Each replica signs its records with its own key. The region's key signs an
 enrolment statement for each replica key, so an auditor who trusts only the
 regional public key can verify every record the region ever wrote.
+
+Keys are `cryptography`'s, or (`use_openssl_backend`, the sidecar's choice) keys over
+the libcrypto the `ssl` module maps (`cordon.log.ed25519_openssl`): the same bytes in
+and out, the same key files, `SignatureError` from either.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import Any, Protocol
 
 from cordon.errors import ConfigError, SignatureError
 
+log = logging.getLogger("cordon.log.keys")
 
-def key_id(public_key: Ed25519PublicKey) -> str:
+
+class PublicKey(Protocol):
+    """A public Ed25519 key as either backend holds it."""
+
+    def public_bytes_raw(self) -> bytes: ...
+
+    def verify(self, signature: bytes, data: bytes) -> None: ...
+
+
+class PrivateKey(Protocol):
+    """A private Ed25519 key as either backend holds it."""
+
+    def public_key(self) -> Any: ...  # a `PublicKey`
+
+    def private_bytes_raw(self) -> bytes: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class _Backend:
+    """Where keys are made from raw bytes, and what a bad signature raises there.
+
+    `cryptography` unless `use_openssl_backend` chose otherwise; imported on the first
+    key, so a process that selects the other one never loads it."""
+
+    def __init__(self, private: Any, public: Any, invalid: type[Exception]) -> None:
+        self.private, self.public, self.invalid = private, public, invalid
+
+
+_backend: _Backend | None = None
+# What a failed verification raises, for every backend loaded: a key keeps the backend
+# it was made with.
+_INVALID: tuple[type[Exception], ...] = ()
+
+
+def _select(backend: _Backend) -> _Backend:
+    global _backend, _INVALID
+    _backend, _INVALID = backend, (*_INVALID, backend.invalid)
+    return backend
+
+
+def _current() -> _Backend:
+    return _backend if _backend is not None else _select(_cryptography())
+
+
+def _cryptography() -> _Backend:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return _Backend(ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey, InvalidSignature)
+
+
+def _openssl() -> _Backend:
+    """OSError or AttributeError if libcrypto or one of its functions is missing."""
+    from cordon.log import ed25519_openssl as openssl
+
+    openssl.load()
+    return _Backend(openssl.PrivateKey, openssl.PublicKey, openssl.InvalidSignature)
+
+
+def use_openssl_backend() -> bool:
+    """Sign and verify through the libcrypto `ssl` maps (cordon.log.ed25519_openssl)
+    instead of `cryptography`, about 6 MB less resident: for the sidecar, called before
+    any key is made. Kept to `cryptography` (and logged) if a symbol is missing or the
+    RFC 8032 self-test fails. Whether the OpenSSL backend is in use."""
+    try:
+        backend = _openssl()
+        _self_test(backend)
+    # Whatever goes wrong here (a missing symbol, a ctypes mismatch, other bytes) means
+    # this libcrypto is not to be trusted with keys: cryptography remains.
+    except Exception as exc:
+        log.warning("Ed25519 stays with cryptography: the libcrypto of ssl failed (%s)", exc)
+        return False
+    _select(backend)
+    return True
+
+
+# RFC 8032, 7.1, test 1: secret key, public key, signature of the empty message.
+RFC8032_TEST1 = (
+    "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+    "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+    "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+)
+
+
+def _self_test(backend: _Backend) -> None:
+    secret, public, signature = (bytes.fromhex(h) for h in RFC8032_TEST1)
+    key = backend.private.from_private_bytes(secret)
+    if key.public_key().public_bytes_raw() != public or key.sign(b"") != signature:
+        raise ValueError("RFC 8032 test 1 gave other bytes")
+    trusted = backend.public.from_public_bytes(public)
+    try:
+        trusted.verify(signature, b"")
+    except backend.invalid as exc:
+        raise ValueError("RFC 8032 test 1 did not verify") from exc
+    try:
+        trusted.verify(signature, b"x")
+    except backend.invalid:
+        return
+    raise ValueError("RFC 8032 test 1 verified a wrong message")
+
+
+def key_id(public_key: PublicKey) -> str:
     """`sha256:<hex of the raw public key>`, the id records and checkpoints name."""
     return raw_key_id(public_key.public_bytes_raw())
 
@@ -26,7 +133,7 @@ def raw_key_id(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def public_bytes(public_key: Ed25519PublicKey) -> bytes:
+def public_bytes(public_key: PublicKey) -> bytes:
     # The raw methods, not public_bytes(Encoding.Raw, ...): the serialization module
     # pulls the SSH key formats and ciphers in (about 2 MB resident in every process).
     return public_key.public_bytes_raw()
@@ -35,19 +142,19 @@ def public_bytes(public_key: Ed25519PublicKey) -> bytes:
 class SigningKey:
     """A private Ed25519 key with its key id computed once."""
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    def __init__(self, private_key: PrivateKey) -> None:
         self._private = private_key
-        self.public_key = private_key.public_key()
+        self.public_key: PublicKey = private_key.public_key()
         self.key_id = key_id(self.public_key)
 
     @classmethod
     def generate(cls) -> SigningKey:
-        return cls(Ed25519PrivateKey.generate())
+        return cls(_current().private.generate())
 
     @classmethod
     def from_seed_hex(cls, seed_hex: str) -> SigningKey:
         try:
-            return cls(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex.strip())))
+            return cls(_current().private.from_private_bytes(bytes.fromhex(seed_hex.strip())))
         except ValueError as exc:
             raise ConfigError("a signing key must be 32 bytes of hex") from exc
 
@@ -77,15 +184,16 @@ class SigningKey:
         return self._private.sign(data)
 
 
-def load_public_key(raw: bytes) -> Ed25519PublicKey:
+def load_public_key(raw: bytes) -> PublicKey:
     try:
-        return Ed25519PublicKey.from_public_bytes(raw)
+        key: PublicKey = _current().public.from_public_bytes(raw)
     except ValueError as exc:
         raise SignatureError("a public key must be 32 raw bytes") from exc
+    return key
 
 
-def verify(public_key: Ed25519PublicKey, signature: bytes, data: bytes) -> None:
+def verify(public_key: PublicKey, signature: bytes, data: bytes) -> None:
     try:
         public_key.verify(signature, data)
-    except InvalidSignature as exc:
+    except _INVALID as exc:
         raise SignatureError("signature does not verify") from exc

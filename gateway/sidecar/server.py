@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cordon.errors import ConfigError
+from cordon.log import keys
 from cordon.packs import lint
 from cordon.tokens import Tokens
 from gateway import metrics
@@ -311,6 +312,9 @@ def run(files: Sequence[Path], config_source: str | None = None) -> None:
     for unused in ("aiohttp", "watchfiles"):
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     lint.check_apart()  # jsonschema checks the files in a child, never resident here
+    # Ed25519 through the libcrypto `ssl` maps, not cryptography's own copy (about 6 MB),
+    # chosen before the first key is made (cryptography if it fails its self-test).
+    keys.use_openssl_backend()
     import uvicorn
 
     from gateway.http.connections import guarded_protocol

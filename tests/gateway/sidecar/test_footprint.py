@@ -1,7 +1,9 @@
 """A local sidecar imports only what local mode uses: built and started from a seed
 file in a fresh interpreter, it has loaded no NATS client, no FastAPI or pydantic, no
-git library, and jsonschema only in the child that checked the files
-(bench/sidecar.py measures what that is worth in memory and start-up)."""
+git library, jsonschema only in the child that checked the files, neither the MCP
+endpoint nor the translated providers (no pack of its uses them), and no `cryptography`
+(Ed25519 goes through the libcrypto `ssl` maps). bench/sidecar.py measures what that is
+worth in memory and start-up."""
 
 from __future__ import annotations
 
@@ -24,6 +26,20 @@ NOT_IN_LOCAL_MODE = (
     "dulwich",
     "jsonschema",
 )
+# Modules of Cordon's own that only some packs use, loaded on first use; and
+# `cryptography`, whose Ed25519 the sidecar takes from the libcrypto `ssl` maps.
+LOADED_ON_FIRST_USE = (
+    "gateway.mcp",
+    "gateway.http.mcp",
+    "gateway.upstream.translated",
+    "gateway.upstream.bedrock",
+    "gateway.upstream.gemini",
+    "gateway.upstream.google_auth",
+    "gateway.upstream.messages",
+    "gateway.upstream.openai_chat",
+    "gateway.upstream.steps",
+    "cryptography",
+)
 
 # What `cordon sidecar` does before it serves: the server stack, the files read and
 # checked, the sidecar assembled and started (its pack enforced), then stopped.
@@ -34,12 +50,14 @@ PROBE = textwrap.dedent(
 
     import uvicorn  # noqa: F401  (what `run` serves with)
 
+    from cordon.log import keys
     from cordon.packs import lint
     from gateway.http.connections import guarded_protocol  # noqa: F401
     from gateway.sidecar.config import SidecarConfig
     from gateway.sidecar.server import Sidecar, SidecarApp
 
     lint.check_apart()  # as `run` does
+    assert keys.use_openssl_backend()  # as `run` does
 
     async def main() -> None:
         app = SidecarApp(Sidecar(SidecarConfig.load([Path(p) for p in sys.argv[1:]])))
@@ -47,7 +65,7 @@ PROBE = textwrap.dedent(
         await app.sidecar.stop()
 
     asyncio.run(main())
-    print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+    print(json.dumps(sorted(sys.modules)))
     """
 )
 
@@ -65,9 +83,12 @@ def test_a_local_sidecar_loads_only_what_local_mode_uses(tmp_path: Path) -> None
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded = {name.split(".")[0] for name in modules}
     assert loaded.isdisjoint(NOT_IN_LOCAL_MODE), sorted(loaded & set(NOT_IN_LOCAL_MODE))
-    assert "gateway" in loaded  # the probe did build the sidecar
+    early = [m for m in modules if m.split(".")[0] == "cryptography" or m in LOADED_ON_FIRST_USE]
+    assert not early, early
+    assert "gateway.sidecar.server" in modules  # the probe did build the sidecar
 
 
 # A file with schema problems, checked in a fresh interpreter with and without the
