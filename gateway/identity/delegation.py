@@ -14,6 +14,7 @@ from typing import Any
 
 from cordon.errors import AuthError, ConfigError
 from gateway.identity.callers import Identity, TokenVerifier
+from gateway.identity.refusals import jwt_refusal
 
 ALGORITHMS = ("EdDSA", "ES256")
 LEEWAY_S = 30
@@ -69,14 +70,8 @@ class DelegationVerifier(TokenVerifier):
                 leeway=LEEWAY_S,
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("delegation token has expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise AuthError("delegation token is not valid yet") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise AuthError("delegation token is for another audience") from exc
         except jwt.PyJWTError as exc:
-            raise AuthError(f"delegation token rejected: {exc}") from exc
+            raise jwt_refusal(exc, "delegation") from exc
         return _identity(claims)
 
 

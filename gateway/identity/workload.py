@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from cordon.errors import AuthError, ConfigError
 from cordon.packs.workloads import WorkloadMap
 from gateway.identity.callers import Identity
+from gateway.identity.refusals import jwt_refusal
 
 __all__ = [
     "ALGORITHMS",
@@ -398,20 +399,8 @@ def _decode(token: str, key: _Key, alg: str, issuer: WorkloadIssuer) -> dict[str
             leeway=LEEWAY_S,
             options={"require": required, "enforce_minimum_key_length": True},
         )
-    except jwt.ExpiredSignatureError as exc:
-        raise AuthError("workload token has expired") from exc
-    except jwt.ImmatureSignatureError as exc:
-        raise AuthError("workload token is not valid yet") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise AuthError("workload token is for another audience") from exc
-    except jwt.InvalidIssuerError as exc:
-        raise AuthError("workload token from an unknown issuer") from exc
-    except jwt.MissingRequiredClaimError as exc:
-        raise AuthError(f"workload token lacks the {exc.claim} claim") from exc
-    except jwt.InvalidSignatureError as exc:
-        raise AuthError("workload token's signature does not verify") from exc
     except jwt.PyJWTError as exc:
-        raise AuthError("workload token rejected") from exc
+        raise jwt_refusal(exc, "workload") from exc
     return claims
 
 
