@@ -152,20 +152,13 @@ class SidecarConfig:
             return cls._build_region(files, read, gateway, pack)
         poll = gateway.get("config_poll_interval")
         return cls(
-            files=files,
-            fragments=read[0],
-            texts=read[1],
-            gateway=gateway,
-            pack=pack,
+            **_own(files, read, gateway, pack),
             settings=_settings(gateway, pack, base),
             mode=str(gateway.get("mode", "local")),
             reload=bool(gateway.get("config_reload", False)),
             watch_interval_s=_interval(gateway, "config_watch_interval", 1.0),
             poll_interval_s=_interval(gateway, "config_poll_interval", 0) if poll else None,
             git=_git(gateway, files[0], base) if poll else None,
-            unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
-            log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
-            log_segment_bytes=int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
         )
 
     @classmethod
@@ -187,22 +180,36 @@ class SidecarConfig:
                 ", ".join(unused),
             )
         return cls(
-            files=files,
-            fragments=read[0],
-            texts=read[1],
-            gateway=gateway,
-            pack=pack,
+            **_own(files, read, gateway, pack),
             settings=_region_settings(gateway, base),
             mode="region",
             reload=False,
             watch_interval_s=1.0,
             poll_interval_s=None,
             git=None,
-            unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
-            log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
-            log_segment_bytes=int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
             ship_retry_interval_s=_interval(gateway, "ship_retry_interval", 1.0),
         )
+
+
+def _own(
+    files: tuple[Path, ...],
+    read: tuple[tuple[dict[str, Any], ...], tuple[bytes, ...]],
+    gateway: dict[str, Any],
+    pack: dict[str, Any],
+) -> dict[str, Any]:
+    """What every sidecar has whatever its mode: its files as read, where it listens
+    beyond the port, and its local log's sizes."""
+    base = files[0].parent
+    return {
+        "files": files,
+        "fragments": read[0],
+        "texts": read[1],
+        "gateway": gateway,
+        "pack": pack,
+        "unix_socket": base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
+        "log_max_bytes": int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
+        "log_segment_bytes": int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
+    }
 
 
 def _refuse_gateway_settings(gateway: Mapping[str, Any], first: Path) -> None:
