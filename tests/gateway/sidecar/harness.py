@@ -128,3 +128,27 @@ def environment(monkeypatch: pytest.MonkeyPatch, **values: str) -> Iterator[None
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     yield
+
+
+LOOPBACK = (
+    "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n"
+)
+
+
+def loopback_fragment(into: Path, extra: str = "") -> Path:
+    """A local fragment letting the sidecar reach a mock provider on loopback, with
+    more `gateway:` keys (indented two spaces) appended."""
+    return fragment(into, "local.yaml", LOOPBACK + extra)
+
+
+@contextlib.asynccontextmanager
+async def provider_from_environment(
+    monkeypatch: pytest.MonkeyPatch, mock: MockProvider | None = None
+) -> AsyncIterator[MockProvider]:
+    """A mock provider on loopback, named by `OPENAI_BASE_URL` (with `OPENAI_API_KEY`),
+    as a pack with `base_url: "${OPENAI_BASE_URL}"` reads it."""
+    mock = mock or MockProvider()
+    async with serve_in_loop(mock) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
+        yield mock

@@ -13,9 +13,12 @@ import pytest
 
 from cordon.log import bundle
 from cordon.tokens import grant_settings, new_token
-from cordon_dev.inprocess import serve_in_loop
-from cordon_dev.mock_provider import MockProvider
-from tests.gateway.sidecar.harness import RunningSidecar, fragment, in_process_sidecar
+from tests.gateway.sidecar.harness import (
+    RunningSidecar,
+    in_process_sidecar,
+    loopback_fragment,
+    provider_from_environment,
+)
 
 PACK = """\
 pack: {name: audited}
@@ -37,17 +40,12 @@ async def audited(
     tokens = [grant_settings("ann", auditor, ["auditor"], ["local"])]
     config = tmp_path / "cordon.yaml"
     config.write_text(PACK)
-    local = fragment(
-        tmp_path,
-        "local.yaml",
-        "gateway:\n  allow_loopback_upstreams: true\n"
-        f"  allowed_upstreams: ['http://127.0.0.1:*']\n  audit_tokens: {tokens}\n",
-    )
-    async with serve_in_loop(MockProvider()) as url:
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
-        async with in_process_sidecar([config, local]) as running:
-            yield running, auditor
+    local = loopback_fragment(tmp_path, f"  audit_tokens: {tokens}\n")
+    async with (
+        provider_from_environment(monkeypatch),
+        in_process_sidecar([config, local]) as running,
+    ):
+        yield running, auditor
 
 
 async def test_an_auditor_reads_searches_and_exports_a_verifiable_range(

@@ -11,11 +11,14 @@ from pathlib import Path
 import openai
 import pytest
 
-from cordon_dev.inprocess import serve_in_loop
-from cordon_dev.mock_provider import MockProvider
 from gateway.records import local_log
 from gateway.records.local_log import LocalLog
-from tests.gateway.sidecar.harness import RunningSidecar, fragment, in_process_sidecar
+from tests.gateway.sidecar.harness import (
+    RunningSidecar,
+    in_process_sidecar,
+    loopback_fragment,
+    provider_from_environment,
+)
 
 PACK = """\
 pack: {name: full}
@@ -32,16 +35,12 @@ policies: []
 async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningSidecar]:
     config = tmp_path / "cordon.yaml"
     config.write_text(PACK)
-    local = fragment(
-        tmp_path,
-        "local.yaml",
-        "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n",
-    )
-    async with serve_in_loop(MockProvider()) as url:
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
-        async with in_process_sidecar([config, local]) as sidecar:
-            yield sidecar
+    local = loopback_fragment(tmp_path)
+    async with (
+        provider_from_environment(monkeypatch),
+        in_process_sidecar([config, local]) as sidecar,
+    ):
+        yield sidecar
 
 
 async def test_a_full_disk_fails_closed_and_leaves_nothing_torn(
@@ -98,29 +97,24 @@ async def test_the_size_cap_removes_old_records_unless_the_pack_keeps_them(
     it, records younger than that are kept and a full log fails closed instead."""
     config = tmp_path / "cordon.yaml"
     config.write_text(_pack_with_retention(days))
-    local = fragment(
-        tmp_path,
-        "local.yaml",
-        "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n"
-        "  log_max_bytes: 40000\n  log_segment_bytes: 8000\n",
-    )
-    async with serve_in_loop(MockProvider()) as url:
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
-        async with in_process_sidecar([config, local]) as running:
-            running.sidecar._retention()  # what the loop applies each minute
-            sdk = running.openai()
-            statuses = []
-            for n in range(60):
-                try:
-                    await sdk.chat.completions.create(
-                        model="gpt-4o", messages=[{"role": "user", "content": f"call {n}"}]
-                    )
-                    statuses.append(200)
-                except openai.APIStatusError as exc:
-                    statuses.append(exc.status_code)
-            records = running.sidecar.records
-            first, size = records.first_seq, records.size_bytes
+    local = loopback_fragment(tmp_path, "  log_max_bytes: 40000\n  log_segment_bytes: 8000\n")
+    async with (
+        provider_from_environment(monkeypatch),
+        in_process_sidecar([config, local]) as running,
+    ):
+        running.sidecar._retention()  # what the loop applies each minute
+        sdk = running.openai()
+        statuses = []
+        for n in range(60):
+            try:
+                await sdk.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": f"call {n}"}]
+                )
+                statuses.append(200)
+            except openai.APIStatusError as exc:
+                statuses.append(exc.status_code)
+        records = running.sidecar.records
+        first, size = records.first_seq, records.size_bytes
     if days is None:
         assert set(statuses) == {200}
         assert first > 1  # the oldest went

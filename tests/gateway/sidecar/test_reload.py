@@ -14,9 +14,15 @@ from typing import Any
 
 import pytest
 
-from cordon_dev.inprocess import serve_in_loop, wait_for
+from cordon_dev.inprocess import wait_for
 from cordon_dev.mock_provider import MockProvider
-from tests.gateway.sidecar.harness import RunningSidecar, fragment, in_process_sidecar
+from tests.gateway.sidecar.harness import (
+    LOOPBACK,
+    RunningSidecar,
+    in_process_sidecar,
+    loopback_fragment,
+    provider_from_environment,
+)
 
 EMAIL = "jane.doe@example.com"
 PACK = """\
@@ -42,20 +48,11 @@ def pack(patterns: str) -> str:
 
 @pytest.fixture
 async def provider(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MockProvider]:
-    mock = MockProvider()
-    async with serve_in_loop(mock) as url:
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
+    async with provider_from_environment(monkeypatch) as mock:
         yield mock
 
 
-def local(root: Path, extra: str = "") -> Path:
-    return fragment(
-        root,
-        "local.yaml",
-        "gateway:\n  allow_loopback_upstreams: true\n"
-        "  allowed_upstreams: ['http://127.0.0.1:*']\n" + extra,
-    )
+local = loopback_fragment
 
 
 async def answer(running: RunningSidecar) -> str:
@@ -227,8 +224,7 @@ async def test_with_pack_trust_only_an_owners_signed_commit_is_enforced(
     config = tmp_path / "sidecar.yaml"
     trusted = public_bytes(owner.public_key).hex()
     config.write_text(
-        "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n"
-        f"  pack_trust: [{trusted}]\n  config_poll_interval: 0.2s\n"
+        LOOPBACK + f"  pack_trust: [{trusted}]\n  config_poll_interval: 0.2s\n"
         f"  config_source: {{url: {repo_dir}, ref: main, path: team.json}}\n"
     )
     async with in_process_sidecar([config]) as running:

@@ -14,8 +14,6 @@ import anthropic
 import openai
 import pytest
 
-from cordon_dev.inprocess import serve_in_loop
-from cordon_dev.mock_provider import MockProvider
 from tests.gateway.identity.test_workload import (
     AUDIENCE,
     K8S_ISSUER,
@@ -25,7 +23,12 @@ from tests.gateway.identity.test_workload import (
     jwks,
     k8s_token,
 )
-from tests.gateway.sidecar.harness import RunningSidecar, fragment, in_process_sidecar
+from tests.gateway.sidecar.harness import (
+    RunningSidecar,
+    in_process_sidecar,
+    loopback_fragment,
+    provider_from_environment,
+)
 
 PACK = f"""\
 pack: {{name: agents}}
@@ -57,17 +60,12 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     ]
     config = tmp_path / "cordon.yaml"
     config.write_text(PACK)
-    local = fragment(
-        tmp_path,
-        "local.yaml",
-        "gateway:\n  allow_loopback_upstreams: true\n  allowed_upstreams: ['http://127.0.0.1:*']\n"
-        f"  workload_issuers: {json.dumps(issuers)}\n",
-    )
-    async with serve_in_loop(MockProvider()) as url:
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
-        async with in_process_sidecar([config, local]) as sidecar:
-            yield sidecar
+    local = loopback_fragment(tmp_path, f"  workload_issuers: {json.dumps(issuers)}\n")
+    async with (
+        provider_from_environment(monkeypatch),
+        in_process_sidecar([config, local]) as sidecar,
+    ):
+        yield sidecar
 
 
 async def test_a_projected_service_account_token_acts_as_its_mapped_agent(
