@@ -9,20 +9,24 @@ from cordon.errors import AuthError
 __all__ = ["jwt_refusal"]
 
 
+# PyJWT's refusals, by class name, and what the caller reads for each.
+REASONS = (
+    ("ExpiredSignatureError", "has expired"),
+    ("ImmatureSignatureError", "is not valid yet"),
+    ("InvalidAudienceError", "is for another audience"),
+    ("InvalidIssuerError", "from an unknown issuer"),
+    ("InvalidSignatureError", "'s signature does not verify"),
+)
+
+
 def jwt_refusal(exc: Exception, kind: str) -> AuthError:
     """The `AuthError` (401) for PyJWT's refusal `exc` of a `kind` token."""
     import jwt  # on first use, as its callers import it
 
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return AuthError(f"{kind} token has expired")
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        return AuthError(f"{kind} token is not valid yet")
-    if isinstance(exc, jwt.InvalidAudienceError):
-        return AuthError(f"{kind} token is for another audience")
-    if isinstance(exc, jwt.InvalidIssuerError):
-        return AuthError(f"{kind} token from an unknown issuer")
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return AuthError(f"{kind} token lacks the {exc.claim} claim")
-    if isinstance(exc, jwt.InvalidSignatureError):
-        return AuthError(f"{kind} token's signature does not verify")
+    for name, reason in REASONS:
+        if isinstance(exc, getattr(jwt, name)):
+            joint = "" if reason.startswith("'") else " "
+            return AuthError(f"{kind} token{joint}{reason}")
     return AuthError(f"{kind} token rejected: {exc}")
