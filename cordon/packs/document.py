@@ -33,6 +33,8 @@ from cordon.packs.workloads import parse as parse_workloads
 
 RECORD_CONTENT_MODES = ("none", "redacted", "full")
 FAIL_MODES = ("closed", "open")
+# Whether a region-mode sidecar may add its own rules to this pack (gateway.sidecar.overlay).
+OVERLAY_MODES = ("allow", "forbid")
 LEVELS = ("public", "internal", "confidential", "restricted")
 ROUTES = ("chat", "embeddings", "responses", "messages")
 ACTIONS = {
@@ -247,7 +249,11 @@ def parse_document(document: Any) -> Rules:
     pack_name(document)
     chain.audit_logger(document)  # named policies: each key honoured or the pack refused
     rollout.parse_rollout(document)  # the replicator stages by it; a broken one is refused
-    for key, allowed in (("record_content", RECORD_CONTENT_MODES), ("fail_mode", FAIL_MODES)):
+    for key, allowed in (
+        ("record_content", RECORD_CONTENT_MODES),
+        ("fail_mode", FAIL_MODES),
+        ("local_overlay", OVERLAY_MODES),
+    ):
         if key in document and document[key] not in allowed:
             raise DocumentError(f"{key} must be one of {allowed}", [key])
     detectors_raw = document.get("detectors") or {}

@@ -76,6 +76,9 @@ class PackState:
         # staged rollout judges a wave by (replicator.rollout). Reset on activation.
         self.calls = 0
         self.errors = 0
+        # A region-mode sidecar's own rules, added to each pack the region sends
+        # (gateway.sidecar.overlay); None for a replica. A PackError refuses the pack.
+        self.overlay: Callable[[Pack], Pack] | None = None
 
     def _read_floor(self) -> int:
         try:
@@ -103,6 +106,7 @@ class PackState:
         try:
             pack = dataclasses.replace(signing.decode(data, self._trusted), origin=self._origin())
             self._check_scope(pack)
+            pack = self.overlay(pack) if self.overlay else pack
             self.current = Active(pack, self._route(pack))
         except PackError as exc:
             log.error("not enforcing the persisted pack %s: %s", self._path, exc)
@@ -150,6 +154,7 @@ class PackState:
                 if replayed:
                     return "stale"  # history: it expired since it was written
                 raise PackError(f"pack expired at {_iso(pack.expires_at)}")
+            pack = self.overlay(pack) if self.overlay else pack
             router = self._route(pack)  # resolves providers: a missing secret refuses the pack
         except PackError as exc:
             self.refuse(str(exc), {**signing.claimed(data), **(origin or {})})

@@ -172,7 +172,7 @@ class SidecarConfig:
         """A replica of the region: its settings file, its packs from the region's KV."""
         base = files[0].parent
         _refuse_gateway_settings(gateway, files[0])
-        unused = sorted(FILE_PACK_KEYS & gateway.keys()) + (["the pack"] if pack else [])
+        unused = sorted(FILE_PACK_KEYS & gateway.keys())  # the file's policies: an overlay
         if unused:
             log.warning(
                 "%s: region mode enforces the region's policy KV; %s of this file not used",

@@ -32,6 +32,7 @@ from gateway.sidecar import audit
 from gateway.sidecar.backplane import LocalBackplane
 from gateway.sidecar.config import SidecarConfig
 from gateway.sidecar.keys import LocalKeys
+from gateway.sidecar.overlay import Overlay
 from gateway.sidecar.policy import Candidates, file_origin
 from gateway.sidecar.sealer import LocalSealer
 
@@ -69,6 +70,9 @@ class Sidecar:
 
             settings = replace(settings, pack_trust=(self.keys.policy_public_hex,))
         self.runtime = Runtime(settings, self.backplane, self.keys.signer, self.keys.enrolment)
+        self.overlay = _overlay(config)
+        if self.overlay is not None:  # the file's own rules, added to the region's packs
+            self.runtime.packs.overlay = self.overlay.apply
         policy_key = None if trust else self.keys.policy
         self.candidates = Candidates(self.runtime.packs, policy_key, config.fragments[1:])
         self.sealer = LocalSealer(self.records, self.sealed, settings.region, self.keys.signer)
@@ -164,6 +168,7 @@ class Sidecar:
             "git": {"source": git.source, "ref": git.ref, "path": git.path} if git else None,
             "readers": sources,
             "shipping": shipping() if shipping else None,
+            "overlay": self.overlay.status() if self.overlay else None,
         }
 
     def _follow_sources(self) -> None:
@@ -243,6 +248,13 @@ def _records_window(max_connections: int) -> int:
     with it, each at most one record per open connection. (In region mode the region's
     stream drops what the shipper repeats, by its Nats-Msg-Id.)"""
     return max(1_000, 2 * max_connections)
+
+
+def _overlay(config: SidecarConfig) -> Overlay | None:
+    """In region mode, the file's `policies`, added to every pack the region sends."""
+    if config.mode != "region" or not config.pack:
+        return None
+    return Overlay(config.pack, str(config.files[0]))
 
 
 def _lock(state_dir: Path) -> int:

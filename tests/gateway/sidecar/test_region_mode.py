@@ -60,8 +60,8 @@ def _sidecar_files(dev: DevStack, root: Path) -> tuple[Path, int]:
         f"  listen_port: {port}\n"
         f"  state_dir: {root / 'state'}\n"
         "  ship_retry_interval: 200ms\n"
-        "pack: {name: local-only}\n"  # not enforced in region mode: said in the log
-        "policies: []\n"
+        # In region mode the file's rules are an overlay on the region's pack.
+        "policies:\n  - {name: no-email, type: output_filter, patterns: [email]}\n"
     )
     return config, port
 
@@ -81,7 +81,8 @@ def _shipping(url: str, admin: str) -> dict[str, Any]:
         url + "/v1/cordon/policy", headers={"authorization": f"Bearer {admin}"}, timeout=5
     ).json()
     shipping: dict[str, Any] = status["source"]["shipping"]
-    return shipping | {"active_revision": status["active_revision"], "pack": status["pack"]}
+    active = {"active_revision": status["active_revision"], "pack": status["pack"]}
+    return shipping | active | {"origin": status["origin"]}
 
 
 async def _last_stream_seq(endpoints: dict[str, Any]) -> int:
@@ -127,6 +128,11 @@ async def test_records_written_while_nats_is_down_reach_records_once_and_are_wit
         # the region's pack (its policy KV), not the file's
         eventually(lambda: _shipping(url, admin)["active_revision"] >= 1, timeout=15)
         assert _shipping(url, admin)["pack"] == "default"
+        overlaid = openai.OpenAI(base_url=url + "/v1", api_key=DEV_API_KEY, max_retries=0)
+        mail = overlaid.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "a@example.com"}]
+        )
+        assert mail.choices[0].message.content == "echo: [EMAIL]"  # the sidecar's own rule
         asked = [_ask(url, f"before {n}") for n in range(3)]
 
         region.nats.stop(REGION)
@@ -152,7 +158,8 @@ async def test_records_written_while_nats_is_down_reach_records_once_and_are_wit
 
         latest = _witnessed(endpoints, await _last_stream_seq(endpoints))
         assert latest["witness"]["verified"] is True and latest["witness"]["reason"] is None
-        assert "not used" in sidecar.log_path.read_text()  # the file's pack, said so
+        status = _shipping(url, admin)
+        assert status["origin"]["overlay"].startswith("sha256:")  # its rules, on the record
     finally:
         sidecar.stop()
 
