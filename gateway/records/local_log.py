@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+from cordon import jsoncodec
 from cordon.errors import RecordCommitError
 
 __all__ = ["MAX_FRAME", "Entry", "LocalLog", "LocalSink"]
@@ -903,7 +904,7 @@ def _read_summary(path: Path, first: int) -> _Segment | None:
             body = handle.read(length)
         if magic != SUMMARY_MAGIC or len(body) != length or zlib.crc32(body) != crc:
             return None
-        segment = _from_meta(path, first, json.loads(body))
+        segment = _from_meta(path, first, jsoncodec.loads(body))
     except (OSError, struct.error, ValueError, KeyError, TypeError):
         return None  # missing, short, or not what this version writes
     return segment if segment is not None and _matches(segment) else None
@@ -964,7 +965,7 @@ def _read_digests(segment: _Segment) -> array[int] | None:
     try:
         with _summary_path(segment.path).open("rb") as handle:
             _, length, _ = SUMMARY_HEAD.unpack(handle.read(SUMMARY_HEAD.size))
-            meta = json.loads(handle.read(length))
+            meta = jsoncodec.loads(handle.read(length))
             tail = handle.read()
     except (OSError, struct.error, ValueError):
         return None
