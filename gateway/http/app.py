@@ -90,21 +90,11 @@ class GatewayApp:
                 await respond(send, 500, body)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.runtime.start()
-                except Exception as exc:
-                    log.exception("gateway failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.close_mcp()  # tool servers the replica started stop with it
-                await self.runtime.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send, self.runtime.start, self._stop)
+
+    async def _stop(self) -> None:
+        await self.close_mcp()  # tool servers the replica started stop with it
+        await self.runtime.stop()
 
     async def _not_found(self, scope: Scope, send: Send) -> None:
         allowed = sorted(method for method, path in self.routes if path == scope["path"])
@@ -190,6 +180,30 @@ class GatewayApp:
                 }
             ).encode(),
         )
+
+
+async def serve_lifespan(
+    receive: Receive,
+    send: Send,
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+) -> None:
+    """The ASGI lifespan protocol around `start` and `stop`: a failed start is said to the
+    server (which then exits) with its reason, never swallowed."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await start()
+            except Exception as exc:
+                log.exception("failed to start")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def create_app(runtime: Runtime) -> GatewayApp:

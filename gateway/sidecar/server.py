@@ -24,7 +24,7 @@ from cordon.log import keys
 from cordon.packs import lint
 from cordon.tokens import Tokens
 from gateway import metrics
-from gateway.http.app import GatewayApp, create_app
+from gateway.http.app import GatewayApp, create_app, serve_lifespan
 from gateway.http.asgi import Receive, Scope, Send
 from gateway.records.local_log import LocalLog
 from gateway.runtime import Runtime
@@ -297,20 +297,7 @@ class SidecarApp:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.sidecar.start()
-                except Exception as exc:
-                    log.exception("sidecar failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send, self.sidecar.start, self.close)
 
     async def close(self) -> None:
         await self.gateway.close_mcp()
