@@ -40,6 +40,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
     │   ├── RecordCommitError ....... the record could not be committed . 503 record_commit_failed
     │   │   └── RecordEncodeError ... ... because it could not be encoded or fit the stream
     │   ├── RegionUnreachableError .. the region's NATS is away ....... 503 region_unreachable
+    │   ├── ShippingRefusedError .... a sidecar's log and the region disagree: not shipped
     │   ├── SpoolFullError .......... fail-open's spool is full ......... 503 record_commit_failed
     │   └── ForkError ............... another sealer is extending the region's log
     ├── HttpClientError ............. the provider call failed on the wire
@@ -100,6 +101,7 @@ __all__ = [
     "ReplicatorError",
     "ResponseTimeout",
     "ResponseTooLargeError",
+    "ShippingRefusedError",
     "SignatureError",
     "SpoolFullError",
     "StoreError",
@@ -362,6 +364,12 @@ class RegionUnreachableError(GatewayError):
 
     status = 503
     code = "region_unreachable"
+
+
+class ShippingRefusedError(GatewayError):
+    """A region-mode sidecar will not ship: the region's last record on its subject is
+    not in its log (another process publishes as this replica, or the log was replaced).
+    Shipping then would skip or misnumber records, so nothing is shipped."""
 
 
 class SpoolFullError(GatewayError):

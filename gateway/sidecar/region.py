@@ -27,7 +27,7 @@ import msgpack
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from cordon.errors import RecordCommitError, RegionUnreachableError
+from cordon.errors import RecordCommitError, RegionUnreachableError, ShippingRefusedError
 from cordon.log import envelope
 from cordon.log.enrolment import load_signer
 from cordon.nats import subjects
@@ -45,6 +45,9 @@ __all__ = ["RegionBackplane", "Shipper", "assemble"]
 
 log = logging.getLogger("cordon.sidecar.region")
 POLL_S = 0.1  # the shipper looks for new records at least this often
+# How far from where its number points a record may sit in the log: a void is committed
+# before the replica's next record, at most a batch of concurrent calls later.
+LATE_VOIDS = 4096
 # What a record may take before the region said its own max_payload: NATS's default,
 # so that nothing committed locally is too large for the region to take.
 NATS_DEFAULT_PAYLOAD = 1024 * 1024
@@ -174,7 +177,7 @@ class Shipper:
             try:
                 sink = await self._dial()
                 await self._ship_while_connected(sink)
-            except (RegionUnreachableError, RecordCommitError) as exc:
+            except (RegionUnreachableError, RecordCommitError, ShippingRefusedError) as exc:
                 self._failed(exc)
             except (TimeoutError, NatsError) as exc:
                 self._failed(RegionUnreachableError(f"shipping interrupted: {exc}"))
@@ -267,12 +270,27 @@ class Shipper:
 
 
 def _after(log: LocalLog, subject: str, msg_id: str, data: bytes) -> int:
-    """The local sequence after the record the region holds last: by its id while the
-    dedupe window still knows it, else by its `replica_seq` (a binary search)."""
+    """The local sequence after the record the region holds last, always found by its
+    id: from the dedupe window, else near where its `replica_seq` falls (a void committed
+    late sits after higher numbers, so the number alone would step over it). A record
+    this log does not hold means someone else publishes as this replica, or the log was
+    replaced: `ShippingRefusedError`, and nothing is skipped."""
     seq = log.seq_of(msg_id) if msg_id else None
     if seq is not None:
         return seq + 1
-    shipped = _replica_seq(data)
+    near = _by_replica_seq(log, subject, _replica_seq(data))
+    for entry in log.entries(max(log.first_seq or 1, near - LATE_VOIDS), near + LATE_VOIDS):
+        if entry.subject == subject and entry.msg_id == msg_id:
+            return entry.seq + 1
+    raise ShippingRefusedError(
+        f"the region's last record on {subject} ({msg_id or 'no id'}) is not in this "
+        "sidecar's log: another process publishes as this replica, or the log was "
+        "replaced; nothing is shipped until that is resolved"
+    )
+
+
+def _by_replica_seq(log: LocalLog, subject: str, shipped: int) -> int:
+    """Where records numbered above `shipped` begin in the log (a binary search)."""
     low, high = log.first_seq or 1, log.next_seq
     while low < high:
         middle = (low + high) // 2
