@@ -10,15 +10,17 @@ root like the sidecar's: an auditor with the pinned root key verifies both.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from cordon import jsoncodec
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey
 from cordon.tokens import Grant, Tokens
-from gateway.http.asgi import Receive, Scope, Send
+from gateway.http.asgi import Receive, Scope, Send, request_headers, respond
 from gateway.records.local_log import LocalLog
 from gateway.sidecar.sealer import CHECKPOINT_SUBJECT
 
@@ -30,6 +32,7 @@ __all__ = ["AUDIT_PATHS", "LazyAuditApp"]
 
 AUDIT_PATHS = ("/v1/records", "/v1/consistency", "/v1/export")
 AUDIT_REPLICA = "audit-api"  # the name the audit surface's key is enrolled under
+BATCH = 1000
 
 
 def serves(path: str) -> bool:
@@ -85,7 +88,12 @@ class LogCheckpoints:
         self._records, self._sealed = records, sealed
 
     async def refresh(self, index: AuditIndex) -> None:
-        rows = [(seq, data) for seq, _subject, data in self._records.read_from(index.size() + 1)]
+        rows: list[tuple[int, bytes]] = []
+        for seq, _subject, data in self._records.read_from(index.size() + 1):
+            rows.append((seq, data))
+            if len(rows) == BATCH:  # a long log is indexed a batch at a time
+                index.add(rows)
+                rows = []
         if rows:
             index.add(rows)
         after = index.last_checkpoint_seq() + 1
@@ -112,10 +120,19 @@ class LazyAuditApp:
         self._app: Any = None
         self._checkpoints = LogCheckpoints(records, sealed)
         self._index: AuditIndex | None = None
+        self._building = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._app is None:
-            self._app = await self._build()
+        # Who is asking, before anything is built or written: a request without a known
+        # token loads nothing, records nothing and reads nothing (the app then checks
+        # the role and region of a known one).
+        if self._tokens.identify(request_headers(scope).get("authorization")) is None:
+            body = jsoncodec.dumps({"detail": "an auditor token is required"})
+            await respond(send, 401, body, [(b"www-authenticate", b"Bearer")])
+            return
+        async with self._building:  # two first requests build it once
+            if self._app is None:
+                self._app = await self._build()
         assert self._index is not None
         await self._checkpoints.refresh(self._index)  # every answer sees the log as it is
         await self._app(scope, receive, send)

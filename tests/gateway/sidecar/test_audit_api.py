@@ -87,3 +87,6 @@ async def test_without_an_auditor_token_nothing_is_read_or_recorded(
         forged = await client.get("/v1/export?to_seq=1", headers={"authorization": "Bearer x"})
     assert {anonymous.status_code, as_the_app.status_code, forged.status_code} <= {401, 403}
     assert not [r for r in running.records() if r["kind"] == "access"]
+    # Nothing was built or written for them: no FastAPI, no enrolment, no index.
+    assert running.app.audit._app is None
+    assert not (running.sidecar.config.state_dir / "audit-index.sqlite3").exists()
