@@ -28,7 +28,7 @@ from cordon.errors import DocumentError
 
 __all__ = ["NO_WORKLOADS", "Workload", "WorkloadMap", "parse"]
 
-KEYS = ("subject", "agent", "roles", "scopes")
+KEYS = ("subject", "agent", "roles", "scopes", "issuer")
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -38,21 +38,25 @@ class Workload(NamedTuple):
     agent: str
     roles: tuple[str, ...]
     scopes: tuple[str, ...]
+    # The issuer whose tokens this entry maps; None: any. A Kubernetes subject names no
+    # cluster, so with two clusters' issuers configured an entry must name its own.
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class WorkloadMap:
-    exact: dict[str, Workload] = field(default_factory=dict)
+    exact: dict[str, tuple[Workload, ...]] = field(default_factory=dict)
     globs: tuple[tuple[re.Pattern[str], Workload], ...] = ()
 
-    def lookup(self, subject: str) -> Workload | None:
-        found = self.exact.get(subject)
-        if found is not None:
-            return found
-        for pattern, workload in self.globs:
-            if pattern.fullmatch(subject):
-                return workload
-        return None
+    def lookup(self, subject: str, issuer: str | None = None) -> Workload | None:
+        """The entry for `subject` from `issuer`: one naming that issuer, else one
+        naming none; exact subjects first, then globs in order."""
+        exact = self.exact.get(subject, ())
+        candidates = [*exact, *(w for pattern, w in self.globs if pattern.fullmatch(subject))]
+        named = [w for w in candidates if w.issuer is not None and w.issuer == issuer]
+        anyone = [w for w in candidates if w.issuer is None]
+        found = named or anyone
+        return found[0] if found else None
 
 
 NO_WORKLOADS = WorkloadMap()
@@ -66,20 +70,20 @@ def parse(raw: Any) -> WorkloadMap:
         raise DocumentError(
             "workloads must be a list of {subject, agent, roles, scopes}", ["workloads"]
         )
-    exact: dict[str, Workload] = {}
+    exact: dict[str, tuple[Workload, ...]] = {}
     globs: list[tuple[re.Pattern[str], Workload]] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str | None]] = set()
     for index, entry in enumerate(raw):
         subject, workload = _entry(entry, ["workloads", index])
-        if subject in seen:
+        if (subject, workload.issuer) in seen:
             raise DocumentError(
                 f"workload subject {subject!r} is listed twice", ["workloads", index, "subject"]
             )
-        seen.add(subject)
+        seen.add((subject, workload.issuer))
         if not GLOB_CHARACTERS.isdisjoint(subject):
             globs.append((re.compile(fnmatch.translate(subject)), workload))
         else:
-            exact[subject] = workload
+            exact[subject] = (*exact.get(subject, ()), workload)
     return WorkloadMap(exact, tuple(globs))
 
 
@@ -94,7 +98,11 @@ def _entry(entry: Any, where: list[str | int]) -> tuple[str, Workload]:
         raise DocumentError("a workload needs a subject", [*where, "subject"])
     if not isinstance(agent, str) or not agent.strip():
         raise DocumentError(f"workload {subject!r} needs an agent", [*where, "agent"])
-    return subject, Workload(agent, _names(entry, "roles", where), _names(entry, "scopes", where))
+    issuer = entry.get("issuer")
+    if issuer is not None and (not isinstance(issuer, str) or not issuer.strip()):
+        raise DocumentError(f"workload {subject!r}: issuer is a name", [*where, "issuer"])
+    roles, scopes = _names(entry, "roles", where), _names(entry, "scopes", where)
+    return subject, Workload(agent, roles, scopes, issuer)
 
 
 def _names(entry: dict[str, Any], key: str, where: list[str | int]) -> tuple[str, ...]:

@@ -290,6 +290,7 @@ class WorkloadVerifier:
     ) -> None:
         self._issuers = tuple(issuers)
         self._mapping = mapping
+        self._clusters = sum(1 for issuer in self._issuers if issuer.kind == "kubernetes")
         self._sources: dict[WorkloadIssuer, _Source] = {
             issuer: _source(issuer, clock) for issuer in self._issuers
         }
@@ -348,11 +349,19 @@ class WorkloadVerifier:
             raise AuthError("workload token's algorithm does not fit its key")
         claims = _decode(token, key, str(alg), issuer)
         subject = _subject(issuer, claims)
-        mapped = self._mapping().lookup(subject)
+        mapped = self._mapping().lookup(subject, issuer.issuer)
         if mapped is None:
             raise AuthError(f"workload {subject} is not mapped to an agent by the active pack")
-        agent, roles, scopes = mapped
-        return Identity(agent=agent, roles=roles, scopes=scopes, method="workload")
+        if mapped.issuer is None and issuer.kind == "kubernetes" and self._clusters > 1:
+            # A service account's name says nothing of its cluster: with two clusters'
+            # issuers, an entry naming none would let either cluster act as the agent.
+            raise AuthError(
+                f"workload {subject}: the pack's entry names no issuer, and more than one "
+                "cluster's issuer is configured"
+            )
+        return Identity(
+            agent=mapped.agent, roles=mapped.roles, scopes=mapped.scopes, method="workload"
+        )
 
 
 def verifier_for(

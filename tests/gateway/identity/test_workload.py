@@ -481,8 +481,8 @@ def test_an_exact_subject_wins_over_a_glob() -> None:
             {"subject": PLANNER, "agent": "planner", "scopes": ["chat"]},
         ]
     )
-    assert mapped.lookup(PLANNER) == ("planner", (), ("chat",))
-    assert mapped.lookup("spiffe://example.org/deep/er/path") == ("pool", (), ())
+    assert mapped.lookup(PLANNER) == ("planner", (), ("chat",), None)
+    assert mapped.lookup("spiffe://example.org/deep/er/path") == ("pool", (), (), None)
     assert mapped.lookup("spiffe://example.com/x") is None
 
 
@@ -512,6 +512,7 @@ def test_lint_accepts_workloads_and_names_a_bad_one() -> None:
         "researcher",
         ("developer",),
         ("chat",),
+        None,
     )
     bad = {"pack": {"name": "p"}, "workloads": [{"subject": RESEARCHER, "agent": "x", "x": 1}]}
     (problem,) = check(bad, "pack.yaml")
@@ -627,3 +628,27 @@ async def test_a_bad_workload_token_gets_401_in_each_sdks_shape(
     shape = also.value.response.json()
     assert shape["type"] == "error" and reason in shape["error"]["message"]
     assert len(gw.records()) == before  # unauthenticated: counted, not recorded
+
+
+def test_with_two_clusters_a_service_account_maps_only_through_its_own_issuer(
+    tmp_path: Path,
+) -> None:
+    """A service account's name says nothing of its cluster: with two clusters' issuers
+    configured, an entry naming no issuer maps neither, and one naming an issuer maps
+    only that cluster's tokens."""
+    write_jwks(tmp_path / "a.json", jwks((RSA_KEY, "rsa-1")))
+    write_jwks(tmp_path / "b.json", jwks((RSA_KEY_2, "rsa-2")))
+    other = "https://other-cluster.example"
+    issuers = [
+        k8s_issuer(tmp_path / "a.json"),
+        WorkloadIssuer(other, AUDIENCE, jwks_file=tmp_path / "b.json", kind="kubernetes"),
+    ]
+    loose = workloads.parse([{"subject": RESEARCHER, "agent": "researcher"}])
+    with pytest.raises(AuthError, match="names no issuer"):
+        WorkloadVerifier(issuers, lambda: loose).verify(k8s_token())
+    pinned = workloads.parse([{"subject": RESEARCHER, "agent": "researcher", "issuer": K8S_ISSUER}])
+    verifier = WorkloadVerifier(issuers, lambda: pinned)
+    assert verifier.verify(k8s_token()).agent == "researcher"
+    foreign = k8s_token(key=RSA_KEY_2, kid="rsa-2", iss=other)
+    with pytest.raises(AuthError, match="not mapped"):
+        verifier.verify(foreign)
