@@ -48,14 +48,33 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases (`*name`): a few hundred bytes of nested aliases expand to
+    billions of nodes (a "billion laughs"), and a policy file needs none."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted here", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def load(path: Path) -> tuple[Any, yaml.Node | None]:
     """The document and its YAML node tree (for line numbers); PackError if unreadable."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise UnreadablePackError(f"cannot read: {exc.strerror}") from exc
+    return parse_text(text)
+
+
+def parse_text(text: str) -> tuple[Any, yaml.Node | None]:
+    """`load`'s reading of a file's text: refused (`UnreadablePackError` with its line)
+    if it is not YAML or uses aliases."""
     try:
-        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.load(text, Loader=_NoAliases), yaml.compose(text, Loader=_NoAliases)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"

@@ -134,3 +134,14 @@ def test_intervals(text: object, seconds: float) -> None:
 def test_intervals_refused(text: object) -> None:
     with pytest.raises(DocumentError):
         config_file.parse_interval(text)
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """A few hundred bytes of nested aliases would expand to billions of nodes."""
+    levels = ["a0: &a0 [email, email, email, email, email, email, email, email, email]"]
+    for n in range(1, 9):
+        levels.append(f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(levels) + "\npolicies: []\n")
+    (problem,) = check_file(path)[1]
+    assert "aliases (*name) are not accepted" in str(problem) and ":2:" in str(problem)
