@@ -211,6 +211,8 @@ class Sidecar:
         records.max_age_s = records.min_age_s = keep_s
         records.max_bytes = self.config.log_max_bytes
         records.full_at = self.config.log_max_bytes if keep_s else None
+        if self.config.mode == "local":  # nothing a checkpoint does not cover yet may go
+            records.keep_from = self.sealer.checkpoint_size + 1
         self.sealed.max_bytes = CHECKPOINTS_MAX_BYTES
 
     async def _keep_retention(self) -> None:
@@ -255,6 +257,25 @@ def _overlay(config: SidecarConfig) -> Overlay | None:
     if config.mode != "region" or not config.pack:
         return None
     return Overlay(config.pack, str(config.files[0]))
+
+
+def _unix_listener(path: Path) -> int:
+    """A Unix socket only its owner may connect to (0600; uvicorn would make it 0666),
+    bound here and handed to uvicorn; a stale one left by a killed sidecar is replaced."""
+    import socket
+
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
+            path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # created 0600, never a moment wider
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old)
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener.detach()
 
 
 def _lock(state_dir: Path) -> int:
@@ -330,7 +351,7 @@ def run(files: Sequence[Path], config_source: str | None = None) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        uds=str(config.unix_socket) if config.unix_socket else None,
+        fd=_unix_listener(config.unix_socket) if config.unix_socket else None,
         access_log=False,
         log_level="warning",
         http=guarded_protocol(settings.connections),

@@ -211,3 +211,4 @@ def test_a_sidecar_listens_on_a_unix_socket(tmp_path: Path) -> None:
         finally:
             process.stop()
     assert answer.choices[0].message.content == "echo: over a socket"
+    assert socket_path.stat().st_mode & 0o777 == 0o600  # only its owner may connect
