@@ -118,6 +118,13 @@ class GitSource:
                     commit = self._fetch_ref(mirror)
                     if commit.id.decode() == known:
                         return known, None
+                    if known is not None and not _follows(mirror, commit.id, known.encode()):
+                        raise PolicySourceError(
+                            f"git source {self._where}: {self.ref} moved to "
+                            f"{commit.id.decode()[:12]}, which does not follow {known[:12]} "
+                            "(a force-push or a moved tag): an older policy is not taken "
+                            "back this way; commit a revert instead"
+                        )
                     return commit.id.decode(), self._read_file(mirror, commit)
             except PolicySourceError:
                 raise
@@ -234,3 +241,16 @@ def _redacted(source: str) -> str:
     if parts.username and not web:
         host = f"{parts.username}@{host}"
     return urlunsplit(parts._replace(netloc=host))
+
+
+ANCESTRY_LIMIT = 100_000  # commits looked through for the last one delivered
+
+
+def _follows(mirror: Repo, commit: bytes, earlier: bytes) -> bool:
+    """Whether `earlier` is an ancestor of `commit` (the ref moved forward)."""
+    for seen, entry in enumerate(mirror.get_walker(include=[commit])):  # type: ignore[list-item]
+        if entry.commit.id == earlier:
+            return True
+        if seen >= ANCESTRY_LIMIT:
+            break
+    return False

@@ -344,3 +344,21 @@ def test_the_sources_load_neither_dulwich_nor_nats() -> None:
 
 
 # -- intervals -----------------------------------------------------------------------
+
+
+async def test_a_ref_moved_back_to_an_older_commit_is_not_taken(
+    upstream: Repo, tmp_path: Path
+) -> None:
+    """A force-push (or a tag moved) back to an older commit would replay an older policy
+    under a new revision: it is refused and said; a commit that follows is taken."""
+    source = git_source(upstream.path, tmp_path)
+    async with collecting(source.updates()) as got:
+        old = (await got.next()).origin["commit"]
+        newer = commit(upstream, {"cordon.yaml": b"rules: 2\n"})
+        assert (await got.next()).origin["commit"] == newer
+        upstream.refs[b"refs/heads/main"] = old.encode()  # force-pushed back
+        await got.nothing()
+        assert source.last_error is not None and "does not follow" in source.last_error
+        upstream.refs[b"refs/heads/main"] = newer.encode()
+        revert = commit(upstream, {"cordon.yaml": b"rules: 1\n"}, "revert")
+        assert (await got.next()).origin["commit"] == revert
