@@ -16,13 +16,15 @@ from gateway.sidecar.overlay import Overlay
 pytestmark = pytest.mark.fast
 
 NO_EMAIL = {"name": "no-email", "type": "output_filter", "action": "redact", "patterns": ["email"]}
-REGION_PACK: dict[str, Any] = {"pack": {"name": "default"}, "policies": []}
+NO_PHONE = {"name": "no-phone", "type": "output_filter", "action": "redact", "patterns": ["phone"]}
+REGION_PACK: dict[str, Any] = {"pack": {"name": "default"}, "policies": [NO_PHONE]}
+PROMPT = "a@example.com +14155552671"
 
 
 async def said(gw: InProcessGateway) -> str:
     answer = await gw.client.post(
         "/v1/chat/completions",
-        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "a@example.com"}]},
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}]},
         headers=gw.auth,
     )
     assert answer.status_code == 200
@@ -36,12 +38,12 @@ async def test_an_overlay_adds_its_rules_unless_the_regions_pack_forbids_it(
     async with in_process_gateway(tmp_path) as gw:
         gw.runtime.packs.overlay = overlay.apply
         await gw.activate(REGION_PACK, 2)
-        assert await said(gw) == "echo: [EMAIL]"
+        assert await said(gw) == "echo: [EMAIL] [PHONE]"  # the region's rule stays
         added = gw.records()[-1]
         await gw.activate({**REGION_PACK, "local_overlay": "forbid"}, 3)
-        assert await said(gw) == "echo: a@example.com"
+        assert await said(gw) == "echo: a@example.com [PHONE]"
         forbidden = gw.records()[-1]
-    assert added["rules"] == ["local/no-email"]
+    assert added["rules"] == ["no-phone", "local/no-email"]  # added after, never instead
     assert added["pack"]["origin"]["overlay"] == overlay.digest
     assert added["pack"]["revision"] == 2  # the region's pack, its revision and hash
     assert "origin" not in forbidden["pack"]
