@@ -26,6 +26,7 @@ from cordon.tokens import Tokens
 from gateway import metrics
 from gateway.http.app import GatewayApp, create_app, serve_lifespan
 from gateway.http.asgi import Receive, Scope, Send
+from gateway.policy.sources import FileSource, GitSource, PolicySource
 from gateway.records.local_log import LocalLog
 from gateway.runtime import Runtime
 from gateway.sidecar import audit
@@ -79,9 +80,9 @@ class Sidecar:
         self._stop = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []  # stop when `_stop` is set
         self._followers: list[asyncio.Task[None]] = []  # cancelled
-        self._sources: list[object] = []
+        self._sources: list[PolicySource] = []
         self._sighup = False  # a SIGHUP handler is installed (and removed at stop)
-        self._repo: Any = None  # the repository followed (`_git_source`)
+        self._repo: GitSource | None = None  # the repository followed (`_git_source`)
 
     def activate_initial(self) -> None:
         """The file's pack, enforced before the first call is taken."""
@@ -105,7 +106,7 @@ class Sidecar:
         self._follow_sources()
         self.runtime.source_status = self.source_status
         metrics.POLICY_SOURCE_FAILING.set_function(
-            lambda: float(any(getattr(s, "last_error", None) for s in self._sources))
+            lambda: float(any(source.last_error for source in self._sources))
         )
 
     async def _first_signed_pack(self) -> None:
@@ -132,14 +133,12 @@ class Sidecar:
                 f"and none is available (from config_source, or kept from an earlier run): {why}"
             )
 
-    def _git_source(self) -> Any:
+    def _git_source(self) -> GitSource | None:
         """The repository this sidecar follows (one reader, made once), or None."""
         config = self.config
         if config.git is None or config.poll_interval_s is None:
             return None
         if self._repo is None:
-            from gateway.policy.sources import GitSource
-
             git = config.git
             self._repo = GitSource(
                 git.source, git.ref, git.path, config.state_dir / "git", config.poll_interval_s
@@ -149,16 +148,6 @@ class Sidecar:
     def source_status(self) -> dict[str, Any]:
         """Where the policy is read from, and the last error reading it, if any."""
         config = self.config
-        sources = []
-        for source in self._sources:
-            sources.append(
-                {
-                    "kind": "git" if hasattr(source, "commit") else "file",
-                    "commit": getattr(source, "commit", None),
-                    "last_error": getattr(source, "last_error", None),
-                    "last_error_at": getattr(source, "last_error_at", None),
-                }
-            )
         files = [str(path) for path in config.files]
         git = config.git
         shipping = getattr(self.backplane, "status", None)  # region mode's shipper
@@ -166,7 +155,7 @@ class Sidecar:
             "files": files,
             "reload": config.reload,
             "git": {"source": git.source, "ref": git.ref, "path": git.path} if git else None,
-            "readers": sources,
+            "readers": [source.status() for source in self._sources],
             "shipping": shipping() if shipping else None,
             "overlay": self.overlay.status() if self.overlay else None,
         }
@@ -174,8 +163,6 @@ class Sidecar:
     def _follow_sources(self) -> None:
         config = self.config
         if config.reload:
-            from gateway.policy.sources import FileSource
-
             source = FileSource(config.files[0], config.watch_interval_s)
             self._sources.append(source)
             self._followers.append(asyncio.create_task(self._follow(source, skip_first=True)))
@@ -187,9 +174,9 @@ class Sidecar:
             self._sources.append(repo)
             self._followers.append(asyncio.create_task(self._follow(repo, skip_first=False)))
 
-    async def _follow(self, source: object, skip_first: bool) -> None:
+    async def _follow(self, source: PolicySource, skip_first: bool) -> None:
         first = skip_first
-        async for found in source.updates():  # type: ignore[attr-defined]
+        async for found in source.updates():
             if first:  # the file as read at start-up: already active
                 first = False
                 continue

@@ -10,6 +10,6 @@ The git source loads dulwich only when used, so a sidecar fed by a file never do
 
 from gateway.policy.sources.file import FileSource
 from gateway.policy.sources.git import GitSource
-from gateway.policy.sources.update import MAX_SOURCE_BYTES, SourceUpdate
+from gateway.policy.sources.update import MAX_SOURCE_BYTES, PolicySource, SourceUpdate
 
-__all__ = ["MAX_SOURCE_BYTES", "FileSource", "GitSource", "SourceUpdate"]
+__all__ = ["MAX_SOURCE_BYTES", "FileSource", "GitSource", "PolicySource", "SourceUpdate"]

@@ -15,36 +15,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from cordon.errors import ConfigError, PolicySourceError
-from gateway.policy.sources.update import MAX_SOURCE_BYTES, SourceUpdate, digest
+from gateway.policy.sources.update import MAX_SOURCE_BYTES, PolicySource, SourceUpdate, digest
 
 __all__ = ["FileSource"]
-
-log = logging.getLogger("cordon.gateway.sources")
 
 # (resolved path, device, inode, size, mtime_ns): what a change of the file changes.
 _Identity = tuple[str, int, int, int, int]
 
 
-class FileSource:
+class FileSource(PolicySource):
     """Yields the file's content at start, then each change, then on `reload_now()`.
 
-    One consumer iterates `updates()`. `last_error` (and `last_error_at`, epoch
-    seconds) say why the file could not be read, until it can be again."""
+    One consumer iterates `updates()`."""
+
+    kind = "file"
 
     def __init__(self, path: Path, watch_interval_s: float = 1.0) -> None:
         if not watch_interval_s > 0:
             raise ConfigError(f"watch interval {watch_interval_s!r} must be positive")
+        super().__init__(str(path))
         self.path = path
         self.watch_interval_s = watch_interval_s
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
         self._forced = False
         self._seen: _Identity | None = None  # the identity last read
         self._digest: str | None = None  # the digest last yielded
@@ -117,13 +113,3 @@ class FileSource:
                 f"policy file {self.path} is larger than {MAX_SOURCE_BYTES} bytes"
             )
         return data
-
-    def _failed(self, message: str) -> None:
-        if message != self.last_error:
-            log.warning("policy file unreadable, the policy in force stays: %s", message)
-        self.last_error, self.last_error_at = message, time.time()
-
-    def _recovered(self) -> None:
-        if self.last_error is not None:
-            log.info("policy file %s is readable again", self.path)
-        self.last_error, self.last_error_at = None, None

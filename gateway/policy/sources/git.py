@@ -20,14 +20,13 @@ import logging
 import shutil
 import stat
 import threading
-import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from cordon.errors import ConfigError, PolicySourceError
-from gateway.policy.sources.update import MAX_SOURCE_BYTES, SourceUpdate, digest
+from gateway.policy.sources.update import MAX_SOURCE_BYTES, PolicySource, SourceUpdate, digest
 
 if TYPE_CHECKING:
     from dulwich.objects import Commit, ObjectID
@@ -45,11 +44,13 @@ DEFAULT_PATH = "cordon.yaml"
 FETCH_TIMEOUT_S = 30.0
 
 
-class GitSource:
+class GitSource(PolicySource):
     """Yields the file at the ref's commit at start, then at each new commit.
 
-    `commit` is the commit last delivered; `last_error` / `last_error_at` (epoch
-    seconds) why the last poll failed, cleared by the next that succeeds."""
+    `commit` is the commit last delivered; `last_error` why the last poll failed,
+    cleared by the next that succeeds."""
+
+    kind = "git"
 
     def __init__(
         self, source: str, ref: str, path: str, cache_dir: Path, poll_interval_s: float
@@ -64,9 +65,7 @@ class GitSource:
         self.cache_dir = cache_dir
         self.poll_interval_s = poll_interval_s
         self.commit: str | None = None
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-        self._where = _redacted(source)  # what logs and records say: no credentials
+        super().__init__(_redacted(source))  # what logs and records say: no credentials
         self._lock = asyncio.Lock()
         # A poll's thread outlives a cancelled `poll_once`; the next waits for it.
         self._mirror_lock = threading.Lock()
@@ -98,7 +97,7 @@ class GitSource:
             if data is None:
                 return None
             self.commit = commit
-            log.info("policy source %s: %s at %s", self._where, self.ref, commit)
+            log.info("policy source %s: %s at %s", self.where, self.ref, commit)
             return SourceUpdate(data, self._origin(commit, data))
 
     def _origin(self, commit: str, data: bytes) -> dict[str, str]:
@@ -107,7 +106,7 @@ class GitSource:
             "digest": digest(data),
             "commit": commit,
             "ref": self.ref,
-            "source": self._where,
+            "source": self.where,
         }
 
     def _fetch(self, known: str | None) -> tuple[str, bytes | None]:
@@ -120,7 +119,7 @@ class GitSource:
                         return known, None
                     if known is not None and not _follows(mirror, commit.id, known.encode()):
                         raise PolicySourceError(
-                            f"git source {self._where}: {self.ref} moved to "
+                            f"git source {self.where}: {self.ref} moved to "
                             f"{commit.id.decode()[:12]}, which does not follow {known[:12]} "
                             "(a force-push or a moved tag): an older policy is not taken "
                             "back this way; commit a revert instead"
@@ -129,8 +128,8 @@ class GitSource:
             except PolicySourceError:
                 raise
             except Exception as exc:  # dulwich, urllib3, ssh, the disk: one answer
-                message = str(exc).replace(self.source, self._where) or type(exc).__name__
-                raise PolicySourceError(f"git source {self._where}: {message}") from exc
+                message = str(exc).replace(self.source, self.where) or type(exc).__name__
+                raise PolicySourceError(f"git source {self.where}: {message}") from exc
 
     def _open_mirror(self) -> Repo:
         from dulwich.errors import NotGitRepository
@@ -168,7 +167,7 @@ class GitSource:
         )
         found = _pick({k: v for k, v in result.refs.items() if v is not None}, candidates)
         if found is None:
-            raise PolicySourceError(f"git source {self._where}: no branch or tag {self.ref!r}")
+            raise PolicySourceError(f"git source {self.where}: no branch or tag {self.ref!r}")
         name, sha = found
         mirror.refs[name] = sha  # keeps the objects, and tells the next fetch what we have
         obj = mirror.object_store[sha]
@@ -176,8 +175,7 @@ class GitSource:
             obj = mirror.object_store[obj.object[1]]
         if not isinstance(obj, Commit):
             raise PolicySourceError(
-                f"git source {self._where}: {self.ref!r} is a {obj.type_name.decode()}, "
-                "not a commit"
+                f"git source {self.where}: {self.ref!r} is a {obj.type_name.decode()}, not a commit"
             )
         return obj
 
@@ -185,7 +183,7 @@ class GitSource:
         from dulwich.objects import Blob, Tree
 
         store = mirror.object_store
-        at = f"{self.path} at commit {commit.id.decode()[:12]} of {self.ref!r} in {self._where}"
+        at = f"{self.path} at commit {commit.id.decode()[:12]} of {self.ref!r} in {self.where}"
         tree = store[commit.tree]
         try:
             if not isinstance(tree, Tree):
@@ -207,17 +205,8 @@ class GitSource:
             return [cast("Ref", self.ref.encode())]
         return [cast("Ref", f"refs/{kind}/{self.ref}".encode()) for kind in ("heads", "tags")]
 
-    def _failed(self, message: str) -> None:
-        if message != self.last_error:
-            log.warning("policy source failed, the policy in force stays: %s", message)
-        else:
-            log.debug("policy source still failing: %s", message)
-        self.last_error, self.last_error_at = message, time.time()
-
-    def _recovered(self) -> None:
-        if self.last_error is not None:
-            log.info("policy source %s is readable again", self._where)
-        self.last_error, self.last_error_at = None, None
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "commit": self.commit}
 
 
 def _pick(refs: Mapping[Ref, ObjectID], candidates: list[Ref]) -> tuple[Ref, ObjectID] | None:

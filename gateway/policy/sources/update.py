@@ -5,9 +5,15 @@ a decision was made under: the file's digest, and for git the commit)."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MAX_SOURCE_BYTES", "SourceUpdate", "digest"]
+__all__ = ["MAX_SOURCE_BYTES", "PolicySource", "SourceUpdate", "digest"]
+
+log = logging.getLogger("cordon.gateway.sources")
 
 # A policy file is a few kilobytes; anything past this is a mistake (a binary committed
 # in its place, a log file mounted there) and is refused rather than parsed.
@@ -26,3 +32,38 @@ class SourceUpdate:
 def digest(data: bytes) -> str:
     """The `digest` an origin carries: `sha256:<hex>` of the bytes as found."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class PolicySource:
+    """What every source has: its updates, and why it last failed to be read
+    (`last_error`, `last_error_at` in epoch seconds) until it is read again, said in
+    the log once per spell of failure rather than once per poll."""
+
+    kind = "source"
+
+    def __init__(self, where: str) -> None:
+        self.where = where  # what logs and the status say: no credentials
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def updates(self) -> AsyncIterator[SourceUpdate]:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
+
+    def _failed(self, message: str) -> None:
+        if message != self.last_error:
+            log.warning(
+                "policy %s source unreadable, the policy in force stays: %s", self.kind, message
+            )
+        self.last_error, self.last_error_at = message, time.time()
+
+    def _recovered(self) -> None:
+        if self.last_error is not None:
+            log.info("policy %s source %s is readable again", self.kind, self.where)
+        self.last_error, self.last_error_at = None, None
