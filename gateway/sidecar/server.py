@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -314,19 +313,13 @@ class SidecarApp:
 
 
 def run(files: Sequence[Path], config_source: str | None = None) -> None:
-    # Refused so that nothing loads them (about 1 MB of RSS each): aiohttp, as for
-    # replicas; watchfiles, which uvicorn imports for --reload, never used here.
-    for unused in ("aiohttp", "watchfiles"):
-        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     lint.check_apart()  # jsonschema checks the files in a child, never resident here
     # Ed25519 through the libcrypto `ssl` maps, not cryptography's own copy (about 6 MB),
     # chosen before the first key is made (cryptography if it fails its self-test).
     keys.use_openssl_backend()
-    import uvicorn
+    from gateway.http.server import log_to_stderr, serve
 
-    from gateway.http.connections import guarded_protocol
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_to_stderr()
     config = SidecarConfig.load(files, config_source)
     settings = config.settings
     app = SidecarApp(Sidecar(config))
@@ -334,16 +327,4 @@ def run(files: Sequence[Path], config_source: str | None = None) -> None:
         f"unix:{config.unix_socket}" if config.unix_socket else f"{settings.host}:{settings.port}"
     )
     log.info("sidecar enforcing %s on %s", settings.pack_name, where)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        fd=_unix_listener(config.unix_socket) if config.unix_socket else None,
-        access_log=False,
-        log_level="warning",
-        http=guarded_protocol(settings.connections),
-        ws="none",
-        lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-    )
+    serve(app, settings, _unix_listener(config.unix_socket) if config.unix_socket else None)
