@@ -58,7 +58,10 @@ class Sidecar:
         )
         # Checkpoint ids are `ckpt-<tree size>`, and the sealer appends only a larger
         # tree than the last checkpoint it reads back: no id ever repeats here.
-        self.sealed = LocalLog(state / "checkpoints", dedupe_window=0)
+        # Old checkpoints may go: the newest covers every record kept.
+        self.sealed = LocalLog(
+            state / "checkpoints", dedupe_window=0, max_bytes=CHECKPOINTS_MAX_BYTES
+        )
         self.backplane = LocalBackplane(self.records, settings.region, settings.replica)
         if config.mode == "region":  # a replica of the region: gateway.sidecar.region
             from gateway.sidecar.region import assemble
@@ -189,17 +192,14 @@ class Sidecar:
         """The log's retention as the active pack asks. With `audit-logger.retention_days`
         records go once older than that, and never sooner: when `log_max_bytes` is
         reached with nothing old enough to remove, appends are refused (calls fail
-        closed) rather than records dropped. Without it, the size cap removes the oldest.
-        Old checkpoints may always go: the newest covers every record kept."""
+        closed) rather than records dropped. Without it, the size cap removes the oldest."""
         days = self.runtime.packs.active.retention_days
         keep_s = days * 86400 if days else None
         records = self.records
         records.max_age_s = records.min_age_s = keep_s
-        records.max_bytes = self.config.log_max_bytes
         records.full_at = self.config.log_max_bytes if keep_s else None
         if self.config.mode == "local":  # nothing a checkpoint does not cover yet may go
             records.keep_from = self.sealer.checkpoint_size + 1
-        self.sealed.max_bytes = CHECKPOINTS_MAX_BYTES
 
     async def _keep_retention(self) -> None:
         while not self._stop.is_set():
