@@ -137,78 +137,52 @@ class SidecarConfig:
             config_file.check_gateway(gateway)
         except DocumentError as exc:
             raise ConfigError(f"{files[0]}: {'.'.join(map(str, exc.path))}: {exc}") from exc
-        return cls._build(tuple(files), (tuple(fragments), tuple(texts)), gateway, pack)
-
-    @classmethod
-    def _build(
-        cls,
-        files: tuple[Path, ...],
-        read: tuple[tuple[dict[str, Any], ...], tuple[bytes, ...]],
-        gateway: dict[str, Any],
-        pack: dict[str, Any],
-    ) -> SidecarConfig:
-        base = files[0].parent
-        if gateway.get("mode") == "region":
-            return cls._build_region(files, read, gateway, pack)
-        poll = gateway.get("config_poll_interval")
+        first, base = files[0], files[0].parent
+        mode = _region_mode(gateway, first) if gateway.get("mode") == "region" else None
         return cls(
-            **_own(files, read, gateway, pack),
-            settings=_settings(gateway, pack, base),
-            mode=str(gateway.get("mode", "local")),
-            reload=bool(gateway.get("config_reload", False)),
-            watch_interval_s=_interval(gateway, "config_watch_interval", 1.0),
-            poll_interval_s=_interval(gateway, "config_poll_interval", 0) if poll else None,
-            git=_git(gateway, files[0], base) if poll else None,
-        )
-
-    @classmethod
-    def _build_region(
-        cls,
-        files: tuple[Path, ...],
-        read: tuple[tuple[dict[str, Any], ...], tuple[bytes, ...]],
-        gateway: dict[str, Any],
-        pack: dict[str, Any],
-    ) -> SidecarConfig:
-        """A replica of the region: its settings file, its packs from the region's KV."""
-        base = files[0].parent
-        _refuse_gateway_settings(gateway, files[0])
-        unused = sorted(FILE_PACK_KEYS & gateway.keys())  # the file's policies: an overlay
-        if unused:
-            log.warning(
-                "%s: region mode enforces the region's policy KV; %s of this file not used",
-                files[0],
-                ", ".join(unused),
-            )
-        return cls(
-            **_own(files, read, gateway, pack),
-            settings=_region_settings(gateway, base),
-            mode="region",
-            reload=False,
-            watch_interval_s=1.0,
-            poll_interval_s=None,
-            git=None,
-            ship_retry_interval_s=_interval(gateway, "ship_retry_interval", 1.0),
+            files=tuple(files),
+            fragments=tuple(fragments),
+            texts=tuple(texts),
+            gateway=gateway,
+            pack=pack,
+            unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
+            log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
+            log_segment_bytes=int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
+            **(mode or _local_mode(gateway, pack, first)),
         )
 
 
-def _own(
-    files: tuple[Path, ...],
-    read: tuple[tuple[dict[str, Any], ...], tuple[bytes, ...]],
-    gateway: dict[str, Any],
-    pack: dict[str, Any],
-) -> dict[str, Any]:
-    """What every sidecar has whatever its mode: its files as read, where it listens
-    beyond the port, and its local log's sizes."""
-    base = files[0].parent
+def _local_mode(gateway: dict[str, Any], pack: dict[str, Any], first: Path) -> dict[str, Any]:
+    """A local sidecar's own settings, and where its policy comes from."""
+    poll = gateway.get("config_poll_interval")
     return {
-        "files": files,
-        "fragments": read[0],
-        "texts": read[1],
-        "gateway": gateway,
-        "pack": pack,
-        "unix_socket": base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
-        "log_max_bytes": int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
-        "log_segment_bytes": int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
+        "settings": _settings(gateway, pack, first.parent),
+        "mode": "local",
+        "reload": bool(gateway.get("config_reload", False)),
+        "watch_interval_s": _interval(gateway, "config_watch_interval", 1.0),
+        "poll_interval_s": _interval(gateway, "config_poll_interval", 0) if poll else None,
+        "git": _git(gateway, first, first.parent) if poll else None,
+    }
+
+
+def _region_mode(gateway: dict[str, Any], first: Path) -> dict[str, Any]:
+    """A replica of the region: its settings file, its packs from the region's KV."""
+    _refuse_gateway_settings(gateway, first)
+    unused = sorted(FILE_PACK_KEYS & gateway.keys())  # the file's policies: an overlay
+    if unused:
+        log.warning(
+            "%s: region mode enforces the region's policy KV; %s of this file not used",
+            first,
+            ", ".join(unused),
+        )
+    return {
+        "settings": _region_settings(gateway, first.parent),
+        "mode": "region",
+        "reload": False,
+        "watch_interval_s": 1.0,
+        "poll_interval_s": None,
+        "git": None,
+        "ship_retry_interval_s": _interval(gateway, "ship_retry_interval", 1.0),
     }
 
 
