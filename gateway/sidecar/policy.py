@@ -22,6 +22,7 @@ from cordon.log.keys import SigningKey
 from cordon.packs import config_file, document_hash, lint, signing
 from gateway.backplane import PackUpdate
 from gateway.policy.activation import PackState
+from gateway.policy.sources.update import digest
 
 __all__ = ["Candidates", "file_origin"]
 
@@ -29,12 +30,10 @@ log = logging.getLogger("cordon.sidecar.policy")
 LOCAL_VALIDITY_S = 10 * 365 * 86400  # a file's pack lasts until the file changes
 
 
-def file_origin(names: Sequence[str], texts: Sequence[bytes]) -> dict[str, str]:
-    """What a record carries of the files a pack was read from."""
-    import hashlib
-
-    digest = hashlib.sha256(b"".join(texts)).hexdigest()
-    return {"file": ", ".join(names), "digest": f"sha256:{digest}"}
+def file_origin(name: str, data: bytes) -> dict[str, str]:
+    """What a record carries of the policy file a pack was read from, as the file
+    source says it when the file changes (gateway.policy.sources)."""
+    return {"file": name, "digest": digest(data)}
 
 
 class Candidates:
@@ -75,7 +74,7 @@ class Candidates:
         same_commit = (active.origin or {}).get("commit") == origin.get("commit")
         if document_hash(pack) == active.hash and same_commit:
             return None  # a touch, or a file read again: nothing to say differently
-        revision = max(self._packs.active.revision, self._packs.floor) + 1
+        revision = max(active.revision, self._packs.floor) + 1
         return PackUpdate(self._sign(pack, revision), origin=origin)
 
     def _pack_document(self, name: str, data: bytes) -> dict[str, Any]:

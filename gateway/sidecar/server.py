@@ -88,15 +88,15 @@ class Sidecar:
 
     def activate_initial(self) -> None:
         """The file's pack, enforced before the first call is taken."""
-        names = [str(path) for path in self.config.files]
+        first = str(self.config.files[0])
         update = self.candidates.of_document(
-            self.config.pack, file_origin(names, self.config.texts)
+            self.config.pack, file_origin(first, self.config.texts[0])
         )
         if update is None or update.value is None:
             return
         if self.runtime.packs.offer(update.value, origin=update.origin) == "rejected":
             reason = self.runtime.packs.last_rejection
-            raise ConfigError(f"{names[0]}: {reason.reason if reason else 'refused'}")
+            raise ConfigError(f"{first}: {reason.reason if reason else 'refused'}")
 
     async def start(self) -> None:
         self.activate_initial()
