@@ -200,7 +200,16 @@ def _message(error: Any) -> str:
 
 def check_file(path: Path) -> tuple[Any, list[Problem]]:
     try:
-        document, tree = load(path)
+        text = path.read_text()
+    except OSError as exc:
+        return None, [Problem(str(path), None, "", f"cannot read: {exc.strerror}")]
+    return check_text(text, str(path))
+
+
+def check_text(text: str, file: str) -> tuple[Any, list[Problem]]:
+    """The document in `text` (read from `file`) and its problems, as `check_file`."""
+    try:
+        document, tree = parse_text(text)
     except UnreadablePackError as exc:
-        return None, [Problem(str(path), exc.line, "", str(exc))]
-    return document, check(document, str(path), tree)
+        return None, [Problem(file, exc.line, "", str(exc))]
+    return document, check(document, file, tree)

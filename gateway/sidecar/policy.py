@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cordon.errors import CordonError, DocumentError, UnreadablePackError
+from cordon.errors import CordonError, DocumentError
 from cordon.log.keys import SigningKey
 from cordon.packs import config_file, document_hash, lint, signing
 from gateway.backplane import PackUpdate
@@ -79,13 +79,9 @@ class Candidates:
 
     def _pack_document(self, name: str, data: bytes) -> dict[str, Any]:
         try:
-            document, tree = lint.parse_text(data.decode())
+            document, problems = lint.check_text(data.decode(), name)
         except UnicodeDecodeError as exc:
             raise DocumentError(f"{name}: not valid YAML: {exc}") from exc
-        except UnreadablePackError as exc:
-            where = f"{name}:{exc.line}" if exc.line else name
-            raise DocumentError(f"{where}: {exc}") from exc
-        problems = lint.check(document, name, tree)
         if problems:
             raise DocumentError("; ".join(str(problem) for problem in problems))
         merged = config_file.merge([document, *self._fragments])
