@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from cordon import jsoncodec
 from cordon.log.enrolment import enrol
 from cordon.log.keys import SigningKey
+from cordon.nats import subjects
 from cordon.tokens import Grant, Tokens
 from gateway.http.asgi import Receive, Scope, Send, request_headers, respond
 from gateway.records.local_log import LocalLog
@@ -143,7 +144,7 @@ class LazyAuditApp:
 
         key = SigningKey.load_or_create(self._state_dir / "keys" / "audit-api.key")
         enrolment = enrol(self._keys.root, self._region, AUDIT_REPLICA, key)
-        subject = f"cordon.enrol.{self._region}"
+        subject = subjects.enrolment_subject(self._region)
         await self._records.append(subject, enrolment, f"enrol-{key.key_id}")
         self._index = audit_index.AuditIndex(self._state_dir / "audit-index.sqlite3")
         root = bytes.fromhex(self._keys.root_public_hex)

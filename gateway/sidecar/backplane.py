@@ -12,34 +12,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from cordon.nats import subjects
 from gateway.backplane import PackUpdate
 from gateway.records.local_log import LocalLog, LocalSink
 
-__all__ = ["ENROLMENT_SUBJECT", "LocalBackplane", "record_subject"]
-
-
-def record_subject(region: str, replica: str) -> str:
-    """The sidecar's records carry a regional replica's subject, so a log shipped to the
-    region (or read by the audit API) is read the same way."""
-    return f"cordon.rec.{region}.{replica}"
-
-
-def enrolment_subject(region: str) -> str:
-    return f"cordon.enrol.{region}"
-
-
-ENROLMENT_SUBJECT = "cordon.enrol"  # prefix; the region's name follows
+__all__ = ["LocalBackplane"]
 
 
 class LocalBackplane:
-    def __init__(
-        self, log: LocalLog, region: str, replica: str, retention_days: float | None = None
-    ) -> None:
+    """Records carry a regional replica's subjects (`cordon.nats.subjects`, which loads
+    no NATS client), so a log shipped to the region, or read by the audit routes, is
+    read the same way."""
+
+    def __init__(self, log: LocalLog, region: str, replica: str) -> None:
         self.log = log
         self._region, self._replica = region, replica
         self._updates: asyncio.Queue[PackUpdate] = asyncio.Queue()
-        self.retention_days = retention_days
-        self.applied: bytes | None = None  # the last report: what the status says
 
     @property
     def ready(self) -> bool:
@@ -50,7 +38,7 @@ class LocalBackplane:
         return True
 
     async def connect(self) -> LocalSink:
-        return LocalSink(self.log, record_subject(self._region, self._replica))
+        return LocalSink(self.log, subjects.record_subject(self._region, self._replica))
 
     def offer(self, update: PackUpdate) -> None:
         """A configuration read from the file or the repository, for the runtime."""
@@ -63,7 +51,7 @@ class LocalBackplane:
 
     async def enrol(self, key_id: str, enrolment: bytes) -> None:
         """Once per key: a restart finds its enrolment already in the log."""
-        subject = enrolment_subject(self._region)
+        subject = subjects.enrolment_subject(self._region)
         seq = 1
         while (found := self.log.next_on(subject, seq)) is not None:
             if found[1] == enrolment:
@@ -72,10 +60,10 @@ class LocalBackplane:
         await self.log.append(subject, enrolment, f"enrol-{key_id}")
 
     async def report_applied(self, replica: str, report: bytes) -> None:
-        self.applied = report
+        return None  # no replicator to tell: the status endpoint says what is enforced
 
     async def records_retention_days(self) -> float | None:
-        return self.retention_days
+        return None  # the log keeps what the active pack asks (`Sidecar._retention`)
 
     async def close(self) -> None:
         return None

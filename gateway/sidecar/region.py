@@ -37,7 +37,7 @@ from gateway.nats_backplane import NatsBackplane
 from gateway.records.local_log import LocalLog, LocalSink
 from gateway.records.sink import HEADROOM, NatsSink
 from gateway.settings import GatewaySettings
-from gateway.sidecar.backplane import LocalBackplane, record_subject
+from gateway.sidecar.backplane import LocalBackplane
 from gateway.sidecar.config import SidecarConfig
 from gateway.sidecar.keys import LocalKeys
 
@@ -98,7 +98,6 @@ class RegionBackplane(LocalBackplane):
         self.shipper.enrolment = (key_id, enrolment)
 
     async def report_applied(self, replica: str, report: bytes) -> None:
-        self.applied = report
         if not self.shipper.reached.is_set():
             raise RegionUnreachableError("the region's NATS has not been reached yet")
         await self.region.report_applied(replica, report)
@@ -148,7 +147,7 @@ class Shipper:
         self.log = records
         self._sink: NatsSink | None = None
         self._region = region
-        self.subject = record_subject(settings.region, settings.replica)
+        self.subject = subjects.record_subject(settings.region, settings.replica)
         self.retry_s = retry_s
         cap = settings.max_record_bytes
         self.capacity = min(cap, NATS_DEFAULT_PAYLOAD) if cap else NATS_DEFAULT_PAYLOAD

@@ -73,8 +73,7 @@ class LocalSealer:
         return data
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Seal every EVERY_S until `stop`; what
-        goes wrong is logged and tried again."""
+        """Seal every EVERY_S until `stop`; what goes wrong is logged and tried again."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(EVERY_S):
