@@ -16,7 +16,7 @@ from typing import Any
 from gateway.ledger.audit_index import AuditIndex
 from gateway.ledger.bundles import build_bundle
 from gateway.records.local_log import LocalLog
-from gateway.sidecar.sealer import CHECKPOINT_SUBJECT
+from gateway.sidecar.audit import LogCheckpoints
 
 __all__ = ["export_bundle"]
 
@@ -31,10 +31,7 @@ async def export_bundle(
     with tempfile.TemporaryDirectory() as scratch:
         index = AuditIndex(Path(scratch) / "index.sqlite3")
         try:
-            index.add([(seq, data) for seq, _subject, data in records.read_from(1)])
-            for seq, subject, data in sealed.read_from(1):
-                if subject == CHECKPOINT_SUBJECT:
-                    index.add_checkpoint(seq, data)
+            await LogCheckpoints(records, sealed).refresh(index)  # as the audit routes do
             newest = index.latest_checkpoint()
             if last is None:
                 if newest is None:
