@@ -90,3 +90,13 @@ async def test_without_an_auditor_token_nothing_is_read_or_recorded(
     # Nothing was built or written for them: no FastAPI, no enrolment, no index.
     assert running.app.audit._app is None
     assert not (running.sidecar.config.state_dir / "audit-index.sqlite3").exists()
+
+
+def test_the_sidecar_sends_every_audit_route_to_the_audit_app() -> None:
+    """The paths are listed apart from the routes (reading those would load FastAPI)."""
+    from gateway.ledger.audit_api import router
+    from gateway.sidecar.audit import serves
+
+    paths = [route.path.replace("{seq}", "7") for route in router.routes]  # type: ignore[attr-defined]
+    assert paths and all(serves(path) for path in paths)
+    assert not serves("/v1/chat/completions") and not serves("/v1/recordsx")
