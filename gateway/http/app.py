@@ -112,11 +112,7 @@ class GatewayApp:
         anthropic = "anthropic-version" in headers
         dialect = dialects.MESSAGES if anthropic else dialects.CHAT
         try:
-            self.runtime.auth.authenticate(
-                headers.get("authorization"),
-                headers.get("x-api-key"),
-                headers.get("x-cordon-delegation"),
-            )
+            self.runtime.auth.of_request(headers)
         except AuthError as exc:
             await respond(send, exc.status, dialect.error_of(exc))
             return

@@ -55,11 +55,7 @@ async def handle(
     started = time.perf_counter()
     headers = request_headers(scope)
     try:
-        identity = runtime.auth.authenticate(
-            headers.get("authorization"),
-            headers.get("x-api-key"),
-            headers.get("x-cordon-delegation"),
-        )
+        identity = runtime.auth.of_request(headers)
     except AuthError as exc:
         # Unauthenticated traffic writes nothing to the compliance log: it is counted only.
         metrics.REQUESTS.labels(dialect.route, "unauthenticated").inc()

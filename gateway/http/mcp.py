@@ -110,11 +110,7 @@ class McpEndpoint:
             await respond(send, 403, _error_body(jsonrpc.INVALID_REQUEST, "Origin not allowed"))
             return
         try:
-            identity = self.runtime.auth.authenticate(
-                headers.get("authorization"),
-                headers.get("x-api-key"),
-                headers.get("x-cordon-delegation"),
-            )
+            identity = self.runtime.auth.of_request(headers)
         except AuthError as exc:
             metrics.REQUESTS.labels(ROUTE, "unauthenticated").inc()
             await self._unauthorized(scope, headers, send, exc)

@@ -77,6 +77,14 @@ class Authenticator:
         # An empty header claims nothing: as if it were not sent.
         return self._on_behalf(identity, delegation) if delegation else identity
 
+    def of_request(self, headers: Mapping[str, str]) -> Identity:
+        """`authenticate` with a request's own headers (lower-cased names)."""
+        return self.authenticate(
+            headers.get("authorization"),
+            headers.get("x-api-key"),
+            headers.get("x-cordon-delegation"),
+        )
+
     def _from_token(self, token: str) -> Identity:
         """A JWT naming a workload issuer is a workload token; any other, a delegation."""
         if token.count(".") != 2:
