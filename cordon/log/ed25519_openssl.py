@@ -110,6 +110,17 @@ class _Key:
             self._pkey = 0
 
 
+def _new_pkey(make: Any, raw: bytes, what: str) -> int:
+    """An EVP_PKEY made by `make` (EVP_PKEY_new_raw_public_key or _private_key) from
+    the 32 raw bytes of an Ed25519 `what` key."""
+    if len(raw) != RAW_BYTES:
+        raise ValueError(f"An Ed25519 {what} key is 32 bytes long")
+    pkey = int(make(EVP_PKEY_ED25519, None, raw, RAW_BYTES) or 0)
+    if not pkey:
+        raise _fail(f"not an Ed25519 {what} key")
+    return pkey
+
+
 class PublicKey(_Key):
     def __init__(self, pkey: int) -> None:
         self._pkey = pkey
@@ -117,12 +128,7 @@ class PublicKey(_Key):
 
     @classmethod
     def from_public_bytes(cls, raw: bytes) -> PublicKey:
-        if len(raw) != RAW_BYTES:
-            raise ValueError("An Ed25519 public key is 32 bytes long")
-        pkey = _lib.EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, None, raw, RAW_BYTES)
-        if not pkey:
-            raise _fail("not an Ed25519 public key")
-        return cls(pkey)
+        return cls(_new_pkey(_lib.EVP_PKEY_new_raw_public_key, raw, "public"))
 
     def public_bytes_raw(self) -> bytes:
         return self._raw
@@ -151,12 +157,7 @@ class PrivateKey(_Key):
 
     @classmethod
     def from_private_bytes(cls, raw: bytes) -> PrivateKey:
-        if len(raw) != RAW_BYTES:
-            raise ValueError("An Ed25519 private key is 32 bytes long")
-        pkey = _lib.EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, None, raw, RAW_BYTES)
-        if not pkey:
-            raise _fail("not an Ed25519 private key")
-        return cls(pkey)
+        return cls(_new_pkey(_lib.EVP_PKEY_new_raw_private_key, raw, "private"))
 
     @classmethod
     def generate(cls) -> PrivateKey:
