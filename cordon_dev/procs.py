@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -31,19 +32,40 @@ from cordon.errors import ProcessStartError
 # out as "free" could be taken by a client's connection before the server bound it (a
 # NATS server of the suite once failed to start so).
 SERVER_PORTS = (20000, 32000)
+# pytest-xdist workers (and the servers their tests start, which inherit the variable)
+# each draw from their own slice, so two workers never pick the same port.
+_WORKER_SLICES = 8
 _PORTS = random.SystemRandom()  # not the module's generator, which a test may seed
+# A plan picks all its ports before it starts any server, so "bindable now" does not
+# mean "not already handed out": the last ports handed out are never given again.
+_RECENT: deque[int] = deque(maxlen=512)
+
+
+def _port_range() -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return SERVER_PORTS
+    low, high = SERVER_PORTS
+    width = (high - low) // _WORKER_SLICES
+    start = low + (int(worker[2:]) % _WORKER_SLICES) * width
+    return start, start + width
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port a server may listen on now, outside the ephemeral range."""
+    """A port a server may listen on now, outside the ephemeral range, and not one this
+    process handed out lately (it may not be bound yet)."""
+    ports = _port_range()
     for _ in range(200):
-        port = _PORTS.randrange(*SERVER_PORTS)
+        port = _PORTS.randrange(*ports)
+        if port in _RECENT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
+        _RECENT.append(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # all taken: any
         sock.bind((host, 0))
         fallback: int = sock.getsockname()[1]

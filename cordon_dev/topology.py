@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cordon.errors import ProcessStartError
 from cordon.estate.identities import Identity, new_identity
 from cordon.estate.plan import (
     ACCOUNTS,
@@ -269,11 +270,15 @@ class NatsTopology:
             # A cluster answers JetStream requests once it has a meta leader, which the
             # full health check waits for; until then requests go unanswered.
             check = "" if server.cluster_port else "?js-enabled-only=true"
-            wait_for_http(
-                f"{server.monitor_url}/healthz{check}",
-                timeout,
-                self.processes[each].proc,
-            )
+            try:
+                wait_for_http(
+                    f"{server.monitor_url}/healthz{check}",
+                    timeout,
+                    self.processes[each].proc,
+                )
+            except ProcessStartError as exc:
+                tail = self.processes[each].log_tail(10)
+                raise ProcessStartError(f"nats-{each}: {exc}\n{tail}") from exc
 
     def stop(self, name: str | None = None) -> None:
         names = [name] if name else list(self.processes)

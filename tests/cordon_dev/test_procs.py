@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from cordon_dev.procs import port_is_free, spawn, stop_group
+from cordon_dev.procs import free_port, port_is_free, spawn, stop_group
 from tests.helpers import eventually
 
 
@@ -66,3 +66,25 @@ def test_stopping_a_child_stops_its_whole_process_group() -> None:
     while _alive(inner) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(inner)
+
+
+def test_free_port_never_hands_out_a_port_it_handed_out_lately() -> None:
+    # A plan picks all its servers' ports before starting any: a port that is still
+    # bindable because nothing listens on it yet must not be handed out twice.
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+
+
+def test_each_xdist_worker_draws_ports_from_its_own_slice() -> None:
+    code = "from cordon_dev.procs import free_port\nprint(*[free_port() for _ in range(50)])\n"
+
+    def drawn(worker: str) -> set[int]:
+        env = {**os.environ, "PYTEST_XDIST_WORKER": worker}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+        )
+        return {int(port) for port in out.stdout.split()}
+
+    first, second = drawn("gw0"), drawn("gw1")
+    assert len(first) == len(second) == 50
+    assert max(first) < min(second)
