@@ -9,6 +9,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
 
     CordonError ..................................................... 500 internal_error
     ├── ConfigError ................. settings or key material missing or malformed
+    │   └── StateDirInUseError ...... another process holds the state directory
     ├── SignatureError .............. a signed envelope, checkpoint or pack does not verify
     ├── ProofError .................. a Merkle proof does not prove what it claims
     ├── UnreadableBundleError ....... an audit bundle is not a bundle at all
@@ -55,6 +56,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
     ├── AggregatorError ............. the central cross-region view (`aggregator`)
     │   ├── BadSummaryError
     │   └── StoreError .......... the view's database is away ...... 503 unavailable
+    ├── PolicyBlocked ............... a governed SDK call a rule refused (cordon_sdk)
     ├── TemplateError ............... a NATS config template lacks a placeholder value
     └── ProcessStartError ........... a child process did not become ready in time
 """
@@ -88,6 +90,7 @@ __all__ = [
     "NotYetError",
     "OutputBlockedError",
     "PackError",
+    "PolicyBlocked",
     "PolicySourceError",
     "ProcessStartError",
     "ProofError",
@@ -104,6 +107,7 @@ __all__ = [
     "ShippingRefusedError",
     "SignatureError",
     "SpoolFullError",
+    "StateDirInUseError",
     "StoreError",
     "TemplateError",
     "ToolServerError",
@@ -135,6 +139,11 @@ class CordonError(Exception):
 
 class ConfigError(CordonError):
     """Settings or key material are missing or malformed."""
+
+
+class StateDirInUseError(ConfigError):
+    """Another process holds the state directory (its lock): two writers would
+    interleave one log's frames."""
 
 
 class SignatureError(CordonError):
@@ -441,6 +450,16 @@ class StoreError(AggregatorError):
 
 
 # -- NATS configs and the local topology ---------------------------------------------------
+
+
+class PolicyBlocked(CordonError):
+    """A call through a governed SDK client that a policy rule refused. `cordon_sdk`
+    mixes it into the wrapped SDK's own error class for the status, so an application's
+    `except openai.APIStatusError` still catches it; `rule` names the rule and
+    `record_id` the decision record."""
+
+    rule: str | None = None
+    record_id: str | None = None
 
 
 class TemplateError(CordonError):

@@ -5,6 +5,8 @@ the configuration file our users already have, with its own signed log.
     cordon sidecar key --config sidecar.yaml      # the log's root key, for auditors to pin
     cordon sidecar export --config sidecar.yaml --out bundle.json [--from N] [--to M]
         [--regional-key HEX]   # region mode: the region's public key, which auditors pin
+    cordon sidecar key|export --config app.yaml --sdk-worker N ...
+        # the log an application governed in-process (cordon_sdk) keeps, worker N
 
 The files are merged in order (a fragment's `gateway:` keys join the first file's).
 """
@@ -17,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from cordon.errors import ConfigError
 
 __all__ = ["add_parser"]
 
@@ -34,22 +38,39 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def key(args: argparse.Namespace) -> int:
+def _sdk_state(config: Any, args: argparse.Namespace) -> Path:
+    """An in-process SDK worker's state directory (`cordon_sdk`: `sdk/worker-N`)."""
+    return Path(config.state_dir) / "sdk" / f"worker-{args.sdk_worker}"
+
+
+def _root_hex(config: Any, args: argparse.Namespace) -> str:
+    """The public key an auditor pins for this log: the sidecar's own log root (made
+    on first use), or an SDK worker's (read only: its process made it)."""
     from gateway.sidecar.keys import LocalKeys
 
-    config = _config(args)
+    if args.sdk_worker is not None:
+        return LocalKeys.existing_root_hex(_sdk_state(config, args) / "keys")
     settings = config.settings
+    keys = LocalKeys.load_or_create(config.state_dir / "keys", settings.region, settings.replica)
+    return keys.root_public_hex
+
+
+def key(args: argparse.Namespace) -> int:
+    config = _config(args)
     if config.mode == "region":  # its key is enrolled by the region's, not a local root
         print("cordon sidecar key: region mode: auditors pin the region's key", file=sys.stderr)
         return 2
-    keys = LocalKeys.load_or_create(config.state_dir / "keys", settings.region, settings.replica)
-    print(json.dumps({"region": settings.region, "log_root_public_key": keys.root_public_hex}))
+    try:
+        root = _root_hex(config, args)
+    except ConfigError as exc:
+        print(f"cordon sidecar key: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"region": config.settings.region, "log_root_public_key": root}))
     return 0
 
 
 def export(args: argparse.Namespace) -> int:
     from gateway.sidecar.export import export_bundle
-    from gateway.sidecar.keys import LocalKeys
 
     config = _config(args)
     settings = config.settings
@@ -59,13 +80,15 @@ def export(args: argparse.Namespace) -> int:
             return 2
         root = bytes.fromhex(args.regional_key)
     else:
-        keys = LocalKeys.load_or_create(
-            config.state_dir / "keys", settings.region, settings.replica
-        )
-        root = bytes.fromhex(keys.root_public_hex)
+        try:
+            root = bytes.fromhex(_root_hex(config, args))
+        except ConfigError as exc:
+            print(f"cordon sidecar export: {exc}", file=sys.stderr)
+            return 2
+    state = _sdk_state(config, args) if args.sdk_worker is not None else config.state_dir
     try:
         bundle = asyncio.run(
-            export_bundle(config.state_dir, settings.region, root, args.from_seq, args.to_seq)
+            export_bundle(state, settings.region, root, args.from_seq, args.to_seq)
         )
     except LookupError as exc:
         print(f"cordon sidecar export: {exc}", file=sys.stderr)
@@ -102,5 +125,10 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--to", dest="to_seq", type=int, help="export: last (default: newest sealed)")
     p.add_argument(
         "--regional-key", help="export in region mode: the region's public key (hex), as pinned"
+    )
+    p.add_argument(
+        "--sdk-worker",
+        type=int,
+        help="key, export: the log of the in-process SDK's worker N (state_dir/sdk/worker-N)",
     )
     p.set_defaults(func=_dispatch)

@@ -114,7 +114,9 @@ class Runtime:
     def route(self, pack: Pack) -> Router:
         """The routing a pack asks for; the gateway's own targets if it names none. A
         provider or classifier the egress policy refuses refuses the pack."""
-        targets = self._targets(pack.document)
+        # In-process (`place: sdk`) each call goes to the governed client's own provider
+        # (`Call.pinned`): the pack's targets are not used, nor their keys read.
+        targets = () if self.settings.place == "sdk" else self._targets(pack.document)
         if pack.classifier is not None:
             # an unset variable or a refused address refuses the pack now
             self.egress.check_url(classifier.resolve_url(pack.classifier, self.pack_env))

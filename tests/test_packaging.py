@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ("pyproject.toml", "README.md", "cordon", "cordon_cli", "cordon_dev")
 PIP = (sys.executable, "-m", "pip", "--quiet")
-PRODUCT = ("cordon", "cordon_cli", "gateway", "replicator", "aggregator")
+PRODUCT = ("cordon", "cordon_cli", "cordon_sdk", "gateway", "replicator", "aggregator")
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,14 @@ _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
+PER_CALL = "per_call"  # `log_fsync`: every record fsynced before its answer
+
+
+def log_sync_interval(value: Any) -> float | None:
+    """`log_fsync` read: None for `per_call`, else the interval in seconds."""
+    return None if value == PER_CALL else parse_interval(value, "log_fsync")
+
+
 def parse_interval(value: Any, name: str = "interval") -> float:
     """Seconds from `60s`, `5m`, `1h`, `500ms`, `30d` or a plain number of seconds."""
     if isinstance(value, bool):
@@ -135,6 +143,10 @@ GATEWAY_KEYS: dict[str, tuple[Check, str]] = {
     "pack_name": (_is_str, "the name of the pack to enforce"),
     "log_max_bytes": (_is_count, "a number of bytes"),
     "log_segment_bytes": (_is_count, "a number of bytes"),
+    "log_fsync": (
+        lambda v: v == PER_CALL or _is_interval(v),
+        f"{PER_CALL} or a duration such as 100ms",
+    ),
     "commit_timeout_s": (_is_number, "seconds"),
     "max_body_bytes": (_is_count, "a number of bytes"),
     "max_response_bytes": (_is_count, "a number of bytes"),

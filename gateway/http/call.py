@@ -21,6 +21,7 @@ from gateway.policy.activation import Active
 from gateway.records.record import RecordKind
 from gateway.runtime import Runtime
 from gateway.telemetry import NO_SPAN, CallSpan
+from gateway.upstream.providers import Target
 
 __all__ = ["Call", "fail_closed", "refuse", "refuse_error"]
 
@@ -45,6 +46,9 @@ class Call:
     answer_text: str = ""
     committed: bool = False  # the decision record was committed (or spooled, or voided)
     span: CallSpan = NO_SPAN  # its trace (gateway.telemetry); NO_SPAN when tracing is off
+    # Where the call goes when its caller decides, not the pack's routing: the in-process
+    # SDK's wrapped client names its own provider (`PINNED_TARGET` in the ASGI scope).
+    pinned: Target | None = None
 
     def record(self, kind: RecordKind = "decision") -> dict[str, Any]:
         self.facts.latency_ms = (time.perf_counter() - self.started) * 1000
@@ -161,8 +165,10 @@ async def refuse(
     call.facts.status = status
     call.facts.error = error or code
     receipt: Headers = []
+    if call.decision.blocked_by is not None:  # the rule, for a caller's error handler
+        receipt.append((b"x-cordon-blocked-by", call.decision.blocked_by.encode()))
     try:
-        receipt = call.receipt(await call.commit())
+        receipt += call.receipt(await call.commit())
     except RecordCommitError as exc:
         log.error("record for a refused call not committed: %s", exc)
     await respond(

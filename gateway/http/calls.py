@@ -47,6 +47,8 @@ from gateway.upstream import UpstreamResponse, classifier
 from gateway.upstream.forwarding import Forwarded, forward
 
 log = logging.getLogger("cordon.gateway.calls")
+# The ASGI scope key naming the one target a call goes to (`Call.pinned`).
+PINNED_TARGET = "cordon.target"
 
 
 async def handle(
@@ -68,6 +70,7 @@ async def handle(
         started,
         runtime.packs.current,
         records.CallFacts(dialect.route, "unknown"),
+        pinned=scope.get(PINNED_TARGET),
     )
     if runtime.tracing.on:
         operation = "embeddings" if dialect.route == "embeddings" else "chat"
@@ -162,9 +165,14 @@ async def serve(
         await fail_closed(call, send)
         return
     named, asked = call.active.router.named(call.facts.model)
+    if call.pinned is not None:  # the model as the caller named it, to its own provider
+        named, asked = None, call.facts.model
     if named is not None:  # `<target>/<model>`: the target is asked for its model
         outbound = {**outbound, "model": asked}
-    planned = call.active.router.serving(dialect.api, call.facts.model)  # once: it may turn
+    if call.pinned is not None:
+        planned = [call.pinned]
+    else:  # once: a balanced router turns with each call
+        planned = call.active.router.serving(dialect.api, call.facts.model)
     if call.facts.stream:
         if planned:
             call.facts.route = planned[0].id

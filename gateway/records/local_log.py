@@ -6,6 +6,12 @@ power cut loses nothing that was acknowledged. Appends that arrive together shar
 write and one fsync (group commit: one batch at a time, the next one gathering while
 the disk works), which is what makes per-record durability affordable.
 
+With `sync_interval_s` (the in-process SDK's default, where a per-call fsync would cost
+more than the whole call's budget) a record is acknowledged once its frame is written
+to the kernel, in-line: it survives the process crashing or being killed, and it is
+fsynced within `sync_interval_s`; a machine losing power may lose that last interval.
+A segment is fsynced whole before the next one begins either way.
+
 Layout: a directory (0700) of segment files named by their first sequence
 (`00000000000000000001.log`, 0600), rolled at `segment_bytes`. A frame is
 `[magic "CLL\\x01"][u32 body length][u32 CRC-32 of the body]` then the body
@@ -165,8 +171,14 @@ class LocalLog:
         max_age_s: float | None = None,
         dedupe_window: int = 100_000,
         read_only: bool = False,
+        sync_interval_s: float | None = None,
     ) -> None:
         self.directory = directory
+        # None: every batch fsynced before it is acknowledged. Else written in-line and
+        # fsynced at this interval (the module's docstring says what that risks).
+        self.sync_interval_s = sync_interval_s
+        self._unsynced = False
+        self._syncer: asyncio.Task[None] | None = None
         # A reader beside a live writer (an export): it changes nothing on disk, and a
         # partial last frame is the writer's batch in flight, not a tail to cut.
         self.read_only = read_only
@@ -376,7 +388,13 @@ class LocalLog:
         try:
             if self._broken:
                 raise RecordCommitError(self._broken)
-            await asyncio.to_thread(self._write, chunks)
+            if self.sync_interval_s is None:
+                await asyncio.to_thread(self._write, chunks)
+            else:
+                self._write(chunks, sync=False)
+                self._unsynced = True
+                if self._syncer is None:
+                    self._syncer = asyncio.create_task(self._sync_now_and_then())
         except asyncio.CancelledError:
             # The thread may still finish the write that memory will not account for:
             # numbering on from here would store a sequence twice.
@@ -466,17 +484,21 @@ class LocalLog:
     def _path(self, first: int) -> Path:
         return self.directory / f"{first:020d}{SUFFIX}"
 
-    def _write(self, chunks: list[_Chunk]) -> None:
+    def _write(self, chunks: list[_Chunk], sync: bool = True) -> None:
         """The batch thread: every chunk written and fsynced (the directory too, for a
         new file's name) before any append is answered. On failure nothing of the batch
-        stays: new files are removed, the active one is cut back."""
+        stays: new files are removed, the active one is cut back. Unless `sync`, only a
+        segment the batch finishes is fsynced (in-line, on the loop: rare)."""
         opened: list[int] = []
         try:
+            if not sync and chunks[0].new and self._fd is not None:
+                os.fsync(self._fd)  # the segment it finishes, written in-line before
             for chunk in chunks:
                 fd = self._fd if not chunk.new else self._create(chunk.segment.path, opened)
                 assert fd is not None
                 _write_all(fd, b"".join(frame for _, _, frame in chunk.frames))
-                os.fsync(fd)
+                if sync or chunk is not chunks[-1]:
+                    os.fsync(fd)
                 if chunk.new:
                     _fsync_directory(self.directory)
         except OSError as exc:
@@ -662,11 +684,36 @@ class LocalLog:
             log.info("local record log %s: retention removed %d records", self.directory, removed)
         return removed
 
+    async def _sync_now_and_then(self) -> None:
+        """With `sync_interval_s`: what was written in-line is fsynced that often. A
+        failure is the disk's doubt: nothing more is taken until the log is reopened."""
+        assert self.sync_interval_s is not None
+        while not self._closed:
+            await asyncio.sleep(self.sync_interval_s)
+            await self._sync_written()
+
+    async def _sync_written(self) -> None:
+        if not self._unsynced or self._fd is None:
+            return
+        self._unsynced = False
+        fd = os.dup(self._fd)  # the batch may roll and close `_fd` meanwhile
+        try:
+            await asyncio.to_thread(os.fsync, fd)
+        except OSError as exc:
+            self._broken = f"local record log {self.directory}: fsync failed ({exc})"
+            log.error("%s", self._broken)
+        finally:
+            os.close(fd)
+
     async def close(self) -> None:
         """Wait for the batch in flight, then close; later appends are refused."""
         self._closed = True
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._syncer is not None:
+            self._syncer.cancel()
+            await asyncio.gather(self._syncer, return_exceptions=True)
+        await self._sync_written()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

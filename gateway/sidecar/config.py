@@ -76,6 +76,7 @@ REGION_MODE_KEYS = frozenset(
         "ship_retry_interval",
         "log_max_bytes",
         "log_segment_bytes",
+        "log_fsync",
         "audit_tokens",
     }
 )
@@ -115,6 +116,8 @@ class SidecarConfig:
     unix_socket: Path | None
     log_max_bytes: int
     log_segment_bytes: int
+    # None: each record fsynced before its answer; else written in-line, fsynced this often.
+    log_sync_interval_s: float | None = None
     # Region mode: how long the shipper waits before dialling the region again.
     ship_retry_interval_s: float = 1.0
 
@@ -148,6 +151,9 @@ class SidecarConfig:
             unix_socket=base / gateway["unix_socket"] if gateway.get("unix_socket") else None,
             log_max_bytes=int(gateway.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES)),
             log_segment_bytes=int(gateway.get("log_segment_bytes", DEFAULT_SEGMENT_BYTES)),
+            log_sync_interval_s=config_file.log_sync_interval(
+                gateway.get("log_fsync", config_file.PER_CALL)
+            ),
             **(mode or _local_mode(gateway, pack, first)),
         )
 

@@ -46,6 +46,12 @@ class LocalKeys:
         policy = SigningKey.load_or_create(directory / "policy.key")
         return cls(root, signer, enrolment_file.read_bytes(), policy)
 
+    @staticmethod
+    def existing_root_hex(directory: Path) -> str:
+        """The log root's public key in `directory`, made by the log's own writer (an
+        SDK worker's): read, nothing created or re-enrolled (`ConfigError` if none)."""
+        return public_bytes(SigningKey.load(directory / "log-root.key").public_key).hex()
+
     @property
     def root_public_hex(self) -> str:
         """What an auditor pins: the raw public key of the log's root, in hex."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cordon.errors import ConfigError
+from cordon.errors import ConfigError, StateDirInUseError
 from cordon.log import keys
 from cordon.packs import lint
 from cordon.tokens import Tokens
@@ -54,6 +54,7 @@ class Sidecar:
             state / "records",
             segment_bytes=config.log_segment_bytes,
             max_bytes=config.log_max_bytes,
+            sync_interval_s=config.log_sync_interval_s,
             dedupe_window=_records_window(settings.connections.max_connections),
         )
         # Checkpoint ids are `ckpt-<tree size>`, and the sealer appends only a larger
@@ -275,7 +276,9 @@ def _lock(state_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
-        raise ConfigError(f"{state_dir} is in use by another sidecar (its state_dir)") from exc
+        raise StateDirInUseError(
+            f"{state_dir} is in use by another process (its state_dir)"
+        ) from exc
     return fd
 
 

@@ -74,7 +74,7 @@ async def test_a_second_sidecar_on_the_same_state_directory_is_refused(
     from cordon.errors import ConfigError
     from gateway.sidecar.server import Sidecar
 
-    with pytest.raises(ConfigError, match="in use by another sidecar"):
+    with pytest.raises(ConfigError, match="in use by another process"):
         Sidecar(running.sidecar.config)
 
 

@@ -1,0 +1,175 @@
+"""The engine behind `govern()`: a sidecar's runtime inside the application's process.
+
+It is the `gateway.sidecar.Sidecar` that `cordon sidecar` runs (the configuration
+loader, the local log, the sealer, the policy sources, the replica's runtime and its
+ASGI app) without the HTTP server: the governed client's transport hands each request
+to the app directly. It runs on an event loop of its own, in a daemon thread, so a
+synchronous application and any number of asyncio loops share one log, one key and one
+sequence. One engine per configuration and process; each process takes a worker slot
+of its own under the state directory (`worker-0`, `worker-1`, ...: a multi-worker
+application is several replicas, each with its log, key and sequence), and a
+restarted worker takes a free slot again, so its log and numbering go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cordon.errors import ConfigError, StateDirInUseError
+from gateway.http.app import GatewayApp, create_app
+from gateway.identity import Identity
+from gateway.sidecar.config import SidecarConfig
+from gateway.sidecar.server import Sidecar
+
+__all__ = ["Engine", "engine_for", "shutdown"]
+
+log = logging.getLogger("cordon.sdk")
+T = TypeVar("T")
+
+MAX_WORKERS = 256  # worker slots under one state directory
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+# The application chose its provider: the SDK is not where egress is controlled (the
+# application could call anywhere without it), so its client's URL is not refused.
+ANY_UPSTREAM = ("http://*", "https://*")
+# A per-call fsync (about 1 ms on a VM's disk) would cost ten times the SDK's whole
+# budget: unless the file says `log_fsync`, records are written to the kernel before
+# the answer and fsynced this often (gateway.records.local_log says what that risks).
+SYNC_INTERVAL_S = 0.1
+
+
+class Engine:
+    """One configuration's runtime, serving every client governed by it."""
+
+    def __init__(self, config: SidecarConfig, agent: str, state_dir: Path | None) -> None:
+        if config.mode == "region":
+            raise ConfigError(
+                f"{config.files[0]}: mode: region is not available in-process yet; run the "
+                "application beside a region-mode sidecar, or use mode: local"
+            )
+        self.caller_key = f"sk-sdk-{secrets.token_urlsafe(24)}"  # in memory only
+        self.agent = agent
+        self.sidecar = _take_slot(config, state_dir or config.state_dir / "sdk", self)
+        self.app: GatewayApp = create_app(self.sidecar.runtime)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="cordon-sdk", daemon=True)
+        self._thread.start()
+        self._closed = False
+        try:
+            self.submit(self._start()).result(START_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
+        _at_exit(self.close)
+
+    def settings_for(self, config: SidecarConfig, state: Path, slot: int) -> SidecarConfig:
+        """The file's settings as one worker of this application runs them."""
+        settings = config.settings
+        changes: dict[str, Any] = {
+            "place": "sdk",
+            "state_dir": state,
+            "replica": f"sdk-{socket.gethostname()}-{slot}",
+            "api_keys": {self.caller_key: Identity(agent=self.agent)},
+            "allow_loopback_upstreams": True,
+            "allowed_upstreams": ANY_UPSTREAM,
+        }
+        sync = config.log_sync_interval_s if "log_fsync" in config.gateway else SYNC_INTERVAL_S
+        return replace(config, settings=replace(settings, **changes), log_sync_interval_s=sync)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.sidecar.config.state_dir
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def close(self) -> None:
+        """Seal what was written and let the state directory go (at exit, or by hand)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.loop.is_running():
+                self.submit(self._stop()).result(STOP_TIMEOUT_S)
+        except Exception:
+            log.exception("the cordon SDK engine did not stop cleanly")
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(STOP_TIMEOUT_S)
+            _ENGINES.pop(self._key, None)
+
+    async def _start(self) -> None:
+        """Started and ready: the first call may come as soon as `govern` returns."""
+        await self.sidecar.start()
+        runtime = self.sidecar.runtime
+        while not runtime.ready:  # noqa: ASYNC110  (the runtime connects in a task of its own)
+            await asyncio.sleep(0.005)
+
+    async def _stop(self) -> None:
+        await self.app.close_mcp()
+        await self.sidecar.stop()
+
+    _key: tuple[Any, ...] = ()
+
+
+def _at_exit(close: Callable[[], None]) -> None:
+    """Run `close` at interpreter exit before the thread pools shut down: stopping
+    seals the log, and its last fsync runs in a worker thread. Threading's exit hooks
+    run last registered first, before `atexit`'s, so this one is registered after the
+    thread pools' own (imported here for that)."""
+    import concurrent.futures.thread  # noqa: F401  (registers the pools' hook first)
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        (register or atexit.register)(close)
+    except RuntimeError:  # already shutting down
+        atexit.register(close)
+
+
+def _take_slot(config: SidecarConfig, root: Path, engine: Engine) -> Sidecar:
+    """The first worker slot no other process holds."""
+    for slot in range(MAX_WORKERS):
+        state = root / f"worker-{slot}"
+        try:
+            return Sidecar(engine.settings_for(config, state, slot))
+        except StateDirInUseError:
+            continue
+    raise ConfigError(f"{root}: all {MAX_WORKERS} worker slots are held by other processes")
+
+
+_ENGINES: dict[tuple[Any, ...], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def engine_for(files: Sequence[Path], agent: str, state_dir: Path | None) -> Engine:
+    """This process's engine for these files, started on first use."""
+    resolved = tuple(path.resolve() for path in files)
+    key = (resolved, agent, state_dir.resolve() if state_dir else None)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = Engine(SidecarConfig.load(resolved), agent, state_dir)
+            engine._key = key
+            _ENGINES[key] = engine
+        return engine
+
+
+def shutdown() -> None:
+    """Stop every engine of this process, sealing what each has written. It happens by
+    itself at exit; call it where an application stops governing before then."""
+    for engine in list(_ENGINES.values()):
+        engine.close()

@@ -1,0 +1,81 @@
+"""One request handed from the application's thread to the engine's loop, and its answer
+handed back, message by message: the gateway's ASGI app on one side, a governed
+client's transport on the other.
+
+The app runs on the engine's loop; what it sends is delivered to the waiting side by
+`deliver` (a thread-safe queue for a synchronous client, the client's own loop for an
+asynchronous one). `END` follows the last message, or stands alone if the app failed
+before answering. When the application stops reading a stream, `abandon` tells the app
+its caller went away, as a closed connection tells the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, MutableMapping
+from typing import Any, Final
+
+from gateway.http.asgi import Scope
+from gateway.http.calls import PINNED_TARGET
+from gateway.upstream.providers import Target
+
+__all__ = ["END", "Exchange", "Message", "scope_for"]
+
+Message = MutableMapping[str, Any]
+END: Final[Message] = {"type": "cordon.end"}  # compared by identity
+
+
+class Exchange:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, body: bytes, deliver: Callable[[Message], None]
+    ) -> None:
+        self._loop = loop
+        self._body: bytes | None = body
+        self._deliver = deliver
+        self._gone = False
+        self._gone_event: asyncio.Event | None = None  # made on the engine's loop
+
+    async def receive(self) -> Message:
+        if self._body is not None:
+            body, self._body = self._body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        if not self._gone:
+            self._gone_event = asyncio.Event()
+            await self._gone_event.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if not self._gone:
+            self._deliver(message)
+
+    def finished(self, _: object) -> None:
+        """The app is done, however it ended: the waiting side stops waiting."""
+        self._deliver(END)
+
+    def abandon(self) -> None:
+        """The application stopped reading: the app sees its caller disconnect."""
+        self._loop.call_soon_threadsafe(self._disconnect)
+
+    def _disconnect(self) -> None:
+        self._gone = True
+        if self._gone_event is not None:
+            self._gone_event.set()
+
+
+def scope_for(route: str, headers: list[tuple[bytes, bytes]], target: Target) -> Scope:
+    """An ASGI scope for a governed call to `route`, pinned to the client's provider."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": route,
+        "raw_path": route.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 0),
+        "server": None,
+        PINNED_TARGET: target,
+    }

@@ -1,0 +1,277 @@
+"""The HTTP transports a governed client sends through.
+
+A model call (chat completions, responses, embeddings, messages) goes to the engine's
+gateway app, pinned to the provider the client names (its base URL, its key); the app
+applies the pack on the way in and on the way out (streams as they come), commits the
+record, and answers as the gateway would. Anything else the client sends (listing
+models, files, batches) is no model call and goes out through the client's own
+transport, untouched.
+
+The SDKs speak either `httpx` or its successor `httpx2`, whose transport and stream
+classes are the same shape: the classes here are made for whichever one a client uses
+(`transports_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import queue
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+from cordon.secretrefs import Secret
+from cordon_sdk.engine import Engine
+from cordon_sdk.exchange import END, Exchange, Message, scope_for
+from gateway.http.asgi import Scope
+from gateway.upstream.providers import Target, Timeouts
+
+__all__ = ["Governor", "transports_for"]
+
+# The paths (after the client's base URL) that are model calls, and the gateway's route
+# for each. Anthropic's base URL has no `/v1`; OpenAI's does.
+ROUTES = {
+    "openai": {p: f"/v1{p}" for p in ("/chat/completions", "/responses", "/embeddings")},
+    "anthropic": {"/v1/messages": "/v1/messages"},
+}
+# Replaced by the engine's own caller credential: the provider's key goes in the target.
+CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
+NOT_FORWARDED = CREDENTIALS | {b"host"}
+DEFAULT_WAIT_S = 600.0  # a client with no read timeout still never waits forever
+
+
+class Governor:
+    """How one client's requests become the engine's calls."""
+
+    def __init__(self, engine: Engine, api: str, base_url: str) -> None:
+        base = base_url.rstrip("/")
+        self.engine = engine
+        self.api = api
+        self._base_path = urlsplit(base).path
+        self._routes = ROUTES[api]
+        self._target_base = base + "/v1" if api == "anthropic" else base
+        self._caller = (b"authorization", b"Bearer " + engine.caller_key.encode())
+        self._targets: dict[tuple[Any, ...], Target] = {}
+
+    def route_of(self, method: str, path: str) -> str | None:
+        if method != "POST" or not path.startswith(self._base_path):
+            return None
+        return self._routes.get(path[len(self._base_path) :])
+
+    def scope(self, route: str, raw: list[tuple[bytes, bytes]], timeouts: Any) -> Scope:
+        headers = [(name.lower(), value) for name, value in raw]
+        target = self._target(_provider_key(headers), timeouts)
+        kept = [pair for pair in headers if pair[0] not in NOT_FORWARDED]
+        kept.append(self._caller)
+        return scope_for(route, kept, target)
+
+    def _target(self, key: str, timeouts: Any) -> Target:
+        waits = _waits(timeouts)
+        found = self._targets.get((key, waits))
+        if found is None:
+            connect, read = waits
+            found = Target(
+                id=f"{self.api}-client",
+                api=self.api,
+                base_url=self._target_base,
+                secret=Secret(key),
+                timeouts=Timeouts(connect=connect, first_byte=read),
+                wire=self.api,
+            )
+            if len(self._targets) > 64:  # keys rotate: keep the cache small
+                self._targets.clear()
+            self._targets[(key, waits)] = found
+        return found
+
+    def wait_s(self, timeouts: Any) -> float:
+        read = timeouts.get("read") if isinstance(timeouts, dict) else None
+        return float(read) + 5.0 if read else DEFAULT_WAIT_S
+
+
+def _provider_key(headers: list[tuple[bytes, bytes]]) -> str:
+    found = dict(pair for pair in headers if pair[0] in CREDENTIALS)
+    if b"x-api-key" in found:
+        return found[b"x-api-key"].decode("latin-1")
+    if b"api-key" in found:
+        return found[b"api-key"].decode("latin-1")
+    bearer = found.get(b"authorization", b"").decode("latin-1")
+    return bearer.removeprefix("Bearer ").strip()
+
+
+def _waits(timeouts: Any) -> tuple[float, float]:
+    timeouts = timeouts if isinstance(timeouts, dict) else {}
+    return float(timeouts.get("connect") or 5.0), float(timeouts.get("read") or DEFAULT_WAIT_S)
+
+
+def _start(message: Message, failed: Callable[[str], Exception]) -> tuple[int, list[Any]]:
+    if message is END or message.get("type") != "http.response.start":
+        raise failed("the governed call ended before it answered")
+    return int(message["status"]), list(message.get("headers", []))
+
+
+@functools.cache
+def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
+    """The synchronous and asynchronous transport classes for `http` (httpx or httpx2)."""
+
+    class SyncBody(http.SyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(
+            self,
+            messages: queue.SimpleQueue[Message],
+            exchange: Exchange,
+            wait: float,
+            request: Any,
+        ) -> None:
+            self._messages, self._exchange, self._wait, self._request = (
+                messages,
+                exchange,
+                wait,
+                request,
+            )
+            self._done = False
+
+        def __iter__(self) -> Iterator[bytes]:
+            while not self._done:
+                try:
+                    message = self._messages.get(timeout=self._wait)
+                except queue.Empty:
+                    self.close()
+                    raise http.ReadTimeout(
+                        "no answer from the governed call", request=self._request
+                    ) from None
+                if message is END:
+                    self._done = True
+                    raise http.RemoteProtocolError(
+                        "the governed call broke off", request=self._request
+                    )
+                self._done = not message.get("more_body", False)
+                if message.get("body"):
+                    yield message["body"]
+
+        def close(self) -> None:
+            if not self._done:
+                self._done = True
+                self._exchange.abandon()
+
+    class AsyncBody(http.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(
+            self, messages: asyncio.Queue[Message], exchange: Exchange, wait: float, request: Any
+        ) -> None:
+            self._messages, self._exchange, self._wait, self._request = (
+                messages,
+                exchange,
+                wait,
+                request,
+            )
+            self._done = False
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            while not self._done:
+                try:
+                    message = await asyncio.wait_for(self._messages.get(), self._wait)
+                except TimeoutError:
+                    await self.aclose()
+                    raise http.ReadTimeout(
+                        "no answer from the governed call", request=self._request
+                    ) from None
+                except asyncio.CancelledError:
+                    await self.aclose()
+                    raise
+                if message is END:
+                    self._done = True
+                    raise http.RemoteProtocolError(
+                        "the governed call broke off", request=self._request
+                    )
+                self._done = not message.get("more_body", False)
+                if message.get("body"):
+                    yield message["body"]
+
+        async def aclose(self) -> None:
+            if not self._done:
+                self._done = True
+                self._exchange.abandon()
+
+    class GovernedTransport(http.BaseTransport):  # type: ignore[misc,name-defined]
+        def __init__(self, governor: Governor, inner: Any) -> None:
+            self.governor, self.inner = governor, inner
+
+        def handle_request(self, request: Any) -> Any:
+            route = self.governor.route_of(request.method, request.url.path)
+            if route is None:  # no model call: the client's own transport, untouched
+                return self.inner._transport_for_url(request.url).handle_request(request)
+            governor, engine = self.governor, self.governor.engine
+            timeouts = request.extensions.get("timeout")
+            scope = governor.scope(route, request.headers.raw, timeouts)
+            messages: queue.SimpleQueue[Message] = queue.SimpleQueue()
+            exchange = Exchange(engine.loop, request.read(), messages.put)
+            engine.submit(engine.app(scope, exchange.receive, exchange.send)).add_done_callback(
+                exchange.finished
+            )
+            wait = governor.wait_s(timeouts)
+            try:
+                first = messages.get(timeout=wait)
+            except queue.Empty:
+                exchange.abandon()
+                raise http.ReadTimeout(
+                    "no answer from the governed call", request=request
+                ) from None
+            status, headers = _start(
+                first, lambda why: http.RemoteProtocolError(why, request=request)
+            )
+            body = SyncBody(messages, exchange, wait, request)
+            return http.Response(status, headers=headers, stream=body, request=request)
+
+        def close(self) -> None:
+            """The inner client is the application's (its ungoverned client uses it)."""
+
+    class AsyncGovernedTransport(http.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+        def __init__(self, governor: Governor, inner: Any) -> None:
+            self.governor, self.inner = governor, inner
+
+        async def handle_async_request(self, request: Any) -> Any:
+            route = self.governor.route_of(request.method, request.url.path)
+            if route is None:  # no model call: the client's own transport, untouched
+                transport = self.inner._transport_for_url(request.url)
+                return await transport.handle_async_request(request)
+            governor, engine = self.governor, self.governor.engine
+            timeouts = request.extensions.get("timeout")
+            scope = governor.scope(route, request.headers.raw, timeouts)
+            messages: asyncio.Queue[Message] = asyncio.Queue()
+            exchange = Exchange(engine.loop, await request.aread(), _deliver_to(messages))
+            engine.submit(engine.app(scope, exchange.receive, exchange.send)).add_done_callback(
+                exchange.finished
+            )
+            wait = governor.wait_s(timeouts)
+            try:
+                first = await asyncio.wait_for(messages.get(), wait)
+            except TimeoutError:
+                exchange.abandon()
+                raise http.ReadTimeout(
+                    "no answer from the governed call", request=request
+                ) from None
+            except asyncio.CancelledError:
+                exchange.abandon()
+                raise
+            status, headers = _start(
+                first, lambda why: http.RemoteProtocolError(why, request=request)
+            )
+            body = AsyncBody(messages, exchange, wait, request)
+            return http.Response(status, headers=headers, stream=body, request=request)
+
+        async def aclose(self) -> None:
+            """The inner client is the application's (its ungoverned client uses it)."""
+
+    return GovernedTransport, AsyncGovernedTransport
+
+
+def _deliver_to(messages: asyncio.Queue[Message]) -> Callable[[Message], None]:
+    """Hand a message to `messages` on the caller's loop, from the engine's thread."""
+    loop = asyncio.get_running_loop()
+
+    def deliver(message: Message) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+            loop.call_soon_threadsafe(messages.put_nowait, message)
+
+    return deliver

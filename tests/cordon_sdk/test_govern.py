@@ -1,0 +1,292 @@
+"""One line makes an existing application enforce the users' files in-process: the real
+`openai` and `anthropic` SDKs, synchronous and asynchronous, streamed and not."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from cordon.log import envelope
+from cordon_sdk import PolicyBlocked, govern, shutdown
+from gateway.records.local_log import LocalLog
+from tests.helpers import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "tests" / "seed_configs"
+EMAIL = "jane.doe@example.com"
+HELLO: list[Any] = [{"role": "user", "content": "hello"}]
+
+
+def say(text: str) -> str:
+    """A prompt the mock answers with `text` (cordon_dev.mock_provider)."""
+    return "say-base64: " + base64.b64encode(text.encode()).decode()
+
+
+def seed(name: str, into: Path) -> Path:
+    """A seed configuration file, byte for byte."""
+    return Path(shutil.copyfile(SEEDS / name, into / name))
+
+
+def records(state: Path) -> list[dict[str, Any]]:
+    """The decision records an SDK worker's log holds, opened."""
+    log = LocalLog(state / "records", read_only=True)
+    found = [envelope.decode(data).payload_dict() for _, _, data in log.read_from(1)]
+    return [r for r in found if r.get("kind") == "decision"]
+
+
+def worker(root: Path, n: int = 0) -> Path:
+    return root / ".cordon" / "sdk" / f"worker-{n}"
+
+
+def asking(text: str) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+def test_one_line_makes_an_openai_application_enforce_the_sidecar_file(
+    tmp_path: Path, provider_url: str
+) -> None:
+    client = openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1")
+    client = govern(client, config=seed("sidecar.yaml", tmp_path), agent="billing")
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=asking(f"write to {EMAIL}")
+    )
+    answer = raw.parse()
+    assert answer.choices[0].message.content == "echo: write to [EMAIL]"
+    assert raw.headers["x-cordon-record-id"]
+    (record,) = records(worker(tmp_path))
+    assert record["id"] == raw.headers["x-cordon-record-id"]
+    assert record["enforced_by"] == "sdk"
+    assert record["agent"] == "billing"
+    assert record["rules"] == ["pii-redaction"]
+
+
+def test_an_email_in_a_streamed_answer_never_reaches_the_application(
+    tmp_path: Path, provider_url: str
+) -> None:
+    client = govern(
+        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1"),
+        config=seed("sidecar.yaml", tmp_path),
+    )
+    stream = client.chat.completions.create(
+        model="mock-gpt", messages=asking(f"mail {EMAIL} now"), stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "echo: mail [EMAIL] now"
+    assert [r["outcome"] for r in records(worker(tmp_path))] == ["redact"]
+
+
+def test_a_blocked_call_is_the_sdks_own_error_naming_the_rule_and_its_record(
+    tmp_path: Path, provider_url: str
+) -> None:
+    client = govern(
+        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
+        config=seed("reverse-proxy.yaml", tmp_path),
+    )
+    assert client.chat.completions.create(model="mock-gpt", messages=HELLO).choices
+    try:
+        client.chat.completions.create(model="mock-gpt", messages=asking(say("I want to die")))
+    except openai.APIStatusError as exc:  # what the application already catches
+        refused = exc
+    else:
+        pytest.fail("the self-harm answer was released")
+    assert isinstance(refused, openai.PermissionDeniedError)
+    assert isinstance(refused, PolicyBlocked)
+    assert refused.rule == "global-safety"
+    assert "want to die" not in refused.response.text
+    decisions = records(worker(tmp_path))
+    assert [r["outcome"] for r in decisions] == ["allow", "block"]
+    assert decisions[1]["id"] == refused.record_id
+
+
+async def test_an_async_anthropic_application_is_governed_streamed_and_not(
+    tmp_path: Path, provider_url: str
+) -> None:
+    client = govern(
+        anthropic.AsyncAnthropic(api_key="sk-ant-app", base_url=provider_url, max_retries=0),
+        config=seed("sidecar.yaml", tmp_path),
+    )
+    message = await client.messages.create(
+        model="mock-claude", max_tokens=64, messages=asking(f"reach {EMAIL}")
+    )
+    assert message.content[0].text == "echo: reach [EMAIL]"  # type: ignore[union-attr]
+    streamed = ""
+    async with client.messages.stream(
+        model="mock-claude", max_tokens=64, messages=asking(f"stream {EMAIL}")
+    ) as stream:
+        async for text in stream.text_stream:
+            streamed += text
+    assert streamed == "echo: stream [EMAIL]"
+    assert len(records(worker(tmp_path))) == 2
+
+
+async def test_an_async_openai_blocked_stream_and_the_anthropic_error_shape(
+    tmp_path: Path, provider_url: str
+) -> None:
+    config = seed("reverse-proxy.yaml", tmp_path)
+    chat = govern(
+        openai.AsyncOpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
+        config=config,
+    )
+    stream = await chat.chat.completions.create(model="mock-gpt", messages=HELLO, stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    messages = govern(
+        anthropic.AsyncAnthropic(api_key="sk-ant-app", base_url=provider_url, max_retries=0),
+        config=config,
+    )
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        await messages.messages.create(
+            model="mock-claude", max_tokens=64, messages=asking(say("I want to die"))
+        )
+    assert isinstance(refused.value, anthropic.PermissionDeniedError)
+    assert isinstance(refused.value, PolicyBlocked)
+    assert refused.value.rule == "global-safety"
+
+
+def test_calls_that_are_not_model_calls_go_out_untouched_and_unrecorded(
+    tmp_path: Path, provider_url: str
+) -> None:
+    client = govern(
+        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1"),
+        config=seed("sidecar.yaml", tmp_path),
+    )
+    assert [m.id for m in client.models.list()]
+    assert records(worker(tmp_path)) == []
+
+
+def test_the_governed_client_keeps_its_surface_and_its_copies_stay_governed(
+    tmp_path: Path, provider_url: str
+) -> None:
+    client = govern(
+        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1"),
+        config=seed("sidecar.yaml", tmp_path),
+    )
+    assert isinstance(client, openai.OpenAI)
+    copy = client.with_options(timeout=20)
+    embedded = copy.embeddings.create(model="mock-embed", input=f"embed {EMAIL}")
+    assert embedded.data
+    response = copy.responses.create(model="mock-gpt", input=f"respond to {EMAIL}")
+    assert "[EMAIL]" in response.output_text and EMAIL not in response.output_text
+    assert [r["endpoint"] for r in records(worker(tmp_path))] == ["embeddings", "responses"]
+
+
+def test_a_client_govern_cannot_enforce_is_refused_not_left_ungoverned(
+    tmp_path: Path, provider_url: str
+) -> None:
+    from cordon.errors import ConfigError
+
+    config = seed("sidecar.yaml", tmp_path)
+    with pytest.raises(ConfigError, match="openai or anthropic client"):
+        govern(object(), config=config)
+    azure = openai.AzureOpenAI(api_key="k", api_version="2024-06-01", azure_endpoint=provider_url)
+    with pytest.raises(ConfigError, match="AzureOpenAI"):
+        govern(azure, config=config)
+
+
+CLI = (sys.executable, "-m", "cordon_cli")
+
+
+def cordon(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_the_in_process_records_verify_offline_with_the_pinned_key(
+    tmp_path: Path, provider_url: str
+) -> None:
+    config = seed("sidecar.yaml", tmp_path)
+    client = govern(openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1"), config=config)
+    for n in range(3):
+        client.chat.completions.create(model="mock-gpt", messages=asking(f"call {n} {EMAIL}"))
+    shutdown()  # as at exit: what was written is sealed
+    key = cordon("sidecar", "key", "--config", str(config), "--sdk-worker", "0", cwd=ROOT)
+    assert key.returncode == 0, key.stderr
+    pinned = json.loads(key.stdout)["log_root_public_key"]
+    out = tmp_path / "bundle.json"
+    exported = cordon(
+        "sidecar",
+        "export",
+        "--config",
+        str(config),
+        "--sdk-worker",
+        "0",
+        "--out",
+        str(out),
+        cwd=ROOT,
+    )
+    assert exported.returncode == 0, exported.stderr
+    good = cordon("audit", "verify", str(out), "--trust-key", pinned, cwd=ROOT)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.strip().splitlines()[-1].startswith("OK: ")
+    forged = cordon("audit", "verify", str(out), "--trust-key", "ab" * 32, cwd=ROOT)
+    assert forged.returncode != 0
+    assert len(json.loads(out.read_text())["records"]) == 3
+
+
+def test_a_policy_change_reaches_a_running_application_without_a_restart(
+    tmp_path: Path, provider_url: str
+) -> None:
+    config = seed("sidecar.yaml", tmp_path)
+    reload = tmp_path / "reload.yaml"
+    reload.write_text("gateway:\n  config_reload: true\n  config_watch_interval: 100ms\n")
+    client = govern(
+        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
+        config=[config, reload],
+    )
+    with_email = asking(f"to {EMAIL}")
+    assert client.chat.completions.create(model="mock-gpt", messages=with_email).choices
+    config.write_text(
+        config.read_text()
+        + "  - name: no-emails-out\n    type: input_filter\n    action: block\n"
+        + "    patterns:\n      - email\n"
+    )
+
+    def refused() -> bool:
+        try:
+            client.chat.completions.create(model="mock-gpt", messages=with_email)
+        except PolicyBlocked as exc:
+            return exc.rule == "no-emails-out"
+        return False
+
+    eventually(refused, timeout=10)
+
+
+def test_each_process_of_a_multi_worker_application_is_a_replica_of_its_own(
+    tmp_path: Path, provider_url: str
+) -> None:
+    config = seed("sidecar.yaml", tmp_path)
+    code = (
+        "import sys, openai\n"
+        "from cordon_sdk import govern\n"
+        f"c = openai.OpenAI(api_key='k', base_url='{provider_url}/v1')\n"
+        "c = govern(c, config=sys.argv[1])\n"
+        "c.chat.completions.create(model='mock-gpt', messages=[{'role':'user','content':'hi'}])\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in workers:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "ready"
+    finally:
+        for process in workers:
+            process.communicate("\n", timeout=30)
+    replicas = {records(worker(tmp_path, n))[0]["replica"] for n in (0, 1)}
+    assert len(replicas) == 2
