@@ -34,6 +34,7 @@ class Exchange:
         self._deliver = deliver
         self._gone = False
         self._gone_event: asyncio.Event | None = None  # made on the engine's loop
+        self._start: Message | None = None  # held until the first body message
 
     async def receive(self) -> Message:
         if self._body is not None:
@@ -45,8 +46,17 @@ class Exchange:
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
-        if not self._gone:
-            self._deliver(message)
+        """The response's start is handed over with its first body message: one wake
+        of the waiting thread instead of two for a whole answer."""
+        if self._gone:
+            return
+        if message["type"] == "http.response.start":
+            self._start = message
+            return
+        start, self._start = self._start, None
+        if start is not None:
+            self._deliver(start)
+        self._deliver(message)
 
     def finished(self, _: object) -> None:
         """The app is done, however it ended: the waiting side stops waiting."""

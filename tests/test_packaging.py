@@ -264,9 +264,5 @@ def test_the_sdk_governs_a_client_in_a_clean_venv_without_the_server_stack(
         text=True,
         timeout=120,
     )
-    if "No module named 'httptools'" in result.stderr:
-        # Known: gateway/upstream/httpclient.py imports httptools, which only the `server`
-        # extra brings (via uvicorn[standard]). Remove this once the base depends on it.
-        pytest.xfail("cordon[sdk] lacks httptools (gateway.upstream.httpclient needs it)")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
