@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from cordon.errors import ConfigError, StateDirInUseError
 from gateway.http.app import GatewayApp, create_app
 from gateway.identity import Identity
-from gateway.sidecar.config import SidecarConfig
+from gateway.sidecar.config import WORKER, SidecarConfig
 from gateway.sidecar.server import Sidecar
 
 __all__ = ["Engine", "engine_for", "shutdown"]
@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 MAX_WORKERS = 256  # worker slots under one state directory
 START_TIMEOUT_S = 30.0
+READY_WAIT_S = 10.0  # for the region's pack, in region mode
 STOP_TIMEOUT_S = 10.0
 # The application chose its provider: the SDK is not where egress is controlled (the
 # application could call anywhere without it), so its client's URL is not refused.
@@ -51,15 +52,10 @@ SYNC_INTERVAL_S = 0.1
 class Engine:
     """One configuration's runtime, serving every client governed by it."""
 
-    def __init__(self, config: SidecarConfig, agent: str, state_dir: Path | None) -> None:
-        if config.mode == "region":
-            raise ConfigError(
-                f"{config.files[0]}: mode: region is not available in-process yet; run the "
-                "application beside a region-mode sidecar, or use mode: local"
-            )
+    def __init__(self, files: Sequence[Path], agent: str, state_dir: Path | None) -> None:
         self.caller_key = f"sk-sdk-{secrets.token_urlsafe(24)}"  # in memory only
         self.agent = agent
-        self.sidecar = _take_slot(config, state_dir or config.state_dir / "sdk", self)
+        self.sidecar = _take_slot(files, state_dir, self)
         self.app: GatewayApp = create_app(self.sidecar.runtime)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="cordon-sdk", daemon=True)
@@ -73,22 +69,29 @@ class Engine:
         _at_exit(self.close)
 
     def settings_for(self, config: SidecarConfig, state: Path, slot: int) -> SidecarConfig:
-        """The file's settings as one worker of this application runs them."""
+        """The file's settings as one worker of this application runs them: its own
+        state, this process's caller key, and (in local mode) a replica name of its own;
+        in region mode the replica is the one its settings file was provisioned as."""
         settings = config.settings
         changes: dict[str, Any] = {
             "place": "sdk",
             "state_dir": state,
-            "replica": f"sdk-{socket.gethostname()}-{slot}",
             "api_keys": {self.caller_key: Identity(agent=self.agent)},
             "allow_loopback_upstreams": True,
             "allowed_upstreams": ANY_UPSTREAM,
         }
+        if config.mode == "local":
+            changes["replica"] = f"sdk-{socket.gethostname()}-{slot}"
         sync = config.log_sync_interval_s if "log_fsync" in config.gateway else SYNC_INTERVAL_S
         return replace(config, settings=replace(settings, **changes), log_sync_interval_s=sync)
 
     @property
     def state_dir(self) -> Path:
         return self.sidecar.config.state_dir
+
+    def status(self) -> dict[str, Any]:
+        """Where policy is read from, its last error, and (region mode) the shipping."""
+        return self.sidecar.source_status()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -113,11 +116,16 @@ class Engine:
             _ENGINES.pop(self._key, None)
 
     async def _start(self) -> None:
-        """Started and ready: the first call may come as soon as `govern` returns."""
+        """Started, and ready unless the region is away: the first call may come as soon
+        as `govern` returns. A region-mode worker whose region cannot be reached within
+        `READY_WAIT_S` goes on; its calls fail closed until the region's pack is in."""
         await self.sidecar.start()
         runtime = self.sidecar.runtime
-        while not runtime.ready:  # noqa: ASYNC110  (the runtime connects in a task of its own)
+        deadline = self.loop.time() + READY_WAIT_S
+        while not runtime.ready and self.loop.time() < deadline:  # noqa: ASYNC110  (no event)
             await asyncio.sleep(0.005)
+        if not runtime.ready:
+            log.warning("cordon SDK: the region is not reachable yet; calls fail closed")
 
     async def _stop(self) -> None:
         await self.app.close_mcp()
@@ -140,15 +148,22 @@ def _at_exit(close: Callable[[], None]) -> None:
         atexit.register(close)
 
 
-def _take_slot(config: SidecarConfig, root: Path, engine: Engine) -> Sidecar:
-    """The first worker slot no other process holds."""
+def _take_slot(files: Sequence[Path], state_dir: Path | None, engine: Engine) -> Sidecar:
+    """The first worker slot no other process holds. In region mode each slot is the
+    replica its `region_settings` names with `{worker}`; without it, there is one."""
     for slot in range(MAX_WORKERS):
-        state = root / f"worker-{slot}"
+        config = SidecarConfig.load(files, worker=slot)
+        root = state_dir or config.state_dir / "sdk"
         try:
-            return Sidecar(engine.settings_for(config, state, slot))
+            return Sidecar(engine.settings_for(config, root / f"worker-{slot}", slot))
         except StateDirInUseError:
-            continue
-    raise ConfigError(f"{root}: all {MAX_WORKERS} worker slots are held by other processes")
+            if config.mode == "region" and WORKER not in str(config.gateway["region_settings"]):
+                raise ConfigError(
+                    f"{files[0]}: another worker of this application is the replica its "
+                    f"region_settings names; name a replica per worker with {WORKER} in "
+                    "region_settings (provisioned for each)"
+                ) from None
+    raise ConfigError(f"all {MAX_WORKERS} worker slots are held by other processes")
 
 
 _ENGINES: dict[tuple[Any, ...], Engine] = {}
@@ -162,7 +177,7 @@ def engine_for(files: Sequence[Path], agent: str, state_dir: Path | None) -> Eng
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = Engine(SidecarConfig.load(resolved), agent, state_dir)
+            engine = Engine(resolved, agent, state_dir)
             engine._key = key
             _ENGINES[key] = engine
         return engine

@@ -36,6 +36,7 @@ SERVER_FIXTURES = frozenset(
         "wan_stack",
         "pg_stack",
         "postgres_dsn",
+        "one_region",
     }
 )
 # Under `make test` (pytest-xdist, --dist loadgroup) the tests of one whole topology run
@@ -49,6 +50,7 @@ TOPOLOGY_GROUPS = {
     "fronted": "stack",
     "wan_stack": "wan",
     "pg_stack": "pg",
+    "one_region": "one-region",
 }
 # A fixture choosing its topology by parameter (tests/aggregator/test_views.py).
 BY_PARAMETER = {"view": {"sqlite": "stack", "postgresql": "pg"}}
@@ -169,6 +171,22 @@ def fronted(stack: DevStack, endpoints: dict[str, Any]) -> dict[str, Any]:
     for gateway in endpoints["gateways"].values():
         eventually(lambda g=gateway: policy_status(g, admin)["active_revision"] >= revision)
     return endpoints
+
+
+ONE_REGION = "eu-west"
+
+
+@pytest.fixture(scope="session")
+def one_region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """A one-region topology of its own, for the outage drills of replicas that buffer in
+    a local log (a region-mode sidecar, the in-process SDK): stopping its NATS disturbs
+    no other topology's tests, and its tests share a worker (`one-region` group)."""
+    dev = DevStack(tmp_path_factory.mktemp("one-region"), regions=(ONE_REGION,))
+    try:
+        dev.start()
+        yield dev
+    finally:
+        dev.stop()
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ DEFAULT_LOG_MAX_BYTES = 1024**3
 # The newest segment is scanned whole when the log opens: 16 MiB keeps that within the
 # sidecar's 1 s to ready (docs/performance.md, "Local log").
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+WORKER = "{worker}"  # in region_settings: the in-process SDK's worker slot
 CALLER_KEY_FILE = "caller.key"  # in state_dir: the key callers send when none is configured
 LOCAL_AGENT = "local-app"
 # Settings a `gateway:` block passes to the replica as they are (gateway.settings).
@@ -126,7 +127,11 @@ class SidecarConfig:
         return self.settings.state_dir
 
     @classmethod
-    def load(cls, files: Sequence[Path], config_source: str | None = None) -> SidecarConfig:
+    def load(
+        cls, files: Sequence[Path], config_source: str | None = None, worker: int | None = None
+    ) -> SidecarConfig:
+        """`worker`: the in-process SDK's worker slot, for a `region_settings` path that
+        names `{worker}` (each worker of an application is a replica of its own)."""
         fragments, texts = read_fragments(files)
         gateway, pack = config_file.split(config_file.merge(fragments), str(files[0]))
         if config_source:
@@ -141,7 +146,7 @@ class SidecarConfig:
         except DocumentError as exc:
             raise ConfigError(f"{files[0]}: {'.'.join(map(str, exc.path))}: {exc}") from exc
         first, base = files[0], files[0].parent
-        mode = _region_mode(gateway, first) if gateway.get("mode") == "region" else None
+        mode = _region_mode(gateway, first, worker) if gateway.get("mode") == "region" else None
         return cls(
             files=tuple(files),
             fragments=tuple(fragments),
@@ -171,9 +176,17 @@ def _local_mode(gateway: dict[str, Any], pack: dict[str, Any], first: Path) -> d
     }
 
 
-def _region_mode(gateway: dict[str, Any], first: Path) -> dict[str, Any]:
+def _region_mode(gateway: dict[str, Any], first: Path, worker: int | None) -> dict[str, Any]:
     """A replica of the region: its settings file, its packs from the region's KV."""
     _refuse_gateway_settings(gateway, first)
+    named = str(gateway["region_settings"])
+    if WORKER in named:
+        if worker is None:
+            raise ConfigError(
+                f"{first}: gateway.region_settings: {WORKER} names an in-process SDK "
+                "worker's replica; a sidecar is one replica: name its settings file"
+            )
+        gateway = {**gateway, "region_settings": named.replace(WORKER, str(worker))}
     unused = sorted(FILE_PACK_KEYS & gateway.keys())  # the file's policies: an overlay
     if unused:
         log.warning(

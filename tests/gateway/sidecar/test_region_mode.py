@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +22,19 @@ import pytest
 from cordon.nats import subjects
 from cordon_dev.procs import ManagedProcess, free_port, wait_for_http
 from cordon_dev.stack import DEV_API_KEY, DevStack
+from tests.conftest import ONE_REGION as REGION
 from tests.helpers import central_get, eventually, gaps_in, nats_as, replica_records
 
-pytestmark = pytest.mark.servers  # a private one-region topology of real nats-servers
+pytestmark = pytest.mark.servers  # a one-region topology of its own (tests/conftest.py)
 
-REGION = "eu-west"
 REPLICA = "sidecar-region-test"
 CLI = [sys.executable, "-m", "cordon_cli"]
 OUTAGE_S = 3.0  # calls keep coming while the region's NATS is stopped this long
 
 
-@pytest.fixture(scope="module")
-def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    """A region of our own: stopping its NATS disturbs no other test's topology."""
-    dev = DevStack(tmp_path_factory.mktemp("region-mode"), regions=(REGION,))
-    try:
-        dev.start()
-        yield dev
-    finally:
-        dev.stop()
+@pytest.fixture
+def region(one_region: DevStack) -> DevStack:
+    return one_region
 
 
 def _endpoints(dev: DevStack) -> dict[str, Any]:
