@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -44,11 +45,13 @@ from gateway.policy import map_json
 from gateway.runtime import Runtime
 from gateway.telemetry import NO_SPAN
 from gateway.upstream import UpstreamResponse, classifier
+from gateway.upstream.client import SDK_RECORD_HEADER
 from gateway.upstream.forwarding import Forwarded, forward
 
 log = logging.getLogger("cordon.gateway.calls")
 # The ASGI scope key naming the one target a call goes to (`Call.pinned`).
 PINNED_TARGET = "cordon.target"
+RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 async def handle(
@@ -72,6 +75,13 @@ async def handle(
         records.CallFacts(dialect.route, "unknown"),
         pinned=scope.get(PINNED_TARGET),
     )
+    receipt = headers.get(SDK_RECORD_HEADER)
+    if receipt is not None:
+        if not RECORD_ID.fullmatch(receipt):
+            refused = BadRequestError(f"{SDK_RECORD_HEADER} must be a record id (a UUID)")
+            await refuse_error(call, send, refused)
+            return
+        call.facts.sdk_record = receipt
     if runtime.tracing.on:
         operation = "embeddings" if dialect.route == "embeddings" else "chat"
         call.span = runtime.tracing.start(operation, dialect.api, headers)
@@ -180,6 +190,8 @@ async def serve(
             call.facts.model_id = planned[0].model_id(asked)
         call.begin_intent()
     upstream_started = time.perf_counter()
+    if call.runtime.settings.place == "sdk":  # a gateway upstream ties its record to ours
+        headers = {**headers, SDK_RECORD_HEADER: call.record_id}
     traceparent = call.span.traceparent()
     if traceparent is not None:  # the provider's parent is this call, not the caller
         headers = {**headers, "traceparent": traceparent}

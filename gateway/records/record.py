@@ -44,6 +44,9 @@ class CallFacts:
     scanned_chars: int | None = None
     error: str | None = None
     trace_id: str | None = None  # the call's OpenTelemetry trace, when tracing is on
+    # The in-process SDK's record of this same call, when a governed client's call came
+    # through here (its `x-cordon-sdk-record` header): ties the two records together.
+    sdk_record: str | None = None
 
 
 def rfc3339_now() -> str:
@@ -115,6 +118,8 @@ def build(
     }
     if tool is not None:
         record["tool"] = tool
+    if facts.sdk_record is not None:
+        record["sdk_record"] = facts.sdk_record
     return record
 
 

@@ -26,15 +26,18 @@ from gateway.upstream.response import UpstreamResponse
 if TYPE_CHECKING:  # loaded with the first translated call (`UpstreamClient._translated`)
     from gateway.upstream.translated import Translator
 
-__all__ = ["Proxies", "UpstreamClient", "UpstreamResponse", "auth_headers"]
+__all__ = ["SDK_RECORD_HEADER", "Proxies", "UpstreamClient", "UpstreamResponse", "auth_headers"]
 
 ANTHROPIC_VERSION = "2023-06-01"
+# Sent by the in-process SDK with each call it forwards: its record's id, so a gateway
+# or sidecar the call goes through names it in its own record (records.CallFacts).
+SDK_RECORD_HEADER = "x-cordon-sdk-record"
 
 
 def auth_headers(target: Target, passthrough: Mapping[str, str]) -> dict[str, str]:
     """Headers for the provider: the target's own key, never the caller's."""
     headers = {"content-type": "application/json", "user-agent": "cordon-gateway"}
-    for name in ("traceparent", "tracestate"):  # W3C trace context travels on
+    for name in ("traceparent", "tracestate", SDK_RECORD_HEADER):  # these travel on
         if name in passthrough:
             headers[name] = passthrough[name]
     if target.wire == AZURE:

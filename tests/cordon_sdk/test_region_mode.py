@@ -63,9 +63,7 @@ async def test_records_made_while_the_region_is_down_reach_records_once(
     assert one_region.nats is not None
     config = _config(one_region, tmp_path)
     client = govern(
-        openai.OpenAI(
-            api_key="sk-app", base_url=one_region.endpoints.mock_provider, max_retries=0
-        ),
+        openai.OpenAI(api_key="sk-app", base_url=one_region.endpoints.mock_provider, max_retries=0),
         config=config,
         agent=AGENT,
     )
