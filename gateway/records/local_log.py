@@ -179,6 +179,7 @@ class LocalLog:
         self.sync_interval_s = sync_interval_s
         self._unsynced = False
         self._syncer: asyncio.Task[None] | None = None
+        self._syncing: asyncio.Future[None] | None = None  # its fsync, in a thread
         # A reader beside a live writer (an export): it changes nothing on disk, and a
         # partial last frame is the writer's batch in flight, not a tail to cut.
         self.read_only = read_only
@@ -492,13 +493,15 @@ class LocalLog:
         opened: list[int] = []
         try:
             if not sync and chunks[0].new and self._fd is not None:
-                os.fsync(self._fd)  # the segment it finishes, written in-line before
+                self._sync_finished(self._fd)  # the segment it finishes, written in-line
             for chunk in chunks:
                 fd = self._fd if not chunk.new else self._create(chunk.segment.path, opened)
                 assert fd is not None
                 _write_all(fd, b"".join(frame for _, _, frame in chunk.frames))
-                if sync or chunk is not chunks[-1]:
+                if sync:
                     os.fsync(fd)
+                elif chunk is not chunks[-1]:
+                    self._sync_finished(fd)
                 if chunk.new:
                     _fsync_directory(self.directory)
         except OSError as exc:
@@ -510,6 +513,17 @@ class LocalLog:
             for fd in opened[:-1]:
                 os.close(fd)
             self._fd = opened[-1]
+
+    def _sync_finished(self, fd: int) -> None:
+        """Without per-call sync, a finished segment's fsync covers records already
+        acknowledged: if it fails they are in doubt (a retry may "succeed" on pages the
+        kernel dropped), so nothing more is taken, as when the interval's fsync fails."""
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._broken = f"local record log {self.directory}: fsync failed ({exc})"
+            log.error("%s", self._broken)
+            raise
 
     def _create(self, path: Path, opened: list[int]) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
@@ -696,9 +710,15 @@ class LocalLog:
         if not self._unsynced or self._fd is None:
             return
         self._unsynced = False
-        fd = os.dup(self._fd)  # the batch may roll and close `_fd` meanwhile
+        # A dup (the batch may roll and close `_fd` meanwhile) that the thread closes, and
+        # shielded: close() cancelling the syncer mid-fsync waits for it instead.
+        fd = os.dup(self._fd)
+        self._syncing = asyncio.ensure_future(asyncio.to_thread(self._fsync_dup, fd))
+        await asyncio.shield(self._syncing)
+
+    def _fsync_dup(self, fd: int) -> None:
         try:
-            await asyncio.to_thread(os.fsync, fd)
+            os.fsync(fd)
         except OSError as exc:
             self._broken = f"local record log {self.directory}: fsync failed ({exc})"
             log.error("%s", self._broken)
@@ -713,6 +733,8 @@ class LocalLog:
         if self._syncer is not None:
             self._syncer.cancel()
             await asyncio.gather(self._syncer, return_exceptions=True)
+        if self._syncing is not None:
+            await asyncio.wait([self._syncing])  # an fsync the cancel interrupted
         await self._sync_written()
         if self._fd is not None:
             os.close(self._fd)
