@@ -13,11 +13,18 @@ import base64
 import functools
 import hashlib
 import hmac
+import re
 from typing import Any
 
 from cordon import jsoncodec
 from cordon.errors import SignatureError
 from cordon.log import envelope, merkle, summary_chain
+
+# Where a pack was enforced, as the replica's configuration names its place; a record
+# from before records named it was a gateway's.
+PLACES = frozenset({"gateway", "sidecar", "sdk"})
+# A record id as the gateway accepts one in `x-cordon-sdk-record` (a UUID, lower-case).
+_RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def leaf_hash(record_bytes: bytes) -> str:
@@ -81,12 +88,32 @@ def summarize(record_bytes: bytes, stream_seq: int, region: str, secret: bytes) 
         "classification": payload.get("classification"),
         "person": pseudonym(secret, payload.get("person")),
         "agent": pseudonym(secret, payload.get("agent")),
+        "enforced_by": enforced_by(payload),
+        # The in-process SDK's record of the same call, when one came through here: an id
+        # in the one form the gateway lets in, so nothing else a caller typed can cross.
+        "sdk_record": sdk_record(payload),
     }
     tool = payload.get("tool")
     if isinstance(tool, dict):  # a tool call has no model: its tool, as the pack names it
         summary["model"] = None
         summary["tool_server"], summary["tool"] = declared_names(tool)
     return summary
+
+
+def enforced_by(payload: dict[str, Any]) -> str:
+    """Where the record's pack was enforced (`gateway`, `sidecar`, `sdk`): `gateway` for
+    a record from before records said, `other` for a value outside the closed set."""
+    place = payload.get("enforced_by", "gateway")
+    return place if isinstance(place, str) and place in PLACES else "other"
+
+
+def sdk_record(payload: dict[str, Any]) -> str | None:
+    """The id of the SDK record a gateway or sidecar record names, if it names one (in
+    the UUID form the gateway checked it against; anything else does not cross)."""
+    named = payload.get("sdk_record")
+    if isinstance(named, str) and _RECORD_ID.fullmatch(named):
+        return named
+    return None
 
 
 def declared_names(tool: dict[str, Any]) -> tuple[str, str]:

@@ -73,6 +73,8 @@ SUMMARY_SCHEMA = {
     "classification": "closed set",
     "person": "keyed pseudonym",
     "agent": "keyed pseudonym",
+    "enforced_by": "closed set: the replica's configured place",
+    "sdk_record": "a UUID the SDK made, in the form the gateway admits, or none",
     "prev": "the summary chain",
 }
 TOOL_SCHEMA = {
@@ -141,3 +143,25 @@ def test_a_tool_calls_summary_names_only_what_the_pack_declares() -> None:
         b"k",
     )
     assert (named["tool_server"], named["tool"]) == ("crm", "lookup")
+
+
+def test_a_summary_says_where_the_pack_was_enforced_and_which_sdk_record_it_carries() -> None:
+    """An SDK's record says `sdk`; a gateway's record of a call an SDK-governed client made
+    names the SDK's record; a record from before records named a place was a gateway's."""
+    key = SigningKey.generate()
+    sdk_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+    def summary_of(**fields: object) -> dict[str, object]:
+        return summarize(envelope.seal({**RECORD, **fields}, key).encode(), 1, "eu-west", b"k")
+
+    in_process = summary_of(enforced_by="sdk", id=sdk_id)
+    assert (in_process["enforced_by"], in_process["sdk_record"]) == ("sdk", None)
+    receipted = summary_of(enforced_by="gateway", sdk_record=sdk_id)
+    assert (receipted["enforced_by"], receipted["sdk_record"]) == ("gateway", sdk_id)
+    assert summary_of(enforced_by="sidecar")["enforced_by"] == "sidecar"
+    older = summarize(envelope.seal(RECORD, key).encode(), 1, "eu-west", b"k")
+    assert (older["enforced_by"], older["sdk_record"]) == ("gateway", None)
+    # Only the closed set and the admitted id form cross, whatever a record holds.
+    hostile = "Jane Roe, oncology"
+    odd = summary_of(enforced_by=hostile, sdk_record=hostile)
+    assert (odd["enforced_by"], odd["sdk_record"]) == ("other", None)
