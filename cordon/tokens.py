@@ -1,7 +1,8 @@
 """Bearer tokens for Cordon's HTTP APIs: who may call, in which role, for which regions.
 
 Roles: `auditor` (a regional audit API, for the regions named; the central view),
-`sre` (the central view) and `admin` (a replica's admin surface). A settings file holds
+`sre` (the central view), `admin` (a replica's admin surface) and `policy` (a
+replica's signed active pack and nothing else: what an in-process SDK reads). A settings file holds
 only each token's SHA-256, so reading it gives nobody access. A presented token is
 hashed and compared with every stored digest in constant time.
 
@@ -22,7 +23,7 @@ from cordon.errors import AuthError, ConfigError, ForbiddenError
 
 __all__ = ["ROLES", "Grant", "Tokens", "digest", "grant_settings", "new_token"]
 
-ROLES = ("auditor", "sre", "admin")
+ROLES = ("auditor", "sre", "admin", "policy")
 EVERY_REGION = "*"
 
 

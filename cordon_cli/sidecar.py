@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sdk_state(config: Any, args: argparse.Namespace) -> Path:
-    """An in-process SDK worker's state directory (`cordon_sdk`: `sdk/worker-N`)."""
-    return Path(config.state_dir) / "sdk" / f"worker-{args.sdk_worker}"
+    """An in-process SDK worker's state directory (`cordon_sdk`: `sdk/worker-N` under
+    the file's state_dir, or under the `state_dir` the application passed to govern())."""
+    root = args.state_dir or Path(config.state_dir)
+    return root / "sdk" / f"worker-{args.sdk_worker}"
 
 
 def _root_hex(config: Any, args: argparse.Namespace) -> str:
@@ -56,6 +58,10 @@ def _root_hex(config: Any, args: argparse.Namespace) -> str:
 
 
 def key(args: argparse.Namespace) -> int:
+    """The log's root key (auditors pin it) and, for a sidecar, the key its own packs are
+    signed with (an in-process SDK reading them over `policy_url` trusts it)."""
+    from gateway.sidecar.keys import LocalKeys
+
     config = _config(args)
     if config.mode == "region":  # its key is enrolled by the region's, not a local root
         print("cordon sidecar key: region mode: auditors pin the region's key", file=sys.stderr)
@@ -65,7 +71,14 @@ def key(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cordon sidecar key: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"region": config.settings.region, "log_root_public_key": root}))
+    shown = {"region": config.settings.region, "log_root_public_key": root}
+    if args.sdk_worker is None:
+        settings = config.settings
+        keys = LocalKeys.load_or_create(
+            config.state_dir / "keys", settings.region, settings.replica
+        )
+        shown["policy_public_key"] = keys.policy_public_hex
+    print(json.dumps(shown))
     return 0
 
 
@@ -130,5 +143,10 @@ def add_parser(commands: Any) -> None:
         "--sdk-worker",
         type=int,
         help="key, export: the log of the in-process SDK's worker N (state_dir/sdk/worker-N)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="with --sdk-worker: the state_dir the application passed to govern()",
     )
     p.set_defaults(func=_dispatch)

@@ -27,23 +27,43 @@ Client = TypeVar("Client")
 ConfigPath = str | os.PathLike[str]
 HTTP_MODULES = ("httpx2", "httpx")  # the SDKs' HTTP libraries, newest first
 DEFAULT_AGENT = "application"
+DEFAULT_STATE = Path(".cordon")
 
 
 def govern(
     client: Client,
     *,
-    config: ConfigPath | Sequence[ConfigPath],
+    config: ConfigPath | Sequence[ConfigPath] | None = None,
+    policy: str | None = None,
+    pack_trust: Sequence[str] = (),
+    pack_name: str = "default",
+    policy_interval: str | float = "10s",
     agent: str = DEFAULT_AGENT,
     state_dir: ConfigPath | None = None,
 ) -> Client:
     """`client` (an `openai.OpenAI`, `AsyncOpenAI`, `anthropic.Anthropic` or
     `AsyncAnthropic`), governed by the configuration `config` (a file, or files merged
-    in order, as `cordon sidecar --config` reads them). `agent` is the identity this
-    application's records carry; `state_dir` holds its log and keys (default: the
-    configuration's `state_dir`, under `sdk/`)."""
+    in order, as `cordon sidecar --config` reads them), or by the signed pack a gateway
+    or sidecar at `policy` serves (`pack_trust`: the keys of the pack's signers;
+    `pack_name`: the pack; `policy_interval`: how often it is asked for changes; the
+    `policy` token in `CORDON_POLICY_TOKEN`). `agent` is the
+    identity this application's records carry; its log and keys are kept under
+    `<state_dir>/sdk/worker-N` (default: the configuration's `state_dir`, or `./.cordon`)."""
     api = _api_of(client)
-    files = [Path(config)] if isinstance(config, str | os.PathLike) else [Path(p) for p in config]
-    engine = engine_for(files, agent, Path(state_dir) if state_dir is not None else None)
+    state = Path(state_dir) if state_dir is not None else None
+    if policy is not None:
+        if config is not None:
+            raise ConfigError("govern() takes config= or policy=, not both")
+        block: dict[str, Any] = {"policy_url": policy, "pack_name": pack_name}
+        block["policy_poll_interval"] = policy_interval
+        files = [_policy_file(block, pack_trust, state or DEFAULT_STATE)]
+    elif config is None:
+        raise ConfigError("govern() needs config= (a configuration file) or policy= (a URL)")
+    elif isinstance(config, str | os.PathLike):
+        files = [Path(config)]
+    else:
+        files = [Path(p) for p in config]
+    engine = engine_for(files, agent, state)
     inner = client._client  # type: ignore[attr-defined]
     http = _http_module(inner)
     sync_transport, async_transport = transports_for(http)
@@ -55,6 +75,26 @@ def govern(
     governed = client.with_options(http_client=ours)  # type: ignore[attr-defined]
     governed.__class__ = _governed(type(governed))
     return governed  # type: ignore[no-any-return]
+
+
+def _policy_file(block: dict[str, Any], trust: Sequence[str], state: Path) -> Path:
+    """The configuration `govern(policy=...)` stands for, kept in the state directory so
+    `cordon sidecar key|export --config <it> --sdk-worker N` read this log as any other."""
+    import hashlib
+    import json
+
+    if not trust:
+        raise ConfigError(
+            "govern(policy=...) enforces only packs their owners signed: name their keys "
+            "in pack_trust (a sidecar's own: `cordon sidecar key`, policy_public_key)"
+        )
+    block = {**block, "pack_trust": list(trust), "state_dir": str(state.resolve())}
+    text = "# written by cordon_sdk.govern(policy=...)\n" + f"gateway: {json.dumps(block)}\n"
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state / f"govern-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def _api_of(client: object) -> str:

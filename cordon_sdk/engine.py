@@ -153,7 +153,7 @@ def _take_slot(files: Sequence[Path], state_dir: Path | None, engine: Engine) ->
     replica its `region_settings` names with `{worker}`; without it, there is one."""
     for slot in range(MAX_WORKERS):
         config = SidecarConfig.load(files, worker=slot)
-        root = state_dir or config.state_dir / "sdk"
+        root = (state_dir or config.state_dir) / "sdk"
         try:
             return Sidecar(engine.settings_for(config, root / f"worker-{slot}", slot))
         except StateDirInUseError:

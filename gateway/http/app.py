@@ -42,6 +42,7 @@ class GatewayApp:
             ("GET", "/readyz"): self.readyz,
             ("GET", "/metrics"): self.metrics,
             ("GET", "/v1/cordon/policy"): self.policy_status,
+            ("GET", "/v1/cordon/pack"): self.signed_pack,
         }
 
     @property
@@ -146,6 +147,31 @@ class GatewayApp:
         await respond(
             send, 200, generate_latest(), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
         )
+
+    async def signed_pack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The active pack exactly as its owner (or a sidecar, of its own file) signed it,
+        for tokens with the `policy` role only (an in-process SDK's source): it reads the
+        policy, nothing of the admin surface. `If-None-Match` with the last ETag: 304."""
+        headers = request_headers(scope)
+        runtime = self.runtime
+        try:
+            runtime.settings.admin_tokens.authorize(
+                headers.get("authorization"), ("policy",), runtime.settings.region
+            )
+        except AuthError as exc:
+            await respond(send, exc.status, dialects.CHAT.error_of(exc))
+            return
+        signed, active = runtime.packs.signed, runtime.packs.active
+        if signed is None:
+            message = "no signed pack is active here (only the built-in default)"
+            await respond(send, 404, dialects.CHAT.refusal(404, message, "not_found"))
+            return
+        etag = f'"{active.revision}-{active.hash.removeprefix("sha256:")[:16]}"'.encode()
+        tags = [(b"etag", etag), (b"x-cordon-pack-revision", str(active.revision).encode())]
+        if headers.get("if-none-match", "").encode() == etag:
+            await respond(send, 304, b"", tags)
+            return
+        await respond(send, 200, signed, [(b"content-type", b"application/json"), *tags])
 
     async def policy_status(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The active pack, the last refusal, whether RECORDS keeps records as long as

@@ -79,6 +79,9 @@ class PackState:
         # A region-mode sidecar's own rules, added to each pack the region sends
         # (gateway.sidecar.overlay); None for a replica. A PackError refuses the pack.
         self.overlay: Callable[[Pack], Pack] | None = None
+        # The active pack as it was signed (None: the built-in default): what this
+        # replica serves to readers of its pack (`GET /v1/cordon/pack`).
+        self.signed: bytes | None = None
 
     def _read_floor(self) -> int:
         try:
@@ -111,6 +114,7 @@ class PackState:
         except PackError as exc:
             log.error("not enforcing the persisted pack %s: %s", self._path, exc)
             return
+        self.signed = data
         self.activated_at = time.time()
         if pack.expired(time.time()):
             # Its fail mode decides: closed refuses every call until a current revision
@@ -164,6 +168,7 @@ class PackState:
         self._persist(self._floor_path, json.dumps({"revision": pack.revision}).encode())
         self.floor = pack.revision
         self.current = Active(pack, router)
+        self.signed = data
         self.activated_at = time.time()
         self.calls = self.errors = 0
         log.info("policy pack %s revision %s active", pack.name, pack.revision)

@@ -83,6 +83,9 @@ REGION_MODE_KEYS = frozenset(
 )
 FILE_PACK_KEYS = frozenset(
     {
+        "policy_url",
+        "policy_token_env",
+        "policy_poll_interval",
         "config_reload",
         "config_watch_interval",
         "config_poll_interval",
@@ -99,6 +102,19 @@ class GitSpec:
     source: str
     ref: str
     path: str
+
+
+@dataclass(frozen=True)
+class PolicyUrl:
+    """A gateway or sidecar whose signed active pack this one follows (`policy_url`),
+    with the `policy` token read from the environment."""
+
+    url: str
+    token: str
+    poll_interval_s: float
+
+
+DEFAULT_POLICY_TOKEN_ENV = "CORDON_POLICY_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,7 @@ class SidecarConfig:
     log_sync_interval_s: float | None = None
     # Region mode: how long the shipper waits before dialling the region again.
     ship_retry_interval_s: float = 1.0
+    policy_url: PolicyUrl | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -136,7 +153,9 @@ class SidecarConfig:
         gateway, pack = config_file.split(config_file.merge(fragments), str(files[0]))
         if config_source:
             gateway["config_source"] = config_source
-        signed_from_repository = gateway.get("pack_trust") and gateway.get("config_poll_interval")
+        signed_from_repository = gateway.get("pack_trust") and (
+            gateway.get("config_poll_interval") or gateway.get("policy_url")
+        )
         if not pack and gateway.get("mode") != "region" and not signed_from_repository:
             raise ConfigError(
                 f"{', '.join(map(str, files))}: no policy: these files hold only gateway settings"
@@ -173,7 +192,28 @@ def _local_mode(gateway: dict[str, Any], pack: dict[str, Any], first: Path) -> d
         "watch_interval_s": _interval(gateway, "config_watch_interval", 1.0),
         "poll_interval_s": _interval(gateway, "config_poll_interval", 0) if poll else None,
         "git": _git(gateway, first, first.parent) if poll else None,
+        "policy_url": _policy_url(gateway, first) if gateway.get("policy_url") else None,
     }
+
+
+def _policy_url(gateway: Mapping[str, Any], first: Path) -> PolicyUrl:
+    """The pack server followed: only its owners' signatures make a pack enforced here."""
+    import os
+
+    if not gateway.get("pack_trust"):
+        raise ConfigError(
+            f"{first}: gateway.policy_url: a pack read over the network is enforced only if "
+            "its owners signed it: name their keys in gateway.pack_trust"
+        )
+    env = str(gateway.get("policy_token_env", DEFAULT_POLICY_TOKEN_ENV))
+    token = os.environ.get(env, "")
+    if not token:
+        raise ConfigError(
+            f"{first}: gateway.policy_url: set {env} to a token with the policy role "
+            "(cordon token new --role policy)"
+        )
+    interval = _interval(gateway, "policy_poll_interval", 10.0)
+    return PolicyUrl(str(gateway["policy_url"]), token, interval)
 
 
 def _region_mode(gateway: dict[str, Any], first: Path, worker: int | None) -> dict[str, Any]:

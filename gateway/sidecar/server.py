@@ -26,6 +26,7 @@ from gateway import metrics
 from gateway.http.app import GatewayApp, create_app, serve_lifespan
 from gateway.http.asgi import Receive, Scope, Send
 from gateway.policy.sources import FileSource, GitSource, PolicySource
+from gateway.policy.sources.http import HttpSource
 from gateway.records.local_log import LocalLog
 from gateway.runtime import Runtime
 from gateway.sidecar import audit
@@ -86,6 +87,7 @@ class Sidecar:
         self._sources: list[PolicySource] = []
         self._sighup = False  # a SIGHUP handler is installed (and removed at stop)
         self._repo: GitSource | None = None  # the repository followed (`_git_source`)
+        self._served: HttpSource | None = None  # the pack server followed (`_http_source`)
 
     def activate_initial(self) -> None:
         """The file's pack, enforced before the first call is taken."""
@@ -118,14 +120,15 @@ class Sidecar:
         does not start (it never serves under no pack at all)."""
         packs = self.runtime.packs
         packs.load_last_good()
-        repo = self._git_source()
-        if repo is not None:
+        for source in (self._git_source(), self._http_source()):
+            if source is None:
+                continue
             from cordon.errors import PolicySourceError
 
             try:
-                found = await repo.poll_once()
+                found = await source.poll_once()
             except PolicySourceError as exc:
-                log.error("no signed pack read from the repository yet: %s", exc)
+                log.error("no signed pack read from the %s source yet: %s", source.kind, exc)
             else:
                 if found is not None:
                     packs.offer(found.data, origin=found.origin)
@@ -133,7 +136,8 @@ class Sidecar:
             why = packs.last_rejection.reason if packs.last_rejection else "none was found"
             raise ConfigError(
                 "pack_trust is set, so only a pack signed by a trusted owner is enforced, "
-                f"and none is available (from config_source, or kept from an earlier run): {why}"
+                "and none is available (from config_source or policy_url, or kept from an "
+                f"earlier run): {why}"
             )
 
     def _git_source(self) -> GitSource | None:
@@ -147,6 +151,18 @@ class Sidecar:
                 git.source, git.ref, git.path, config.state_dir / "git", config.poll_interval_s
             )
         return self._repo
+
+    def _http_source(self) -> HttpSource | None:
+        """The gateway or sidecar whose signed pack this one follows (made once), or None."""
+        served = self.config.policy_url
+        if served is None:
+            return None
+        if self._served is None:
+            ca = self.config.settings.ca_bundle
+            self._served = HttpSource(
+                served.url, served.token, served.poll_interval_s, str(ca) if ca else None
+            )
+        return self._served
 
     def source_status(self) -> dict[str, Any]:
         """Where the policy is read from, and the last error reading it, if any."""
@@ -172,10 +188,11 @@ class Sidecar:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, source.reload_now)
                 self._sighup = True
-        repo = self._git_source()
-        if repo is not None:
-            self._sources.append(repo)
-            self._followers.append(asyncio.create_task(self._follow(repo, skip_first=False)))
+        polled: list[PolicySource | None] = [self._git_source(), self._http_source()]
+        for each in polled:
+            if each is not None:
+                self._sources.append(each)
+                self._followers.append(asyncio.create_task(self._follow(each, skip_first=False)))
 
     async def _follow(self, source: PolicySource, skip_first: bool) -> None:
         first = skip_first
@@ -223,6 +240,8 @@ class Sidecar:
                 await task
         await asyncio.gather(*self._loops)  # the sealer seals what was appended
         await self.runtime.stop()
+        if self._served is not None:
+            self._served.close()
         await self.records.close()
         await self.sealed.close()
         os.close(self._lock)  # the next sidecar may take the state directory now
