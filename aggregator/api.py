@@ -248,6 +248,33 @@ async def counts(
     return {"items": found, "next_cursor": following}
 
 
+@router.get("/v1/enforcement")
+async def enforcement(
+    state: State,
+    since: Annotated[
+        Moment, Query(description="ISO 8601 date-time (UTC if no offset), inclusive")
+    ] = None,
+    until: Annotated[
+        Moment, Query(description="ISO 8601 date-time (UTC if no offset), exclusive")
+    ] = None,
+    region: str | None = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,9}$", description="a page's `next_cursor`")
+    ] = None,
+    limit: LongLimit = 1000,
+) -> dict[str, Any]:
+    """Where packs were enforced: per region, decisions by `enforced_by` (gateway,
+    sidecar, sdk; `unknown` for summaries sealed before they said); per agent pseudonym
+    with SDK records, its `sdk_records` and its gateway and sidecar calls that name an
+    SDK record the view holds (`gateway_calls_with_receipt`), name one it does not
+    (`receipts_unmatched`) or name none (`gateway_calls_without_receipt`). `since`
+    inclusive, `until` exclusive. Pages of agents: pass `next_cursor` back as `cursor`."""
+    offset = int(cursor or 0)
+    found = state.view.enforcement(_iso(since), _iso(until), region, offset, limit)
+    following = str(offset + limit) if len(found["agents"]) == limit else None
+    return {**found, "next_cursor": following}
+
+
 @router.get("/v1/people")
 async def people(
     state: State,

@@ -141,6 +141,88 @@ class ViewQueries(OnDatabase):
         rows = self._db.query(sql, [*params, limit, offset])
         return [{**dict(zip(names, row[:-1], strict=True)), "count": int(row[-1])} for row in rows]
 
+    def enforcement(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        region: str | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> dict[str, Any]:
+        """Where packs were enforced, over decisions with `since` <= ts < `until`:
+
+        `regions`: per region, decisions counted by `enforced_by` (`unknown`: summaries
+        sealed before they said). `agents`: per region and agent pseudonym with an `sdk`
+        record anywhere in the view, in key order (a page of `limit` after `offset`): its
+        `sdk_records`, and its gateway and sidecar decisions that name an SDK record the
+        view holds (`gateway_calls_with_receipt`), name one it does not hold
+        (`receipts_unmatched`: forged, or not shipped yet) or name none
+        (`gateway_calls_without_receipt`: calls that went around the SDK)."""
+        where, params = ["kind = 'decision'"], []
+        for clause, value in (("ts >= ?", since), ("ts < ?", until), ("region = ?", region)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        regions: dict[str, dict[str, Any]] = {}
+        for place_region, place, count in self._db.query(
+            f"SELECT region, enforced_by, COUNT(*) FROM summaries WHERE {' AND '.join(where)} "
+            "GROUP BY region, enforced_by",
+            params,
+        ):
+            entry = regions.setdefault(place_region, {"by_enforced_by": {}})
+            entry["by_enforced_by"][place or "unknown"] = int(count)
+        agents = self._enforcing_agents(since, until, region, offset, limit)
+        return {"regions": regions, "agents": agents}
+
+    def _enforcing_agents(
+        self, since: str | None, until: str | None, region: str | None, offset: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """The `agents` half of `enforcement`: driven by the agents' SDK records (an
+        index of them by region and agent), then each such agent's decisions (an index
+        by region and agent), each receipt looked up by id (an index of SDK records)."""
+        sdk_agents = (
+            "SELECT DISTINCT region, agent FROM summaries "
+            "WHERE kind = 'decision' AND enforced_by = 'sdk' AND agent IS NOT NULL"
+        )
+        params: list[Any] = []
+        if region is not None:
+            sdk_agents += " AND region = ?"
+            params.append(region)
+        window = ""
+        for clause, value in (("s.ts >= ?", since), ("s.ts < ?", until)):
+            if value is not None:
+                window += f" AND {clause}"
+                params.append(value)
+        held = (
+            "EXISTS (SELECT 1 FROM summaries m WHERE m.region = s.region "
+            "AND m.id = s.sdk_record AND m.enforced_by = 'sdk' AND m.kind = 'decision')"
+        )
+        enforced_elsewhere = "s.enforced_by IN ('gateway', 'sidecar')"
+        receipted = f"{enforced_elsewhere} AND s.sdk_record IS NOT NULL"
+        rows = self._db.query(
+            f"WITH sdk_agents AS ({sdk_agents}) "
+            "SELECT s.region, s.agent, "
+            "SUM(CASE WHEN s.enforced_by = 'sdk' THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {receipted} AND {held} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {receipted} AND NOT {held} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {enforced_elsewhere} AND s.sdk_record IS NULL THEN 1 ELSE 0 END) "
+            "FROM sdk_agents g JOIN summaries s ON s.region = g.region AND s.agent = g.agent "
+            f"AND s.kind = 'decision'{window} "
+            "GROUP BY s.region, s.agent ORDER BY s.region, s.agent LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [
+            {
+                "region": agent_region,
+                "agent": agent,
+                "sdk_records": int(sdk),
+                "gateway_calls_with_receipt": int(matched),
+                "receipts_unmatched": int(unmatched),
+                "gateway_calls_without_receipt": int(around),
+            }
+            for agent_region, agent, sdk, matched, unmatched, around in rows
+        ]
+
     def person_records(
         self, pseudonyms: Sequence[str], after: tuple[str, int] = ("", 0), limit: int = 100
     ) -> list[dict[str, Any]]:

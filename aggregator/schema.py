@@ -17,6 +17,7 @@ from aggregator.database import Database, open_database
 __all__ = [
     "BUCKETS",
     "COLUMNS",
+    "ENFORCEMENT_COLUMNS",
     "GROUPABLE",
     "INTEGER_COLUMNS",
     "MIGRATIONS",
@@ -99,10 +100,24 @@ CREATE INDEX summaries_kind ON summaries (kind, region);
 ALTER TABLE summaries ADD COLUMN tool_server TEXT;
 ALTER TABLE summaries ADD COLUMN tool TEXT;
 """,
+    # Where each pack was enforced (gateway, sidecar, sdk; NULL for summaries sealed
+    # before they said) and the SDK record a gateway or sidecar record names. The
+    # enforcement view (aggregator.queries `enforcement`) finds the agents with SDK
+    # records, takes their decisions by region, agent and time, and looks each named
+    # SDK record up by its id: three indexes, two of them over SDK records only.
+    """
+ALTER TABLE summaries ADD COLUMN enforced_by TEXT;
+ALTER TABLE summaries ADD COLUMN sdk_record TEXT;
+CREATE INDEX summaries_agent ON summaries (region, agent, ts) WHERE kind = 'decision';
+CREATE INDEX summaries_sdk_agent ON summaries (region, agent)
+    WHERE kind = 'decision' AND enforced_by = 'sdk';
+CREATE INDEX summaries_sdk_id ON summaries (region, id) WHERE enforced_by = 'sdk';
+""",
 )
 TOOL_COLUMNS = ("tool_server", "tool")
-SHOWN = (*COLUMNS, *TOOL_COLUMNS)  # what a summaries query returns
-STORED = (*COLUMNS, "link", "intent", *TOOL_COLUMNS)
+ENFORCEMENT_COLUMNS = ("enforced_by", "sdk_record")
+SHOWN = (*COLUMNS, *TOOL_COLUMNS, *ENFORCEMENT_COLUMNS)  # what a summaries query returns
+STORED = (*COLUMNS, "link", "intent", *TOOL_COLUMNS, *ENFORCEMENT_COLUMNS)
 
 
 def open_view(path: Path | None = None, dsn: str | None = None) -> Database:

@@ -2,6 +2,11 @@
 
 summary  the central view in the terminal: per region, records by outcome, freshness,
          checkpoints verified and failed, gaps (the aggregator; auditor or SRE token)
+enforcement
+         where packs were enforced (gateway, sidecar, in-process SDK), and per
+         SDK-governed agent its SDK records and its gateway calls with a matching
+         receipt, an unmatched one, or none. Exit 3 when an agent has calls without a
+         receipt (they went around the SDK) or unmatched receipts (the aggregator)
 search   a region's records by person, agent, outcome, model, pack revision, kind and
          time range, each verified (a regional audit API; auditor token)
 export   fetch records FROM..TO, or those written from --since until --until, from a
@@ -224,6 +229,80 @@ def _print_summary(
             print(f"FAILED checkpoint {region}/{failure['size']}: {failure['reason']}")
 
 
+BYPASS = 3  # `cordon audit enforcement`: calls went around an SDK, or a receipt is unmatched
+PLACES = ("gateway", "sidecar", "sdk")
+AGENT_COUNTS = (
+    "sdk_records",
+    "gateway_calls_with_receipt",
+    "receipts_unmatched",
+    "gateway_calls_without_receipt",
+)
+
+
+def enforcement(args: argparse.Namespace) -> int:
+    """Where packs were enforced, and each SDK-governed agent's receipts, as tables; exit
+    3 when an agent has gateway calls without a receipt or receipts the view cannot
+    match, 1 when the aggregator refuses or cannot be reached."""
+    token = _token(args, "enforcement")
+    if not token:
+        return 2
+    from urllib.parse import urlencode
+
+    window = {k: v for k, v in (("since", args.since), ("until", args.until)) if v}
+    if args.region:
+        window["region"] = args.region
+    regions: dict[str, Any] = {}
+    agents: list[dict[str, Any]] = []
+    cursor: str | None = None
+    try:
+        while True:
+            query = urlencode(window | ({"cursor": cursor} if cursor else {}))
+            page = json.loads(_get(f"{args.api.rstrip('/')}/v1/enforcement?{query}", token))
+            regions, agents = page["regions"], agents + page["agents"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    except _Refused as exc:
+        print(f"cordon audit enforcement: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"regions": regions, "agents": agents}, indent=2))
+    else:
+        _print_enforcement(regions, agents)
+    flagged = any(a["gateway_calls_without_receipt"] or a["receipts_unmatched"] for a in agents)
+    return BYPASS if flagged else 0
+
+
+def _print_enforcement(regions: dict[str, Any], agents: list[dict[str, Any]]) -> None:
+    seen = {place for entry in regions.values() for place in entry["by_enforced_by"]}
+    places = [*PLACES, *sorted(seen - set(PLACES))]
+    _table(
+        ["region", *places],
+        [
+            [region, *(str(entry["by_enforced_by"].get(place, 0)) for place in places)]
+            for region, entry in sorted(regions.items())
+        ],
+    )
+    print()
+    _table(
+        ["region", "agent", "sdk records", "with receipt", "UNMATCHED", "WITHOUT receipt"],
+        [[a["region"], a["agent"], *(str(a[count]) for count in AGENT_COUNTS)] for a in agents],
+    )
+    print(f"{len(agents)} agents with SDK records")
+    for a in agents:
+        where = f"{a['region']}/{a['agent']}"
+        if a["gateway_calls_without_receipt"]:
+            print(
+                f"BYPASS {where}: {a['gateway_calls_without_receipt']} gateway or sidecar "
+                "calls name no SDK record (they went around the SDK)"
+            )
+        if a["receipts_unmatched"]:
+            print(
+                f"UNMATCHED {where}: {a['receipts_unmatched']} calls name an SDK record "
+                "the view does not hold (forged, or not shipped yet)"
+            )
+
+
 def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
@@ -352,6 +431,18 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--token", help="auditor or SRE token (prefer CORDON_AUDIT_TOKEN)")
     p.set_defaults(func=summary)
+
+    p = actions.add_parser(
+        "enforcement",
+        help="where packs were enforced; SDK-governed agents' receipts (exit 3: bypass seen)",
+    )
+    p.add_argument("--api", required=True, help="the aggregator's base URL")
+    p.add_argument("--since", help="count decisions from (RFC 3339)")
+    p.add_argument("--until", help="... until (exclusive)")
+    p.add_argument("--region", help="only this region")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--token", help="auditor or SRE token (prefer CORDON_AUDIT_TOKEN)")
+    p.set_defaults(func=enforcement)
 
     p = actions.add_parser("search", help="a region's records by person, agent, outcome, ...")
     p.add_argument("--api", required=True, help="the regional audit API's base URL")

@@ -43,6 +43,19 @@ class Log:
             self.published.append(self._publish(len(self.records)))
         return self.published[-count:]
 
+    def add(self, *records: dict[str, Any], older: bool = False) -> list[Candidate]:
+        """Decision records of replica gw-1 with these fields (over an id, time and
+        person of their own); `older`: summarized as a sealer did before summaries said
+        where a pack was enforced."""
+        for fields in records:
+            n = len(self.records)
+            ts = f"2026-12-02T10:{n // 60:02d}:{n % 60:02d}.000000+00:00"
+            record = {"v": 1, "kind": "decision", "id": f"r{n}", "person": "p", "ts": ts}
+            self.records.append(envelope.seal({**record, **fields}, self.replica).encode())
+            before = {"enforced_by": None, "sdk_record": None} if older else {}
+            self.published.append(self._publish(len(self.records), **before))
+        return self.published[-len(records) :]
+
     def _publish(self, seq: int, **altered: Any) -> Candidate:
         summary = summaries.summarize(self.records[seq - 1], seq, REGION, SECRET)
         body, link = summaries.chained({**summary, **altered}, self.links[seq - 1])

@@ -6,6 +6,7 @@ is refused with the status the document names."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,3 +183,33 @@ async def test_every_data_route_documents_its_refusals(client: httpx.AsyncClient
             assert {"401", "403"} <= _document_statuses(document, path), path
     assert "404" in _document_statuses(document, "/v1/witness/key")
     assert "/metrics" not in document["paths"] and "/ui/" not in document["paths"]
+
+
+async def test_enforcement_answers_per_region_and_pages_agents_with_a_cursor(
+    tmp_path: Path,
+) -> None:
+    """Two SDK-governed agents, one page each; a cursor or a time not in the documented
+    form is a 422, as on `/v1/counts`."""
+    log = Log()
+    sdk = [str(uuid.uuid4()) for _ in range(2)]
+    log.add(
+        {"id": sdk[0], "agent": "app-1", "enforced_by": "sdk"},
+        {"id": sdk[1], "agent": "app-2", "enforced_by": "sdk"},
+        {"agent": "app-2", "enforced_by": "gateway", "sdk_record": sdk[1]},
+    )
+    fed = Central(lambda: ViewStore(tmp_path / "view.sqlite3"), log)
+    fed.consume(*fed.summaries(*log.bodies), fed.checkpoint())
+    async with _client(_state(fed.store), role="sre") as client:
+        first = (await client.get("/v1/enforcement", params={"limit": 1})).json()
+        assert first["regions"] == {REGION: {"by_enforced_by": {"sdk": 2, "gateway": 1}}}
+        cursor = {"limit": 1, "cursor": first["next_cursor"]}
+        second = (await client.get("/v1/enforcement", params=cursor)).json()
+        agents = first["agents"] + second["agents"]
+        assert [a["sdk_records"] for a in agents] == [1, 1]
+        assert sorted(a["gateway_calls_with_receipt"] for a in agents) == [0, 1]
+        last = {"limit": 1, "cursor": second["next_cursor"]}
+        assert (await client.get("/v1/enforcement", params=last)).json()["next_cursor"] is None
+        for bad in ({"cursor": "eu-west.1"}, {"until": "0.5"}, {"limit": "0"}):
+            refused = await client.get("/v1/enforcement", params=bad)
+            assert refused.status_code == 422, bad
+    fed.store.close()

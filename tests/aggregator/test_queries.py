@@ -4,6 +4,7 @@ freshness, and the ranges of summaries that never arrived."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from gateway.ledger import summaries
@@ -98,3 +99,52 @@ def test_a_region_of_enrolments_only_has_a_newest_summary_time(open_store: OpenS
     assert fresh["summaries"] == 2 and fresh["newest_summary_ts"] is not None
     signed = datetime.fromisoformat(fresh["newest_summary_ts"])
     assert abs((datetime.now(UTC) - signed).total_seconds()) < 3600
+
+
+def test_enforcement_counts_places_and_each_sdk_agents_receipts(open_store: OpenStore) -> None:
+    """billing-app governs in-process: three SDK records; through the gateway, two calls
+    name an SDK record the view holds (one via a sidecar), one names a record the view has
+    never seen, and one names none (it went around the SDK). plain-app has no SDK records
+    and is not listed; a summary sealed before summaries said counts as `unknown`."""
+    sdk = [str(uuid.uuid4()) for _ in range(3)]
+    never_shipped = str(uuid.uuid4())
+    app, plain = "billing-app", "plain-app"
+    log = Log()
+    log.add(
+        *({"id": i, "agent": app, "enforced_by": "sdk"} for i in sdk),
+        {"agent": app, "enforced_by": "gateway", "sdk_record": sdk[0]},
+        {"agent": app, "enforced_by": "sidecar", "sdk_record": sdk[1]},
+        {"agent": app, "enforced_by": "gateway", "sdk_record": never_shipped},
+        {"agent": app, "enforced_by": "gateway"},
+        {"agent": plain, "enforced_by": "gateway"},
+        {"agent": plain},  # from before records named a place: a gateway's
+    )
+    log.add({"agent": plain, "enforced_by": "gateway"}, older=True)
+    central = Central(open_store, log)
+    central.consume(*central.summaries(*log.bodies), central.checkpoint())
+    view = central.store.enforcement()
+    assert view["regions"] == {
+        REGION: {"by_enforced_by": {"sdk": 3, "gateway": 5, "sidecar": 1, "unknown": 1}}
+    }
+    assert view["agents"] == [
+        {
+            "region": REGION,
+            "agent": summaries.pseudonym(SECRET, app),
+            "sdk_records": 3,
+            "gateway_calls_with_receipt": 2,
+            "receipts_unmatched": 1,
+            "gateway_calls_without_receipt": 1,
+        }
+    ]
+    # A window counts only its own decisions; a receipt is matched against the whole view.
+    later = central.store.enforcement(since=log.published[5].summary["ts"])
+    assert later["agents"][0] | {"region": 0, "agent": 0} == {
+        "region": 0,
+        "agent": 0,
+        "sdk_records": 0,
+        "gateway_calls_with_receipt": 2,
+        "receipts_unmatched": 1,
+        "gateway_calls_without_receipt": 1,
+    }
+    assert central.store.enforcement(region="us-east") == {"regions": {}, "agents": []}
+    assert central.store.enforcement(offset=1)["agents"] == []
