@@ -139,7 +139,7 @@ class DevStack:
         self.wan: dict[str, WanLink] = {}
         self.nats: NatsTopology | None = None
         # Dev bearer tokens per role (endpoints.json); settings get only their digests.
-        self.tokens = {"auditor": new_token(), "sre": new_token(), "admin": new_token()}
+        self.tokens = {role: new_token() for role in ROLES}  # auditor, sre, admin, policy
         self.tokens |= {f"auditor-{region}": new_token() for region in regions}
 
     # -- helpers -------------------------------------------------------------
