@@ -3,31 +3,35 @@ handed back, message by message: the gateway's ASGI app on one side, a governed
 client's transport on the other.
 
 The app runs on the engine's loop; what it sends is delivered to the waiting side by
-`deliver` (a thread-safe queue for a synchronous client, the client's own loop for an
-asynchronous one). `END` follows the last message, or stands alone if the app failed
-before answering. When the application stops reading a stream, `abandon` tells the app
+`deliver`, a batch at a time (a thread-safe queue for a synchronous client, the client's
+own loop for an asynchronous one). `END` is delivered if the app ended before its
+answer did. When the application stops reading a stream, `abandon` tells the app
 its caller went away, as a closed connection tells the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any, Final
 
-from gateway.http.asgi import Scope
+from gateway.http.asgi import Receive, Scope, Send
 from gateway.http.calls import PINNED_TARGET
 from gateway.upstream.providers import Target
 
 __all__ = ["END", "Exchange", "Message", "scope_for"]
 
 Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 END: Final[Message] = {"type": "cordon.end"}  # compared by identity
 
 
 class Exchange:
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, body: bytes, deliver: Callable[[Message], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        body: bytes,
+        deliver: Callable[[list[Message]], None],
     ) -> None:
         self._loop = loop
         self._body: bytes | None = body
@@ -35,6 +39,15 @@ class Exchange:
         self._gone = False
         self._gone_event: asyncio.Event | None = None  # made on the engine's loop
         self._start: Message | None = None  # held until the first body message
+        self._complete = False  # the last body message was handed over
+
+    def begin(self, app: ASGIApp, scope: Scope) -> None:
+        """Run `app` for this exchange on the engine's loop (from any thread)."""
+        self._loop.call_soon_threadsafe(self._run, app, scope)
+
+    def _run(self, app: ASGIApp, scope: Scope) -> None:
+        task = self._loop.create_task(app(scope, self.receive, self.send))
+        task.add_done_callback(self._finished)
 
     async def receive(self) -> Message:
         if self._body is not None:
@@ -46,21 +59,22 @@ class Exchange:
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
-        """The response's start is handed over with its first body message: one wake
-        of the waiting thread instead of two for a whole answer."""
+        """Handed over as they come, but the response's start together with its first
+        body message: the waiting thread wakes once for a whole answer."""
         if self._gone:
             return
         if message["type"] == "http.response.start":
             self._start = message
             return
+        self._complete = not message.get("more_body", False)
         start, self._start = self._start, None
-        if start is not None:
-            self._deliver(start)
-        self._deliver(message)
+        self._deliver([start, message] if start is not None else [message])
 
-    def finished(self, _: object) -> None:
-        """The app is done, however it ended: the waiting side stops waiting."""
-        self._deliver(END)
+    def _finished(self, _: object) -> None:
+        """The app is done: if it ended before its answer did (it failed), the waiting
+        side is told so rather than left waiting."""
+        if not self._complete:
+            self._deliver([END])
 
     def abandon(self) -> None:
         """The application stopped reading: the app sees its caller disconnect."""

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import functools
 import queue
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,10 +107,64 @@ def _waits(timeouts: Any) -> tuple[float, float]:
     return float(timeouts.get("connect") or 5.0), float(timeouts.get("read") or DEFAULT_WAIT_S)
 
 
-def _start(message: Message, failed: Callable[[str], Exception]) -> tuple[int, list[Any]]:
-    if message is END or message.get("type") != "http.response.start":
-        raise failed("the governed call ended before it answered")
-    return int(message["status"]), list(message.get("headers", []))
+class Inbox:
+    """What the engine hands a synchronous client: batches in a thread-safe queue,
+    taken one message at a time."""
+
+    def __init__(self) -> None:
+        self.batches: queue.SimpleQueue[list[Message]] = queue.SimpleQueue()
+        self._pending: deque[Message] = deque()
+
+    def get(self, wait: float) -> Message:
+        """The next message; `TimeoutError` if none comes within `wait` seconds."""
+        if not self._pending:
+            try:
+                self._pending.extend(self.batches.get(timeout=wait))
+            except queue.Empty:
+                raise TimeoutError from None
+        return self._pending.popleft()
+
+
+class AsyncInbox:
+    """What the engine hands an asynchronous client: batches put on the client's own
+    loop, taken one message at a time."""
+
+    def __init__(self) -> None:
+        self._batches: asyncio.Queue[list[Message]] = asyncio.Queue()
+        self._pending: deque[Message] = deque()
+        self._loop = asyncio.get_running_loop()
+
+    def deliver(self, batch: list[Message]) -> None:
+        """From the engine's thread."""
+        with contextlib.suppress(RuntimeError):  # the client's loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(self._batches.put_nowait, batch)
+
+    async def get(self, wait: float) -> Message:
+        if not self._pending:
+            self._pending.extend(await asyncio.wait_for(self._batches.get(), wait))
+        return self._pending.popleft()
+
+
+def _piece(message: Message, http: ModuleType, request: Any) -> tuple[bytes, bool]:
+    """A body message's bytes, and whether it was the last."""
+    if message is END:
+        raise http.RemoteProtocolError("the governed call broke off", request=request)
+    return message.get("body", b""), not message.get("more_body", False)
+
+
+def _response(first: Message, http: ModuleType, request: Any, stream: Any) -> Any:
+    if first is END or first.get("type") != "http.response.start":
+        raise http.RemoteProtocolError(
+            "the governed call ended before it answered", request=request
+        )
+    return http.Response(
+        int(first["status"]), headers=list(first.get("headers", [])), stream=stream, request=request
+    )
+
+
+def _timed_out(http: ModuleType, request: Any) -> Exception:
+    error: Exception = http.ReadTimeout("no answer from the governed call", request=request)
+    return error
 
 
 @functools.cache
@@ -117,38 +172,21 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
     """The synchronous and asynchronous transport classes for `http` (httpx or httpx2)."""
 
     class SyncBody(http.SyncByteStream):  # type: ignore[misc,name-defined]
-        def __init__(
-            self,
-            messages: queue.SimpleQueue[Message],
-            exchange: Exchange,
-            wait: float,
-            request: Any,
-        ) -> None:
-            self._messages, self._exchange, self._wait, self._request = (
-                messages,
-                exchange,
-                wait,
-                request,
-            )
+        def __init__(self, inbox: Inbox, exchange: Exchange, wait: float, request: Any) -> None:
+            self._inbox, self._exchange, self._wait = inbox, exchange, wait
+            self._request = request
             self._done = False
 
         def __iter__(self) -> Iterator[bytes]:
             while not self._done:
                 try:
-                    message = self._messages.get(timeout=self._wait)
-                except queue.Empty:
+                    message = self._inbox.get(self._wait)
+                except TimeoutError:
                     self.close()
-                    raise http.ReadTimeout(
-                        "no answer from the governed call", request=self._request
-                    ) from None
-                if message is END:
-                    self._done = True
-                    raise http.RemoteProtocolError(
-                        "the governed call broke off", request=self._request
-                    )
-                self._done = not message.get("more_body", False)
-                if message.get("body"):
-                    yield message["body"]
+                    raise _timed_out(http, self._request) from None
+                piece, self._done = _piece(message, http, self._request)
+                if piece:
+                    yield piece
 
         def close(self) -> None:
             if not self._done:
@@ -157,36 +195,25 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
     class AsyncBody(http.AsyncByteStream):  # type: ignore[misc,name-defined]
         def __init__(
-            self, messages: asyncio.Queue[Message], exchange: Exchange, wait: float, request: Any
+            self, inbox: AsyncInbox, exchange: Exchange, wait: float, request: Any
         ) -> None:
-            self._messages, self._exchange, self._wait, self._request = (
-                messages,
-                exchange,
-                wait,
-                request,
-            )
+            self._inbox, self._exchange, self._wait = inbox, exchange, wait
+            self._request = request
             self._done = False
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             while not self._done:
                 try:
-                    message = await asyncio.wait_for(self._messages.get(), self._wait)
+                    message = await self._inbox.get(self._wait)
                 except TimeoutError:
                     await self.aclose()
-                    raise http.ReadTimeout(
-                        "no answer from the governed call", request=self._request
-                    ) from None
+                    raise _timed_out(http, self._request) from None
                 except asyncio.CancelledError:
                     await self.aclose()
                     raise
-                if message is END:
-                    self._done = True
-                    raise http.RemoteProtocolError(
-                        "the governed call broke off", request=self._request
-                    )
-                self._done = not message.get("more_body", False)
-                if message.get("body"):
-                    yield message["body"]
+                piece, self._done = _piece(message, http, self._request)
+                if piece:
+                    yield piece
 
         async def aclose(self) -> None:
             if not self._done:
@@ -198,30 +225,23 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
             self.governor, self.inner = governor, inner
 
         def handle_request(self, request: Any) -> Any:
-            route = self.governor.route_of(request.method, request.url.path)
+            governor = self.governor
+            route = governor.route_of(request.method, request.url.path)
             if route is None:  # no model call: the client's own transport, untouched
                 return self.inner._transport_for_url(request.url).handle_request(request)
-            governor, engine = self.governor, self.governor.engine
             timeouts = request.extensions.get("timeout")
-            scope = governor.scope(route, request.headers.raw, timeouts)
-            messages: queue.SimpleQueue[Message] = queue.SimpleQueue()
-            exchange = Exchange(engine.loop, request.read(), messages.put)
-            engine.submit(engine.app(scope, exchange.receive, exchange.send)).add_done_callback(
-                exchange.finished
+            inbox = Inbox()
+            exchange = Exchange(governor.engine.loop, request.read(), inbox.batches.put)
+            exchange.begin(
+                governor.engine.app, governor.scope(route, request.headers.raw, timeouts)
             )
             wait = governor.wait_s(timeouts)
             try:
-                first = messages.get(timeout=wait)
-            except queue.Empty:
+                first = inbox.get(wait)
+            except TimeoutError:
                 exchange.abandon()
-                raise http.ReadTimeout(
-                    "no answer from the governed call", request=request
-                ) from None
-            status, headers = _start(
-                first, lambda why: http.RemoteProtocolError(why, request=request)
-            )
-            body = SyncBody(messages, exchange, wait, request)
-            return http.Response(status, headers=headers, stream=body, request=request)
+                raise _timed_out(http, request) from None
+            return _response(first, http, request, SyncBody(inbox, exchange, wait, request))
 
         def close(self) -> None:
             """The inner client is the application's (its ungoverned client uses it)."""
@@ -231,47 +251,29 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
             self.governor, self.inner = governor, inner
 
         async def handle_async_request(self, request: Any) -> Any:
-            route = self.governor.route_of(request.method, request.url.path)
+            governor = self.governor
+            route = governor.route_of(request.method, request.url.path)
             if route is None:  # no model call: the client's own transport, untouched
                 transport = self.inner._transport_for_url(request.url)
                 return await transport.handle_async_request(request)
-            governor, engine = self.governor, self.governor.engine
             timeouts = request.extensions.get("timeout")
-            scope = governor.scope(route, request.headers.raw, timeouts)
-            messages: asyncio.Queue[Message] = asyncio.Queue()
-            exchange = Exchange(engine.loop, await request.aread(), _deliver_to(messages))
-            engine.submit(engine.app(scope, exchange.receive, exchange.send)).add_done_callback(
-                exchange.finished
+            inbox = AsyncInbox()
+            exchange = Exchange(governor.engine.loop, await request.aread(), inbox.deliver)
+            exchange.begin(
+                governor.engine.app, governor.scope(route, request.headers.raw, timeouts)
             )
             wait = governor.wait_s(timeouts)
             try:
-                first = await asyncio.wait_for(messages.get(), wait)
+                first = await inbox.get(wait)
             except TimeoutError:
                 exchange.abandon()
-                raise http.ReadTimeout(
-                    "no answer from the governed call", request=request
-                ) from None
+                raise _timed_out(http, request) from None
             except asyncio.CancelledError:
                 exchange.abandon()
                 raise
-            status, headers = _start(
-                first, lambda why: http.RemoteProtocolError(why, request=request)
-            )
-            body = AsyncBody(messages, exchange, wait, request)
-            return http.Response(status, headers=headers, stream=body, request=request)
+            return _response(first, http, request, AsyncBody(inbox, exchange, wait, request))
 
         async def aclose(self) -> None:
             """The inner client is the application's (its ungoverned client uses it)."""
 
     return GovernedTransport, AsyncGovernedTransport
-
-
-def _deliver_to(messages: asyncio.Queue[Message]) -> Callable[[Message], None]:
-    """Hand a message to `messages` on the caller's loop, from the engine's thread."""
-    loop = asyncio.get_running_loop()
-
-    def deliver(message: Message) -> None:
-        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
-            loop.call_soon_threadsafe(messages.put_nowait, message)
-
-    return deliver
