@@ -166,6 +166,22 @@ def _take_slot(files: Sequence[Path], state_dir: Path | None, engine: Engine) ->
     raise ConfigError(f"all {MAX_WORKERS} worker slots are held by other processes")
 
 
+def _lighten() -> None:
+    """What the engine adds to the application's memory (the budget is 10 MB): the
+    configuration's schema is checked in a short-lived child, so jsonschema is never
+    resident here (unless the application has it already), and Ed25519 goes through
+    the libcrypto `ssl` already maps rather than a second copy in `cryptography`
+    (about 7 MB; unless the application has loaded it: then it is no extra)."""
+    import sys
+
+    from cordon.log import keys
+    from cordon.packs import lint
+
+    lint.check_apart()
+    if "cryptography" not in sys.modules:
+        keys.use_openssl_backend()
+
+
 _ENGINES: dict[tuple[Any, ...], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -177,6 +193,7 @@ def engine_for(files: Sequence[Path], agent: str, state_dir: Path | None) -> Eng
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
+            _lighten()
             engine = Engine(resolved, agent, state_dir)
             engine._key = key
             _ENGINES[key] = engine

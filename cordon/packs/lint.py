@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -166,7 +167,11 @@ def _schema_errors_in_child(document: Any) -> SchemaErrors | None:
     """The schema errors as a forked child finds them; None if it could not say (the
     caller then checks here)."""
     read, write = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12 warns of forking a threaded process (an application governed
+        # in-process): the child only checks this one document and leaves, by _exit.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: answer on the pipe, then leave without running any cleanup
         code = 1
         try:

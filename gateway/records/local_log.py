@@ -353,15 +353,24 @@ class LocalLog:
     # --- appending ---------------------------------------------------------------
 
     async def append(self, subject: str, data: bytes, msg_id: str) -> int:
-        """Store `data` once on `subject`; its sequence once the frame is fsynced. An id
-        seen within the dedupe window stores nothing and answers the earlier sequence."""
+        """Store `data` once on `subject`; its sequence once the frame is fsynced (with
+        `sync_interval_s`: written). An id seen within the dedupe window stores nothing
+        and answers the earlier sequence."""
         if self._closed or self.read_only:
             state = "closed" if self._closed else "open read-only"
             raise RecordCommitError(f"local record log {self.directory} is {state}")
         _check_sizes(subject, msg_id, data)
         self._check_room(len(data))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(subject, data, msg_id, done))
+        pending = _Pending(subject, data, msg_id, done)
+        idle = not self._queue and (self._flusher is None or self._flusher.done())
+        if idle and self.sync_interval_s is not None:
+            # No fsync to share, so no batch to gather: written in-line, answered now
+            # (a roll's summary and retention follow in a task, as after a batch).
+            if self._commit_inline([pending]):
+                self._flusher = asyncio.create_task(self._after_roll())
+            return await done  # already settled: no turn of the loop
+        self._queue.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         # Shielded: a caller that gives up does not stop the batch its frame is in; the
@@ -392,28 +401,56 @@ class LocalLog:
             if self.sync_interval_s is None:
                 await asyncio.to_thread(self._write, chunks)
             else:
-                self._write(chunks, sync=False)
-                self._unsynced = True
-                if self._syncer is None:
-                    self._syncer = asyncio.create_task(self._sync_now_and_then())
+                self._write_unsynced(chunks)
         except asyncio.CancelledError:
             # The thread may still finish the write that memory will not account for:
             # numbering on from here would store a sequence twice.
             self._broken = f"local record log {self.directory}: a write was interrupted"
             raise
         except RecordCommitError as exc:
-            for pending, _ in waiting:
-                if not pending.done.done():
-                    pending.done.set_exception(exc)
+            _fail(waiting, exc)
             return
+        if self._answer(chunks, waiting):
+            await self._after_roll(flush=False)
+
+    def _commit_inline(self, batch: list[_Pending]) -> bool:
+        """With `sync_interval_s`, a batch written and answered without leaving the
+        caller's turn of the loop; whether it finished a segment."""
+        chunks, waiting = self._plan(batch)
+        if not chunks:
+            return False
+        try:
+            if self._broken:
+                raise RecordCommitError(self._broken)
+            self._write_unsynced(chunks)
+        except RecordCommitError as exc:
+            _fail(waiting, exc)
+            return False
+        return self._answer(chunks, waiting)
+
+    def _write_unsynced(self, chunks: list[_Chunk]) -> None:
+        self._write(chunks, sync=False)
+        self._unsynced = True
+        if self._syncer is None:
+            self._syncer = asyncio.create_task(self._sync_now_and_then())
+
+    def _answer(self, chunks: list[_Chunk], waiting: list[tuple[_Pending, int]]) -> bool:
+        """The batch's frames are written: account for them and answer their appends;
+        whether a segment was finished."""
         rolled = self._apply(chunks)
         for pending, seq in waiting:
             if not pending.done.done():
                 pending.done.set_result(seq)
-        if rolled:
-            await self._summarize()
-        if rolled and (self.max_bytes is not None or self.max_age_s is not None):
+        return rolled
+
+    async def _after_roll(self, flush: bool = True) -> None:
+        """A finished segment's summary, then retention; then (`flush`, after an in-line
+        write) the appends that queued meanwhile."""
+        await self._summarize()
+        if self.max_bytes is not None or self.max_age_s is not None:
             self.enforce_retention()
+        if flush:
+            await self._flush()
 
     async def _summarize(self) -> None:
         """Summaries of the segments a roll finished, once their appends are answered: a
@@ -844,6 +881,12 @@ def _digest(msg_id: bytes) -> int:
     # Stable across processes (summaries keep digests for the next opening's window),
     # unlike the salted str hash; 0 marks an empty slot.
     return int.from_bytes(hashlib.blake2b(msg_id, digest_size=8).digest(), "little") or 1
+
+
+def _fail(waiting: list[tuple[_Pending, int]], exc: Exception) -> None:
+    for pending, _ in waiting:
+        if not pending.done.done():
+            pending.done.set_exception(exc)
 
 
 def _check_sizes(subject: str, msg_id: str, data: bytes) -> None:
