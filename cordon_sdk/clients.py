@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from cordon.errors import ConfigError, PolicyBlocked
 from cordon_sdk.engine import engine_for
-from cordon_sdk.transport import Governor, transports_for
+from cordon_sdk.transport import ENGINE_ANSWER, Governor, transports_for
 
 __all__ = ["govern"]
 
@@ -64,17 +64,26 @@ def govern(
     else:
         files = [Path(p) for p in config]
     engine = engine_for(files, agent, state)
-    inner = client._client  # type: ignore[attr-defined]
+    governed = _wire(client, type(client), Governor(engine, api, str(client.base_url)))  # type: ignore[attr-defined]
+    governed.__class__ = _governed(type(governed))
+    return governed  # type: ignore[no-any-return]
+
+
+def _wire(client: Any, cls: type[Any], governor: Governor) -> Any:
+    """A copy of `client` (by `cls`'s own `copy`) whose HTTP client sends model calls
+    to `governor`'s engine, around the client's own HTTP client (unwrapped if it is
+    already ours)."""
+    inner = client._client
+    ours_before = getattr(inner, "_transport", None)
+    if isinstance(getattr(ours_before, "governor", None), Governor):
+        inner = ours_before.inner  # type: ignore[union-attr]
     http = _http_module(inner)
     sync_transport, async_transport = transports_for(http)
-    governor = Governor(engine, api, str(client.base_url))  # type: ignore[attr-defined]
     if isinstance(inner, http.AsyncClient):
         ours = http.AsyncClient(transport=async_transport(governor, inner), timeout=inner.timeout)
     else:
         ours = http.Client(transport=sync_transport(governor, inner), timeout=inner.timeout)
-    governed = client.with_options(http_client=ours)  # type: ignore[attr-defined]
-    governed.__class__ = _governed(type(governed))
-    return governed  # type: ignore[no-any-return]
+    return cls.copy(client, http_client=ours)
 
 
 def _policy_file(block: dict[str, Any], trust: Sequence[str], state: Path) -> Path:
@@ -93,7 +102,9 @@ def _policy_file(block: dict[str, Any], trust: Sequence[str], state: Path) -> Pa
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = state / f"govern-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        from cordon.files import write_private
+
+        write_private(path, text)  # 0600: the URL may hold credentials
     return path
 
 
@@ -137,13 +148,23 @@ def _subclass(cls: type[Any]) -> type[Any]:
     def _make_status_error(self: Any, err_msg: str, *, body: object, response: Any) -> Any:
         error = cls._make_status_error(self, err_msg, body=body, response=response)
         rule = response.headers.get("x-cordon-blocked-by")
-        if rule is not None:
+        if rule is not None and response.extensions.get(ENGINE_ANSWER):
             error.__class__ = _blocked(type(error))
             error.rule = rule
             error.record_id = response.headers.get("x-cordon-record-id")
         return error
 
-    return type(cls.__name__, (cls,), {"_make_status_error": _make_status_error})
+    def copy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        """A copy (`with_options`) governed again: by the same engine, for its own base
+        URL, around the HTTP client it was given if any, so a copy never sends one
+        provider's key to another, nor a call around the rules."""
+        made = cls.copy(self, *args, **kwargs)
+        governor = self._client._transport.governor
+        api, base = governor.api, str(made.base_url)
+        return _wire(made, cls, Governor(governor.engine, api, base))
+
+    attributes = {"_make_status_error": _make_status_error, "copy": copy, "with_options": copy}
+    return type(cls.__name__, (cls,), attributes)
 
 
 def _blocked(cls: type[Exception]) -> type[Exception]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import os
 import queue
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -25,12 +27,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cordon.secretrefs import Secret
-from cordon_sdk.engine import Engine
+from cordon_sdk.engine import Engine, engine_for
 from cordon_sdk.exchange import END, Exchange, Message, scope_for
+from gateway.http import dialects
 from gateway.http.asgi import Scope
 from gateway.upstream.providers import Target, Timeouts
 
-__all__ = ["Governor", "transports_for"]
+__all__ = ["ENGINE_ANSWER", "Governor", "NotGoverned", "transports_for"]
+
+log = logging.getLogger("cordon.sdk")
 
 # The paths (after the client's base URL) that are model calls, and the gateway's route
 # for each. Anthropic's base URL has no `/v1`; OpenAI's does.
@@ -38,10 +43,27 @@ ROUTES = {
     "openai": {p: f"/v1{p}" for p in ("/chat/completions", "/responses", "/embeddings")},
     "anthropic": {"/v1/messages": "/v1/messages"},
 }
+# What goes out untouched: requests that carry no content to a model and bring none
+# back (listing models, counting tokens). Everything else a client could send (legacy
+# completions, batches, a background response's retrieval, files, audio, images,
+# another host) is refused, never sent around the rules.
+PASSED = {
+    "openai": (("GET", "/models"),),
+    "anthropic": (("GET", "/v1/models"), ("POST", "/v1/messages/count_tokens")),
+}
+NOT_GOVERNED = "not_governed"
+STOPPED = "engine_stopped"
 # Replaced by the engine's own caller credential: the provider's key goes in the target.
 CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 NOT_FORWARDED = CREDENTIALS | {b"host"}
 DEFAULT_WAIT_S = 600.0  # a client with no read timeout still never waits forever
+PASS = "pass"  # `Governor.decide`: out through the client's own transport
+ENGINE_ANSWER = "cordon_engine_answer"  # in a response's extensions: the engine's answer
+
+
+class NotGoverned(Exception):
+    """A request the governed client may not send (`Governor.decide`): answered by a
+    refusal in the API's shape, so the SDK raises its own 403 error."""
 
 
 class Governor:
@@ -49,24 +71,66 @@ class Governor:
 
     def __init__(self, engine: Engine, api: str, base_url: str) -> None:
         base = base_url.rstrip("/")
-        self.engine = engine
+        self._engine = engine
         self.api = api
-        self._base_path = urlsplit(base).path
+        self.base_url = base
+        parts = urlsplit(base)
+        self._origin = _origin(parts.scheme, parts.hostname, parts.port)
+        self._base_path = parts.path
         self._routes = ROUTES[api]
+        self._passed = PASSED[api]
         self._target_base = base + "/v1" if api == "anthropic" else base
-        self._caller = (b"authorization", b"Bearer " + engine.caller_key.encode())
         self._targets: dict[tuple[Any, ...], Target] = {}
 
-    def route_of(self, method: str, path: str) -> str | None:
-        if method != "POST" or not path.startswith(self._base_path):
+    @property
+    def engine(self) -> Engine:
+        """The engine serving this client: in a process forked after `govern()`, one of
+        its own, started on its first call (the parent's thread did not come along)."""
+        engine = self._engine
+        if engine.pid != os.getpid():
+            self._engine = engine = engine_for(engine.files, engine.agent, engine.state_arg)
+        return engine
+
+    def stopped(self) -> str | None:
+        """Why no call can be served now (`cordon_sdk.shutdown()` ran), or None."""
+        if self.engine.alive:
             return None
-        return self._routes.get(path[len(self._base_path) :])
+        return (
+            "the Cordon engine of this client was stopped (cordon_sdk.shutdown()); no call is sent"
+        )
+
+    def decide(self, method: str, url: Any) -> str:
+        """The engine's route for a model call, `PASS` for a request that goes out
+        untouched; `NotGoverned` for anything else."""
+        path = url.path
+        if _origin(url.scheme, url.host, url.port) != self._origin or not path.startswith(
+            self._base_path
+        ):
+            raise NotGoverned(
+                f"{method} {url.scheme}://{url.host}{path} is not at this governed client's "
+                f"base URL ({self.base_url}); govern a client for that provider"
+            )
+        rel = path[len(self._base_path) :]
+        route = self._routes.get(rel) if method == "POST" else None
+        if route is not None:
+            return route
+        if any(method == m and (rel == p or rel.startswith(p + "/")) for m, p in self._passed):
+            return PASS
+        raise NotGoverned(
+            f"{method} {rel} is not a call cordon_sdk governs, so it is not sent (its "
+            "content would go around the policy); put a Cordon sidecar or gateway in front "
+            "of it instead"
+        )
+
+    def refusal(self, message: str, status: int = 403) -> bytes:
+        dialect = dialects.MESSAGES if self.api == "anthropic" else dialects.CHAT
+        return dialect.refusal(status, message, NOT_GOVERNED if status == 403 else STOPPED)
 
     def scope(self, route: str, raw: list[tuple[bytes, bytes]], timeouts: Any) -> Scope:
         headers = [(name.lower(), value) for name, value in raw]
         target = self._target(_provider_key(headers), timeouts)
         kept = [pair for pair in headers if pair[0] not in NOT_FORWARDED]
-        kept.append(self._caller)
+        kept.append((b"authorization", b"Bearer " + self.engine.caller_key.encode()))
         return scope_for(route, kept, target)
 
     def _target(self, key: str, timeouts: Any) -> Target:
@@ -157,9 +221,24 @@ def _response(first: Message, http: ModuleType, request: Any, stream: Any) -> An
         raise http.RemoteProtocolError(
             "the governed call ended before it answered", request=request
         )
-    return http.Response(
-        int(first["status"]), headers=list(first.get("headers", [])), stream=stream, request=request
-    )
+    headers = list(first.get("headers", []))
+    answered = http.Response(int(first["status"]), headers=headers, stream=stream, request=request)
+    answered.extensions[ENGINE_ANSWER] = True  # PolicyBlocked only ever from the engine
+    return answered
+
+
+def _refused(
+    http: ModuleType, governor: Governor, request: Any, message: str, status: int = 403
+) -> Any:
+    """A request the governed client may not send, answered here: nothing leaves."""
+    log.warning("cordon_sdk refused a request: %s", message)
+    headers = {"content-type": "application/json"}
+    body = governor.refusal(message, status)
+    return http.Response(status, headers=headers, content=body, request=request)
+
+
+def _origin(scheme: str, host: str | None, port: int | None) -> tuple[str, str, int]:
+    return scheme, (host or "").lower(), port or (443 if scheme == "https" else 80)
 
 
 def _timed_out(http: ModuleType, request: Any) -> Exception:
@@ -226,9 +305,15 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
         def handle_request(self, request: Any) -> Any:
             governor = self.governor
-            route = governor.route_of(request.method, request.url.path)
-            if route is None:  # no model call: the client's own transport, untouched
+            try:
+                route = governor.decide(request.method, request.url)
+            except NotGoverned as exc:
+                return _refused(http, governor, request, str(exc))
+            if route == PASS:  # no model call: the client's own transport, untouched
                 return self.inner._transport_for_url(request.url).handle_request(request)
+            stopped = governor.stopped()
+            if stopped is not None:
+                return _refused(http, governor, request, stopped, 503)
             timeouts = request.extensions.get("timeout")
             inbox = Inbox()
             exchange = Exchange(governor.engine.loop, request.read(), inbox.batches.put)
@@ -252,10 +337,16 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
         async def handle_async_request(self, request: Any) -> Any:
             governor = self.governor
-            route = governor.route_of(request.method, request.url.path)
-            if route is None:  # no model call: the client's own transport, untouched
+            try:
+                route = governor.decide(request.method, request.url)
+            except NotGoverned as exc:
+                return _refused(http, governor, request, str(exc))
+            if route == PASS:  # no model call: the client's own transport, untouched
                 transport = self.inner._transport_for_url(request.url)
                 return await transport.handle_async_request(request)
+            stopped = governor.stopped()
+            if stopped is not None:
+                return _refused(http, governor, request, stopped, 503)
             timeouts = request.extensions.get("timeout")
             inbox = AsyncInbox()
             exchange = Exchange(governor.engine.loop, await request.aread(), inbox.deliver)

@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -256,3 +258,50 @@ def test_each_process_of_a_multi_worker_application_is_a_replica_of_its_own(
             process.communicate("\n", timeout=30)
     replicas = {records(worker(tmp_path, n))[0]["replica"] for n in (0, 1)}
     assert len(replicas) == 2
+
+
+def test_a_copy_for_another_provider_sends_each_key_only_to_its_own(
+    tmp_path: Path, provider_url: str
+) -> None:
+    """`with_options(base_url=..., api_key=...)` is governed for its own provider: the
+    first provider never sees the second's key, and each call is recorded."""
+    first = govern(
+        openai.OpenAI(api_key="sk-first", base_url=f"{provider_url}/v1", max_retries=0),
+        config=seed("sidecar.yaml", tmp_path),
+    )
+    other = f"http://localhost:{provider_url.rsplit(':', 1)[1]}/v1"  # same mock, another origin
+    second = first.with_options(base_url=other, api_key="sk-second")
+    assert second.chat.completions.create(model="mock-gpt", messages=HELLO).choices
+    seen = httpx.get(f"{provider_url}/mock/stats", timeout=5).json()
+    assert seen["auth"]["authorization"] == "Bearer sk-second"
+    own = openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0)
+    mixed = first.with_options(http_client=own._client)
+    assert mixed.chat.completions.create(model="mock-gpt", messages=HELLO).choices
+    assert [r["route"] for r in records(worker(tmp_path))] == ["openai-client"] * 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/completions", {"model": "mock-gpt", "prompt": f"mail {EMAIL}"}),
+        ("POST", "/batches", {"input_file_id": "f", "endpoint": "/v1/chat/completions"}),
+        ("GET", "/responses/resp_1", None),
+        ("POST", "/moderations", {"input": f"mail {EMAIL}"}),
+    ],
+)
+def test_a_call_cordon_does_not_govern_is_refused_and_never_sent(
+    tmp_path: Path, provider_url: str, method: str, path: str, body: Any
+) -> None:
+    """Legacy completions, batches, a background response's retrieval, anything not a
+    governed model call: the SDK's own 403, and nothing reaches the provider."""
+    client = govern(
+        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
+        config=seed("sidecar.yaml", tmp_path),
+    )
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        if method == "POST":
+            client.post(path, body=body, cast_to=object)
+        else:
+            client.get(path, cast_to=object)
+    assert refused.value.code == "not_governed"  # refused here: the mock would say 404
+    assert records(worker(tmp_path)) == []
