@@ -30,6 +30,7 @@ them, so none keeps a table of its own [tests/cordon/test_errors.py].
     │   │   ├── JsonRpcError ........ an MCP message refused (a JSON-RPC error code)
     │   │   └── ClientTimeoutError .. the caller stalled sending its body . 408 request_timeout
     │   ├── UnknownModelError ....... no target of the pack serves it ... 404 model_not_found
+    │   ├── OutsideResidencyError ... outside the pack's residency ... 403 outside_residency
     │   ├── UpstreamError ........... the provider failed or sent garbage . 502 upstream_broken
     │   │   ├── ToolServerError ... an MCP tool server failed or erred ...... 502 tool_server_error
     │   │   ├── UpstreamTooLargeError .............................. 502 upstream_too_large
@@ -89,6 +90,7 @@ __all__ = [
     "NotFoundError",
     "NotYetError",
     "OutputBlockedError",
+    "OutsideResidencyError",
     "PackError",
     "PolicyBlocked",
     "PolicySourceError",
@@ -283,6 +285,14 @@ class UnknownModelError(GatewayError):
 
     status = 404
     code = "model_not_found"
+
+
+class OutsideResidencyError(GatewayError):
+    """The pack declares residency and the provider a caller pinned (an in-process SDK
+    client's own base URL) is none of its targets: nothing is sent."""
+
+    status = 403
+    code = "outside_residency"
 
 
 class UpstreamError(GatewayError):

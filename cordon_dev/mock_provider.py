@@ -584,6 +584,7 @@ class MockProvider:
         self.seen_auth["authorization"] = headers.get(b"authorization", b"").decode()
         self.seen_auth["x-api-key"] = headers.get(b"x-api-key", b"").decode()
         self.seen_auth["traceparent"] = headers.get(b"traceparent", b"").decode()
+        self.seen_auth["x-cordon-sdk-record"] = headers.get(b"x-cordon-sdk-record", b"").decode()
         if await self._failing(send, api):
             return
         try:

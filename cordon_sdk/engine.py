@@ -17,6 +17,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -54,7 +55,8 @@ class Engine:
 
     def __init__(self, files: Sequence[Path], agent: str, state_dir: Path | None) -> None:
         self.caller_key = f"sk-sdk-{secrets.token_urlsafe(24)}"  # in memory only
-        self.agent = agent
+        self.files, self.agent, self.state_arg = tuple(files), agent, state_dir
+        self.pid = os.getpid()  # a forked child has no loop thread: see `_after_fork`
         self.sidecar = _take_slot(files, state_dir, self)
         self.app: GatewayApp = create_app(self.sidecar.runtime)
         self.loop = asyncio.new_event_loop()
@@ -84,6 +86,11 @@ class Engine:
             changes["replica"] = f"sdk-{socket.gethostname()}-{slot}"
         sync = config.log_sync_interval_s if "log_fsync" in config.gateway else SYNC_INTERVAL_S
         return replace(config, settings=replace(settings, **changes), log_sync_interval_s=sync)
+
+    @property
+    def alive(self) -> bool:
+        """Serving: not stopped, and in the process that started it."""
+        return not self._closed and self.pid == os.getpid()
 
     @property
     def state_dir(self) -> Path:
@@ -198,6 +205,19 @@ def engine_for(files: Sequence[Path], agent: str, state_dir: Path | None) -> Eng
             engine._key = key
             _ENGINES[key] = engine
         return engine
+
+
+def _after_fork() -> None:
+    """In a child forked after `govern()` (a pre-forking server, multiprocessing): the
+    engines' threads did not come along, so they are forgotten, never stopped from here
+    (their state belongs to the parent); the child's first call starts its own, in a
+    worker slot of its own (`Governor.engine`)."""
+    for engine in _ENGINES.values():
+        engine._closed = True
+    _ENGINES.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def shutdown() -> None:

@@ -12,6 +12,7 @@ its caller went away, as a closed connection tells the gateway.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any, Final
 
@@ -21,6 +22,7 @@ from gateway.upstream.providers import Target
 
 __all__ = ["END", "Exchange", "Message", "scope_for"]
 
+log = logging.getLogger("cordon.sdk")
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 END: Final[Message] = {"type": "cordon.end"}  # compared by identity
@@ -70,9 +72,11 @@ class Exchange:
         start, self._start = self._start, None
         self._deliver([start, message] if start is not None else [message])
 
-    def _finished(self, _: object) -> None:
+    def _finished(self, task: asyncio.Task[None]) -> None:
         """The app is done: if it ended before its answer did (it failed), the waiting
-        side is told so rather than left waiting."""
+        side is told so rather than left waiting, and the failure is logged."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a governed call failed in the engine", exc_info=task.exception())
         if not self._complete:
             self._deliver([END])
 

@@ -115,16 +115,20 @@ class Runtime:
         """The routing a pack asks for; the gateway's own targets if it names none. A
         provider or classifier the egress policy refuses refuses the pack."""
         # In-process (`place: sdk`) each call goes to the governed client's own provider
-        # (`Call.pinned`): the pack's targets are not used, nor their keys read.
-        targets = () if self.settings.place == "sdk" else self._targets(pack.document)
+        # with its own key (`Call.pinned`): the pack's targets say only which providers
+        # the pack knows, in which regions, for which models; their keys are not read.
+        targets = self._targets(pack.document, with_secrets=self.settings.place != "sdk")
         if pack.classifier is not None:
             # an unset variable or a refused address refuses the pack now
             self.egress.check_url(classifier.resolve_url(pack.classifier, self.pack_env))
         balance = providers.balance_of(pack.document)
         return Router(targets or self.default_targets, self.breakers, balance)
 
-    def _targets(self, document: Mapping[str, Any]) -> tuple[providers.Target, ...]:
-        targets = providers.targets_from(document, self.pack_env, self.settings.secret_store_dir)
+    def _targets(
+        self, document: Mapping[str, Any], with_secrets: bool = True
+    ) -> tuple[providers.Target, ...]:
+        store = self.settings.secret_store_dir
+        targets = providers.targets_from(document, self.pack_env, store, with_secrets)
         for target in targets:  # a secret that cannot be used refuses the pack here
             for url in (target.base_url, *_credential_urls(target)):
                 self.egress.check_url(url)

@@ -23,6 +23,7 @@ from cordon.errors import (
     ClientTimeoutError,
     NoTargetAvailableError,
     OutputBlockedError,
+    OutsideResidencyError,
     RecordCommitError,
     UnknownModelError,
     UpstreamError,
@@ -47,6 +48,7 @@ from gateway.telemetry import NO_SPAN
 from gateway.upstream import UpstreamResponse, classifier
 from gateway.upstream.client import SDK_RECORD_HEADER
 from gateway.upstream.forwarding import Forwarded, forward
+from gateway.upstream.providers import Target
 
 log = logging.getLogger("cordon.gateway.calls")
 # The ASGI scope key naming the one target a call goes to (`Call.pinned`).
@@ -179,10 +181,11 @@ async def serve(
         named, asked = None, call.facts.model
     if named is not None:  # `<target>/<model>`: the target is asked for its model
         outbound = {**outbound, "model": asked}
-    if call.pinned is not None:
-        planned = [call.pinned]
-    else:  # once: a balanced router turns with each call
-        planned = call.active.router.serving(dialect.api, call.facts.model)
+    try:
+        planned = _planned(call)
+    except (UnknownModelError, OutsideResidencyError) as exc:
+        await refuse_error(call, send, exc)
+        return
     if call.facts.stream:
         if planned:
             call.facts.route = planned[0].id
@@ -192,6 +195,8 @@ async def serve(
     upstream_started = time.perf_counter()
     if call.runtime.settings.place == "sdk":  # a gateway upstream ties its record to ours
         headers = {**headers, SDK_RECORD_HEADER: call.record_id}
+    elif SDK_RECORD_HEADER in headers:  # a caller's receipt is for this record, not the provider
+        headers = {k: v for k, v in headers.items() if k != SDK_RECORD_HEADER}
     traceparent = call.span.traceparent()
     if traceparent is not None:  # the provider's parent is this call, not the caller
         headers = {**headers, "traceparent": traceparent}
@@ -229,6 +234,16 @@ async def serve(
         await relay_stream(call, forwarded.response, upstream_started, receive, send)
     else:
         await answer_whole(call, forwarded, upstream_started, send)
+
+
+def _planned(call: Call) -> list[Target]:
+    """The targets to try: the pinned provider as the pack knows it, or the router's
+    choice (asked once: a balanced router turns with each call)."""
+    router = call.active.router
+    if call.pinned is not None:
+        residency = call.active.pack.document.get("residency") is not None
+        return [router.pinned(call.pinned, call.facts.model, residency)]
+    return router.serving(call.dialect.api, call.facts.model)
 
 
 async def _consult_classifier(

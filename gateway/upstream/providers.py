@@ -125,7 +125,12 @@ def _timeouts(raw: Any, target_id: str) -> Timeouts:
         raise PackError(f"target {target_id}: timeouts take connect, first_byte, total") from exc
 
 
-def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target:
+def parse_target(
+    raw: Any, env: Mapping[str, str], store: Path | None, with_secret: bool = True
+) -> Target:
+    """One `providers.targets[]` entry. Without `with_secret` its key is not read (the
+    in-process SDK sends the application's own key, and needs only where the target is,
+    its region and its models)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
         raise PackError("every providers.targets[] entry needs an id")
     target_id = raw["id"]
@@ -143,7 +148,11 @@ def parse_target(raw: Any, env: Mapping[str, str], store: Path | None) -> Target
         id=target_id,
         api=api,
         base_url=interpolate(provider["base_url"], env).rstrip("/"),
-        secret=secret_source(_secret_ref(raw, provider, target_id), env, store, target_id),
+        secret=(
+            secret_source(_secret_ref(raw, provider, target_id), env, store, target_id)
+            if with_secret
+            else Secret()
+        ),
         models=tuple(models),
         timeouts=_timeouts(raw.get("timeouts"), target_id),
         proxy=_proxy(provider.get("proxy"), env, target_id),
@@ -223,7 +232,10 @@ def _proxy(raw: Any, env: Mapping[str, str], target_id: str) -> str | None:
 
 
 def targets_from(
-    document: Mapping[str, Any], env: Mapping[str, str], store: Path | None
+    document: Mapping[str, Any],
+    env: Mapping[str, str],
+    store: Path | None,
+    with_secrets: bool = True,
 ) -> tuple[Target, ...]:
     """The pack's targets in order; empty when the pack names no providers."""
     providers = document.get("providers") or {}
@@ -232,7 +244,7 @@ def targets_from(
     raw_targets = providers.get("targets") or []
     if not isinstance(raw_targets, list):
         raise PackError("providers.targets must be a list")
-    targets = tuple(parse_target(raw, env, store) for raw in raw_targets)
+    targets = tuple(parse_target(raw, env, store, with_secrets) for raw in raw_targets)
     ids = [t.id for t in targets]
     if len(set(ids)) != len(ids):
         raise PackError("providers.targets ids must be unique")

@@ -8,11 +8,13 @@ Breaker state is per target id and outlives pack swaps.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cordon.errors import OutsideResidencyError, UnknownModelError
 from gateway import metrics
 from gateway.upstream.providers import ORDERED, ROUND_ROBIN, Target
 
@@ -97,6 +99,27 @@ class Router:
         self.breakers = breakers
         self.balance = balance
         self._turns: dict[tuple[str, str], itertools.count[int]] = {}
+
+    def pinned(self, target: Target, model: str, residency: bool) -> Target:
+        """Where a call its caller pins to `target` (the in-process SDK's client: its own
+        base URL and key) goes: that provider, as the pack knows it (the id, region and
+        models of the pack's target at the same URL), so the pack's word on where a call
+        may go holds. `UnknownModelError` if the pack's targets there do not serve
+        `model`; `OutsideResidencyError` if the pack declares residency and knows no
+        target at that URL (where the call would be answered is then unknown)."""
+        known = [t for t in self.targets if t.base_url == target.base_url]
+        if not known:
+            if residency:
+                raise OutsideResidencyError(
+                    f"the pack declares residency, and {target.base_url} is none of its "
+                    "providers: where the call would be answered is not known"
+                )
+            return target
+        serving = [t for t in known if t.model_id(model) is not None]
+        if not serving:
+            raise UnknownModelError(f"model {model!r} is not served at {target.base_url}")
+        chosen = serving[0]
+        return dataclasses.replace(target, id=chosen.id, region=chosen.region, models=chosen.models)
 
     def named(self, model: str) -> tuple[Target | None, str]:
         """A model that names its target, `<target id>/<model>`: that target and the
