@@ -163,15 +163,24 @@ def _schema_errors_here(document: Any) -> SchemaErrors:
     return [(list(e.absolute_path), _message(e)) for e in errors]
 
 
+CHILD_TIMEOUT_S = 10.0  # a child that does not answer by then is killed, the check done here
+
+
 def _schema_errors_in_child(document: Any) -> SchemaErrors | None:
     """The schema errors as a forked child finds them; None if it could not say (the
-    caller then checks here)."""
+    caller then checks here): no fork (no memory, a limit), a child that hangs (a lock
+    another thread held at the fork) or cannot be waited for (SIGCHLD ignored)."""
     read, write = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12 warns of forking a threaded process (an application governed
-        # in-process): the child only checks this one document and leaves, by _exit.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12 warns of forking a threaded process (an application governed
+            # in-process): the child only checks this one document and leaves, by _exit.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return None
     if pid == 0:  # the child: answer on the pipe, then leave without running any cleanup
         code = 1
         try:
@@ -182,12 +191,45 @@ def _schema_errors_in_child(document: Any) -> SchemaErrors | None:
         finally:
             os._exit(code)
     os.close(write)
-    with os.fdopen(read, "rb") as answer:
-        data = answer.read()
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
+    data = _read_within(read, CHILD_TIMEOUT_S)
+    _reap(pid, killed=data is None)
+    if data is None:
         return None
-    return [(list(path), str(message)) for path, message in json.loads(data)]
+    try:
+        return [(list(path), str(message)) for path, message in json.loads(data)]
+    except ValueError:  # the child died mid-answer
+        return None
+
+
+def _read_within(fd: int, timeout: float) -> bytes | None:
+    """All of `fd` until EOF, or None if it does not end within `timeout` seconds."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _reap(pid: int, killed: bool) -> None:
+    import signal
+
+    try:
+        if killed:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):  # SIGCHLD ignored: reaped already
+        pass
 
 
 def _deepest(error: Any) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,8 @@ class PolicyUrl:
     with the `policy` token read from the environment."""
 
     url: str
-    token: str
-    poll_interval_s: float
+    token: str = field(repr=False)
+    poll_interval_s: float = 10.0
 
 
 DEFAULT_POLICY_TOKEN_ENV = "CORDON_POLICY_TOKEN"

@@ -23,10 +23,15 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 from cordon.errors import ConfigError, PolicySourceError
-from gateway.policy.sources.update import MAX_SOURCE_BYTES, PolicySource, SourceUpdate, digest
+from gateway.policy.sources.update import (
+    MAX_SOURCE_BYTES,
+    PolicySource,
+    SourceUpdate,
+    digest,
+    redacted_url,
+)
 
 if TYPE_CHECKING:
     from dulwich.objects import Commit, ObjectID
@@ -65,7 +70,7 @@ class GitSource(PolicySource):
         self.cache_dir = cache_dir
         self.poll_interval_s = poll_interval_s
         self.commit: str | None = None
-        super().__init__(_redacted(source))  # what logs and records say: no credentials
+        super().__init__(redacted_url(source))  # what logs and records say: no credentials
         self._lock = asyncio.Lock()
         # A poll's thread outlives a cancelled `poll_once`; the next waits for it.
         self._mirror_lock = threading.Lock()
@@ -215,21 +220,6 @@ def _pick(refs: Mapping[Ref, ObjectID], candidates: list[Ref]) -> tuple[Ref, Obj
         if (sha := refs.get(name)) is not None:
             return name, sha
     return None
-
-
-def _redacted(source: str) -> str:
-    """The source without a password or an HTTP token (records and logs carry it); an
-    ssh user name stays, it names a login rather than proving one."""
-    parts = urlsplit(source)
-    web = parts.scheme in ("http", "https")
-    if parts.password is None and not (web and parts.username):
-        return source  # a path, file://, ssh://git@host/...: nothing secret
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    if parts.username and not web:
-        host = f"{parts.username}@{host}"
-    return urlunsplit(parts._replace(netloc=host))
 
 
 ANCESTRY_LIMIT = 100_000  # commits looked through for the last one delivered

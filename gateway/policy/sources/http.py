@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from cordon.errors import ConfigError, HttpClientError, PolicySourceError
-from gateway.policy.sources.update import MAX_SOURCE_BYTES, PolicySource, SourceUpdate, digest
+from gateway.policy.sources.update import (
+    MAX_SOURCE_BYTES,
+    PolicySource,
+    SourceUpdate,
+    digest,
+    redacted_url,
+)
 from gateway.upstream import httpclient
 
 __all__ = ["PACK_PATH", "HttpSource"]
 
 PACK_PATH = "/v1/cordon/pack"
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+REFETCH_EVERY = 6  # polls: a pack refused for a passing reason is asked for again
 TIMEOUT_S = 10.0
 
 
@@ -31,16 +40,25 @@ class HttpSource(PolicySource):
     def __init__(
         self, url: str, token: str, poll_interval_s: float, ca_bundle: str | None = None
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"policy_url {url!r} is not an http(s) URL")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"policy_url {redacted_url(url)!r} is not an http(s) URL")
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+            # Signatures keep out a pack nobody trusted, not an older one a man in the
+            # middle replays to a worker that has seen none yet.
+            raise ConfigError(
+                f"policy_url {redacted_url(url)!r}: plain http only to a sidecar on "
+                "loopback; use https"
+            )
         if not poll_interval_s > 0:
             raise ConfigError(f"poll interval {poll_interval_s!r} must be positive")
         self.url = url.rstrip("/") + PACK_PATH
         self.poll_interval_s = poll_interval_s
         self._token = token
         self._etag: str | None = None
+        self._polls = 0
         self._client = httpclient.HttpClient(max_idle_per_origin=1, ca_bundle=ca_bundle)
-        super().__init__(url)
+        super().__init__(redacted_url(url))  # logs, status and records: no credentials
 
     async def updates(self) -> AsyncIterator[SourceUpdate]:
         while True:
@@ -58,8 +76,9 @@ class HttpSource(PolicySource):
         """The served pack if it changed since the last poll; None if not.
         `PolicySourceError` if it could not be read."""
         headers = {"authorization": f"Bearer {self._token}", "accept": "application/json"}
-        if self._etag:
-            headers["if-none-match"] = self._etag
+        self._polls += 1
+        if self._etag and self._polls % REFETCH_EVERY:  # now and then the whole pack again:
+            headers["if-none-match"] = self._etag  # one refused for a passing reason retries
         try:
             response = await self._client.request(
                 "GET",

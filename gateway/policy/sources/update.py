@@ -10,8 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MAX_SOURCE_BYTES", "PolicySource", "SourceUpdate", "digest"]
+__all__ = ["MAX_SOURCE_BYTES", "PolicySource", "SourceUpdate", "digest", "redacted_url"]
 
 log = logging.getLogger("cordon.gateway.sources")
 
@@ -67,3 +68,18 @@ class PolicySource:
         if self.last_error is not None:
             log.info("policy %s source %s is readable again", self.kind, self.where)
         self.last_error, self.last_error_at = None, None
+
+
+def redacted_url(source: str) -> str:
+    """The source without a password or an HTTP token (records and logs carry it); an
+    ssh user name stays, it names a login rather than proving one."""
+    parts = urlsplit(source)
+    web = parts.scheme in ("http", "https")
+    if parts.password is None and not (web and parts.username):
+        return source  # a path, file://, ssh://git@host/...: nothing secret
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if parts.username and not web:
+        host = f"{parts.username}@{host}"
+    return urlunsplit(parts._replace(netloc=host))
