@@ -193,9 +193,16 @@ class ViewQueries(OnDatabase):
             if value is not None:
                 window += f" AND {clause}"
                 params.append(value)
+        # A receipt counts once, for the agent whose SDK record it names: a receipt
+        # copied onto calls that went around the SDK, or onto another agent's, is
+        # unmatched, not cover.
         held = (
-            "EXISTS (SELECT 1 FROM summaries m WHERE m.region = s.region "
-            "AND m.id = s.sdk_record AND m.enforced_by = 'sdk' AND m.kind = 'decision')"
+            "(EXISTS (SELECT 1 FROM summaries m WHERE m.region = s.region "
+            "AND m.id = s.sdk_record AND m.enforced_by = 'sdk' AND m.kind = 'decision' "
+            "AND m.agent = s.agent) "
+            "AND NOT EXISTS (SELECT 1 FROM summaries o WHERE o.region = s.region "
+            "AND o.sdk_record = s.sdk_record AND o.stream_seq < s.stream_seq "
+            "AND o.enforced_by IN ('gateway', 'sidecar')))"
         )
         enforced_elsewhere = "s.enforced_by IN ('gateway', 'sidecar')"
         receipted = f"{enforced_elsewhere} AND s.sdk_record IS NOT NULL"

@@ -104,7 +104,8 @@ ALTER TABLE summaries ADD COLUMN tool TEXT;
     # before they said) and the SDK record a gateway or sidecar record names. The
     # enforcement view (aggregator.queries `enforcement`) finds the agents with SDK
     # records, takes their decisions by region, agent and time, and looks each named
-    # SDK record up by its id: three indexes, two of them over SDK records only.
+    # SDK record up by its id, and each receipt's earlier uses: four indexes, three of
+    # them over SDK records or receipts only.
     """
 ALTER TABLE summaries ADD COLUMN enforced_by TEXT;
 ALTER TABLE summaries ADD COLUMN sdk_record TEXT;
@@ -112,6 +113,8 @@ CREATE INDEX summaries_agent ON summaries (region, agent, ts) WHERE kind = 'deci
 CREATE INDEX summaries_sdk_agent ON summaries (region, agent)
     WHERE kind = 'decision' AND enforced_by = 'sdk';
 CREATE INDEX summaries_sdk_id ON summaries (region, id) WHERE enforced_by = 'sdk';
+CREATE INDEX summaries_receipt ON summaries (region, sdk_record, stream_seq)
+    WHERE sdk_record IS NOT NULL;
 """,
 )
 TOOL_COLUMNS = ("tool_server", "tool")

@@ -148,3 +148,29 @@ def test_enforcement_counts_places_and_each_sdk_agents_receipts(open_store: Open
     }
     assert central.store.enforcement(region="us-east") == {"regions": {}, "agents": []}
     assert central.store.enforcement(offset=1)["agents"] == []
+
+
+def test_a_receipt_copied_onto_other_calls_or_another_agent_is_no_cover(
+    open_store: OpenStore,
+) -> None:
+    """An application that reads one governed answer's record id and sends it with calls
+    around the SDK, or with another agent's calls, gets one matched call, the rest
+    unmatched: a receipt counts once, for the agent whose SDK record it names."""
+    receipt = str(uuid.uuid4())
+    app, other = "billing-app", "other-app"
+    log = Log()
+    log.add(
+        {"id": receipt, "agent": app, "enforced_by": "sdk"},
+        {"id": str(uuid.uuid4()), "agent": other, "enforced_by": "sdk"},
+        *({"agent": app, "enforced_by": "gateway", "sdk_record": receipt} for _ in range(4)),
+        {"agent": other, "enforced_by": "gateway", "sdk_record": receipt},
+    )
+    central = Central(open_store, log)
+    central.consume(*central.summaries(*log.bodies), central.checkpoint())
+    agents = {a["agent"]: a for a in central.store.enforcement()["agents"]}
+    mine, theirs = (
+        agents[summaries.pseudonym(SECRET, app)],
+        agents[summaries.pseudonym(SECRET, other)],
+    )
+    assert (mine["gateway_calls_with_receipt"], mine["receipts_unmatched"]) == (1, 3)
+    assert (theirs["gateway_calls_with_receipt"], theirs["receipts_unmatched"]) == (0, 1)
