@@ -180,9 +180,6 @@ def main() -> None:
         kind = "streamed" if args.stream else "whole"
         print(f"{args.requests} sequential {kind} chat completions per run, after {WARM_UP}")
         print(f"{'round':>5} {'mode':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>8} {'RSS MB':>7}")
-        print(
-            "(sdk-only, bridge: see --decompose in this file's docstring)" if args.decompose else ""
-        )
         for n in range(1, args.rounds + 1):
             for mode in modes:
                 r = run_one(mode, url, args, own)
