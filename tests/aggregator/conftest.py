@@ -81,7 +81,10 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(scope="package")
+# Session-scoped, not package-scoped: under xdist a worker interleaves other packages'
+# tests between this group's, and a package fixture is torn down at each such switch
+# (the topology was started three or four times a run, 20-30 s each).
+@pytest.fixture(scope="session")
 def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
     """(DSN bound to a fresh schema, schema name) for a whole topology's central view."""
     import psycopg
@@ -97,7 +100,7 @@ def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(scope="package")  # stopped once tests/aggregator is done
+@pytest.fixture(scope="session")  # stopped at the session's end (see pg_schema)
 def pg_stack(
     pg_schema: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:
