@@ -194,6 +194,9 @@ def _dated(value: object) -> object:
 Moment = Annotated[datetime | None, BeforeValidator(_dated)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most 1000")]
 LongLimit = Annotated[int, Query(ge=1, le=10_000, description="at most 10000")]
+Since = Annotated[Moment, Query(description="ISO 8601 date-time (UTC if no offset), inclusive")]
+Until = Annotated[Moment, Query(description="ISO 8601 date-time (UTC if no offset), exclusive")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$", description="a page's `next_cursor`")]
 
 
 async def healthz() -> dict[str, str]:
@@ -226,16 +229,10 @@ async def counts(
     state: State,
     by: Annotated[list[Dimension] | None, Query()] = None,
     bucket: Literal["minute", "hour", "day"] | None = None,
-    since: Annotated[
-        Moment, Query(description="ISO 8601 date-time (UTC if no offset), inclusive")
-    ] = None,
-    until: Annotated[
-        Moment, Query(description="ISO 8601 date-time (UTC if no offset), exclusive")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
     region: str | None = None,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,9}$", description="a page's `next_cursor`")
-    ] = None,
+    cursor: Cursor = None,
     limit: LongLimit = 1000,
 ) -> dict[str, Any]:
     """Decision counts grouped by any of region, outcome, pack_name, pack_revision,
@@ -251,16 +248,10 @@ async def counts(
 @router.get("/v1/enforcement")
 async def enforcement(
     state: State,
-    since: Annotated[
-        Moment, Query(description="ISO 8601 date-time (UTC if no offset), inclusive")
-    ] = None,
-    until: Annotated[
-        Moment, Query(description="ISO 8601 date-time (UTC if no offset), exclusive")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
     region: str | None = None,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,9}$", description="a page's `next_cursor`")
-    ] = None,
+    cursor: Cursor = None,
     limit: LongLimit = 1000,
 ) -> dict[str, Any]:
     """Where packs were enforced: per region, decisions by `enforced_by` (gateway,

@@ -227,6 +227,19 @@ def _response(first: Message, http: ModuleType, request: Any, stream: Any) -> An
     return answered
 
 
+def _screen(http: ModuleType, governor: Governor, request: Any) -> Any:
+    """The engine's route for `request`, `PASS`, or the refusal to answer it with: not a
+    call this client may send (403), or its engine stopped (503)."""
+    try:
+        route = governor.decide(request.method, request.url)
+    except NotGoverned as exc:
+        return _refused(http, governor, request, str(exc))
+    stopped = governor.stopped() if route != PASS else None
+    if stopped is not None:
+        return _refused(http, governor, request, stopped, 503)
+    return route
+
+
 def _refused(
     http: ModuleType, governor: Governor, request: Any, message: str, status: int = 403
 ) -> Any:
@@ -305,15 +318,11 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
         def handle_request(self, request: Any) -> Any:
             governor = self.governor
-            try:
-                route = governor.decide(request.method, request.url)
-            except NotGoverned as exc:
-                return _refused(http, governor, request, str(exc))
+            route = _screen(http, governor, request)
+            if not isinstance(route, str):
+                return route  # refused here: nothing was sent
             if route == PASS:  # no model call: the client's own transport, untouched
                 return self.inner._transport_for_url(request.url).handle_request(request)
-            stopped = governor.stopped()
-            if stopped is not None:
-                return _refused(http, governor, request, stopped, 503)
             timeouts = request.extensions.get("timeout")
             inbox = Inbox()
             exchange = Exchange(governor.engine.loop, request.read(), inbox.batches.put)
@@ -337,16 +346,12 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
         async def handle_async_request(self, request: Any) -> Any:
             governor = self.governor
-            try:
-                route = governor.decide(request.method, request.url)
-            except NotGoverned as exc:
-                return _refused(http, governor, request, str(exc))
+            route = _screen(http, governor, request)
+            if not isinstance(route, str):
+                return route  # refused here: nothing was sent
             if route == PASS:  # no model call: the client's own transport, untouched
                 transport = self.inner._transport_for_url(request.url)
                 return await transport.handle_async_request(request)
-            stopped = governor.stopped()
-            if stopped is not None:
-                return _refused(http, governor, request, stopped, 503)
             timeouts = request.extensions.get("timeout")
             inbox = AsyncInbox()
             exchange = Exchange(governor.engine.loop, await request.aread(), inbox.deliver)

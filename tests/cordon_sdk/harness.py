@@ -8,7 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import openai
+
 from cordon.log import envelope
+from cordon_sdk import govern
 from gateway.records.local_log import LocalLog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,3 +43,10 @@ def worker(root: Path, n: int = 0) -> Path:
 
 def asking(text: str) -> list[Any]:
     return [{"role": "user", "content": text}]
+
+
+def governed_openai(provider_url: str, config: Path | list[Path]) -> openai.OpenAI:
+    """The application's client as it makes it, governed by `config` (no retries: a
+    test sees each refusal as it comes)."""
+    client = openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0)
+    return govern(client, config=config)

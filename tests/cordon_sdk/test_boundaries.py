@@ -17,7 +17,7 @@ import pytest
 from cordon.errors import ConfigError
 from cordon_sdk import govern, shutdown
 from gateway.policy.sources.http import HttpSource
-from tests.cordon_sdk.harness import HELLO, ROOT, asking, records, seed, worker
+from tests.cordon_sdk.harness import HELLO, ROOT, asking, governed_openai, records, seed, worker
 from tests.gateway.sidecar.harness import fragment, in_process_sidecar, loopback_fragment
 
 
@@ -38,10 +38,7 @@ def test_the_packs_residency_and_models_hold_for_the_clients_own_provider(
     tmp_path: Path, provider_url: str
 ) -> None:
     config = _pack(tmp_path, provider_url)  # its key (EU_MOCK_KEY) is never read
-    known = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
-        config=config,
-    )
+    known = governed_openai(provider_url, config)
     assert known.chat.completions.create(model="mock-gpt", messages=HELLO).choices
     with pytest.raises(openai.NotFoundError):  # the pack's provider there serves no such model
         known.chat.completions.create(model="mock-gpt-mini", messages=HELLO)
@@ -57,10 +54,7 @@ def test_the_packs_residency_and_models_hold_for_the_clients_own_provider(
 def test_a_call_after_shutdown_fails_at_once_and_sends_nothing(
     tmp_path: Path, provider_url: str
 ) -> None:
-    client = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
-        config=seed("sidecar.yaml", tmp_path),
-    )
+    client = governed_openai(provider_url, seed("sidecar.yaml", tmp_path))
     assert client.chat.completions.create(model="mock-gpt", messages=HELLO).choices
     shutdown()
     started = time.monotonic()

@@ -15,7 +15,17 @@ import openai
 import pytest
 
 from cordon_sdk import PolicyBlocked, govern, shutdown
-from tests.cordon_sdk.harness import EMAIL, HELLO, ROOT, asking, records, say, seed, worker
+from tests.cordon_sdk.harness import (
+    EMAIL,
+    HELLO,
+    ROOT,
+    asking,
+    governed_openai,
+    records,
+    say,
+    seed,
+    worker,
+)
 from tests.helpers import eventually
 
 
@@ -40,10 +50,7 @@ def test_one_line_makes_an_openai_application_enforce_the_sidecar_file(
 def test_an_email_in_a_streamed_answer_never_reaches_the_application(
     tmp_path: Path, provider_url: str
 ) -> None:
-    client = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1"),
-        config=seed("sidecar.yaml", tmp_path),
-    )
+    client = governed_openai(provider_url, seed("sidecar.yaml", tmp_path))
     stream = client.chat.completions.create(
         model="mock-gpt", messages=asking(f"mail {EMAIL} now"), stream=True
     )
@@ -55,10 +62,7 @@ def test_an_email_in_a_streamed_answer_never_reaches_the_application(
 def test_a_blocked_call_is_the_sdks_own_error_naming_the_rule_and_its_record(
     tmp_path: Path, provider_url: str
 ) -> None:
-    client = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
-        config=seed("reverse-proxy.yaml", tmp_path),
-    )
+    client = governed_openai(provider_url, seed("reverse-proxy.yaml", tmp_path))
     assert client.chat.completions.create(model="mock-gpt", messages=HELLO).choices
     try:
         client.chat.completions.create(model="mock-gpt", messages=asking(say("I want to die")))
@@ -122,10 +126,7 @@ async def test_an_async_openai_blocked_stream_and_the_anthropic_error_shape(
 def test_calls_that_are_not_model_calls_go_out_untouched_and_unrecorded(
     tmp_path: Path, provider_url: str
 ) -> None:
-    client = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1"),
-        config=seed("sidecar.yaml", tmp_path),
-    )
+    client = governed_openai(provider_url, seed("sidecar.yaml", tmp_path))
     assert [m.id for m in client.models.list()]
     assert records(worker(tmp_path)) == []
 
@@ -133,10 +134,7 @@ def test_calls_that_are_not_model_calls_go_out_untouched_and_unrecorded(
 def test_the_governed_client_keeps_its_surface_and_its_copies_stay_governed(
     tmp_path: Path, provider_url: str
 ) -> None:
-    client = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1"),
-        config=seed("sidecar.yaml", tmp_path),
-    )
+    client = governed_openai(provider_url, seed("sidecar.yaml", tmp_path))
     assert isinstance(client, openai.OpenAI)
     copy = client.with_options(timeout=20)
     embedded = copy.embeddings.create(model="mock-embed", input=f"embed {EMAIL}")
@@ -204,10 +202,7 @@ def test_a_policy_change_reaches_a_running_application_without_a_restart(
     config = seed("sidecar.yaml", tmp_path)
     reload = tmp_path / "reload.yaml"
     reload.write_text("gateway:\n  config_reload: true\n  config_watch_interval: 100ms\n")
-    client = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
-        config=[config, reload],
-    )
+    client = governed_openai(provider_url, [config, reload])
     with_email = asking(f"to {EMAIL}")
     assert client.chat.completions.create(model="mock-gpt", messages=with_email).choices
     config.write_text(
@@ -294,10 +289,7 @@ def test_a_call_cordon_does_not_govern_is_refused_and_never_sent(
 ) -> None:
     """Legacy completions, batches, a background response's retrieval, anything not a
     governed model call: the SDK's own 403, and nothing reaches the provider."""
-    client = govern(
-        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
-        config=seed("sidecar.yaml", tmp_path),
-    )
+    client = governed_openai(provider_url, seed("sidecar.yaml", tmp_path))
     with pytest.raises(openai.PermissionDeniedError) as refused:
         if method == "POST":
             client.post(path, body=body, cast_to=object)
