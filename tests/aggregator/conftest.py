@@ -81,10 +81,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-# Session-scoped, not package-scoped: under xdist a worker interleaves other packages'
-# tests between this group's, and a package fixture is torn down at each such switch
-# (the topology was started three or four times a run, 20-30 s each).
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
     """(DSN bound to a fresh schema, schema name) for a whole topology's central view."""
     import psycopg
@@ -100,7 +97,7 @@ def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(scope="session")  # stopped at the session's end (see pg_schema)
+@pytest.fixture(scope="package")  # stopped once tests/aggregator is done
 def pg_stack(
     pg_schema: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:

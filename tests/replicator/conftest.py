@@ -11,10 +11,7 @@ import pytest
 from cordon_dev.stack import DevStack
 
 
-# Session-scoped: under xdist the worker running this group interleaves other packages'
-# tests, and a package fixture was torn down and started again at each switch (three
-# or four starts a run, 15-20 s each). Stopped at the session's end.
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once tests/replicator is done
 def wan_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     dev = DevStack(tmp_path_factory.mktemp("cordon-wan"), wan=True)
     try:
