@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+# One worker builds the wheel and the installs once (module fixtures), rather than each
+# worker xdist deals a test of this file to building its own.
+pytestmark = pytest.mark.xdist_group("packaging")
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ("pyproject.toml", "README.md", "cordon", "cordon_cli", "cordon_dev")
 PIP = (sys.executable, "-m", "pip", "--quiet")
