@@ -37,6 +37,7 @@ SERVER_FIXTURES = frozenset(
         "pg_stack",
         "postgres_dsn",
         "one_region",
+        "provider_url",  # the mock provider in a process of its own (tests/cordon_sdk)
     }
 )
 # Under `make test` (pytest-xdist, --dist loadgroup) the tests of one whole topology run
