@@ -59,7 +59,7 @@ STACK_HALVES = 2
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups = {item.nodeid: _topologies(item) for item in items}
     halves = _stack_halves([item for item in items if "stack" in groups[item.nodeid]])
     for item in items:
@@ -72,9 +72,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if group == "stack":  # dealt by file, so module fixtures start once
                 group = f"stack-{halves[item.path]}"
             item.add_marker(pytest.mark.xdist_group(group))
+    if config.getvalue("loadgroup"):  # on an xdist worker, under --dist loadgroup
+        for item in items:
+            _name_its_group(item)
     # The longest group first (a one-minute partition drill), then the shared topology:
     # each worker starts on one, and the short tests fill in around them.
     items.sort(key=_group_rank)
+
+
+def _name_its_group(item: pytest.Item) -> None:
+    """What pytest-xdist's loadgroup does, done so it works: the scheduler groups tests
+    by a `@<group>` suffix of their node ids, which xdist 3.8 sets on `item._nodeid`, an
+    attribute pytest 9 no longer reads (its node id is `item._id`). Without this every
+    worker that drew one of a topology's tests started that topology for itself."""
+    names = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
+    if not names or "@" in item.nodeid.rsplit("]", 1)[-1]:
+        return  # no group, or xdist named it already
+    suffixed = f"{item.nodeid}@{'_'.join(names)}"
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # an older pytest: xdist's own suffix takes
+        return
+    item._id = coerce_node_id(suffixed)  # type: ignore[attr-defined]
 
 
 # Files of the shared topology that take far longer than their number of tests says
