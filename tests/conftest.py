@@ -72,7 +72,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if group == "stack":  # dealt by file, so module fixtures start once
                 group = f"stack-{halves[item.path]}"
             item.add_marker(pytest.mark.xdist_group(group))
-    if config.getvalue("loadgroup"):  # on an xdist worker, under --dist loadgroup
+    if getattr(config.option, "loadgroup", False):  # an xdist worker, under --dist loadgroup
         for item in items:
             _name_its_group(item)
     # The longest group first (a one-minute partition drill), then the shared topology:
