@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 import uuid
 
 _random = random.Random(os.urandom(32))
+_RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_record_id(value: object) -> bool:
+    """Whether `value` is a record id as Cordon writes them (a UUID, lower-case hex): the
+    one form a record id given by a caller is let in or carried out of a region in."""
+    return isinstance(value, str) and _RECORD_ID.fullmatch(value) is not None
 
 
 def uuid7() -> str:

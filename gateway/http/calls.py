@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from typing import Any
 
@@ -28,6 +27,7 @@ from cordon.errors import (
     UnknownModelError,
     UpstreamError,
 )
+from cordon.ids import is_record_id
 from cordon.packs import ClassifierHook
 from gateway import metrics, policy, records
 from gateway.http.asgi import (
@@ -53,7 +53,6 @@ from gateway.upstream.providers import Target
 log = logging.getLogger("cordon.gateway.calls")
 # The ASGI scope key naming the one target a call goes to (`Call.pinned`).
 PINNED_TARGET = "cordon.target"
-RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 async def handle(
@@ -79,7 +78,7 @@ async def handle(
     )
     receipt = headers.get(SDK_RECORD_HEADER)
     if receipt is not None:
-        if not RECORD_ID.fullmatch(receipt):
+        if not is_record_id(receipt):
             refused = BadRequestError(f"{SDK_RECORD_HEADER} must be a record id (a UUID)")
             await refuse_error(call, send, refused)
             return
@@ -176,8 +175,9 @@ async def serve(
     if not call.can_record():
         await fail_closed(call, send)
         return
-    named, asked = call.active.router.named(call.facts.model)
-    if call.pinned is not None:  # the model as the caller named it, to its own provider
+    if call.pinned is None:
+        named, asked = call.active.router.named(call.facts.model)
+    else:  # the model as the caller named it, to its own provider
         named, asked = None, call.facts.model
     if named is not None:  # `<target>/<model>`: the target is asked for its model
         outbound = {**outbound, "model": asked}

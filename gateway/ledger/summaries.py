@@ -13,18 +13,17 @@ import base64
 import functools
 import hashlib
 import hmac
-import re
 from typing import Any
 
 from cordon import jsoncodec
 from cordon.errors import SignatureError
+from cordon.ids import is_record_id
 from cordon.log import envelope, merkle, summary_chain
 
 # Where a pack was enforced, as the replica's configuration names its place; a record
 # from before records named it was a gateway's.
 PLACES = frozenset({"gateway", "sidecar", "sdk"})
 # A record id as the gateway accepts one in `x-cordon-sdk-record` (a UUID, lower-case).
-_RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def leaf_hash(record_bytes: bytes) -> str:
@@ -111,7 +110,7 @@ def sdk_record(payload: dict[str, Any]) -> str | None:
     """The id of the SDK record a gateway or sidecar record names, if it names one (in
     the UUID form the gateway checked it against; anything else does not cross)."""
     named = payload.get("sdk_record")
-    if isinstance(named, str) and _RECORD_ID.fullmatch(named):
+    if is_record_id(named):
         return named
     return None
 
