@@ -92,10 +92,6 @@ class Engine:
         """Serving: not stopped, and in the process that started it."""
         return not self._closed and self.pid == os.getpid()
 
-    @property
-    def state_dir(self) -> Path:
-        return self.sidecar.config.state_dir
-
     def status(self) -> dict[str, Any]:
         """Where policy is read from, its last error, and (region mode) the shipping."""
         return self.sidecar.source_status()
@@ -120,7 +116,7 @@ class Engine:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(STOP_TIMEOUT_S)
-            _ENGINES.pop(self._key, None)
+            _ENGINES.pop(_key(self.files, self.agent, self.state_arg), None)
 
     async def _start(self) -> None:
         """Started, and ready unless the region is away: the first call may come as soon
@@ -137,8 +133,6 @@ class Engine:
     async def _stop(self) -> None:
         await self.app.close_mcp()
         await self.sidecar.stop()
-
-    _key: tuple[Any, ...] = ()
 
 
 def _at_exit(close: Callable[[], None]) -> None:
@@ -193,17 +187,20 @@ _ENGINES: dict[tuple[Any, ...], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+def _key(files: Sequence[Path], agent: str, state_dir: Path | None) -> tuple[Any, ...]:
+    """An engine's place in the registry: its files, agent and state directory."""
+    resolved = tuple(path.resolve() for path in files)
+    return resolved, agent, state_dir.resolve() if state_dir else None
+
+
 def engine_for(files: Sequence[Path], agent: str, state_dir: Path | None) -> Engine:
     """This process's engine for these files, started on first use."""
-    resolved = tuple(path.resolve() for path in files)
-    key = (resolved, agent, state_dir.resolve() if state_dir else None)
+    key = _key(files, agent, state_dir)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
             _lighten()
-            engine = Engine(resolved, agent, state_dir)
-            engine._key = key
-            _ENGINES[key] = engine
+            engine = _ENGINES[key] = Engine(key[0], agent, state_dir)
         return engine
 
 

@@ -122,15 +122,15 @@ class Governor:
             "of it instead"
         )
 
-    def refusal(self, message: str, status: int = 403) -> bytes:
+    def refusal(self, message: str, status: int, code: str) -> bytes:
         dialect = dialects.MESSAGES if self.api == "anthropic" else dialects.CHAT
-        return dialect.refusal(status, message, NOT_GOVERNED if status == 403 else STOPPED)
+        return dialect.refusal(status, message, code)
 
     def scope(self, route: str, raw: list[tuple[bytes, bytes]], timeouts: Any) -> Scope:
         headers = [(name.lower(), value) for name, value in raw]
         target = self._target(_provider_key(headers), timeouts)
         kept = [pair for pair in headers if pair[0] not in NOT_FORWARDED]
-        kept.append((b"authorization", b"Bearer " + self.engine.caller_key.encode()))
+        kept.append((b"authorization", b"Bearer " + self._engine.caller_key.encode()))
         return scope_for(route, kept, target)
 
     def _target(self, key: str, timeouts: Any) -> Target:
@@ -233,20 +233,20 @@ def _screen(http: ModuleType, governor: Governor, request: Any) -> Any:
     try:
         route = governor.decide(request.method, request.url)
     except NotGoverned as exc:
-        return _refused(http, governor, request, str(exc))
+        return _refused(http, governor, request, str(exc), 403, NOT_GOVERNED)
     stopped = governor.stopped() if route != PASS else None
     if stopped is not None:
-        return _refused(http, governor, request, stopped, 503)
+        return _refused(http, governor, request, stopped, 503, STOPPED)
     return route
 
 
 def _refused(
-    http: ModuleType, governor: Governor, request: Any, message: str, status: int = 403
+    http: ModuleType, governor: Governor, request: Any, message: str, status: int, code: str
 ) -> Any:
     """A request the governed client may not send, answered here: nothing leaves."""
     log.warning("cordon_sdk refused a request: %s", message)
     headers = {"content-type": "application/json"}
-    body = governor.refusal(message, status)
+    body = governor.refusal(message, status, code)
     return http.Response(status, headers=headers, content=body, request=request)
 
 
@@ -325,10 +325,9 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
                 return self.inner._transport_for_url(request.url).handle_request(request)
             timeouts = request.extensions.get("timeout")
             inbox = Inbox()
-            exchange = Exchange(governor.engine.loop, request.read(), inbox.batches.put)
-            exchange.begin(
-                governor.engine.app, governor.scope(route, request.headers.raw, timeouts)
-            )
+            engine = governor.engine  # screened: alive, in this process
+            exchange = Exchange(engine.loop, request.read(), inbox.batches.put)
+            exchange.begin(engine.app, governor.scope(route, request.headers.raw, timeouts))
             wait = governor.wait_s(timeouts)
             try:
                 first = inbox.get(wait)
@@ -354,10 +353,9 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
                 return await transport.handle_async_request(request)
             timeouts = request.extensions.get("timeout")
             inbox = AsyncInbox()
-            exchange = Exchange(governor.engine.loop, await request.aread(), inbox.deliver)
-            exchange.begin(
-                governor.engine.app, governor.scope(route, request.headers.raw, timeouts)
-            )
+            engine = governor.engine  # screened: alive, in this process
+            exchange = Exchange(engine.loop, await request.aread(), inbox.deliver)
+            exchange.begin(engine.app, governor.scope(route, request.headers.raw, timeouts))
             wait = governor.wait_s(timeouts)
             try:
                 first = await inbox.get(wait)
