@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cordon.errors import ConfigError, StateDirInUseError
+from cordon.errors import ConfigError, PolicySourceError, StateDirInUseError
 from cordon.log import keys
 from cordon.packs import lint
 from cordon.tokens import Tokens
@@ -116,15 +116,11 @@ class Sidecar:
 
     async def _first_signed_pack(self) -> None:
         """With `pack_trust`, only an owner's signed pack is enforced: the one kept from
-        an earlier run, else the repository's, read now; without either the sidecar
-        does not start (it never serves under no pack at all)."""
+        an earlier run, else the repository's or the pack server's, read now; without
+        one the sidecar does not start (it never serves under no pack at all)."""
         packs = self.runtime.packs
         packs.load_last_good()
-        for source in (self._git_source(), self._http_source()):
-            if source is None:
-                continue
-            from cordon.errors import PolicySourceError
-
+        for source in self._polled():
             try:
                 found = await source.poll_once()
             except PolicySourceError as exc:
@@ -139,6 +135,10 @@ class Sidecar:
                 "and none is available (from config_source or policy_url, or kept from an "
                 f"earlier run): {why}"
             )
+
+    def _polled(self) -> list[GitSource | HttpSource]:
+        """The sources polled for packs: the repository, the pack server (each made once)."""
+        return [each for each in (self._git_source(), self._http_source()) if each is not None]
 
     def _git_source(self) -> GitSource | None:
         """The repository this sidecar follows (one reader, made once), or None."""
@@ -188,11 +188,9 @@ class Sidecar:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, source.reload_now)
                 self._sighup = True
-        polled: list[PolicySource | None] = [self._git_source(), self._http_source()]
-        for each in polled:
-            if each is not None:
-                self._sources.append(each)
-                self._followers.append(asyncio.create_task(self._follow(each, skip_first=False)))
+        for each in self._polled():
+            self._sources.append(each)
+            self._followers.append(asyncio.create_task(self._follow(each, skip_first=False)))
 
     async def _follow(self, source: PolicySource, skip_first: bool) -> None:
         first = skip_first
