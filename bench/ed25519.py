@@ -1,7 +1,9 @@
-"""Ed25519 sign and verify, µs per call, on both backends of `cordon.log.keys`:
-`cryptography` (the regional processes') and the libcrypto `ssl` maps, over ctypes
-(`cordon.log.ed25519_openssl`, the sidecar's). The message is 400 bytes, about a
-record's envelope payload; each figure is the best of five rounds.
+"""Ed25519 sign and verify, µs per call, on the backends of `cordon.log.keys`:
+`cryptography` (the regional processes'), the libcrypto `ssl` maps, over ctypes
+(`cordon.log.ed25519_openssl`), and that with signatures through the system's libsodium
+(`cordon.log.ed25519_sodium`, the sidecar's and the SDK's where it is installed). The
+message is 400 bytes, about a record's envelope payload; each figure is the best of
+five rounds.
 
     .venv/bin/python bench/ed25519.py [--calls 20000]
 """
@@ -36,7 +38,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000, help="calls per round")
     calls = parser.parse_args().calls
     print(f"{'backend':<14}{'sign µs':>10}{'verify µs':>12}")
-    for name, backend in (("cryptography", keys._cryptography()), ("openssl", keys._openssl())):
+    backends = [("cryptography", keys._cryptography()), ("openssl", keys._openssl())]
+    try:
+        backends.append(("libsodium", keys._sodium(keys._openssl())))
+    except (OSError, AttributeError) as exc:
+        print(f"(no libsodium here: {exc})")
+    for name, backend in backends:
         key = backend.private.from_private_bytes(bytes(range(32)))
         public = backend.public.from_public_bytes(key.public_key().public_bytes_raw())
         signature = key.sign(MESSAGE)

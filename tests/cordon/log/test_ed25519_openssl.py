@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cordon.errors import ConfigError, SignatureError
-from cordon.log import ed25519_openssl, keys
+from cordon.log import ed25519_openssl, ed25519_sodium, keys
 from cordon.log.keys import SigningKey, load_public_key, public_bytes, verify
 
 ed25519_openssl.load()
@@ -155,6 +155,8 @@ def test_the_backend_is_chosen_when_it_passes(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(keys, "_INVALID", ())
     assert keys.use_openssl_backend() is True
     key = SigningKey.generate()
-    assert isinstance(key._private, OpenSSLKey)
+    # OpenSSL's key, signing through libsodium where the system has it
+    # (tests/cordon/log/test_ed25519_sodium.py).
+    assert isinstance(key._private, OpenSSLKey | ed25519_sodium.PrivateKey)
     with pytest.raises(SignatureError):
         verify(key.public_key, b"\x00" * 64, b"m")
