@@ -115,11 +115,15 @@ def apply_input(
             decision.fired(rule.id, "block")
             return payload
     text = dialect.prompt_text(payload)
-    found = set(pack.detectors.found(text))  # once; every rule below reuses it
-    if not _classify(pack, text, found, identity, decision):
+    plan = _plan(pack)
+    # Once; every rule below reuses it. The categories are looked for again only after
+    # a redaction (its placeholders may spell a term: `[HATE]`); placeholders match no
+    # detector, so what a rule redacted is simply gone from `found`.
+    found = _Found(set(pack.detectors.found(text)), plan.input_categories(pack, text))
+    if not _classify(pack, found, identity, decision):
         return payload
-    for rule in pack.rules:
-        if not rule.scans_input() or not _matches(pack, rule, text, found):
+    for rule in plan.input_rules:
+        if not found.hit(rule):
             continue
         if rule.action == "block":
             decision.fired(rule.id, "block")
@@ -128,24 +132,72 @@ def apply_input(
             decision.fired(rule.id, "flag")
             continue
         counts: dict[str, int] = {}
-        payload = dialect.map_prompt(payload, _redactor(pack, rule, counts, found))
-        # Placeholders match no detector, so what this rule redacted is simply gone:
-        # no second scan of the whole prompt.
-        found -= set(rule.patterns)
+        payload = dialect.map_prompt(payload, _redactor(pack, rule, counts, found.detectors))
+        found.detectors -= set(rule.patterns)
         text = dialect.prompt_text(payload)
+        found.categories = plan.input_categories(pack, text)
         if counts:
             decision.count(counts)
             decision.fired(rule.id, "redact")
     return payload
 
 
-def _matches(pack: Pack, rule: Rule, text: str, found: set[str] | None = None) -> bool:
-    """Does the rule's detector or category find anything? `found`: detectors already run."""
-    if found is not None:
-        detected = any(p in found for p in rule.patterns)
-    else:
-        detected = bool(pack.detectors.found(text, rule.patterns))
-    return detected or bool(pack.lexicon.found(text, rule.categories))
+@dataclass
+class _Found:
+    """What one text holds: the names of the detectors and the categories that find
+    something in it."""
+
+    detectors: set[str]
+    categories: set[str]
+
+    def hit(self, rule: Rule) -> bool:
+        """Does the rule's detector or category find anything?"""
+        return any(p in self.detectors for p in rule.patterns) or any(
+            c in self.categories for c in rule.categories
+        )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a pack's rules look for, worked out once per pack rather than per call."""
+
+    input_rules: tuple[Rule, ...]
+    input_lexicon: tuple[str, ...]  # every category an input or classification rule names
+    output_rules: tuple[Rule, ...]
+    output_patterns: tuple[str, ...]
+    output_lexicon: tuple[str, ...]
+    classification: tuple[Rule, ...]
+
+    def input_categories(self, pack: Pack, text: str) -> set[str]:
+        return set(pack.lexicon.found(text, self.input_lexicon))
+
+
+_PLANS: dict[int, tuple[Pack, _Plan]] = {}  # by the pack's identity: it is immutable
+
+
+def _plan(pack: Pack) -> _Plan:
+    held = _PLANS.get(id(pack))
+    if held is not None and held[0] is pack:
+        return held[1]
+    inputs = tuple(rule for rule in pack.rules if rule.scans_input())
+    outputs = tuple(rule for rule in pack.rules if rule.scans_output())
+    classification = pack.rules_of("classification")
+    plan = _Plan(
+        input_rules=inputs,
+        input_lexicon=_categories(inputs + classification),
+        output_rules=outputs,
+        output_patterns=tuple({p: None for rule in outputs for p in rule.patterns}),
+        output_lexicon=_categories(outputs),
+        classification=classification,
+    )
+    if len(_PLANS) >= 64:  # revisions come and go: the plans of old ones are let go
+        _PLANS.clear()
+    _PLANS[id(pack)] = (pack, plan)
+    return plan
+
+
+def _categories(rules: tuple[Rule, ...]) -> tuple[str, ...]:
+    return tuple({c: None for rule in rules for c in rule.categories})
 
 
 def _redactor(
@@ -160,21 +212,20 @@ def _redactor(
     return redact
 
 
-def _classify(
-    pack: Pack, text: str, found: set[str], identity: Identity, decision: Decision
-) -> bool:
+def _classify(pack: Pack, found: _Found, identity: Identity, decision: Decision) -> bool:
     """Set the call's classification; False if a clearance rule blocks the call."""
     # The floor is the pack's default; each detector's sensitivity and each matching
     # classification rule can only raise it.
     level = _level(pack.default_classification)
-    for name in found:
+    for name in found.detectors:
         level = max(level, _level(pack.detectors.by_name[name].sensitivity))
-    for rule in pack.rules_of("classification"):
-        if (rule.patterns or rule.categories) and rule.level and _matches(pack, rule, text, found):
+    classification = _plan(pack).classification
+    for rule in classification:
+        if (rule.patterns or rule.categories) and rule.level and found.hit(rule):
             level = max(level, _level(rule.level))
             decision.fired(rule.id, "flag")
     decision.classification = LEVELS[level]
-    for rule in pack.rules_of("classification"):
+    for rule in classification:
         applies = rule.require_scopes and rule.level is not None and level >= _level(rule.level)
         if applies and not all(scope in identity.scopes for scope in rule.require_scopes):
             decision.fired(rule.id, "block")
@@ -202,19 +253,27 @@ class OutputPolicy:
     def __init__(self, pack: Pack, decision: Decision | None, both_ways: bool = False) -> None:
         self._pack = pack
         self._decision = decision
-        self.rules = tuple(
-            rule for rule in pack.rules if rule.scans_output() or (both_ways and rule.scans_input())
-        )
-        names = {p for rule in self.rules for p in rule.patterns}
-        self.patterns = tuple(names)
-        self.extra_patterns: tuple[re.Pattern[str], ...] = tuple(
-            pack.lexicon.patterns[c] for rule in self.rules for c in rule.categories
-        )
+        if both_ways:
+            self.rules = tuple(r for r in pack.rules if r.scans_output() or r.scans_input())
+            self.patterns = tuple({p: None for rule in self.rules for p in rule.patterns})
+            self.categories = _categories(self.rules)
+        else:  # a call's answer: worked out once per pack
+            plan = _plan(pack)
+            self.rules, self.patterns = plan.output_rules, plan.output_patterns
+            self.categories = plan.output_lexicon
+
+    @property
+    def extra_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(self._pack.lexicon.patterns[c] for c in self.categories)
 
     def __call__(self, text: str) -> str:
-        found = set(self._pack.detectors.found(text, self.patterns))
+        pack = self._pack
+        found = _Found(
+            set(pack.detectors.found(text, self.patterns)),
+            set(pack.lexicon.found(text, self.categories)),
+        )
         for rule in self.rules:
-            if not _matches(self._pack, rule, text, found):
+            if not found.hit(rule):
                 continue
             if rule.action != "redact":
                 if rule.action == "block":
@@ -223,7 +282,9 @@ class OutputPolicy:
                     self._decision.fired(rule.id, "flag")
                 continue
             counts: dict[str, int] = {}
-            text = _redactor(self._pack, rule, counts, found)(text)
+            text = _redactor(pack, rule, counts, found.detectors)(text)
+            # As for input: the categories again only after a redaction.
+            found.categories = set(pack.lexicon.found(text, self.categories))
             if counts and self._decision is not None:
                 self._decision.count(counts)
                 self._decision.fired(rule.id, "redact")
@@ -237,8 +298,7 @@ class OutputPolicy:
         detectors = self._pack.detectors.hold_start(
             text, self.patterns, HOLD_BACK_CHARS, LONGEST_VALUE
         )
-        categories = [c for rule in self.rules for c in rule.categories]
-        return min(detectors, self._pack.lexicon.hold_start(text, categories))
+        return min(detectors, self._pack.lexicon.hold_start(text, self.categories))
 
 
 def output_policy(
