@@ -1,19 +1,23 @@
 """The in-process SDK's budget: what `govern()` adds to an application's call and to its
 memory, against the bare SDK, side by side in one run.
 
-An application is a fresh Python process (pinned to the first CPU; the mock provider,
-its own process, to the others) that makes `--requests` sequential chat completions with
-the real `openai` SDK on a short prompt after 200 to warm up, bare or governed by the
-baseline pack (`deploy/packs/default.yaml`). Bare and governed alternate for `--rounds`
-rounds. Reported per round: p50 and p99 per call, CPU per call (the whole process,
-the engine's thread included), and VmRSS after the calls; then the medians' differences.
+Each mode is an application process of its own (all pinned to the first CPU; the mock
+provider, its own process, to the others) making sequential chat completions with the
+real `openai` SDK on a short prompt: bare, or governed by the baseline pack
+(`deploy/packs/default.yaml`). The processes are alive together and take turns, `--block`
+calls at a time in alternating order, until each has made `--requests` after 200 to warm
+up: one runs while the others wait, so a VM whose speed drifts from minute to minute
+weighs on every mode alike (separate runs a minute apart differed here by more than the
+SDK adds). Reported per mode: p50 and p99 per call, CPU per call (the whole process, the
+engine's thread included, over its turns) and VmRSS after its calls; then what governing
+adds against bare.
 
 `--decompose` adds two runs that say where the difference goes: `sdk-only` (the bare
 SDK with a transport that answers at once: its own cost without the network) and
 `bridge` (governed, the engine's app replaced by one that answers at once: the hand-over
 to the engine's thread and back, without policy, records or network).
 
-    .venv/bin/python bench/sdk.py [--requests 2000] [--rounds 3] [--stream] [--decompose]
+    .venv/bin/python bench/sdk.py [--requests 3000] [--block 100] [--stream] [--decompose]
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,8 +78,10 @@ class _AnswerAtOnce:
         return None
 
 
-def application(mode: str, url: str, requests: int, stream: bool, state: str) -> dict[str, float]:
-    """One application's run (in its own process): its calls' figures and its memory."""
+def application(mode: str, url: str, stream: bool, state: str) -> None:
+    """One application (in its own process): warmed up, then a turn of calls for each
+    `run N` line on its stdin, each answered with the turn's timings as a JSON line;
+    `rss` is answered with its VmRSS."""
     import openai
 
     client = openai.OpenAI(api_key="sk-bench", base_url=f"{url}/v1", max_retries=0)
@@ -98,8 +104,8 @@ def application(mode: str, url: str, requests: int, stream: bool, state: str) ->
         if stream:
             for _ in client.chat.completions.create(
                 model="mock-gpt",
-                messages=PROMPT,
-                stream=True,  # type: ignore[arg-type]
+                messages=PROMPT,  # type: ignore[arg-type]
+                stream=True,
             ):
                 pass
         else:
@@ -107,55 +113,105 @@ def application(mode: str, url: str, requests: int, stream: bool, state: str) ->
 
     for _ in range(WARM_UP):
         call()
-    times = []
-    cpu = time.process_time()
-    for _ in range(requests):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    cpu = time.process_time() - cpu
-    times.sort()
-    rss = next(
-        int(line.split()[1]) / 1024
-        for line in Path("/proc/self/status").read_text().splitlines()
-        if line.startswith("VmRSS:")
-    )
-    return {
-        "p50_ms": times[len(times) // 2] * 1000,
-        "p99_ms": times[int(len(times) * 0.99)] * 1000,
-        "cpu_us": cpu / requests * 1e6,
-        "rss_mb": rss,
-    }
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command[0] == "rss":
+            rss = next(
+                int(entry.split()[1]) / 1024
+                for entry in Path("/proc/self/status").read_text().splitlines()
+                if entry.startswith("VmRSS:")
+            )
+            print(json.dumps({"rss_mb": rss}), flush=True)
+            continue
+        times = []
+        cpu = time.process_time()
+        for _ in range(int(command[1])):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        cpu = time.process_time() - cpu
+        print(json.dumps({"times": times, "cpu_s": cpu}), flush=True)
 
 
-def run_one(mode: str, url: str, args: argparse.Namespace, cpus: set[int]) -> dict[str, float]:
+class App:
+    """A running application process, taking its turns when asked."""
+
+    def __init__(self, mode: str, url: str, stream: bool, state: str, cpus: set[int]) -> None:
+        argv = [sys.executable, __file__, "--application", mode, "--url", url, "--state", state]
+        argv += ["--stream"] if stream else []
+        self.mode = mode
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        pin(self.process.pid, cpus)
+        self.times: list[float] = []
+        self.cpu_s = 0.0
+
+    def _ask(self, line: str) -> dict[str, object]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(line + "\n")
+        stdin.flush()
+        return dict(json.loads(_line(stdout, self.mode)))
+
+    def ready(self) -> None:
+        assert self.process.stdout is not None
+        if _line(self.process.stdout, self.mode) != "ready":
+            raise SystemExit(f"the {self.mode} application did not start")
+
+    def turn(self, calls: int) -> None:
+        answer = self._ask(f"run {calls}")
+        self.times += answer["times"]  # type: ignore[arg-type]
+        self.cpu_s += answer["cpu_s"]  # type: ignore[operator]
+
+    def figures(self) -> dict[str, float]:
+        ordered = sorted(self.times)
+        return {
+            "p50_ms": ordered[len(ordered) // 2] * 1000,
+            "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+            "cpu_us": self.cpu_s / len(ordered) * 1e6,
+            "rss_mb": float(self._ask("rss")["rss_mb"]),  # type: ignore[arg-type]
+        }
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _line(stream: IO[str], mode: str) -> str:
+    line = stream.readline()
+    if not line:
+        raise SystemExit(f"the {mode} application exited")
+    return line.strip()
+
+
+def side_by_side(url: str, args: argparse.Namespace, cpus: set[int]) -> dict[str, dict[str, float]]:
+    """Every mode's application, taking turns; their figures."""
+    modes = MODES + (DECOMPOSED if args.decompose else ())
     with tempfile.TemporaryDirectory() as state:
-        argv = [
-            sys.executable,
-            __file__,
-            "--application",
-            mode,
-            "--url",
-            url,
-            "--requests",
-            str(args.requests),
-            "--state",
-            state,
-            *(["--stream"] if args.stream else []),
-        ]
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        pin(process.pid, cpus)
-        out, _ = process.communicate(timeout=600)
-        if process.returncode:
-            raise SystemExit(f"the {mode} application failed ({process.returncode})")
-        result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-        return result
+        apps = [App(mode, url, args.stream, f"{state}/{mode}", cpus) for mode in modes]
+        try:
+            for app in apps:  # one at a time: warming up, they would share the core
+                app.ready()
+            turns = -(-args.requests // args.block)
+            for n in range(turns):
+                for app in apps if n % 2 == 0 else apps[::-1]:
+                    app.turn(args.block)
+            return {app.mode: app.figures() for app in apps}
+        finally:
+            for app in apps:
+                app.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=3000, help="calls per mode")
+    parser.add_argument("--block", type=int, default=100, help="calls per turn")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--decompose", action="store_true", help="add sdk-only and bridge runs")
     parser.add_argument("--application", choices=MODES + DECOMPOSED, help=argparse.SUPPRESS)
@@ -163,8 +219,7 @@ def main() -> None:
     parser.add_argument("--state", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.application:
-        figures = application(args.application, args.url, args.requests, args.stream, args.state)
-        print(json.dumps(figures))
+        application(args.application, args.url, args.stream, args.state)
         return
     cpus = sorted(os.sched_getaffinity(0))
     own, rest = {cpus[0]}, set(cpus[1:]) or {cpus[0]}
@@ -175,35 +230,34 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/mock/stats", 15, mock)
-        modes = MODES + (DECOMPOSED if args.decompose else ())
-        results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
         kind = "streamed" if args.stream else "whole"
-        print(f"{args.requests} sequential {kind} chat completions per run, after {WARM_UP}")
-        print(f"{'round':>5} {'mode':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>8} {'RSS MB':>7}")
-        for n in range(1, args.rounds + 1):
-            for mode in modes:
-                r = run_one(mode, url, args, own)
-                results[mode].append(r)
-                print(
-                    f"{n:>5} {mode:>9} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
-                    f"{r['cpu_us']:>8.0f} {r['rss_mb']:>7.1f}"
-                )
+        print(
+            f"{args.requests} sequential {kind} chat completions per mode, after {WARM_UP}, "
+            f"in turns of {args.block}"
+        )
+        results = side_by_side(url, args, own)
+        print(f"{'mode':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>8} {'RSS MB':>7}")
+        for mode, r in results.items():
+            print(
+                f"{mode:>9} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+                f"{r['cpu_us']:>8.0f} {r['rss_mb']:>7.1f}"
+            )
 
-        def median(mode: str, key: str) -> float:
-            return statistics.median(r[key] for r in results[mode])
+        def p50(mode: str) -> float:
+            return results[mode]["p50_ms"]
 
         if args.decompose:
-            bridge = median("bridge", "p50_ms") - median("sdk-only", "p50_ms")
-            engine = median("governed", "p50_ms") - median("bridge", "p50_ms")
-            network = median("bare", "p50_ms") - median("sdk-only", "p50_ms")
+            bridge = p50("bridge") - p50("sdk-only")
+            engine = p50("governed") - p50("bridge")
+            network = p50("bare") - p50("sdk-only")
             print(
                 f"p50: the hand-over {bridge * 1000:+.0f} us; the engine with its provider "
                 f"call {engine * 1000:+.0f} us, where the bare SDK's own provider call "
                 f"takes {network * 1000:.0f} us"
             )
-        added = {k: median("governed", k) - median("bare", k) for k in results["bare"][0]}
+        added = {k: results["governed"][k] - results["bare"][k] for k in results["bare"]}
         print(
-            f"added by govern(), medians: p50 {added['p50_ms'] * 1000:+.0f} us, "
+            f"added by govern(): p50 {added['p50_ms'] * 1000:+.0f} us, "
             f"p99 {added['p99_ms'] * 1000:+.0f} us, CPU {added['cpu_us']:+.0f} us per call, "
             f"RSS {added['rss_mb']:+.1f} MB"
         )

@@ -185,7 +185,9 @@ class Sidecar:
             source = FileSource(config.files[0], config.watch_interval_s)
             self._sources.append(source)
             self._followers.append(asyncio.create_task(self._follow(source, skip_first=True)))
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            # Not on the main thread (the SDK's engine): asyncio says RuntimeError,
+            # uvloop ValueError. The file is still polled.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, source.reload_now)
                 self._sighup = True
         for each in self._polled():
