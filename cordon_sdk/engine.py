@@ -182,15 +182,18 @@ def _take_slot(files: Sequence[Path], state_dir: Path | None, engine: Engine) ->
 def _lighten() -> None:
     """What the engine adds to the application's memory (the budget is 10 MB): the
     configuration's schema is checked in a short-lived child, so jsonschema is never
-    resident here (unless the application has it already), and Ed25519 goes through
+    resident here (unless the application has it already), the gateway's Prometheus
+    metrics are stand-ins (nothing serves them here), and Ed25519 goes through
     the libcrypto `ssl` already maps rather than a second copy in `cryptography`
     (about 7 MB; unless the application has loaded it: then it is no extra)."""
     import sys
 
     from cordon.log import keys
     from cordon.packs import lint
+    from gateway import metrics
 
     lint.check_apart()
+    metrics.off()  # no /metrics here: nothing counted, prometheus_client not loaded
     if "cryptography" not in sys.modules:
         keys.use_openssl_backend()
 

@@ -144,6 +144,8 @@ class Runtime:
         Until then the replica is not ready and every call fails closed (503).
         """
         self.packs.load_last_good()
+        if self.settings.place != "sdk":  # it serves /metrics (gateway.metrics)
+            metrics.on()
         metrics.PACK_REVISION.set(self.packs.active.revision)
         metrics.PACK_AGE.set_function(self._pack_age)
         metrics.PACK_EXPIRED.set_function(lambda: float(self.packs.active.expired(self.clock())))

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cordon.errors import AuthError
 from gateway import metrics
@@ -144,6 +143,10 @@ class GatewayApp:
         await respond_json(send, 200 if ready else 503, body)
 
     async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Imported here: the in-process SDK serves no /metrics and never loads it
+        # (gateway.metrics).
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         await respond(
             send, 200, generate_latest(), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
         )

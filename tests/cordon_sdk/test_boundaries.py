@@ -161,3 +161,27 @@ def test_the_schema_check_in_a_child_holds_where_sigchld_is_ignored(tmp_path: Pa
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[0]) >= 1
+
+
+def test_the_application_gets_no_metrics_of_cordons_and_no_prometheus_client(
+    tmp_path: Path, provider_url: str
+) -> None:
+    """The engine serves no /metrics: a governed call counts nothing, loads no
+    prometheus_client, and an application with a registry of its own finds no Cordon
+    series in it."""
+    config = seed("sidecar.yaml", tmp_path)
+    code = (
+        "import sys, openai\n"
+        "from cordon_sdk import govern\n"
+        f"c = openai.OpenAI(api_key='k', base_url='{provider_url}/v1', timeout=20)\n"
+        "c = govern(c, config=sys.argv[1])\n"
+        "hi = [{'role': 'user', 'content': 'hi'}]\n"
+        "c.chat.completions.create(model='mock-gpt', messages=hi)\n"
+        "print('prometheus_client' in sys.modules, flush=True)\n"
+        "from prometheus_client import REGISTRY, generate_latest\n"
+        "print(b'cordon_' in generate_latest(REGISTRY), flush=True)\n"
+    )
+    argv = [sys.executable, "-c", code, str(config)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+    assert len(records(worker(tmp_path))) == 1  # the call itself was governed
