@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-
 from cordon.errors import AuthError
 from gateway import metrics
 from gateway.http import calls, dialects
