@@ -34,6 +34,13 @@ def _pack(root: Path, provider_url: str) -> Path:
     )
 
 
+def _python(code: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """`code` run by a fresh interpreter (an application of its own) with `path` as its
+    argument."""
+    argv = [sys.executable, "-c", code, str(path)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
 def test_the_packs_residency_and_models_hold_for_the_clients_own_provider(
     tmp_path: Path, provider_url: str
 ) -> None:
@@ -85,13 +92,7 @@ def test_a_process_forked_after_govern_gets_an_engine_of_its_own(
         "_, status = os.waitpid(pid, 0)\n"
         "print('child', status, flush=True)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = _python(code, config)
     assert done.stdout.strip() == "child 0", done.stderr
     parent, child = records(worker(tmp_path, 0)), records(worker(tmp_path, 1))
     assert len(parent) == 1 and len(child) == 1
@@ -157,8 +158,7 @@ def test_the_schema_check_in_a_child_holds_where_sigchld_is_ignored(tmp_path: Pa
         "_, problems = lint.check_file(__import__('pathlib').Path(sys.argv[1]))\n"
         "print(len(problems))\n"
     )
-    argv = [sys.executable, "-c", code, str(bad)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = _python(code, bad)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[0]) >= 1
 
@@ -181,7 +181,6 @@ def test_the_application_gets_no_metrics_of_cordons_and_no_prometheus_client(
         "from prometheus_client import REGISTRY, generate_latest\n"
         "print(b'cordon_' in generate_latest(REGISTRY), flush=True)\n"
     )
-    argv = [sys.executable, "-c", code, str(config)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = _python(code, config)
     assert done.stdout.split() == ["False", "False"], done.stderr
     assert len(records(worker(tmp_path))) == 1  # the call itself was governed
