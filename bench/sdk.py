@@ -111,6 +111,7 @@ def application(mode: str, url: str, stream: bool, state: str) -> None:
         else:
             client.chat.completions.create(model="mock-gpt", messages=PROMPT)  # type: ignore[arg-type]
 
+    sys.stdin.readline()  # the controller's turn to warm up: one application at a time
     for _ in range(WARM_UP):
         call()
     print("ready", flush=True)
@@ -156,8 +157,12 @@ class App:
         return dict(json.loads(_line(stdout, self.mode)))
 
     def ready(self) -> None:
-        assert self.process.stdout is not None
-        if _line(self.process.stdout, self.mode) != "ready":
+        """Warmed up (its turn to, and back when done)."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write("warm\n")
+        stdin.flush()
+        if _line(stdout, self.mode) != "ready":
             raise SystemExit(f"the {self.mode} application did not start")
 
     def turn(self, calls: int) -> None:
@@ -198,10 +203,10 @@ def side_by_side(url: str, args: argparse.Namespace, cpus: set[int]) -> dict[str
         try:
             for app in apps:  # one at a time: warming up, they would share the core
                 app.ready()
-            turns = -(-args.requests // args.block)
-            for n in range(turns):
+            for n, done in enumerate(range(0, args.requests, args.block)):
+                calls = min(args.block, args.requests - done)
                 for app in apps if n % 2 == 0 else apps[::-1]:
-                    app.turn(args.block)
+                    app.turn(calls)
             return {app.mode: app.figures() for app in apps}
         finally:
             for app in apps:
@@ -218,6 +223,9 @@ def main() -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stream and args.decompose:
+        # The stand-ins of the decomposition answer whole, never as a stream.
+        raise SystemExit("--decompose measures whole answers only; run it without --stream")
     if args.application:
         application(args.application, args.url, args.stream, args.state)
         return

@@ -116,6 +116,8 @@ class Engine:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(STOP_TIMEOUT_S)
+            if not self._thread.is_alive():  # else it is still running: left to exit
+                self.loop.close()
             _ENGINES.pop(_key(self.files, self.agent, self.state_arg), None)
 
     async def _start(self) -> None:
@@ -185,7 +187,8 @@ def _lighten() -> None:
     resident here (unless the application has it already), the gateway's Prometheus
     metrics are stand-ins (nothing serves them here), and Ed25519 goes through
     the libcrypto `ssl` already maps rather than a second copy in `cryptography`
-    (about 7 MB; unless the application has loaded it: then it is no extra)."""
+    (about 7 MB; unless the application has loaded it: then it is no extra), signing
+    through libsodium where the system has it."""
     import sys
 
     from cordon.log import keys
@@ -194,7 +197,10 @@ def _lighten() -> None:
 
     lint.check_apart()
     metrics.off()  # no /metrics here: nothing counted, prometheus_client not loaded
-    if "cryptography" not in sys.modules:
+    # With libsodium, signatures take about half of `cryptography`'s time, so it is
+    # chosen even where the application has loaded `cryptography` (the libcrypto is
+    # mapped by `ssl` anyway): the signature is on every call's path.
+    if "cryptography" not in sys.modules or keys.libsodium_loads():
         keys.use_openssl_backend()
 
 

@@ -10,6 +10,7 @@ makes them even after an `off()` in the same process.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -199,6 +200,7 @@ def _made() -> dict[str, Any]:
 
 _NAMES = tuple(name for name in __all__ if name.isupper())
 _real: dict[str, Any] | None = None
+_MAKING = threading.Lock()
 
 
 class _Nothing:
@@ -221,11 +223,12 @@ class _Nothing:
 
 
 def on() -> None:
-    """The real metrics in this module's namespace (made once: a registry takes each
-    name once)."""
+    """The real metrics in this module's namespace (made once, under a lock: a registry
+    takes each name once). What was set on a stand-in before is not carried over."""
     global _real
-    if _real is None:
-        _real = _made()
+    with _MAKING:
+        if _real is None:
+            _real = _made()
     globals().update(_real)
 
 

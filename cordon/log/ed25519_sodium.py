@@ -27,9 +27,17 @@ __all__ = ["PrivateKey", "load"]
 SEED_BYTES = 32
 SECRET_BYTES = 64  # libsodium's secret key: the seed, then the public key
 SIGNATURE_BYTES = 64
-# The names the dynamic linker knows libsodium by (Debian's libsodium23, Alpine's,
-# Homebrew's); `find_library` last, as it may spawn a helper.
-_NAMES = ("libsodium.so.23", "libsodium.so.26", "libsodium.so", "libsodium.dylib")
+# The names the dynamic linker knows libsodium by (Debian's libsodium23, Alpine's), and
+# Homebrew's paths, which macOS's linker does not search; `find_library` last, as it
+# may spawn a helper.
+_NAMES = (
+    "libsodium.so.23",
+    "libsodium.so.26",
+    "libsodium.so",
+    "libsodium.dylib",
+    "/opt/homebrew/lib/libsodium.dylib",
+    "/usr/local/lib/libsodium.dylib",
+)
 
 _P = ctypes.c_void_p
 _BUF = ctypes.c_char_p

@@ -90,6 +90,18 @@ def _sodium(backend: _Backend) -> _Backend:
     return _Backend(sodium.PrivateKey, backend.public, backend.invalid)
 
 
+def libsodium_loads() -> bool:
+    """Whether the system's libsodium can be loaded (not yet whether it signs right:
+    `use_openssl_backend` self-tests it)."""
+    from cordon.log import ed25519_sodium as sodium
+
+    try:
+        sodium.load()
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def use_openssl_backend() -> bool:
     """Sign and verify through the libcrypto `ssl` maps (cordon.log.ed25519_openssl)
     instead of `cryptography`, about 6 MB less resident: for the sidecar and the SDK,

@@ -190,7 +190,7 @@ def _plan(pack: Pack) -> _Plan:
         output_lexicon=_categories(outputs),
         classification=classification,
     )
-    if len(_PLANS) >= 64:  # revisions come and go: the plans of old ones are let go
+    if len(_PLANS) >= 8:  # revisions come and go: old ones (and their plans) are let go
         _PLANS.clear()
     _PLANS[id(pack)] = (pack, plan)
     return plan
@@ -261,10 +261,9 @@ class OutputPolicy:
             plan = _plan(pack)
             self.rules, self.patterns = plan.output_rules, plan.output_patterns
             self.categories = plan.output_lexicon
-
-    @property
-    def extra_patterns(self) -> tuple[re.Pattern[str], ...]:
-        return tuple(self._pack.lexicon.patterns[c] for c in self.categories)
+        self.extra_patterns: tuple[re.Pattern[str], ...] = tuple(
+            pack.lexicon.patterns[c] for c in self.categories
+        )
 
     def __call__(self, text: str) -> str:
         pack = self._pack

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from cordon.errors import ConfigError
+from cordon.log import keys
 from cordon_sdk import govern, shutdown
 from gateway.policy.sources.http import HttpSource
 from tests.cordon_sdk.harness import HELLO, ROOT, asking, governed_openai, records, seed, worker
@@ -184,3 +185,27 @@ def test_the_application_gets_no_metrics_of_cordons_and_no_prometheus_client(
     done = _python(code, config)
     assert done.stdout.split() == ["False", "False"], done.stderr
     assert len(records(worker(tmp_path))) == 1  # the call itself was governed
+
+
+def test_records_are_signed_through_libsodium_even_where_the_application_has_cryptography(
+    tmp_path: Path, provider_url: str
+) -> None:
+    """The signature is on every call's path: an application that loaded `cryptography`
+    itself still gets libsodium's (about half the time)."""
+    if not keys.libsodium_loads():
+        pytest.skip("no libsodium on this machine")
+    config = seed("sidecar.yaml", tmp_path)
+    code = (
+        "import sys, openai\n"
+        "from cryptography.hazmat.primitives.asymmetric import ed25519\n"
+        "from cordon_sdk import govern\n"
+        "from cordon.log import keys\n"
+        f"c = openai.OpenAI(api_key='k', base_url='{provider_url}/v1', timeout=20)\n"
+        "c = govern(c, config=sys.argv[1])\n"
+        "hi = [{'role': 'user', 'content': 'hi'}]\n"
+        "c.chat.completions.create(model='mock-gpt', messages=hi)\n"
+        "print(keys._current().private.__module__, flush=True)\n"
+    )
+    done = _python(code, config)
+    assert done.stdout.split() == ["cordon.log.ed25519_sodium"], done.stderr
+    assert len(records(worker(tmp_path))) == 1  # the call was recorded
