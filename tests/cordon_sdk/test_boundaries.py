@@ -209,3 +209,27 @@ def test_records_are_signed_through_libsodium_even_where_the_application_has_cry
     done = _python(code, config)
     assert done.stdout.split() == ["cordon.log.ed25519_sodium"], done.stderr
     assert len(records(worker(tmp_path))) == 1  # the call was recorded
+
+
+def test_without_uvloop_the_engine_runs_on_asyncios_loop(tmp_path: Path, provider_url: str) -> None:
+    """uvloop is the `sdk` extra's (not on Windows): where it cannot be imported the
+    engine runs on asyncio's own loop, and calls are governed the same."""
+    config = seed("sidecar.yaml", tmp_path)
+    code = (
+        "import sys, openai\n"
+        "sys.modules['uvloop'] = None  # as if not installed: importing it fails\n"
+        "from cordon_sdk import govern\n"
+        "from cordon_sdk.engine import _ENGINES\n"
+        f"c = openai.OpenAI(api_key='k', base_url='{provider_url}/v1', timeout=20)\n"
+        "c = govern(c, config=sys.argv[1])\n"
+        "hi = [{'role': 'user', 'content': 'mail me at someone@example.com'}]\n"
+        "answer = c.chat.completions.create(model='mock-gpt', messages=hi)\n"
+        "(engine,) = _ENGINES.values()\n"
+        "print(type(engine.loop).__module__.split('.')[0], flush=True)\n"
+        "print(answer.choices[0].message.content, flush=True)\n"
+    )
+    done = _python(code, config)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "asyncio", done.stderr
+    assert "someone@example.com" not in lines[1] and "[EMAIL]" in lines[1]
+    assert len(records(worker(tmp_path))) == 1
