@@ -71,6 +71,9 @@ def _active(stack: DevStack, url: str) -> int:
     return int(policy_status(url, stack.tokens["admin"])["active_revision"])
 
 
+SOAK_S = 8  # the first wave's soak in the waves drill
+
+
 def _staged(marker: str, soak: str, **halt_on: Any) -> dict[str, Any]:
     rollout: dict[str, Any] = {"waves": [["eu-west"], ["us-east"]], "soak": soak}
     if halt_on:
@@ -99,7 +102,9 @@ async def test_the_next_wave_opens_after_the_first_enforces_and_soaks(
 ) -> None:
     before = await _settle(wan_stack, staged, "waves-base")
     revision = before + 1
-    await publish_document(wan_stack, _staged("waves-1", "4s"), revision)
+    # The soak is long enough to see the first wave alone on a loaded machine: at 4 s,
+    # one full run (2026-12-06) first saw the rollout after the second wave had opened.
+    await publish_document(wan_stack, _staged("waves-1", f"{SOAK_S}s"), revision)
     published = time.monotonic()
 
     eventually(lambda: _active(wan_stack, staged["eu-west"]) == revision, timeout=10)
@@ -110,8 +115,8 @@ async def test_the_next_wave_opens_after_the_first_enforces_and_soaks(
     held = [r for r in found["replicas"] if r["pack"] == PACK and r["region"] == "us-east"]
     assert held and all(r["held"] and not r["behind"] for r in held)
 
-    eventually(lambda: _active(wan_stack, staged["us-east"]) == revision, timeout=20)
-    assert time.monotonic() - published >= 4  # not before the soak ended
+    eventually(lambda: _active(wan_stack, staged["us-east"]) == revision, timeout=20 + SOAK_S)
+    assert time.monotonic() - published >= SOAK_S  # not before the soak ended
     rollout = eventually(lambda: (r := _rollout(wan_stack)) and r["complete"] and r, timeout=5)
     assert rollout["released"] == {"eu-west": revision, "us-east": revision}
 
