@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cordon.errors import DocumentError, PackError
@@ -160,6 +161,44 @@ class Pack:
 
     def rules_of(self, rule_type: str) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.type == rule_type)
+
+    # What the rules look for, per direction: derived once per pack (a pack never
+    # changes), not on every call that enforces it.
+
+    @cached_property
+    def input_rules(self) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.scans_input())
+
+    @cached_property
+    def output_rules(self) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.scans_output())
+
+    @cached_property
+    def classification_rules(self) -> tuple[Rule, ...]:
+        return self.rules_of("classification")
+
+    @cached_property
+    def input_categories(self) -> tuple[str, ...]:
+        """Every category an input or a classification rule names."""
+        return categories_of(self.input_rules + self.classification_rules)
+
+    @cached_property
+    def output_categories(self) -> tuple[str, ...]:
+        return categories_of(self.output_rules)
+
+    @cached_property
+    def output_patterns(self) -> tuple[str, ...]:
+        return patterns_of(self.output_rules)
+
+
+def categories_of(rules: tuple[Rule, ...]) -> tuple[str, ...]:
+    """The categories `rules` name, each once, in order."""
+    return tuple({c: None for rule in rules for c in rule.categories})
+
+
+def patterns_of(rules: tuple[Rule, ...]) -> tuple[str, ...]:
+    """The detectors `rules` name, each once, in order."""
+    return tuple({p: None for rule in rules for p in rule.patterns})
 
 
 def pack_name(document: dict[str, Any]) -> str:

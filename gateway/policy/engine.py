@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 from cordon.errors import OutputBlockedError
 from cordon.packs import LEVELS, Pack, Rule
+from cordon.packs.document import categories_of, patterns_of
 from gateway.identity import Identity
 
 # Streamed output is held back only from where a value that more text could complete
@@ -115,14 +116,13 @@ def apply_input(
             decision.fired(rule.id, "block")
             return payload
     text = dialect.prompt_text(payload)
-    plan = _plan(pack)
     # Once; every rule below reuses it. The categories are looked for again only after
     # a redaction (its placeholders may spell a term: `[HATE]`); placeholders match no
     # detector, so what a rule redacted is simply gone from `found`.
-    found = _Found(set(pack.detectors.found(text)), plan.input_categories(pack, text))
+    found = _Found(set(pack.detectors.found(text)), _input_categories(pack, text))
     if not _classify(pack, found, identity, decision):
         return payload
-    for rule in plan.input_rules:
+    for rule in pack.input_rules:
         if not found.hit(rule):
             continue
         if rule.action == "block":
@@ -135,7 +135,7 @@ def apply_input(
         payload = dialect.map_prompt(payload, _redactor(pack, rule, counts, found.detectors))
         found.detectors -= set(rule.patterns)
         text = dialect.prompt_text(payload)
-        found.categories = plan.input_categories(pack, text)
+        found.categories = _input_categories(pack, text)
         if counts:
             decision.count(counts)
             decision.fired(rule.id, "redact")
@@ -157,47 +157,8 @@ class _Found:
         )
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What a pack's rules look for, worked out once per pack rather than per call."""
-
-    input_rules: tuple[Rule, ...]
-    input_lexicon: tuple[str, ...]  # every category an input or classification rule names
-    output_rules: tuple[Rule, ...]
-    output_patterns: tuple[str, ...]
-    output_lexicon: tuple[str, ...]
-    classification: tuple[Rule, ...]
-
-    def input_categories(self, pack: Pack, text: str) -> set[str]:
-        return set(pack.lexicon.found(text, self.input_lexicon))
-
-
-_PLANS: dict[int, tuple[Pack, _Plan]] = {}  # by the pack's identity: it is immutable
-
-
-def _plan(pack: Pack) -> _Plan:
-    held = _PLANS.get(id(pack))
-    if held is not None and held[0] is pack:
-        return held[1]
-    inputs = tuple(rule for rule in pack.rules if rule.scans_input())
-    outputs = tuple(rule for rule in pack.rules if rule.scans_output())
-    classification = pack.rules_of("classification")
-    plan = _Plan(
-        input_rules=inputs,
-        input_lexicon=_categories(inputs + classification),
-        output_rules=outputs,
-        output_patterns=tuple({p: None for rule in outputs for p in rule.patterns}),
-        output_lexicon=_categories(outputs),
-        classification=classification,
-    )
-    if len(_PLANS) >= 8:  # revisions come and go: old ones (and their plans) are let go
-        _PLANS.clear()
-    _PLANS[id(pack)] = (pack, plan)
-    return plan
-
-
-def _categories(rules: tuple[Rule, ...]) -> tuple[str, ...]:
-    return tuple({c: None for rule in rules for c in rule.categories})
+def _input_categories(pack: Pack, text: str) -> set[str]:
+    return set(pack.lexicon.found(text, pack.input_categories))
 
 
 def _redactor(
@@ -219,13 +180,12 @@ def _classify(pack: Pack, found: _Found, identity: Identity, decision: Decision)
     level = _level(pack.default_classification)
     for name in found.detectors:
         level = max(level, _level(pack.detectors.by_name[name].sensitivity))
-    classification = _plan(pack).classification
-    for rule in classification:
+    for rule in pack.classification_rules:
         if (rule.patterns or rule.categories) and rule.level and found.hit(rule):
             level = max(level, _level(rule.level))
             decision.fired(rule.id, "flag")
     decision.classification = LEVELS[level]
-    for rule in classification:
+    for rule in pack.classification_rules:
         applies = rule.require_scopes and rule.level is not None and level >= _level(rule.level)
         if applies and not all(scope in identity.scopes for scope in rule.require_scopes):
             decision.fired(rule.id, "block")
@@ -255,12 +215,11 @@ class OutputPolicy:
         self._decision = decision
         if both_ways:
             self.rules = tuple(r for r in pack.rules if r.scans_output() or r.scans_input())
-            self.patterns = tuple({p: None for rule in self.rules for p in rule.patterns})
-            self.categories = _categories(self.rules)
-        else:  # a call's answer: worked out once per pack
-            plan = _plan(pack)
-            self.rules, self.patterns = plan.output_rules, plan.output_patterns
-            self.categories = plan.output_lexicon
+            self.patterns = patterns_of(self.rules)
+            self.categories = categories_of(self.rules)
+        else:  # a call's answer: what the pack worked out once
+            self.rules, self.patterns = pack.output_rules, pack.output_patterns
+            self.categories = pack.output_categories
         self.extra_patterns: tuple[re.Pattern[str], ...] = tuple(
             pack.lexicon.patterns[c] for c in self.categories
         )
