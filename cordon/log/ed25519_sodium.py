@@ -58,7 +58,7 @@ def load() -> None:
     global _lib
     if _lib is not None:
         return
-    lib = ctypes.PyDLL(_library_path())
+    lib = _open()
     for name, (restype, argtypes) in _SIGNATURES.items():
         function = getattr(lib, name)  # AttributeError: a libsodium without it
         function.restype, function.argtypes = restype, argtypes
@@ -67,17 +67,16 @@ def load() -> None:
     _lib = lib
 
 
-def _library_path() -> str:
+def _open() -> ctypes.PyDLL:
     for name in _NAMES:
         try:
-            ctypes.PyDLL(name)
+            return ctypes.PyDLL(name)
         except OSError:
             continue
-        return name
     found = ctypes.util.find_library("sodium")
     if found is None:
         raise OSError("no libsodium found")
-    return found
+    return ctypes.PyDLL(found)
 
 
 class PrivateKey:
