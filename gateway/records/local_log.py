@@ -392,16 +392,17 @@ class LocalLog:
                 raise
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        if self.sync_interval_s is not None:  # nothing to wait for but a roll's follow-up
+            if self._commit_inline(batch):
+                await self._after_roll(flush=False)
+            return
         chunks, waiting = self._plan(batch)
         if not chunks:
             return
         try:
             if self._broken:
                 raise RecordCommitError(self._broken)
-            if self.sync_interval_s is None:
-                await asyncio.to_thread(self._write, chunks)
-            else:
-                self._write_unsynced(chunks)
+            await asyncio.to_thread(self._write, chunks)
         except asyncio.CancelledError:
             # The thread may still finish the write that memory will not account for:
             # numbering on from here would store a sequence twice.
