@@ -33,14 +33,17 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not servers" -n 2 --durations=10
 
 # Tools some tests need: headless Chromium (the web page), promtool (alert rules, from
-# the prometheus package), checkov (Terraform), MCP's reference server-everything (npm,
-# an upstream of the MCP tests). Installed where this machine lets us (Debian, as root);
-# otherwise those tests skip and say why.
+# the prometheus package), libsodium (the sidecar's and the SDK's signatures), checkov
+# (Terraform), MCP's reference server-everything (npm, an upstream of the MCP tests).
+# Installed where this machine lets us (Debian, as root); otherwise those tests skip and
+# say why.
 tools:
 	@for need in chromium:chromium promtool:prometheus; do \
 		command -v $${need%%:*} >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
 		&& [ "$$(id -u)" = 0 ] && apt-get install -y -q $${need#*:} >/dev/null 2>&1; } || true; \
 	done
+	@ldconfig -p 2>/dev/null | grep -q libsodium || { command -v apt-get >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = 0 ] && apt-get install -y -q libsodium23 >/dev/null 2>&1; } || true
 	@# checkov (Terraform checks) in a venv of its own: its pins are not ours.
 	@[ -x .tools/checkov/bin/checkov ] || { $(BIN)/python -m uv venv -q .tools/checkov \
 		&& $(UV) --python .tools/checkov/bin/python checkov >/dev/null 2>&1; } \

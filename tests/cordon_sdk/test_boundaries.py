@@ -193,7 +193,7 @@ def test_records_are_signed_through_libsodium_even_where_the_application_has_cry
     """The signature is on every call's path: an application that loaded `cryptography`
     itself still gets libsodium's (about half the time)."""
     if not keys.libsodium_loads():
-        pytest.skip("no libsodium on this machine")
+        pytest.skip("no libsodium on this machine; `make tools` installs libsodium23")
     config = seed("sidecar.yaml", tmp_path)
     code = (
         "import sys, openai\n"

@@ -18,7 +18,9 @@ from tests.cordon.log.test_ed25519_openssl import RFC8032
 try:
     ed25519_sodium.load()
 except (OSError, AttributeError) as exc:  # pragma: no cover - a machine without it
-    pytest.skip(f"no usable libsodium here ({exc})", allow_module_level=True)
+    # `make tools` installs it (Debian's libsodium23) where the machine lets it.
+    reason = f"no libsodium on this machine ({exc}); `make tools` installs libsodium23"
+    pytest.skip(reason, allow_module_level=True)
 ed25519_openssl.load()
 SodiumKey = ed25519_sodium.PrivateKey
 
