@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import openai
 
 from cordon_sdk import govern
@@ -64,3 +65,18 @@ async def test_a_receipt_that_is_not_a_record_id_is_refused_in_the_callers_shape
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "invalid_request"
     assert [r["outcome"] for r in refused] == ["error"] and "sdk_record" not in refused[0]
+
+
+def test_every_governed_call_carries_its_record_id_to_the_provider(
+    tmp_path: Path, provider_url: str
+) -> None:
+    """Straight to a provider too: the header is the in-process record's id, which a
+    gateway on the way would tie to its own record."""
+    client = govern(
+        openai.OpenAI(api_key="sk-app", base_url=f"{provider_url}/v1", max_retries=0),
+        config=seed("sidecar.yaml", tmp_path),
+    )
+    for _ in range(2):
+        client.chat.completions.create(model="mock-gpt", messages=asking("hello"))
+        seen = httpx.get(f"{provider_url}/mock/stats", timeout=5).json()["auth"]
+        assert seen["x-cordon-sdk-record"] == records(worker(tmp_path))[-1]["id"]
