@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -70,6 +71,8 @@ class Runtime:
         self.backplane = backplane
         self.clock = clock
         self.in_flight = 0  # model calls being served (settings.max_concurrent_calls)
+        # The in-process SDK serves calls on its callers' threads as well as its loop's.
+        self._slots = threading.Lock()
         resource = {"cordon.region": settings.region, "cordon.replica": settings.replica}
         self.tracing = Tracing(telemetry.enabled_by(os.environ), resource)
         self.key, self.enrolment = key, enrolment
@@ -226,6 +229,19 @@ class Runtime:
         await self.upstream.close()
         await self.backplane.close()
         await asyncio.to_thread(self.tracing.shutdown)  # its export blocks: not on the loop
+
+    def admit(self) -> bool:
+        """Take a place for one more call in flight; False if all
+        `max_concurrent_calls` are taken (`leave` gives it back)."""
+        with self._slots:
+            if self.in_flight >= self.settings.max_concurrent_calls:
+                return False
+            self.in_flight += 1
+            return True
+
+    def leave(self) -> None:
+        with self._slots:
+            self.in_flight -= 1
 
     async def commit(self, record: dict[str, Any], fail_open: bool) -> int | None:
         """Commit one call's record: its stream sequence, or None if it was spooled

@@ -110,16 +110,15 @@ async def _admit(
     except BadRequestError as exc:  # a body too large, unreadable or invalid
         await refuse_error(call, send, exc)
         return
-    if runtime.in_flight >= runtime.settings.max_concurrent_calls:
+    if not runtime.admit():
         message = "too many calls in flight on this replica; try again shortly"
         retry = [(b"retry-after", b"1")]
         await refuse(call, send, 503, message, "overloaded", retry)
         return
-    runtime.in_flight += 1
     try:
         await serve(call, payload, body, headers, receive, send)
     finally:
-        runtime.in_flight -= 1
+        runtime.leave()
 
 
 async def _fault(call: Call, send: Send, exc: Exception) -> None:

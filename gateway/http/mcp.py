@@ -282,12 +282,11 @@ class McpEndpoint:
         -32603 with the request's id, logged, never a bare 500. A call counts against
         the replica's cap until its work ends (a dropped connection does not end it)."""
         runtime = self.runtime
-        if runtime.in_flight >= runtime.settings.max_concurrent_calls:
+        if not runtime.admit():
             busy = "too many calls in flight on this replica; try again shortly"
             raise JsonRpcError(jsonrpc.INTERNAL_ERROR, busy, request.id)
-        runtime.in_flight += 1
         task = asyncio.create_task(self.service.answer(ex, request))
-        task.add_done_callback(lambda _: setattr(runtime, "in_flight", runtime.in_flight - 1))
+        task.add_done_callback(lambda _: runtime.leave())
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -57,10 +57,11 @@ import mmap
 import os
 import struct
 import sys
+import threading
 import time
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -132,11 +133,37 @@ class _Segment:
         self.subjects[subject] = (first, seq)
 
 
+class _Answer:
+    """An append's answer outside any event loop (`LocalLog.append_now`): settled
+    before the append returns, so it never needs waiting for."""
+
+    __slots__ = ("_error", "_seq")
+
+    def __init__(self) -> None:
+        self._seq: int | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._seq is not None or self._error is not None
+
+    def set_result(self, seq: int) -> None:
+        self._seq = seq
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+
+    def result(self) -> int:
+        if self._error is not None:
+            raise self._error
+        assert self._seq is not None, "an in-line append is settled before it returns"
+        return self._seq
+
+
 class _Pending(NamedTuple):
     subject: str
     data: bytes
     msg_id: str
-    done: asyncio.Future[int]
+    done: asyncio.Future[int] | _Answer
 
 
 @dataclass
@@ -179,6 +206,8 @@ class LocalLog:
         self.sync_interval_s = sync_interval_s
         self._unsynced = False
         self._syncer: asyncio.Task[None] | None = None
+        self._syncer_asked = False  # its start is on its way to the owner loop
+        self._rolled_again = False  # a roll since the running follow-up began
         self._syncing: asyncio.Future[None] | None = None  # its fsync, in a thread
         # A reader beside a live writer (an export): it changes nothing on disk, and a
         # partial last frame is the writer's batch in flight, not a tail to cut.
@@ -200,6 +229,11 @@ class LocalLog:
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._fd: int | None = None  # the newest segment, written only by the batch thread
+        # The loop its own tasks (the fsync every interval, a roll's follow-up) run on;
+        # None: the loop of whoever appends. `append_now` may come from other threads
+        # (the in-process SDK's callers): what they change is changed under this lock.
+        self._owner: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.RLock()
         self._broken: str | None = None  # a failure that left the disk in doubt
         self._closed = False
         if not read_only:
@@ -352,30 +386,73 @@ class LocalLog:
 
     # --- appending ---------------------------------------------------------------
 
+    def serve_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run this log's own tasks on `loop` (the one its owner keeps running), whoever
+        appends: `append_now` may then be called from any thread."""
+        self._owner = loop
+
+    @property
+    def in_line(self) -> bool:
+        """Whether an append is written and answered at once (`sync_interval_s`), so
+        `append_now` may be used."""
+        return self.sync_interval_s is not None
+
     async def append(self, subject: str, data: bytes, msg_id: str) -> int:
         """Store `data` once on `subject`; its sequence once the frame is fsynced (with
         `sync_interval_s`: written). An id seen within the dedupe window stores nothing
         and answers the earlier sequence."""
-        if self._closed or self.read_only:
-            state = "closed" if self._closed else "open read-only"
-            raise RecordCommitError(f"local record log {self.directory} is {state}")
+        if self.in_line:
+            # No fsync to share, so no batch to gather: written in-line, answered now.
+            return self.append_now(subject, data, msg_id)
+        self._check_open()
         _check_sizes(subject, msg_id, data)
         self._check_room(len(data))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         pending = _Pending(subject, data, msg_id, done)
-        idle = not self._queue and (self._flusher is None or self._flusher.done())
-        if idle and self.sync_interval_s is not None:
-            # No fsync to share, so no batch to gather: written in-line, answered now
-            # (a roll's summary and retention follow in a task, as after a batch).
-            if self._commit_inline([pending]):
-                self._flusher = asyncio.create_task(self._after_roll())
-            return await done  # already settled: no turn of the loop
         self._queue.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         # Shielded: a caller that gives up does not stop the batch its frame is in; the
         # frame may still land, and a retry with the same id finds it.
         return await asyncio.shield(done)
+
+    def append_now(self, subject: str, data: bytes, msg_id: str) -> int:
+        """`append` with `sync_interval_s`, from any thread: written and answered before
+        it returns (a roll's summary and retention follow on the owner's loop)."""
+        assert self.in_line, "only a log that writes in-line answers at once"
+        with self._lock:
+            self._check_open()
+            _check_sizes(subject, msg_id, data)
+            self._check_room(len(data))
+            answer = _Answer()
+            if self._commit_inline([_Pending(subject, data, msg_id, answer)]):
+                self._on_owner(self._follow_roll)
+            return answer.result()
+
+    def _check_open(self) -> None:
+        if self._closed or self.read_only:
+            state = "closed" if self._closed else "open read-only"
+            raise RecordCommitError(f"local record log {self.directory} is {state}")
+
+    def _on_owner(self, work: Callable[[], None]) -> None:
+        """Run `work` (which starts a task) on the owner's loop: now if this is it."""
+        owner = self._owner
+        if owner is None or owner is asyncio._get_running_loop():
+            work()
+        else:
+            owner.call_soon_threadsafe(work)
+
+    def _follow_roll(self) -> None:
+        """A roll's summary and retention, in a task; one already under way takes this
+        roll too (in-line appends do not wait for it: `close` does)."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._after_roll())
+        else:
+            self._rolled_again = True
+
+    def _start_syncer(self) -> None:
+        if self._syncer is None and not self._closed:
+            self._syncer = asyncio.create_task(self._sync_now_and_then())
 
     async def _flush(self) -> None:
         """Write batches until the queue is empty: whatever arrives during one batch's
@@ -392,10 +469,6 @@ class LocalLog:
                 raise
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        if self.sync_interval_s is not None:  # nothing to wait for but a roll's follow-up
-            if self._commit_inline(batch):
-                await self._after_roll(flush=False)
-            return
         chunks, waiting = self._plan(batch)
         if not chunks:
             return
@@ -432,8 +505,9 @@ class LocalLog:
     def _write_unsynced(self, chunks: list[_Chunk]) -> None:
         self._write(chunks, sync=False)
         self._unsynced = True
-        if self._syncer is None:
-            self._syncer = asyncio.create_task(self._sync_now_and_then())
+        if self._syncer is None and not self._syncer_asked:
+            self._syncer_asked = True
+            self._on_owner(self._start_syncer)
 
     def _answer(self, chunks: list[_Chunk], waiting: list[tuple[_Pending, int]]) -> bool:
         """The batch's frames are written: account for them and answer their appends;
@@ -445,11 +519,14 @@ class LocalLog:
         return rolled
 
     async def _after_roll(self, flush: bool = True) -> None:
-        """A finished segment's summary, then retention; then (`flush`, after an in-line
-        write) the appends that queued meanwhile."""
-        await self._summarize()
-        if self.max_bytes is not None or self.max_age_s is not None:
-            self.enforce_retention()
+        """A finished segment's summary, then retention, again for each roll made
+        meanwhile; then (`flush`) the appends that queued meanwhile."""
+        self._rolled_again = True
+        while self._rolled_again:
+            self._rolled_again = False
+            await self._summarize()
+            if self.max_bytes is not None or self.max_age_s is not None:
+                self.enforce_retention()
         if flush:
             await self._flush()
 
@@ -495,7 +572,8 @@ class LocalLog:
 
     def seq_of(self, msg_id: str) -> int | None:
         """Where `msg_id` was stored, if it is within the dedupe window; else None."""
-        return self._stored(msg_id)
+        with self._lock:
+            return self._stored(msg_id)
 
     def _stored(self, msg_id: str) -> int | None:
         seq = self._recent.get(msg_id)
@@ -653,20 +731,22 @@ class LocalLog:
         """Records from `seq` to `stop` (or the end), with their ids and write times."""
         seq = max(seq, self.first_seq, 1)
         while seq <= min(self.last_seq, stop if stop is not None else self.last_seq):
-            segment = self._segment_of(seq)
-            if segment is None:
-                return
-            for entry in self._scan(segment, seq):
+            with self._lock:  # what is whole now (another thread may be appending)
+                segment = self._segment_of(seq)
+                if segment is None:
+                    return
+                last, size = segment.last, segment.size
+            for entry in self._scan(segment, seq, last, size):
                 if stop is not None and entry.seq > stop:
                     return
                 yield entry
                 seq = entry.seq + 1
-            if seq <= segment.last and segment.path.exists():
+            if seq <= last and segment.path.exists():
                 raise RecordCommitError(
                     f"local record log {self.directory}: {segment.path.name} is damaged "
                     f"at sequence {seq}"
                 )
-            seq = max(seq, segment.last + 1)
+            seq = max(seq, last + 1)
 
     def _holds(self, seq: int) -> bool:
         return self.first_seq <= seq <= self.last_seq and seq >= 1
@@ -676,10 +756,10 @@ class LocalLog:
         at = bisect.bisect_right(firsts, seq) - 1
         return self._segments[at] if at >= 0 and self._segments[at].count else None
 
-    def _scan(self, segment: _Segment, seq: int) -> Iterator[Entry]:
-        """The segment's records from `seq` on, starting at the nearest indexed offset."""
+    def _scan(self, segment: _Segment, seq: int, last: int, size: int) -> Iterator[Entry]:
+        """The segment's records from `seq` to `last` (what was whole, `size` bytes, when
+        the read began), starting at the nearest indexed offset."""
         slot = (seq - segment.first) // INDEX_EVERY
-        last, size = segment.last, segment.size  # what was whole when the read began
         try:
             handle = segment.path.open("rb")
         except FileNotFoundError:
@@ -712,7 +792,10 @@ class LocalLog:
         while the log is larger than `max_bytes`; never the newest segment. Returns how
         many records went, nor one holding `keep_from` or later. Sequences continue
         where they were."""
-        now_ms = (time.time() if now is None else now) * 1000
+        with self._lock:  # an append on another thread may roll meanwhile
+            return self._enforce_retention((time.time() if now is None else now) * 1000)
+
+    def _enforce_retention(self, now_ms: float) -> int:
         removed = 0
         while len(self._segments) > 1 and not self.read_only:
             oldest = self._segments[0]
@@ -747,10 +830,13 @@ class LocalLog:
     async def _sync_written(self) -> None:
         if not self._unsynced or self._fd is None:
             return
-        self._unsynced = False
-        # A dup (the batch may roll and close `_fd` meanwhile) that the thread closes, and
-        # shielded: close() cancelling the syncer mid-fsync waits for it instead.
-        fd = os.dup(self._fd)
+        with self._lock:  # an append on another thread may roll and close it meanwhile
+            if self._fd is None:
+                return
+            self._unsynced = False
+            # A dup (the batch may roll and close `_fd` meanwhile) that the thread
+            # closes, and shielded: close() cancelling the syncer mid-fsync waits for it.
+            fd = os.dup(self._fd)
         self._syncing = asyncio.ensure_future(asyncio.to_thread(self._fsync_dup, fd))
         await asyncio.shield(self._syncing)
 
@@ -765,7 +851,8 @@ class LocalLog:
 
     async def close(self) -> None:
         """Wait for the batch in flight, then close; later appends are refused."""
-        self._closed = True
+        with self._lock:  # an append on another thread finishes first
+            self._closed = True
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._syncer is not None:
@@ -774,9 +861,10 @@ class LocalLog:
         if self._syncing is not None:
             await asyncio.wait([self._syncing])  # an fsync the cancel interrupted
         await self._sync_written()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     @property
     def closed(self) -> bool:
@@ -801,6 +889,13 @@ class LocalSink:
 
     async def publish(self, data: bytes, msg_id: str) -> int:
         return await self.log.append(self.subject, data, msg_id)
+
+    @property
+    def in_line(self) -> bool:
+        return self.log.in_line
+
+    def publish_now(self, data: bytes, msg_id: str) -> int:
+        return self.log.append_now(self.subject, data, msg_id)
 
     async def last(self) -> bytes | None:
         found = self.log.last_on(self.subject)

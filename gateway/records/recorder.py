@@ -8,7 +8,10 @@ id doubles as its de-duplication id there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -22,7 +25,7 @@ from gateway.records.record import rfc3339_now
 from gateway.records.spool import Spool
 
 if TYPE_CHECKING:  # the sink module loads the NATS client (a sidecar's sink is local)
-    from gateway.records.sink import RecordSink
+    from gateway.records.sink import InLineSink, RecordSink
 
 __all__ = ["Recorder", "content_hashed"]
 
@@ -47,6 +50,11 @@ class Recorder:
         # and so drop one still uncommitted (a silent gap in replica_seq).
         self._voids_lock = asyncio.Lock()
         self._max_record_bytes = max_record_bytes  # 0: what the sink takes
+        # A sink that stores at once (a local log written in-line) takes records from
+        # any thread (the in-process SDK serves calls on its callers' threads): each is
+        # numbered, signed and stored under this lock, so numbers are stored in order.
+        self._now: InLineSink | None = sink if getattr(sink, "in_line", False) else None  # type: ignore[assignment]
+        self._now_lock = threading.Lock()
 
     def _record_cap(self) -> int:
         sink = self._sink.capacity
@@ -86,18 +94,12 @@ class Recorder:
         spooled instead and None is returned; while anything is spooled, new records
         queue behind it so they reach the stream in order.
         """
-        connected = self._sink.connected
-        if spool is None and not connected:
-            # Buffering during an outage would commit this record after the caller
-            # already got a 503; fail now instead.
-            raise RecordCommitError("not connected to the regional NATS")
+        if self._now is not None:
+            return self.commit_now(record, spool)
+        connected = self._connected(spool)
         if self._voids and connected:
             await self.commit_voids()
-        # From here on the number is spent: whatever stops the record (encoding, size,
-        # spool, publish, even cancellation) owes a void, so it never leaves a silent gap.
-        record["replica_seq"] = self._next_seq
-        self._next_seq += 1
-        try:
+        with self._numbered(record):
             data = self._encode(record)
             if spool is not None and (spool.depth > 0 or not connected):
                 self._spool(spool, record, data)
@@ -109,6 +111,44 @@ class Recorder:
                     raise
                 self._spool(spool, record, data)
                 return None
+
+    def commit_now(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
+        """`commit` to a sink that stores at once, from any thread."""
+        assert self._now is not None, "only an in-line sink commits at once"
+        with self._now_lock:
+            connected = self._connected(spool)
+            if self._voids and connected:
+                self._commit_voids_now(self._now)
+            with self._numbered(record):
+                data = self._encode(record)
+                if spool is not None and (spool.depth > 0 or not connected):
+                    self._spool(spool, record, data)
+                    return None
+                try:
+                    return self._now.publish_now(data, record["id"])
+                except RecordCommitError:
+                    if spool is None:
+                        raise
+                    self._spool(spool, record, data)
+                    return None
+
+    def _connected(self, spool: Spool | None) -> bool:
+        connected = self._sink.connected
+        if spool is None and not connected:
+            # Buffering during an outage would commit this record after the caller
+            # already got a 503; fail now instead.
+            raise RecordCommitError("not connected to the regional NATS")
+        return connected
+
+    @contextlib.contextmanager
+    def _numbered(self, record: dict[str, Any]) -> Iterator[None]:
+        """Give `record` the next number. From here on the number is spent: whatever
+        stops the record (encoding, size, spool, publish, even cancellation) owes a
+        void, so it never leaves a silent gap."""
+        record["replica_seq"] = self._next_seq
+        self._next_seq += 1
+        try:
+            yield
         except BaseException as exc:
             self._voids.append((record["replica_seq"], record["id"], _why(exc)))
             raise
@@ -142,25 +182,35 @@ class Recorder:
 
     async def commit_voids(self) -> None:
         """Commit a void for every number spent without a record, oldest first."""
+        if self._now is not None:
+            with self._now_lock:
+                self._commit_voids_now(self._now)
+            return
         async with self._voids_lock:
-            await self._commit_voids_in_order()
+            while self._voids:
+                data, msg_id = self._void(*self._voids[0])
+                await self._sink.publish(data, msg_id)
+                self._voids.pop(0)
 
-    async def _commit_voids_in_order(self) -> None:
+    def _commit_voids_now(self, sink: InLineSink) -> None:
         while self._voids:
-            replica_seq, record_id, why = self._voids[0]
-            void = {
-                "v": 1,
-                "kind": "void",
-                "id": uuid7(),
-                "ts": rfc3339_now(),
-                "region": self._region,
-                "replica": self._replica,
-                "replica_seq": replica_seq,
-                "voids": record_id,
-                "reason": f"this sequence's record could not be committed ({why})",
-            }
-            await self._sink.publish(envelope.seal(void, self._key).encode(), f"void-{record_id}")
+            sink.publish_now(*self._void(*self._voids[0]))
             self._voids.pop(0)
+
+    def _void(self, replica_seq: int, record_id: str, why: str) -> tuple[bytes, str]:
+        """The sealed void for a spent number, and its message id."""
+        void = {
+            "v": 1,
+            "kind": "void",
+            "id": uuid7(),
+            "ts": rfc3339_now(),
+            "region": self._region,
+            "replica": self._replica,
+            "replica_seq": replica_seq,
+            "voids": record_id,
+            "reason": f"this sequence's record could not be committed ({why})",
+        }
+        return envelope.seal(void, self._key).encode(), f"void-{record_id}"
 
 
 def _why(exc: BaseException) -> str:

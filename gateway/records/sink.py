@@ -9,7 +9,7 @@ about the stream itself is tested on real NATS servers.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 from cordon.errors import RecordCommitError
 from cordon.nats import StreamPublisher, subjects
 
-__all__ = ["HEADROOM", "NatsSink", "RecordSink"]
+__all__ = ["HEADROOM", "InLineSink", "NatsSink", "RecordSink"]
 
 HEADROOM = 8 * 1024  # message headers and framing, within the server's max_payload
 
@@ -44,6 +44,21 @@ class RecordSink(Protocol):
 
     async def last(self) -> bytes | None:
         """The last record this replica stored, to continue its numbering; None if none."""
+        ...
+
+
+@runtime_checkable
+class InLineSink(Protocol):
+    """A sink that may also store a record at once, from any thread (a local log
+    written in-line): the in-process SDK commits its callers' records that way."""
+
+    @property
+    def in_line(self) -> bool:
+        """Whether `publish_now` may be used."""
+        ...
+
+    def publish_now(self, data: bytes, msg_id: str) -> int:
+        """`RecordSink.publish`, stored before it returns."""
         ...
 
 

@@ -137,6 +137,13 @@ class ShippingSink(LocalSink):
             self._shipper.appended()
         return seq
 
+    def publish_now(self, data: bytes, msg_id: str) -> int:
+        before = self.log.last_seq
+        seq = super().publish_now(data, msg_id)
+        if seq > before:  # not a repeat of a stored id
+            self._shipper.appended()
+        return seq
+
 
 class Shipper:
     """Sends the local log's records on this replica's subject to the region's RECORDS."""
@@ -157,6 +164,7 @@ class Shipper:
         self.enrolment: tuple[str, bytes] | None = None  # the key's, set by `enrol`
         self._enrolled = False
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one `run` runs on
         self._cursor: int | None = None  # where the next record to ship is looked for
         self.backlog = 0  # records on the subject at or after the cursor
         self.shipped = 0  # records shipped since the start
@@ -166,12 +174,22 @@ class Shipper:
         metrics.SHIP_BACKLOG.set_function(lambda: float(self.backlog))
 
     def appended(self) -> None:
+        """A record was appended, by any thread (the in-process SDK's callers append
+        too): counted, and the shipper woken, on the shipper's loop."""
+        loop = self._loop
+        if loop is None or loop is asyncio._get_running_loop():
+            self._count_appended()
+        else:
+            loop.call_soon_threadsafe(self._count_appended)
+
+    def _count_appended(self) -> None:
         self.backlog += 1
         self._wake.set()
 
     async def run(self) -> None:
         """Forever: reach the region, resume after what it holds, ship as records come.
         Whatever goes wrong is said (log, status) and tried again after `retry_s`."""
+        self._loop = asyncio.get_running_loop()
         while True:
             try:
                 sink = await self._dial()

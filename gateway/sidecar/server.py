@@ -102,6 +102,8 @@ class Sidecar:
             raise ConfigError(f"{first}: {reason.reason if reason else 'refused'}")
 
     async def start(self) -> None:
+        # The log's own tasks run on this loop, whichever thread appends (cordon_sdk).
+        self.records.serve_from(asyncio.get_running_loop())
         self.activate_initial()
         if self.candidates.owners_only and self.config.mode != "region":
             await self._first_signed_pack()

@@ -182,8 +182,8 @@ async def test_a_roll_fsyncs_each_finished_segment_before_the_next(
     syncs = _segment_syncs(synced)
     for finished in segments[:-1]:
         assert (finished.name, finished.stat().st_size) in syncs, f"{finished.name} not fsynced"
+    await log.close()  # in-line appends do not wait for a roll's summary: closing does
     assert [p.stem for p in sorted(tmp_path.glob("*.idx"))] == [p.stem for p in segments[:-1]]
-    await log.close()
 
     again = LocalLog(tmp_path, segment_bytes=4096)
     assert (again.torn, again.last_seq) == (0, 300)
@@ -247,4 +247,41 @@ async def test_a_failed_fsync_of_a_finished_segment_refuses_later_appends(
 
     again = LocalLog(tmp_path, segment_bytes=4096)
     assert list(again.read_from(1)) == _expected(1, acknowledged)
+    await again.close()
+
+
+async def test_appends_from_other_threads_are_numbered_without_gaps_while_the_loop_reads(
+    tmp_path: Path,
+) -> None:
+    """The in-process SDK's callers append from their own threads (`append_now`) while the
+    log's loop reads it (the sealer, the shipper) and rolls segments: every reader sees
+    whole records numbered from 1 without a gap, and nothing is lost or doubled."""
+    log = LocalLog(tmp_path, segment_bytes=4096, sync_interval_s=60)
+    log.serve_from(asyncio.get_running_loop())
+    writers, each = 4, 150
+
+    def write(n: int) -> list[int]:
+        return [
+            log.append_now(f"rec.{n}", f"w{n}-{k}|".encode() * 6, f"{n}-{k}") for k in range(each)
+        ]
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often, so reads and writes interleave
+    try:
+        written = asyncio.gather(*(asyncio.to_thread(write, n) for n in range(writers)))
+        reads = 0
+        while not written.done():
+            seen = [entry.seq for entry in log.entries(1)]
+            assert seen == list(range(1, len(seen) + 1))
+            reads += 1
+            await asyncio.sleep(0)
+        numbers = sorted(seq for seqs in await written for seq in seqs)
+    finally:
+        sys.setswitchinterval(switching)
+    assert reads > 1
+    assert numbers == list(range(1, writers * each + 1))
+    await log.close()
+    again = LocalLog(tmp_path, segment_bytes=4096)
+    assert (again.torn, again.last_seq) == (0, writers * each)
+    assert len({entry.msg_id for entry in again.entries(1)}) == writers * each
     await again.close()
