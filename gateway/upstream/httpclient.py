@@ -11,12 +11,14 @@ SNI, and three timeouts: connect, first byte, and total.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -29,6 +31,7 @@ from cordon.errors import (
     ResponseTimeout,
     ResponseTooLargeError,
 )
+from gateway.upstream import blocking as blocking_io
 
 MAX_HEADER_BYTES = 64 * 1024  # all of a response's header lines together
 # Body bytes buffered ahead of the reader: above HIGH_WATER the socket stops being read
@@ -61,6 +64,9 @@ def split_url(url: str) -> tuple[Origin, str]:
     return Origin(parts.scheme, parts.hostname, port), path
 
 
+NO_IDLE: dict[Origin, list[_Connection]] = {}  # a loop with none yet (never written)
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; carries one response at a time."""
 
@@ -71,6 +77,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._header_bytes = 0
         self.paused = False
+        self.loop = asyncio.get_running_loop()  # whose idle pool it goes back to
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -184,8 +191,15 @@ class Response:
         self._error: HttpClientError | None = None
         self._done = False
         self._released = False
-        self._deadline = loop.call_later(total, self._expire, "total")
+        # Deadlines as timers on the loop; with blocking I/O the reads keep them (and
+        # a loop stepped by hand, which never runs, would only pile timers up).
+        self._deadline: asyncio.TimerHandle | None = None
+        if not blocking_io.BLOCKING.get():
+            self._deadline = loop.call_later(total, self._expire, "total")
         self._first_byte: asyncio.TimerHandle | None = None
+        # With blocking I/O (`gateway.upstream.blocking`): reads on from the socket,
+        # where the loop would wake the reader; False if the deadline passed.
+        self.feed: Callable[[], bool] | None = None
         self.status = 0
         self.headers: dict[str, str] = {}
         self.keep_alive = False
@@ -208,17 +222,24 @@ class Response:
 
     def complete(self) -> None:
         self._done = True
-        self._deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         self._wake()
 
     def failed(self, exc: HttpClientError) -> None:
         if self._done:
             return
         self._error = exc
-        self._deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         if not self._head.done():
             self._head.set_exception(exc)
         self._wake()
+
+    @property
+    def finished(self) -> bool:
+        """The whole answer is in, or it failed."""
+        return self._done or self._error is not None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -230,9 +251,10 @@ class Response:
 
     # used by the caller
     async def wait_head(self, first_byte: float) -> None:
-        self._first_byte = asyncio.get_running_loop().call_later(
-            first_byte, self._expire, "first_byte"
-        )
+        if self._deadline is not None:  # else blocking I/O keeps the deadline
+            self._first_byte = asyncio.get_running_loop().call_later(
+                first_byte, self._expire, "first_byte"
+            )
         await self._head
 
     async def read(self, limit: int | None = None) -> bytes:
@@ -261,6 +283,10 @@ class Response:
                     raise self._error
                 if self._done:
                     return
+                if self.feed is not None:  # blocking I/O: read on now
+                    if not self.feed():
+                        self._expire("total")
+                    continue
                 self._waiter = asyncio.get_running_loop().create_future()
                 await self._waiter
         finally:
@@ -271,7 +297,8 @@ class Response:
         if self._released:
             return
         self._released = True
-        self._deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self._first_byte is not None:
             self._first_byte.cancel()
         self._connection.response = None
@@ -291,6 +318,45 @@ class Response:
 AddressGuard = Callable[[str, str], None]
 
 
+def _close_on(loop: asyncio.AbstractEventLoop, connection: _Connection) -> None:
+    """Close `connection` on its own loop: from another thread, by that loop's hand."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop or not loop.is_running():
+        if not loop.is_closed():
+            connection.close()
+        return
+    with contextlib.suppress(RuntimeError):  # closed meanwhile: its sockets went with it
+        loop.call_soon_threadsafe(connection.close)
+
+
+def _receive_now(
+    connection: _Connection, response: Response, first_byte: float, total: float
+) -> None:
+    """With blocking I/O: read until the answer's head is in (within `first_byte`); the
+    body is read as the reader asks for it (`Response.feed`), within `total`."""
+    transport = cast(blocking_io.BlockingTransport, connection.transport)
+    started = time.monotonic()
+    deadline = started + total
+
+    def head_in() -> bool:
+        return response.got_bytes or response.finished
+
+    if not blocking_io.feed_until(transport, connection, head_in, started + min(first_byte, total)):
+        response._expire("first_byte" if first_byte < total else "total")
+        return
+
+    def feed() -> bool:
+        def more() -> bool:
+            return response.finished or response._buffered > 0
+
+        return blocking_io.feed_until(transport, connection, more, deadline)
+
+    response.feed = feed
+
+
 class HttpClient:
     def __init__(
         self,
@@ -298,7 +364,9 @@ class HttpClient:
         guard: AddressGuard | None = None,
         ca_bundle: str | None = None,
     ) -> None:
-        self._idle: dict[Origin, list[_Connection]] = {}
+        # Idle connections per event loop: a connection belongs to the loop that made
+        # it, and the in-process SDK serves calls on its callers' loops (cordon_sdk).
+        self._idle: dict[asyncio.AbstractEventLoop, dict[Origin, list[_Connection]]] = {}
         self._max_idle = max_idle_per_origin
         # Certificates are verified, and must name the host (SNI is sent): against the
         # system's trust store, or only the CAs in `ca_bundle` when one is given.
@@ -322,13 +390,19 @@ class HttpClient:
         origin, path = split_url(url)
         through = split_url(proxy)[0] if proxy else None
         head = self._request_head(method, origin, path, headers, len(body))
+        blocking = blocking_io.BLOCKING.get()
         for attempt in (0, 1):
-            connection = await self._connection(origin, connect, through)
+            if blocking:
+                connection = self._connection_now(origin, connect, through)
+            else:
+                connection = await self._connection(origin, connect, through)
             response = Response(self, origin, connection, total)
             connection.response = response
             assert connection.transport is not None
             connection.transport.write(head + body)
             reused, connection.used = connection.used, True
+            if blocking:
+                _receive_now(connection, response, first_byte, total)
             try:
                 await response.wait_head(first_byte)
             except RemoteProtocolError:
@@ -363,14 +437,14 @@ class HttpClient:
     async def _connection(
         self, origin: Origin, connect_s: float, proxy: Origin | None = None
     ) -> _Connection:
-        idle = self._idle.get(origin)
+        loop = asyncio.get_running_loop()
+        idle = self._idle.get(loop, NO_IDLE).get(origin)
         while idle:
             connection = idle.pop()
             if connection.reusable:
                 return connection
         if proxy is not None:
             return await self._tunnel(origin, proxy, connect_s)
-        loop = asyncio.get_running_loop()
         tls = self._ssl if origin.scheme == "https" else None
         try:
             async with asyncio.timeout(connect_s):
@@ -387,6 +461,59 @@ class HttpClient:
         except OSError as exc:
             raise ConnectError(f"cannot connect to {origin.host}:{origin.port}: {exc}") from exc
         return protocol
+
+    def _connection_now(
+        self, origin: Origin, connect_s: float, proxy: Origin | None = None
+    ) -> _Connection:
+        """`_connection` with blocking I/O (`gateway.upstream.blocking`)."""
+        idle = self._idle.get(asyncio.get_running_loop(), NO_IDLE).get(origin)
+        while idle:
+            connection = idle.pop()
+            if connection.reusable:
+                return connection
+        tls = self._ssl if origin.scheme == "https" else None
+        where = f"{origin.host}:{origin.port}"
+        try:
+            if proxy is None:
+                address = self._address_now(origin)
+                sock = blocking_io.connect(address, origin.port, connect_s, tls, origin.host)
+            else:
+                sock = self._tunnel_now(origin, proxy, connect_s)
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"connect to {where} timed out") from exc
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+        connection = _Connection()
+        connection.connection_made(cast(asyncio.Transport, blocking_io.BlockingTransport(sock)))
+        return connection
+
+    def _tunnel_now(self, origin: Origin, proxy: Origin, connect_s: float) -> socket.socket:
+        """`_tunnel` with blocking I/O: the socket, TLS inside the tunnel for https."""
+        deadline = time.monotonic() + connect_s
+        sock = blocking_io.connect(self._address_now(proxy), proxy.port, connect_s, None, "")
+        where = f"{origin.host}:{origin.port}"
+        tunnel = _Tunnel()
+        transport = blocking_io.BlockingTransport(sock)
+        transport.write(f"CONNECT {where} HTTP/1.1\r\nhost: {where}\r\n\r\n".encode())
+        if not blocking_io.feed_until(transport, tunnel, tunnel.established.done, deadline):
+            sock.close()
+            raise TimeoutError(f"no answer from the proxy {proxy.host}")
+        try:
+            tunnel.established.result()  # ConnectError if the proxy refused
+        except BaseException:
+            sock.close()
+            raise
+        if origin.scheme != "https":
+            return sock
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        return blocking_io.secure(sock, self._ssl, origin.host)
+
+    def _address_now(self, origin: Origin) -> str:
+        """`_address`, resolved in this thread."""
+        if self._guard is None:
+            return origin.host
+        infos = socket.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+        return self._allowed(origin, infos)
 
     async def _tunnel(self, origin: Origin, proxy: Origin, connect_s: float) -> _Connection:
         """A connection to `origin` through `proxy`'s CONNECT tunnel, TLS inside it for an
@@ -425,6 +552,11 @@ class HttpClient:
         infos = await asyncio.get_running_loop().getaddrinfo(
             origin.host, origin.port, type=socket.SOCK_STREAM
         )
+        return self._allowed(origin, infos)
+
+    def _allowed(self, origin: Origin, infos: list[Any]) -> str:
+        """The first of the resolved addresses, once the guard allowed every one."""
+        assert self._guard is not None
         addresses = [str(info[4][0]) for info in infos]
         for address in addresses:
             self._guard(address, origin.host)
@@ -433,14 +565,23 @@ class HttpClient:
         return addresses[0]
 
     def _put_back(self, origin: Origin, connection: _Connection) -> None:
-        idle = self._idle.setdefault(origin, [])
+        idle = self._idle.setdefault(connection.loop, {}).setdefault(origin, [])
         if len(idle) < self._max_idle:
             idle.append(connection)
         else:
             connection.close()
 
     def close(self) -> None:
-        for connections in self._idle.values():
+        """Close the idle connections of every loop (each on its own loop's thread,
+        where that loop is running)."""
+        for loop, pool in list(self._idle.items()):
+            for connections in pool.values():
+                for connection in connections:
+                    _close_on(loop, connection)
+        self._idle.clear()
+
+    def forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop `loop`'s idle connections (it is about to be closed, with them)."""
+        for connections in self._idle.pop(loop, {}).values():
             for connection in connections:
                 connection.close()
-        self._idle.clear()

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
-from cordon.errors import ConnectError, HttpClientError, RemoteProtocolError, ResponseTimeout
+from cordon.errors import (
+    ConnectError,
+    HttpClientError,
+    RemoteProtocolError,
+    ResponseTimeout,
+    ResponseTooLargeError,
+)
 from cordon_dev.procs import free_port
+from gateway.upstream.blocking import BLOCKING
 from gateway.upstream.httpclient import HttpClient
 
+T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -175,3 +186,112 @@ async def test_a_header_holding_a_line_break_is_never_sent(
     with pytest.raises(HttpClientError, match="line break"):
         await HttpClient().request("POST", url, b"{}", hostile, connect=1, first_byte=1, total=2)
     assert seen == []
+
+
+# --- blocking I/O (gateway.upstream.blocking): a loop serving one call in its thread ---
+
+
+def _blocking(work: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+    """`work` with blocking I/O, on a loop of another thread (the servers run on this
+    one), as the in-process SDK runs a synchronous caller's call."""
+
+    def run() -> T:
+        BLOCKING.set(True)
+        return asyncio.run(work())  # type: ignore[arg-type]
+
+    return asyncio.to_thread(run)
+
+
+async def test_blocking_io_keeps_one_connection_and_retries_one_the_server_closed(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    connections = 0
+
+    async def kept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+
+    async def one_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # without saying `connection: close`
+
+    kept_url, closing_url = await serve(kept), await serve(one_per_connection)
+
+    async def calls() -> list[bytes]:
+        client = HttpClient()
+        bodies = [await (await _post(client, kept_url)).read() for _ in range(3)]  # type: ignore[attr-defined]
+        for _ in range(2):
+            bodies.append(await (await _post(client, closing_url)).read())  # type: ignore[attr-defined]
+            time.sleep(0.05)  # the server's close arrives while the connection is idle
+        client.close()
+        return bodies
+
+    assert await _blocking(calls) == [b"hello"] * 3 + [b"ok"] * 2
+    assert connections == 1
+
+
+async def test_blocking_io_reads_a_body_as_the_reader_asks_and_refuses_one_too_large(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    asked = threading.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        while not asked.is_set():  # the rest only once the first chunk was read
+            await asyncio.sleep(0.01)
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    async def large(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 100_000)
+
+    slow_url, large_url = await serve(slow), await serve(large)
+
+    async def calls() -> list[bytes]:
+        client = HttpClient()
+        chunks = (await _post(client, slow_url)).chunks()  # type: ignore[attr-defined]
+        first = await anext(chunks)
+        asked.set()
+        read = [first, *[chunk async for chunk in chunks]]
+        with pytest.raises(ResponseTooLargeError):
+            await (await _post(client, large_url)).read(limit=1000)  # type: ignore[attr-defined]
+        client.close()
+        return read
+
+    assert await _blocking(calls) == [b"first", b"second"]
+
+
+async def test_blocking_io_times_out_and_says_what_failed(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(5)
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+
+    silent_url, garbage_url = await serve(silent), await serve(garbage)
+
+    async def calls() -> None:
+        with pytest.raises(ResponseTimeout, match="first byte"):
+            await _post(HttpClient(), silent_url, first_byte=0.2)
+        with pytest.raises(ConnectError, match="cannot connect"):
+            await _post(HttpClient(), f"http://127.0.0.1:{free_port()}/v1/x")
+        with pytest.raises(RemoteProtocolError, match="malformed HTTP"):
+            await _post(HttpClient(), garbage_url)
+
+    await _blocking(calls)

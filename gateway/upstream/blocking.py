@@ -1,0 +1,111 @@
+"""Blocking socket I/O under the HTTP client (`gateway.upstream.httpclient`), for an
+event loop that serves one call and nothing else.
+
+The in-process SDK serves a synchronous caller's call on a loop of the caller's own
+thread (`cordon_sdk.here`): nothing else runs on that loop, so waiting for the provider
+in a blocking `recv` holds up nobody, and saves each call the loop's turns (the
+selector, the transport's callbacks, the futures waking the task) that an asynchronous
+socket costs. The HTTP client's connection protocol is the same either way: a
+`BlockingTransport` stands in for the loop's transport and feeds it what arrives.
+
+`BLOCKING` says which calls do this: it is set in the context such a loop runs its call
+in, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = ["BLOCKING", "BlockingTransport", "connect", "feed_until"]
+
+BLOCKING: ContextVar[bool] = ContextVar("cordon_blocking_io", default=False)
+READ_BYTES = 256 * 1024
+
+
+class BlockingTransport:
+    """What the HTTP client's protocols use of an asyncio transport, over a blocking
+    socket. Nothing is read until `feed_until` is called."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._closing = False
+
+    def write(self, data: bytes) -> None:
+        """Send all of `data`; a connection the peer dropped is closed, and the next
+        read says so to the protocol (as the loop's transport would)."""
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            self.close()
+
+    def recv(self, timeout: float) -> bytes:
+        """What arrives within `timeout` seconds; b"" once the peer closed.
+        `TimeoutError` if nothing did."""
+        self._sock.settimeout(max(timeout, 0.001))
+        return self._sock.recv(READ_BYTES)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._sock.close()
+
+    def pause_reading(self) -> None:
+        """Nothing is read but what `feed_until` asks for."""
+
+    def resume_reading(self) -> None:
+        """Nothing is read but what `feed_until` asks for."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def feed_until(
+    transport: BlockingTransport, protocol: asyncio.Protocol, done: Any, deadline: float
+) -> bool:
+    """Feed `protocol` what the socket receives until `done()` says so: True; False if
+    `deadline` (a `time.monotonic()` time) came first. A dropped connection is the
+    protocol's `connection_lost`, as the loop would tell it."""
+    while not done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        lost: OSError | None = None
+        try:
+            data = b"" if transport.is_closing() else transport.recv(left)
+        except TimeoutError:
+            return False
+        except OSError as exc:
+            data, lost = b"", exc
+        if not data:
+            transport.close()
+            protocol.connection_lost(lost)
+            return True
+        protocol.data_received(data)
+    return True
+
+
+def connect(
+    address: str, port: int, timeout: float, tls: ssl.SSLContext | None, host: str
+) -> socket.socket:
+    """A blocking TCP connection (TLS for `host` when `tls` is given) made within
+    `timeout` seconds. `OSError` (or `TimeoutError`) if it could not be."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return secure(sock, tls, host) if tls is not None else sock
+
+
+def secure(sock: socket.socket, tls: ssl.SSLContext, host: str) -> socket.socket:
+    """`sock` with TLS for `host` (the handshake under the socket's timeout)."""
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
