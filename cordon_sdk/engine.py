@@ -88,6 +88,12 @@ class Engine:
         return replace(config, settings=replace(settings, **changes), log_sync_interval_s=sync)
 
     @property
+    def serves_here(self) -> bool:
+        """Whether a synchronous call may be served in its caller's thread
+        (`cordon_sdk.here`): its record is then written in-line, as on the engine's."""
+        return self.sidecar.records.in_line
+
+    @property
     def alive(self) -> bool:
         """Serving: not stopped, and in the process that started it."""
         return not self._closed and self.pid == os.getpid()

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from cordon.secretrefs import Secret
 from cordon_sdk.engine import Engine, engine_for
 from cordon_sdk.exchange import END, Exchange, Message, scope_for
+from cordon_sdk.here import serve_here, usable_here
 from gateway.http import dialects
 from gateway.http.asgi import Scope
 from gateway.upstream.providers import Target, Timeouts
@@ -227,6 +228,25 @@ def _response(first: Message, http: ModuleType, request: Any, stream: Any) -> An
     return answered
 
 
+def _answered(http: ModuleType, request: Any, sent: list[Message]) -> Any:
+    """The response to `request` from what the app sent, whole."""
+    if not sent or sent[0].get("type") != "http.response.start":
+        raise http.RemoteProtocolError(
+            "the governed call ended before it answered", request=request
+        )
+    start = sent[0]
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    # A stream of the bytes rather than `content=`, which would encode them again.
+    answered = http.Response(
+        int(start["status"]),
+        headers=start.get("headers", []),
+        stream=http.ByteStream(body),
+        request=request,
+    )
+    answered.extensions[ENGINE_ANSWER] = True  # PolicyBlocked only ever from the engine
+    return answered
+
+
 def _screen(http: ModuleType, governor: Governor, request: Any) -> Any:
     """The engine's route for `request`, `PASS`, or the refusal to answer it with: not a
     call this client may send (403), or its engine stopped (503)."""
@@ -324,9 +344,13 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
             if route == PASS:  # no model call: the client's own transport, untouched
                 return self.inner._transport_for_url(request.url).handle_request(request)
             timeouts = request.extensions.get("timeout")
-            inbox = Inbox()
             engine = governor.engine  # screened: alive, in this process
-            exchange = Exchange(engine.loop, request.read(), inbox.batches.put)
+            body = request.read()
+            if engine.serves_here and b'"stream"' not in body and usable_here():
+                scope = governor.scope(route, request.headers.raw, timeouts)
+                return _answered(http, request, serve_here(engine.app, scope, body))
+            inbox = Inbox()
+            exchange = Exchange(engine.loop, body, inbox.batches.put)
             exchange.begin(engine.app, governor.scope(route, request.headers.raw, timeouts))
             wait = governor.wait_s(timeouts)
             try:

@@ -1,0 +1,110 @@
+"""A synchronous client's whole call served in the calling thread.
+
+Handing a call to the engine's thread and back costs two wake-ups of a thread (about
+50 µs on a quiet machine, far more on a busy one: half the SDK's budget), so a call
+that is answered whole runs the gateway's app on an event loop of the calling thread's
+own, made on its first call and kept for the next ones. The records are the engine's:
+the same log, key and sequence, committed in-line (`LocalLog.append_now`), so a call
+served here is committed before it is answered exactly as on the engine's thread.
+
+A stream still goes through the engine's thread (`Exchange`): its answer arrives while
+the application reads it, which needs a loop running all along. So does any call made
+from a thread already running an event loop (a synchronous client used inside a
+coroutine), and any made while the log fsyncs each record (`log_fsync`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from cordon_sdk.exchange import Message
+from gateway.http.asgi import Receive, Scope, Send
+from gateway.upstream.blocking import BLOCKING
+
+__all__ = ["serve_here", "usable_here"]
+
+ASGIApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
+
+
+class _Loops(threading.local):
+    """This thread's loop, and the process it was made in (a forked child makes its own:
+    the parent's loop's epoll and wake-up descriptors are not the child's)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    pid = 0
+
+
+_LOOPS = _Loops()
+
+
+def usable_here() -> bool:
+    """Whether this thread can run a call on a loop of its own: it runs none already."""
+    return asyncio._get_running_loop() is None
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    loop, pid = _LOOPS.loop, os.getpid()
+    if loop is None or _LOOPS.pid != pid or loop.is_closed():
+        loop = _LOOPS.loop = asyncio.new_event_loop()
+        _LOOPS.pid = pid
+    return loop
+
+
+def serve_here(app: ASGIApp, scope: Scope, body: bytes) -> list[Message]:
+    """Run `app` for one request in this thread; what it sent, in order."""
+    sent: list[Message] = []
+    request: Message | None = {"type": "http.request", "body": body, "more_body": False}
+
+    async def receive() -> Message:
+        nonlocal request
+        if request is not None:
+            message, request = request, None
+            return message
+        return {"type": "http.disconnect"}  # the caller waits for the whole answer
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    context = contextvars.copy_context()  # what the call sets stays with the call
+    call = app(scope, receive, send)
+    waiting = context.run(_first_steps, _loop(), call)
+    if waiting is not DONE:
+        loop = _loop()
+        loop.run_until_complete(loop.create_task(_rest(call, waiting), context=context))
+    return sent
+
+
+DONE = object()
+
+
+def _first_steps(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, None]) -> Any:
+    """Step `call` by hand, with blocking I/O, for as long as it waits for nothing (a
+    whole answer from a provider on a kept-alive connection: the common case); what it
+    first waits for, if it does, or `DONE`. A task and the loop's turns cost more than
+    the call's own steps (`run_until_complete` alone is several microseconds)."""
+    BLOCKING.set(True)  # nothing else runs here: see gateway.upstream.blocking
+    asyncio._set_running_loop(loop)  # what the call's code asks for
+    try:
+        return call.send(None)
+    except StopIteration:
+        return DONE
+    finally:
+        asyncio._set_running_loop(None)
+
+
+async def _rest(call: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """The rest of a call that waited for something, on the loop, as its task would."""
+    while True:
+        if waiting is None:  # a bare yield: another turn of the loop
+            await asyncio.sleep(0)
+        else:
+            await asyncio.wait((waiting,))  # done, whatever its outcome: the call reads it
+        try:
+            waiting = call.send(None)
+        except StopIteration:
+            return

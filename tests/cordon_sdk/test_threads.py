@@ -1,0 +1,137 @@
+"""A synchronous client's call is served in the calling thread (`cordon_sdk.here`), on
+the engine's one log, key and sequence: many threads, an asynchronous client beside
+them, and a synchronous client called from inside a coroutine each leave one record
+per call, numbered without a gap, that verify with the pinned key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from cordon.log import envelope
+from cordon_sdk import govern, shutdown
+from gateway.records.local_log import LocalLog
+from tests.cordon_sdk.harness import EMAIL, ROOT, asking, seed, worker
+from tests.cordon_sdk.test_govern import cordon
+from tests.gateway.sidecar.harness import real_provider_names
+
+THREADS, CALLS = 6, 15
+
+
+def _records(state: Path) -> list[dict[str, Any]]:
+    """Every record the worker's log holds on its records subject, opened, in order."""
+    log = LocalLog(state / "records", read_only=True)
+    opened = [envelope.decode(data).payload_dict() for _, _, data in log.read_from(1)]
+    return [record for record in opened if "replica_seq" in record]
+
+
+def _replica_seqs(state: Path) -> list[int]:
+    return [int(record["replica_seq"]) for record in _records(state)]
+
+
+def test_calls_from_many_threads_and_an_async_client_each_leave_one_record_in_order(
+    tmp_path: Path, provider_url: str
+) -> None:
+    config = seed("sidecar.yaml", tmp_path)
+    base = f"{provider_url}/v1"
+    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+    concurrent = govern(
+        openai.AsyncOpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config
+    )
+    answered: list[tuple[str, str]] = []  # (record id, answer) per call
+    failures: list[BaseException] = []
+
+    def one_thread(n: int) -> None:
+        try:
+            for k in range(CALLS):
+                raw = client.chat.completions.with_raw_response.create(
+                    model="mock-gpt", messages=asking(f"thread {n} call {k} {EMAIL}")
+                )
+                content = raw.parse().choices[0].message.content or ""
+                answered.append((raw.headers["x-cordon-record-id"], content))
+        except BaseException as exc:  # reported below, with the rest
+            failures.append(exc)
+
+    async def asynchronous() -> None:
+        for k in range(CALLS):
+            raw = await concurrent.chat.completions.with_raw_response.create(
+                model="mock-gpt", messages=asking(f"async call {k} {EMAIL}")
+            )
+            content = raw.parse().choices[0].message.content or ""
+            answered.append((raw.headers["x-cordon-record-id"], content))
+
+    threads = [threading.Thread(target=one_thread, args=(n,)) for n in range(THREADS)]
+    threads.append(threading.Thread(target=lambda: asyncio.run(asynchronous())))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures
+    assert len(answered) == (THREADS + 1) * CALLS
+    assert all(content.endswith("[EMAIL]") for _, content in answered)
+
+    shutdown()  # as at exit: what was written is sealed
+    state = worker(tmp_path)
+    ids = Counter(record["id"] for record in _records(state))
+    assert {record_id: ids[record_id] for record_id, _ in answered} == {
+        record_id: 1 for record_id, _ in answered
+    }
+    assert _replica_seqs(state) == list(range(1, len(answered) + 1))
+    _verifies(config, tmp_path)
+
+
+def _verifies(config: Path, tmp_path: Path) -> None:
+    key = cordon("sidecar", "key", "--config", str(config), "--sdk-worker", "0", cwd=ROOT)
+    assert key.returncode == 0, key.stderr
+    pinned = json.loads(key.stdout)["log_root_public_key"]
+    out = tmp_path / "bundle.json"
+    exported = cordon(
+        "sidecar", "export", "--config", str(config), "--sdk-worker", "0", "--out", str(out),
+        cwd=ROOT,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    verified = cordon("audit", "verify", str(out), "--trust-key", pinned, cwd=ROOT)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_a_synchronous_client_called_inside_a_coroutine_is_governed(
+    tmp_path: Path, provider_url: str
+) -> None:
+    """This thread already runs a loop, so the call goes to the engine's thread."""
+    config = seed("sidecar.yaml", tmp_path)
+    base = f"{provider_url}/v1"
+    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=asking(f"inside a coroutine, {EMAIL}")
+    )
+    assert raw.parse().choices[0].message.content == "echo: inside a coroutine, [EMAIL]"
+    shutdown()
+    assert _replica_seqs(worker(tmp_path)) == [1]
+
+
+async def test_a_call_on_its_callers_thread_reaches_an_https_provider_through_the_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`https://api.openai.com` through the CONNECT proxy `HTTPS_PROXY` names, its
+    certificate checked against `SSL_CERT_FILE`: the engine's own reads on the caller's
+    thread (blocking I/O) honour both, as the engine's loop does."""
+    config = seed("sidecar.yaml", tmp_path)
+    async with real_provider_names(tmp_path, monkeypatch) as providers:
+        client = govern(openai.OpenAI(api_key="sk-app", max_retries=0), config=config)
+
+        def ask(text: str) -> str:  # on a thread of its own: the provider runs on this loop
+            answer = client.chat.completions.create(model="gpt-4o", messages=asking(text))
+            return answer.choices[0].message.content or ""
+
+        answers = [await asyncio.to_thread(ask, f"mail {EMAIL} {n}") for n in range(2)]
+        shutdown()
+    assert answers == [f"echo: mail [EMAIL] {n}" for n in range(2)]
+    assert providers.proxy.tunnels == ["api.openai.com:443"]  # one tunnel, kept alive
+    assert providers.mock.seen_auth["authorization"] == "Bearer sk-app"
