@@ -50,7 +50,18 @@ class CallFacts:
 
 
 def rfc3339_now() -> str:
-    return datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="microseconds")
+    """Now, as `datetime.isoformat` writes it in UTC to the microsecond; the date and
+    time to the second are formatted once a second (a record is made on every call)."""
+    now = time.time()
+    second = int(now)
+    cached = _LAST_SECOND[0]
+    if cached[0] != second:  # replaced whole: another thread reads one pair or the other
+        stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached = _LAST_SECOND[0] = (second, stamp)
+    return f"{cached[1]}.{int((now - second) * 1_000_000):06d}+00:00"
+
+
+_LAST_SECOND: list[tuple[int, str]] = [(-1, "")]  # what `rfc3339_now` formatted last
 
 
 def build(
