@@ -424,10 +424,49 @@ class LocalLog:
             self._check_open()
             _check_sizes(subject, msg_id, data)
             self._check_room(len(data))
+            seq = self._append_one(subject, data, msg_id)
+            if seq is not None:
+                return seq
             answer = _Answer()
             if self._commit_inline([_Pending(subject, data, msg_id, answer)]):
                 self._on_owner(self._follow_roll)
             return answer.result()
+
+    def _append_one(self, subject: str, data: bytes, msg_id: str) -> int | None:
+        """The common in-line append, a new id into the active segment, without a
+        batch's bookkeeping (it is on every call's path); None where it is not that
+        (a repeat of an id, a roll, a broken log): the batch path takes it."""
+        active = self._segments[-1] if self._segments else None
+        if active is None or self._broken is not None or self._fd is None:
+            return None
+        id_bytes = msg_id.encode()
+        key = _digest(id_bytes)
+        if self._recent.get_digest(key) is not None:
+            return None  # maybe a repeat: checked on disk there
+        seq, now_ms = active.first + active.count, int(time.time() * 1000)
+        subject_bytes = subject.encode()
+        body = BODY.pack(seq, now_ms, len(subject_bytes), len(id_bytes))
+        body += subject_bytes + id_bytes + data
+        crc = zlib.crc32(body)
+        frame = HEADER.pack(MAGIC, len(body), crc) + body
+        start = active.size
+        if start and start + len(frame) > self.segment_bytes:
+            return None  # a roll
+        try:
+            _write_all(self._fd, frame)
+        except OSError as exc:
+            self._undo([_Chunk(active, new=False, start=start)], [])
+            raise RecordCommitError(self._describe(exc)) from exc
+        self._unsynced = True
+        if self._syncer is None and not self._syncer_asked:
+            self._syncer_asked = True
+            self._on_owner(self._start_syncer)
+        active.add(seq, subject, (start, start + len(frame)), now_ms, crc)
+        self._subject_last[subject] = seq
+        self._recent.add_digest(key, seq)
+        if active.digests is not None:
+            active.digests.append(key)
+        return seq
 
     def _check_open(self) -> None:
         if self._closed or self.read_only:
@@ -916,9 +955,12 @@ class _RecentIds:
         self._ring = _zeros(size)
 
     def get(self, msg_id: str) -> int | None:
+        return self.get_digest(_digest(msg_id.encode())) if self.size else None
+
+    def get_digest(self, key: int) -> int | None:
+        """`get` for the id whose `_digest` is `key`."""
         if not self.size:
             return None
-        key = _digest(msg_id.encode())
         at = key & self._mask
         while self._keys[at]:
             if self._keys[at] == key:

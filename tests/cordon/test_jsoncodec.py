@@ -29,6 +29,8 @@ REFUSED = {
     "repeated key, nested": b'{"m":[{"role":"user","content":"a","role":"system"}]}',
     "repeated key, spelled with an escape": b'{"a":1,"\\u0061":2}',
     "repeated key, around colons in strings": b'{"u":"http://x","t":"12:30","u":"y"}',
+    "repeated key, spaced from its colon": b'{"a":"x:y","a" :2}',
+    "repeated key, after a newline": b'{"a":"x:y",\n"a"\n:2}',
 }
 
 
@@ -59,3 +61,24 @@ def test_whatever_the_reader_accepts_the_record_codec_encodes(value: Any, ascii:
         return
     record = {"content": {"prompt": parsed}, "model": parsed if isinstance(parsed, str) else ""}
     assert msgpack.unpackb(msgpack.packb(record)) == record
+
+
+_KEYS = st.sampled_from(["a", "b", "c", "d"])
+_TEXT = st.text(alphabet=st.sampled_from(list('ab: "\\')), max_size=6)
+_COLONS = st.sampled_from([":", " :", ": ", "\n:"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_KEYS, _TEXT, _COLONS), min_size=1, max_size=6))
+def test_a_repeated_key_is_refused_however_the_text_is_spaced(
+    members: list[tuple[str, str, str]],
+) -> None:
+    """The count of keys written (colons outside strings, whatever the spacing and
+    escapes) refuses a repeated key and nothing else."""
+    text = "{" + ",".join(f"{json.dumps(k)}{colon}{json.dumps(v)}" for k, v, colon in members) + "}"
+    repeated = len({key for key, _, _ in members}) < len(members)
+    if repeated:
+        with pytest.raises(UnreadableJSONError):
+            jsoncodec.loads(text.encode())
+    else:
+        assert jsoncodec.loads(text.encode()) == json.loads(text)
