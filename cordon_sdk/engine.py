@@ -87,6 +87,11 @@ class Engine:
         sync = config.log_sync_interval_s if "log_fsync" in config.gateway else SYNC_INTERVAL_S
         return replace(config, settings=replace(settings, **changes), log_sync_interval_s=sync)
 
+    def sign_ahead(self) -> None:
+        """While a call served in its caller's thread waits for its provider: the
+        costly half of its record's signature (cordon.log.keys.SigningKey.sign_ahead)."""
+        self.sidecar.runtime.key.sign_ahead()
+
     @property
     def serves_here(self) -> bool:
         """Whether a synchronous call may be served in its caller's thread

@@ -24,7 +24,7 @@ from typing import Any
 
 from cordon_sdk.exchange import Message
 from gateway.http.asgi import Receive, Scope, Send
-from gateway.upstream.blocking import BLOCKING
+from gateway.upstream.blocking import BLOCKING, WHILE_WAITING
 
 __all__ = ["serve_here", "usable_here"]
 
@@ -55,8 +55,11 @@ def _loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def serve_here(app: ASGIApp, scope: Scope, body: bytes) -> list[Message]:
-    """Run `app` for one request in this thread; what it sent, in order."""
+def serve_here(
+    app: ASGIApp, scope: Scope, body: bytes, while_waiting: Callable[[], None] | None = None
+) -> list[Message]:
+    """Run `app` for one request in this thread; what it sent, in order.
+    `while_waiting` runs while the provider answers (gateway.upstream.blocking)."""
     sent: list[Message] = []
     request: Message | None = {"type": "http.request", "body": body, "more_body": False}
 
@@ -72,7 +75,7 @@ def serve_here(app: ASGIApp, scope: Scope, body: bytes) -> list[Message]:
 
     context = contextvars.copy_context()  # what the call sets stays with the call
     call = app(scope, receive, send)
-    waiting = context.run(_first_steps, _loop(), call)
+    waiting = context.run(_first_steps, _loop(), call, while_waiting)
     if waiting is not DONE:
         loop = _loop()
         loop.run_until_complete(loop.create_task(_rest(call, waiting), context=context))
@@ -82,12 +85,17 @@ def serve_here(app: ASGIApp, scope: Scope, body: bytes) -> list[Message]:
 DONE = object()
 
 
-def _first_steps(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, None]) -> Any:
+def _first_steps(
+    loop: asyncio.AbstractEventLoop,
+    call: Coroutine[Any, Any, None],
+    while_waiting: Callable[[], None] | None,
+) -> Any:
     """Step `call` by hand, with blocking I/O, for as long as it waits for nothing (a
     whole answer from a provider on a kept-alive connection: the common case); what it
     first waits for, if it does, or `DONE`. A task and the loop's turns cost more than
     the call's own steps (`run_until_complete` alone is several microseconds)."""
     BLOCKING.set(True)  # nothing else runs here: see gateway.upstream.blocking
+    WHILE_WAITING.set(while_waiting)
     asyncio._set_running_loop(loop)  # what the call's code asks for
     try:
         return call.send(None)

@@ -348,7 +348,8 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
             body = request.read()
             if engine.serves_here and b'"stream"' not in body and usable_here():
                 scope = governor.scope(route, request.headers.raw, timeouts)
-                return _answered(http, request, serve_here(engine.app, scope, body))
+                served = serve_here(engine.app, scope, body, engine.sign_ahead)
+                return _answered(http, request, served)
             inbox = Inbox()
             exchange = Exchange(engine.loop, body, inbox.batches.put)
             exchange.begin(engine.app, governor.scope(route, request.headers.raw, timeouts))

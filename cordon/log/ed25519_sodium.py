@@ -7,6 +7,13 @@ context each time); libsodium's `crypto_sign_detached` is the arithmetic alone, 
 the time (`bench/ed25519.py`), and maps a few hundred kilobytes. Ed25519 is
 deterministic: the signature is the same bytes whichever library made it.
 
+A signature can also be made in two halves (`nonce`, then `sign_with`): the costly one,
+a random nonce `r` and `R = rB`, ahead of the message (the in-process SDK makes it while
+the provider thinks), the rest once the message is known: `S = r + H(R || A || M) a`,
+in libsodium's constant-time scalar arithmetic. Such a signature verifies as any
+Ed25519 signature does; it is not RFC 8032's deterministic one (whose nonce is derived
+from the message), and each nonce signs once (`Nonce` refuses a second use).
+
 Only signing comes from here. A `PrivateKey` wraps the OpenSSL key the sidecar's backend
 made (`cordon.log.ed25519_openssl`) for everything else (its public key, its raw bytes,
 verifying), and `cordon.log.keys.use_openssl_backend` selects it only after the RFC 8032
@@ -18,15 +25,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 from typing import Any
 
 from cordon.log import ed25519_openssl as openssl
 
-__all__ = ["PrivateKey", "load"]
+__all__ = ["Nonce", "PrivateKey", "load"]
 
 SEED_BYTES = 32
 SECRET_BYTES = 64  # libsodium's secret key: the seed, then the public key
 SIGNATURE_BYTES = 64
+SCALAR_BYTES = 32
 # The names the dynamic linker knows libsodium by (Debian's libsodium23, Alpine's), and
 # Homebrew's paths, which macOS's linker does not search; `find_library` last, as it
 # may spawn a helper.
@@ -49,6 +58,15 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     # microseconds, shorter than handing the interpreter to another thread and back.
     "crypto_sign_detached": (ctypes.c_int, [_BUF, ctypes.POINTER(_ULL), _BUF, _ULL, _BUF]),
 }
+# A signature in two halves (libsodium 1.0.16 and later; without them, `nonce` is None).
+_HALVES: dict[str, tuple[Any, list[Any]]] = {
+    "crypto_core_ed25519_scalar_random": (None, [_BUF]),
+    "crypto_core_ed25519_scalar_reduce": (None, [_BUF, _BUF]),
+    "crypto_core_ed25519_scalar_mul": (None, [_BUF, _BUF, _BUF]),
+    "crypto_core_ed25519_scalar_add": (None, [_BUF, _BUF, _BUF]),
+    "crypto_scalarmult_ed25519_base_noclamp": (ctypes.c_int, [_BUF, _BUF]),
+}
+_halves = False  # bound
 
 _lib: Any = None
 
@@ -64,7 +82,45 @@ def load() -> None:
         function.restype, function.argtypes = restype, argtypes
     if lib.sodium_init() < 0:
         raise OSError("libsodium: sodium_init failed")
+    _bind_halves(lib)
     _lib = lib
+
+
+def _bind_halves(lib: ctypes.PyDLL) -> None:
+    global _halves
+    try:
+        functions = [(getattr(lib, name), types) for name, types in _HALVES.items()]
+    except AttributeError:
+        return  # an older libsodium: whole signatures only
+    for function, (restype, argtypes) in functions:
+        function.restype, function.argtypes = restype, argtypes
+    _halves = True
+
+
+class Nonce:
+    """A signature's first half: a fresh random scalar `r` and `R = rB`. It signs one
+    message (`PrivateKey.sign_with`); `r` is wiped when it has."""
+
+    __slots__ = ("_r", "point", "spent")
+
+    def __init__(self) -> None:
+        self._r = ctypes.create_string_buffer(SCALAR_BYTES)
+        point = ctypes.create_string_buffer(SCALAR_BYTES)
+        _lib.crypto_core_ed25519_scalar_random(self._r)
+        if _lib.crypto_scalarmult_ed25519_base_noclamp(point, self._r) != 0:
+            raise ValueError("libsodium: the nonce's point could not be made")
+        self.point = point.raw
+        self.spent = False
+
+    def spend(self) -> ctypes.Array[ctypes.c_char]:
+        """`r`, once: a nonce that signed two messages would give the key away."""
+        if self.spent:
+            raise ValueError("this nonce already signed a message")
+        self.spent = True
+        return self._r
+
+    def wipe(self) -> None:
+        ctypes.memset(self._r, 0, SCALAR_BYTES)
 
 
 def _open() -> ctypes.PyDLL:
@@ -91,6 +147,14 @@ class PrivateKey:
             raise ValueError("libsodium: crypto_sign_seed_keypair failed")
         if public.raw != key.public_key().public_bytes_raw():
             raise ValueError("libsodium and OpenSSL derive different public keys")
+        self._public = public.raw
+        self._scalar: ctypes.Array[ctypes.c_char] | None = None
+        if _halves:  # the secret scalar `a`, as RFC 8032 derives it, reduced mod L
+            digest = bytearray(hashlib.sha512(seed).digest()[:SCALAR_BYTES])
+            digest[0] &= 248
+            digest[31] = (digest[31] & 127) | 64
+            self._scalar = ctypes.create_string_buffer(SCALAR_BYTES)
+            _lib.crypto_core_ed25519_scalar_reduce(self._scalar, bytes(digest) + bytes(32))
 
     @classmethod
     def from_private_bytes(cls, raw: bytes) -> PrivateKey:
@@ -111,3 +175,25 @@ class PrivateKey:
         if _lib.crypto_sign_detached(signature, None, data, len(data), self._secret) != 0:
             raise ValueError("libsodium: crypto_sign_detached failed")
         return signature.raw
+
+    def nonce(self) -> Nonce | None:
+        """A signature's costly first half, made now; None where this libsodium cannot
+        sign in halves."""
+        return Nonce() if self._scalar is not None else None
+
+    def sign_with(self, data: bytes, nonce: Nonce) -> bytes:
+        """The signature of `data` finished from `nonce`: `R || S`, where
+        `S = r + H(R || A || data) a mod L` (`ValueError` if the nonce signed before)."""
+        assert self._scalar is not None
+        r = nonce.spend()
+        try:
+            challenge = ctypes.create_string_buffer(SCALAR_BYTES)
+            digest = hashlib.sha512(nonce.point + self._public + data).digest()
+            _lib.crypto_core_ed25519_scalar_reduce(challenge, digest)
+            product = ctypes.create_string_buffer(SCALAR_BYTES)
+            _lib.crypto_core_ed25519_scalar_mul(product, challenge, self._scalar)
+            s = ctypes.create_string_buffer(SCALAR_BYTES)
+            _lib.crypto_core_ed25519_scalar_add(s, r, product)
+            return nonce.point + s.raw
+        finally:
+            nonce.wipe()

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
 from cordon.errors import ConfigError, SignatureError
 
 log = logging.getLogger("cordon.log.keys")
+# A signature's first half made ahead (`SigningKey.sign_ahead`), for the next signature
+# made in the same context (one call's), and only that one.
+_AHEAD: ContextVar[Any] = ContextVar("cordon_signature_ahead", default=None)
 
 
 class PublicKey(Protocol):
@@ -217,7 +221,21 @@ class SigningKey:
         return self._private.private_bytes_raw().hex()
 
     def sign(self, data: bytes) -> bytes:
+        ahead = _AHEAD.get()
+        finish = getattr(self._private, "sign_with", None) if ahead is not None else None
+        if finish is not None:  # made for this context's next signature: this one
+            _AHEAD.set(None)
+            return bytes(finish(data, ahead))
         return self._private.sign(data)
+
+    def sign_ahead(self) -> None:
+        """Make the costly half of this context's next signature now, where the time is
+        free (the in-process SDK: while the provider answers). Only where libsodium signs
+        (`cordon.log.ed25519_sodium`): that signature is then made from a random nonce,
+        not RFC 8032's derived one, and verifies as any other."""
+        nonce = getattr(self._private, "nonce", None)
+        if nonce is not None:
+            _AHEAD.set(nonce())
 
 
 def load_public_key(raw: bytes) -> PublicKey:

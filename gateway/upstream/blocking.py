@@ -9,7 +9,8 @@ socket costs. The HTTP client's connection protocol is the same either way: a
 `BlockingTransport` stands in for the loop's transport and feeds it what arrives.
 
 `BLOCKING` says which calls do this: it is set in the context such a loop runs its call
-in, and nowhere else.
+in, and nowhere else. `WHILE_WAITING`, in the same context, is work for the time the
+provider takes to answer (run once, after the request is sent, before the first read).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import asyncio
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["BLOCKING", "BlockingTransport", "connect", "feed_until"]
+__all__ = ["BLOCKING", "WHILE_WAITING", "BlockingTransport", "connect", "feed_until", "wait_work"]
 
 BLOCKING: ContextVar[bool] = ContextVar("cordon_blocking_io", default=False)
+WHILE_WAITING: ContextVar[Callable[[], None] | None] = ContextVar(
+    "cordon_while_waiting", default=None
+)
 READ_BYTES = 256 * 1024
 
 
@@ -90,6 +95,14 @@ def feed_until(
             return True
         protocol.data_received(data)
     return True
+
+
+def wait_work() -> None:
+    """Run this context's `WHILE_WAITING` work, once: the request is on its way."""
+    work = WHILE_WAITING.get()
+    if work is not None:
+        WHILE_WAITING.set(None)
+        work()
 
 
 def connect(

@@ -340,6 +340,7 @@ def _receive_now(
     transport = cast(blocking_io.BlockingTransport, connection.transport)
     started = time.monotonic()
     deadline = started + total
+    blocking_io.wait_work()  # the provider is at work meanwhile
 
     def head_in() -> bool:
         return response.got_bytes or response.finished

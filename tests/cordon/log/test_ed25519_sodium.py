@@ -4,9 +4,11 @@ its own when libsodium is missing or gives other bytes."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,3 +85,49 @@ def test_a_libsodium_giving_other_bytes_signs_nothing(
     key = SigningKey.generate()
     assert type(key._private) is ed25519_openssl.PrivateKey
     verify(key.public_key, key.sign(b"m"), b"m")
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=st.binary(min_size=32, max_size=32), message=st.binary(max_size=2048))
+def test_a_signature_made_in_halves_verifies_as_any_other(secret: bytes, message: bytes) -> None:
+    """The in-process SDK's signature, its nonce made while the provider answered."""
+    key = SodiumKey.from_private_bytes(secret)
+    nonce = key.nonce()
+    assert nonce is not None, "libsodium 1.0.16 or later signs in halves"
+    signature = key.sign_with(message, nonce)
+    theirs = Ed25519PrivateKey.from_private_bytes(secret).public_key()
+    theirs.verify(signature, message)  # cryptography's verifier: raises if it is not valid
+    ed25519_openssl.PrivateKey.from_private_bytes(secret).public_key().verify(signature, message)
+    with pytest.raises(InvalidSignature):
+        theirs.verify(signature, message + b"x")
+
+
+def test_a_nonce_signs_one_message_and_each_signature_has_its_own() -> None:
+    key = SodiumKey.generate()
+    nonce = key.nonce()
+    assert nonce is not None
+    first = key.sign_with(b"record", nonce)
+    with pytest.raises(ValueError, match="already signed"):
+        key.sign_with(b"another record", nonce)  # reused, it would give the key away
+    second_nonce = key.nonce()
+    assert second_nonce is not None
+    assert key.sign_with(b"record", second_nonce)[:32] != first[:32]  # a fresh R each time
+
+
+@pytest.mark.usefixtures("fresh_backend")
+def test_a_half_made_ahead_signs_only_its_own_contexts_next_signature() -> None:
+    assert keys.use_openssl_backend() is True
+    key = SigningKey.generate()
+    public = load_public_key(public_bytes(key.public_key))
+    deterministic = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key.seed_hex()))
+
+    def one_call() -> tuple[bytes, bytes]:
+        key.sign_ahead()
+        return key.sign(b"record"), key.sign(b"record")
+
+    ahead, after = contextvars.copy_context().run(one_call)
+    verify(public, ahead, b"record")
+    assert ahead != deterministic.sign(b"record")  # from the random nonce
+    assert after == deterministic.sign(b"record")  # the nonce went with the first
+    contextvars.copy_context().run(key.sign_ahead)  # another call's, never used here
+    assert key.sign(b"record") == deterministic.sign(b"record")
