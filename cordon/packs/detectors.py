@@ -63,6 +63,14 @@ class Detector:
     def placeholder(self) -> str:
         return f"[{self.name.upper()}]"
 
+    def finds(self, text: str) -> bool:
+        """Whether it finds anything in `text` (`finditer`, without making one)."""
+        if self.hint is not None and not self.hint(text):
+            return False
+        if self.check is None:
+            return self.pattern.search(text) is not None
+        return any(self.check(match.group()) for match in self.pattern.finditer(text))
+
     def finditer(self, text: str) -> Iterable[re.Match[str]]:
         if not self.may_match(text):
             return
@@ -262,7 +270,7 @@ class DetectorSet:
     def found(self, text: str, names: Iterable[str] | None = None) -> list[str]:
         """Names of the detectors that find something in `text`."""
         pool = self.all if names is None else self.select(names)
-        return [d.name for d in pool if next(iter(d.finditer(text)), None) is not None]
+        return [d.name for d in pool if d.finds(text)]
 
     def hold_start(self, text: str, names: Iterable[str], fallback: int, longest: int) -> int:
         """The earliest position from which a match of any named detector could still be

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cordon.packs.detectors import DEFAULT_SET, iban_valid, luhn
+from cordon.packs.detectors import BUILTIN, DEFAULT_SET, iban_valid, luhn
 
 POSITIVES = {
     "email": ["alice@example.com", "a.b+tag@sub.example.co.uk", "x_y@dept.uni.edu"],
@@ -105,3 +107,17 @@ def test_detectors_take_linear_time_on_hostile_input(hostile: str) -> None:
     timeout, and finds nothing."""
     assert DEFAULT_SET.found(hostile) == []
     assert DEFAULT_SET.redact(hostile, tuple(DEFAULT_SET.by_name), {}) == hostile
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("ab.@-_ 0123456789+/=:") + ["eyJ", "-----BEGIN "]),
+        max_size=80,
+    )
+)
+def test_whether_a_detector_finds_something_is_whether_it_matches_anything(text: str) -> None:
+    """`finds`, the policy engine's yes-or-no (no match object made), says what the
+    matches say, for every built-in detector."""
+    for detector in BUILTIN:
+        assert detector.finds(text) == (next(iter(detector.finditer(text)), None) is not None)
