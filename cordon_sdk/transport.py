@@ -56,7 +56,19 @@ NOT_GOVERNED = "not_governed"
 STOPPED = "engine_stopped"
 # Replaced by the engine's own caller credential: the provider's key goes in the target.
 CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
-NOT_FORWARDED = CREDENTIALS | {b"host"}
+# What the engine reads of the client's headers (besides the credential): the rest are
+# the SDK's own (its user agent, `x-stainless-*`, `accept`), which no rule reads and no
+# provider call sends on, so they are not copied into each call.
+READ = frozenset(
+    {
+        b"content-length",
+        b"anthropic-version",
+        b"anthropic-beta",
+        b"traceparent",
+        b"tracestate",
+        b"x-cordon-delegation",
+    }
+)
 DEFAULT_WAIT_S = 600.0  # a client with no read timeout still never waits forever
 PASS = "pass"  # `Governor.decide`: out through the client's own transport
 ENGINE_ANSWER = "cordon_engine_answer"  # in a response's extensions: the engine's answer
@@ -130,7 +142,7 @@ class Governor:
     def scope(self, route: str, raw: list[tuple[bytes, bytes]], timeouts: Any) -> Scope:
         headers = [(name.lower(), value) for name, value in raw]
         target = self._target(_provider_key(headers), timeouts)
-        kept = [pair for pair in headers if pair[0] not in NOT_FORWARDED]
+        kept = [pair for pair in headers if pair[0] in READ]
         kept.append((b"authorization", b"Bearer " + self._engine.caller_key.encode()))
         return scope_for(route, kept, target)
 
