@@ -71,7 +71,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 async def respond(send: Send, status: int, body: bytes, headers: Headers | None = None) -> None:
     all_headers = [JSON, (b"content-length", str(len(body)).encode())]
     if headers:
-        all_headers = [h for h in all_headers if h[0] not in {k for k, _ in headers}] + headers
+        given = {name for name, _ in headers}
+        all_headers = [h for h in all_headers if h[0] not in given] + headers
     await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -260,6 +260,8 @@ class Response:
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body; past `limit` bytes the exchange is dropped and
         `ResponseTooLargeError` raised, so memory never holds more than the limit."""
+        if self._done and self._error is None and not self._released:
+            return self._whole(limit)  # all in already (a short answer): nothing to wait for
         parts: list[bytes] = []
         size = 0
         async for chunk in self.chunks():
@@ -269,6 +271,16 @@ class Response:
                 raise ResponseTooLargeError(f"provider answer exceeds {limit} bytes")
             parts.append(chunk)
         return b"".join(parts)
+
+    def _whole(self, limit: int | None) -> bytes:
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if limit is not None and len(body) > limit:
+            self.close()
+            raise ResponseTooLargeError(f"provider answer exceeds {limit} bytes")
+        self.release()
+        return body
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
