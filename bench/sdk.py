@@ -14,8 +14,9 @@ adds against bare.
 
 `--decompose` adds two runs that say where the difference goes: `sdk-only` (the bare
 SDK with a transport that answers at once: its own cost without the network) and
-`bridge` (governed, the engine's app replaced by one that answers at once: the hand-over
-to the engine's thread and back, without policy, records or network).
+`bridge` (governed, the engine's app replaced by one that answers at once: serving the
+call, in the caller's thread or handed to the engine's for a stream, without policy,
+records or network).
 
     .venv/bin/python bench/sdk.py [--requests 3000] [--block 100] [--stream] [--decompose]
 """
@@ -259,7 +260,7 @@ def main() -> None:
             engine = p50("governed") - p50("bridge")
             network = p50("bare") - p50("sdk-only")
             print(
-                f"p50: the hand-over {bridge * 1000:+.0f} us; the engine with its provider "
+                f"p50: serving the call {bridge * 1000:+.0f} us; the engine with its provider "
                 f"call {engine * 1000:+.0f} us, where the bare SDK's own provider call "
                 f"takes {network * 1000:.0f} us"
             )

@@ -16,27 +16,44 @@ coroutine), and any made while the log fsyncs each record (`log_fsync`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cordon_sdk.exchange import Message
 from gateway.http.asgi import Receive, Scope, Send
 from gateway.upstream.blocking import BLOCKING, WHILE_WAITING
+from gateway.upstream.httpclient import forget_loop
 
 __all__ = ["serve_here", "usable_here"]
 
 ASGIApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 
 
-class _Loops(threading.local):
-    """This thread's loop, and the process it was made in (a forked child makes its own:
-    the parent's loop's epoll and wake-up descriptors are not the child's)."""
+class _ThreadLoop:
+    """A thread's loop, and the process it was made in (a forked child makes its own:
+    the parent's epoll and wake-up descriptors are not the child's). When the thread
+    ends, its thread-local goes, and this with it: the loop is closed, with the idle
+    connections it kept (a server that starts a thread per request leaks nothing)."""
 
-    loop: asyncio.AbstractEventLoop | None = None
-    pid = 0
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        weakref.finalize(self, _retire, self.loop)
+
+
+def _retire(loop: asyncio.AbstractEventLoop) -> None:
+    forget_loop(loop)
+    with contextlib.suppress(Exception):  # at exit, or already closed
+        loop.close()
+
+
+class _Loops(threading.local):
+    mine: _ThreadLoop | None = None
 
 
 _LOOPS = _Loops()
@@ -48,11 +65,10 @@ def usable_here() -> bool:
 
 
 def _loop() -> asyncio.AbstractEventLoop:
-    loop, pid = _LOOPS.loop, os.getpid()
-    if loop is None or _LOOPS.pid != pid or loop.is_closed():
-        loop = _LOOPS.loop = asyncio.new_event_loop()
-        _LOOPS.pid = pid
-    return loop
+    mine = _LOOPS.mine
+    if mine is None or mine.pid != os.getpid() or mine.loop.is_closed():
+        mine = _LOOPS.mine = _ThreadLoop()
+    return mine.loop
 
 
 def serve_here(
@@ -78,7 +94,16 @@ def serve_here(
     waiting = context.run(_first_steps, _loop(), call, while_waiting)
     if waiting is not DONE:
         loop = _loop()
-        loop.run_until_complete(loop.create_task(_rest(call, waiting), context=context))
+        rest = loop.create_task(_rest(call, waiting), context=context)
+        try:
+            loop.run_until_complete(rest)
+        except BaseException:
+            # Interrupted (Ctrl-C): the call is cancelled and finished here, not left on
+            # this thread's loop to resume in the middle of its next call.
+            rest.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(rest)
+            raise
     return sent
 
 
@@ -106,12 +131,20 @@ def _first_steps(
 
 
 async def _rest(call: Coroutine[Any, Any, None], waiting: Any) -> None:
-    """The rest of a call that waited for something, on the loop, as its task would."""
+    """The rest of a call that waited for something, on the loop, as its task would:
+    what interrupts the wait (a cancellation, an interrupt) is passed on into the call."""
     while True:
-        if waiting is None:  # a bare yield: another turn of the loop
-            await asyncio.sleep(0)
-        else:
-            await asyncio.wait((waiting,))  # done, whatever its outcome: the call reads it
+        try:
+            if waiting is None:  # a bare yield: another turn of the loop
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait((waiting,))  # done, whatever its outcome: the call reads it
+        except BaseException as exc:
+            try:
+                waiting = call.throw(exc)
+            except StopIteration:
+                return
+            continue
         try:
             waiting = call.send(None)
         except StopIteration:

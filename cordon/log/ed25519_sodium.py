@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import threading
 from typing import Any
 
 from cordon.log import ed25519_openssl as openssl
@@ -101,9 +102,10 @@ class Nonce:
     """A signature's first half: a fresh random scalar `r` and `R = rB`. It signs one
     message (`PrivateKey.sign_with`); `r` is wiped when it has."""
 
-    __slots__ = ("_r", "point", "spent")
+    __slots__ = ("_lock", "_r", "point", "spent")
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # a context copied into two threads shares it
         self._r = ctypes.create_string_buffer(SCALAR_BYTES)
         point = ctypes.create_string_buffer(SCALAR_BYTES)
         _lib.crypto_core_ed25519_scalar_random(self._r)
@@ -112,15 +114,21 @@ class Nonce:
         self.point = point.raw
         self.spent = False
 
-    def spend(self) -> ctypes.Array[ctypes.c_char]:
-        """`r`, once: a nonce that signed two messages would give the key away."""
-        if self.spent:
-            raise ValueError("this nonce already signed a message")
-        self.spent = True
-        return self._r
+    def spend(self) -> ctypes.Array[ctypes.c_char] | None:
+        """`r`, once; None after: a nonce that signed two messages would give the key
+        away."""
+        with self._lock:
+            if self.spent:
+                return None
+            self.spent = True
+            return self._r
 
     def wipe(self) -> None:
         ctypes.memset(self._r, 0, SCALAR_BYTES)
+
+    def __del__(self) -> None:  # one never spent is wiped too
+        if getattr(self, "_r", None) is not None:
+            self.wipe()
 
 
 def _open() -> ctypes.PyDLL:
@@ -155,6 +163,7 @@ class PrivateKey:
             digest[31] = (digest[31] & 127) | 64
             self._scalar = ctypes.create_string_buffer(SCALAR_BYTES)
             _lib.crypto_core_ed25519_scalar_reduce(self._scalar, bytes(digest) + bytes(32))
+            digest[:] = bytes(SCALAR_BYTES)
 
     @classmethod
     def from_private_bytes(cls, raw: bytes) -> PrivateKey:
@@ -183,17 +192,21 @@ class PrivateKey:
 
     def sign_with(self, data: bytes, nonce: Nonce) -> bytes:
         """The signature of `data` finished from `nonce`: `R || S`, where
-        `S = r + H(R || A || data) a mod L` (`ValueError` if the nonce signed before)."""
+        `S = r + H(R || A || data) a mod L`; a whole signature if the nonce signed
+        before."""
         assert self._scalar is not None
         r = nonce.spend()
+        if r is None:
+            return self.sign(data)
+        product = ctypes.create_string_buffer(SCALAR_BYTES)
         try:
             challenge = ctypes.create_string_buffer(SCALAR_BYTES)
             digest = hashlib.sha512(nonce.point + self._public + data).digest()
             _lib.crypto_core_ed25519_scalar_reduce(challenge, digest)
-            product = ctypes.create_string_buffer(SCALAR_BYTES)
             _lib.crypto_core_ed25519_scalar_mul(product, challenge, self._scalar)
             s = ctypes.create_string_buffer(SCALAR_BYTES)
             _lib.crypto_core_ed25519_scalar_add(s, r, product)
             return nonce.point + s.raw
         finally:
             nonce.wipe()
+            ctypes.memset(product, 0, SCALAR_BYTES)  # k·a: with k public, it gives a

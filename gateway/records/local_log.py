@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import errno
 import hashlib
 import json
@@ -454,18 +455,25 @@ class LocalLog:
             return None  # a roll
         try:
             _write_all(self._fd, frame)
+            # Accounted for at once: a frame on disk that memory does not know of would
+            # take the next one's number (an interrupt here undoes the write instead).
+            active.add(seq, subject, (start, start + len(frame)), now_ms, crc)
         except OSError as exc:
             self._undo([_Chunk(active, new=False, start=start)], [])
             raise RecordCommitError(self._describe(exc)) from exc
-        self._unsynced = True
-        if self._syncer is None and not self._syncer_asked:
-            self._syncer_asked = True
-            self._on_owner(self._start_syncer)
-        active.add(seq, subject, (start, start + len(frame)), now_ms, crc)
+        except BaseException:
+            if active.count and active.last == seq:
+                raise  # accounted for: the record stands
+            self._undo([_Chunk(active, new=False, start=start)], [])
+            raise
         self._subject_last[subject] = seq
         self._recent.add_digest(key, seq)
         if active.digests is not None:
             active.digests.append(key)
+        self._unsynced = True
+        if self._syncer is None and not self._syncer_asked:
+            self._syncer_asked = True
+            self._on_owner(self._start_syncer)
         return seq
 
     def _check_open(self) -> None:
@@ -474,16 +482,22 @@ class LocalLog:
             raise RecordCommitError(f"local record log {self.directory} is {state}")
 
     def _on_owner(self, work: Callable[[], None]) -> None:
-        """Run `work` (which starts a task) on the owner's loop: now if this is it."""
+        """Run `work` (which starts a task) on the owner's loop: now if this is it; in
+        a context of its own (not the appending call's)."""
         owner = self._owner
         if owner is None or owner is asyncio._get_running_loop():
             work()
-        else:
-            owner.call_soon_threadsafe(work)
+            return
+        try:
+            owner.call_soon_threadsafe(work, context=contextvars.Context())
+        except RuntimeError:  # the owner's loop is closed: the log is closing with it
+            log.warning("local record log %s: its loop is closed", self.directory)
 
     def _follow_roll(self) -> None:
         """A roll's summary and retention, in a task; one already under way takes this
         roll too (in-line appends do not wait for it: `close` does)."""
+        if self._closed:
+            return  # the next opening summarizes what this one did not
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._after_roll())
         else:

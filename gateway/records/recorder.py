@@ -177,8 +177,18 @@ class Recorder:
             raise RecordCommitError(f"record not spooled: {exc}") from exc
 
     async def ship(self, spool: Spool) -> int:
-        """Send what the spool holds, in order, with each record's own id."""
-        return await spool.ship(lambda msg_id, data: self._sink.publish(data, msg_id))
+        """Send what the spool holds, in order, with each record's own id. To an in-line
+        sink, under the lock its callers on other threads spool under: nothing in the
+        shipping waits, so the lock is never held across a wait."""
+        now = self._now
+        if now is None:
+            return await spool.ship(lambda msg_id, data: self._sink.publish(data, msg_id))
+
+        async def publish(msg_id: str, data: bytes) -> int:
+            return now.publish_now(data, msg_id)
+
+        with self._now_lock:
+            return await spool.ship(publish)
 
     async def commit_voids(self) -> None:
         """Commit a void for every number spent without a record, oldest first."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -179,8 +180,10 @@ class Shipper:
         loop = self._loop
         if loop is None or loop is asyncio._get_running_loop():
             self._count_appended()
-        else:
-            loop.call_soon_threadsafe(self._count_appended)
+            return
+        # The record is stored whatever happens here: a closed loop ships nothing more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._count_appended, context=contextvars.Context())
 
     def _count_appended(self) -> None:
         self.backlog += 1

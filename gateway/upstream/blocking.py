@@ -39,11 +39,14 @@ class BlockingTransport:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._closing = False
+        self.send_timeout = 60.0  # the request's whole time, once it has one
 
     def write(self, data: bytes) -> None:
-        """Send all of `data`; a connection the peer dropped is closed, and the next
-        read says so to the protocol (as the loop's transport would)."""
+        """Send all of `data` within `send_timeout`; a connection the peer dropped (or
+        that took no more in time) is closed, and the next read says so to the protocol
+        (as the loop's transport would)."""
         try:
+            self._sock.settimeout(self.send_timeout)
             self._sock.sendall(data)
         except OSError:
             self.close()
@@ -110,9 +113,13 @@ def connect(
 ) -> socket.socket:
     """A blocking TCP connection (TLS for `host` when `tls` is given) made within
     `timeout` seconds. `OSError` (or `TimeoutError`) if it could not be."""
+    deadline = time.monotonic() + timeout
     sock = socket.create_connection((address, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return secure(sock, tls, host) if tls is not None else sock
+    if tls is None:
+        return sock
+    sock.settimeout(max(deadline - time.monotonic(), 0.001))  # one deadline for both
+    return secure(sock, tls, host)
 
 
 def secure(sock: socket.socket, tls: ssl.SSLContext, host: str) -> socket.socket:

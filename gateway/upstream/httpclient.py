@@ -15,6 +15,7 @@ import contextlib
 import socket
 import ssl
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -330,6 +331,15 @@ class Response:
 AddressGuard = Callable[[str, str], None]
 
 
+_CLIENTS: weakref.WeakSet[HttpClient] = weakref.WeakSet()  # for `forget_loop`
+
+
+def forget_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Every client drops `loop`'s idle connections (it is going away, with them)."""
+    for client in list(_CLIENTS):
+        client.forget(loop)
+
+
 def _close_on(loop: asyncio.AbstractEventLoop, connection: _Connection) -> None:
     """Close `connection` on its own loop: from another thread, by that loop's hand."""
     try:
@@ -385,6 +395,7 @@ class HttpClient:
         # system's trust store, or only the CAs in `ca_bundle` when one is given.
         self._ssl = ssl.create_default_context(cafile=ca_bundle)
         self._guard = guard
+        _CLIENTS.add(self)
 
     async def request(
         self,
@@ -412,6 +423,8 @@ class HttpClient:
             response = Response(self, origin, connection, total)
             connection.response = response
             assert connection.transport is not None
+            if blocking:
+                cast(blocking_io.BlockingTransport, connection.transport).send_timeout = total
             connection.transport.write(head + body)
             reused, connection.used = connection.used, True
             if blocking:

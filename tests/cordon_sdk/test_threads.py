@@ -6,7 +6,9 @@ per call, numbered without a gap, that verify with the pinned key."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -126,12 +128,42 @@ async def test_a_call_on_its_callers_thread_reaches_an_https_provider_through_th
     async with real_provider_names(tmp_path, monkeypatch) as providers:
         client = govern(openai.OpenAI(api_key="sk-app", max_retries=0), config=config)
 
-        def ask(text: str) -> str:  # on a thread of its own: the provider runs on this loop
-            answer = client.chat.completions.create(model="gpt-4o", messages=asking(text))
-            return answer.choices[0].message.content or ""
+        def ask_twice() -> list[str]:  # on a thread of its own: the provider runs on this loop
+            texts = (f"mail {EMAIL} {n}" for n in range(2))
+            answers = [
+                client.chat.completions.create(model="gpt-4o", messages=asking(t)) for t in texts
+            ]
+            return [answer.choices[0].message.content or "" for answer in answers]
 
-        answers = [await asyncio.to_thread(ask, f"mail {EMAIL} {n}") for n in range(2)]
+        answers = await asyncio.to_thread(ask_twice)
         shutdown()
     assert answers == [f"echo: mail [EMAIL] {n}" for n in range(2)]
-    assert providers.proxy.tunnels == ["api.openai.com:443"]  # one tunnel, kept alive
+    # One tunnel: the thread's connection is kept alive for its next call.
+    assert providers.proxy.tunnels == ["api.openai.com:443"]
     assert providers.mock.seen_auth["authorization"] == "Bearer sk-app"
+
+
+def test_threads_that_made_calls_and_ended_leave_no_descriptors_behind(
+    tmp_path: Path, provider_url: str
+) -> None:
+    """A server that starts a thread per request: each thread's loop and its kept-alive
+    connection go when the thread does."""
+    config = seed("sidecar.yaml", tmp_path)
+    base = f"{provider_url}/v1"
+    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+
+    def one_call() -> None:
+        client.chat.completions.create(model="mock-gpt", messages=asking("hello"))
+
+    def in_threads(count: int) -> None:
+        for _ in range(count):
+            thread = threading.Thread(target=one_call)
+            thread.start()
+            thread.join(30)
+        gc.collect()
+
+    in_threads(3)  # the engine's own descriptors are all open by now
+    before = len(os.listdir("/proc/self/fd"))
+    in_threads(30)
+    assert len(os.listdir("/proc/self/fd")) - before < 5  # a loop and a socket each: 90
+    shutdown()
