@@ -253,11 +253,23 @@ class DetectorSet:
     def __init__(self, custom: tuple[Detector, ...] = ()) -> None:
         self.all = BUILTIN + custom
         self.by_name = {d.name: d for d in self.all}
+        # `select` of the tuples a pack names on every call (its rules' patterns)
+        self._selected: dict[tuple[str, ...], tuple[Detector, ...]] = {}
 
     def unknown(self, names: Iterable[str]) -> list[str]:
         return [name for name in names if name not in self.by_name]
 
     def select(self, names: Iterable[str]) -> tuple[Detector, ...]:
+        if isinstance(names, tuple):
+            found = self._selected.get(names)
+            if found is None:
+                if len(self._selected) > 256:  # the tuples a pack's rules name: a few
+                    self._selected.clear()
+                found = self._selected[names] = self._select(names)
+            return found
+        return self._select(names)
+
+    def _select(self, names: Iterable[str]) -> tuple[Detector, ...]:
         wanted = set(names)
         return tuple(d for d in self.all if d.name in wanted)
 

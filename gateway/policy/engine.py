@@ -4,6 +4,7 @@ the answer may say. Rule types are described in cordon.packs."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -220,9 +221,11 @@ class OutputPolicy:
         else:  # a call's answer: what the pack worked out once
             self.rules, self.patterns = pack.output_rules, pack.output_patterns
             self.categories = pack.output_categories
-        self.extra_patterns: tuple[re.Pattern[str], ...] = tuple(
-            pack.lexicon.patterns[c] for c in self.categories
-        )
+
+    @functools.cached_property
+    def extra_patterns(self) -> tuple[re.Pattern[str], ...]:
+        """The categories' expressions, for a stream's cuts (a whole answer needs none)."""
+        return tuple(self._pack.lexicon.patterns[c] for c in self.categories)
 
     def __call__(self, text: str) -> str:
         pack = self._pack
