@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 import time
@@ -54,6 +55,7 @@ class Origin:
         return self.host if self.port == default else f"{self.host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=1024)  # a provider's few URLs, on every call
 def split_url(url: str) -> tuple[Origin, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
