@@ -121,3 +121,14 @@ def test_whether_a_detector_finds_something_is_whether_it_matches_anything(text:
     matches say, for every built-in detector."""
     for detector in BUILTIN:
         assert detector.finds(text) == (next(iter(detector.finditer(text)), None) is not None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*"ab.@-_ 0123456789+/=:", "eyJ", "sk-", "@example.com", "4111 1111"]),
+        max_size=40,
+    ).map("".join)
+)
+def test_the_set_names_every_detector_that_finds_something(text: str) -> None:
+    assert DEFAULT_SET.found(text) == [d.name for d in BUILTIN if d.finds(text)]
