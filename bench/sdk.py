@@ -18,7 +18,11 @@ SDK with a transport that answers at once: its own cost without the network) and
 call, in the caller's thread or handed to the engine's for a stream, without policy,
 records or network).
 
-    .venv/bin/python bench/sdk.py [--requests 3000] [--block 100] [--stream] [--decompose]
+    .venv/bin/python bench/sdk.py [--requests 3000] [--block 100] [--runs 1] [--stream]
+                                  [--decompose]
+
+`--runs N` repeats the whole comparison with fresh processes and prints the median of
+what governing added at p50 (on a VM, runs a minute apart differ by ±15 µs).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,10 +219,43 @@ def side_by_side(url: str, args: argparse.Namespace, cpus: set[int]) -> dict[str
                 app.stop()
 
 
+def report(results: dict[str, dict[str, float]], decompose: bool) -> dict[str, float]:
+    """One run's figures per mode, and what governing added; the latter returned."""
+    print(f"{'mode':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>8} {'RSS MB':>7}")
+    for mode, r in results.items():
+        print(
+            f"{mode:>9} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+            f"{r['cpu_us']:>8.0f} {r['rss_mb']:>7.1f}"
+        )
+
+    def p50(mode: str) -> float:
+        return results[mode]["p50_ms"]
+
+    if decompose:
+        bridge = p50("bridge") - p50("sdk-only")
+        engine = p50("governed") - p50("bridge")
+        network = p50("bare") - p50("sdk-only")
+        print(
+            f"p50: serving the call {bridge * 1000:+.0f} us; the engine with its provider "
+            f"call {engine * 1000:+.0f} us, where the bare SDK's own provider call "
+            f"takes {network * 1000:.0f} us"
+        )
+    added = {k: results["governed"][k] - results["bare"][k] for k in results["bare"]}
+    print(
+        f"added by govern(): p50 {added['p50_ms'] * 1000:+.0f} us, "
+        f"p99 {added['p99_ms'] * 1000:+.0f} us, CPU {added['cpu_us']:+.0f} us per call, "
+        f"RSS {added['rss_mb']:+.1f} MB"
+    )
+    return added
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="calls per mode")
     parser.add_argument("--block", type=int, default=100, help="calls per turn")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs, each with fresh processes; their median"
+    )
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--decompose", action="store_true", help="add sdk-only and bridge runs")
     parser.add_argument("--application", choices=MODES + DECOMPOSED, help=argparse.SUPPRESS)
@@ -244,32 +282,13 @@ def main() -> None:
             f"{args.requests} sequential {kind} chat completions per mode, after {WARM_UP}, "
             f"in turns of {args.block}"
         )
-        results = side_by_side(url, args, own)
-        print(f"{'mode':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>8} {'RSS MB':>7}")
-        for mode, r in results.items():
+        added = [report(side_by_side(url, args, own), args.decompose) for _ in range(args.runs)]
+        if args.runs > 1:
+            p50s = sorted(run["p50_ms"] * 1000 for run in added)
             print(
-                f"{mode:>9} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
-                f"{r['cpu_us']:>8.0f} {r['rss_mb']:>7.1f}"
+                f"over {args.runs} runs, p50 added: median {statistics.median(p50s):+.0f} us "
+                f"({', '.join(f'{p:+.0f}' for p in p50s)})"
             )
-
-        def p50(mode: str) -> float:
-            return results[mode]["p50_ms"]
-
-        if args.decompose:
-            bridge = p50("bridge") - p50("sdk-only")
-            engine = p50("governed") - p50("bridge")
-            network = p50("bare") - p50("sdk-only")
-            print(
-                f"p50: serving the call {bridge * 1000:+.0f} us; the engine with its provider "
-                f"call {engine * 1000:+.0f} us, where the bare SDK's own provider call "
-                f"takes {network * 1000:.0f} us"
-            )
-        added = {k: results["governed"][k] - results["bare"][k] for k in results["bare"]}
-        print(
-            f"added by govern(): p50 {added['p50_ms'] * 1000:+.0f} us, "
-            f"p99 {added['p99_ms'] * 1000:+.0f} us, CPU {added['cpu_us']:+.0f} us per call, "
-            f"RSS {added['rss_mb']:+.1f} MB"
-        )
     finally:
         stop_group(mock, timeout=5)
 
