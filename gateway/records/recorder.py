@@ -100,17 +100,13 @@ class Recorder:
         if self._voids and connected:
             await self.commit_voids()
         with self._numbered(record):
-            data = self._encode(record)
-            if spool is not None and (spool.depth > 0 or not connected):
-                self._spool(spool, record, data)
+            data = self._encoded_unless_spooled(record, spool, connected)
+            if data is None:
                 return None
             try:
                 return await self._sink.publish(data, record["id"])
-            except RecordCommitError:
-                if spool is None:
-                    raise
-                self._spool(spool, record, data)
-                return None
+            except RecordCommitError as exc:
+                return self._spool_instead(spool, record, data, exc)
 
     def commit_now(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
         """`commit` to a sink that stores at once, from any thread."""
@@ -120,17 +116,32 @@ class Recorder:
             if self._voids and connected:
                 self._commit_voids_now(self._now)
             with self._numbered(record):
-                data = self._encode(record)
-                if spool is not None and (spool.depth > 0 or not connected):
-                    self._spool(spool, record, data)
+                data = self._encoded_unless_spooled(record, spool, connected)
+                if data is None:
                     return None
                 try:
                     return self._now.publish_now(data, record["id"])
-                except RecordCommitError:
-                    if spool is None:
-                        raise
-                    self._spool(spool, record, data)
-                    return None
+                except RecordCommitError as exc:
+                    return self._spool_instead(spool, record, data, exc)
+
+    def _encoded_unless_spooled(
+        self, record: dict[str, Any], spool: Spool | None, connected: bool
+    ) -> bytes | None:
+        """The sealed record to publish; None if it was spooled instead (fail-open: the
+        sink is away, or records already wait in the spool and this one queues behind)."""
+        data = self._encode(record)
+        if spool is not None and (spool.depth > 0 or not connected):
+            self._spool(spool, record, data)
+            return None
+        return data
+
+    def _spool_instead(
+        self, spool: Spool | None, record: dict[str, Any], data: bytes, exc: RecordCommitError
+    ) -> None:
+        """A publish that failed: spooled if the pack is fail-open, else it stands."""
+        if spool is None:
+            raise exc
+        self._spool(spool, record, data)
 
     def _connected(self, spool: Spool | None) -> bool:
         connected = self._sink.connected

@@ -57,14 +57,11 @@ def _post(client: HttpClient, url: str, first_byte: float = 2.0) -> Awaitable[ob
     )
 
 
-async def test_content_length_body_and_one_connection_for_many_calls(
-    serve: Callable[[Handler], Awaitable[str]],
-) -> None:
-    connections = 0
+def _kept_alive(connections: list[int]) -> Handler:
+    """`hello` to every request, on connections it keeps open; each one counted."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
+        connections.append(1)
         while True:
             try:
                 request = await _read_request(reader)
@@ -73,13 +70,51 @@ async def test_content_length_body_and_one_connection_for_many_calls(
             assert b"POST /v1/x HTTP/1.1" in request and request.endswith(b'{"a": 1}')
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
 
-    url = await serve(handler)
+    return handler
+
+
+async def _one_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    await writer.drain()
+    writer.close()  # without saying `connection: close`
+
+
+def _two_chunks(released: Callable[[], bool]) -> Handler:
+    """`first`, then `second` only once `released()` says so."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        while not released():
+            await asyncio.sleep(0.01)
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    return handler
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    await asyncio.sleep(5)
+
+
+async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    writer.write(b"SMTP ready\r\n\r\n")
+
+
+async def test_content_length_body_and_one_connection_for_many_calls(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    connections: list[int] = []
+    url = await serve(_kept_alive(connections))
     client = HttpClient()
     for _ in range(3):
         response = await _post(client, url)
         assert response.status == 200  # type: ignore[attr-defined]
         assert await response.read() == b"hello"  # type: ignore[attr-defined]
-    assert connections == 1
+    assert len(connections) == 1
     client.close()
 
 
@@ -87,16 +122,8 @@ async def test_chunked_body_arrives_chunk_by_chunk(
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
     release = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-        await writer.drain()
-        await release.wait()
-        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
-
     client = HttpClient()
-    response = await _post(client, await serve(handler))
+    response = await _post(client, await serve(_two_chunks(release.is_set)))
     chunks = response.chunks()  # type: ignore[attr-defined]
     assert await anext(chunks) == b"first"  # before the rest was even sent
     release.set()
@@ -107,15 +134,7 @@ async def test_chunked_body_arrives_chunk_by_chunk(
 async def test_a_pooled_connection_the_server_closed_is_retried_fresh(
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
-    async def one_per_connection(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        writer.close()  # without saying `connection: close`
-
-    url = await serve(one_per_connection)
+    url = await serve(_one_per_connection)
     client = HttpClient()
     assert await (await _post(client, url)).read() == b"ok"  # type: ignore[attr-defined]
     await asyncio.sleep(0.05)
@@ -126,12 +145,8 @@ async def test_a_pooled_connection_the_server_closed_is_retried_fresh(
 async def test_no_first_byte_in_time_is_a_timeout(
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        await asyncio.sleep(5)
-
     with pytest.raises(ResponseTimeout, match="first byte"):
-        await _post(HttpClient(), await serve(silent), first_byte=0.2)
+        await _post(HttpClient(), await serve(_silent), first_byte=0.2)
 
 
 async def test_refused_connection_and_garbage_are_errors(
@@ -140,12 +155,8 @@ async def test_refused_connection_and_garbage_are_errors(
     with pytest.raises(ConnectError, match="cannot connect"):
         await _post(HttpClient(), f"http://127.0.0.1:{free_port()}/v1/x")
 
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"SMTP ready\r\n\r\n")
-
     with pytest.raises(RemoteProtocolError, match="malformed HTTP"):
-        await _post(HttpClient(), await serve(garbage))
+        await _post(HttpClient(), await serve(_garbage))
 
 
 async def test_closing_a_response_drops_the_connection(
@@ -205,27 +216,8 @@ def _blocking(work: Callable[[], Awaitable[T]]) -> Awaitable[T]:
 async def test_blocking_io_keeps_one_connection_and_retries_one_the_server_closed(
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
-    connections = 0
-
-    async def kept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        while True:
-            try:
-                await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
-
-    async def one_per_connection(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        writer.close()  # without saying `connection: close`
-
-    kept_url, closing_url = await serve(kept), await serve(one_per_connection)
+    connections: list[int] = []
+    kept_url, closing_url = await serve(_kept_alive(connections)), await serve(_one_per_connection)
 
     async def calls() -> list[bytes]:
         client = HttpClient()
@@ -237,27 +229,19 @@ async def test_blocking_io_keeps_one_connection_and_retries_one_the_server_close
         return bodies
 
     assert await _blocking(calls) == [b"hello"] * 3 + [b"ok"] * 2
-    assert connections == 1
+    assert len(connections) == 1
 
 
 async def test_blocking_io_reads_a_body_as_the_reader_asks_and_refuses_one_too_large(
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
-    asked = threading.Event()
-
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-        await writer.drain()
-        while not asked.is_set():  # the rest only once the first chunk was read
-            await asyncio.sleep(0.01)
-        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+    asked = threading.Event()  # set on the client's thread
 
     async def large(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 100_000)
 
-    slow_url, large_url = await serve(slow), await serve(large)
+    slow_url, large_url = await serve(_two_chunks(asked.is_set)), await serve(large)
 
     async def calls() -> list[bytes]:
         client = HttpClient()
@@ -276,15 +260,7 @@ async def test_blocking_io_reads_a_body_as_the_reader_asks_and_refuses_one_too_l
 async def test_blocking_io_times_out_and_says_what_failed(
     serve: Callable[[Handler], Awaitable[str]],
 ) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        await asyncio.sleep(5)
-
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"SMTP ready\r\n\r\n")
-
-    silent_url, garbage_url = await serve(silent), await serve(garbage)
+    silent_url, garbage_url = await serve(_silent), await serve(_garbage)
 
     async def calls() -> None:
         with pytest.raises(ResponseTimeout, match="first byte"):
