@@ -106,7 +106,8 @@ class Recorder:
             try:
                 return await self._sink.publish(data, record["id"])
             except RecordCommitError as exc:
-                return self._spool_instead(spool, record, data, exc)
+                self._spool_instead(spool, record, data, exc)
+                return None
 
     def commit_now(self, record: dict[str, Any], spool: Spool | None = None) -> int | None:
         """`commit` to a sink that stores at once, from any thread."""
@@ -122,7 +123,8 @@ class Recorder:
                 try:
                     return self._now.publish_now(data, record["id"])
                 except RecordCommitError as exc:
-                    return self._spool_instead(spool, record, data, exc)
+                    self._spool_instead(spool, record, data, exc)
+                    return None
 
     def _encoded_unless_spooled(
         self, record: dict[str, Any], spool: Spool | None, connected: bool
