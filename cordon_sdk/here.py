@@ -43,7 +43,8 @@ class _ThreadLoop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.pid = os.getpid()
-        weakref.finalize(self, _retire, self.loop)
+        # Not at exit: a daemon thread may still be using its loop then.
+        weakref.finalize(self, _retire, self.loop).atexit = False
 
 
 def _retire(loop: asyncio.AbstractEventLoop) -> None:

@@ -162,7 +162,10 @@ class PrivateKey:
             digest[0] &= 248
             digest[31] = (digest[31] & 127) | 64
             self._scalar = ctypes.create_string_buffer(SCALAR_BYTES)
-            _lib.crypto_core_ed25519_scalar_reduce(self._scalar, bytes(digest) + bytes(32))
+            wide = ctypes.create_string_buffer(2 * SCALAR_BYTES)  # a, then zeros
+            ctypes.memmove(wide, (ctypes.c_char * SCALAR_BYTES).from_buffer(digest), SCALAR_BYTES)
+            _lib.crypto_core_ed25519_scalar_reduce(self._scalar, wide)
+            ctypes.memset(wide, 0, 2 * SCALAR_BYTES)
             digest[:] = bytes(SCALAR_BYTES)
 
     @classmethod

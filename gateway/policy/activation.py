@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class PackState:
         # staged rollout judges a wave by (replicator.rollout). Reset on activation.
         self.calls = 0
         self.errors = 0
+        self._counting = threading.Lock()
         # A region-mode sidecar's own rules, added to each pack the region sends
         # (gateway.sidecar.overlay); None for a replica. A PackError refuses the pack.
         self.overlay: Callable[[Pack], Pack] | None = None
@@ -97,8 +99,9 @@ class PackState:
     def tally(self, revision: int, failed: bool) -> None:
         """Count one answered call that ran under `revision` (if it is still active)."""
         if revision == self.current.pack.revision:
-            self.calls += 1
-            self.errors += failed
+            with self._counting:  # calls are answered on several threads (the SDK)
+                self.calls += 1
+                self.errors += failed
 
     def load_last_good(self) -> None:
         """Enforce the pack persisted by an earlier run, re-verified against today's trust."""

@@ -133,6 +133,23 @@ class _Segment:
         first, _ = self.subjects.get(subject, (seq, seq))
         self.subjects[subject] = (first, seq)
 
+    def snapshot(self, subject: str) -> tuple[Any, ...]:
+        """What `add` changes, to `restore` if an append is interrupted half-way."""
+        return (
+            self.count, len(self.offsets), self.head_crc, self.tail, self.size,
+            self.tail_crc, self.last_ms, self.subjects.get(subject),
+        )  # fmt: skip
+
+    def restore(self, subject: str, before: tuple[Any, ...]) -> None:
+        count, offsets, self.head_crc, self.tail, self.size = before[:5]
+        self.tail_crc, self.last_ms, span = before[5:]
+        self.count = count
+        del self.offsets[offsets:]
+        if span is None:
+            self.subjects.pop(subject, None)
+        else:
+            self.subjects[subject] = span
+
 
 class _Answer:
     """An append's answer outside any event loop (`LocalLog.append_now`): settled
@@ -429,7 +446,13 @@ class LocalLog:
             if seq is not None:
                 return seq
             answer = _Answer()
-            if self._commit_inline([_Pending(subject, data, msg_id, answer)]):
+            try:
+                rolled = self._commit_inline([_Pending(subject, data, msg_id, answer)])
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # interrupted mid-roll: disk in doubt
+                    self._broken = f"local record log {self.directory}: an append was interrupted"
+                raise
+            if rolled:
                 self._on_owner(self._follow_roll)
             return answer.result()
 
@@ -453,17 +476,17 @@ class LocalLog:
         start = active.size
         if start and start + len(frame) > self.segment_bytes:
             return None  # a roll
+        before = active.snapshot(subject)
         try:
             _write_all(self._fd, frame)
             # Accounted for at once: a frame on disk that memory does not know of would
-            # take the next one's number (an interrupt here undoes the write instead).
+            # take the next one's number (an interrupt here undoes both instead).
             active.add(seq, subject, (start, start + len(frame)), now_ms, crc)
         except OSError as exc:
             self._undo([_Chunk(active, new=False, start=start)], [])
             raise RecordCommitError(self._describe(exc)) from exc
         except BaseException:
-            if active.count and active.last == seq:
-                raise  # accounted for: the record stands
+            active.restore(subject, before)
             self._undo([_Chunk(active, new=False, start=start)], [])
             raise
         self._subject_last[subject] = seq

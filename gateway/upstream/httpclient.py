@@ -603,8 +603,9 @@ class HttpClient:
         """Close the idle connections of every loop (each on its own loop's thread,
         where that loop is running)."""
         for loop, pool in list(self._idle.items()):
-            for connections in pool.values():
-                for connection in connections:
+            # Copies: another thread's loop may be taking from or adding to its pool.
+            for connections in list(pool.values()):
+                for connection in list(connections):
                     _close_on(loop, connection)
         self._idle.clear()
 

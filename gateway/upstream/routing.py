@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class Breakers:
         self.cooldown = cooldown
         self._clock = clock
         self._circuits: dict[str, _Circuit] = {}
+        # The half-open trial is claimed by one call of all the threads the in-process
+        # SDK serves calls on, not one per thread.
+        self._trial = threading.Lock()
 
     def _circuit(self, target_id: str) -> _Circuit:
         return self._circuits.setdefault(target_id, _Circuit())
@@ -58,9 +62,10 @@ class Breakers:
             return False
         if circuit.opened_at is None:
             return True
-        if now - circuit.opened_at >= self.cooldown and not circuit.probing:
-            circuit.probing = True
-            return True
+        with self._trial:
+            if now - circuit.opened_at >= self.cooldown and not circuit.probing:
+                circuit.probing = True
+                return True
         return False
 
     def succeeded(self, target_id: str) -> None:

@@ -62,6 +62,10 @@ def test_calls_from_many_threads_and_an_async_client_each_leave_one_record_in_or
             failures.append(exc)
 
     async def asynchronous() -> None:
+        async with concurrent:  # closed on its own loop, before that loop goes
+            await asynchronous_calls()
+
+    async def asynchronous_calls() -> None:
         for k in range(CALLS):
             raw = await concurrent.chat.completions.with_raw_response.create(
                 model="mock-gpt", messages=asking(f"async call {k} {EMAIL}")

@@ -285,3 +285,31 @@ async def test_appends_from_other_threads_are_numbered_without_gaps_while_the_lo
     assert (again.torn, again.last_seq) == (0, writers * each)
     assert len({entry.msg_id for entry in again.entries(1)}) == writers * each
     await again.close()
+
+
+async def test_an_append_interrupted_after_its_write_leaves_no_frame_and_no_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in an application thread between the write and its bookkeeping: the frame
+    is taken back, the number is the next append's, and the log reopens whole."""
+    from gateway.records import local_log
+
+    log = LocalLog(tmp_path, sync_interval_s=60)
+    log.serve_from(asyncio.get_running_loop())
+    assert [log.append_now("s", b"first", "id-1")] == [1]
+    real_write = local_log._write_all
+
+    def write_then_interrupt(fd: int, data: bytes) -> None:
+        real_write(fd, data)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_log, "_write_all", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        log.append_now("s", b"interrupted", "id-2")
+    monkeypatch.setattr(local_log, "_write_all", real_write)
+    assert log.append_now("s", b"second", "id-3") == 2
+    await log.close()
+    again = LocalLog(tmp_path)
+    assert [(seq, data) for seq, _, data in again.read_from(1)] == [(1, b"first"), (2, b"second")]
+    assert again.torn == 0
+    await again.close()
