@@ -27,6 +27,11 @@ def contains(*needles: str) -> Callable[[str], bool]:
     return lambda text: any(needle in text for needle in needles)
 
 
+def both(first: Callable[[str], bool], second: Callable[[str], bool]) -> Callable[[str], bool]:
+    """A hint that holds when both do (the cheaper first)."""
+    return lambda text: first(text) and second(text)
+
+
 @dataclass(frozen=True)
 class Detector:
     name: str
@@ -166,6 +171,7 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(
             r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
         ),
+        hint=contains("@"),
         alphabet=_chars(LETTERS, DIGITS, "._%+-@"),
     ),
     Detector(
@@ -188,7 +194,7 @@ BUILTIN: tuple[Detector, ...] = (
     Detector(
         "ssn",
         re.compile(r"\d(?<!\d\d)\d{2}(?<!000)(?<!666)(?<!9\d\d)-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"),
-        hint=contains("-"),
+        hint=both(contains("-"), has_digit),
         alphabet=_chars(DIGITS, "-"),
         max_span=11,
     ),
@@ -211,7 +217,7 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]|\.\d)"),
         ipv4_valid,
         sensitivity="internal",
-        hint=contains("."),
+        hint=both(contains("."), has_digit),
         alphabet=_chars(DIGITS, "."),
         max_span=15,
     ),
