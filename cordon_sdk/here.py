@@ -91,10 +91,9 @@ def serve_here(
         sent.append(message)
 
     context = contextvars.copy_context()  # what the call sets stays with the call
-    call = app(scope, receive, send)
-    waiting = context.run(_first_steps, _loop(), call, while_waiting)
+    call, loop = app(scope, receive, send), _loop()
+    waiting = context.run(_first_steps, loop, call, while_waiting)
     if waiting is not DONE:
-        loop = _loop()
         rest = loop.create_task(_rest(call, waiting), context=context)
         try:
             loop.run_until_complete(rest)

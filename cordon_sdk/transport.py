@@ -241,22 +241,10 @@ def _response(first: Message, http: ModuleType, request: Any, stream: Any) -> An
 
 
 def _answered(http: ModuleType, request: Any, sent: list[Message]) -> Any:
-    """The response to `request` from what the app sent, whole."""
-    if not sent or sent[0].get("type") != "http.response.start":
-        raise http.RemoteProtocolError(
-            "the governed call ended before it answered", request=request
-        )
-    start = sent[0]
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    # A stream of the bytes rather than `content=`, which would encode them again.
-    answered = http.Response(
-        int(start["status"]),
-        headers=start.get("headers", []),
-        stream=http.ByteStream(body),
-        request=request,
-    )
-    answered.extensions[ENGINE_ANSWER] = True  # PolicyBlocked only ever from the engine
-    return answered
+    """The response to `request` from what the app sent, whole (as a stream of its
+    bytes: `content=` would encode them again)."""
+    body = http.ByteStream(b"".join(message.get("body", b"") for message in sent[1:]))
+    return _response(sent[0] if sent else END, http, request, body)
 
 
 def _screen(http: ModuleType, governor: Governor, request: Any) -> Any:

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextvars
 import errno
 import hashlib
 import json
@@ -62,13 +61,14 @@ import threading
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from cordon import jsoncodec
 from cordon.errors import RecordCommitError
+from cordon.loops import call_on
 
 __all__ = ["MAX_FRAME", "Entry", "LocalLog", "LocalSink"]
 
@@ -453,7 +453,7 @@ class LocalLog:
                     self._broken = f"local record log {self.directory}: an append was interrupted"
                 raise
             if rolled:
-                self._on_owner(self._follow_roll)
+                call_on(self._owner, self._follow_roll)
             return answer.result()
 
     def _append_one(self, subject: str, data: bytes, msg_id: str) -> int | None:
@@ -463,16 +463,11 @@ class LocalLog:
         active = self._segments[-1] if self._segments else None
         if active is None or self._broken is not None or self._fd is None:
             return None
-        id_bytes = msg_id.encode()
-        key = _digest(id_bytes)
+        key = _digest(msg_id.encode())
         if self._recent.get_digest(key) is not None:
             return None  # maybe a repeat: checked on disk there
         seq, now_ms = active.first + active.count, int(time.time() * 1000)
-        subject_bytes = subject.encode()
-        body = BODY.pack(seq, now_ms, len(subject_bytes), len(id_bytes))
-        body += subject_bytes + id_bytes + data
-        crc = zlib.crc32(body)
-        frame = HEADER.pack(MAGIC, len(body), crc) + body
+        frame = _encode(seq, now_ms, subject, msg_id, data)
         start = active.size
         if start and start + len(frame) > self.segment_bytes:
             return None  # a roll
@@ -481,7 +476,7 @@ class LocalLog:
             _write_all(self._fd, frame)
             # Accounted for at once: a frame on disk that memory does not know of would
             # take the next one's number (an interrupt here undoes both instead).
-            active.add(seq, subject, (start, start + len(frame)), now_ms, crc)
+            active.add(seq, subject, (start, start + len(frame)), now_ms, _crc(frame))
         except OSError as exc:
             self._undo([_Chunk(active, new=False, start=start)], [])
             raise RecordCommitError(self._describe(exc)) from exc
@@ -489,32 +484,14 @@ class LocalLog:
             active.restore(subject, before)
             self._undo([_Chunk(active, new=False, start=start)], [])
             raise
-        self._subject_last[subject] = seq
-        self._recent.add_digest(key, seq)
-        if active.digests is not None:
-            active.digests.append(key)
-        self._unsynced = True
-        if self._syncer is None and not self._syncer_asked:
-            self._syncer_asked = True
-            self._on_owner(self._start_syncer)
+        self._remember(active, seq, subject, key)
+        self._written_unsynced()
         return seq
 
     def _check_open(self) -> None:
         if self._closed or self.read_only:
             state = "closed" if self._closed else "open read-only"
             raise RecordCommitError(f"local record log {self.directory} is {state}")
-
-    def _on_owner(self, work: Callable[[], None]) -> None:
-        """Run `work` (which starts a task) on the owner's loop: now if this is it; in
-        a context of its own (not the appending call's)."""
-        owner = self._owner
-        if owner is None or owner is asyncio._get_running_loop():
-            work()
-            return
-        try:
-            owner.call_soon_threadsafe(work, context=contextvars.Context())
-        except RuntimeError:  # the owner's loop is closed: the log is closing with it
-            log.warning("local record log %s: its loop is closed", self.directory)
 
     def _follow_roll(self) -> None:
         """A roll's summary and retention, in a task; one already under way takes this
@@ -580,10 +557,14 @@ class LocalLog:
 
     def _write_unsynced(self, chunks: list[_Chunk]) -> None:
         self._write(chunks, sync=False)
+        self._written_unsynced()
+
+    def _written_unsynced(self) -> None:
+        """Frames were written without an fsync: the interval's syncer sees to them."""
         self._unsynced = True
         if self._syncer is None and not self._syncer_asked:
             self._syncer_asked = True
-            self._on_owner(self._start_syncer)
+            call_on(self._owner, self._start_syncer)
 
     def _answer(self, chunks: list[_Chunk], waiting: list[tuple[_Pending, int]]) -> bool:
         """The batch's frames are written: account for them and answer their appends;
@@ -756,16 +737,18 @@ class LocalLog:
             offset, segment = chunk.start, chunk.segment
             for seq, subject, frame in chunk.frames:
                 end = offset + len(frame)
-                crc = HEADER.unpack_from(frame)[2]
                 written_ms = BODY.unpack_from(frame, HEADER.size)[1]
-                segment.add(seq, subject, (offset, end), written_ms, crc)
-                self._subject_last[subject] = seq
-                key = _digest(_id_bytes(frame))
-                self._recent.add_digest(key, seq)
-                if segment.digests is not None:
-                    segment.digests.append(key)
+                segment.add(seq, subject, (offset, end), written_ms, _crc(frame))
+                self._remember(segment, seq, subject, _digest(_id_bytes(frame)))
                 offset = end
         return any(chunk.new for chunk in chunks)
+
+    def _remember(self, segment: _Segment, seq: int, subject: str, key: int) -> None:
+        """The stored frame's subject and id (its digest `key`), for lookups."""
+        self._subject_last[subject] = seq
+        self._recent.add_digest(key, seq)
+        if segment.digests is not None:
+            segment.digests.append(key)
 
     # --- reading -----------------------------------------------------------------
 
@@ -1078,6 +1061,10 @@ def _encode(seq: int, written_ms: int, subject: str, msg_id: str, data: bytes) -
     subject_b, id_b = subject.encode(), msg_id.encode()
     body = BODY.pack(seq, written_ms, len(subject_b), len(id_b)) + subject_b + id_b + data
     return HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def _crc(frame: bytes) -> int:
+    return int(HEADER.unpack_from(frame)[2])
 
 
 def _id_bytes(frame: bytes) -> bytes:

@@ -9,7 +9,7 @@ about the stream itself is tested on real NATS servers.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -47,7 +47,6 @@ class RecordSink(Protocol):
         ...
 
 
-@runtime_checkable
 class InLineSink(Protocol):
     """A sink that may also store a record at once, from any thread (a local log
     written in-line): the in-process SDK commits its callers' records that way."""

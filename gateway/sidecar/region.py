@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from nats.js.errors import NotFoundError
 from cordon.errors import RecordCommitError, RegionUnreachableError, ShippingRefusedError
 from cordon.log import envelope
 from cordon.log.enrolment import load_signer
+from cordon.loops import call_on
 from cordon.nats import subjects
 from gateway import metrics
 from gateway.backplane import PackUpdate
@@ -133,14 +133,13 @@ class ShippingSink(LocalSink):
 
     async def publish(self, data: bytes, msg_id: str) -> int:
         before = self.log.last_seq
-        seq = await super().publish(data, msg_id)
-        if seq > before:  # not a repeat of a stored id
-            self._shipper.appended()
-        return seq
+        return self._counted(before, await super().publish(data, msg_id))
 
     def publish_now(self, data: bytes, msg_id: str) -> int:
         before = self.log.last_seq
-        seq = super().publish_now(data, msg_id)
+        return self._counted(before, super().publish_now(data, msg_id))
+
+    def _counted(self, before: int, seq: int) -> int:
         if seq > before:  # not a repeat of a stored id
             self._shipper.appended()
         return seq
@@ -177,13 +176,7 @@ class Shipper:
     def appended(self) -> None:
         """A record was appended, by any thread (the in-process SDK's callers append
         too): counted, and the shipper woken, on the shipper's loop."""
-        loop = self._loop
-        if loop is None or loop is asyncio._get_running_loop():
-            self._count_appended()
-            return
-        # The record is stored whatever happens here: a closed loop ships nothing more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._count_appended, context=contextvars.Context())
+        call_on(self._loop, self._count_appended)
 
     def _count_appended(self) -> None:
         self.backlog += 1

@@ -11,7 +11,6 @@ SNI, and three timeouts: connect, first byte, and total.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import socket
 import ssl
@@ -33,6 +32,7 @@ from cordon.errors import (
     ResponseTimeout,
     ResponseTooLargeError,
 )
+from cordon.loops import call_on
 from gateway.upstream import blocking as blocking_io
 
 MAX_HEADER_BYTES = 64 * 1024  # all of a response's header lines together
@@ -348,12 +348,11 @@ def _close_on(loop: asyncio.AbstractEventLoop, connection: _Connection) -> None:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
-    if running is loop or not loop.is_running():
+    if running is loop or not loop.is_running():  # a caller's loop between its calls
         if not loop.is_closed():
             connection.close()
         return
-    with contextlib.suppress(RuntimeError):  # closed meanwhile: its sockets went with it
-        loop.call_soon_threadsafe(connection.close)
+    call_on(loop, connection.close)
 
 
 def _receive_now(
@@ -462,15 +461,21 @@ class HttpClient:
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    async def _connection(
-        self, origin: Origin, connect_s: float, proxy: Origin | None = None
-    ) -> _Connection:
-        loop = asyncio.get_running_loop()
-        idle = self._idle.get(loop, NO_IDLE).get(origin)
+    def _idle_connection(self, origin: Origin) -> _Connection | None:
+        """A kept-alive connection of this loop's to `origin`, if one is still open."""
+        idle = self._idle.get(asyncio.get_running_loop(), NO_IDLE).get(origin)
         while idle:
             connection = idle.pop()
             if connection.reusable:
                 return connection
+        return None
+
+    async def _connection(
+        self, origin: Origin, connect_s: float, proxy: Origin | None = None
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
+        if (kept := self._idle_connection(origin)) is not None:
+            return kept
         if proxy is not None:
             return await self._tunnel(origin, proxy, connect_s)
         tls = self._ssl if origin.scheme == "https" else None
@@ -494,11 +499,8 @@ class HttpClient:
         self, origin: Origin, connect_s: float, proxy: Origin | None = None
     ) -> _Connection:
         """`_connection` with blocking I/O (`gateway.upstream.blocking`)."""
-        idle = self._idle.get(asyncio.get_running_loop(), NO_IDLE).get(origin)
-        while idle:
-            connection = idle.pop()
-            if connection.reusable:
-                return connection
+        if (kept := self._idle_connection(origin)) is not None:
+            return kept
         tls = self._ssl if origin.scheme == "https" else None
         where = f"{origin.host}:{origin.port}"
         try:
