@@ -193,7 +193,10 @@ def test_records_are_signed_through_libsodium_even_where_the_application_has_cry
     """The signature is on every call's path: an application that loaded `cryptography`
     itself still gets libsodium's (about half the time)."""
     if not keys.libsodium_loads():
-        pytest.skip("no libsodium on this machine; `make tools` installs libsodium23")
+        pytest.skip(
+            "no libsodium on this machine until it is installed: `make tools` installs "
+            "Debian's libsodium23 when run as root"
+        )
     config = seed("sidecar.yaml", tmp_path)
     code = (
         "import sys, openai\n"

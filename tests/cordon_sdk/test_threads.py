@@ -171,3 +171,30 @@ def test_threads_that_made_calls_and_ended_leave_no_descriptors_behind(
     in_threads(30)
     assert len(os.listdir("/proc/self/fd")) - before < 5  # a loop and a socket each: 90
     shutdown()
+
+
+def test_a_call_interrupted_while_its_provider_answers_ends_with_no_answer_and_no_record(
+    tmp_path: Path, provider_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the calling thread while it reads the provider's answer: the
+    interrupt reaches the application, nothing is released or recorded, and the next
+    call is served and numbered as if the interrupted one had never been."""
+    from gateway.upstream import blocking
+
+    config = seed("sidecar.yaml", tmp_path)
+    base = f"{provider_url}/v1"
+    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+    real_feed = blocking.feed_until
+
+    def interrupted(*args: Any, **kwargs: Any) -> bool:
+        monkeypatch.setattr(blocking, "feed_until", real_feed)  # once
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(blocking, "feed_until", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.chat.completions.create(model="mock-gpt", messages=asking(f"first {EMAIL}"))
+    answer = client.chat.completions.create(model="mock-gpt", messages=asking(f"next {EMAIL}"))
+    assert answer.choices[0].message.content == "echo: next [EMAIL]"
+    shutdown()
+    (record,) = [r for r in _records(worker(tmp_path)) if r.get("kind") == "decision"]
+    assert record["replica_seq"] == 1 and record["content"]["answer"] == "echo: next [EMAIL]"

@@ -20,11 +20,19 @@ from tests.cordon.log.test_ed25519_openssl import RFC8032
 try:
     ed25519_sodium.load()
 except (OSError, AttributeError) as exc:  # pragma: no cover - a machine without it
-    # `make tools` installs it (Debian's libsodium23) where the machine lets it.
-    reason = f"no libsodium on this machine ({exc}); `make tools` installs libsodium23"
+    # Until it is installed: `make tools` does so on Debian as root (libsodium23).
+    reason = (
+        f"no libsodium on this machine ({exc}) until it is installed: `make tools` "
+        "installs Debian's libsodium23 when run as root"
+    )
     pytest.skip(reason, allow_module_level=True)
 ed25519_openssl.load()
 SodiumKey = ed25519_sodium.PrivateKey
+# Signatures in halves need libsodium 1.0.16's scalar functions (libsodium23 is 1.0.18).
+IN_HALVES = pytest.mark.skipif(
+    not ed25519_sodium._halves,
+    reason="this libsodium predates 1.0.16 and signs whole only, until it is upgraded",
+)
 
 
 @pytest.fixture
@@ -87,6 +95,7 @@ def test_a_libsodium_giving_other_bytes_signs_nothing(
     verify(key.public_key, key.sign(b"m"), b"m")
 
 
+@IN_HALVES
 @settings(max_examples=200, deadline=None)
 @given(secret=st.binary(min_size=32, max_size=32), message=st.binary(max_size=2048))
 def test_a_signature_made_in_halves_verifies_as_any_other(secret: bytes, message: bytes) -> None:
@@ -102,6 +111,7 @@ def test_a_signature_made_in_halves_verifies_as_any_other(secret: bytes, message
         theirs.verify(signature, message + b"x")
 
 
+@IN_HALVES
 def test_a_nonce_signs_one_message_and_each_signature_has_its_own() -> None:
     key = SodiumKey.generate()
     nonce = key.nonce()
@@ -117,6 +127,7 @@ def test_a_nonce_signs_one_message_and_each_signature_has_its_own() -> None:
     assert key.sign_with(b"record", second_nonce)[:32] != first[:32]  # a fresh R each time
 
 
+@IN_HALVES
 @pytest.mark.usefixtures("fresh_backend")
 def test_a_half_made_ahead_signs_only_its_own_contexts_next_signature() -> None:
     assert keys.use_openssl_backend() is True
