@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from cordon.errors import RegionUnreachableError
 from cordon.nats import Endpoint, connect, streams, subjects
@@ -71,10 +73,13 @@ class NatsBackplane:
         assert self.xr_nc is not None
         self._xr_reconnected.clear()
         kv = await self.xr_nc.jetstream().key_value(subjects.POLICY_BUCKET)
+        key = subjects.pack_key(pack_name)
         # With history: a fresh replica takes the newest valid revision the bucket holds,
-        # not whatever was written last.
-        watcher = await kv.watch(subjects.pack_key(pack_name), include_history=True)
-        history = True  # the bucket's kept revisions come first, then a None marker
+        # not whatever was written last. What is history is told by the key's last write
+        # before the watch, not by the watcher's None marker: nats.py can put that marker
+        # ahead of the history it ends (its callback waits on the consumer info it checks).
+        replayed_to = await _last_write(kv, key)
+        watcher = await kv.watch(key, include_history=True)
         self._watching = True
         try:
             yield PackUpdate(None)
@@ -83,10 +88,8 @@ class NatsBackplane:
                     entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
                 except NatsTimeoutError:  # nothing new this second
                     continue
-                if entry is None:
-                    history = False
-                elif entry.value is not None:
-                    yield PackUpdate(entry.value, replayed=history)
+                if entry is not None and entry.value is not None:
+                    yield PackUpdate(entry.value, replayed=entry.revision <= replayed_to)
         finally:
             self._watching = False
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
@@ -124,3 +127,12 @@ class NatsBackplane:
                 with contextlib.suppress(NatsError, asyncio.TimeoutError):
                     await asyncio.wait_for(nc.close(), 2.0)
         self.audit_nc = self.xr_nc = None
+
+
+async def _last_write(kv: KeyValue, key: str) -> int:
+    """The stream sequence of `key`'s newest write (a delete's marker too), 0 if none."""
+    try:
+        entry = await kv.get(key)
+    except (KeyNotFoundError, KeyDeletedError) as exc:
+        entry = exc.entry
+    return int(entry.revision or 0) if entry is not None else 0

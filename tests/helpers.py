@@ -408,7 +408,17 @@ async def regional_pack_history(stack: DevStack, region: str, name: str = "defau
     nc = await stack.topology.regions[region].endpoint("xr", "gateway").connect()
     try:
         kv = await nc.jetstream().key_value(subjects.POLICY_BUCKET)
-        entries = await kv.history(subjects.pack_key(name))
+        key = subjects.pack_key(name)
+        # Not kv.history(): nats.py's watcher can put its end-of-history marker ahead of
+        # the history, and history() then finds no keys. Read up to the key's last write.
+        last = (await kv.get(key)).revision or 0
+        watcher = await kv.watch(key, include_history=True)
+        entries: list[Any] = []
+        while not entries or entries[-1].revision < last:
+            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+            if entry is not None:
+                entries.append(entry)
+        await watcher.stop()  # type: ignore[no-untyped-call]
     finally:
         await nc.close()
     return [int(signing.claimed(e.value or b"")["revision"]) for e in entries if e.value]
