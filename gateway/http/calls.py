@@ -331,14 +331,22 @@ def _filter_answer(call: Call, body: bytes) -> bytes:
     if call.span is not NO_SPAN:
         call.span.set({"gen_ai.response.finish_reasons": call.dialect.finish_reasons(answer)})
     apply = policy.output_policy(call.active.pack, call.decision)
-    raw_text = call.dialect.answer_text(answer)
     if apply is None:
-        call.answer_text = raw_text
+        call.answer_text = call.dialect.answer_text(answer)
         return body
-    call.dialect.map_answer(answer, apply)  # may raise OutputBlockedError
-    filtered = call.dialect.answer_text(answer)
-    call.answer_text = filtered if call.active.pack.record_content == "redacted" else raw_text
-    return jsoncodec.dumps(answer) if filtered != raw_text else body
+    raw: list[str] = []
+    filtered: list[str] = []
+
+    def apply_and_keep(text: str) -> str:  # one pass: the texts before and after
+        raw.append(text)
+        filtered.append(apply(text))  # may raise OutputBlockedError
+        return filtered[-1]
+
+    call.dialect.map_answer(answer, apply_and_keep)
+    changed = filtered != raw
+    kept = filtered if call.active.pack.record_content == "redacted" else raw
+    call.answer_text = "".join(kept)
+    return jsoncodec.dumps(answer) if changed else body
 
 
 def _filter_error(call: Call, body: bytes, status: int) -> bytes:
