@@ -18,12 +18,23 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["BLOCKING", "WHILE_WAITING", "BlockingTransport", "connect", "feed_until", "wait_work"]
+__all__ = [
+    "BLOCKING",
+    "WHILE_WAITING",
+    "BlockingTransport",
+    "connect",
+    "feed_until",
+    "resolve",
+    "wait_work",
+]
 
 BLOCKING: ContextVar[bool] = ContextVar("cordon_blocking_io", default=False)
 WHILE_WAITING: ContextVar[Callable[[], None] | None] = ContextVar(
@@ -108,18 +119,60 @@ def wait_work() -> None:
         work()
 
 
+def resolve(host: str, port: int, timeout: float) -> list[Any]:
+    """`socket.getaddrinfo` for a TCP connection, answered within `timeout` seconds or
+    `TimeoutError`. An address is read at once; a name is looked up on a helper thread,
+    as the event loop does, since a lookup itself cannot be interrupted (one that answers
+    late is dropped)."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass  # a name
+    lookup = _lookups().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return lookup.result(timeout=max(timeout, 0.001))
+    except FutureTimeout:
+        lookup.cancel()
+        raise TimeoutError(f"no address for {host} within {timeout:g} s") from None
+
+
+_LOOKUPS: ThreadPoolExecutor | None = None
+_LOOKUPS_LOCK = threading.Lock()
+
+
+def _lookups() -> ThreadPoolExecutor:
+    global _LOOKUPS
+    with _LOOKUPS_LOCK:
+        if _LOOKUPS is None:
+            _LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cordon-dns")
+        return _LOOKUPS
+
+
 def connect(
-    address: str, port: int, timeout: float, tls: ssl.SSLContext | None, host: str
+    host: str, port: int, timeout: float, tls: ssl.SSLContext | None, server_name: str
 ) -> socket.socket:
-    """A blocking TCP connection (TLS for `host` when `tls` is given) made within
-    `timeout` seconds. `OSError` (or `TimeoutError`) if it could not be."""
+    """A blocking TCP connection to `host` (a name or an address; a name's addresses
+    tried in turn), with TLS for `server_name` when `tls` is given, made within `timeout`
+    seconds, the lookup included. `OSError` (or `TimeoutError`) if it could not be."""
     deadline = time.monotonic() + timeout
-    sock = socket.create_connection((address, port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if tls is None:
-        return sock
-    sock.settimeout(max(deadline - time.monotonic(), 0.001))  # one deadline for both
-    return secure(sock, tls, host)
+    failed: OSError = OSError(f"{host} resolves to no address")
+    for *_, address in resolve(host, port, timeout):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"connect to {host}:{port} timed out")
+        try:
+            sock = socket.create_connection(address[:2], timeout=left)
+        except TimeoutError:
+            raise  # the whole deadline was this address's
+        except OSError as exc:  # refused, unreachable: the next address
+            failed = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is None:
+            return sock
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))  # one deadline for both
+        return secure(sock, tls, server_name)
+    raise failed
 
 
 def secure(sock: socket.socket, tls: ssl.SSLContext, host: str) -> socket.socket:

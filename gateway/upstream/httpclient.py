@@ -505,8 +505,10 @@ class HttpClient:
         where = f"{origin.host}:{origin.port}"
         try:
             if proxy is None:
-                address = self._address_now(origin)
-                sock = blocking_io.connect(address, origin.port, connect_s, tls, origin.host)
+                deadline = time.monotonic() + connect_s
+                address = self._address_now(origin, connect_s)
+                left = deadline - time.monotonic()  # one deadline, the lookup's time included
+                sock = blocking_io.connect(address, origin.port, left, tls, origin.host)
             else:
                 sock = self._tunnel_now(origin, proxy, connect_s)
         except TimeoutError as exc:
@@ -520,7 +522,8 @@ class HttpClient:
     def _tunnel_now(self, origin: Origin, proxy: Origin, connect_s: float) -> socket.socket:
         """`_tunnel` with blocking I/O: the socket, TLS inside the tunnel for https."""
         deadline = time.monotonic() + connect_s
-        sock = blocking_io.connect(self._address_now(proxy), proxy.port, connect_s, None, "")
+        address = self._address_now(proxy, connect_s)
+        sock = blocking_io.connect(address, proxy.port, deadline - time.monotonic(), None, "")
         where = f"{origin.host}:{origin.port}"
         tunnel = _Tunnel()
         transport = blocking_io.BlockingTransport(sock)
@@ -538,12 +541,11 @@ class HttpClient:
         sock.settimeout(max(deadline - time.monotonic(), 0.001))
         return blocking_io.secure(sock, self._ssl, origin.host)
 
-    def _address_now(self, origin: Origin) -> str:
-        """`_address`, resolved in this thread."""
+    def _address_now(self, origin: Origin, connect_s: float) -> str:
+        """`_address` with a blocking lookup (bounded by the connect timeout, as there)."""
         if self._guard is None:
             return origin.host
-        infos = socket.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
-        return self._allowed(origin, infos)
+        return self._allowed(origin, blocking_io.resolve(origin.host, origin.port, connect_s))
 
     async def _tunnel(self, origin: Origin, proxy: Origin, connect_s: float) -> _Connection:
         """A connection to `origin` through `proxy`'s CONNECT tunnel, TLS inside it for an

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 from cordon.errors import (
     ConnectError,
+    ConnectTimeout,
     HttpClientError,
     RemoteProtocolError,
     ResponseTimeout,
@@ -271,3 +273,39 @@ async def test_blocking_io_times_out_and_says_what_failed(
             await _post(HttpClient(), garbage_url)
 
     await _blocking(calls)
+
+
+@pytest.fixture
+def unanswered_lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A resolver that does not answer for one name (as when DNS is down): its lookups
+    hang until the test ends. The name is yielded."""
+    released, real = threading.Event(), socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        numeric_only = kwargs.get("flags", 0) & socket.AI_NUMERICHOST  # asks no resolver
+        if host == "provider.unanswered.test" and not numeric_only:
+            released.wait(20)
+            raise socket.gaierror("the test ended")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield "provider.unanswered.test"
+    released.set()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("guarded", [False, True], ids=["unguarded", "guarded"])
+@pytest.mark.parametrize("io", ["loop", "blocking"])
+async def test_a_lookup_that_never_answers_is_a_connect_timeout(
+    unanswered_lookups: str, io: str, guarded: bool
+) -> None:
+    """The connect timeout bounds the name's lookup too, in both I/O modes, with or
+    without the egress guard (which resolves the name itself to check every address)."""
+    url = f"http://{unanswered_lookups}:8080/v1/x"
+
+    async def call() -> None:
+        client = HttpClient(guard=(lambda address, host: None) if guarded else None)
+        with pytest.raises(ConnectTimeout, match=unanswered_lookups):
+            await client.request("POST", url, b"{}", {}, connect=0.3, first_byte=1, total=2)
+
+    await (_blocking(call) if io == "blocking" else call())
