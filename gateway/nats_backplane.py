@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from cordon.errors import RegionUnreachableError
@@ -130,9 +130,11 @@ class NatsBackplane:
 
 
 async def _last_write(kv: KeyValue, key: str) -> int:
-    """The stream sequence of `key`'s newest write (a delete's marker too), 0 if none."""
+    """The stream sequence of `key`'s newest write (a delete's marker too), 0 if none.
+    Read from the stream's leader: the bucket is made without direct reads
+    (`cordon.nats.streams`), which a lagging follower could answer."""
     try:
         entry = await kv.get(key)
-    except (KeyNotFoundError, KeyDeletedError) as exc:
+    except KeyNotFoundError as exc:  # nats.py says so of a deleted key too, with its marker
         entry = exc.entry
     return int(entry.revision or 0) if entry is not None else 0

@@ -411,10 +411,13 @@ async def regional_pack_history(stack: DevStack, region: str, name: str = "defau
         key = subjects.pack_key(name)
         # Not kv.history(): nats.py's watcher can put its end-of-history marker ahead of
         # the history, and history() then finds no keys. Read up to the key's last write.
-        last = (await kv.get(key)).revision or 0
+        try:
+            last = (await kv.get(key)).revision or 0
+        except nats.js.errors.KeyNotFoundError as exc:  # deleted last: its marker's number
+            last = exc.entry.revision if exc.entry is not None else 0
         watcher = await kv.watch(key, include_history=True)
         entries: list[Any] = []
-        while not entries or entries[-1].revision < last:
+        while last and (not entries or entries[-1].revision < last):
             entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
             if entry is not None:
                 entries.append(entry)

@@ -21,8 +21,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import ContextVar
 from typing import Any
 
@@ -121,31 +119,29 @@ def wait_work() -> None:
 
 def resolve(host: str, port: int, timeout: float) -> list[Any]:
     """`socket.getaddrinfo` for a TCP connection, answered within `timeout` seconds or
-    `TimeoutError`. An address is read at once; a name is looked up on a helper thread,
-    as the event loop does, since a lookup itself cannot be interrupted (one that answers
-    late is dropped)."""
+    `TimeoutError`. An address is read at once; a name is looked up on a daemon thread of
+    its own, as a lookup cannot be interrupted: one that answers late is dropped, and
+    holds up no other lookup, no fork and no exit."""
     try:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         pass  # a name
-    lookup = _lookups().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        return lookup.result(timeout=max(timeout, 0.001))
-    except FutureTimeout:
-        lookup.cancel()
-        raise TimeoutError(f"no address for {host} within {timeout:g} s") from None
+    answered = threading.Event()
+    answer: list[Any] = []
 
+    def look_up() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            answer.append(exc)
+        answered.set()
 
-_LOOKUPS: ThreadPoolExecutor | None = None
-_LOOKUPS_LOCK = threading.Lock()
-
-
-def _lookups() -> ThreadPoolExecutor:
-    global _LOOKUPS
-    with _LOOKUPS_LOCK:
-        if _LOOKUPS is None:
-            _LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cordon-dns")
-        return _LOOKUPS
+    threading.Thread(target=look_up, name=f"cordon-lookup-{host}", daemon=True).start()
+    if not answered.wait(max(timeout, 0.001)):
+        raise TimeoutError(f"no address for {host} within {timeout:g} s")
+    if isinstance(answer[0], OSError):
+        raise answer[0]
+    return list(answer[0])
 
 
 def connect(
@@ -156,16 +152,19 @@ def connect(
     seconds, the lookup included. `OSError` (or `TimeoutError`) if it could not be."""
     deadline = time.monotonic() + timeout
     failed: OSError = OSError(f"{host} resolves to no address")
-    for *_, address in resolve(host, port, timeout):
+    for family, kind, proto, _, address in resolve(host, port, timeout):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"connect to {host}:{port} timed out")
+        sock = socket.socket(family, kind, proto)
         try:
-            sock = socket.create_connection(address[:2], timeout=left)
-        except TimeoutError:
-            raise  # the whole deadline was this address's
-        except OSError as exc:  # refused, unreachable: the next address
-            failed = exc
+            sock.settimeout(left)
+            sock.connect(address)  # the whole address: an IPv6 one keeps its scope
+        except OSError as exc:
+            sock.close()
+            if isinstance(exc, TimeoutError):
+                raise  # the whole deadline was this address's
+            failed = exc  # refused, unreachable: the next address
             continue
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is None:

@@ -77,3 +77,22 @@ async def test_the_buckets_kept_revisions_are_history_and_a_later_write_is_not(
     finally:
         await updates.aclose()  # type: ignore[attr-defined]
         await backplane.close()
+
+
+@pytest.mark.timeout(30)
+async def test_a_pack_written_after_the_watch_began_on_an_empty_key_is_new(
+    bare_nats: NATS, jetstream_url: str
+) -> None:
+    kv = await _bucket(bare_nats)
+    name = f"empty-{uuid.uuid4().hex[:8]}"
+    backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
+    await backplane.connect()
+    updates = backplane.pack_updates(name)
+    try:
+        assert (await _next(updates)).value is None
+        await kv.put(subjects.pack_key(name), b"revision 1")
+        first = await _next(updates)
+        assert (first.value, first.replayed) == (b"revision 1", False)
+    finally:
+        await updates.aclose()  # type: ignore[attr-defined]
+        await backplane.close()

@@ -275,21 +275,29 @@ async def test_blocking_io_times_out_and_says_what_failed(
     await _blocking(calls)
 
 
-@pytest.fixture
-def unanswered_lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A resolver that does not answer for one name (as when DNS is down): its lookups
-    hang until the test ends. The name is yielded."""
-    released, real = threading.Event(), socket.getaddrinfo
+UNANSWERED = "provider.unanswered.test"
 
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        numeric_only = kwargs.get("flags", 0) & socket.AI_NUMERICHOST  # asks no resolver
-        if host == "provider.unanswered.test" and not numeric_only:
+
+@pytest.fixture
+def names(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[Any]]]:
+    """A resolver of our own for the names a test puts in the dict it is given, as the
+    system's would answer them (a numeric-only lookup of a name fails, asking no one);
+    `UNANSWERED` never answers (DNS down) until the test ends."""
+    released, real, known = threading.Event(), socket.getaddrinfo, {}
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != UNANSWERED and host not in known:
+            return real(host, port, *args, **kwargs)
+        flags = kwargs.get("flags", args[3] if len(args) > 3 else 0)
+        if flags & socket.AI_NUMERICHOST:
+            raise socket.gaierror(socket.EAI_NONAME, "not a numeric host")
+        if host == UNANSWERED:
             released.wait(20)
-            raise socket.gaierror("the test ended")
-        return real(host, *args, **kwargs)
+            raise socket.gaierror(socket.EAI_AGAIN, "the test ended")
+        return known[host]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield "provider.unanswered.test"
+    yield known
     released.set()
 
 
@@ -297,15 +305,38 @@ def unanswered_lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.mark.parametrize("guarded", [False, True], ids=["unguarded", "guarded"])
 @pytest.mark.parametrize("io", ["loop", "blocking"])
 async def test_a_lookup_that_never_answers_is_a_connect_timeout(
-    unanswered_lookups: str, io: str, guarded: bool
+    names: dict[str, list[Any]], io: str, guarded: bool
 ) -> None:
     """The connect timeout bounds the name's lookup too, in both I/O modes, with or
     without the egress guard (which resolves the name itself to check every address)."""
-    url = f"http://{unanswered_lookups}:8080/v1/x"
 
     async def call() -> None:
         client = HttpClient(guard=(lambda address, host: None) if guarded else None)
-        with pytest.raises(ConnectTimeout, match=unanswered_lookups):
+        with pytest.raises(ConnectTimeout, match=UNANSWERED):
+            url = f"http://{UNANSWERED}:8080/v1/x"
             await client.request("POST", url, b"{}", {}, connect=0.3, first_byte=1, total=2)
 
     await (_blocking(call) if io == "blocking" else call())
+
+
+@pytest.mark.parametrize("io", ["loop", "blocking"])
+async def test_a_names_addresses_are_tried_in_turn(
+    names: dict[str, list[Any]], serve: Callable[[Handler], Awaitable[str]], io: str
+) -> None:
+    """A name whose first address takes no connection (IPv6 first, the provider on IPv4
+    only) is reached at the next one."""
+    port = int((await serve(_kept_alive([]))).split(":")[2].split("/")[0])
+    stream = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+    names["two.addresses.test"] = [
+        (socket.AF_INET6, *stream, ("::1", port, 0, 0)),
+        (socket.AF_INET, *stream, ("127.0.0.1", port)),
+    ]
+
+    async def call() -> bytes:
+        client = HttpClient()
+        response = await _post(client, f"http://two.addresses.test:{port}/v1/x")
+        body: bytes = await response.read()  # type: ignore[attr-defined]
+        client.close()
+        return body
+
+    assert await (_blocking(call) if io == "blocking" else call()) == b"hello"
