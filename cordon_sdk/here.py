@@ -48,9 +48,21 @@ class _ThreadLoop:
 
 
 def _retire(loop: asyncio.AbstractEventLoop) -> None:
+    with contextlib.suppress(Exception):  # at exit, already closed, or another loop runs
+        _finish_pending(loop)
     forget_loop(loop)
-    with contextlib.suppress(Exception):  # at exit, or already closed
+    with contextlib.suppress(Exception):
         loop.close()
+
+
+def _finish_pending(loop: asyncio.AbstractEventLoop) -> None:
+    """Run what was scheduled on the loop and not yet run, for a second at most: while a
+    call is stepped the loop counts as running, and the application's own objects may
+    schedule their closing on it then (an `AsyncOpenAI` client the garbage collector
+    takes closes its connections in a task)."""
+    pending = asyncio.all_tasks(loop)
+    if pending:
+        loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
 
 
 class _Loops(threading.local):

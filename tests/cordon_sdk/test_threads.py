@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from cordon.log import envelope
-from cordon_sdk import govern, shutdown
+from cordon_sdk import govern, here, shutdown
 from gateway.records.local_log import LocalLog
 from tests.cordon_sdk.harness import EMAIL, ROOT, asking, seed, worker
 from tests.cordon_sdk.test_govern import cordon
@@ -171,6 +171,27 @@ def test_threads_that_made_calls_and_ended_leave_no_descriptors_behind(
     in_threads(30)
     assert len(os.listdir("/proc/self/fd")) - before < 5  # a loop and a socket each: 90
     shutdown()
+
+
+def test_what_an_application_scheduled_on_a_threads_loop_runs_before_the_loop_goes() -> None:
+    """While a call is stepped, its thread's loop counts as running, and the application's
+    objects may schedule work on it then (the SDK's `AsyncOpenAI` closes a client the
+    garbage collector takes in a task): that work runs when the thread ends, it is not
+    dropped unawaited."""
+    closed = threading.Event()
+
+    async def close_connections() -> None:
+        await asyncio.sleep(0)
+        closed.set()
+
+    def scheduled_during_a_call() -> None:
+        here._loop().create_task(close_connections())
+
+    thread = threading.Thread(target=scheduled_during_a_call)
+    thread.start()
+    thread.join(10)
+    gc.collect()
+    assert closed.is_set()
 
 
 def test_a_call_interrupted_while_its_provider_answers_ends_with_no_answer_and_no_record(
