@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -20,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from cordon.errors import RegionUnreachableError
 from cordon.nats import Endpoint, connect, streams, subjects
+from cordon.packs import signing
 from gateway.backplane import PackUpdate
 from gateway.records.sink import NatsSink, RecordSink
 
@@ -74,22 +76,28 @@ class NatsBackplane:
         self._xr_reconnected.clear()
         kv = await self.xr_nc.jetstream().key_value(subjects.POLICY_BUCKET)
         key = subjects.pack_key(pack_name)
-        # With history: a fresh replica takes the newest valid revision the bucket holds,
-        # not whatever was written last. What is history is told by the key's last write
-        # before the watch, not by the watcher's None marker: nats.py can put that marker
-        # ahead of the history it ends (its callback waits on the consumer info it checks).
+        # What is history is told by the key's last write before the watch, not by the
+        # watcher's None marker: nats.py can put that marker ahead of the history it ends
+        # (its callback waits on the consumer info it checks).
         replayed_to = await _last_write(kv, key)
         watcher = await kv.watch(key, include_history=True)
         self._watching = True
         try:
             yield PackUpdate(None)
+            # The bucket's kept revisions newest first: a fresh replica takes the newest
+            # valid one, not whatever was written last, and enforces no older one on the way.
+            kept, first_new = await _history(watcher, replayed_to)
+            for value in _newest_first(kept):
+                yield PackUpdate(value, replayed=True)
+            if first_new is not None:
+                yield PackUpdate(first_new)
             while not self._xr_reconnected.is_set():
                 try:
                     entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
                 except NatsTimeoutError:  # nothing new this second
                     continue
                 if entry is not None and entry.value is not None:
-                    yield PackUpdate(entry.value, replayed=entry.revision <= replayed_to)
+                    yield PackUpdate(entry.value)
         finally:
             self._watching = False
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
@@ -138,3 +146,33 @@ async def _last_write(kv: KeyValue, key: str) -> int:
     except KeyNotFoundError as exc:  # nats.py says so of a deleted key too, with its marker
         entry = exc.entry
     return int(entry.revision or 0) if entry is not None else 0
+
+
+async def _history(watcher: Any, replayed_to: int) -> tuple[list[bytes], bytes | None]:
+    """What the watch replays up to the key's last write before it began; and the first
+    newer write, if the kept history no longer held that one. A second without anything
+    ends it (a history cut short is what arrived)."""
+    kept: list[bytes] = []
+    while replayed_to:
+        try:
+            entry = await watcher.updates(timeout=1.0)
+        except NatsTimeoutError:
+            break
+        if entry is None or entry.value is None:  # nats.py's marker, wherever it lands
+            continue
+        if entry.revision > replayed_to:
+            return kept, entry.value
+        kept.append(entry.value)
+        if entry.revision == replayed_to:
+            break
+    return kept, None
+
+
+def _newest_first(values: list[bytes]) -> list[bytes]:
+    """By the revision each claims (checked when offered); what claims none, last."""
+
+    def claimed(value: bytes) -> int:
+        revision = signing.claimed(value)["revision"]
+        return revision if isinstance(revision, int) else -1
+
+    return sorted(values, key=claimed, reverse=True)

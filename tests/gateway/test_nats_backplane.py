@@ -5,6 +5,7 @@ the bucket still holds for a new one (and refuse it, alarming its SREs)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -93,6 +94,39 @@ async def test_a_pack_written_after_the_watch_began_on_an_empty_key_is_new(
         await kv.put(subjects.pack_key(name), b"revision 1")
         first = await _next(updates)
         assert (first.value, first.replayed) == (b"revision 1", False)
+    finally:
+        await updates.aclose()  # type: ignore[attr-defined]
+        await backplane.close()
+
+
+def _claiming(revision: int) -> bytes:
+    """A stored pack as far as its claim goes (the replica checks the rest when offered)."""
+    return json.dumps({"statement": json.dumps({"revision": revision})}).encode()
+
+
+@pytest.mark.parametrize("race", [False, True], ids=["in-order", "marker-first"])
+@pytest.mark.timeout(30)
+async def test_the_kept_revisions_come_newest_first_so_no_older_one_is_enforced_on_the_way(
+    bare_nats: NATS, jetstream_url: str, race: bool, request: pytest.FixtureRequest
+) -> None:
+    """Written 5, 9, 7 (a stale revision written last): a fresh replica is offered 9
+    first, then 7 and 5 as history it will call stale; a later write comes as new."""
+    if race:
+        request.getfixturevalue("marker_first")
+    kv = await _bucket(bare_nats)
+    name = f"order-{uuid.uuid4().hex[:8]}"
+    for revision in (5, 9, 7):
+        await kv.put(subjects.pack_key(name), _claiming(revision))
+    backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
+    await backplane.connect()
+    updates = backplane.pack_updates(name)
+    try:
+        assert (await _next(updates)).value is None
+        kept = [await _next(updates) for _ in range(3)]
+        assert [(u.value, u.replayed) for u in kept] == [(_claiming(r), True) for r in (9, 7, 5)]
+        await kv.put(subjects.pack_key(name), _claiming(10))
+        later = await _next(updates)
+        assert (later.value, later.replayed) == (_claiming(10), False)
     finally:
         await updates.aclose()  # type: ignore[attr-defined]
         await backplane.close()
