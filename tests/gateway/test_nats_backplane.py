@@ -52,6 +52,32 @@ def marker_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(KeyValue, "watch", racing_watch)
 
 
+Offered = tuple[bytes | None, bool]  # a pack update's value, and whether it is history
+
+
+async def _replayed_then_new(
+    jetstream_url: str, kv: KeyValue, written: list[bytes], then: bytes
+) -> tuple[list[Offered], Offered]:
+    """`written` to a fresh key, then a replica's watch begins: what it replays; then
+    `then` is written: how that comes."""
+    name = f"pack-{uuid.uuid4().hex[:8]}"
+    key = subjects.pack_key(name)
+    for value in written:
+        await kv.put(key, value)
+    backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
+    await backplane.connect()
+    updates = backplane.pack_updates(name)
+    try:
+        assert (await _next(updates)).value is None  # the watch has started
+        kept = [await _next(updates) for _ in written]
+        await kv.put(key, then)
+        later = await _next(updates)
+    finally:
+        await updates.aclose()  # type: ignore[attr-defined]
+        await backplane.close()
+    return [(u.value, u.replayed) for u in kept], (later.value, later.replayed)
+
+
 @pytest.mark.parametrize("race", [False, True], ids=["in-order", "marker-first"])
 @pytest.mark.timeout(30)
 async def test_the_buckets_kept_revisions_are_history_and_a_later_write_is_not(
@@ -59,44 +85,18 @@ async def test_the_buckets_kept_revisions_are_history_and_a_later_write_is_not(
 ) -> None:
     if race:
         request.getfixturevalue("marker_first")
-    kv = await _bucket(bare_nats)
-    name = f"history-{uuid.uuid4().hex[:8]}"
-    for revision in (1, 2, 3):
-        await kv.put(subjects.pack_key(name), f"revision {revision}".encode())
-    backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
-    await backplane.connect()
-    updates = backplane.pack_updates(name)
-    try:
-        assert (await _next(updates)).value is None  # the watch has started
-        kept = [await _next(updates) for _ in range(3)]
-        assert [(u.value, u.replayed) for u in kept] == [
-            (f"revision {r}".encode(), True) for r in (1, 2, 3)
-        ]
-        await kv.put(subjects.pack_key(name), b"revision 4")
-        later = await _next(updates)
-        assert (later.value, later.replayed) == (b"revision 4", False)
-    finally:
-        await updates.aclose()  # type: ignore[attr-defined]
-        await backplane.close()
+    written = [f"revision {r}".encode() for r in (1, 2, 3)]
+    kept, later = await _replayed_then_new(jetstream_url, await _bucket(bare_nats), written, b"4")
+    assert kept == [(value, True) for value in written]  # claiming no revision: as written
+    assert later == (b"4", False)
 
 
 @pytest.mark.timeout(30)
 async def test_a_pack_written_after_the_watch_began_on_an_empty_key_is_new(
     bare_nats: NATS, jetstream_url: str
 ) -> None:
-    kv = await _bucket(bare_nats)
-    name = f"empty-{uuid.uuid4().hex[:8]}"
-    backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
-    await backplane.connect()
-    updates = backplane.pack_updates(name)
-    try:
-        assert (await _next(updates)).value is None
-        await kv.put(subjects.pack_key(name), b"revision 1")
-        first = await _next(updates)
-        assert (first.value, first.replayed) == (b"revision 1", False)
-    finally:
-        await updates.aclose()  # type: ignore[attr-defined]
-        await backplane.close()
+    kept, later = await _replayed_then_new(jetstream_url, await _bucket(bare_nats), [], b"1")
+    assert (kept, later) == ([], (b"1", False))
 
 
 def _claiming(revision: int) -> bytes:
@@ -113,20 +113,8 @@ async def test_the_kept_revisions_come_newest_first_so_no_older_one_is_enforced_
     first, then 7 and 5 as history it will call stale; a later write comes as new."""
     if race:
         request.getfixturevalue("marker_first")
+    written = [_claiming(r) for r in (5, 9, 7)]
     kv = await _bucket(bare_nats)
-    name = f"order-{uuid.uuid4().hex[:8]}"
-    for revision in (5, 9, 7):
-        await kv.put(subjects.pack_key(name), _claiming(revision))
-    backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
-    await backplane.connect()
-    updates = backplane.pack_updates(name)
-    try:
-        assert (await _next(updates)).value is None
-        kept = [await _next(updates) for _ in range(3)]
-        assert [(u.value, u.replayed) for u in kept] == [(_claiming(r), True) for r in (9, 7, 5)]
-        await kv.put(subjects.pack_key(name), _claiming(10))
-        later = await _next(updates)
-        assert (later.value, later.replayed) == (_claiming(10), False)
-    finally:
-        await updates.aclose()  # type: ignore[attr-defined]
-        await backplane.close()
+    kept, later = await _replayed_then_new(jetstream_url, kv, written, _claiming(10))
+    assert kept == [(_claiming(r), True) for r in (9, 7, 5)]
+    assert later == (_claiming(10), False)
