@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from cordon.errors import RegionUnreachableError
 from cordon.nats import Endpoint, connect, streams, subjects
@@ -28,6 +29,9 @@ from gateway.records.sink import NatsSink, RecordSink
 __all__ = ["NatsBackplane"]
 
 log = logging.getLogger("cordon.gateway")
+
+# How long a (re)started watch waits for the bucket's kept history before following on.
+REPLAY_WAIT_S = 10.0
 
 
 class NatsBackplane:
@@ -81,23 +85,23 @@ class NatsBackplane:
         # (its callback waits on the consumer info it checks).
         replayed_to = await _last_write(kv, key)
         watcher = await kv.watch(key, include_history=True)
-        self._watching = True
         try:
-            yield PackUpdate(None)
             # The bucket's kept revisions newest first: a fresh replica takes the newest
             # valid one, not whatever was written last, and enforces no older one on the way.
-            kept, first_new = await _history(watcher, replayed_to)
+            kept, newer = await _replay(watcher, replayed_to)
             for value in _newest_first(kept):
                 yield PackUpdate(value, replayed=True)
-            if first_new is not None:
-                yield PackUpdate(first_new)
+            self._watching = True
+            yield PackUpdate(None)  # live: what is enforced can be reported
+            if newer is not None:
+                yield PackUpdate(newer)
             while not self._xr_reconnected.is_set():
                 try:
                     entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
                 except NatsTimeoutError:  # nothing new this second
                     continue
-                if entry is not None and entry.value is not None:
-                    yield PackUpdate(entry.value)
+                if _is_pack(entry):  # history arriving after the replay's wait is history
+                    yield PackUpdate(entry.value, replayed=entry.revision <= replayed_to)
         finally:
             self._watching = False
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
@@ -148,24 +152,33 @@ async def _last_write(kv: KeyValue, key: str) -> int:
     return int(entry.revision or 0) if entry is not None else 0
 
 
-async def _history(watcher: Any, replayed_to: int) -> tuple[list[bytes], bytes | None]:
-    """What the watch replays up to the key's last write before it began; and the first
-    newer write, if the kept history no longer held that one. A second without anything
-    ends it (a history cut short is what arrived)."""
+async def _replay(watcher: Any, replayed_to: int) -> tuple[list[bytes], bytes | None]:
+    """The packs the watch replays up to the key's last write before it began (the kept
+    history); and the first newer write, if the history no longer held that one (trimmed
+    since). At most `REPLAY_WAIT_S`: what comes later is offered as it arrives."""
     kept: list[bytes] = []
-    while replayed_to:
+    deadline = time.monotonic() + REPLAY_WAIT_S
+    while replayed_to and (left := deadline - time.monotonic()) > 0:
         try:
-            entry = await watcher.updates(timeout=1.0)
+            entry = await watcher.updates(timeout=min(left, 1.0))
         except NatsTimeoutError:
-            break
-        if entry is None or entry.value is None:  # nats.py's marker, wherever it lands
+            continue
+        if entry is None:  # nats.py's end-of-history marker, wherever it lands
             continue
         if entry.revision > replayed_to:
-            return kept, entry.value
-        kept.append(entry.value)
+            return kept, entry.value if _is_pack(entry) else None
+        if _is_pack(entry):
+            kept.append(entry.value)
         if entry.revision == replayed_to:
             break
     return kept, None
+
+
+def _is_pack(entry: Any) -> bool:
+    """A write of a value: not nats.py's marker, nor a delete's or a purge's."""
+    return (
+        entry is not None and entry.value is not None and entry.operation not in (KV_DEL, KV_PURGE)
+    )
 
 
 def _newest_first(values: list[bytes]) -> list[bytes]:

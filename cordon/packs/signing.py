@@ -132,6 +132,8 @@ def claimed(data: bytes) -> dict[str, Any]:
     """What a signed pack says about itself, unverified: for naming what was refused."""
     try:
         statement = json.loads(json.loads(data)["statement"])
-        return {k: statement.get(k) for k in ("name", "revision", "hash")}
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # anything a stranger wrote
+        statement = None
+    if not isinstance(statement, dict):
         return {"name": None, "revision": None, "hash": None}
+    return {k: statement.get(k) for k in ("name", "revision", "hash")}

@@ -17,6 +17,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from cordon.nats import Endpoint, subjects
+from gateway import nats_backplane
 from gateway.backplane import PackUpdate
 from gateway.nats_backplane import NatsBackplane
 
@@ -53,23 +54,24 @@ def marker_first(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 Offered = tuple[bytes | None, bool]  # a pack update's value, and whether it is history
+Write = bytes | None  # a value put, or (None) the key deleted
 
 
 async def _replayed_then_new(
-    jetstream_url: str, kv: KeyValue, written: list[bytes], then: bytes
+    jetstream_url: str, kv: KeyValue, written: list[Write], then: bytes, replayed: int
 ) -> tuple[list[Offered], Offered]:
-    """`written` to a fresh key, then a replica's watch begins: what it replays; then
-    `then` is written: how that comes."""
+    """`written` to a fresh key, then a replica's watch begins: the `replayed` packs it
+    offers before it says it is live; then `then` is written: how that comes."""
     name = f"pack-{uuid.uuid4().hex[:8]}"
     key = subjects.pack_key(name)
     for value in written:
-        await kv.put(key, value)
+        await (kv.put(key, value) if value is not None else kv.delete(key))
     backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
     await backplane.connect()
     updates = backplane.pack_updates(name)
     try:
-        assert (await _next(updates)).value is None  # the watch has started
-        kept = [await _next(updates) for _ in written]
+        kept = [await _next(updates) for _ in range(replayed)]
+        assert (await _next(updates)).value is None  # live from here
         await kv.put(key, then)
         later = await _next(updates)
     finally:
@@ -85,8 +87,9 @@ async def test_the_buckets_kept_revisions_are_history_and_a_later_write_is_not(
 ) -> None:
     if race:
         request.getfixturevalue("marker_first")
-    written = [f"revision {r}".encode() for r in (1, 2, 3)]
-    kept, later = await _replayed_then_new(jetstream_url, await _bucket(bare_nats), written, b"4")
+    written: list[Write] = [f"revision {r}".encode() for r in (1, 2, 3)]
+    kv = await _bucket(bare_nats)
+    kept, later = await _replayed_then_new(jetstream_url, kv, written, b"4", replayed=3)
     assert kept == [(value, True) for value in written]  # claiming no revision: as written
     assert later == (b"4", False)
 
@@ -95,7 +98,8 @@ async def test_the_buckets_kept_revisions_are_history_and_a_later_write_is_not(
 async def test_a_pack_written_after_the_watch_began_on_an_empty_key_is_new(
     bare_nats: NATS, jetstream_url: str
 ) -> None:
-    kept, later = await _replayed_then_new(jetstream_url, await _bucket(bare_nats), [], b"1")
+    kv = await _bucket(bare_nats)
+    kept, later = await _replayed_then_new(jetstream_url, kv, [], b"1", replayed=0)
     assert (kept, later) == ([], (b"1", False))
 
 
@@ -113,8 +117,52 @@ async def test_the_kept_revisions_come_newest_first_so_no_older_one_is_enforced_
     first, then 7 and 5 as history it will call stale; a later write comes as new."""
     if race:
         request.getfixturevalue("marker_first")
-    written = [_claiming(r) for r in (5, 9, 7)]
+    written: list[Write] = [_claiming(r) for r in (5, 9, 7)]
     kv = await _bucket(bare_nats)
-    kept, later = await _replayed_then_new(jetstream_url, kv, written, _claiming(10))
+    kept, later = await _replayed_then_new(jetstream_url, kv, written, _claiming(10), 3)
     assert kept == [(_claiming(r), True) for r in (9, 7, 5)]
     assert later == (_claiming(10), False)
+
+
+@pytest.mark.timeout(30)
+async def test_a_deleted_key_replays_its_packs_and_not_the_delete(
+    bare_nats: NATS, jetstream_url: str
+) -> None:
+    """A delete (`nats kv del`) is not a pack: not offered, so not refused either."""
+    written: list[Write] = [_claiming(1), _claiming(2), None]
+    kv = await _bucket(bare_nats)
+    kept, later = await _replayed_then_new(jetstream_url, kv, written, _claiming(3), 2)
+    assert kept == [(_claiming(2), True), (_claiming(1), True)]
+    assert later == (_claiming(3), False)
+
+
+@pytest.mark.timeout(30)
+async def test_a_write_between_reading_the_last_one_and_the_watch_is_new(
+    bare_nats: NATS, jetstream_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key's last write is read, then the watch begins: a pack written in between
+    is offered as new, after the history and once the watch is live."""
+    kv = await _bucket(bare_nats)
+    read_last_write = nats_backplane._last_write
+
+    async def then_a_write(bucket: KeyValue, key: str) -> int:
+        last = await read_last_write(bucket, key)
+        await kv.put(key, _claiming(8))
+        return last
+
+    monkeypatch.setattr(nats_backplane, "_last_write", then_a_write)
+    name = f"between-{uuid.uuid4().hex[:8]}"
+    await kv.put(subjects.pack_key(name), _claiming(6))
+    backplane = NatsBackplane(Endpoint(jetstream_url), Endpoint(jetstream_url), "eu-west", "r1", 2)
+    await backplane.connect()
+    updates = backplane.pack_updates(name)
+    try:
+        offered = [await _next(updates) for _ in range(3)]
+    finally:
+        await updates.aclose()  # type: ignore[attr-defined]
+        await backplane.close()
+    assert [(u.value, u.replayed) for u in offered] == [
+        (_claiming(6), True),
+        (None, False),
+        (_claiming(8), False),
+    ]

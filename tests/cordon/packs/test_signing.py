@@ -184,3 +184,26 @@ def test_custom_detectors_and_lexicon_terms_extend_the_pack() -> None:
     )
     assert rules.detectors.found("see TCK-123456", ["ticket"]) == ["ticket"]
     assert rules.lexicon.found("I will SMASH the   printer", ["violence"]) == ["violence"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"[1]",
+        b'{"statement": "[1]"}',
+        b'{"statement": 7}',
+        b'{"statement": "' + b"[" * 100_000 + b'"}',
+        b"[" * 100_000,
+    ],
+    ids=["empty", "a-list", "statement-a-list", "statement-a-number", "deep-statement", "deep"],
+)
+def test_what_a_stranger_wrote_claims_nothing_and_raises_nothing(data: bytes) -> None:
+    """`claimed` names what was refused, and orders a bucket's replay: whatever sits in
+    the bucket, it answers (an exception there stopped the replica following policy)."""
+    assert signing.claimed(data) == {"name": None, "revision": None, "hash": None}
+
+
+def test_a_signed_pack_claims_its_name_and_revision() -> None:
+    claim = signing.claimed(signed(SEED_STYLE, revision=7))
+    assert (claim["name"], claim["revision"]) == ("pii", 7)
