@@ -131,7 +131,10 @@ async def test_bad_packs_are_refused_recorded_and_the_old_one_stays(
             owner_signed(stack, revision + 30, regions=("us-east",)),
             "is for regions ['us-east'], not eu-west",
         ),
-        ("broken", b'{"statement": "{not json', "not a signed pack"),
+        # A statement that is JSON but no object once stopped the replica's policy watch
+        # (naming what was refused raised): the cases after it show the watch goes on.
+        ("statement a list", b'{"statement": "[1]"}', "not a signed pack: 'signatures'"),
+        ("broken", b'{"statement": "{not json', "not a signed pack: Unterminated"),
     ]
     for label, data, reason in cases:
         before = rejections(endpoints)
