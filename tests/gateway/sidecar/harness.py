@@ -6,6 +6,7 @@ exactly as our users wrote them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -113,6 +114,12 @@ async def in_process_sidecar(
     sidecar = Sidecar(SidecarConfig.load(list(files), config_source))
     app = SidecarApp(sidecar)
     await sidecar.start()  # what the ASGI lifespan does (served here without one)
+    # Ready once its log is open for records, on its loop a moment after start(), as a
+    # deployment's readiness probe waits for it.
+    for _ in range(1000):
+        if sidecar.runtime.ready:
+            break
+        await asyncio.sleep(0.01)
     try:
         async with (
             serve_in_loop(app) as url,
