@@ -13,12 +13,13 @@ Bounded: when full, appends fail loudly and the gateway falls back to failing cl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -105,11 +106,15 @@ class Spool:
         self.depth += 1
         self.oldest_ms = self.oldest_ms or now_ms
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Generator[Frame, None, None]:
         """Every whole frame not yet shipped, in order."""
         with self.path.open("rb") as handle:
             handle.seek(self.shipped_offset)
             yield from _read(handle)
+
+    def _first_unshipped(self) -> Frame | None:
+        with contextlib.closing(self._frames()) as frames:
+            return next(frames, None)
 
     def pending(self) -> list[Frame]:
         return list(self._frames())
@@ -117,15 +122,21 @@ class Spool:
     async def ship(self, publish: Callable[[str, bytes], Awaitable[object]]) -> int:
         """Publish pending records in order; stop at the first failure. Returns how many."""
         shipped = 0
-        try:
-            for frame in self.pending():
-                await publish(frame.msg_id, frame.data)
-                self._save_offset(frame.end)
-                shipped += 1
-                self.depth -= 1
-        finally:
-            remaining = self.pending() if self.depth else []
-            self.oldest_ms = remaining[0].spooled_ms if remaining else None
+        trying: Frame | None = None
+        # Read as shipped: an attempt that fails at once (the stream still away, every
+        # half second, under the lock callers spool under) reads one frame, not them all.
+        with contextlib.closing(self._frames()) as frames:
+            try:
+                for trying in frames:
+                    await publish(trying.msg_id, trying.data)
+                    self._save_offset(trying.end)
+                    trying = None
+                    shipped += 1
+                    self.depth -= 1
+            finally:
+                # Appended while shipping, after this reader's end: read them again.
+                oldest = trying or (self._first_unshipped() if self.depth else None)
+                self.oldest_ms = oldest.spooled_ms if oldest else None
         if self.depth == 0 and shipped:
             # Offset first: a crash before the truncation re-ships records under their
             # own ids (the stream drops them); the other order would skip new ones.

@@ -180,6 +180,34 @@ async def test_shipping_stops_at_the_first_failure_and_resumes_there(tmp_path: P
     assert sent[-2:] == ["id1", "id2"] and restarted.depth == 0
 
 
+async def test_records_spooled_while_shipping_are_shipped_too_or_stay_the_oldest(
+    tmp_path: Path,
+) -> None:
+    """Shipping reads the spool as it goes: a record spooled meanwhile (another call,
+    the stream still refusing some) is shipped in the same pass, and when the pass stops,
+    the spool's oldest is the record it stopped at."""
+    spool = Spool(tmp_path / "s.spool")
+    spool.append("id0", b"record 0")
+    sent: list[str] = []
+
+    async def meanwhile(msg_id: str, data: bytes) -> None:
+        if msg_id == "id0":
+            spool.append("id1", b"record 1")  # during the pass
+        if msg_id == "id2":
+            raise RuntimeError("stream away again")
+        sent.append(msg_id)
+
+    assert await spool.ship(meanwhile) == 2
+    assert sent == ["id0", "id1"] and spool.depth == 0 and spool.oldest_ms is None
+    spool.append("id2", b"record 2")
+    spool.append("id3", b"record 3")
+    first = spool.oldest_ms
+    with pytest.raises(RuntimeError):
+        await spool.ship(meanwhile)
+    assert spool.depth == 2 and spool.oldest_ms == first
+    assert [frame.msg_id for frame in Spool(tmp_path / "s.spool").pending()] == ["id2", "id3"]
+
+
 @pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_nats_killed_mid_load_every_fail_open_answer_lands_exactly_once(
     stack: DevStack, endpoints: dict[str, Any], replica: str
