@@ -128,13 +128,15 @@ class Spool:
         with contextlib.closing(self._frames()) as frames:
             try:
                 for trying in frames:
+                    self.oldest_ms = trying.spooled_ms  # a long pass's age stays true
                     await publish(trying.msg_id, trying.data)
                     self._save_offset(trying.end)
                     trying = None
                     shipped += 1
                     self.depth -= 1
             finally:
-                # Appended while shipping, after this reader's end: read them again.
+                # Records spooled during the pass were read by it; a reader stopped early
+                # (a frame that did not check out) leaves the first one to be read again.
                 oldest = trying or (self._first_unshipped() if self.depth else None)
                 self.oldest_ms = oldest.spooled_ms if oldest else None
         if self.depth == 0 and shipped:

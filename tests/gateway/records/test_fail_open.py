@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from cordon.log.keys import SigningKey
 from cordon_dev.procs import wait_for_http
 from cordon_dev.stack import DevStack
 from gateway.records import NatsSink, Recorder
+from gateway.records import spool as spool_module
 from gateway.records.spool import HEADER, Spool
 from tests.helpers import (
     enforce,
@@ -200,12 +202,38 @@ async def test_records_spooled_while_shipping_are_shipped_too_or_stay_the_oldest
     assert await spool.ship(meanwhile) == 2
     assert sent == ["id0", "id1"] and spool.depth == 0 and spool.oldest_ms is None
     spool.append("id2", b"record 2")
+    time.sleep(0.002)  # a later millisecond: the oldest is told apart
     spool.append("id3", b"record 3")
-    first = spool.oldest_ms
     with pytest.raises(RuntimeError):
         await spool.ship(meanwhile)
-    assert spool.depth == 2 and spool.oldest_ms == first
-    assert [frame.msg_id for frame in Spool(tmp_path / "s.spool").pending()] == ["id2", "id3"]
+    left = Spool(tmp_path / "s.spool").pending()
+    assert [frame.msg_id for frame in left] == ["id2", "id3"] and spool.depth == 2
+    assert spool.oldest_ms == left[0].spooled_ms < left[1].spooled_ms
+
+
+async def test_a_pass_the_stream_refuses_at_once_reads_one_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the stream is away a pass runs every half second, under the lock calls spool
+    under: it reads the record it tries, not the whole spool."""
+    spool = Spool(tmp_path / "s.spool")
+    for i in range(50):
+        spool.append(f"id{i}", b"x" * 1000)
+    read: list[str] = []
+    frames = spool_module._read
+
+    def counted(handle: Any) -> Any:
+        for frame in frames(handle):
+            read.append(frame.msg_id)
+            yield frame
+
+    async def away(msg_id: str, data: bytes) -> None:
+        raise RuntimeError("stream away")
+
+    monkeypatch.setattr(spool_module, "_read", counted)
+    with pytest.raises(RuntimeError):
+        await spool.ship(away)
+    assert read == ["id0"] and spool.depth == 50
 
 
 @pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
