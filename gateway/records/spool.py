@@ -130,10 +130,11 @@ class Spool:
                 for trying in frames:
                     self.oldest_ms = trying.spooled_ms  # a long pass's age stays true
                     await publish(trying.msg_id, trying.data)
-                    self._save_offset(trying.end)
-                    trying = None
+                    self._replace_offset(trying.end)
+                    trying = None  # shipped, as the offset now says: counted so at once
                     shipped += 1
                     self.depth -= 1
+                    self._sync_directory()
             finally:
                 # Records spooled during the pass were read by it; a reader stopped early
                 # (a frame that did not check out) leaves the first one to be read again.
@@ -147,12 +148,18 @@ class Spool:
         return shipped
 
     def _save_offset(self, offset: int) -> None:
+        self._replace_offset(offset)
+        self._sync_directory()
+
+    def _replace_offset(self, offset: int) -> None:
         temporary = self._offset_path.with_suffix(".shipped.tmp")
         with temporary.open("w") as handle:
             handle.write(str(offset))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self._offset_path)
+
+    def _sync_directory(self) -> None:
         directory = os.open(self._offset_path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)

@@ -236,6 +236,34 @@ async def test_a_pass_the_stream_refuses_at_once_reads_one_record(
     assert read == ["id0"] and spool.depth == 50
 
 
+async def test_a_failed_directory_sync_after_a_shipped_record_still_counts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offset file was replaced, its directory's fsync failed (a dying disk): that
+    record is shipped as the offset says, so the spool empties on the next pass instead
+    of holding new records behind a count one too high."""
+    spool = Spool(tmp_path / "s.spool")
+    for i in range(3):
+        spool.append(f"id{i}", b"record")
+    sync = Spool._sync_directory
+    failures = [OSError("EIO")]
+
+    def fails_once(self: Spool) -> None:
+        if failures:
+            raise failures.pop()
+        sync(self)
+
+    async def accepted(msg_id: str, data: bytes) -> None:
+        return None
+
+    monkeypatch.setattr(Spool, "_sync_directory", fails_once)
+    with pytest.raises(OSError):
+        await spool.ship(accepted)
+    assert spool.depth == 2
+    assert await spool.ship(accepted) == 2
+    assert spool.depth == 0 and spool.pending() == [] and spool.oldest_ms is None
+
+
 @pytest.mark.timeout(120)  # a NATS outage drill: stops, waits out, restarts a server
 async def test_nats_killed_mid_load_every_fail_open_answer_lands_exactly_once(
     stack: DevStack, endpoints: dict[str, Any], replica: str
