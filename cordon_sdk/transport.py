@@ -346,13 +346,13 @@ def transports_for(http: ModuleType) -> tuple[type[Any], type[Any]]:
             timeouts = request.extensions.get("timeout")
             engine = governor.engine  # screened: alive, in this process
             body = request.read()
+            scope = governor.scope(route, request.headers.raw, timeouts)
             if engine.serves_here and b'"stream"' not in body and usable_here():
-                scope = governor.scope(route, request.headers.raw, timeouts)
                 served = serve_here(engine.app, scope, body, engine.sign_ahead)
                 return _answered(http, request, served)
             inbox = Inbox()
             exchange = Exchange(engine.loop, body, inbox.batches.put)
-            exchange.begin(engine.app, governor.scope(route, request.headers.raw, timeouts))
+            exchange.begin(engine.app, scope)
             wait = governor.wait_s(timeouts)
             try:
                 first = inbox.get(wait)

@@ -70,7 +70,7 @@ class Detector:
 
     def finds(self, text: str) -> bool:
         """Whether it finds anything in `text` (`finditer`, without making one)."""
-        if self.hint is not None and not self.hint(text):
+        if not self.may_match(text):
             return False
         if self.check is None:
             return self.pattern.search(text) is not None

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import concurrent.futures
 import errno
 import hashlib
 import json
@@ -151,37 +152,11 @@ class _Segment:
             self.subjects[subject] = span
 
 
-class _Answer:
-    """An append's answer outside any event loop (`LocalLog.append_now`): settled
-    before the append returns, so it never needs waiting for."""
-
-    __slots__ = ("_error", "_seq")
-
-    def __init__(self) -> None:
-        self._seq: int | None = None
-        self._error: BaseException | None = None
-
-    def done(self) -> bool:
-        return self._seq is not None or self._error is not None
-
-    def set_result(self, seq: int) -> None:
-        self._seq = seq
-
-    def set_exception(self, error: BaseException) -> None:
-        self._error = error
-
-    def result(self) -> int:
-        if self._error is not None:
-            raise self._error
-        assert self._seq is not None, "an in-line append is settled before it returns"
-        return self._seq
-
-
 class _Pending(NamedTuple):
     subject: str
     data: bytes
     msg_id: str
-    done: asyncio.Future[int] | _Answer
+    done: asyncio.Future[int] | concurrent.futures.Future[int]  # the latter: in-line
 
 
 @dataclass
@@ -445,7 +420,7 @@ class LocalLog:
             seq = self._append_one(subject, data, msg_id)
             if seq is not None:
                 return seq
-            answer = _Answer()
+            answer: concurrent.futures.Future[int] = concurrent.futures.Future()
             try:
                 rolled = self._commit_inline([_Pending(subject, data, msg_id, answer)])
             except BaseException as exc:
@@ -538,7 +513,7 @@ class LocalLog:
             _fail(waiting, exc)
             return
         if self._answer(chunks, waiting):
-            await self._after_roll(flush=False)
+            await self._after_roll()
 
     def _commit_inline(self, batch: list[_Pending]) -> bool:
         """With `sync_interval_s`, a batch written and answered without leaving the
@@ -562,7 +537,7 @@ class LocalLog:
     def _written_unsynced(self) -> None:
         """Frames were written without an fsync: the interval's syncer sees to them."""
         self._unsynced = True
-        if self._syncer is None and not self._syncer_asked:
+        if not self._syncer_asked:
             self._syncer_asked = True
             call_on(self._owner, self._start_syncer)
 
@@ -575,17 +550,15 @@ class LocalLog:
                 pending.done.set_result(seq)
         return rolled
 
-    async def _after_roll(self, flush: bool = True) -> None:
+    async def _after_roll(self) -> None:
         """A finished segment's summary, then retention, again for each roll made
-        meanwhile; then (`flush`) the appends that queued meanwhile."""
+        meanwhile."""
         self._rolled_again = True
         while self._rolled_again:
             self._rolled_again = False
             await self._summarize()
             if self.max_bytes is not None or self.max_age_s is not None:
                 self.enforce_retention()
-        if flush:
-            await self._flush()
 
     async def _summarize(self) -> None:
         """Summaries of the segments a roll finished, once their appends are answered: a

@@ -343,16 +343,12 @@ def forget_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _close_on(loop: asyncio.AbstractEventLoop, connection: _Connection) -> None:
-    """Close `connection` on its own loop: from another thread, by that loop's hand."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop or not loop.is_running():  # a caller's loop between its calls
-        if not loop.is_closed():
-            connection.close()
-        return
-    call_on(loop, connection.close)
+    """Close `connection` on its own loop: from another thread, by that loop's hand; a
+    caller's loop between its calls (not running) is closed here."""
+    if loop.is_running():
+        call_on(loop, connection.close)
+    elif not loop.is_closed():
+        connection.close()
 
 
 def _receive_now(
