@@ -403,6 +403,7 @@ async def regional_pack_history(stack: DevStack, region: str, name: str = "defau
     """The revisions written into `region`'s policy bucket, oldest first (the bucket
     keeps the last ten writes), read as the region's gateway identity."""
     from cordon.packs import signing
+    from gateway import nats_backplane
 
     assert stack.topology is not None
     nc = await stack.topology.regions[region].endpoint("xr", "gateway").connect()
@@ -411,10 +412,7 @@ async def regional_pack_history(stack: DevStack, region: str, name: str = "defau
         key = subjects.pack_key(name)
         # Not kv.history(): nats.py's watcher can put its end-of-history marker ahead of
         # the history, and history() then finds no keys. Read up to the key's last write.
-        try:
-            last = (await kv.get(key)).revision or 0
-        except nats.js.errors.KeyNotFoundError as exc:  # deleted last: its marker's number
-            last = exc.entry.revision if exc.entry is not None else 0
+        last = await nats_backplane._last_write(kv, key)
         watcher = await kv.watch(key, include_history=True)
         entries: list[Any] = []
         while last and (not entries or entries[-1].revision < last):

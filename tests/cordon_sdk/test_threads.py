@@ -20,7 +20,7 @@ import pytest
 from cordon.log import envelope
 from cordon_sdk import govern, here, shutdown
 from gateway.records.local_log import LocalLog
-from tests.cordon_sdk.harness import EMAIL, ROOT, asking, seed, worker
+from tests.cordon_sdk.harness import EMAIL, ROOT, asking, governed_openai, seed, worker
 from tests.cordon_sdk.test_govern import cordon
 from tests.gateway.sidecar.harness import real_provider_names
 
@@ -43,7 +43,7 @@ def test_calls_from_many_threads_and_an_async_client_each_leave_one_record_in_or
 ) -> None:
     config = seed("sidecar.yaml", tmp_path)
     base = f"{provider_url}/v1"
-    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+    client = governed_openai(provider_url, config)
     concurrent = govern(
         openai.AsyncOpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config
     )
@@ -62,8 +62,11 @@ def test_calls_from_many_threads_and_an_async_client_each_leave_one_record_in_or
             failures.append(exc)
 
     async def asynchronous() -> None:
-        async with concurrent:  # closed on its own loop, before that loop goes
-            await asynchronous_calls()
+        try:
+            async with concurrent:  # closed on its own loop, before that loop goes
+                await asynchronous_calls()
+        except BaseException as exc:  # reported below, with the rest
+            failures.append(exc)
 
     async def asynchronous_calls() -> None:
         for k in range(CALLS):
@@ -112,8 +115,7 @@ async def test_a_synchronous_client_called_inside_a_coroutine_is_governed(
 ) -> None:
     """This thread already runs a loop, so the call goes to the engine's thread."""
     config = seed("sidecar.yaml", tmp_path)
-    base = f"{provider_url}/v1"
-    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+    client = governed_openai(provider_url, config)
     raw = client.chat.completions.with_raw_response.create(
         model="mock-gpt", messages=asking(f"inside a coroutine, {EMAIL}")
     )
@@ -153,8 +155,7 @@ def test_threads_that_made_calls_and_ended_leave_no_descriptors_behind(
     """A server that starts a thread per request: each thread's loop and its kept-alive
     connection go when the thread does."""
     config = seed("sidecar.yaml", tmp_path)
-    base = f"{provider_url}/v1"
-    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+    client = governed_openai(provider_url, config)
 
     def one_call() -> None:
         client.chat.completions.create(model="mock-gpt", messages=asking("hello"))
@@ -203,8 +204,7 @@ def test_a_call_interrupted_while_its_provider_answers_ends_with_no_answer_and_n
     from gateway.upstream import blocking
 
     config = seed("sidecar.yaml", tmp_path)
-    base = f"{provider_url}/v1"
-    client = govern(openai.OpenAI(api_key="sk-app", base_url=base, max_retries=0), config=config)
+    client = governed_openai(provider_url, config)
     real_feed = blocking.feed_until
 
     def interrupted(*args: Any, **kwargs: Any) -> bool:

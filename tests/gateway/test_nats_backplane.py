@@ -81,7 +81,6 @@ async def _replayed_then_new(
 
 
 @pytest.mark.parametrize("race", [False, True], ids=["in-order", "marker-first"])
-@pytest.mark.timeout(30)
 async def test_the_buckets_kept_revisions_are_history_and_a_later_write_is_not(
     bare_nats: NATS, jetstream_url: str, race: bool, request: pytest.FixtureRequest
 ) -> None:
@@ -94,7 +93,6 @@ async def test_the_buckets_kept_revisions_are_history_and_a_later_write_is_not(
     assert later == (b"4", False)
 
 
-@pytest.mark.timeout(30)
 async def test_a_pack_written_after_the_watch_began_on_an_empty_key_is_new(
     bare_nats: NATS, jetstream_url: str
 ) -> None:
@@ -109,7 +107,6 @@ def _claiming(revision: int) -> bytes:
 
 
 @pytest.mark.parametrize("race", [False, True], ids=["in-order", "marker-first"])
-@pytest.mark.timeout(30)
 async def test_the_kept_revisions_come_newest_first_so_no_older_one_is_enforced_on_the_way(
     bare_nats: NATS, jetstream_url: str, race: bool, request: pytest.FixtureRequest
 ) -> None:
@@ -124,7 +121,6 @@ async def test_the_kept_revisions_come_newest_first_so_no_older_one_is_enforced_
     assert later == (_claiming(10), False)
 
 
-@pytest.mark.timeout(30)
 async def test_a_deleted_key_replays_its_packs_and_not_the_delete(
     bare_nats: NATS, jetstream_url: str
 ) -> None:
@@ -136,7 +132,6 @@ async def test_a_deleted_key_replays_its_packs_and_not_the_delete(
     assert later == (_claiming(3), False)
 
 
-@pytest.mark.timeout(30)
 async def test_a_write_between_reading_the_last_one_and_the_watch_is_new(
     bare_nats: NATS, jetstream_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

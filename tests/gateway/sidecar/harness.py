@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,9 @@ async def in_process_sidecar(
     await sidecar.start()  # what the ASGI lifespan does (served here without one)
     # Ready once its log is open for records, on its loop a moment after start(), as a
     # deployment's readiness probe waits for it.
-    for _ in range(1000):
-        if sidecar.runtime.ready:
-            break
+    deadline = time.monotonic() + 10
+    while not sidecar.runtime.ready:
+        assert time.monotonic() < deadline, "the sidecar was not ready within 10 s"
         await asyncio.sleep(0.01)
     try:
         async with (
